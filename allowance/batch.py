@@ -1,0 +1,308 @@
+"""Draft a batch: entitlement minus ledger → payment, recovery and no-card lines (SPEC §4, §5).
+
+One mechanism serves every run: for a window of due months, compute each person's
+entitlement per month, subtract what the ledger holds for that person-month, and turn the
+differences into lines. Positive differences are paid (NEW, CONTINUING, BAND_CHANGE, ARREARS,
+REISSUE); negative ones are listed for the district to recover (RECOVERY), never netted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from allowance import __version__
+from allowance.entitlement import person_months, without_decisions
+from allowance.errors import RefusedError, UserError
+from allowance.ledger import Ledger
+from allowance.months import fmt, month_date_expr, month_index, quarter_label
+from allowance.registry import Validated
+from allowance.rules import Rules
+
+LINE_COLUMNS = [
+    "batch_id", "line_id", "line_type", "person_id", "name", "district_code", "channel", "card_no",
+    "period_from", "period_to", "months", "amount_fen", "municipal_fen", "district_fen",
+    "reason", "cause", "rules_version",
+]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The due months of a run, as month indexes (inclusive). Empty when first > last."""
+
+    kind: str  # quarterly | supplement
+    first: int
+    last: int
+    current_from: int  # months before this are arrears
+    quarter: str | None
+    expired_before: int  # months before this are outside the retroactive window
+
+    @property
+    def empty(self) -> bool:
+        return self.first > self.last
+
+
+def window_for(kind: str, as_of: dt.date, ledger: Ledger, rules: Rules, quarter: tuple[int, int] | None) -> Window:
+    """SPEC §4: quarterly = retroactive start … end of the quarter; supplement = retroactive
+    start … end of the latest pre-disbursed quarter (nothing before the first one)."""
+    as_of_mi = month_index(as_of)
+    opening = ledger.opening_month
+    if kind == "quarterly":
+        assert quarter is not None
+        q_first, q_last = quarter
+        if q_first > as_of_mi + 1:
+            raise UserError(
+                f"quarter {quarter_label(q_first)} starts after {fmt(as_of_mi + 1)}; a quarter is "
+                f"pre-disbursed from its first month (四 按季度预拨), as-of is {as_of}"
+            )
+        if q_last < opening:
+            raise UserError(f"quarter {quarter_label(q_first)} ends before the ledger's opening month {fmt(opening)}")
+        last, current_from, label = q_last, q_first, quarter_label(q_first)
+    else:
+        latest = ledger.latest_published_quarter_end()
+        if latest is None:
+            return Window(kind, 1, 0, 1, None, opening)
+        last, current_from, label = latest, latest - 2, quarter_label(latest)
+    # 四 追溯期: the engine rule `retro_months` of the version in force at the window's end.
+    retro = rules.at(last).retro_months.value
+    expired_before = max(opening, as_of_mi - retro)
+    return Window(kind, max(expired_before, opening), last, current_from, label, expired_before)
+
+
+@dataclass
+class Draft:
+    batch: dict[str, Any]
+    lines: pl.DataFrame
+    months: pl.DataFrame
+    no_card: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, base_seq: int, rules: Rules) -> str:
+    """Deterministic: the same run on the same ledger state gets the same id (rerun-safe)."""
+    rules_fp = json.dumps([v.model_dump(mode="json") for v in rules.versions], sort_keys=True)
+    h = hashlib.sha256(
+        f"{kind}|{window.quarter}|{window.first}|{window.last}|{as_of}|{registry_sha}|{base_seq}|{rules_fp}".encode()
+    ).hexdigest()[:8]
+    tag = window.quarter if kind == "quarterly" else f"{as_of:%Y%m%d}"
+    return f"{'Q' if kind == 'quarterly' else 'S'}{tag}-{h}"
+
+
+def diff_frame(
+    clean: pl.DataFrame, rules: Rules, window: Window, ledger_net: pl.DataFrame, blocked: pl.DataFrame
+) -> pl.DataFrame:
+    """Per (pkey, month) in the window where entitlement ≠ ledger: the signed difference in fen.
+
+    `clean` carries pkey and person_id; `ledger_net` is person_id, month_idx, net_fen,
+    reversed. People in the ledger but not in the clean extract (quarantined or absent) are
+    left alone: no facts, no payment and no recovery.
+    """
+    ids = clean.lazy().select("pkey", "person_id")
+    ent = person_months(clean.lazy(), rules, window.first, window.last)
+    if blocked.height:
+        ent = without_decisions(ent, blocked.lazy().join(ids, on="person_id").select("pkey", "from_mi", "to_mi"))
+    led = ledger_net.lazy().join(ids, on="person_id", how="inner").select("pkey", "month_idx", "net_fen", "reversed")
+    return (
+        ent.join(led, on=["pkey", "month_idx"], how="full", coalesce=True)
+        .with_columns(
+            ent_fen=pl.col("monthly_fen").fill_null(0),
+            net_fen=pl.col("net_fen").fill_null(0),
+            reversed=pl.col("reversed").fill_null(False),
+        )
+        .with_columns(diff_fen=pl.col("ent_fen") - pl.col("net_fen"))
+        .filter(pl.col("diff_fen") != 0)
+        .collect()
+    )
+
+
+def build_draft(
+    kind: str,
+    quarter: tuple[int, int] | None,
+    as_of: dt.date,
+    validated: Validated,
+    ledger: Ledger,
+    rules: Rules,
+) -> Draft:
+    """Compute a draft batch; pure with respect to files (the ledger is only read)."""
+    window = window_for(kind, as_of, ledger, rules, quarter)
+    base_seq = ledger.ledger_state_seq()
+    batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
+    clean = validated.clean.with_row_index("pkey")
+
+    if window.empty:
+        diff = pl.DataFrame(schema={"pkey": pl.UInt32, "month_idx": pl.Int32, "diff_fen": pl.Int64})
+        versions: list[str] = []
+    else:
+        versions = sorted({rules.at(m).id for m in range(window.first, window.last + 1)})
+        diff = diff_frame(clean, rules, window, ledger.net_paid(window.first, window.last), ledger.blocked())
+
+    ever = ledger.ever_paid().join(clean.select("pkey", "person_id"), on="person_id").select("pkey", "last_paid_fen")
+    people = clean.select("pkey", "person_id", "name", "district_code", "channel", "card_no", "death_date",
+                          "hukou_out_date")
+    version_of = pl.DataFrame(
+        {"month_idx": list(range(window.first, window.last + 1)),
+         "v": [rules.at(m).id for m in range(window.first, window.last + 1)],
+         "num": [rules.at(m).funding.municipal for m in range(window.first, window.last + 1)],
+         "den": [rules.at(m).funding.municipal + rules.at(m).funding.district
+                 for m in range(window.first, window.last + 1)]},
+        schema={"month_idx": pl.Int32, "v": pl.String, "num": pl.Int64, "den": pl.Int64},
+    )
+    d = (
+        diff.lazy()
+        .join(version_of.lazy(), on="month_idx", how="left")
+        .join(people.lazy(), on="pkey", how="left")
+        .with_columns(
+            line_type=pl.when(pl.col("diff_fen") > 0).then(pl.lit("PAYMENT")).otherwise(pl.lit("RECOVERY")),
+            district_part=pl.col("diff_fen").sign()
+            * (pl.col("diff_fen").abs() * (pl.col("den") - pl.col("num")) // pl.col("den")),
+        )
+        .collect()
+    )
+    pay = d.filter(pl.col("line_type") == "PAYMENT")
+    no_card_months = pay.filter(pl.col("channel").is_null())
+    line_months = pl.concat([pay.filter(pl.col("channel").is_not_null()), d.filter(pl.col("line_type") == "RECOVERY")])
+
+    grouped = (
+        line_months.lazy()
+        .join(ever.lazy(), on="pkey", how="left")
+        .group_by("pkey", "line_type")
+        .agg(
+            pl.first("person_id", "name", "district_code", "channel", "card_no", "death_date", "hukou_out_date",
+                     "last_paid_fen"),
+            pl.col("month_idx").min().alias("from_mi"),
+            pl.col("month_idx").max().alias("to_mi"),
+            pl.len().cast(pl.Int32).alias("months"),
+            pl.col("diff_fen").sum().alias("amount_fen"),
+            pl.col("district_part").sum().alias("district_fen"),
+            pl.col("reversed").any().alias("any_reversed"),
+            ((pl.col("net_fen") > 0) & (pl.col("diff_fen") > 0)).any().alias("any_topup"),
+            (pl.col("month_idx") < window.current_from).any().alias("any_arrears"),
+            (pl.col("ent_fen") != pl.col("last_paid_fen")).any().alias("amount_changed"),
+            pl.col("v").unique().sort().str.join("+").alias("rules_version"),
+            (pl.col("ent_fen") > 0).all().alias("still_entitled"),
+            pl.col("month_idx").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
+        )
+        .collect()
+    )
+    death_mi = pl.col("death_date").dt.year().cast(pl.Int32) * 12 + pl.col("death_date").dt.month().cast(pl.Int32) - 1
+    out_mi = (
+        pl.col("hukou_out_date").dt.year().cast(pl.Int32) * 12 + pl.col("hukou_out_date").dt.month().cast(pl.Int32) - 1
+    )
+    reason = (
+        pl.when(pl.col("line_type") == "RECOVERY").then(pl.lit("RECOVERY"))
+        .when(pl.col("any_reversed")).then(pl.lit("REISSUE"))
+        .when(pl.col("last_paid_fen").is_null()).then(pl.lit("NEW"))
+        .when(pl.col("any_topup")).then(pl.lit("BAND_CHANGE"))
+        .when(pl.col("any_arrears")).then(pl.lit("ARREARS"))
+        .when(pl.col("amount_changed")).then(pl.lit("BAND_CHANGE"))
+        .otherwise(pl.lit("CONTINUING"))
+    )
+    cause = (
+        pl.when(pl.col("line_type") != "RECOVERY").then(None)
+        .when(death_mi.is_not_null() & (pl.col("first_stop_mi") > death_mi)).then(pl.lit("DEATH"))
+        .when(out_mi.is_not_null() & (pl.col("first_stop_mi") > out_mi)).then(pl.lit("MIGRATION"))
+        .when(pl.col("still_entitled")).then(pl.lit("BIRTH_CORRECTION"))
+        .otherwise(pl.lit("NOT_ENTITLED"))
+    )
+    lines = (
+        grouped.with_columns(reason=reason, cause=cause)
+        .sort("line_type", "district_code", "channel", "person_id", descending=[False, False, False, False],
+              nulls_last=True)
+        .with_row_index("seq", offset=1)
+        .with_columns(
+            batch_id=pl.lit(batch_id),
+            line_id=pl.lit(batch_id + "-") + pl.col("seq").cast(pl.String).str.zfill(8),
+            period_from=month_date_expr("from_mi"),
+            period_to=month_date_expr("to_mi"),
+            municipal_fen=pl.col("amount_fen") - pl.col("district_fen"),
+        )
+    )
+    months = (
+        line_months.join(lines.select("pkey", "line_type", "line_id"), on=["pkey", "line_type"])
+        .select(
+            pl.lit(batch_id).alias("batch_id"), "line_id", "person_id", "month_idx",
+            pl.col("diff_fen").alias("amount_fen"),
+        )
+        .sort("line_id", "month_idx")
+    )
+    lines = lines.select(LINE_COLUMNS)
+    no_card = (
+        no_card_months.group_by("pkey")
+        .agg(
+            pl.first("person_id", "name", "district_code"),
+            pl.col("month_idx").min().alias("from_mi"),
+            pl.col("month_idx").max().alias("to_mi"),
+            pl.len().cast(pl.Int32).alias("months"),
+            pl.col("diff_fen").sum().alias("amount_fen"),
+        )
+        .sort("district_code", "person_id")
+        .select(
+            pl.lit(batch_id).alias("batch_id"), "person_id", "name", "district_code",
+            month_date_expr("from_mi").alias("period_from"), month_date_expr("to_mi").alias("period_to"),
+            "months", "amount_fen",
+        )
+    )
+    quarantine = validated.quarantine.select(pl.lit(batch_id).alias("batch_id"), pl.all())
+    check_lines(lines)
+
+    payments = lines.filter(pl.col("line_type") == "PAYMENT")
+    recoveries = lines.filter(pl.col("line_type") == "RECOVERY")
+    summary = {
+        "window": {"first": fmt(window.first), "last": fmt(window.last)} if not window.empty else None,
+        "registry": validated.summary(),
+        "payments": {"lines": payments.height, "amount_fen": int(payments["amount_fen"].sum())},
+        "recoveries": {"lines": recoveries.height, "amount_fen": int(recoveries["amount_fen"].sum())},
+        "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
+        "by_reason": {r: int(n) for r, n in lines.group_by("reason").len().sort("reason").iter_rows()},
+    }
+    batch = {
+        "batch_id": batch_id,
+        "kind": kind,
+        "quarter": window.quarter,
+        "as_of": as_of,
+        "first_month": None if window.empty else window.first,
+        "last_month": None if window.empty else window.last,
+        "status": "draft",
+        "base_seq": base_seq,
+        "registry_sha256": validated.sha256,
+        "rules_versions": "+".join(versions),
+        "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
+        "lines": payments.height,
+        "amount_fen": int(payments["amount_fen"].sum()),
+        "recovery_fen": int(recoveries["amount_fen"].sum()),
+        "summary": json.dumps(summary, ensure_ascii=False),
+    }
+    return Draft(batch, lines, months, no_card, quarantine)
+
+
+def check_lines(lines: pl.DataFrame) -> None:
+    """STYLE 10: checks on outputs before anything is stored or published."""
+    pay = lines.filter(pl.col("line_type") == "PAYMENT")
+    rec = lines.filter(pl.col("line_type") == "RECOVERY")
+    problems: list[str] = []
+    bad = pay.filter(pl.col("amount_fen") <= 0)
+    if bad.height:
+        problems.append(f"{bad.height} payment line(s) not positive, e.g. {bad['line_id'][0]}")
+    bad = rec.filter(pl.col("amount_fen") >= 0)
+    if bad.height:
+        problems.append(f"{bad.height} recovery line(s) not negative, e.g. {bad['line_id'][0]}")
+    dup = pay.group_by("person_id").len().filter(pl.col("len") > 1)
+    if dup.height:
+        problems.append(f"{dup.height} person(s) with two payment lines in one batch")
+    bad = lines.filter(pl.col("municipal_fen") + pl.col("district_fen") != pl.col("amount_fen"))
+    if bad.height:
+        problems.append(f"{bad.height} line(s) whose shares do not sum to the amount, e.g. {bad['line_id'][0]}")
+    bad = pay.filter(pl.col("channel").is_null() | pl.col("card_no").is_null())
+    if bad.height:
+        problems.append(f"{bad.height} payment line(s) without a card, e.g. {bad['line_id'][0]}")
+    if problems:
+        raise RefusedError("output checks failed: " + "; ".join(problems))
+
+
+def code_version() -> str:
+    return __version__

@@ -1,0 +1,46 @@
+"""`allowance batches …`: what batches exist and what is in one."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.ledger import Ledger
+from allowance.money import yuan
+
+app = typer.Typer(help="Batches in the ledger.", no_args_is_help=True)
+
+
+@app.command("list")
+@errors_as_messages
+def list_(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Every batch, newest first."""
+    with Ledger.use(ledger, read_only=True) as led:
+        df = led.df(
+            "select batch_id, kind, quarter, as_of, status, lines, amount_fen, recovery_fen, approved_by "
+            "from batches order by created_at desc, batch_id"
+        )
+    if json_:
+        emit_json({"batches": df.to_dicts()})
+        return
+    for r in df.iter_rows(named=True):
+        typer.echo(f"{r['batch_id']:<22} {r['kind']:<10} {r['status']:<9} as-of {r['as_of']}  "
+                   f"{r['lines']:>9,} lines {yuan(r['amount_fen']):>18} yuan  {r['approved_by'] or ''}")
+
+
+@app.command("show")
+@errors_as_messages
+def show(batch_id: Annotated[str, typer.Argument()], ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """One batch's summary."""
+    with Ledger.use(ledger, read_only=True) as led:
+        b = led.batch(batch_id)
+    b["summary"] = json.loads(b["summary"])
+    b.pop("manifest", None)
+    if json_:
+        emit_json({**b, "lines": b["lines"], "amount_fen": b["amount_fen"]})
+        return
+    for k, v in b.items():
+        typer.echo(f"{k:>16}: {v}")

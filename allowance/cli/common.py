@@ -1,0 +1,72 @@
+"""What every command shares: default paths, the error boundary, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from allowance import rules as rules_mod
+from allowance.constants import EXIT_FAILURE
+from allowance.errors import AllowanceError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LedgerOpt = Annotated[
+    Path,
+    typer.Option("--ledger", envvar="ALLOWANCE_LEDGER", help="Ledger file ($ALLOWANCE_LEDGER).", show_default=True),
+]
+OutOpt = Annotated[
+    Path, typer.Option("--out", envvar="ALLOWANCE_OUT", help="Output folder ($ALLOWANCE_OUT).", show_default=True)
+]
+RulesOpt = Annotated[
+    Path,
+    typer.Option("--rules", envvar="ALLOWANCE_RULES", help="Rules file or folder ($ALLOWANCE_RULES).",
+                 show_default=True),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+
+DEFAULT_LEDGER = Path("var/ledger.duckdb")
+DEFAULT_OUT = Path("out")
+DEFAULT_RULES = rules_mod.DEFAULT_RULES_DIR
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=code)
+
+
+def errors_as_messages(fn: F) -> F:
+    """The error boundary: a domain error is one line on stderr and its exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AllowanceError as e:
+            raise fail(str(e), e.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug, not a user mistake: still one line, trace on demand
+            if os.environ.get("ALLOWANCE_DEBUG"):
+                traceback.print_exc(file=sys.stderr)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise fail(f"internal error: {type(e).__name__}: {first} (set ALLOWANCE_DEBUG=1 for details)",
+                       EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def load_rules(path: Path) -> rules_mod.Rules:
+    return rules_mod.load(path)

@@ -1,0 +1,51 @@
+"""`allowance ledger …`: open the ledger once; show its state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.ledger import Ledger
+from allowance.months import fmt, parse_month
+
+app = typer.Typer(help="The ledger of what was paid.", no_args_is_help=True)
+
+
+@app.command("open")
+@errors_as_messages
+def open_(
+    opening_month: Annotated[str, typer.Option(help="First month this engine pays, YYYY-MM.")],
+    ledger: LedgerOpt = DEFAULT_LEDGER,
+    json_: JsonOpt = False,
+) -> None:
+    """Open a new ledger. Earlier months belonged to the previous system. Refuses a second opening."""
+    mi = parse_month(opening_month)
+    Ledger.create(ledger, mi).close()
+    if json_:
+        emit_json({"ledger": str(ledger), "opening_month": fmt(mi)})
+    else:
+        typer.echo(f"opened {ledger} with opening month {fmt(mi)}")
+
+
+@app.command("status")
+@errors_as_messages
+def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Opening month, batches and the person-months held."""
+    with Ledger.use(ledger, read_only=True) as led:
+        row = led.run("select count(*), coalesce(sum(amount_fen),0), count(distinct person_id) from entries")[0]
+        nb = led.run("select status, count(*) from batches group by status order by status")
+        info = {
+            "ledger": str(ledger),
+            "opening_month": fmt(led.opening_month),
+            "entries": int(row[0]),
+            "net_fen": int(row[1]),
+            "people": int(row[2]),
+            "batches": {s: int(n) for s, n in nb},
+        }
+    if json_:
+        emit_json(info)
+    else:
+        for k, v in info.items():
+            typer.echo(f"{k:>14}: {v}")

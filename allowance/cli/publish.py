@@ -1,0 +1,48 @@
+"""`allowance publish`: write a reviewed draft for the bank and record it in the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from allowance.cli.common import DEFAULT_LEDGER, DEFAULT_OUT, JsonOpt, LedgerOpt, OutOpt, emit_json, errors_as_messages
+from allowance.money import yuan
+from allowance.runs import publish_batch
+
+
+def district_table(funding: pl.DataFrame) -> list[str]:
+    """Per district: people paid, fen, municipal share, district share (七(二))."""
+    rows = [f"{'district':<16}{'people':>10}{'yuan':>18}{'municipal':>18}{'district':>18}"]
+    for r in funding.iter_rows(named=True):
+        rows.append(
+            f"{r['district_code']} {r['district_name']:<8}{r['lines']:>10,}{yuan(r['amount_fen']):>18}"
+            f"{yuan(r['municipal_fen']):>18}{yuan(r['district_fen']):>18}"
+        )
+    t = funding.select(pl.col("lines", "amount_fen", "municipal_fen", "district_fen").sum()).row(0, named=True)
+    rows.append(
+        f"{'total':<16}{t['lines']:>10,}{yuan(t['amount_fen']):>18}{yuan(t['municipal_fen']):>18}"
+        f"{yuan(t['district_fen']):>18}"
+    )
+    return rows
+
+
+@errors_as_messages
+def publish(
+    batch_id: Annotated[str, typer.Argument(help="The draft batch to publish.")],
+    approved_by: Annotated[str, typer.Option("--approved-by", help="Who approved it (kept in the ledger).")],
+    ledger: LedgerOpt = DEFAULT_LEDGER,
+    out: OutOpt = DEFAULT_OUT,
+    json_: JsonOpt = False,
+) -> None:
+    """五: publish an approved draft: bank files + ledger entries in one step; publishing twice is a no-op."""
+    res = publish_batch(batch_id, approved_by, ledger, out)
+    if json_:
+        emit_json(res.as_json())
+        return
+    typer.echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
+    assert res.out_dir is not None
+    for line in district_table(pl.read_parquet(res.out_dir / "funding.parquet")):
+        typer.echo("  " + line)
+    typer.echo(f"  files: {res.out_dir} (manifest.json lists every file with its SHA-256)")

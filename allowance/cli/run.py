@@ -1,0 +1,85 @@
+"""`allowance run …`: make a draft batch (entitlement minus ledger)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from allowance import registry
+from allowance.cli.common import (
+    DEFAULT_LEDGER,
+    DEFAULT_RULES,
+    JsonOpt,
+    LedgerOpt,
+    RulesOpt,
+    emit_json,
+    errors_as_messages,
+    load_rules,
+)
+from allowance.months import parse_date, parse_quarter, today_shanghai
+from allowance.money import yuan
+from allowance.runs import RunResult, draft_run
+
+app = typer.Typer(help="Make draft batches.", no_args_is_help=True)
+
+RegistryOpt = Annotated[Path, typer.Option("--registry", help="Registry extract (.parquet or .csv).")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="As-of date YYYY-MM-DD (default: today, Asia/Shanghai).")]
+MaxQOpt = Annotated[
+    float,
+    typer.Option("--max-quarantine-share", min=0.0, max=1.0, help="Refuse when more of the extract fails checks."),
+]
+
+
+def _report(res: RunResult, json_: bool) -> None:
+    if json_:
+        emit_json(res.as_json())
+        return
+    s = res.summary
+    reg = s["registry"]
+    typer.echo(f"draft {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
+    if s.get("window"):
+        typer.echo(f"  due months {s['window']['first']} … {s['window']['last']}")
+    else:
+        typer.echo("  nothing is due (no quarter pre-disbursed yet)")
+    typer.echo(f"  registry {reg['rows_in']} rows: {reg['clean']} clean, {reg['quarantined']} quarantined "
+               f"{reg['quarantine_by_reason']}, {reg['legacy_ids_upgraded']} legacy IDs upgraded")
+    typer.echo(f"  by reason {s['by_reason']}")
+    typer.echo(f"  recoveries {s['recoveries']['lines']} lines, {yuan(-s['recoveries']['amount_fen'])} yuan; "
+               f"no card {s['no_card']['people']} people, {yuan(s['no_card']['amount_fen'])} yuan")
+    typer.echo(f"  review, then: allowance publish {res.batch_id} --approved-by NAME")
+
+
+@app.command("quarterly")
+@errors_as_messages
+def quarterly(
+    quarter: Annotated[str, typer.Option(help="Quarter to pre-disburse, e.g. 2025Q3.")],
+    registry_path: RegistryOpt,
+    as_of: AsOfOpt = None,
+    ledger: LedgerOpt = DEFAULT_LEDGER,
+    rules: RulesOpt = DEFAULT_RULES,
+    max_quarantine_share: MaxQOpt = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+    json_: JsonOpt = False,
+) -> None:
+    """Quarterly pre-disbursement (四 按季度预拨): due months from the retroactive start to the quarter's end."""
+    q = parse_quarter(quarter)
+    day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
+    res = draft_run("quarterly", registry_path, ledger, load_rules(rules), day, q, max_quarantine_share)
+    _report(res, json_)
+
+
+@app.command("supplement")
+@errors_as_messages
+def supplement(
+    registry_path: RegistryOpt,
+    as_of: AsOfOpt = None,
+    ledger: LedgerOpt = DEFAULT_LEDGER,
+    rules: RulesOpt = DEFAULT_RULES,
+    max_quarantine_share: MaxQOpt = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+    json_: JsonOpt = False,
+) -> None:
+    """Nightly supplement: what became due up to the end of the latest pre-disbursed quarter."""
+    day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
+    res = draft_run("supplement", registry_path, ledger, load_rules(rules), day, None, max_quarantine_share)
+    _report(res, json_)

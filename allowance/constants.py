@@ -1,0 +1,71 @@
+"""Constants defined once: districts, channels, reason codes, exit codes."""
+
+from __future__ import annotations
+
+# SPEC §7: the 16 hukou districts that pay (区民政部门, 五). Never derived from the ID number.
+DISTRICTS: dict[str, str] = {
+    "310101": "黄浦区",
+    "310104": "徐汇区",
+    "310105": "长宁区",
+    "310106": "静安区",
+    "310107": "普陀区",
+    "310109": "虹口区",
+    "310110": "杨浦区",
+    "310112": "闵行区",
+    "310113": "宝山区",
+    "310114": "嘉定区",
+    "310115": "浦东新区",
+    "310116": "金山区",
+    "310117": "松江区",
+    "310118": "青浦区",
+    "310120": "奉贤区",
+    "310151": "崇明区",
+}
+DISTRICT_CODES: tuple[str, ...] = tuple(DISTRICTS)
+
+# 四: paid through the senior card (敬老卡) or the social security card (社保卡).
+CHANNELS: tuple[str, ...] = ("senior_card", "social_security_card")
+
+# SPEC §3 quarantine reason codes, in the order a row is judged (first failing wins as `reason`).
+QUARANTINE_REASONS: tuple[str, ...] = (
+    "MISSING_FIELD",  # a required field is empty
+    "ID_FORMAT",  # not 18 (or legacy 15) characters of the right shape, or no valid date inside
+    "ID_CHECKSUM",  # GB 11643-1999 check digit wrong
+    "BAD_DATE",  # a date column that cannot be read as a date
+    "BIRTH_MISMATCH",  # birth_date differs from the date inside the ID
+    "BIRTH_IN_FUTURE",  # born after the run's as-of date
+    "DEATH_BEFORE_BIRTH",
+    "HUKOU_DATES",  # moved in before birth, or moved out before moving in
+    "FUTURE_FACT",  # a death or hukou date after the as-of date (SPEC §4: never used early)
+    "UNKNOWN_DISTRICT",  # not one of the 16 codes of SPEC §7
+    "BAD_CHANNEL",  # channel not one of CHANNELS
+    "CARD_MISSING",  # a channel without a card number
+    "BAD_CARD",  # a card number that is not digits
+    "DUPLICATE_ID",  # the same person twice in one extract: every such row is quarantined
+)
+
+# SPEC §5: why a line exists.
+LINE_REASONS: tuple[str, ...] = ("NEW", "CONTINUING", "BAND_CHANGE", "ARREARS", "REISSUE", "RECOVERY")
+
+# Why a recovery line exists.
+RECOVERY_CAUSES: tuple[str, ...] = ("DEATH", "MIGRATION", "BIRTH_CORRECTION", "NOT_ENTITLED")
+
+# Exit codes shared by the CLI and the pipelines.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_REFUSED = 2
+
+# Registry columns (SPEC §3).
+REGISTRY_COLUMNS: tuple[str, ...] = (
+    "person_id",
+    "name",
+    "birth_date",
+    "district_code",
+    "hukou_since",
+    "hukou_out_date",
+    "death_date",
+    "channel",
+    "card_no",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = ("person_id", "name", "birth_date", "district_code")
+DATE_COLUMNS: tuple[str, ...] = ("birth_date", "hukou_since", "hukou_out_date", "death_date")

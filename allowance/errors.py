@@ -1,0 +1,35 @@
+"""Errors a user or an input can cause. Each carries its exit code; the CLI prints one line."""
+
+from __future__ import annotations
+
+from allowance.constants import EXIT_FAILURE, EXIT_REFUSED
+
+
+class AllowanceError(Exception):
+    """Base of every error the engine expects; `str(e)` is the whole message for the user."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UserError(AllowanceError):
+    """A bad option, a missing file, an unknown batch: the user can fix it."""
+
+    exit_code = EXIT_REFUSED
+
+
+class RulesError(UserError):
+    """A rules file that does not validate, or a month no version covers."""
+
+
+class InputError(UserError):
+    """An extract or return file that cannot be read at all."""
+
+
+class LedgerError(UserError):
+    """The ledger is not opened, already opened, busy, or does not know a batch."""
+
+
+class RefusedError(AllowanceError):
+    """A safety check refused the run (quarantine share, mass stops, failed output checks)."""
+
+    exit_code = EXIT_REFUSED

@@ -1,0 +1,343 @@
+"""The ledger: one embedded DuckDB file, the memory of what was paid for every person-month.
+
+`entries` is an append-only journal. A published payment line writes one PAY entry (+fen) per
+month; a published recovery line writes RECOVERY entries (−fen); a bank failure writes
+REVERSAL entries (−fen). What a person-month holds is the sum of its entries, so
+paid − reversed − recovered = net, and a run pays exactly entitlement − net (SPEC §4).
+
+Concurrency: DuckDB lets one process write a file at a time; a second process waits for the
+lock and then fails with "ledger is busy". A draft remembers the ledger sequence number it
+was computed from; publishing a draft made before some other change to the ledger is refused,
+so two drafts of the same months can never both be paid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from allowance.errors import LedgerError
+from allowance.months import fmt
+
+SCHEMA_VERSION = "1"
+
+DDL = """
+create table meta (key varchar primary key, value varchar not null);
+create table batches (
+    batch_id varchar primary key, kind varchar not null, quarter varchar, as_of date not null,
+    first_month integer, last_month integer, status varchar not null, base_seq bigint not null,
+    registry_sha256 varchar not null, rules_versions varchar not null,
+    created_at timestamp not null, published_at timestamp, approved_by varchar,
+    lines bigint not null, amount_fen bigint not null, recovery_fen bigint not null,
+    summary json not null, manifest json
+);
+create table batch_lines (
+    batch_id varchar not null, line_id varchar primary key, line_type varchar not null,
+    person_id varchar not null, name varchar, district_code varchar not null, channel varchar,
+    card_no varchar, period_from date not null, period_to date not null, months integer not null,
+    amount_fen bigint not null, municipal_fen bigint not null, district_fen bigint not null,
+    reason varchar not null, cause varchar, rules_version varchar not null
+);
+create table batch_months (
+    batch_id varchar not null, line_id varchar not null, person_id varchar not null,
+    month_idx integer not null, amount_fen bigint not null
+);
+create table batch_no_card (
+    batch_id varchar not null, person_id varchar not null, name varchar, district_code varchar not null,
+    period_from date not null, period_to date not null, months integer not null, amount_fen bigint not null
+);
+create table batch_quarantine (
+    batch_id varchar not null, row_no bigint, reason varchar, reasons varchar, person_id varchar,
+    name varchar, birth_date varchar, hukou_since varchar, hukou_out_date varchar, death_date varchar,
+    district_code varchar, channel varchar, card_no varchar
+);
+create table entries (
+    person_id varchar not null, month_idx integer not null, amount_fen bigint not null,
+    kind varchar not null, line_id varchar not null, batch_id varchar not null,
+    recorded_at timestamp not null
+);
+create table decisions (
+    decision_id bigint primary key, batch_id varchar, person_id varchar not null, district_code varchar,
+    action varchar not null, from_month integer, to_month integer, reason varchar not null,
+    decided_by varchar not null, decided_at timestamp not null
+);
+create table events (
+    seq bigint not null, event_at timestamp not null, action varchar not null, batch_id varchar,
+    actor varchar, detail json
+);
+"""
+
+LOCK_WAIT_SECONDS = float(os.environ.get("ALLOWANCE_LOCK_WAIT", "30"))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                if "lock" in str(e).lower():
+                    raise LedgerError(f"{path}: ledger is busy (another run holds it); try again later") from None
+                raise LedgerError(f"{path}: cannot open the ledger ({str(e).splitlines()[0]})") from None
+            time.sleep(0.2)
+        except duckdb.Error as e:
+            raise LedgerError(f"{path}: not a ledger file ({str(e).splitlines()[0]})") from None
+
+
+class Ledger:
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
+        self.path = path
+        self.con = con
+
+    # ---- opening -------------------------------------------------------------------------
+    @staticmethod
+    def create(path: Path | str, opening_month: int) -> Ledger:
+        """`ledger open`: the first month this engine pays; earlier months were the old system's."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        con = _connect(p)
+        try:
+            tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+            if "meta" in tables:
+                row = con.execute("select value from meta where key='opening_month'").fetchall()[0]
+                raise LedgerError(
+                    f"{p}: ledger is already open (opening month {fmt(int(row[0])) if row else '?'}); "
+                    "it is opened once"
+                )
+            con.execute("begin")
+            con.execute(DDL)
+            con.executemany(
+                "insert into meta values (?, ?)",
+                [
+                    ("schema_version", SCHEMA_VERSION),
+                    ("opening_month", str(opening_month)),
+                    ("seq", "0"),
+                    ("opened_at", _now().isoformat()),
+                ],
+            )
+            con.execute("commit")
+        except BaseException:
+            con.close()
+            raise
+        return Ledger(p, con)
+
+    @staticmethod
+    @contextmanager
+    def use(path: Path | str, read_only: bool = False) -> Iterator[Ledger]:
+        p = Path(path)
+        if not p.exists():
+            raise LedgerError(
+                f"{p}: no ledger here; open it first with "
+                f"`allowance ledger open --opening-month YYYY-MM --ledger {p}`"
+            )
+        con = _connect(p, read_only=read_only)
+        try:
+            tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+            if "meta" not in tables:
+                raise LedgerError(
+                    f"{p}: ledger was never opened; run "
+                    f"`allowance ledger open --opening-month YYYY-MM --ledger {p}`"
+                )
+            yield Ledger(p, con)
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ---- plumbing: DuckDB 2 wants every result consumed before the next statement ----------
+    def run(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, params or []).fetchall()
+
+    def one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
+        rows = self.run(sql, params)
+        return rows[0] if rows else None
+
+    def insert_frame(self, table: str, frame: pl.DataFrame) -> None:
+        """Append a polars frame to a table by column name (zero-copy through Arrow)."""
+        self.con.register("_incoming", frame.to_arrow())
+        try:
+            names = ", ".join(frame.columns)
+            self.run(f"insert into {table} ({names}) select {names} from _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    # ---- meta ------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str:
+        row = self.one("select value from meta where key=?", [key])
+        if row is None:
+            raise LedgerError(f"{self.path}: ledger has no {key}")
+        return str(row[0])
+
+    @property
+    def opening_month(self) -> int:
+        return int(self._meta("opening_month"))
+
+    @property
+    def seq(self) -> int:
+        return int(self._meta("seq"))
+
+    def _bump(self, action: str, batch_id: str | None, actor: str | None, detail: dict[str, Any]) -> int:
+        """Inside a transaction: advance the sequence and log the event (who, when, why)."""
+        seq = self.seq + 1
+        self.run("update meta set value=? where key='seq'", [str(seq)])
+        self.run(
+            "insert into events values (?, ?, ?, ?, ?, ?)",
+            [seq, _now(), action, batch_id, actor, json.dumps(detail, ensure_ascii=False, default=str)],
+        )
+        return seq
+
+    # ---- reads -------------------------------------------------------------------------------
+    def df(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+        return self.con.sql(sql, params=params or None).pl()
+
+    def net_paid(self, first: int, last: int) -> pl.DataFrame:
+        """Per person-month in [first, last]: net fen held, and whether a payment was reversed."""
+        return self.df(
+            """
+            select person_id, month_idx, sum(amount_fen)::bigint as net_fen,
+                   bool_or(kind = 'REVERSAL') as reversed
+            from entries where month_idx between ? and ?
+            group by person_id, month_idx
+            """,
+            [first, last],
+        ).cast({"month_idx": pl.Int32})
+
+    def ever_paid(self) -> pl.DataFrame:
+        """Person ids with any payment ever recorded, and the monthly amount of their latest paid month."""
+        return self.df(
+            """
+            with pm as (
+                select person_id, month_idx, sum(amount_fen) as net
+                from entries group by person_id, month_idx having sum(amount_fen) > 0
+            )
+            select person_id, arg_max(net, month_idx)::bigint as last_paid_fen from pm group by person_id
+            """
+        )
+
+    def latest_published_quarter_end(self) -> int | None:
+        row = self.one(
+            "select max(last_month) from batches where status='published' and kind='quarterly'"
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        cur = self.con.execute("select * from batches where batch_id=?", [batch_id])
+        rows = cur.fetchall()
+        row = rows[0] if rows else None
+        if row is None:
+            raise LedgerError(f"{self.path}: unknown batch {batch_id!r}; `allowance batches list` shows them")
+        cols = [d[0] for d in cur.description]
+        return dict(zip(cols, row, strict=True))
+
+    def blocked(self) -> pl.DataFrame:
+        """Active holds and rejections: person_id, from_mi, to_mi (SPEC §1.5)."""
+        return self.df(
+            """
+            select person_id, from_month as from_mi, to_month as to_mi from decisions d
+            where action in ('HOLD', 'REJECT')
+              and not exists (select 1 from decisions r where r.action = 'RELEASE'
+                              and r.person_id = d.person_id and r.decision_id > d.decision_id)
+            """
+        ).cast({"from_mi": pl.Int32, "to_mi": pl.Int32})
+
+    # ---- writes ------------------------------------------------------------------------------
+    def save_draft(
+        self,
+        batch: dict[str, Any],
+        lines: pl.DataFrame,
+        months: pl.DataFrame,
+        no_card: pl.DataFrame,
+        quarantine: pl.DataFrame,
+    ) -> None:
+        """Store a draft batch, replacing an unpublished draft of the same id (rerun-safe)."""
+        bid = batch["batch_id"]
+        self.run("begin")
+        try:
+            row = self.one("select status from batches where batch_id=?", [bid])
+            if row is not None and row[0] == "published":
+                raise LedgerError(f"batch {bid} is already published")
+            for t in ("batches", "batch_lines", "batch_months", "batch_no_card", "batch_quarantine"):
+                self.run(f"delete from {t} where batch_id=?", [bid])
+            cols = list(batch)
+            self.run(
+                f"insert into batches ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
+                [batch[c] for c in cols],
+            )
+            for table, frame in (
+                ("batch_lines", lines),
+                ("batch_months", months),
+                ("batch_no_card", no_card),
+                ("batch_quarantine", quarantine),
+            ):
+                if frame.height:
+                    self.insert_frame(table, frame)
+            self._bump("draft", bid, None, {"lines": lines.height})
+            self.run("commit")
+        except BaseException:
+            self.run("rollback")
+            raise
+
+    def record_publication(
+        self, batch_id: str, approved_by: str, manifest: dict[str, Any], published_at: dt.datetime
+    ) -> None:
+        """One transaction: PAY and RECOVERY entries for every line, batch marked published."""
+        self.run("begin")
+        try:
+            b = self.batch(batch_id)
+            if b["status"] == "published":
+                self.run("rollback")
+                return
+            if b["base_seq"] != self._seq_of_last_ledger_change():
+                raise LedgerError(
+                    f"batch {batch_id} was drafted before the ledger last changed; "
+                    "rerun the draft and publish the new batch"
+                )
+            now = published_at
+            self.run(
+                """
+                insert into entries
+                select m.person_id, m.month_idx, m.amount_fen,
+                       case when l.line_type = 'PAYMENT' then 'PAY' else 'RECOVERY' end,
+                       m.line_id, m.batch_id, ?
+                from batch_months m join batch_lines l using (line_id)
+                where m.batch_id = ?
+                """,
+                [now, batch_id],
+            )
+            self.run(
+                "update batches set status='published', published_at=?, approved_by=?, manifest=? where batch_id=?",
+                [now, approved_by, json.dumps(manifest, ensure_ascii=False), batch_id],
+            )
+            self._bump("publish", batch_id, approved_by, {"lines": b["lines"], "amount_fen": b["amount_fen"]})
+            self.run("commit")
+        except BaseException:
+            self.run("rollback")
+            raise
+
+    def _seq_of_last_ledger_change(self) -> int:
+        """The sequence number of the last event that changed what is paid (not drafts)."""
+        row = self.one("select coalesce(max(seq), 0) from events where action not in ('draft')")
+        return int(row[0]) if row else 0
+
+    def ledger_state_seq(self) -> int:
+        return self._seq_of_last_ledger_change()
+
+    def set_manifest(self, batch_id: str, manifest: dict[str, Any]) -> None:
+        self.run(
+            "update batches set manifest=? where batch_id=?", [json.dumps(manifest, ensure_ascii=False), batch_id]
+        )

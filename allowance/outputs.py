@@ -1,0 +1,153 @@
+"""The files a bank and a district read (SPEC §6), written atomically with the manifest last.
+
+Everything goes into `<out>/.<batch_id>.partial/` first; the manifest is the last file
+written there, and one rename makes the whole batch appear. A folder without a manifest is
+not a batch, and rewriting a batch gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from allowance.constants import DISTRICTS
+
+PAYMENT_COLUMNS = [
+    "batch_id", "line_id", "person_id", "name", "district_code", "channel", "card_no", "period_from",
+    "period_to", "months", "amount_fen", "municipal_fen", "district_fen", "reason", "rules_version",
+]
+RECOVERY_COLUMNS = [
+    "batch_id", "line_id", "person_id", "name", "district_code", "period_from", "period_to", "months",
+    "amount_fen", "municipal_fen", "district_fen", "reason", "cause", "rules_version",
+]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write(df: pl.DataFrame, root: Path, rel: str, files: dict[str, dict[str, Any]]) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.write_parquet(path, compression="zstd", statistics=True)
+    amount = int(df["amount_fen"].sum()) if "amount_fen" in df.columns else None
+    files[rel] = {"sha256": _sha256(path), "rows": df.height, "amount_fen": amount}
+
+
+def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, files: dict[str, dict[str, Any]]) -> None:
+    (root / prefix).mkdir(parents=True, exist_ok=True)
+    if df.height == 0:
+        return
+    for key_values, part in df.sort(keys).partition_by(keys, as_dict=True, maintain_order=True).items():
+        sub = "/".join(f"{k}={v}" for k, v in zip(keys, key_values, strict=True))
+        _write(part, root, f"{prefix}/{sub}/part-0.parquet", files)
+
+
+def funding_table(payments: pl.DataFrame) -> pl.DataFrame:
+    """Per district, what the city and the district each fund (七(二) 1∶1); all 16 districts listed."""
+    districts = pl.DataFrame(
+        {"district_code": list(DISTRICTS), "district_name": list(DISTRICTS.values())}
+    )
+    sums = payments.group_by("district_code").agg(
+        pl.len().cast(pl.Int64).alias("lines"),
+        pl.col("amount_fen").sum().cast(pl.Int64),
+        pl.col("municipal_fen").sum().cast(pl.Int64),
+        pl.col("district_fen").sum().cast(pl.Int64),
+    )
+    return (
+        districts.join(sums, on="district_code", how="left")
+        .with_columns(pl.col("lines", "amount_fen", "municipal_fen", "district_fen").fill_null(0))
+        .sort("district_code")
+    )
+
+
+def stage_batch(
+    out: Path,
+    batch: dict[str, Any],
+    lines: pl.DataFrame,
+    no_card: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    header: dict[str, Any],
+) -> tuple[Path, dict[str, Any]]:
+    """Write every file of SPEC §6 for one batch into a hidden staging folder, manifest last.
+
+    Returns the staging folder and the manifest; `finalize_batch` moves it into place.
+    """
+    bid = batch["batch_id"]
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{bid}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    files: dict[str, dict[str, Any]] = {}
+
+    payments = lines.filter(pl.col("line_type") == "PAYMENT").select(PAYMENT_COLUMNS)
+    # A recovery list states what to get back: positive amounts (the ledger holds them negative).
+    recoveries = lines.filter(pl.col("line_type") == "RECOVERY").select(RECOVERY_COLUMNS).with_columns(
+        pl.col("amount_fen", "municipal_fen", "district_fen").neg()
+    )
+    _partitioned(payments, ["district_code", "channel"], partial, "payments", files)
+    _partitioned(no_card, ["district_code"], partial, "no_card", files)
+    _partitioned(recoveries, ["district_code"], partial, "recoveries", files)
+    funding = funding_table(payments)
+    _write(funding, partial, "funding.parquet", files)
+    _write(quarantine, partial, "quarantine.parquet", files)
+
+    by_dc = (
+        payments.group_by("district_code", "channel")
+        .agg(pl.len().cast(pl.Int64).alias("lines"), pl.col("amount_fen").sum().cast(pl.Int64))
+        .sort("district_code", "channel")
+    )
+    manifest = {
+        **header,
+        "files": dict(sorted(files.items())),
+        "control_totals": {
+            "payments": {
+                "lines": payments.height,
+                "amount_fen": int(payments["amount_fen"].sum()),
+                "municipal_fen": int(payments["municipal_fen"].sum()),
+                "district_fen": int(payments["district_fen"].sum()),
+            },
+            "recoveries": {"lines": recoveries.height, "amount_fen": int(recoveries["amount_fen"].sum())},
+            "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
+            "quarantine": {"rows": quarantine.height},
+            "by_district_channel": by_dc.to_dicts(),
+        },
+    }
+    tmp = partial / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, partial / "manifest.json")
+    return partial, manifest
+
+
+def finalize_batch(partial: Path, final: Path) -> None:
+    """One rename makes the batch visible (after the ledger holds it)."""
+    if final.exists():
+        shutil.rmtree(final)  # only ever a leftover of an interrupted publish of this same batch
+    os.replace(partial, final)
+
+
+def verify_batch(folder: Path) -> list[str]:
+    """What a bank would check: every file listed in the manifest exists with its hash and rows."""
+    mpath = folder / "manifest.json"
+    if not mpath.is_file():
+        return [f"{folder}: no manifest.json (not a batch)"]
+    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    problems = []
+    for rel, meta in manifest["files"].items():
+        p = folder / rel
+        if not p.is_file():
+            problems.append(f"{rel}: missing")
+        elif _sha256(p) != meta["sha256"]:
+            problems.append(f"{rel}: sha256 differs from manifest")
+    return problems

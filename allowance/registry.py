@@ -1,0 +1,226 @@
+"""Read a registry extract (SPEC §3) and split it into clean rows and quarantined rows.
+
+Every check is a polars expression over the whole extract. A row that fails any check is
+quarantined with every reason it failed (`reasons`) and the first of them (`reason`, in the
+order of constants.QUARANTINE_REASONS). Rows in = clean + quarantined, always.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from allowance import idcard
+from allowance.constants import (
+    DATE_COLUMNS,
+    DISTRICT_CODES,
+    QUARANTINE_REASONS,
+    REGISTRY_COLUMNS,
+    REQUIRED_COLUMNS,
+)
+from allowance.errors import InputError, RefusedError
+
+DEFAULT_MAX_QUARANTINE_SHARE = 0.005  # engine rule: refuse to pay a broken extract (SPEC §3)
+
+CLEAN_SCHEMA: dict[str, pl.DataType] = {
+    "person_id": pl.String(),
+    "name": pl.String(),
+    "birth_date": pl.Date(),
+    "district_code": pl.String(),
+    "hukou_since": pl.Date(),
+    "hukou_out_date": pl.Date(),
+    "death_date": pl.Date(),
+    "channel": pl.String(),
+    "card_no": pl.String(),
+}
+
+
+@dataclass
+class Validated:
+    clean: pl.DataFrame
+    quarantine: pl.DataFrame
+    rows_in: int
+    legacy_upgraded: int
+    sha256: str
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def quarantine_share(self) -> float:
+        return self.quarantine.height / self.rows_in if self.rows_in else 0.0
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "rows_in": self.rows_in,
+            "clean": self.clean.height,
+            "quarantined": self.quarantine.height,
+            "legacy_ids_upgraded": self.legacy_upgraded,
+            "quarantine_by_reason": self.by_reason,
+            "registry_sha256": self.sha256,
+        }
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_extract(path: Path | str) -> pl.LazyFrame:
+    """Parquet or CSV with the columns of SPEC §3, every column read as text or date."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: registry extract not found")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            lf = pl.scan_parquet(p)
+            names = lf.collect_schema().names()
+        elif suffix in (".csv", ".txt"):
+            lf = pl.scan_csv(p, infer_schema=False, encoding="utf8-lossy")
+            names = lf.collect_schema().names()
+        else:
+            raise InputError(f"{p}: unknown extract format {suffix or '(none)'}; expected .parquet or .csv")
+    except (pl.exceptions.PolarsError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{p}: cannot read the extract ({first})") from None
+    missing = [c for c in REGISTRY_COLUMNS if c not in names]
+    if missing:
+        raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists {', '.join(REGISTRY_COLUMNS)}")
+    return lf.select(REGISTRY_COLUMNS)
+
+
+def _as_text(schema: pl.Schema, col: str) -> pl.Expr:
+    """A column as trimmed text, empty strings as null (CSV and Parquet alike)."""
+    dtype = schema[col]
+    if dtype == pl.String:
+        e = pl.col(col).str.strip_chars()
+    elif dtype == pl.Date:
+        e = pl.col(col).dt.to_string("%Y-%m-%d")
+    elif isinstance(dtype, pl.Datetime):
+        e = pl.col(col).dt.date().dt.to_string("%Y-%m-%d")
+    else:
+        e = pl.col(col).cast(pl.String)
+    return pl.when(e == "").then(None).otherwise(e)
+
+
+def _as_date(schema: pl.Schema, col: str) -> pl.Expr:
+    dtype = schema[col]
+    if dtype == pl.Date:
+        return pl.col(col)
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(col).dt.date()
+    return _as_text(schema, col).str.to_date("%Y-%m-%d", strict=False)
+
+
+def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256: str = "") -> Validated:
+    """Split an extract into clean and quarantined rows (SPEC §3), judged as of `as_of`."""
+    schema = lf.collect_schema()
+    text = {c: _as_text(schema, c) for c in REGISTRY_COLUMNS}
+    dates = {c: _as_date(schema, c) for c in DATE_COLUMNS}
+    raw_id = text["person_id"]
+
+    base = lf.with_row_index("row_no", offset=1).with_columns(
+        person_id_raw=raw_id,
+        person_id=raw_id.str.to_uppercase(),
+        name=text["name"],
+        district_code=text["district_code"],
+        channel=text["channel"],
+        card_no=text["card_no"].str.replace_all(r"\s", ""),
+        **{f"{c}_raw": text[c] for c in DATE_COLUMNS},
+        **dates,
+    ).with_columns(
+        legacy=idcard.is_legacy_expr("person_id"),
+        person_id=idcard.normalized_id_expr("person_id"),
+    ).with_columns(
+        shape_ok=idcard.id_shape_ok_expr("person_id"),
+        id_birth=idcard.id_birth_expr("person_id"),
+    )
+
+    bd, hs, ho, dd = (pl.col(c) for c in DATE_COLUMNS)
+    well_formed = pl.col("shape_ok") & pl.col("id_birth").is_not_null()
+    checks: dict[str, pl.Expr] = {
+        "MISSING_FIELD": pl.any_horizontal(
+            [pl.col(c).is_null() for c in ("person_id", "name", "district_code")] + [pl.col("birth_date_raw").is_null()]
+        ),
+        "ID_FORMAT": pl.col("person_id").is_not_null() & ~well_formed,
+        "ID_CHECKSUM": well_formed & ~idcard.id_checksum_ok_expr("person_id"),
+        "BAD_DATE": pl.any_horizontal([pl.col(f"{c}_raw").is_not_null() & pl.col(c).is_null() for c in DATE_COLUMNS]),
+        "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd != pl.col("id_birth")),
+        "BIRTH_IN_FUTURE": bd > pl.lit(as_of),
+        "DEATH_BEFORE_BIRTH": dd < bd,
+        "HUKOU_DATES": (hs < bd) | (ho < hs) | (ho < bd),
+        "FUTURE_FACT": (dd > pl.lit(as_of)) | (hs > pl.lit(as_of)) | (ho > pl.lit(as_of)),
+        "UNKNOWN_DISTRICT": pl.col("district_code").is_not_null() & ~pl.col("district_code").is_in(DISTRICT_CODES),
+        "BAD_CHANNEL": pl.col("channel").is_not_null() & ~pl.col("channel").is_in(channels),
+        "CARD_MISSING": pl.col("channel").is_not_null() & pl.col("card_no").is_null(),
+        "BAD_CARD": pl.col("card_no").is_not_null() & ~pl.col("card_no").str.contains(r"^\d{6,32}$"),
+        "DUPLICATE_ID": well_formed & (pl.len().over("person_id") > 1),
+    }
+    assert tuple(checks) == QUARANTINE_REASONS
+    flagged = base.with_columns(
+        reasons=pl.concat_str(
+            [pl.when(expr.fill_null(False)).then(pl.lit(code)) for code, expr in checks.items()],
+            separator=";",
+            ignore_nulls=True,
+        )
+    ).with_columns(reasons=pl.when(pl.col("reasons") == "").then(None).otherwise(pl.col("reasons")))
+
+    df = flagged.collect()
+    bad = df.filter(pl.col("reasons").is_not_null())
+    clean = df.filter(pl.col("reasons").is_null()).select(
+        [pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()]
+    )
+    quarantine = bad.select(
+        "row_no",
+        pl.col("reasons").str.split(";").list.first().alias("reason"),
+        "reasons",
+        pl.col("person_id_raw").alias("person_id"),
+        "name",
+        *[pl.col(f"{c}_raw").alias(c) for c in DATE_COLUMNS],
+        "district_code",
+        "channel",
+        "card_no",
+    ).with_columns(pl.col("row_no").cast(pl.Int64))
+    by_reason = dict(
+        quarantine.group_by("reason").len().sort("reason").iter_rows()
+    )
+    return Validated(
+        clean=clean,
+        quarantine=quarantine,
+        rows_in=df.height,
+        legacy_upgraded=int(df.filter(pl.col("reasons").is_null())["legacy"].sum()),
+        sha256=sha256,
+        by_reason={k: int(v) for k, v in by_reason.items()},
+    )
+
+
+def load_and_validate(
+    path: Path | str,
+    as_of: dt.date,
+    channels: tuple[str, ...],
+    max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+) -> Validated:
+    """Read, hash and validate an extract; refuse it when too much of it is broken."""
+    p = Path(path)
+    lf = read_extract(p)
+    try:
+        v = validate(lf, as_of, channels, sha256=file_sha256(p))
+    except pl.exceptions.PolarsError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{p}: cannot read the extract ({first})") from None
+    if v.rows_in == 0:
+        raise RefusedError(f"{p}: the extract has no rows; refusing to run on an empty registry")
+    if v.quarantine_share > max_quarantine_share:
+        top = ", ".join(f"{k} {n}" for k, n in sorted(v.by_reason.items(), key=lambda kv: -kv[1])[:4])
+        raise RefusedError(
+            f"{p}: {v.quarantine.height} of {v.rows_in} rows ({v.quarantine_share:.2%}) failed checks, "
+            f"above the {max_quarantine_share:.2%} threshold ({top}); fix the extract or raise "
+            "--max-quarantine-share"
+        )
+    return v

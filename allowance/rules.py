@@ -1,0 +1,274 @@
+"""The tier tables: versioned, dated, cited YAML validated into pydantic models.
+
+Nothing else in the engine opens the YAML. Code sees amounts through `Rules.at(month)` or
+through `Rules.month_table(...)`, a small frame of (month, version, band) rows that the
+entitlement joins on, so a quarter straddling two versions pays each month by its own
+version (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+
+from allowance.constants import CHANNELS
+from allowance.errors import RulesError
+from allowance.months import Month, month_start
+
+Cite = Annotated[str, Field(min_length=1, description="the clause this value comes from")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Band(_Strict):
+    """One age band of 二 (发放标准)."""
+
+    min_age: StrictInt = Field(ge=0, le=150)
+    max_age: StrictInt | None = Field(default=None, ge=0, le=150)
+    monthly_fen: StrictInt = Field(gt=0, description="integer fen per month")
+    cite: Cite
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Band:
+        if self.max_age is not None and self.max_age < self.min_age:
+            raise ValueError(f"max_age {self.max_age} is below min_age {self.min_age}")
+        return self
+
+
+class CitedInts(_Strict):
+    value: list[StrictInt]
+    cite: Cite
+
+
+class CitedInt(_Strict):
+    value: StrictInt
+    cite: Cite
+
+
+class CitedBool(_Strict):
+    value: bool
+    cite: Cite
+
+
+class CitedStrs(_Strict):
+    value: list[str]
+    cite: Cite
+
+
+class Funding(_Strict):
+    """七(二): municipal and district finance share the cost, 1 : 1."""
+
+    municipal: StrictInt = Field(gt=0)
+    district: StrictInt = Field(gt=0)
+    cite: Cite
+
+
+class Version(_Strict):
+    """One rules version: everything in it is in force from effective_from to effective_to."""
+
+    id: str = Field(min_length=1)
+    title: str = ""
+    source: Cite
+    effective_from: dt.date
+    effective_to: dt.date | None = None
+    bands: list[Band] = Field(min_length=1)
+    disbursement_months: CitedInts
+    funding: Funding
+    retro_months: CitedInt
+    payment_day: CitedInt
+    channels: CitedStrs
+    exit_month_paid: CitedBool
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Version:
+        if self.effective_from.day != 1:
+            raise ValueError("effective_from must be the first day of a month")
+        if self.effective_to is not None:
+            if self.effective_to < self.effective_from:
+                raise ValueError("effective_to is before effective_from")
+            if (self.effective_to + dt.timedelta(days=1)).day != 1:
+                raise ValueError("effective_to must be the last day of a month")
+        bands = sorted(self.bands, key=lambda b: b.min_age)
+        for prev, nxt in zip(bands, bands[1:], strict=False):
+            if prev.max_age is None:
+                raise ValueError(f"bands: band from age {prev.min_age} is open-ended but is not the last")
+            if nxt.min_age <= prev.max_age:
+                raise ValueError(f"bands: ages {nxt.min_age}–{prev.max_age} are in two bands (overlap)")
+            if nxt.min_age != prev.max_age + 1:
+                raise ValueError(f"bands: no band covers ages {prev.max_age + 1}–{nxt.min_age - 1} (gap)")
+        if bands[-1].max_age is not None:
+            raise ValueError("bands: the last band must be open-ended (max_age: null)")
+        bad = sorted(set(self.channels.value) - set(CHANNELS))
+        if bad:
+            raise ValueError(f"channels: unknown channel(s) {bad}; known: {list(CHANNELS)}")
+        months = self.disbursement_months.value
+        if not months or any(m < 1 or m > 12 for m in months):
+            raise ValueError("disbursement_months: values must be months 1–12")
+        if not 1 <= self.payment_day.value <= 28:
+            raise ValueError("payment_day: must be a day 1–28")
+        if self.retro_months.value < 0:
+            raise ValueError("retro_months: must be ≥ 0")
+        return self
+
+    @property
+    def sorted_bands(self) -> list[Band]:
+        return sorted(self.bands, key=lambda b: b.min_age)
+
+    @property
+    def min_age(self) -> int:
+        return self.sorted_bands[0].min_age
+
+    def covers(self, month: Month) -> bool:
+        start = month_start(month)
+        return self.effective_from <= start and (self.effective_to is None or start <= self.effective_to)
+
+    def band_for(self, age: int) -> Band | None:
+        for band in self.sorted_bands:
+            if age >= band.min_age and (band.max_age is None or age <= band.max_age):
+                return band
+        return None
+
+    def split(self, amount_fen: int) -> tuple[int, int]:
+        """(municipal, district) shares of an amount; the municipal share takes any odd fen."""
+        sign = -1 if amount_fen < 0 else 1
+        total = self.funding.municipal + self.funding.district
+        district = abs(amount_fen) * self.funding.district // total
+        return sign * (abs(amount_fen) - district), sign * district
+
+
+class Rules:
+    """All versions, checked not to overlap. The one date-aware accessor of the engine."""
+
+    def __init__(self, versions: Iterable[Version], origin: str = "") -> None:
+        self.versions: list[Version] = sorted(versions, key=lambda v: v.effective_from)
+        self.origin = origin
+        if not self.versions:
+            raise RulesError(f"{origin or 'rules'}: no rules version found")
+        ids = [v.id for v in self.versions]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise RulesError(f"{origin}: version id(s) {dupes} defined twice")
+        for a, b in zip(self.versions, self.versions[1:], strict=False):
+            if a.effective_to is None or a.effective_to >= b.effective_from:
+                raise RulesError(
+                    f"{origin}: version {a.id} (from {a.effective_from} to {a.effective_to or 'open'}) "
+                    f"overlaps version {b.id} (from {b.effective_from})"
+                )
+
+    def at(self, month: Month) -> Version:
+        """The version in force in `month`; a month no version covers is an error, never a zero."""
+        for v in self.versions:
+            if v.covers(month):
+                return v
+        raise RulesError(f"no rules version is in force in {month_start(month):%Y-%m} ({self.coverage()})")
+
+    def coverage(self) -> str:
+        parts = [f"{v.id}: {v.effective_from} … {v.effective_to or 'open'}" for v in self.versions]
+        return "versions in force: " + "; ".join(parts)
+
+    def channels(self) -> tuple[str, ...]:
+        """Every channel any version pays through (a back-paid month is paid on today's card)."""
+        seen = {c for v in self.versions for c in v.channels.value}
+        return tuple(c for c in CHANNELS if c in seen)
+
+    def min_age(self) -> int:
+        return min(v.min_age for v in self.versions)
+
+    def month_table(self, first: int, last: int) -> pl.DataFrame:
+        """One row per (month index, band) for months first..last: the join table of the engine.
+
+        Raises if any month in the range has no version in force (SPEC §1.4).
+        """
+        rows: dict[str, list[Any]] = {
+            "month_idx": [], "version_id": [], "min_age": [], "max_age": [], "monthly_fen": [],
+            "mun_num": [], "mun_den": [],
+        }
+        for mi in range(first, last + 1):
+            v = self.at(mi)
+            for b in v.sorted_bands:
+                rows["month_idx"].append(mi)
+                rows["version_id"].append(v.id)
+                rows["min_age"].append(b.min_age)
+                rows["max_age"].append(b.max_age if b.max_age is not None else 999)
+                rows["monthly_fen"].append(b.monthly_fen)
+                rows["mun_num"].append(v.funding.municipal)
+                rows["mun_den"].append(v.funding.municipal + v.funding.district)
+        return pl.DataFrame(
+            rows,
+            schema={
+                "month_idx": pl.Int32, "version_id": pl.String, "min_age": pl.Int32, "max_age": pl.Int32,
+                "monthly_fen": pl.Int64, "mun_num": pl.Int64, "mun_den": pl.Int64,
+            },
+        )
+
+    def age_lookup(self, first: int, last: int, max_age: int = 150) -> pl.DataFrame:
+        """(month_idx, age) → monthly_fen, version_id, band_min_age for every age the bands cover."""
+        t = self.month_table(first, last)
+        ages = pl.DataFrame({"age": pl.int_range(0, max_age + 1, eager=True).cast(pl.Int32)})
+        return (
+            t.join(ages, how="cross")
+            .filter((pl.col("age") >= pl.col("min_age")) & (pl.col("age") <= pl.col("max_age")))
+            .select("month_idx", "age", "monthly_fen", "version_id", pl.col("min_age").alias("band_min_age"))
+        )
+
+    def exit_month_paid(self, month: Month) -> bool:
+        return self.at(month).exit_month_paid.value
+
+    def retro_months(self, month: Month) -> int:
+        return self.at(month).retro_months.value
+
+    def is_disbursement_month(self, month: Month) -> bool:
+        return month_start(month).month in self.at(month).disbursement_months.value
+
+
+def _load_file(path: Path) -> list[Version]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise RulesError(f"{path}: cannot read rules file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise RulesError(f"{path}:{where} is not valid YAML") from None
+    docs = raw.get("versions", [raw]) if isinstance(raw, dict) else None
+    if not isinstance(docs, list):
+        raise RulesError(f"{path}: expected a mapping (one version) or `versions:` list")
+    out = []
+    for i, doc in enumerate(docs):
+        vid = doc.get("id", f"#{i + 1}") if isinstance(doc, dict) else f"#{i + 1}"
+        try:
+            out.append(Version.model_validate(doc))
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "(version)"
+            msg = err["msg"].removeprefix("Value error, ")
+            more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+            raise RulesError(f"{path}: version {vid}: field {field}: {msg}{more}") from None
+    return out
+
+
+def load(path: Path | str) -> Rules:
+    """Load one YAML file or every *.yaml in a directory."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml"))
+        if not files:
+            raise RulesError(f"{p}: no *.yaml rules files in this directory")
+    elif p.exists():
+        files = [p]
+    else:
+        raise RulesError(f"{p}: rules path does not exist")
+    versions = [v for f in files for v in _load_file(f)]
+    return Rules(versions, origin=str(p))
+
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+

@@ -1,0 +1,118 @@
+"""The application layer: a run (validate → draft → store) and a publication (files + ledger).
+
+The CLI and the scheduled pipelines call these; they hold the only I/O sequencing of the engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from allowance import log, registry
+from allowance.batch import Draft, build_draft, check_lines, code_version
+from allowance.errors import LedgerError
+from allowance.ledger import Ledger, _now
+from allowance.months import fmt
+from allowance.outputs import finalize_batch, stage_batch, verify_batch
+from allowance.rules import Rules
+
+
+@dataclass
+class RunResult:
+    batch_id: str
+    status: str
+    lines: int
+    amount_fen: int
+    summary: dict[str, Any]
+    out_dir: Path | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "lines": self.lines,
+            "amount_fen": self.amount_fen,
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+            **{k: v for k, v in self.summary.items() if k not in ("registry",)},
+            "registry": self.summary.get("registry"),
+        }
+
+
+def draft_run(
+    kind: str,
+    registry_path: Path,
+    ledger_path: Path,
+    rules: Rules,
+    as_of: dt.date,
+    quarter: tuple[int, int] | None = None,
+    max_quarantine_share: float = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+) -> RunResult:
+    """Validate the extract and store a draft batch of entitlement minus ledger."""
+    lg = log.get(kind=kind, as_of=str(as_of))
+    with Ledger.use(ledger_path) as led:
+        validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share)
+        lg.info("registry_validated", **{k: v for k, v in validated.summary().items() if k != "quarantine_by_reason"})
+        draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules)
+        led.save_draft(draft.batch, draft.lines, draft.months, draft.no_card, draft.quarantine)
+        b = draft.batch
+        lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"])
+        return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], json.loads(b["summary"]))
+
+
+def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path) -> RunResult:
+    """五: publish an approved draft — files for the bank and the ledger entries, in one step.
+
+    Rerun-safe: a published batch whose files verify is left alone; one whose files are
+    missing (interrupted after the ledger commit) gets them rewritten, byte-identical.
+    """
+    lg = log.get(batch_id=batch_id)
+    if not approved_by.strip():
+        raise LedgerError("--approved-by must name who approved the batch")
+    with Ledger.use(ledger_path) as led:
+        b = led.batch(batch_id)
+        summary = json.loads(b["summary"])
+        folder = out / batch_id
+        if b["status"] == "published" and not verify_batch(folder):
+            lg.info("publish_noop", reason="already published")
+            return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
+        lines = led.df("select * from batch_lines where batch_id=? order by line_id", [batch_id])
+        no_card = led.df(
+            "select * from batch_no_card where batch_id=? order by district_code, person_id", [batch_id]
+        )
+        quarantine = led.df("select * from batch_quarantine where batch_id=? order by row_no", [batch_id])
+        check_lines(lines)
+        published_at = b["published_at"] or _now()
+        header = {
+            "batch_id": batch_id,
+            "kind": b["kind"],
+            "quarter": b["quarter"],
+            "as_of": str(b["as_of"]),
+            "window": {"first": fmt(b["first_month"]), "last": fmt(b["last_month"])} if b["first_month"] else None,
+            "rules_versions": b["rules_versions"].split("+") if b["rules_versions"] else [],
+            "registry_sha256": b["registry_sha256"],
+            "code_version": code_version(),
+            "approved_by": b["approved_by"] or approved_by,
+            "published_at": published_at.isoformat(),
+        }
+        # Stage the files, commit the ledger, then rename the folder into place: a bank never
+        # sees a batch the ledger does not hold, and a crash in between is mended by a rerun.
+        partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
+        try:
+            if b["status"] != "published":
+                led.record_publication(batch_id, approved_by, manifest, published_at)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        finalize_batch(partial, folder)
+        lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
+        return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
+
+
+def funding_summary(out_dir: Path) -> pl.DataFrame:
+    return pl.read_parquet(out_dir / "funding.parquet")
