@@ -17,12 +17,13 @@ from typing import Any
 import polars as pl
 
 from allowance import __version__
-from allowance.entitlement import person_months, without_decisions
+from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import Ledger
-from allowance.months import fmt, month_date_expr, month_index, quarter_label
+from allowance.months import fmt, month_date_expr, month_index, month_index_expr, quarter_label
 from allowance.registry import Validated
 from allowance.rules import Rules
+from allowance.segments import clip, sweep_diff
 
 LINE_COLUMNS = [
     "batch_id", "line_id", "line_type", "person_id", "name", "district_code", "channel", "card_no",
@@ -78,7 +79,7 @@ def window_for(kind: str, as_of: dt.date, ledger: Ledger, rules: Rules, quarter:
 class Draft:
     batch: dict[str, Any]
     lines: pl.DataFrame
-    months: pl.DataFrame
+    pieces: pl.DataFrame
     no_card: pl.DataFrame
     quarantine: pl.DataFrame
 
@@ -93,31 +94,32 @@ def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, base
     return f"{'Q' if kind == 'quarterly' else 'S'}{tag}-{h}"
 
 
-def diff_frame(
-    clean: pl.DataFrame, rules: Rules, window: Window, ledger_net: pl.DataFrame, blocked: pl.DataFrame
+def diff_pieces(
+    clean: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame
 ) -> pl.DataFrame:
-    """Per (pkey, month) in the window where entitlement ≠ ledger: the signed difference in fen.
+    """Where entitlement ≠ ledger inside the window, as runs: pkey, from_mi, to_mi, ent_fen,
+    held_fen, diff_fen (per month), each run inside one rules version.
 
-    `clean` carries pkey and person_id; `ledger_net` is person_id, month_idx, net_fen,
-    reversed. People in the ledger but not in the clean extract (quarantined or absent) are
-    left alone: no facts, no payment and no recovery.
+    People in the ledger but not in the clean extract (quarantined or absent) are left
+    alone: no facts, no payment and no recovery (they are counted in the summary instead).
     """
     ids = clean.lazy().select("pkey", "person_id")
-    ent = person_months(clean.lazy(), rules, window.first, window.last)
+    ent = entitlement_segments(clean.lazy(), rules, window.first, window.last)
     if blocked.height:
-        ent = without_decisions(ent, blocked.lazy().join(ids, on="person_id").select("pkey", "from_mi", "to_mi"))
-    led = ledger_net.lazy().join(ids, on="person_id", how="inner").select("pkey", "month_idx", "net_fen", "reversed")
-    return (
-        ent.join(led, on=["pkey", "month_idx"], how="full", coalesce=True)
-        .with_columns(
-            ent_fen=pl.col("monthly_fen").fill_null(0),
-            net_fen=pl.col("net_fen").fill_null(0),
-            reversed=pl.col("reversed").fill_null(False),
-        )
-        .with_columns(diff_fen=pl.col("ent_fen") - pl.col("net_fen"))
-        .filter(pl.col("diff_fen") != 0)
-        .collect()
-    )
+        ent = without_blocked(ent, blocked.lazy().join(ids, on="person_id").select("pkey", "from_mi", "to_mi"))
+    held = clip(holdings.lazy().join(ids, on="person_id", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
+                window.first, window.last)
+    pieces = sweep_diff(ent, held, key="pkey")
+    # Cut runs at version starts (a recovery run can cross one) so each run has one version.
+    starts = [s for s in (month_index(v.effective_from) for v in rules.versions) if window.first < s <= window.last]
+    for s in starts:
+        crossing = (pl.col("from_mi") < s) & (pl.col("to_mi") >= s)
+        pieces = pl.concat([
+            pieces.filter(~crossing),
+            pieces.filter(crossing).with_columns(to_mi=pl.lit(s - 1, pl.Int32)),
+            pieces.filter(crossing).with_columns(from_mi=pl.lit(s, pl.Int32)),
+        ])
+    return pieces.collect()
 
 
 def build_draft(
@@ -128,71 +130,98 @@ def build_draft(
     ledger: Ledger,
     rules: Rules,
 ) -> Draft:
-    """Compute a draft batch; pure with respect to files (the ledger is only read)."""
+    """Compute a draft batch; the ledger is only read."""
     window = window_for(kind, as_of, ledger, rules, quarter)
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
     clean = validated.clean.with_row_index("pkey")
+    holdings = ledger.holdings()
 
+    piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
+                    "held_fen": pl.Int64, "diff_fen": pl.Int64}
     if window.empty:
-        diff = pl.DataFrame(schema={"pkey": pl.UInt32, "month_idx": pl.Int32, "diff_fen": pl.Int64})
+        pieces = pl.DataFrame(schema=piece_schema)
         versions: list[str] = []
+        months = range(0)
     else:
-        versions = sorted({rules.at(m).id for m in range(window.first, window.last + 1)})
-        diff = diff_frame(clean, rules, window, ledger.net_paid(window.first, window.last), ledger.blocked())
+        months = range(window.first, window.last + 1)
+        versions = sorted({rules.at(m).id for m in months})
+        pieces = diff_pieces(clean, rules, window, holdings, ledger.blocked())
 
-    ever = ledger.ever_paid().join(clean.select("pkey", "person_id"), on="person_id").select("pkey", "last_paid_fen")
+    ids = clean.select("pkey", "person_id")
+    last_paid = (
+        holdings.filter(pl.col("fen") > 0)
+        .group_by("person_id")
+        .agg(pl.col("fen").sort_by("to_mi").last().alias("last_paid_fen"))
+        .join(ids, on="person_id")
+        .select("pkey", "last_paid_fen")
+    )
+    reissued = (
+        ledger.reversals().join(ids, on="person_id").select("pkey", pl.col("from_mi").alias("r_from"),
+                                                             pl.col("to_mi").alias("r_to"))
+    )
     people = clean.select("pkey", "person_id", "name", "district_code", "channel", "card_no", "death_date",
                           "hukou_out_date")
     version_of = pl.DataFrame(
-        {"month_idx": list(range(window.first, window.last + 1)),
-         "v": [rules.at(m).id for m in range(window.first, window.last + 1)],
-         "num": [rules.at(m).funding.municipal for m in range(window.first, window.last + 1)],
-         "den": [rules.at(m).funding.municipal + rules.at(m).funding.district
-                 for m in range(window.first, window.last + 1)]},
-        schema={"month_idx": pl.Int32, "v": pl.String, "num": pl.Int64, "den": pl.Int64},
+        {"from_mi": list(months),
+         "v": [rules.at(m).id for m in months],
+         "num": [rules.at(m).funding.municipal for m in months],
+         "den": [rules.at(m).funding.municipal + rules.at(m).funding.district for m in months]},
+        schema={"from_mi": pl.Int32, "v": pl.String, "num": pl.Int64, "den": pl.Int64},
     )
+    n = pl.col("to_mi") - pl.col("from_mi") + 1
     d = (
-        diff.lazy()
-        .join(version_of.lazy(), on="month_idx", how="left")
+        pieces.lazy()
+        .join(version_of.lazy(), on="from_mi", how="left")
         .join(people.lazy(), on="pkey", how="left")
         .with_columns(
             line_type=pl.when(pl.col("diff_fen") > 0).then(pl.lit("PAYMENT")).otherwise(pl.lit("RECOVERY")),
+            n=n.cast(pl.Int64),
+            # 七(二): the district share of each month is floored, the city takes any odd fen.
             district_part=pl.col("diff_fen").sign()
-            * (pl.col("diff_fen").abs() * (pl.col("den") - pl.col("num")) // pl.col("den")),
+            * (pl.col("diff_fen").abs() * (pl.col("den") - pl.col("num")) // pl.col("den"))
+            * n,
         )
         .collect()
     )
-    pay = d.filter(pl.col("line_type") == "PAYMENT")
-    no_card_months = pay.filter(pl.col("channel").is_null())
-    line_months = pl.concat([pay.filter(pl.col("channel").is_not_null()), d.filter(pl.col("line_type") == "RECOVERY")])
+    if reissued.height:
+        hit = (
+            d.select("pkey", "from_mi", "to_mi").join(reissued, on="pkey")
+            .filter((pl.col("r_from") <= pl.col("to_mi")) & (pl.col("r_to") >= pl.col("from_mi")))
+            .select("pkey", "from_mi").unique().with_columns(reversed=pl.lit(True))
+        )
+        d = d.join(hit, on=["pkey", "from_mi"], how="left").with_columns(pl.col("reversed").fill_null(False))
+    else:
+        d = d.with_columns(reversed=pl.lit(False))
+
+    is_pay = pl.col("line_type") == "PAYMENT"
+    no_card_pieces = d.filter(is_pay & pl.col("channel").is_null())
+    line_pieces = d.filter(~is_pay | pl.col("channel").is_not_null())
 
     grouped = (
-        line_months.lazy()
-        .join(ever.lazy(), on="pkey", how="left")
+        line_pieces.lazy()
+        .join(last_paid.lazy(), on="pkey", how="left")
         .group_by("pkey", "line_type")
         .agg(
             pl.first("person_id", "name", "district_code", "channel", "card_no", "death_date", "hukou_out_date",
                      "last_paid_fen"),
-            pl.col("month_idx").min().alias("from_mi"),
-            pl.col("month_idx").max().alias("to_mi"),
-            pl.len().cast(pl.Int32).alias("months"),
-            pl.col("diff_fen").sum().alias("amount_fen"),
+            pl.col("from_mi").min(),
+            pl.col("to_mi").max(),
+            pl.col("n").sum().cast(pl.Int32).alias("months"),
+            (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
             pl.col("district_part").sum().alias("district_fen"),
             pl.col("reversed").any().alias("any_reversed"),
-            ((pl.col("net_fen") > 0) & (pl.col("diff_fen") > 0)).any().alias("any_topup"),
-            (pl.col("month_idx") < window.current_from).any().alias("any_arrears"),
+            ((pl.col("held_fen") > 0) & (pl.col("diff_fen") > 0)).any().alias("any_topup"),
+            (pl.col("from_mi") < window.current_from).any().alias("any_arrears"),
             (pl.col("ent_fen") != pl.col("last_paid_fen")).any().alias("amount_changed"),
             pl.col("v").unique().sort().str.join("+").alias("rules_version"),
             (pl.col("ent_fen") > 0).all().alias("still_entitled"),
-            pl.col("month_idx").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
+            pl.col("from_mi").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
         )
         .collect()
     )
-    death_mi = pl.col("death_date").dt.year().cast(pl.Int32) * 12 + pl.col("death_date").dt.month().cast(pl.Int32) - 1
-    out_mi = (
-        pl.col("hukou_out_date").dt.year().cast(pl.Int32) * 12 + pl.col("hukou_out_date").dt.month().cast(pl.Int32) - 1
-    )
+    death_mi = month_index_expr("death_date")
+    out_mi = month_index_expr("hukou_out_date")
     reason = (
         pl.when(pl.col("line_type") == "RECOVERY").then(pl.lit("RECOVERY"))
         .when(pl.col("any_reversed")).then(pl.lit("REISSUE"))
@@ -211,8 +240,7 @@ def build_draft(
     )
     lines = (
         grouped.with_columns(reason=reason, cause=cause)
-        .sort("line_type", "district_code", "channel", "person_id", descending=[False, False, False, False],
-              nulls_last=True)
+        .sort("line_type", "district_code", "channel", "person_id", nulls_last=True)
         .with_row_index("seq", offset=1)
         .with_columns(
             batch_id=pl.lit(batch_id),
@@ -222,23 +250,23 @@ def build_draft(
             municipal_fen=pl.col("amount_fen") - pl.col("district_fen"),
         )
     )
-    months = (
-        line_months.join(lines.select("pkey", "line_type", "line_id"), on=["pkey", "line_type"])
+    batch_pieces = (
+        line_pieces.join(lines.select("pkey", "line_type", "line_id"), on=["pkey", "line_type"])
         .select(
-            pl.lit(batch_id).alias("batch_id"), "line_id", "person_id", "month_idx",
-            pl.col("diff_fen").alias("amount_fen"),
+            pl.lit(batch_id).alias("batch_id"), "line_id", "person_id", "from_mi", "to_mi",
+            pl.col("diff_fen").alias("fen"),
         )
-        .sort("line_id", "month_idx")
+        .sort("line_id", "from_mi")
     )
     lines = lines.select(LINE_COLUMNS)
     no_card = (
-        no_card_months.group_by("pkey")
+        no_card_pieces.group_by("pkey")
         .agg(
             pl.first("person_id", "name", "district_code"),
-            pl.col("month_idx").min().alias("from_mi"),
-            pl.col("month_idx").max().alias("to_mi"),
-            pl.len().cast(pl.Int32).alias("months"),
-            pl.col("diff_fen").sum().alias("amount_fen"),
+            pl.col("from_mi").min(),
+            pl.col("to_mi").max(),
+            pl.col("n").sum().cast(pl.Int32).alias("months"),
+            (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
         )
         .sort("district_code", "person_id")
         .select(
@@ -252,13 +280,16 @@ def build_draft(
 
     payments = lines.filter(pl.col("line_type") == "PAYMENT")
     recoveries = lines.filter(pl.col("line_type") == "RECOVERY")
+    held_ids = holdings.select("person_id").unique()
     summary = {
         "window": {"first": fmt(window.first), "last": fmt(window.last)} if not window.empty else None,
         "registry": validated.summary(),
         "payments": {"lines": payments.height, "amount_fen": int(payments["amount_fen"].sum())},
         "recoveries": {"lines": recoveries.height, "amount_fen": int(recoveries["amount_fen"].sum())},
         "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
-        "by_reason": {r: int(n) for r, n in lines.group_by("reason").len().sort("reason").iter_rows()},
+        "by_reason": {r: int(c) for r, c in lines.group_by("reason").len().sort("reason").iter_rows()},
+        # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
+        "ledger_people_not_in_clean_extract": int(held_ids.join(ids, on="person_id", how="anti").height),
     }
     batch = {
         "batch_id": batch_id,
@@ -277,7 +308,7 @@ def build_draft(
         "recovery_fen": int(recoveries["amount_fen"].sum()),
         "summary": json.dumps(summary, ensure_ascii=False),
     }
-    return Draft(batch, lines, months, no_card, quarantine)
+    return Draft(batch, lines, batch_pieces, no_card, quarantine)
 
 
 def check_lines(lines: pl.DataFrame) -> None:

@@ -83,19 +83,96 @@ def person_months(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -
     )
 
 
-def without_decisions(person_months_lf: pl.LazyFrame, blocked: pl.LazyFrame) -> pl.LazyFrame:
-    """Drop person-months a review hold or rejection covers (SPEC §1.5, 五 资格审定).
+def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -> pl.LazyFrame:
+    """The same entitlement as `person_months`, as runs of months with one amount each.
 
-    `blocked` has pkey, from_mi, to_mi (inclusive; to_mi may be null = open-ended).
+    Columns: pkey, from_mi, to_mi, monthly_fen, version_id. Within a person's entitled span
+    the amount can only change where the age crosses a band's lower bound or a new rules
+    version starts, so the runs are cut at exactly those months — no month-by-month
+    explosion. A run never straddles two versions. `person_months` is the month-level
+    reference this must always agree with (tests/property).
     """
-    covered = (
-        person_months_lf.select("pkey", "month_idx")
-        .join(blocked, on="pkey", how="inner")
-        .filter(
-            (pl.col("month_idx") >= pl.col("from_mi"))
-            & (pl.col("to_mi").is_null() | (pl.col("month_idx") <= pl.col("to_mi")))
+    lookup = rules.age_lookup(first, last).lazy()
+    exit_paid = pl.DataFrame(
+        {
+            "end_mi": list(range(first, last + 1)),
+            "exit_paid": [rules.exit_month_paid(m) for m in range(first, last + 1)],
+        },
+        schema={"end_mi": pl.Int32, "exit_paid": pl.Boolean},
+    ).lazy()
+    ages = sorted({b.min_age for m in range(first, last + 1) for b in rules.at(m).bands})
+    version_starts = sorted({month_of for v in rules.versions if first < (month_of := _mi(v.effective_from)) <= last})
+
+    spans = (
+        person_spans(registry, rules, first, last)
+        .join(exit_paid, on="end_mi", how="left")
+        .with_columns(
+            end_mi=pl.when(
+                ((pl.col("end_mi") == pl.col("death_mi")) | (pl.col("end_mi") == pl.col("out_mi"))).fill_null(False)
+                & ~pl.col("exit_paid")
+            )
+            .then(pl.col("end_mi") - 1)
+            .otherwise(pl.col("end_mi"))
         )
-        .select("pkey", "month_idx")
+        .filter(pl.col("start_mi") <= pl.col("end_mi"))
+        .select("pkey", "birth_mi", "start_mi", "end_mi")
+    )
+    cut_cols = [(pl.col("birth_mi") + 12 * a).cast(pl.Int32).alias(f"age{a}") for a in ages]
+    cut_cols += [pl.lit(v, pl.Int32).alias(f"ver{v}") for v in version_starts]
+    cuts = (
+        spans.with_columns(cut_cols)
+        .unpivot(index=["pkey", "birth_mi", "start_mi", "end_mi"], value_name="from_mi")
+        .filter((pl.col("from_mi") > pl.col("start_mi")) & (pl.col("from_mi") <= pl.col("end_mi")))
+        .select("pkey", "birth_mi", "end_mi", "from_mi")
+    )
+    starts = spans.select("pkey", "birth_mi", "end_mi", pl.col("start_mi").alias("from_mi"))
+    same_next = pl.col("pkey").shift(-1) == pl.col("pkey")
+    dup_prev = (pl.col("pkey").shift(1) == pl.col("pkey")) & (pl.col("from_mi").shift(1) == pl.col("from_mi"))
+    return (
+        pl.concat([starts, cuts])
+        .sort("pkey", "from_mi")
+        .filter(~dup_prev.fill_null(False))
+        .with_columns(
+            to_mi=pl.when(same_next.fill_null(False))
+            .then(pl.col("from_mi").shift(-1) - 1)
+            .otherwise(pl.col("end_mi"))
+            .cast(pl.Int32),
+            age=age_in_month_expr(pl.col("birth_mi"), pl.col("from_mi")),
+        )
+        .join(lookup, left_on=["from_mi", "age"], right_on=["month_idx", "age"], how="inner")
+        .select("pkey", "from_mi", "to_mi", "monthly_fen", "version_id")
+    )
+
+
+def _mi(d: object) -> int:
+    from allowance.months import month_index
+
+    return month_index(d)  # type: ignore[arg-type]
+
+
+def without_blocked(segs: pl.LazyFrame, blocked: pl.LazyFrame) -> pl.LazyFrame:
+    """Entitlement runs minus the months a review hold or rejection covers (SPEC §1.5, 五).
+
+    `blocked` has pkey, from_mi, to_mi (to_mi null = open-ended). A run partly covered is
+    cut: the covered months are removed, the rest stays.
+    """
+    b = blocked.with_columns(to_mi=pl.col("to_mi").fill_null(10**6))
+    # Subtract with the sweep: held = the entitlement amount over the covered months.
+    from allowance.segments import sweep_diff
+
+    covered = (
+        segs.join(b.rename({"from_mi": "b_from", "to_mi": "b_to"}), on="pkey", how="inner")
+        .with_columns(
+            from_mi=pl.max_horizontal("from_mi", "b_from"),
+            to_mi=pl.min_horizontal("to_mi", "b_to"),
+        )
+        .filter(pl.col("from_mi") <= pl.col("to_mi"))
+        .select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").alias("fen"))
         .unique()
     )
-    return person_months_lf.join(covered, on=["pkey", "month_idx"], how="anti")
+    kept = (
+        sweep_diff(segs.select("pkey", "from_mi", "to_mi", "monthly_fen"), covered, key="pkey")
+        .filter(pl.col("diff_fen") > 0)
+        .select("pkey", "from_mi", "to_mi", pl.col("diff_fen").alias("monthly_fen"))
+    )
+    return kept

@@ -1,9 +1,12 @@
 """The ledger: one embedded DuckDB file, the memory of what was paid for every person-month.
 
-`entries` is an append-only journal. A published payment line writes one PAY entry (+fen) per
-month; a published recovery line writes RECOVERY entries (−fen); a bank failure writes
-REVERSAL entries (−fen). What a person-month holds is the sum of its entries, so
-paid − reversed − recovered = net, and a run pays exactly entitlement − net (SPEC §4).
+`entries` is an append-only journal of runs of months ([from_mi, to_mi] at fen per month): a
+published payment line writes PAY entries (+fen), a published recovery line RECOVERY entries
+(−fen, an open recovery counts as recovered), a bank failure REVERSAL entries (−fen). What a
+person-month holds is the sum of its entries, so paid − reversed − recovered = net, and a run
+pays exactly entitlement − net (SPEC §4). `holdings` is that net, kept canonical per person
+(maximal runs, zeros dropped) and rewritten in the same transaction as every journal change;
+`allowance ledger check` recomputes it from the journal.
 
 Concurrency: DuckDB lets one process write a file at a time; a second process waits for the
 lock and then fails with "ledger is busy". A draft remembers the ledger sequence number it
@@ -27,6 +30,7 @@ import polars as pl
 
 from allowance.errors import LedgerError
 from allowance.months import fmt
+from allowance.segments import net_segments
 
 SCHEMA_VERSION = "1"
 
@@ -47,9 +51,9 @@ create table batch_lines (
     amount_fen bigint not null, municipal_fen bigint not null, district_fen bigint not null,
     reason varchar not null, cause varchar, rules_version varchar not null
 );
-create table batch_months (
+create table batch_pieces (
     batch_id varchar not null, line_id varchar not null, person_id varchar not null,
-    month_idx integer not null, amount_fen bigint not null
+    from_mi integer not null, to_mi integer not null, fen bigint not null
 );
 create table batch_no_card (
     batch_id varchar not null, person_id varchar not null, name varchar, district_code varchar not null,
@@ -61,9 +65,12 @@ create table batch_quarantine (
     district_code varchar, channel varchar, card_no varchar
 );
 create table entries (
-    person_id varchar not null, month_idx integer not null, amount_fen bigint not null,
+    person_id varchar not null, from_mi integer not null, to_mi integer not null, fen bigint not null,
     kind varchar not null, line_id varchar not null, batch_id varchar not null,
     recorded_at timestamp not null
+);
+create table holdings (
+    person_id varchar not null, from_mi integer not null, to_mi integer not null, fen bigint not null
 );
 create table decisions (
     decision_id bigint primary key, batch_id varchar, person_id varchar not null, district_code varchar,
@@ -205,29 +212,26 @@ class Ledger:
     def df(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
         return self.con.sql(sql, params=params or None).pl()
 
-    def net_paid(self, first: int, last: int) -> pl.DataFrame:
-        """Per person-month in [first, last]: net fen held, and whether a payment was reversed."""
-        return self.df(
-            """
-            select person_id, month_idx, sum(amount_fen)::bigint as net_fen,
-                   bool_or(kind = 'REVERSAL') as reversed
-            from entries where month_idx between ? and ?
-            group by person_id, month_idx
-            """,
-            [first, last],
-        ).cast({"month_idx": pl.Int32})
+    def holdings(self) -> pl.DataFrame:
+        """The net per person as runs of months: person_id, from_mi, to_mi, fen."""
+        return self.df("select person_id, from_mi, to_mi, fen from holdings")
 
-    def ever_paid(self) -> pl.DataFrame:
-        """Person ids with any payment ever recorded, and the monthly amount of their latest paid month."""
-        return self.df(
-            """
-            with pm as (
-                select person_id, month_idx, sum(amount_fen) as net
-                from entries group by person_id, month_idx having sum(amount_fen) > 0
-            )
-            select person_id, arg_max(net, month_idx)::bigint as last_paid_fen from pm group by person_id
-            """
-        )
+    def reversals(self) -> pl.DataFrame:
+        """Months whose payment the bank returned (REVERSAL entries): the next run re-issues them."""
+        return self.df("select person_id, from_mi, to_mi from entries where kind = 'REVERSAL'")
+
+    def apply_to_holdings(self, delta: pl.DataFrame) -> None:
+        """Inside a transaction: add signed runs to the holdings and store them canonical again."""
+        if delta.height == 0:
+            return
+        old = self.holdings()
+        touched = delta.select("person_id").unique()
+        merged = net_segments(
+            pl.concat([old.join(touched, on="person_id", how="semi"), delta.select(old.columns)]).lazy()
+        ).collect()
+        new = pl.concat([old.join(touched, on="person_id", how="anti"), merged])
+        self.run("delete from holdings")
+        self.insert_frame("holdings", new)
 
     def latest_published_quarter_end(self) -> int | None:
         row = self.one(
@@ -260,7 +264,7 @@ class Ledger:
         self,
         batch: dict[str, Any],
         lines: pl.DataFrame,
-        months: pl.DataFrame,
+        pieces: pl.DataFrame,
         no_card: pl.DataFrame,
         quarantine: pl.DataFrame,
     ) -> None:
@@ -271,7 +275,7 @@ class Ledger:
             row = self.one("select status from batches where batch_id=?", [bid])
             if row is not None and row[0] == "published":
                 raise LedgerError(f"batch {bid} is already published")
-            for t in ("batches", "batch_lines", "batch_months", "batch_no_card", "batch_quarantine"):
+            for t in ("batches", "batch_lines", "batch_pieces", "batch_no_card", "batch_quarantine"):
                 self.run(f"delete from {t} where batch_id=?", [bid])
             cols = list(batch)
             self.run(
@@ -280,7 +284,7 @@ class Ledger:
             )
             for table, frame in (
                 ("batch_lines", lines),
-                ("batch_months", months),
+                ("batch_pieces", pieces),
                 ("batch_no_card", no_card),
                 ("batch_quarantine", quarantine),
             ):
@@ -311,13 +315,16 @@ class Ledger:
             self.run(
                 """
                 insert into entries
-                select m.person_id, m.month_idx, m.amount_fen,
+                select m.person_id, m.from_mi, m.to_mi, m.fen,
                        case when l.line_type = 'PAYMENT' then 'PAY' else 'RECOVERY' end,
                        m.line_id, m.batch_id, ?
-                from batch_months m join batch_lines l using (line_id)
+                from batch_pieces m join batch_lines l using (line_id)
                 where m.batch_id = ?
                 """,
                 [now, batch_id],
+            )
+            self.apply_to_holdings(
+                self.df("select person_id, from_mi, to_mi, fen from batch_pieces where batch_id = ?", [batch_id])
             )
             self.run(
                 "update batches set status='published', published_at=?, approved_by=?, manifest=? where batch_id=?",

@@ -27,3 +27,7 @@ def configure(level: str | None = None, default: str = "INFO") -> None:
 
 def get(**bind: Any) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger().bind(**bind)
+
+
+# Library use (tests, notebooks) logs warnings only, to stderr; the CLI and jobs reconfigure.
+configure(default="WARNING")

@@ -20,7 +20,6 @@ from allowance.constants import (
     DISTRICT_CODES,
     QUARANTINE_REASONS,
     REGISTRY_COLUMNS,
-    REQUIRED_COLUMNS,
 )
 from allowance.errors import InputError, RefusedError
 

@@ -9,6 +9,7 @@ version (SPEC §2).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -97,7 +98,7 @@ class Version(_Strict):
             if (self.effective_to + dt.timedelta(days=1)).day != 1:
                 raise ValueError("effective_to must be the last day of a month")
         bands = sorted(self.bands, key=lambda b: b.min_age)
-        for prev, nxt in zip(bands, bands[1:], strict=False):
+        for prev, nxt in itertools.pairwise(bands):
             if prev.max_age is None:
                 raise ValueError(f"bands: band from age {prev.min_age} is open-ended but is not the last")
             if nxt.min_age <= prev.max_age:

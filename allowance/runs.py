@@ -59,7 +59,7 @@ def draft_run(
         validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share)
         lg.info("registry_validated", **{k: v for k, v in validated.summary().items() if k != "quarantine_by_reason"})
         draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules)
-        led.save_draft(draft.batch, draft.lines, draft.months, draft.no_card, draft.quarantine)
+        led.save_draft(draft.batch, draft.lines, draft.pieces, draft.no_card, draft.quarantine)
         b = draft.batch
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"])
         return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], json.loads(b["summary"]))

@@ -33,7 +33,9 @@ def list_(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
 
 @app.command("show")
 @errors_as_messages
-def show(batch_id: Annotated[str, typer.Argument()], ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+def show(
+    batch_id: Annotated[str, typer.Argument()], ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False
+) -> None:
     """One batch's summary."""
     with Ledger.use(ledger, read_only=True) as led:
         b = led.batch(batch_id)

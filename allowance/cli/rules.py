@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from allowance.cli.common import DEFAULT_RULES, RulesOpt, errors_as_messages, load_rules
-from allowance.months import parse_month
 from allowance.money import yuan
+from allowance.months import parse_month
 
 app = typer.Typer(help="The rules tables (rules/*.yaml).", no_args_is_help=True)
 

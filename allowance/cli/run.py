@@ -18,8 +18,8 @@ from allowance.cli.common import (
     errors_as_messages,
     load_rules,
 )
-from allowance.months import parse_date, parse_quarter, today_shanghai
 from allowance.money import yuan
+from allowance.months import parse_date, parse_quarter, today_shanghai
 from allowance.runs import RunResult, draft_run
 
 app = typer.Typer(help="Make draft batches.", no_args_is_help=True)

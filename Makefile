@@ -1,0 +1,32 @@
+# The two commands of the README: `make quickstart` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart install demo test lint bench clean
+
+quickstart: install demo ## set up from a bare Python and run a real quarter on 100 000 generated residents
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m pipelines.demo
+
+test: install ## the whole test suite (what .ci/run calls)
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install ## benchmark at 1M, 5M and 15.35M residents (not a test)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf var out .pytest_cache .hypothesis

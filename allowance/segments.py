@@ -1,0 +1,116 @@
+"""Runs of months ("segments": key, from_mi, to_mi, fen per month) and the sweep over them.
+
+A segment [from, to] at f fen is the step function +f at `from`, −f at `to + 1`. Sorting the
+steps of many segments by (key, month) and taking a running sum gives, between consecutive
+step months, the total fen per month: that is how the ledger nets its journal and how a run
+subtracts the ledger from the entitlement, exactly, without one row per person-month.
+
+Because every key's steps sum to zero, one running sum over the whole sorted frame restarts
+at zero at each key: no per-group window is needed.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+SEG_COLS = ("from_mi", "to_mi")
+
+
+def _sorted_steps(steps: pl.LazyFrame, key: str, string_key: bool) -> pl.LazyFrame:
+    if string_key:
+        # Sorting on a u64 hash first is much cheaper than on 18-char strings; the string
+        # breaks ties, so two ids with the same hash still never mix.
+        return steps.with_columns(_h=pl.col(key).hash(seed=0)).sort("_h", key, "mi").drop("_h")
+    return steps.sort(key, "mi")
+
+
+def net_segments(segs: pl.LazyFrame, key: str = "person_id", string_key: bool = True) -> pl.LazyFrame:
+    """Canonical net of possibly overlapping signed segments: maximal runs, zero runs dropped."""
+    steps = pl.concat(
+        [
+            segs.select(key, pl.col("from_mi").alias("mi"), pl.col("fen").alias("d")),
+            segs.select(key, (pl.col("to_mi") + 1).alias("mi"), (-pl.col("fen")).alias("d")),
+        ]
+    )
+    swept = (
+        _sorted_steps(steps, key, string_key)
+        .with_columns(
+            c=pl.col("d").cum_sum(),
+            nxt=pl.col("mi").shift(-1),
+            same=(pl.col(key).shift(-1) == pl.col(key)).fill_null(False),
+        )
+        .filter(pl.col("same") & (pl.col("nxt") > pl.col("mi")) & (pl.col("c") != 0))
+        .select(key, pl.col("mi").alias("from_mi"), (pl.col("nxt") - 1).alias("to_mi"), pl.col("c").alias("fen"))
+    )
+    return merge_adjacent(swept, key)
+
+
+def merge_adjacent(segs: pl.LazyFrame, key: str) -> pl.LazyFrame:
+    """Join consecutive runs of one key that touch and carry the same fen (input sorted by key, from)."""
+    new_run = (
+        (pl.col(key) != pl.col(key).shift(1))
+        | (pl.col("fen") != pl.col("fen").shift(1))
+        | (pl.col("from_mi") != pl.col("to_mi").shift(1) + 1)
+    ).fill_null(True)
+    marked = segs.with_columns(_start=new_run).with_columns(_last=pl.col("_start").shift(-1).fill_null(True))
+    starts = marked.filter(pl.col("_start")).select(key, "from_mi", "fen")
+    lasts = marked.filter(pl.col("_last")).select("to_mi")
+    return pl.concat([starts, lasts], how="horizontal").select(
+        key, pl.col("from_mi").cast(pl.Int32), pl.col("to_mi").cast(pl.Int32), pl.col("fen").cast(pl.Int64)
+    )
+
+
+def sweep_diff(ent: pl.LazyFrame, held: pl.LazyFrame, key: str = "pkey") -> pl.LazyFrame:
+    """Where entitlement ≠ holdings: key, from_mi, to_mi, ent_fen, held_fen, diff_fen (per month).
+
+    `ent` has key, from_mi, to_mi, monthly_fen; `held` has key, from_mi, to_mi, fen. Both must
+    already be restricted to the window. Pieces are cut at every step of either side.
+    """
+    steps = pl.concat(
+        [
+            ent.select(key, pl.col("from_mi").alias("mi"), pl.col("monthly_fen").alias("de"),
+                       pl.lit(0, pl.Int64).alias("dh")),
+            ent.select(key, (pl.col("to_mi") + 1).alias("mi"), (-pl.col("monthly_fen")).alias("de"),
+                       pl.lit(0, pl.Int64).alias("dh")),
+            held.select(key, pl.col("from_mi").alias("mi"), pl.lit(0, pl.Int64).alias("de"),
+                        pl.col("fen").alias("dh")),
+            held.select(key, (pl.col("to_mi") + 1).alias("mi"), pl.lit(0, pl.Int64).alias("de"),
+                        (-pl.col("fen")).alias("dh")),
+        ]
+    )
+    return (
+        steps.sort(key, "mi")
+        .with_columns(
+            ent_fen=pl.col("de").cum_sum(),
+            held_fen=pl.col("dh").cum_sum(),
+            nxt=pl.col("mi").shift(-1),
+            same=(pl.col(key).shift(-1) == pl.col(key)).fill_null(False),
+        )
+        .filter(pl.col("same") & (pl.col("nxt") > pl.col("mi")) & (pl.col("ent_fen") != pl.col("held_fen")))
+        .select(
+            key,
+            pl.col("mi").cast(pl.Int32).alias("from_mi"),
+            (pl.col("nxt") - 1).cast(pl.Int32).alias("to_mi"),
+            "ent_fen",
+            "held_fen",
+            (pl.col("ent_fen") - pl.col("held_fen")).alias("diff_fen"),
+        )
+    )
+
+
+def clip(segs: pl.LazyFrame, first: int, last: int) -> pl.LazyFrame:
+    """Segments restricted to months first..last."""
+    return (
+        segs.with_columns(
+            from_mi=pl.max_horizontal(pl.col("from_mi"), pl.lit(first, pl.Int32)),
+            to_mi=pl.min_horizontal(pl.col("to_mi"), pl.lit(last, pl.Int32)),
+        )
+        .filter(pl.col("from_mi") <= pl.col("to_mi"))
+    )
+
+
+def explode_months(segs: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per month of each segment (`month_idx`), for tests and small lists."""
+    return segs.with_columns(month_idx=pl.int_ranges("from_mi", pl.col("to_mi") + 1, dtype=pl.Int32)).explode(
+        "month_idx"
+    )

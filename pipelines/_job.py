@@ -1,0 +1,33 @@
+"""What the scheduled jobs share: JSON logs, exit codes 0 ok / 1 failure / 2 refused."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from allowance import log
+from allowance.constants import EXIT_FAILURE, EXIT_OK
+from allowance.errors import AllowanceError
+
+
+def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
+    """Run a job body; log one JSON line per step; print one JSON result on stdout."""
+    log.configure()
+    lg = log.get(job=name)
+    try:
+        result = body()
+    except AllowanceError as e:
+        lg.error("job_refused" if e.exit_code == 2 else "job_failed", error=str(e), exit_code=e.exit_code)
+        print(json.dumps({"job": name, "ok": False, "error": str(e)}, ensure_ascii=False))
+        return e.exit_code
+    except Exception as e:
+        lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
+        print(json.dumps({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"}, ensure_ascii=False))
+        return EXIT_FAILURE
+    lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None)})
+    print(json.dumps({"job": name, "ok": True, **result}, ensure_ascii=False, default=str))
+    sys.stdout.flush()
+    return EXIT_OK

@@ -1,0 +1,48 @@
+"""The quarterly job (四 按季度预拨): draft the quarter for district review; publish on approval.
+
+Scheduled early in January, April, July and October (see README); staff then review the
+draft and publish it with `allowance publish BATCH --approved-by NAME`, or this job is run
+again with --publish-as once approval is recorded elsewhere.
+
+    python -m pipelines.quarterly --registry /data/extract.parquet [--quarter 2025Q3] [--as-of DATE]
+        [--ledger var/ledger.duckdb] [--out out] [--publish-as NAME]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from allowance import registry, rules
+from allowance.months import month_index, parse_date, parse_quarter, quarter_label, today_shanghai
+from allowance.runs import draft_run, publish_batch
+from pipelines._job import run_job
+
+
+def main(
+    registry_path: Annotated[Path, typer.Option("--registry", help="Tonight's registry extract.")],
+    quarter: Annotated[str | None, typer.Option(help="Quarter, default: the quarter of --as-of.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD, default today (Shanghai).")] = None,
+    ledger: Annotated[Path, typer.Option(envvar="ALLOWANCE_LEDGER")] = Path("var/ledger.duckdb"),
+    out: Annotated[Path, typer.Option(envvar="ALLOWANCE_OUT")] = Path("out"),
+    rules_path: Annotated[Path, typer.Option("--rules", envvar="ALLOWANCE_RULES")] = rules.DEFAULT_RULES_DIR,
+    publish_as: Annotated[str | None, typer.Option(help="Publish at once, approved by this name.")] = None,
+    max_quarantine_share: Annotated[float, typer.Option()] = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+) -> None:
+    def body() -> dict[str, object]:
+        day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
+        q = parse_quarter(quarter or quarter_label(month_index(day)))
+        res = draft_run("quarterly", registry_path, ledger, rules.load(rules_path), day, q, max_quarantine_share)
+        if publish_as:
+            res = publish_batch(res.batch_id, publish_as, ledger, out)
+        return res.as_json()
+
+    raise typer.Exit(run_job("quarterly", body))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ALLOWANCE_LOG_LEVEL", "INFO")
+    typer.run(main)
