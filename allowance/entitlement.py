@@ -12,7 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from allowance.months import month_index_expr
-from allowance.rules import Rules
+from allowance.rules import Rules, lookup_age_expr
 
 PERSON_MONTH_SCHEMA = {
     "pkey": pl.UInt32,
@@ -72,7 +72,7 @@ def person_months(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -
     exploded = (
         spans.with_columns(month_idx=pl.int_ranges("start_mi", pl.col("end_mi") + 1, dtype=pl.Int32))
         .explode("month_idx")
-        .with_columns(age=age_in_month_expr(pl.col("birth_mi"), pl.col("month_idx")))
+        .with_columns(age=lookup_age_expr(age_in_month_expr(pl.col("birth_mi"), pl.col("month_idx"))))
     )
     is_exit_month = (pl.col("month_idx") == pl.col("death_mi")) | (pl.col("month_idx") == pl.col("out_mi"))
     return (
@@ -137,7 +137,7 @@ def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last:
             .then(pl.col("from_mi").shift(-1) - 1)
             .otherwise(pl.col("end_mi"))
             .cast(pl.Int32),
-            age=age_in_month_expr(pl.col("birth_mi"), pl.col("from_mi")),
+            age=lookup_age_expr(age_in_month_expr(pl.col("birth_mi"), pl.col("from_mi"))),
         )
         .join(lookup, left_on=["from_mi", "age"], right_on=["month_idx", "age"], how="inner")
         .select("pkey", "from_mi", "to_mi", "monthly_fen", "version_id")

@@ -22,7 +22,7 @@ from allowance.constants import CHANNELS
 from allowance.errors import RulesError
 from allowance.months import Month, month_start
 
-Cite = Annotated[str, Field(min_length=1, description="the clause this value comes from")]
+Cite = Annotated[str, Field(pattern=r"\S", description="the clause this value comes from (not blank)")]
 
 
 class _Strict(BaseModel):
@@ -145,23 +145,33 @@ class Version(_Strict):
         return sign * (abs(amount_fen) - district), sign * district
 
 
+MAX_LOOKUP_AGE = 150
+
+
+def lookup_age_expr(age: pl.Expr) -> pl.Expr:
+    """The age to look a band up with: the last band is open-ended, so any age above the table is its last row."""
+    return pl.min_horizontal(age, pl.lit(MAX_LOOKUP_AGE, pl.Int32))
+
+
 class Rules:
     """All versions, checked not to overlap. The one date-aware accessor of the engine."""
 
-    def __init__(self, versions: Iterable[Version], origin: str = "") -> None:
+    def __init__(self, versions: Iterable[Version], origin: str = "", files: dict[str, str] | None = None) -> None:
         self.versions: list[Version] = sorted(versions, key=lambda v: v.effective_from)
         self.origin = origin
+        self.files = files or {}
         if not self.versions:
             raise RulesError(f"{origin or 'rules'}: no rules version found")
         ids = [v.id for v in self.versions]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise RulesError(f"{origin}: version id(s) {dupes} defined twice")
-        for a, b in zip(self.versions, self.versions[1:], strict=False):
+        for a, b in itertools.pairwise(self.versions):
             if a.effective_to is None or a.effective_to >= b.effective_from:
                 raise RulesError(
-                    f"{origin}: version {a.id} (from {a.effective_from} to {a.effective_to or 'open'}) "
-                    f"overlaps version {b.id} (from {b.effective_from})"
+                    f"{self.files.get(a.id, origin)}: version {a.id}: field effective_to "
+                    f"({a.effective_to or 'open'}) overlaps {self.files.get(b.id, origin)}: version {b.id}: "
+                    f"field effective_from ({b.effective_from}); versions must not overlap"
                 )
 
     def at(self, month: Month) -> Version:
@@ -210,8 +220,12 @@ class Rules:
             },
         )
 
-    def age_lookup(self, first: int, last: int, max_age: int = 150) -> pl.DataFrame:
-        """(month_idx, age) → monthly_fen, version_id, band_min_age for every age the bands cover."""
+    def age_lookup(self, first: int, last: int, max_age: int = MAX_LOOKUP_AGE) -> pl.DataFrame:
+        """(month_idx, age) → monthly_fen, version_id, band_min_age for ages 0..max_age.
+
+        The last band is open-ended, so callers clamp ages above max_age to max_age
+        (`lookup_age_expr`) instead of letting the very old drop out of an inner join.
+        """
         t = self.month_table(first, last)
         ages = pl.DataFrame({"age": pl.int_range(0, max_age + 1, eager=True).cast(pl.Int32)})
         return (
@@ -267,8 +281,15 @@ def load(path: Path | str) -> Rules:
         files = [p]
     else:
         raise RulesError(f"{p}: rules path does not exist")
-    versions = [v for f in files for v in _load_file(f)]
-    return Rules(versions, origin=str(p))
+    versions: list[Version] = []
+    where: dict[str, str] = {}
+    for f in files:
+        for v in _load_file(f):
+            if v.id in where:
+                raise RulesError(f"{f}: version {v.id}: field id: already defined in {where[v.id]}")
+            where[v.id] = str(f)
+            versions.append(v)
+    return Rules(versions, origin=str(p), files=where)
 
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
