@@ -336,6 +336,72 @@ class Ledger:
             self.run("rollback")
             raise
 
+    def review(self, batch_id: str, person_id: str, action: str, reason: str, by: str) -> dict[str, Any]:
+        """五 区民政部门资格审定: hold, reject or release a named person, with who and why.
+
+        HOLD and REJECT take the person out of this draft (lines, pieces, no-card entry) and out
+        of every later run until a RELEASE; the draft stays publishable, other drafts go stale.
+        """
+        if not reason.strip() or not by.strip():
+            raise LedgerError("a review decision needs --reason and --by")
+        self.run("begin")
+        try:
+            b = self.batch(batch_id)
+            if b["status"] != "draft":
+                raise LedgerError(f"batch {batch_id} is {b['status']}; only a draft can be reviewed")
+            row = self.one(
+                "select district_code from batch_lines where batch_id=? and person_id=? union all "
+                "select district_code from batch_no_card where batch_id=? and person_id=? limit 1",
+                [batch_id, person_id, batch_id, person_id],
+            )
+            if action != "RELEASE" and row is None:
+                raise LedgerError(f"batch {batch_id} has no line for that person; nothing to {action.lower()}")
+            did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
+            self.run(
+                "insert into decisions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [did, batch_id, person_id, row[0] if row else None, action, b["first_month"] or 0, None,
+                 reason, by, _now()],
+            )
+            if action in ("HOLD", "REJECT"):
+                for t in ("batch_pieces", "batch_lines", "batch_no_card"):
+                    self.run(f"delete from {t} where batch_id=? and person_id=?", [batch_id, person_id])
+                self._refresh_totals(batch_id)
+            seq = self._bump(f"review_{action.lower()}", batch_id, by, {"reason": reason})
+            if action in ("HOLD", "REJECT"):
+                self.run("update batches set base_seq=? where batch_id=?", [seq, batch_id])
+            self.run("commit")
+        except BaseException:
+            self.run("rollback")
+            raise
+        return self.batch(batch_id)
+
+    def _refresh_totals(self, batch_id: str) -> None:
+        pay = self.one(
+            "select count(*), coalesce(sum(amount_fen), 0) from batch_lines where batch_id=? and line_type='PAYMENT'",
+            [batch_id],
+        )
+        rec = self.one(
+            "select count(*), coalesce(sum(amount_fen), 0) from batch_lines where batch_id=? and line_type='RECOVERY'",
+            [batch_id],
+        )
+        nc = self.one("select count(*), coalesce(sum(amount_fen), 0) from batch_no_card where batch_id=?", [batch_id])
+        reasons = self.run(
+            "select reason, count(*) from batch_lines where batch_id=? group by 1 order by 1", [batch_id]
+        )
+        summary = json.loads(self.batch(batch_id)["summary"])
+        summary["payments"] = {"lines": int(pay[0]), "amount_fen": int(pay[1])}  # type: ignore[index]
+        summary["recoveries"] = {"lines": int(rec[0]), "amount_fen": int(rec[1])}  # type: ignore[index]
+        summary["no_card"] = {"people": int(nc[0]), "amount_fen": int(nc[1])}  # type: ignore[index]
+        summary["by_reason"] = {r: int(n) for r, n in reasons}
+        self.run(
+            "update batches set lines=?, amount_fen=?, recovery_fen=?, summary=? where batch_id=?",
+            [pay[0], pay[1], rec[1], json.dumps(summary, ensure_ascii=False), batch_id],  # type: ignore[index]
+        )
+
+    def decisions(self, batch_id: str | None = None) -> pl.DataFrame:
+        where, params = ("where batch_id = ?", [batch_id]) if batch_id else ("", [])
+        return self.df(f"select * from decisions {where} order by decision_id", params)
+
     def _seq_of_last_ledger_change(self) -> int:
         """The sequence number of the last event that changed what is paid (not drafts)."""
         row = self.one("select coalesce(max(seq), 0) from events where action not in ('draft')")
