@@ -20,6 +20,7 @@ from allowance import __version__
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import Ledger
+from allowance.log import Laps
 from allowance.months import fmt, month_date_expr, month_index, month_index_expr, quarter_label
 from allowance.registry import Validated
 from allowance.rules import Rules
@@ -131,11 +132,13 @@ def build_draft(
     rules: Rules,
 ) -> Draft:
     """Compute a draft batch; the ledger is only read."""
+    lap = Laps()
     window = window_for(kind, as_of, ledger, rules, quarter)
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
     clean = validated.clean.with_row_index("pkey")
     holdings = ledger.holdings()
+    lap("read_holdings")
 
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
                     "held_fen": pl.Int64, "diff_fen": pl.Int64}
@@ -147,6 +150,7 @@ def build_draft(
         months = range(window.first, window.last + 1)
         versions = sorted({rules.at(m).id for m in months})
         pieces = diff_pieces(clean, rules, window, holdings, ledger.blocked())
+    lap("diff_pieces")
 
     ids = clean.select("pkey", "person_id")
     last_paid = (
@@ -173,7 +177,7 @@ def build_draft(
     d = (
         pieces.lazy()
         .join(version_of.lazy(), on="from_mi", how="left")
-        .join(people.lazy(), on="pkey", how="left")
+        .join(people.select("pkey", "channel").lazy(), on="pkey", how="left")
         .with_columns(
             line_type=pl.when(pl.col("diff_fen") > 0).then(pl.lit("PAYMENT")).otherwise(pl.lit("RECOVERY")),
             n=n.cast(pl.Int64),
@@ -194,17 +198,20 @@ def build_draft(
     else:
         d = d.with_columns(reversed=pl.lit(False))
 
+    lap("attach_people")
     is_pay = pl.col("line_type") == "PAYMENT"
     no_card_pieces = d.filter(is_pay & pl.col("channel").is_null())
     line_pieces = d.filter(~is_pay | pl.col("channel").is_not_null())
 
+    # Aggregate integers only (versions as a bitmask); names and cards are joined once after.
+    vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
+    masks = {m: "+".join(v for v, bit in vbit.items() if m & bit) for m in range(1, 1 << len(vbit))}
     grouped = (
         line_pieces.lazy()
-        .join(last_paid.lazy(), on="pkey", how="left")
+        .select("pkey", "line_type", "from_mi", "to_mi", "n", "diff_fen", "ent_fen", "held_fen", "district_part",
+                "reversed", pl.col("v").replace_strict(vbit, return_dtype=pl.Int64).alias("vbit"))
         .group_by("pkey", "line_type")
         .agg(
-            pl.first("person_id", "name", "district_code", "channel", "card_no", "death_date", "hukou_out_date",
-                     "last_paid_fen"),
             pl.col("from_mi").min(),
             pl.col("to_mi").max(),
             pl.col("n").sum().cast(pl.Int32).alias("months"),
@@ -213,13 +220,22 @@ def build_draft(
             pl.col("reversed").any().alias("any_reversed"),
             ((pl.col("held_fen") > 0) & (pl.col("diff_fen") > 0)).any().alias("any_topup"),
             (pl.col("from_mi") < window.current_from).any().alias("any_arrears"),
-            (pl.col("ent_fen") != pl.col("last_paid_fen")).any().alias("amount_changed"),
-            pl.col("v").unique().sort().str.join("+").alias("rules_version"),
-            (pl.col("ent_fen") > 0).all().alias("still_entitled"),
+            pl.col("ent_fen").min().alias("ent_min"),
+            pl.col("ent_fen").max().alias("ent_max"),
+            pl.col("vbit").bitwise_or().alias("vmask"),
             pl.col("from_mi").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
+        )
+        .join(last_paid.lazy(), on="pkey", how="left")
+        .join(people.lazy(), on="pkey", how="left")
+        .with_columns(
+            amount_changed=(pl.col("ent_min") != pl.col("last_paid_fen"))
+            | (pl.col("ent_max") != pl.col("last_paid_fen")),
+            still_entitled=pl.col("ent_min") > 0,
+            rules_version=pl.col("vmask").replace_strict(masks, return_dtype=pl.String),
         )
         .collect()
     )
+    lap("group_lines")
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
     reason = (
@@ -251,7 +267,7 @@ def build_draft(
         )
     )
     batch_pieces = (
-        line_pieces.join(lines.select("pkey", "line_type", "line_id"), on=["pkey", "line_type"])
+        line_pieces.join(lines.select("pkey", "line_type", "line_id", "person_id"), on=["pkey", "line_type"])
         .select(
             pl.lit(batch_id).alias("batch_id"), "line_id", "person_id", "from_mi", "to_mi",
             pl.col("diff_fen").alias("fen"),
@@ -259,15 +275,16 @@ def build_draft(
         .sort("line_id", "from_mi")
     )
     lines = lines.select(LINE_COLUMNS)
+    lap("line_ids_pieces")
     no_card = (
         no_card_pieces.group_by("pkey")
         .agg(
-            pl.first("person_id", "name", "district_code"),
             pl.col("from_mi").min(),
             pl.col("to_mi").max(),
             pl.col("n").sum().cast(pl.Int32).alias("months"),
             (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
         )
+        .join(people.select("pkey", "person_id", "name", "district_code"), on="pkey", how="left")
         .sort("district_code", "person_id")
         .select(
             pl.lit(batch_id).alias("batch_id"), "person_id", "name", "district_code",
@@ -277,6 +294,7 @@ def build_draft(
     )
     quarantine = validated.quarantine.select(pl.lit(batch_id).alias("batch_id"), pl.all())
     check_lines(lines)
+    lap("no_card_checks")
 
     payments = lines.filter(pl.col("line_type") == "PAYMENT")
     recoveries = lines.filter(pl.col("line_type") == "RECOVERY")
@@ -308,6 +326,8 @@ def build_draft(
         "recovery_fen": int(recoveries["amount_fen"].sum()),
         "summary": json.dumps(summary, ensure_ascii=False),
     }
+    lap("summary")
+    lap.done("draft_stages", batch_id=batch_id)
     return Draft(batch, lines, batch_pieces, no_card, quarantine)
 
 

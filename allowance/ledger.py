@@ -45,7 +45,7 @@ create table batches (
     summary json not null, manifest json
 );
 create table batch_lines (
-    batch_id varchar not null, line_id varchar primary key, line_type varchar not null,
+    batch_id varchar not null, line_id varchar not null, line_type varchar not null,
     person_id varchar not null, name varchar, district_code varchar not null, channel varchar,
     card_no varchar, period_from date not null, period_to date not null, months integer not null,
     amount_fen bigint not null, municipal_fen bigint not null, district_fen bigint not null,

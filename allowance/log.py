@@ -31,3 +31,22 @@ def get(**bind: Any) -> structlog.typing.FilteringBoundLogger:
 
 # Library use (tests, notebooks) logs warnings only, to stderr; the CLI and jobs reconfigure.
 configure(default="WARNING")
+
+
+class Laps:
+    """Stage timings for profiling, logged at DEBUG as one line: `laps.done("draft_stages")`."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self._t = self._clock()
+        self.laps: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = self._clock()
+        self.laps[name] = round(now - self._t, 3)
+        self._t = now
+
+    def done(self, event: str, **kw: Any) -> None:
+        get().debug(event, **kw, **self.laps)

@@ -117,40 +117,52 @@ def _as_date(schema: pl.Schema, col: str) -> pl.Expr:
     return _as_text(schema, col).str.to_date("%Y-%m-%d", strict=False)
 
 
+def _normalised_ids(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Upper-cased IDs with legacy 15-digit ones upgraded to 18 (only those rows are rebuilt)."""
+    ids = raw.str.to_uppercase()
+    legacy = (ids.str.len_bytes() == 15) & ids.str.contains(r"^\d{15}$")
+    legacy = legacy.fill_null(False)
+    if legacy.any():
+        idx = legacy.arg_true()
+        upgraded = pl.DataFrame({"p": ids.gather(idx)}).select(idcard.normalized_id_expr("p")).to_series()
+        ids = ids.scatter(idx, upgraded)
+    return ids, legacy
+
+
 def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256: str = "") -> Validated:
     """Split an extract into clean and quarantined rows (SPEC §3), judged as of `as_of`."""
     schema = lf.collect_schema()
     text = {c: _as_text(schema, c) for c in REGISTRY_COLUMNS}
     dates = {c: _as_date(schema, c) for c in DATE_COLUMNS}
-    raw_id = text["person_id"]
-
-    base = lf.with_row_index("row_no", offset=1).with_columns(
-        person_id_raw=raw_id,
-        person_id=raw_id.str.to_uppercase(),
+    base = lf.select(
+        person_id_raw=text["person_id"],
         name=text["name"],
         district_code=text["district_code"],
         channel=text["channel"],
-        card_no=text["card_no"].str.replace_all(r"\s", ""),
+        card_no=text["card_no"].str.replace_all(" ", "", literal=True),
         **{f"{c}_raw": text[c] for c in DATE_COLUMNS},
         **dates,
-    ).with_columns(
-        legacy=idcard.is_legacy_expr("person_id"),
-        person_id=idcard.normalized_id_expr("person_id"),
-    ).with_columns(
-        shape_ok=idcard.id_shape_ok_expr("person_id"),
-        id_birth=idcard.id_birth_expr("person_id"),
-    )
+    ).collect()
+    person_id, legacy = _normalised_ids(base["person_id_raw"])
+    ids = idcard.parse_ids(person_id)
+    df = pl.concat(
+        [base.with_columns(person_id=person_id, legacy=legacy), ids.with_columns(
+            id_key=pl.when(pl.col("id_shape_ok")).then(pl.col("id_key")))],
+        how="horizontal",
+    ).with_row_index("row_no", offset=1)
 
     bd, hs, ho, dd = (pl.col(c) for c in DATE_COLUMNS)
-    well_formed = pl.col("shape_ok") & pl.col("id_birth").is_not_null()
+    well_formed = pl.col("id_shape_ok") & pl.col("id_date_ok")
+    id_date_int = pl.col("id_y") * 10000 + pl.col("id_m") * 100 + pl.col("id_d")
+    bd_int = bd.dt.year().cast(pl.Int32) * 10000 + bd.dt.month().cast(pl.Int32) * 100 + bd.dt.day().cast(pl.Int32)
     checks: dict[str, pl.Expr] = {
         "MISSING_FIELD": pl.any_horizontal(
             [pl.col(c).is_null() for c in ("person_id", "name", "district_code")] + [pl.col("birth_date_raw").is_null()]
         ),
         "ID_FORMAT": pl.col("person_id").is_not_null() & ~well_formed,
-        "ID_CHECKSUM": well_formed & ~idcard.id_checksum_ok_expr("person_id"),
+        "ID_CHECKSUM": well_formed & ~pl.col("id_checksum_ok"),
         "BAD_DATE": pl.any_horizontal([pl.col(f"{c}_raw").is_not_null() & pl.col(c).is_null() for c in DATE_COLUMNS]),
-        "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd != pl.col("id_birth")),
+        "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd_int != id_date_int),
         "BIRTH_IN_FUTURE": bd > pl.lit(as_of),
         "DEATH_BEFORE_BIRTH": dd < bd,
         "HUKOU_DATES": (hs < bd) | (ho < hs) | (ho < bd),
@@ -158,25 +170,24 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
         "UNKNOWN_DISTRICT": pl.col("district_code").is_not_null() & ~pl.col("district_code").is_in(DISTRICT_CODES),
         "BAD_CHANNEL": pl.col("channel").is_not_null() & ~pl.col("channel").is_in(channels),
         "CARD_MISSING": pl.col("channel").is_not_null() & pl.col("card_no").is_null(),
-        "BAD_CARD": pl.col("card_no").is_not_null() & ~pl.col("card_no").str.contains(r"^\d{6,32}$"),
-        "DUPLICATE_ID": well_formed & (pl.len().over("person_id") > 1),
+        "BAD_CARD": pl.col("card_no").is_not_null()
+        & (
+            (pl.col("card_no").str.len_bytes() < 6)
+            | (pl.col("card_no").str.len_bytes() > 32)
+            | pl.col("card_no").str.contains("[^0-9]")
+        ),
+        "DUPLICATE_ID": pl.col("id_key").is_not_null() & pl.col("id_key").is_duplicated(),
     }
     assert tuple(checks) == QUARANTINE_REASONS
-    flagged = base.with_columns(
-        reasons=pl.concat_str(
-            [pl.when(expr.fill_null(False)).then(pl.lit(code)) for code, expr in checks.items()],
-            separator=";",
-            ignore_nulls=True,
-        )
-    ).with_columns(reasons=pl.when(pl.col("reasons") == "").then(None).otherwise(pl.col("reasons")))
-
-    df = flagged.collect()
-    bad = df.filter(pl.col("reasons").is_not_null())
-    clean = df.filter(pl.col("reasons").is_null()).select(
-        [pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()]
+    flags = df.select(**{code: expr.fill_null(False) for code, expr in checks.items()})
+    any_bad = flags.select(pl.any_horizontal(pl.all()).alias("bad")).to_series()
+    clean = df.filter(~any_bad).select([pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()])
+    bad_rows = pl.concat([df.filter(any_bad), flags.filter(any_bad)], how="horizontal")
+    reasons = pl.concat_str(
+        [pl.when(pl.col(code)).then(pl.lit(code)) for code in QUARANTINE_REASONS], separator=";", ignore_nulls=True
     )
-    quarantine = bad.select(
-        "row_no",
+    quarantine = bad_rows.with_columns(reasons=reasons).select(
+        pl.col("row_no").cast(pl.Int64),
         pl.col("reasons").str.split(";").list.first().alias("reason"),
         "reasons",
         pl.col("person_id_raw").alias("person_id"),
@@ -185,15 +196,13 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
         "district_code",
         "channel",
         "card_no",
-    ).with_columns(pl.col("row_no").cast(pl.Int64))
-    by_reason = dict(
-        quarantine.group_by("reason").len().sort("reason").iter_rows()
     )
+    by_reason = dict(quarantine.group_by("reason").len().sort("reason").iter_rows())
     return Validated(
         clean=clean,
         quarantine=quarantine,
         rows_in=df.height,
-        legacy_upgraded=int(df.filter(pl.col("reasons").is_null())["legacy"].sum()),
+        legacy_upgraded=int(df.filter(~any_bad)["legacy"].sum()),
         sha256=sha256,
         by_reason={k: int(v) for k, v in by_reason.items()},
     )
