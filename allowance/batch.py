@@ -83,6 +83,8 @@ class Draft:
     pieces: pl.DataFrame
     no_card: pl.DataFrame
     quarantine: pl.DataFrame
+    changes: pl.DataFrame
+    stops: dict[str, int]
 
 
 def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, base_seq: int, rules: Rules) -> str:
@@ -296,6 +298,11 @@ def build_draft(
     check_lines(lines)
     lap("no_card_checks")
 
+    stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked())
+    changes = change_report(lines, stops_frame, people, ledger.payees(), batch_id)
+    expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
+    lap("stops_changes_expired")
+
     payments = lines.filter(pl.col("line_type") == "PAYMENT")
     recoveries = lines.filter(pl.col("line_type") == "RECOVERY")
     held_ids = holdings.select("person_id").unique()
@@ -308,6 +315,11 @@ def build_draft(
         "by_reason": {r: int(c) for r, c in lines.group_by("reason").len().sort("reason").iter_rows()},
         # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
         "ledger_people_not_in_clean_extract": int(held_ids.join(ids, on="person_id", how="anti").height),
+        # 四 追溯期: months still owed but older than the retroactive window are not paid.
+        "expired": expired,
+        "stops": stops,
+        "changes": {k: {"people": int(p), "fen": int(f)} for k, p, f in
+                    changes.group_by("change").agg(pl.len(), pl.col("fen").sum()).sort("change").iter_rows()},
     }
     batch = {
         "batch_id": batch_id,
@@ -328,7 +340,95 @@ def build_draft(
     }
     lap("summary")
     lap.done("draft_stages", batch_id=batch_id)
-    return Draft(batch, lines, batch_pieces, no_card, quarantine)
+    return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops)
+
+
+def expired_months(
+    clean: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame
+) -> dict[str, int]:
+    """Months owed before the retroactive window (and after the opening month): reported, never paid."""
+    first, last = opening, min(window.expired_before - 1, window.last)
+    if window.empty or first > last:
+        return {"people": 0, "months": 0, "fen": 0}
+    ids = clean.lazy().select("pkey", "person_id")
+    ent = entitlement_segments(clean.lazy(), rules, first, last)
+    held = clip(holdings.lazy().join(ids, on="person_id").select("pkey", "from_mi", "to_mi", "fen"), first, last)
+    owed = (
+        sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") > 0)
+        .select("pkey", n=pl.col("to_mi") - pl.col("from_mi") + 1, fen=pl.col("diff_fen") * (
+            pl.col("to_mi") - pl.col("from_mi") + 1))
+        .collect()
+    )
+    return {"people": owed["pkey"].n_unique(), "months": int(owed["n"].sum()), "fen": int(owed["fen"].sum())}
+
+
+def stopped_people(
+    clean: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Who was being paid and would no longer be (the circuit breaker's count, issue 4).
+
+    Recipients: people the ledger pays for the reference month — the month before the quarter
+    (quarterly run) or the last pre-disbursed month (supplement). Stopped: recipients not
+    entitled in the check month (the quarter's first month, or that last month), including
+    those missing from the clean extract. Returns person rows (person_id, cause, last_fen).
+    """
+    empty = pl.DataFrame(schema={"person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
+    if window.empty:
+        return empty, {"recipients": 0, "stopped": 0}
+    ref = window.current_from - 1 if window.kind == "quarterly" else window.last
+    check = window.current_from if window.kind == "quarterly" else window.last
+    recipients = holdings.filter((pl.col("from_mi") <= ref) & (pl.col("to_mi") >= ref) & (pl.col("fen") > 0)).select(
+        "person_id", pl.col("fen").alias("last_fen")
+    )
+    if recipients.height == 0:
+        return empty, {"recipients": 0, "stopped": 0}
+    ids = clean.select("pkey", "person_id", "death_date", "hukou_out_date", present=pl.lit(True))
+    ent = entitlement_segments(clean.lazy(), rules, check, check)
+    if blocked.height:
+        ent = without_blocked(ent, blocked.lazy().join(ids.lazy(), on="person_id").select("pkey", "from_mi", "to_mi"))
+    entitled = ent.select("pkey").collect().join(ids, on="pkey").select("person_id")
+    stopped = (
+        recipients.join(entitled, on="person_id", how="anti")
+        .join(ids.select("person_id", "death_date", "hukou_out_date", "present"), on="person_id", how="left")
+        .with_columns(
+            cause=pl.when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
+            .when(pl.col("hukou_out_date").is_not_null()).then(pl.lit("MIGRATION"))
+            .when(pl.col("present").is_null()).then(pl.lit("NOT_IN_EXTRACT"))
+            .otherwise(pl.lit("OTHER"))
+        )
+        .select("person_id", "cause", "last_fen")
+    )
+    return stopped, {"recipients": recipients.height, "stopped": stopped.height}
+
+
+def change_report(
+    lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, payees: pl.DataFrame, batch_id: str
+) -> pl.DataFrame:
+    """What changed, person by person: new entrants, stops (death, migration, …), band and channel changes.
+
+    Columns: batch_id, district_code, change, person_id, fen (the line's amount; for a stop,
+    the monthly amount that stops).
+    """
+    pay = lines.filter(pl.col("line_type") == "PAYMENT")
+    parts = [
+        pay.filter(pl.col("reason") == "NEW").select("district_code", pl.lit("NEW_ENTRANT").alias("change"),
+                                                     "person_id", pl.col("amount_fen").alias("fen")),
+        pay.filter(pl.col("reason") == "BAND_CHANGE").select("district_code", pl.lit("BAND_CHANGE").alias("change"),
+                                                             "person_id", pl.col("amount_fen").alias("fen")),
+        pay.join(payees, on="person_id", how="inner")
+        .filter((pl.col("channel") != pl.col("last_channel")) | (pl.col("card_no") != pl.col("last_card_no")))
+        .select("district_code", pl.lit("CHANNEL_CHANGE").alias("change"), "person_id",
+                pl.col("amount_fen").alias("fen")),
+        stops.join(people.select("person_id", "district_code"), on="person_id", how="left")
+        .select(pl.col("district_code").fill_null("unknown"), (pl.lit("STOP_") + pl.col("cause")).alias("change"),
+                "person_id", pl.col("last_fen").alias("fen")),
+    ]
+    return (
+        pl.concat(parts)
+        .with_columns(batch_id=pl.lit(batch_id))
+        .select("batch_id", "district_code", "change", "person_id", pl.col("fen").cast(pl.Int64))
+        .sort("district_code", "change", "person_id")
+    )
 
 
 def check_lines(lines: pl.DataFrame) -> None:

@@ -77,6 +77,16 @@ create table decisions (
     action varchar not null, from_month integer, to_month integer, reason varchar not null,
     decided_by varchar not null, decided_at timestamp not null
 );
+create table recoveries (
+    line_id varchar not null, batch_id varchar not null, person_id varchar not null,
+    district_code varchar not null, months integer not null, amount_fen bigint not null, cause varchar,
+    state varchar not null, changed_at timestamp not null, changed_by varchar, note varchar
+);
+create table bank_returns (
+    line_id varchar not null, status varchar not null, reason varchar, settled_at varchar,
+    imported_at timestamp not null, file_sha256 varchar not null
+);
+create table payees (person_id varchar not null, channel varchar, card_no varchar, line_id varchar not null);
 create table events (
     seq bigint not null, event_at timestamp not null, action varchar not null, batch_id varchar,
     actor varchar, detail json
@@ -326,6 +336,17 @@ class Ledger:
             self.apply_to_holdings(
                 self.df("select person_id, from_mi, to_mi, fen from batch_pieces where batch_id = ?", [batch_id])
             )
+            # Every recovery line opens a recovery (positive fen to get back); it counts as
+            # recovered in the net at once, so it is never listed again as new.
+            self.run(
+                """
+                insert into recoveries
+                select line_id, batch_id, person_id, district_code, months, -amount_fen, cause, 'open', ?, ?, null
+                from batch_lines where batch_id = ? and line_type = 'RECOVERY'
+                """,
+                [now, approved_by, batch_id],
+            )
+            self._update_payees(batch_id)
             self.run(
                 "update batches set status='published', published_at=?, approved_by=?, manifest=? where batch_id=?",
                 [now, approved_by, json.dumps(manifest, ensure_ascii=False), batch_id],
@@ -397,6 +418,156 @@ class Ledger:
             "update batches set lines=?, amount_fen=?, recovery_fen=?, summary=? where batch_id=?",
             [pay[0], pay[1], rec[1], json.dumps(summary, ensure_ascii=False), batch_id],  # type: ignore[index]
         )
+
+    def _update_payees(self, batch_id: str) -> None:
+        """The channel and card each person was last paid on (for channel-change reports)."""
+        new = self.df(
+            "select person_id, channel, card_no, line_id from batch_lines where batch_id=? and line_type='PAYMENT'",
+            [batch_id],
+        )
+        if new.height == 0:
+            return
+        old = self.df("select person_id, channel, card_no, line_id from payees")
+        merged = pl.concat([old.join(new.select("person_id"), on="person_id", how="anti"), new])
+        self.run("delete from payees")
+        self.insert_frame("payees", merged)
+
+    def payees(self) -> pl.DataFrame:
+        return self.df("select person_id, channel as last_channel, card_no as last_card_no from payees")
+
+    def import_bank_returns(self, returns: pl.DataFrame, file_sha256: str) -> dict[str, int]:
+        """§8: PAID is recorded; FAILED reverses the line's months so the next run re-issues them.
+
+        Refuses unknown line ids (naming them), recovery lines, and a status that contradicts one
+        already recorded; a line already recorded with the same status is skipped, so importing
+        the same file twice changes nothing.
+        """
+        self.con.register("_ret", returns.to_arrow())
+        try:
+            self.run("begin")
+            try:
+                unknown = [r[0] for r in self.run(
+                    "select r.line_id from _ret r left join batch_lines l using (line_id) "
+                    "left join batches b on b.batch_id = l.batch_id "
+                    "where l.line_id is null or b.status <> 'published' order by 1"
+                )]
+                if unknown:
+                    more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
+                    raise LedgerError(
+                        f"{len(unknown)} unknown or unpublished line id(s): {', '.join(unknown[:5])}{more}; "
+                        "nothing imported"
+                    )
+                rec = [r[0] for r in self.run(
+                    "select line_id from _ret join batch_lines using (line_id) where line_type <> 'PAYMENT' limit 5"
+                )]
+                if rec:
+                    raise LedgerError(f"bank returns name recovery lines ({', '.join(rec)}); nothing imported")
+                clash = [r[0] for r in self.run(
+                    "select r.line_id from _ret r join bank_returns b using (line_id) where b.status <> r.status "
+                    "order by 1 limit 5"
+                )]
+                if clash:
+                    raise LedgerError(
+                        f"line(s) {', '.join(clash)} already recorded with another status; nothing imported"
+                    )
+                fresh = self.df(
+                    "select r.* from _ret r anti join bank_returns b using (line_id) order by line_id"
+                )
+                now = _now()
+                if fresh.height:
+                    self.insert_frame(
+                        "bank_returns",
+                        fresh.with_columns(imported_at=pl.lit(now), file_sha256=pl.lit(file_sha256)),
+                    )
+                failed = fresh.filter(pl.col("status") == "FAILED").select("line_id")
+                reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
+                                                 "fen": pl.Int64})
+                if failed.height:
+                    self.con.register("_failed", failed.to_arrow())
+                    self.run(
+                        """
+                        insert into entries
+                        select p.person_id, p.from_mi, p.to_mi, -p.fen, 'REVERSAL', p.line_id, p.batch_id, ?
+                        from batch_pieces p join _failed f using (line_id)
+                        """,
+                        [now],
+                    )
+                    reversed_ = self.df(
+                        "select p.person_id, p.from_mi, p.to_mi, -p.fen as fen "
+                        "from batch_pieces p join _failed f using (line_id)"
+                    )
+                    self.con.unregister("_failed")
+                    self.apply_to_holdings(reversed_)
+                counts = {
+                    "rows": returns.height,
+                    "new": fresh.height,
+                    "already_recorded": returns.height - fresh.height,
+                    "paid": int((fresh["status"] == "PAID").sum()) if fresh.height else 0,
+                    "failed": failed.height,
+                    "reversed_fen": int(-reversed_["fen"].sum()) if reversed_.height else 0,
+                }
+                if fresh.height:
+                    self._bump("bank_returns", None, None, {**counts, "file_sha256": file_sha256})
+                self.run("commit")
+                return counts
+            except BaseException:
+                self.run("rollback")
+                raise
+        finally:
+            self.con.unregister("_ret")
+
+    def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, int]:
+        """open → recovered (confirmed by the district) or open → written_off (with a reason)."""
+        if not by.strip():
+            raise LedgerError("say who made the change (--by)")
+        self.con.register("_ids", pl.DataFrame({"line_id": line_ids}).unique().to_arrow())
+        try:
+            self.run("begin")
+            try:
+                unknown = [r[0] for r in self.run(
+                    "select i.line_id from _ids i anti join recoveries r using (line_id) order by 1 limit 5"
+                )]
+                if unknown:
+                    raise LedgerError(f"unknown recovery line id(s): {', '.join(unknown)}; nothing changed")
+                other = self.run(
+                    "select line_id, state from recoveries join _ids using (line_id) "
+                    "where state not in ('open', ?) order by 1 limit 5",
+                    [state],
+                )
+                if other:
+                    raise LedgerError(
+                        "recovery line(s) already closed otherwise: "
+                        + ", ".join(f"{lid} ({st})" for lid, st in other) + "; nothing changed"
+                    )
+                n = int(self.one(
+                    "select count(*) from recoveries join _ids using (line_id) where state = 'open'"
+                )[0])  # type: ignore[index]
+                self.run(
+                    "update recoveries set state=?, changed_at=?, changed_by=?, note=? "
+                    "where state='open' and line_id in (select line_id from _ids)",
+                    [state, _now(), by, note],
+                )
+                if n:
+                    self._bump(f"recovery_{state}", None, by, {"lines": n, "note": note})
+                self.run("commit")
+                return {"changed": n, "unchanged": len(set(line_ids)) - n}
+            except BaseException:
+                self.run("rollback")
+                raise
+        finally:
+            self.con.unregister("_ids")
+
+    def previous_run(self) -> dict[str, Any] | None:
+        """The latest run (draft or published) by creation: its as-of and extract size."""
+        cur = self.con.execute(
+            "select batch_id, as_of, registry_sha256, summary from batches order by created_at desc, batch_id limit 1"
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return None
+        bid, as_of, sha, summary = rows[0]
+        return {"batch_id": bid, "as_of": as_of, "registry_sha256": sha,
+                "rows_in": json.loads(summary)["registry"]["rows_in"]}
 
     def decisions(self, batch_id: str | None = None) -> pl.DataFrame:
         where, params = ("where batch_id = ?", [batch_id]) if batch_id else ("", [])

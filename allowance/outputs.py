@@ -151,3 +151,31 @@ def verify_batch(folder: Path) -> list[str]:
         elif _sha256(p) != meta["sha256"]:
             problems.append(f"{rel}: sha256 differs from manifest")
     return problems
+
+
+def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame, summary: dict[str, Any]) -> Path:
+    """Issue 4: what changed since the ledger's last state, per district (Parquet) + a readable summary."""
+    folder = out / "reports" / batch_id
+    tmp = out / "reports" / f".{batch_id}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    files: dict[str, dict[str, Any]] = {}
+    _partitioned(changes, ["district_code"], tmp, "changes", files)
+    lines = [f"change report for {batch_id} (as of {summary.get('as_of')}, extract {summary.get('registry_sha256')})"]
+    counts = (
+        changes.group_by("district_code", "change").agg(pl.len().alias("people"), pl.col("fen").sum())
+        .sort("district_code", "change")
+    )
+    for code in sorted(set(counts["district_code"].to_list())):
+        part = counts.filter(pl.col("district_code") == code)
+        name = DISTRICTS.get(code, "")
+        lines.append(f"{code} {name}: " + "; ".join(
+            f"{r['change']} {r['people']} ({r['fen']} fen)" for r in part.iter_rows(named=True)))
+    total = changes.group_by("change").agg(pl.len().alias("people"), pl.col("fen").sum()).sort("change")
+    lines.append("all districts: " + "; ".join(
+        f"{r['change']} {r['people']} ({r['fen']} fen)" for r in total.iter_rows(named=True)) if total.height
+                 else "all districts: no changes")
+    (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    finalize_batch(tmp, folder)
+    return folder

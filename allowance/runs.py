@@ -16,10 +16,10 @@ import polars as pl
 
 from allowance import log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version
-from allowance.errors import LedgerError
+from allowance.errors import LedgerError, RefusedError, UserError
 from allowance.ledger import Ledger, _now
 from allowance.months import fmt
-from allowance.outputs import finalize_batch, stage_batch, verify_batch
+from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
 from allowance.rules import Rules
 
 
@@ -44,6 +44,24 @@ class RunResult:
         }
 
 
+DEFAULT_MAX_STOP_SHARE = 0.02  # engine rule (issue 4): share of last quarter's recipients a run may stop
+DEFAULT_MAX_SHRINK_SHARE = 0.01  # engine rule (issue 4): how much smaller than the last extract one may be
+
+
+@dataclass
+class Breakers:
+    """Circuit breakers: a run that trips one is refused unless forced, with a reason that is logged."""
+
+    max_stop_share: float = DEFAULT_MAX_STOP_SHARE
+    max_shrink_share: float = DEFAULT_MAX_SHRINK_SHARE
+    force: bool = False
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.force and not (self.reason and self.reason.strip()):
+            raise UserError("--force needs --reason TEXT saying why the checks are overridden")
+
+
 def draft_run(
     kind: str,
     registry_path: Path,
@@ -52,17 +70,51 @@ def draft_run(
     as_of: dt.date,
     quarter: tuple[int, int] | None = None,
     max_quarantine_share: float = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+    breakers: Breakers | None = None,
+    out: Path | None = None,
 ) -> RunResult:
-    """Validate the extract and store a draft batch of entitlement minus ledger."""
+    """Validate the extract and store a draft batch of entitlement minus ledger.
+
+    With `out`, also writes the change report under `<out>/reports/<batch_id>/`.
+    """
+    br = breakers or Breakers()
     lg = log.get(kind=kind, as_of=str(as_of))
     with Ledger.use(ledger_path) as led:
         validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share)
         lg.info("registry_validated", **{k: v for k, v in validated.summary().items() if k != "quarantine_by_reason"})
+        tripped: list[str] = []
+        prev = led.previous_run()
+        if prev and validated.rows_in < prev["rows_in"] * (1 - br.max_shrink_share):
+            tripped.append(
+                f"the extract has {validated.rows_in} rows, {prev['rows_in'] - validated.rows_in} fewer than the "
+                f"previous run's {prev['rows_in']} (more than {br.max_shrink_share:.1%})"
+            )
         draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules)
+        st = draft.stops
+        if st["recipients"] and st["stopped"] > st["recipients"] * br.max_stop_share:
+            tripped.append(
+                f"it would stop payments for {st['stopped']} of last quarter's {st['recipients']} recipients "
+                f"({st['stopped'] / st['recipients']:.2%}, more than {br.max_stop_share:.1%})"
+            )
+        if tripped and not br.force:
+            raise RefusedError(
+                "refused: " + "; and ".join(tripped) + ". Check the extract, or rerun with --force --reason TEXT"
+            )
+        if tripped:
+            lg.warning("circuit_breaker_forced", reason=br.reason, tripped=tripped)
+            summary = json.loads(draft.batch["summary"])
+            summary["forced"] = {"reason": br.reason, "tripped": tripped}
+            draft.batch["summary"] = json.dumps(summary, ensure_ascii=False)
         led.save_draft(draft.batch, draft.lines, draft.pieces, draft.no_card, draft.quarantine)
         b = draft.batch
-        lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"])
-        return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], json.loads(b["summary"]))
+        summary = json.loads(b["summary"])
+        if out is not None:
+            report = write_change_report(out, b["batch_id"], draft.changes,
+                                         {"as_of": str(as_of), "registry_sha256": validated.sha256})
+            summary["change_report"] = str(report)
+        lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
+                recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])
+        return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary)
 
 
 def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path) -> RunResult:

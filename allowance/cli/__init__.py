@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from allowance import log
-from allowance.cli import batches, fixtures, ledger, publish, review, rules, run
+from allowance.cli import batches, fixtures, ledger, money_back, publish, review, rules, run
 
 app = typer.Typer(
     help="Shanghai elderly comprehensive allowance (老年综合津贴) payment engine.",
@@ -17,6 +17,8 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(run.app, name="run")
 app.add_typer(review.app, name="review")
+app.add_typer(money_back.bank, name="bank-returns")
+app.add_typer(money_back.recoveries, name="recoveries")
 app.add_typer(batches.app, name="batches")
 app.add_typer(fixtures.app, name="fixtures")
 app.command("publish")(publish.publish)

@@ -10,9 +10,11 @@ import typer
 from allowance import registry
 from allowance.cli.common import (
     DEFAULT_LEDGER,
+    DEFAULT_OUT,
     DEFAULT_RULES,
     JsonOpt,
     LedgerOpt,
+    OutOpt,
     RulesOpt,
     emit_json,
     errors_as_messages,
@@ -20,7 +22,13 @@ from allowance.cli.common import (
 )
 from allowance.money import yuan
 from allowance.months import parse_date, parse_quarter, today_shanghai
-from allowance.runs import RunResult, draft_run
+from allowance.runs import (
+    DEFAULT_MAX_SHRINK_SHARE,
+    DEFAULT_MAX_STOP_SHARE,
+    Breakers,
+    RunResult,
+    draft_run,
+)
 
 app = typer.Typer(help="Make draft batches.", no_args_is_help=True)
 
@@ -30,6 +38,14 @@ MaxQOpt = Annotated[
     float,
     typer.Option("--max-quarantine-share", min=0.0, max=1.0, help="Refuse when more of the extract fails checks."),
 ]
+
+
+ForceOpt = Annotated[bool, typer.Option("--force", help="Override a tripped circuit breaker (needs --reason).")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why the breakers are overridden (logged).")]
+StopOpt = Annotated[float, typer.Option("--max-stop-share", min=0.0, max=1.0,
+                                        help="Refuse to stop more of last quarter's recipients.")]
+ShrinkOpt = Annotated[float, typer.Option("--max-shrink-share", min=0.0, max=1.0,
+                                          help="Refuse an extract this much smaller than the last one.")]
 
 
 def _report(res: RunResult, json_: bool) -> None:
@@ -48,6 +64,14 @@ def _report(res: RunResult, json_: bool) -> None:
     typer.echo(f"  by reason {s['by_reason']}")
     typer.echo(f"  recoveries {s['recoveries']['lines']} lines, {yuan(-s['recoveries']['amount_fen'])} yuan; "
                f"no card {s['no_card']['people']} people, {yuan(s['no_card']['amount_fen'])} yuan")
+    exp = s.get("expired") or {}
+    if exp.get("fen"):
+        typer.echo(f"  expired (older than the retroactive window, not paid): {exp['people']} people, "
+                   f"{exp['months']} months, {yuan(exp['fen'])} yuan")
+    if s.get("changes"):
+        typer.echo("  changes " + ", ".join(f"{k} {v['people']}" for k, v in s["changes"].items()))
+    if s.get("change_report"):
+        typer.echo(f"  change report: {s['change_report']}")
     typer.echo(f"  review, then: allowance publish {res.batch_id} --approved-by NAME")
 
 
@@ -60,12 +84,18 @@ def quarterly(
     ledger: LedgerOpt = DEFAULT_LEDGER,
     rules: RulesOpt = DEFAULT_RULES,
     max_quarantine_share: MaxQOpt = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+    max_stop_share: StopOpt = DEFAULT_MAX_STOP_SHARE,
+    max_shrink_share: ShrinkOpt = DEFAULT_MAX_SHRINK_SHARE,
+    force: ForceOpt = False,
+    reason: ReasonOpt = None,
+    out: OutOpt = DEFAULT_OUT,
     json_: JsonOpt = False,
 ) -> None:
     """Quarterly pre-disbursement (四 按季度预拨): due months from the retroactive start to the quarter's end."""
     q = parse_quarter(quarter)
     day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
-    res = draft_run("quarterly", registry_path, ledger, load_rules(rules), day, q, max_quarantine_share)
+    br = Breakers(max_stop_share, max_shrink_share, force, reason)
+    res = draft_run("quarterly", registry_path, ledger, load_rules(rules), day, q, max_quarantine_share, br, out)
     _report(res, json_)
 
 
@@ -77,9 +107,16 @@ def supplement(
     ledger: LedgerOpt = DEFAULT_LEDGER,
     rules: RulesOpt = DEFAULT_RULES,
     max_quarantine_share: MaxQOpt = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+    max_stop_share: StopOpt = DEFAULT_MAX_STOP_SHARE,
+    max_shrink_share: ShrinkOpt = DEFAULT_MAX_SHRINK_SHARE,
+    force: ForceOpt = False,
+    reason: ReasonOpt = None,
+    out: OutOpt = DEFAULT_OUT,
     json_: JsonOpt = False,
 ) -> None:
-    """Nightly supplement: what became due up to the end of the latest pre-disbursed quarter."""
+    """Nightly supplement: new entrants, band corrections, new cards, re-issues and recoveries, up to the
+    end of the latest pre-disbursed quarter; months older than the retroactive window are reported as expired."""
     day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
-    res = draft_run("supplement", registry_path, ledger, load_rules(rules), day, None, max_quarantine_share)
+    br = Breakers(max_stop_share, max_shrink_share, force, reason)
+    res = draft_run("supplement", registry_path, ledger, load_rules(rules), day, None, max_quarantine_share, br, out)
     _report(res, json_)

@@ -1,0 +1,87 @@
+"""`allowance bank-returns …` and `allowance recoveries …`: what the bank and districts send back."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.idcard import mask
+from allowance.ledger import Ledger
+from allowance.money import yuan
+from allowance.registry import file_sha256
+from allowance.returns import read_bank_returns, read_line_ids
+
+bank = typer.Typer(help="Bank return files (SPEC §8).", no_args_is_help=True)
+recoveries = typer.Typer(help="The register of amounts to recover: open, recovered, written off.",
+                         no_args_is_help=True)
+
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: the OS user).")]
+
+
+@bank.command("import")
+@errors_as_messages
+def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, status, reason, settled_at.")],
+            ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Record PAID lines; reverse FAILED ones so the next run re-issues them. Twice changes nothing."""
+    df = read_bank_returns(file)
+    with Ledger.use(ledger) as led:
+        counts = led.import_bank_returns(df, file_sha256(file))
+    if json_:
+        emit_json({"file": str(file), **counts})
+    else:
+        typer.echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
+                   f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed for re-issue), "
+                   f"{counts['already_recorded']} already recorded")
+
+
+@recoveries.command("confirm")
+@errors_as_messages
+def confirm(file: Annotated[Path, typer.Argument(help="Parquet or CSV with a line_id column.")],
+            by: ByOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Mark open recoveries as recovered (the district got the money back)."""
+    ids = read_line_ids(file, "recovery confirmation file")
+    with Ledger.use(ledger) as led:
+        res = led.set_recovery_state(ids, "recovered", by or getpass.getuser(), f"confirmed by {file.name}")
+    _say(res, "recovered", json_)
+
+
+@recoveries.command("write-off")
+@errors_as_messages
+def write_off(line_ids: Annotated[list[str], typer.Argument(help="Recovery line ids.")],
+              reason: Annotated[str, typer.Option("--reason", help="Why it cannot be recovered.")],
+              by: ByOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Write off open recoveries that cannot be recovered, with a reason."""
+    if not reason.strip():
+        raise typer.BadParameter("--reason must say why")
+    with Ledger.use(ledger) as led:
+        res = led.set_recovery_state(line_ids, "written_off", by or getpass.getuser(), reason)
+    _say(res, "written off", json_)
+
+
+def _say(res: dict[str, int], what: str, json_: bool) -> None:
+    if json_:
+        emit_json(res)
+    else:
+        typer.echo(f"{res['changed']} recovery line(s) {what}; {res['unchanged']} already so")
+
+
+@recoveries.command("list")
+@errors_as_messages
+def list_(state: Annotated[str | None, typer.Option(help="open, recovered or written_off.")] = None,
+          ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """The recoveries register (IDs masked)."""
+    with Ledger.use(ledger, read_only=True) as led:
+        where, params = ("where state = ?", [state]) if state else ("", [])
+        df = led.df(f"select * from recoveries {where} order by district_code, line_id", params)
+    rows = [{**r, "person_id": mask(r["person_id"])} for r in df.to_dicts()]
+    if json_:
+        emit_json({"recoveries": rows, "lines": len(rows), "amount_fen": int(df["amount_fen"].sum())})
+        return
+    for r in rows:
+        typer.echo(f"{r['line_id']}  {r['district_code']}  {r['person_id']}  {r['months']} months  "
+                   f"{yuan(r['amount_fen']):>12} yuan  {r['cause']:<16} {r['state']}")
+    typer.echo(f"{len(rows)} line(s), {yuan(int(df['amount_fen'].sum()))} yuan")

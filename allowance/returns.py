@@ -1,0 +1,58 @@
+"""Files that come back: bank returns (SPEC §8) and recovery confirmations, read and checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from allowance.errors import InputError
+
+RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
+
+
+def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        if path.suffix.lower() == ".parquet":
+            df = pl.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt"):
+            df = pl.read_csv(path, infer_schema=False)
+        else:
+            raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise InputError(f"{path}: cannot read the {what} ({str(e).splitlines()[0] if str(e) else e})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in df.columns if c in RETURN_COLUMNS
+                      or c in required])
+
+
+def read_bank_returns(path: Path) -> pl.DataFrame:
+    """line_id, status (PAID|FAILED), reason, settled_at — one row per line, checked."""
+    df = _read_text_table(path, ("line_id", "status"), "bank return file")
+    for c in RETURN_COLUMNS:
+        if c not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.String).alias(c))
+    df = df.select(RETURN_COLUMNS).with_columns(pl.col("status").str.to_uppercase())
+    bad = df.with_row_index("row", offset=2).filter(
+        pl.col("line_id").is_null() | ~pl.col("status").is_in(["PAID", "FAILED"]).fill_null(False)
+    )
+    if bad.height:
+        r = bad.row(0, named=True)
+        raise InputError(f"{path}: row {r['row']}: needs a line_id and status PAID or FAILED "
+                         f"(got {r['line_id']!r}, {r['status']!r}); {bad.height} such row(s)")
+    conflict = df.group_by("line_id").agg(pl.col("status").n_unique().alias("n")).filter(pl.col("n") > 1)
+    if conflict.height:
+        raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file")
+    return df.unique(subset=["line_id"], keep="first", maintain_order=True)
+
+
+def read_line_ids(path: Path, what: str) -> list[str]:
+    df = _read_text_table(path, ("line_id",), what)
+    ids = df["line_id"].drop_nulls().unique(maintain_order=True).to_list()
+    if not ids:
+        raise InputError(f"{path}: no line ids in the {what}")
+    return ids
