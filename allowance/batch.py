@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from allowance import __version__
+from allowance import __version__, idcard
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import Ledger
@@ -98,19 +98,20 @@ def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, base
 
 
 def diff_pieces(
-    clean: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame
+    clean: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame,
+    ids: pl.DataFrame,
 ) -> pl.DataFrame:
     """Where entitlement ≠ ledger inside the window, as runs: pkey, from_mi, to_mi, ent_fen,
     held_fen, diff_fen (per month), each run inside one rules version.
 
-    People in the ledger but not in the clean extract (quarantined or absent) are left
-    alone: no facts, no payment and no recovery (they are counted in the summary instead).
+    `ids` maps person_id → pkey for the clean rows and for people the ledger holds who are
+    absent from the extract altogether (no entitlement: their held months are recovered).
+    People whose row is quarantined are not in `ids`: no facts, no payment and no recovery.
     """
-    ids = clean.lazy().select("pkey", "person_id")
     ent = entitlement_segments(clean.lazy(), rules, window.first, window.last)
     if blocked.height:
-        ent = without_blocked(ent, blocked.lazy().join(ids, on="person_id").select("pkey", "from_mi", "to_mi"))
-    held = clip(holdings.lazy().join(ids, on="person_id", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
+        ent = without_blocked(ent, blocked.lazy().join(ids.lazy(), on="person_id").select("pkey", "from_mi", "to_mi"))
+    held = clip(holdings.lazy().join(ids.lazy(), on="person_id", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
                 window.first, window.last)
     pieces = sweep_diff(ent, held, key="pkey")
     # Cut runs at version starts (a recovery run can cross one) so each run has one version.
@@ -123,6 +124,29 @@ def diff_pieces(
             pieces.filter(crossing).with_columns(from_mi=pl.lit(s, pl.Int32)),
         ])
     return pieces.collect()
+
+
+def absent_people(validated: Validated, holdings: pl.DataFrame, payees: pl.DataFrame) -> pl.DataFrame:
+    """People the ledger holds who are in no row of the extract (not even a quarantined one).
+
+    A registry without them says they are not entitled (a corrected birth date gives a new ID;
+    a cancelled hukou record disappears), so their held months are recovered, cause
+    NOT_IN_EXTRACT; their district is the one they were last paid in. The shrink and mass-stop
+    circuit breakers stand between a truncated extract and mass recoveries.
+    """
+    quarantined = (
+        validated.quarantine.select(pl.col("person_id").alias("p"))
+        .filter(pl.col("p").is_not_null())
+        .select(idcard.normalized_id_expr("p").alias("person_id"))
+    )
+    return (
+        holdings.select("person_id").unique()
+        .join(validated.clean.select("person_id"), on="person_id", how="anti")
+        .join(quarantined, on="person_id", how="anti")
+        .join(payees.select("person_id", "name", "district_code"), on="person_id", how="left")
+        .with_columns(pl.col("district_code").fill_null("unknown"))
+        .sort("person_id")
+    )
 
 
 def build_draft(
@@ -140,6 +164,9 @@ def build_draft(
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
     clean = validated.clean.with_row_index("pkey")
     holdings = ledger.holdings()
+    payees = ledger.payees()
+    absent = absent_people(validated, holdings, payees).with_row_index("pkey", offset=clean.height)
+    ids = pl.concat([clean.select("pkey", "person_id"), absent.select("pkey", "person_id")])
     lap("read_holdings")
 
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
@@ -151,10 +178,9 @@ def build_draft(
     else:
         months = range(window.first, window.last + 1)
         versions = sorted({rules.at(m).id for m in months})
-        pieces = diff_pieces(clean, rules, window, holdings, ledger.blocked())
+        pieces = diff_pieces(clean, rules, window, holdings, ledger.blocked(), ids)
     lap("diff_pieces")
 
-    ids = clean.select("pkey", "person_id")
     last_paid = (
         holdings.filter(pl.col("fen") > 0)
         .group_by("person_id")
@@ -166,8 +192,15 @@ def build_draft(
         ledger.reversals().join(ids, on="person_id").select("pkey", pl.col("from_mi").alias("r_from"),
                                                              pl.col("to_mi").alias("r_to"))
     )
-    people = clean.select("pkey", "person_id", "name", "district_code", "channel", "card_no", "death_date",
-                          "hukou_out_date")
+    people = pl.concat(
+        [
+            clean.select("pkey", "person_id", "name", "district_code", "channel", "card_no", "death_date",
+                         "hukou_out_date", absent=pl.lit(False)),
+            absent.select("pkey", "person_id", "name", "district_code", channel=pl.lit(None, pl.String),
+                          card_no=pl.lit(None, pl.String), death_date=pl.lit(None, pl.Date),
+                          hukou_out_date=pl.lit(None, pl.Date), absent=pl.lit(True)),
+        ]
+    )
     version_of = pl.DataFrame(
         {"from_mi": list(months),
          "v": [rules.at(m).id for m in months],
@@ -251,6 +284,7 @@ def build_draft(
     )
     cause = (
         pl.when(pl.col("line_type") != "RECOVERY").then(None)
+        .when(pl.col("absent")).then(pl.lit("NOT_IN_EXTRACT"))
         .when(death_mi.is_not_null() & (pl.col("first_stop_mi") > death_mi)).then(pl.lit("DEATH"))
         .when(out_mi.is_not_null() & (pl.col("first_stop_mi") > out_mi)).then(pl.lit("MIGRATION"))
         .when(pl.col("still_entitled")).then(pl.lit("BIRTH_CORRECTION"))
@@ -299,7 +333,7 @@ def build_draft(
     lap("no_card_checks")
 
     stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked())
-    changes = change_report(lines, stops_frame, people, ledger.payees(), batch_id)
+    changes = change_report(lines, stops_frame, people, payees, batch_id)
     expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
     lap("stops_changes_expired")
 
@@ -314,7 +348,8 @@ def build_draft(
         "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
         "by_reason": {r: int(c) for r, c in lines.group_by("reason").len().sort("reason").iter_rows()},
         # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
-        "ledger_people_not_in_clean_extract": int(held_ids.join(ids, on="person_id", how="anti").height),
+        "ledger_people_quarantined": int(held_ids.join(ids, on="person_id", how="anti").height),
+        "ledger_people_absent_from_extract": absent.height,
         # 四 追溯期: months still owed but older than the retroactive window are not paid.
         "expired": expired,
         "stops": stops,

@@ -86,7 +86,10 @@ create table bank_returns (
     line_id varchar not null, status varchar not null, reason varchar, settled_at varchar,
     imported_at timestamp not null, file_sha256 varchar not null
 );
-create table payees (person_id varchar not null, channel varchar, card_no varchar, line_id varchar not null);
+create table payees (
+    person_id varchar not null, name varchar, district_code varchar not null, channel varchar, card_no varchar,
+    line_id varchar not null
+);
 create table events (
     seq bigint not null, event_at timestamp not null, action varchar not null, batch_id varchar,
     actor varchar, detail json
@@ -421,19 +424,20 @@ class Ledger:
 
     def _update_payees(self, batch_id: str) -> None:
         """The channel and card each person was last paid on (for channel-change reports)."""
-        new = self.df(
-            "select person_id, channel, card_no, line_id from batch_lines where batch_id=? and line_type='PAYMENT'",
-            [batch_id],
-        )
+        cols = "person_id, name, district_code, channel, card_no, line_id"
+        new = self.df(f"select {cols} from batch_lines where batch_id=? and line_type='PAYMENT'", [batch_id])
         if new.height == 0:
             return
-        old = self.df("select person_id, channel, card_no, line_id from payees")
+        old = self.df(f"select {cols} from payees")
         merged = pl.concat([old.join(new.select("person_id"), on="person_id", how="anti"), new])
         self.run("delete from payees")
         self.insert_frame("payees", merged)
 
     def payees(self) -> pl.DataFrame:
-        return self.df("select person_id, channel as last_channel, card_no as last_card_no from payees")
+        """Who was last paid where: person_id, name, district_code, last_channel, last_card_no."""
+        return self.df(
+            "select person_id, name, district_code, channel as last_channel, card_no as last_card_no from payees"
+        )
 
     def import_bank_returns(self, returns: pl.DataFrame, file_sha256: str) -> dict[str, int]:
         """§8: PAID is recorded; FAILED reverses the line's months so the next run re-issues them.
