@@ -27,7 +27,7 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
         print(json.dumps({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"}, ensure_ascii=False))
         return EXIT_FAILURE
-    lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None)})
+    lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
     print(json.dumps({"job": name, "ok": True, **result}, ensure_ascii=False, default=str))
     sys.stdout.flush()
     return EXIT_OK

@@ -1,0 +1,69 @@
+"""The nightly job (SPEC §4 supplement): bank returns in, tonight's extract screened, a draft out.
+
+    python -m pipelines.nightly --registry /data/extract-YYYYMMDD.parquet [--returns FILE ...]
+        [--as-of DATE] [--ledger var/ledger.duckdb] [--out out] [--publish-as NAME]
+        [--force --reason TEXT]
+
+1. imports each bank return file given (idempotent: a file imported before changes nothing);
+2. drafts the supplement: new entrants, band corrections, new cards, re-issues, recoveries;
+   months older than the retroactive window are reported as expired; the change report goes to
+   <out>/reports/<batch_id>/;
+3. publishes it only with --publish-as (otherwise district staff review and publish it).
+
+Exit codes: 0 ok, 1 failure, 2 refused by a check (quarantine share, circuit breakers, bad
+input). Logs: structlog JSON lines on stderr; one JSON result on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from allowance import registry, rules
+from allowance.ledger import Ledger
+from allowance.months import parse_date, today_shanghai
+from allowance.registry import file_sha256
+from allowance.returns import read_bank_returns
+from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run, publish_batch
+from pipelines._job import run_job
+
+
+def main(
+    registry_path: Annotated[Path, typer.Option("--registry", help="Tonight's registry extract.")],
+    returns: Annotated[
+        list[Path] | None, typer.Option("--returns", help="Bank return file(s) to import first.")
+    ] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD, default today (Shanghai).")] = None,
+    ledger: Annotated[Path, typer.Option(envvar="ALLOWANCE_LEDGER")] = Path("var/ledger.duckdb"),
+    out: Annotated[Path, typer.Option(envvar="ALLOWANCE_OUT")] = Path("out"),
+    rules_path: Annotated[Path, typer.Option("--rules", envvar="ALLOWANCE_RULES")] = rules.DEFAULT_RULES_DIR,
+    publish_as: Annotated[str | None, typer.Option(help="Publish at once, approved by this name.")] = None,
+    force: Annotated[bool, typer.Option(help="Override a tripped circuit breaker (needs --reason).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why the breakers are overridden.")] = None,
+    max_quarantine_share: Annotated[float, typer.Option()] = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+    max_stop_share: Annotated[float, typer.Option()] = DEFAULT_MAX_STOP_SHARE,
+    max_shrink_share: Annotated[float, typer.Option()] = DEFAULT_MAX_SHRINK_SHARE,
+) -> None:
+    def body() -> dict[str, object]:
+        day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
+        imported = []
+        for f in returns or []:
+            df = read_bank_returns(f)
+            with Ledger.use(ledger) as led:
+                imported.append({"file": str(f), **led.import_bank_returns(df, file_sha256(f))})
+        br = Breakers(max_stop_share, max_shrink_share, force, reason)
+        res = draft_run("supplement", registry_path, ledger, rules.load(rules_path), day, None,
+                        max_quarantine_share, br, out)
+        if publish_as:
+            res = publish_batch(res.batch_id, publish_as, ledger, out)
+        return {**res.as_json(), "bank_returns": imported}
+
+    raise typer.Exit(run_job("nightly", body))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ALLOWANCE_LOG_LEVEL", "INFO")
+    typer.run(main)
