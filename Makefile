@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: quickstart install demo test lint bench clean
+.PHONY: quickstart install demo test lint bench simulate clean
 
 quickstart: install demo ## set up from a bare Python and run a real quarter on 100 000 generated residents
 
@@ -27,6 +27,9 @@ lint: install
 
 bench: install ## benchmark at 1M, 5M and 15.35M residents (not a test)
 	$(BIN)/python -m bench.run
+
+simulate: install ## a year month by month on 50 000 generated residents (issue 4)
+	$(BIN)/python -m pipelines.simulate
 
 clean:
 	rm -rf var out .pytest_cache .hypothesis
