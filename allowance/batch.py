@@ -126,7 +126,9 @@ def diff_pieces(
     return pieces.collect()
 
 
-def absent_people(validated: Validated, holdings: pl.DataFrame, payees: pl.DataFrame) -> pl.DataFrame:
+def absent_people(
+    clean: pl.DataFrame, quarantine: pl.DataFrame, holdings: pl.DataFrame, payees: pl.DataFrame
+) -> pl.DataFrame:
     """People the ledger holds who are in no row of the extract (not even a quarantined one).
 
     A registry without them says they are not entitled (a corrected birth date gives a new ID;
@@ -135,13 +137,13 @@ def absent_people(validated: Validated, holdings: pl.DataFrame, payees: pl.DataF
     circuit breakers stand between a truncated extract and mass recoveries.
     """
     quarantined = (
-        validated.quarantine.select(pl.col("person_id").alias("p"))
+        quarantine.select(pl.col("person_id").alias("p"))
         .filter(pl.col("p").is_not_null())
         .select(idcard.normalized_id_expr("p").alias("person_id"))
     )
     return (
         holdings.select("person_id").unique()
-        .join(validated.clean.select("person_id"), on="person_id", how="anti")
+        .join(clean.select("person_id"), on="person_id", how="anti")
         .join(quarantined, on="person_id", how="anti")
         .join(payees.select("person_id", "name", "district_code"), on="person_id", how="left")
         .with_columns(pl.col("district_code").fill_null("unknown"))
@@ -162,10 +164,19 @@ def build_draft(
     window = window_for(kind, as_of, ledger, rules, quarter)
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
-    clean = validated.clean.with_row_index("pkey")
     holdings = ledger.holdings()
+    # Only people old enough for the lowest band by the window's end, or held by the ledger,
+    # can produce a line: the rest of the registry (two thirds of it) is left out from here on.
+    last = window.last if not window.empty else month_index(as_of)
+    clean = (
+        validated.clean.filter(
+            (month_index_expr("birth_date") <= last - rules.min_age() * 12)
+            | pl.col("person_id").is_in(holdings["person_id"].unique().implode())
+        )
+        .with_row_index("pkey")
+    )
     payees = ledger.payees()
-    absent = absent_people(validated, holdings, payees).with_row_index("pkey", offset=clean.height)
+    absent = absent_people(clean, validated.quarantine, holdings, payees).with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "person_id"), absent.select("pkey", "person_id")])
     lap("read_holdings")
 

@@ -130,15 +130,17 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
     date_ok = shape_ok & (y >= 1800) & (mo >= 1) & (mo <= 12) & (dd >= 1) & (dd <= mdays)
 
     all18 = bool(is18.all())
+    valid = pl.Series(is18)
 
     def full(values: np.ndarray, dtype: pl.DataType) -> pl.Series:
         if all18:
             return pl.Series(values, dtype=dtype)
         out = np.zeros(n, dtype=values.dtype)
         out[is18] = values
+        s = pl.Series(out, dtype=dtype)
         if values.dtype == bool:
-            return pl.Series(out, dtype=dtype)
-        return pl.Series(np.ma.masked_array(out, mask=~is18), dtype=dtype)
+            return s
+        return pl.select(pl.when(pl.lit(valid)).then(pl.lit(s))).to_series()
 
     return pl.DataFrame(
         {
