@@ -54,6 +54,14 @@ def person_spans(registry: pl.LazyFrame, rules: Rules, first: int, last: int) ->
     ).filter(pl.col("start_mi") <= pl.col("end_mi"))
 
 
+def exit_paid_table(rules: Rules, first: int, last: int, column: str) -> pl.LazyFrame:
+    """Per month: is a month of death or moving out paid (engine rule `exit_month_paid`)."""
+    return pl.DataFrame(
+        {column: list(range(first, last + 1)), "exit_paid": [rules.exit_month_paid(m) for m in range(first, last + 1)]},
+        schema={column: pl.Int32, "exit_paid": pl.Boolean},
+    ).lazy()
+
+
 def person_months(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -> pl.LazyFrame:
     """Every (person, month) in [first, last] the person is entitled to, with its amount.
 
@@ -61,13 +69,7 @@ def person_months(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -
     month of the window has no rules version (SPEC §1.4), before any row is computed.
     """
     lookup = rules.age_lookup(first, last).lazy()
-    exit_paid = pl.DataFrame(
-        {
-            "month_idx": list(range(first, last + 1)),
-            "exit_paid": [rules.exit_month_paid(m) for m in range(first, last + 1)],
-        },
-        schema={"month_idx": pl.Int32, "exit_paid": pl.Boolean},
-    ).lazy()
+    exit_paid = exit_paid_table(rules, first, last, "month_idx")
     spans = person_spans(registry, rules, first, last)
     exploded = (
         spans.with_columns(month_idx=pl.int_ranges("start_mi", pl.col("end_mi") + 1, dtype=pl.Int32))
@@ -93,13 +95,7 @@ def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last:
     reference this must always agree with (tests/property).
     """
     lookup = rules.age_lookup(first, last).lazy()
-    exit_paid = pl.DataFrame(
-        {
-            "end_mi": list(range(first, last + 1)),
-            "exit_paid": [rules.exit_month_paid(m) for m in range(first, last + 1)],
-        },
-        schema={"end_mi": pl.Int32, "exit_paid": pl.Boolean},
-    ).lazy()
+    exit_paid = exit_paid_table(rules, first, last, "end_mi")
     ages = sorted({b.min_age for m in range(first, last + 1) for b in rules.at(m).bands})
     version_starts = sorted({month_of for v in rules.versions if first < (month_of := _mi(v.effective_from)) <= last})
 

@@ -7,7 +7,6 @@ not a batch, and rewriting a batch gives byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from allowance.constants import DISTRICTS
+from allowance.registry import file_sha256
 
 PAYMENT_COLUMNS = [
     "batch_id", "line_id", "person_id", "name", "district_code", "channel", "card_no", "period_from",
@@ -28,20 +28,12 @@ RECOVERY_COLUMNS = [
 ]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write(df: pl.DataFrame, root: Path, rel: str, files: dict[str, dict[str, Any]]) -> None:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     df.write_parquet(path, compression="zstd", statistics=True)
     amount = int(df["amount_fen"].sum()) if "amount_fen" in df.columns else None
-    files[rel] = {"sha256": _sha256(path), "rows": df.height, "amount_fen": amount}
+    files[rel] = {"sha256": file_sha256(path), "rows": df.height, "amount_fen": amount}
 
 
 def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, files: dict[str, dict[str, Any]]) -> None:
@@ -148,7 +140,7 @@ def verify_batch(folder: Path) -> list[str]:
         p = folder / rel
         if not p.is_file():
             problems.append(f"{rel}: missing")
-        elif _sha256(p) != meta["sha256"]:
+        elif file_sha256(p) != meta["sha256"]:
             problems.append(f"{rel}: sha256 differs from manifest")
     return problems
 
