@@ -34,12 +34,16 @@ def open_(
 def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """Opening month, batches and the person-months held."""
     with Ledger.use(ledger, read_only=True) as led:
-        row = led.run("select count(*), coalesce(sum(amount_fen),0), count(distinct person_id) from entries")[0]
+        row = led.run(
+            "select coalesce(sum(to_mi - from_mi + 1), 0), coalesce(sum(fen * (to_mi - from_mi + 1)), 0), "
+            "count(distinct person_id), (select count(*) from entries) from holdings"
+        )[0]
         nb = led.run("select status, count(*) from batches group by status order by status")
         info = {
             "ledger": str(ledger),
             "opening_month": fmt(led.opening_month),
-            "entries": int(row[0]),
+            "entries": int(row[3]),
+            "person_months_held": int(row[0]),
             "net_fen": int(row[1]),
             "people": int(row[2]),
             "batches": {s: int(n) for s, n in nb},
