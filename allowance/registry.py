@@ -132,15 +132,18 @@ def _normalised_ids(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
 def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256: str = "") -> Validated:
     """Split an extract into clean and quarantined rows (SPEC §3), judged as of `as_of`."""
     schema = lf.collect_schema()
-    text = {c: _as_text(schema, c) for c in REGISTRY_COLUMNS}
+    text = {c: _as_text(schema, c) for c in REGISTRY_COLUMNS if c not in DATE_COLUMNS}
     dates = {c: _as_date(schema, c) for c in DATE_COLUMNS}
+    # Raw text of a date is kept only where the extract holds text (CSV): a typed Parquet date
+    # cannot be malformed, and formatting 15 million of them just in case is pure cost.
+    textual = [c for c in DATE_COLUMNS if schema[c] == pl.String]
     base = lf.select(
         person_id_raw=text["person_id"],
         name=text["name"],
         district_code=text["district_code"],
         channel=text["channel"],
         card_no=text["card_no"].str.replace_all(" ", "", literal=True),
-        **{f"{c}_raw": text[c] for c in DATE_COLUMNS},
+        **{f"{c}_raw": _as_text(schema, c) for c in textual},
         **dates,
     ).collect()
     person_id, legacy = _normalised_ids(base["person_id_raw"])
@@ -157,11 +160,14 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
     bd_int = bd.dt.year().cast(pl.Int32) * 10000 + bd.dt.month().cast(pl.Int32) * 100 + bd.dt.day().cast(pl.Int32)
     checks: dict[str, pl.Expr] = {
         "MISSING_FIELD": pl.any_horizontal(
-            [pl.col(c).is_null() for c in ("person_id", "name", "district_code")] + [pl.col("birth_date_raw").is_null()]
+            [pl.col(c).is_null() for c in ("person_id", "name", "district_code")]
+            + [pl.col("birth_date_raw" if "birth_date" in textual else "birth_date").is_null()]
         ),
         "ID_FORMAT": pl.col("person_id").is_not_null() & ~well_formed,
         "ID_CHECKSUM": well_formed & ~pl.col("id_checksum_ok"),
-        "BAD_DATE": pl.any_horizontal([pl.col(f"{c}_raw").is_not_null() & pl.col(c).is_null() for c in DATE_COLUMNS]),
+        "BAD_DATE": pl.any_horizontal(
+            [pl.lit(False)] + [pl.col(f"{c}_raw").is_not_null() & pl.col(c).is_null() for c in textual]
+        ),
         "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd_int != id_date_int),
         "BIRTH_IN_FUTURE": bd > pl.lit(as_of),
         "DEATH_BEFORE_BIRTH": dd < bd,
@@ -192,7 +198,7 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
         "reasons",
         pl.col("person_id_raw").alias("person_id"),
         "name",
-        *[pl.col(f"{c}_raw").alias(c) for c in DATE_COLUMNS],
+        *[pl.col(f"{c}_raw").alias(c) if c in textual else pl.col(c).dt.to_string("%Y-%m-%d") for c in DATE_COLUMNS],
         "district_code",
         "channel",
         "card_no",
