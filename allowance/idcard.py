@@ -92,7 +92,7 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
 
     Returns, per input row: `id_shape_ok` (17 digits + digit/X), `id_checksum_ok`, the birth
     date written inside (`id_y`, `id_m`, `id_d`, and `id_date_ok` when it is a real date), and
-    `id_key`, the 17-digit body as an int64 (a cheap key for finding duplicates). Rows that
+    `id_key`, all 18 characters as one int64 (a cheap, exact key for finding duplicates). Rows that
     are null or not 18 bytes long have shape_ok false and nulls elsewhere.
     """
     n = ids.len()
@@ -121,6 +121,9 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
         key = key * 10 + c
     last = m[:, 17]
     shape_ok = digits_ok & (((last >= 48) & (last <= 57)) | (last == ord("X")))
+    # The whole 18 characters as one integer (X = 10): a duplicate is the same ID to the letter,
+    # so a row with a mistyped check character never takes the real person down with it.
+    key = key * 11 + np.where(last == ord("X"), 10, last.astype(np.int64) - 48)
     checksum_ok = shape_ok & (np.frombuffer(CHECK_CHARS.encode(), dtype=np.uint8)[np.abs(total) % 11] == last)
     y = col[6] * 1000 + col[7] * 100 + col[8] * 10 + col[9]
     mo = col[10] * 10 + col[11]

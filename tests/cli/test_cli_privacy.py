@@ -1,0 +1,48 @@
+"""STYLE: "never f-strings of personal data; mask IDs" — no full ID reaches a console or a log."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cli_helpers import cli, ok, ok_json, sample_rows
+
+from allowance.testing import person, write_registry
+
+
+def test_no_person_id_in_any_output(isolated: Path) -> None:
+    rows = sample_rows(40)
+    # A quarantined row (wrong check digit) and a legacy 15-digit ID are personal data too.
+    broken = {**rows[0], "person_id": rows[0]["person_id"][:17] + ("1" if rows[0]["person_id"][17] != "1" else "2")}
+    legacy = person("1950-05-06", seq=999, area="310104")
+    legacy["person_id"] = legacy["person_id"][:6] + legacy["person_id"][8:17]
+    rows = [*rows, broken, legacy]
+    reg = write_registry(rows, isolated / "registry.parquet")
+    secrets = {r["person_id"] for r in rows}
+    assert all(len(s) in (15, 18) for s in secrets)
+
+    led, out = isolated / "ledger.duckdb", isolated / "out"
+    env = {"ALLOWANCE_LOG_LEVEL": "INFO"}
+    run = ["run", "quarterly", "--quarter", "2025Q3", "--registry", str(reg), "--as-of", "2025-07-01",
+           "--ledger", str(led), "--max-quarantine-share", "0.1"]
+    results = [ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led, env=env))]
+    results.append(ok(cli(*run, env=env)))
+    results.append(ok(cli(*run, "--json", env=env)))
+    bid = ok_json(results[-1])["batch_id"]
+    results.append(ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, env=env)))
+    results.append(ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--json",
+                          env=env)))
+    results.append(ok(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
+                          "--max-quarantine-share", "0.1", env=env)))
+    results.append(ok(cli("batches", "show", bid, "--ledger", led, env=env)))
+    results.append(ok(cli("batches", "list", "--ledger", led, env=env)))
+
+    # The INFO log is on (so this test sees the logs), and the run did quarantine a row.
+    assert any('"level": "info"' in r.stderr for r in results)
+    assert '"quarantined": 2' in results[2].stdout or '"quarantined": 1' in results[2].stdout
+    for r in results:
+        text = r.stdout + r.stderr
+        leaked = [s for s in secrets if s in text]
+        assert leaked == [], (leaked, text)
+        # Nor anything that looks like a full resident ID.
+        assert not re.search(r"(?<!\d)\d{17}[\dX](?!\d)", text), text

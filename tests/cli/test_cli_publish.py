@@ -1,0 +1,119 @@
+"""`allowance publish`: bank files + ledger in one step; publishing twice is a no-op."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import cli, ok, ok_json, tree_hashes, user_error, write_sample
+
+from allowance.outputs import verify_batch
+
+
+@pytest.fixture
+def drafted(isolated: Path) -> tuple[Path, Path, str]:
+    led = isolated / "ledger.duckdb"
+    reg = write_sample(isolated / "registry.parquet")
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    res = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))
+    return led, reg, res["batch_id"]
+
+
+def test_publish_json_writes_the_batch(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    led, _, bid = drafted
+    out = isolated / "out"
+    res = ok_json(cli("publish", bid, "--approved-by", "王科长", "--ledger", led, "--out", out, "--json"))
+    assert {"batch_id", "lines", "amount_fen"} <= set(res)
+    assert res["batch_id"] == bid and res["status"] == "published"
+    assert res["lines"] > 0 and res["amount_fen"] > 0
+    folder = out / bid
+    assert (folder / "manifest.json").is_file()
+    assert verify_batch(folder) == []
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["batch_id"] == bid
+    assert manifest["approved_by"] == "王科长"
+    assert manifest["control_totals"]["payments"] == {
+        "lines": res["lines"], "amount_fen": res["amount_fen"],
+        "municipal_fen": res["amount_fen"] // 2, "district_fen": res["amount_fen"] // 2}
+    shown = ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))
+    assert (shown["status"], shown["approved_by"]) == ("published", "王科长")
+    status = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
+    assert status["net_fen"] == res["amount_fen"]
+    assert status["batches"] == {"published": 1}
+
+
+def test_publish_text(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    led, _, bid = drafted
+    out = ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", isolated / "o")).stdout
+    assert out.startswith(f"published {bid}: ")
+    assert "total" in out
+    assert "manifest.json" in out
+
+
+def test_publish_twice_is_a_no_op(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    led, _, bid = drafted
+    out = isolated / "out"
+    first = ok_json(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--json"))
+    before = tree_hashes(out / bid)
+    batches = ok_json(cli("batches", "list", "--ledger", led, "--json"))
+    second = ok_json(cli("publish", bid, "--approved-by", "someone else", "--ledger", led, "--out", out, "--json"))
+    assert (second["lines"], second["amount_fen"]) == (first["lines"], first["amount_fen"])
+    assert tree_hashes(out / bid) == before
+    assert ok_json(cli("batches", "list", "--ledger", led, "--json")) == batches
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["approved_by"] == "tester"
+
+
+def test_files_deleted_after_publication_are_rewritten_identically(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    led, _, bid = drafted
+    out = isolated / "out"
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    before = tree_hashes(out / bid)
+    (out / bid / "funding.parquet").unlink()
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    assert tree_hashes(out / bid) == before
+
+
+def test_rerun_after_publication_pays_nothing(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    led, reg, bid = drafted
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", isolated / "out"))
+    again = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                        "--ledger", led, "--json"))
+    assert again["batch_id"] != bid
+    assert (again["lines"], again["amount_fen"]) == (0, 0)
+    assert again["recoveries"] == {"lines": 0, "amount_fen": 0}
+    supp = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--json"))
+    assert (supp["lines"], supp["amount_fen"]) == (0, 0)
+
+
+def test_unknown_batch(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    led, _, _ = drafted
+    user_error(cli("publish", "Q2025Q3-deadbeef", "--approved-by", "tester", "--ledger", led, "--out",
+                   isolated / "out"), "unknown batch", "Q2025Q3-deadbeef")
+    assert not (isolated / "out" / "Q2025Q3-deadbeef").exists()
+
+
+def test_approver_must_be_named(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    led, _, bid = drafted
+    user_error(cli("publish", bid, "--approved-by", "  ", "--ledger", led, "--out", isolated / "out"),
+               "--approved-by")
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+
+
+def test_unopened_ledger(isolated: Path) -> None:
+    led = isolated / "never.duckdb"
+    user_error(cli("publish", "Q2025Q3-deadbeef", "--approved-by", "x", "--ledger", led), "ledger open")
+
+
+def test_ledger_and_out_default_from_env(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    led, _, bid = drafted
+    out = isolated / "env-out"
+    env = {"ALLOWANCE_LEDGER": str(led), "ALLOWANCE_OUT": str(out)}
+    res = ok_json(cli("publish", bid, "--approved-by", "tester", "--json", env=env))
+    assert res["out_dir"] == str(out / bid)
+    assert (out / bid / "manifest.json").is_file()
+    assert not (isolated / "out" / bid).exists()  # not the built-in default
+    assert ok_json(cli("batches", "show", bid, "--json", env=env))["status"] == "published"

@@ -1,0 +1,175 @@
+"""`allowance run quarterly|supplement`: a draft batch, or one clear line saying what is wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
+
+from allowance.testing import person, registry_frame, write_registry
+
+
+@pytest.fixture
+def led(isolated: Path) -> Path:
+    p = isolated / "ledger.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", p))
+    return p
+
+
+@pytest.fixture
+def reg(isolated: Path) -> Path:
+    return write_sample(isolated / "registry.parquet")
+
+
+def quarterly(reg: Path, led: Path, *extra: str, quarter: str = "2025Q3") -> list[str]:
+    return ["run", "quarterly", "--quarter", quarter, "--registry", str(reg), "--as-of", "2025-07-01",
+            "--ledger", str(led), *extra]
+
+
+def test_quarterly_json(reg: Path, led: Path) -> None:
+    res = ok_json(cli(*quarterly(reg, led, "--json")))
+    assert {"batch_id", "lines", "amount_fen"} <= set(res)
+    assert res["batch_id"].startswith("Q2025Q3-")
+    assert res["status"] == "draft"
+    assert res["lines"] > 0 and res["amount_fen"] > 0
+    shown = ok_json(cli("batches", "show", res["batch_id"], "--ledger", led, "--json"))
+    assert (shown["lines"], shown["amount_fen"], shown["status"]) == (res["lines"], res["amount_fen"], "draft")
+
+
+def test_quarterly_text(reg: Path, led: Path) -> None:
+    out = ok(cli(*quarterly(reg, led))).stdout
+    assert out.startswith("draft Q2025Q3-")
+    assert "due months 2025-07 … 2025-09" in out
+    assert "allowance publish Q2025Q3-" in out
+
+
+@pytest.mark.parametrize("quarter", ["2025Q5", "Q3-2025", "2025Q0", "2025-Q3", "2025"])
+def test_malformed_quarter(reg: Path, led: Path, quarter: str) -> None:
+    user_error(cli(*quarterly(reg, led, quarter=quarter)), repr(quarter), "YYYYQn")
+
+
+def test_malformed_as_of(reg: Path, led: Path) -> None:
+    res = cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-02-30", "--ledger", led)
+    user_error(res, "--as-of", "2025-02-30")
+
+
+def test_missing_registry(isolated: Path, led: Path) -> None:
+    missing = isolated / "no-such-extract.parquet"
+    user_error(cli(*quarterly(missing, led)), str(missing), "not found")
+
+
+def test_unopened_ledger(isolated: Path, reg: Path) -> None:
+    led = isolated / "never-opened.duckdb"
+    line = user_error(cli(*quarterly(reg, led)), str(led), "ledger open")
+    assert "--opening-month" in line
+    assert not led.exists()
+
+
+def test_too_many_bad_rows_is_refused(isolated: Path, led: Path) -> None:
+    rows = sample_rows(30)
+    rows[0] = {**rows[0], "district_code": "310103"}  # 卢湾: retired, not a paying district → 1 of 30 bad
+    reg = write_registry(rows, isolated / "broken.parquet")
+    line = user_error(cli(*quarterly(reg, led)), str(reg), "threshold", "0.50%", "UNKNOWN_DISTRICT")
+    assert "1 of 30 rows" in line
+    # Raising the threshold lets it through, with the row quarantined.
+    res = ok_json(cli(*quarterly(reg, led, "--max-quarantine-share", "0.05", "--json")))
+    assert res["registry"]["quarantined"] == 1
+    assert res["registry"]["quarantine_by_reason"] == {"UNKNOWN_DISTRICT": 1}
+
+
+def test_csv_registry_gives_the_same_draft(isolated: Path, reg: Path, led: Path) -> None:
+    csv = write_registry(registry_frame(sample_rows()), isolated / "registry.csv")
+    other = isolated / "other.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", other))
+    from_parquet = ok_json(cli(*quarterly(reg, led, "--json")))
+    from_csv = ok_json(cli(*quarterly(csv, other, "--json")))
+    assert from_csv["registry"]["clean"] == 30
+    for k in ("lines", "amount_fen", "payments", "no_card", "by_reason", "window"):
+        assert from_csv[k] == from_parquet[k], k
+
+
+@pytest.mark.parametrize("name", ["registry.json", "registry.xlsx", "registry"])
+def test_unknown_file_suffix(isolated: Path, led: Path, name: str) -> None:
+    f = isolated / name
+    f.write_text("{}", encoding="utf-8")
+    user_error(cli(*quarterly(f, led)), str(f), "unknown extract format", ".parquet or .csv")
+
+
+def test_registry_missing_a_column(isolated: Path, led: Path) -> None:
+    f = isolated / "cols.parquet"
+    registry_frame(sample_rows()).drop("channel").write_parquet(f)
+    user_error(cli(*quarterly(f, led)), str(f), "missing column", "channel")
+
+
+def test_not_a_parquet_file(isolated: Path, led: Path) -> None:
+    f = isolated / "garbage.parquet"
+    f.write_bytes(b"this is not parquet")
+    user_error(cli(*quarterly(f, led)), str(f), "cannot read")
+
+
+def test_ledger_defaults_from_env(isolated: Path, reg: Path) -> None:
+    led = isolated / "env-ledger.duckdb"
+    env = {"ALLOWANCE_LEDGER": str(led)}
+    ok(cli("ledger", "open", "--opening-month", "2025-07", env=env))
+    res = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--json", env=env))
+    listed = ok_json(cli("batches", "list", "--ledger", led, "--json"))
+    assert [b["batch_id"] for b in listed["batches"]] == [res["batch_id"]]
+
+
+def test_supplement_before_any_publication_has_nothing_due(reg: Path, led: Path) -> None:
+    res = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-01", "--ledger", led, "--json"))
+    assert {"batch_id", "lines", "amount_fen"} <= set(res)
+    assert (res["lines"], res["amount_fen"]) == (0, 0)
+    assert res["batch_id"].startswith("S20250701-")
+    assert res["window"] is None
+    text = ok(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-01", "--ledger", led)).stdout
+    assert "nothing is due" in text
+
+
+def test_supplement_errors(isolated: Path, reg: Path) -> None:
+    led = isolated / "never.duckdb"
+    user_error(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-01", "--ledger", led), "ledger open")
+
+
+def test_rerun_of_a_draft_replaces_it(reg: Path, led: Path) -> None:
+    a = ok_json(cli(*quarterly(reg, led, "--json")))
+    b = ok_json(cli(*quarterly(reg, led, "--json")))
+    assert a["batch_id"] == b["batch_id"]
+    assert len(ok_json(cli("batches", "list", "--ledger", led, "--json"))["batches"]) == 1
+
+
+def test_quarantine_is_counted_not_dropped(isolated: Path, led: Path) -> None:
+    rows = sample_rows(30)
+    bad = person("1944-04-04", seq=500)
+    bad["person_id"] = bad["person_id"][:17] + ("0" if bad["person_id"][17] != "0" else "1")  # wrong check digit
+    reg = write_registry([*rows, bad], isolated / "r.parquet")
+    res = ok_json(cli(*quarterly(reg, led, "--max-quarantine-share", "0.1", "--json")))
+    assert res["registry"]["rows_in"] == 31
+    assert res["registry"]["clean"] + res["registry"]["quarantined"] == 31
+    assert res["registry"]["quarantine_by_reason"] == {"ID_CHECKSUM": 1}
+    assert pl.read_parquet(reg).height == 31
+
+
+def test_force_needs_a_reason(reg: Path, led: Path) -> None:
+    user_error(cli(*quarterly(reg, led, "--force")), "--force", "--reason")
+
+
+def test_mass_stop_is_refused_unless_forced_with_a_reason(isolated: Path, reg: Path, led: Path) -> None:
+    bid = ok_json(cli(*quarterly(reg, led, "--json")))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", isolated / "out"))
+    rows = sample_rows(30)
+    paid = [r for r in rows if r["channel"] is not None and r["birth_date"].year <= 1960]
+    assert len(paid) >= 3
+    for r in paid[:3]:  # three of last quarter's recipients died in August, reported in October
+        r["death_date"] = dt.date(2025, 8, 20)
+    later = write_registry(rows, isolated / "later.parquet")
+    q4 = ["run", "quarterly", "--quarter", "2025Q4", "--registry", str(later), "--as-of", "2025-10-01",
+          "--ledger", str(led)]
+    user_error(cli(*q4), "refused", "stop payments", "--force --reason")
+    res = ok_json(cli(*q4, "--force", "--reason", "deaths reported late by the registry", "--json"))
+    assert res["recoveries"]["lines"] == 3  # September, paid in advance, is listed for recovery
+    assert res["forced"]["reason"] == "deaths reported late by the registry"
