@@ -24,7 +24,7 @@ from allowance.log import Laps
 from allowance.months import fmt, month_date_expr, month_index, month_index_expr, quarter_label
 from allowance.registry import Validated
 from allowance.rules import Rules
-from allowance.segments import clip, sweep_diff
+from allowance.segments import clip, explode_months, sweep_diff
 
 LINE_COLUMNS = [
     "batch_id", "line_id", "line_type", "person_id", "name", "district_code", "channel", "card_no",
@@ -109,11 +109,16 @@ def diff_pieces(
     People whose row is quarantined are not in `ids`: no facts, no payment and no recovery.
     """
     ent = entitlement_segments(clean.lazy(), rules, window.first, window.last)
-    if blocked.height:
-        ent = without_blocked(ent, blocked.lazy().join(ids.lazy(), on="person_id").select("pkey", "from_mi", "to_mi"))
+    blocks = blocked.join(ids, on="person_id").select("pkey", "from_mi", "to_mi", "action")
+    rejected = blocks.filter(pl.col("action") == "REJECT")
+    if rejected.height:
+        ent = without_blocked(ent, rejected.lazy().select("pkey", "from_mi", "to_mi"))
     held = clip(holdings.lazy().join(ids.lazy(), on="person_id", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
                 window.first, window.last)
     pieces = sweep_diff(ent, held, key="pkey")
+    holds = blocks.filter(pl.col("action") == "HOLD")
+    if holds.height:
+        pieces = frozen_out(pieces.collect(), holds, window).lazy()
     # Cut runs at version starts (a recovery run can cross one) so each run has one version.
     starts = [s for s in (month_index(v.effective_from) for v in rules.versions) if window.first < s <= window.last]
     for s in starts:
@@ -124,6 +129,28 @@ def diff_pieces(
             pieces.filter(crossing).with_columns(from_mi=pl.lit(s, pl.Int32)),
         ])
     return pieces.collect()
+
+
+def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.DataFrame:
+    """Drop the months a HOLD covers from the differences: nothing paid, nothing recovered.
+
+    Only the few held people are expanded month by month; everyone else passes through.
+    """
+    held_keys = holds.select("pkey").unique()
+    mine = pieces.join(held_keys, on="pkey", how="semi")
+    if mine.height == 0:
+        return pieces
+    months = explode_months(mine.lazy()).collect()
+    covered = explode_months(
+        holds.lazy().with_columns(to_mi=pl.col("to_mi").fill_null(window.last))
+        .pipe(clip, window.first, window.last)
+    ).select("pkey", "month_idx").unique().collect()
+    kept = (
+        months.join(covered, on=["pkey", "month_idx"], how="anti")
+        .select("pkey", pl.col("month_idx").alias("from_mi"), pl.col("month_idx").alias("to_mi"), "ent_fen",
+                "held_fen", "diff_fen")
+    )
+    return pl.concat([pieces.join(held_keys, on="pkey", how="anti"), kept.select(pieces.columns)])
 
 
 def absent_people(

@@ -262,10 +262,14 @@ class Ledger:
         return dict(zip(cols, row, strict=True))
 
     def blocked(self) -> pl.DataFrame:
-        """Active holds and rejections: person_id, from_mi, to_mi (SPEC §1.5)."""
+        """Active holds and rejections: person_id, from_mi, to_mi, action (SPEC §1.5).
+
+        REJECT (not entitled, 资格审定) takes the months out of the entitlement, so months paid
+        are recovered; HOLD (pending a check) freezes them: nothing paid, nothing recovered.
+        """
         return self.df(
             """
-            select person_id, from_month as from_mi, to_month as to_mi from decisions d
+            select person_id, from_month as from_mi, to_month as to_mi, action from decisions d
             where action in ('HOLD', 'REJECT')
               and not exists (select 1 from decisions r where r.action = 'RELEASE'
                               and r.person_id = d.person_id and r.decision_id > d.decision_id)
@@ -486,6 +490,7 @@ class Ledger:
                 failed = fresh.filter(pl.col("status") == "FAILED").select("line_id")
                 reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                  "fen": pl.Int64})
+                cancelled = 0
                 if failed.height:
                     self.con.register("_failed", failed.to_arrow())
                     self.run(
@@ -502,13 +507,16 @@ class Ledger:
                     )
                     self.con.unregister("_failed")
                     self.apply_to_holdings(reversed_)
+                    cancelled = self._cancel_recoveries_of_failed(failed, now)
                 counts = {
                     "rows": returns.height,
                     "new": fresh.height,
                     "already_recorded": returns.height - fresh.height,
                     "paid": int((fresh["status"] == "PAID").sum()) if fresh.height else 0,
                     "failed": failed.height,
-                    "reversed_fen": int(-reversed_["fen"].sum()) if reversed_.height else 0,
+                    "reversed_fen": int(-(reversed_["fen"] * (reversed_["to_mi"] - reversed_["from_mi"] + 1)).sum())
+                    if reversed_.height else 0,
+                    "recoveries_cancelled": cancelled,
                 }
                 if fresh.height:
                     self._bump("bank_returns", None, None, {**counts, "file_sha256": file_sha256})
@@ -519,6 +527,49 @@ class Ledger:
                 raise
         finally:
             self.con.unregister("_ret")
+
+    def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> int:
+        """A payment that failed at the bank never reached the person: months of it that were
+        since recovered owe nothing back. Their net went below zero with the reversal; CANCEL
+        entries bring it back to zero and those recoveries are marked cancelled."""
+        neg = self.df("select person_id, from_mi, to_mi, fen from holdings where fen < 0")
+        if neg.height == 0:
+            return 0
+        self.con.register("_failed", failed.to_arrow())
+        self.con.register("_neg", neg.to_arrow())
+        try:
+            self.run(
+                """
+                insert into entries
+                select n.person_id, n.from_mi, n.to_mi, -n.fen, 'CANCEL', min(p.line_id), min(p.batch_id), ?
+                from _neg n join batch_pieces p on p.person_id = n.person_id
+                join _failed f on f.line_id = p.line_id
+                group by all
+                """,
+                [now],
+            )
+            hit = self.one(
+                """
+                select count(distinct r.line_id) from recoveries r join batch_pieces p using (line_id)
+                join _neg n on n.person_id = p.person_id and p.from_mi <= n.to_mi and p.to_mi >= n.from_mi
+                where r.state = 'open'
+                """
+            )
+            self.run(
+                """
+                update recoveries set state = 'cancelled', changed_at = ?, changed_by = 'bank return',
+                       note = 'the payment recovered failed at the bank: nothing to recover'
+                where state = 'open' and line_id in (
+                    select p.line_id from batch_pieces p join _neg n
+                    on n.person_id = p.person_id and p.from_mi <= n.to_mi and p.to_mi >= n.from_mi)
+                """,
+                [now],
+            )
+        finally:
+            self.con.unregister("_failed")
+            self.con.unregister("_neg")
+        self.apply_to_holdings(neg.with_columns(fen=-pl.col("fen")))
+        return int(hit[0]) if hit else 0
 
     def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, int]:
         """open → recovered (confirmed by the district) or open → written_off (with a reason)."""
