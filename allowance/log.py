@@ -20,7 +20,9 @@ def configure(level: str | None = None, default: str = "INFO") -> None:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr is looked up at each call, not at configuration: a caller that swapped it
+        # (a test runner, a daemon redirecting output) never leaves us writing to a closed file.
+        logger_factory=lambda *_args: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
 
