@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from allowance import __version__, idcard
+from allowance.constants import CHANNELS, DISTRICT_CODES
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import Ledger
@@ -330,7 +331,11 @@ def build_draft(
     )
     lines = (
         grouped.with_columns(reason=reason, cause=cause)
-        .sort("line_type", "district_code", "channel", "person_id", nulls_last=True)
+        # Ordered by line type, district, channel, person — on integers (same order as the text).
+        .with_columns(_o1=district_rank("district_code"), _o2=channel_rank("channel"),
+                      _o3=idcard.order_key_expr("person_id"))
+        .sort("line_type", "_o1", "_o2", "_o3")
+        .drop("_o1", "_o2", "_o3")
         .with_row_index("seq", offset=1)
         .with_columns(
             batch_id=pl.lit(batch_id),
@@ -341,12 +346,12 @@ def build_draft(
         )
     )
     batch_pieces = (
-        line_pieces.join(lines.select("pkey", "line_type", "line_id", "person_id"), on=["pkey", "line_type"])
+        line_pieces.join(lines.select("pkey", "line_type", "seq", "line_id", "person_id"), on=["pkey", "line_type"])
+        .sort("seq", "from_mi")  # line ids are zero-padded sequence numbers: same order, on integers
         .select(
             pl.lit(batch_id).alias("batch_id"), "line_id", "person_id", "from_mi", "to_mi",
             pl.col("diff_fen").alias("fen"),
         )
-        .sort("line_id", "from_mi")
     )
     lines = lines.select(LINE_COLUMNS)
     lap("line_ids_pieces")
@@ -500,8 +505,28 @@ def change_report(
         pl.concat(parts)
         .with_columns(batch_id=pl.lit(batch_id))
         .select("batch_id", "district_code", "change", "person_id", pl.col("fen").cast(pl.Int64))
-        .sort("district_code", "change", "person_id")
+        .with_columns(_o1=district_rank("district_code"), _o2=pl.col("change").replace_strict(
+            {c: i for i, c in enumerate(sorted(CHANGE_CODES))}, default=len(CHANGE_CODES), return_dtype=pl.Int32),
+            _o3=idcard.order_key_expr("person_id"))
+        .sort("_o1", "_o2", "_o3")
+        .drop("_o1", "_o2", "_o3")
     )
+
+
+CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
+                "STOP_NOT_IN_EXTRACT", "STOP_OTHER")
+
+
+def district_rank(col: str) -> pl.Expr:
+    """Districts in code order (the order of their text), anything else after them."""
+    return pl.col(col).replace_strict({c: i for i, c in enumerate(sorted(DISTRICT_CODES))},
+                                      default=len(DISTRICT_CODES), return_dtype=pl.Int32)
+
+
+def channel_rank(col: str) -> pl.Expr:
+    """Channels in the order of their text, no channel last."""
+    return pl.col(col).replace_strict({c: i for i, c in enumerate(sorted(CHANNELS))}, default=len(CHANNELS),
+                                      return_dtype=pl.Int32).fill_null(len(CHANNELS) + 1)
 
 
 def check_lines(lines: pl.DataFrame) -> None:
