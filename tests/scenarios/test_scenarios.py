@@ -17,10 +17,13 @@ correction reaches the engine the way the public-security record delivers it: th
 under a re-issued ID (same area and sequence, the corrected date, a new check digit). The new
 ID is named `<name>#2` in the expectations; the old one keeps the plain name.
 
+`rules: {retro_months: 3}` runs a scenario on a copy of rules/*.yaml with that value changed.
+
 Steps (one action each):
 - `quarterly: 2025Q3` / `supplement: <as-of date>` — a run on the current extract (`as_of`
   for a quarterly); options `publish: true`, `out: true` (write the change report), `breakers`
-  (`default`, or max_stop_share / max_shrink_share / force / reason; open unless said), `name`.
+  (`default`, or max_stop_share / max_shrink_share / force / reason; open unless said),
+  `max_quarantine_share`, `name` (to refer to the batch later).
 - `publish: <name>|latest` — publish a draft.
 - `change: {name: {field: value}}` — new facts in the registry from now on.
 - `bank_returns: {name: PAID|FAILED}` — a return file for each person's latest published
@@ -33,11 +36,15 @@ Steps (one action each):
   the latest one).
 
 Expectations: `lines` (every line of the batch, as in tests/cases), `no_card`, `window`,
-`expired`, `stops`, `changes` (all of summary["changes"]), `forced`, `report` (the change report
-files), `error` + `message`, `imported` (counts of a bank-return import), `recovery_states`,
-`result` (of a recoveries step), `net` (fen the ledger holds per person-month; `{}` = nothing).
+`expired`, `stops`, `changes` (all of summary["changes"]), `forced` (the reason, or false),
+`report` (the change report files; `{districts: [...]}` also names their partitions), `error` +
+`message` (and the ledger must be left as it was), `imported` (counts of a bank-return import),
+`recovery_states`, `result` (of a recoveries step), `net` (fen held per person-month; `{}` =
+nothing at all).
 
-After EVERY step the invariants of `_check_invariants` are asserted as well.
+Besides, after EVERY step the invariants of `_check_invariants` are asserted; every draft is
+checked to pay no month beyond its entitlement (`_check_draft_pays_only_what_is_due`); and every
+reason and cause code must be one declared in `allowance.constants`.
 """
 
 from __future__ import annotations
@@ -560,8 +567,9 @@ def _check_invariants(st: Story) -> None:
     first … last month: from the retroactive start to the end of the latest pre-disbursed
     quarter). For every person whose row in E is clean, who was not under a review hold when P
     was published, and every month of W:
-        held (paid − reversed − recovered) == entitlement on E (SPEC §1, via `person_months`)
-                                              − what the bank failed since P was published.
+        held (paid − reversed − recovered + cancelled)
+            == max(entitlement on E (SPEC §1, via `person_months`)
+                   − what the bank failed since P was published, 0).
     A person without a card in E is paid nothing new but still recovered: held ≤ that amount.
     A person the ledger holds who has no row at all in E is entitled to nothing (SPEC §4: the
     entitlement is computed from the extract). People whose row in E is quarantined (no facts:
