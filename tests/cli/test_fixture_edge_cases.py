@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-
 from cli_helpers import cli, ok, ok_json
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "edge_cases.csv"
