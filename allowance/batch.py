@@ -301,6 +301,9 @@ def build_draft(
         )
         .join(last_paid.lazy(), on="pkey", how="left")
         .join(people.lazy(), on="pkey", how="left")
+        # NEW = never had a published payment line (payees), even if everything paid was recovered.
+        .join(payees.lazy().select("person_id", ever_paid=pl.lit(True)), on="person_id", how="left")
+        .with_columns(pl.col("ever_paid").fill_null(False))
         .with_columns(
             amount_changed=(pl.col("ent_min") != pl.col("last_paid_fen"))
             | (pl.col("ent_max") != pl.col("last_paid_fen")),
@@ -315,7 +318,7 @@ def build_draft(
     reason = (
         pl.when(pl.col("line_type") == "RECOVERY").then(pl.lit("RECOVERY"))
         .when(pl.col("any_reversed")).then(pl.lit("REISSUE"))
-        .when(pl.col("last_paid_fen").is_null()).then(pl.lit("NEW"))
+        .when(~pl.col("ever_paid")).then(pl.lit("NEW"))
         .when(pl.col("any_topup")).then(pl.lit("BAND_CHANGE"))
         .when(pl.col("any_arrears")).then(pl.lit("ARREARS"))
         .when(pl.col("amount_changed")).then(pl.lit("BAND_CHANGE"))
