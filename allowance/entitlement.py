@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from allowance.months import month_index_expr
+from allowance.months import month_index, month_index_expr
 from allowance.rules import Rules, lookup_age_expr
+from allowance.segments import sweep_diff
 
 PERSON_MONTH_SCHEMA = {
     "pkey": pl.UInt32,
@@ -97,7 +98,9 @@ def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last:
     lookup = rules.age_lookup(first, last).lazy()
     exit_paid = exit_paid_table(rules, first, last, "end_mi")
     ages = sorted({b.min_age for m in range(first, last + 1) for b in rules.at(m).bands})
-    version_starts = sorted({month_of for v in rules.versions if first < (month_of := _mi(v.effective_from)) <= last})
+    version_starts = sorted(
+        {month_of for v in rules.versions if first < (month_of := month_index(v.effective_from)) <= last}
+    )
 
     spans = (
         person_spans(registry, rules, first, last)
@@ -140,12 +143,6 @@ def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last:
     )
 
 
-def _mi(d: object) -> int:
-    from allowance.months import month_index
-
-    return month_index(d)  # type: ignore[arg-type]
-
-
 def without_blocked(segs: pl.LazyFrame, blocked: pl.LazyFrame) -> pl.LazyFrame:
     """Entitlement runs minus the months a review hold or rejection covers (SPEC §1.5, 五).
 
@@ -154,8 +151,6 @@ def without_blocked(segs: pl.LazyFrame, blocked: pl.LazyFrame) -> pl.LazyFrame:
     """
     b = blocked.with_columns(to_mi=pl.col("to_mi").fill_null(10**6))
     # Subtract with the sweep: held = the entitlement amount over the covered months.
-    from allowance.segments import sweep_diff
-
     covered = (
         segs.join(b.rename({"from_mi": "b_from", "to_mi": "b_to"}), on="pkey", how="inner")
         .with_columns(

@@ -28,12 +28,6 @@ def make_id(area: str, birth: dt.date, seq: int) -> str:
     return body + check_digit(body)
 
 
-def upgrade_15(id15: str) -> str:
-    """Legacy 15-digit ID (area, YYMMDD, seq; all born 19xx) to its 18-character form."""
-    body = id15[:6] + "19" + id15[6:]
-    return body + check_digit(body)
-
-
 def mask(person_id: str | None) -> str:
     """Keep the first 6 and last 4 characters: what logs and consoles may show."""
     if not person_id:
@@ -41,15 +35,6 @@ def mask(person_id: str | None) -> str:
     if len(person_id) <= 10:
         return "*" * len(person_id)
     return person_id[:6] + "*" * (len(person_id) - 10) + person_id[-4:]
-
-
-def mask_expr(col: str | pl.Expr) -> pl.Expr:
-    """Vectorised `mask` for console tables."""
-    e = pl.col(col) if isinstance(col, str) else col
-    n = e.str.len_chars()
-    return pl.when(n > 10).then(
-        pl.concat_str(e.str.slice(0, 6), pl.lit("*").repeat_by(n - 10).list.join(""), e.str.slice(-4))
-    ).otherwise(e)
 
 
 def normalized_id_expr(col: str = "person_id") -> pl.Expr:
@@ -66,10 +51,6 @@ def check_char_expr(body17: pl.Expr) -> pl.Expr:
         [body17.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(WEIGHTS)]
     )
     return pl.lit(pl.Series(list(CHECK_CHARS))).gather(total % 11)
-
-
-def is_legacy_expr(col: str = "person_id") -> pl.Expr:
-    return pl.col(col).cast(pl.String).str.strip_chars().str.contains(r"^\d{15}$")
 
 
 def id_shape_ok_expr(col: str = "person_id") -> pl.Expr:

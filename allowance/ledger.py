@@ -323,7 +323,7 @@ class Ledger:
             if b["status"] == "published":
                 self.run("rollback")
                 return
-            if b["base_seq"] != self._seq_of_last_ledger_change():
+            if b["base_seq"] != self.ledger_state_seq():
                 raise LedgerError(
                     f"batch {batch_id} was drafted before the ledger last changed; "
                     "rerun the draft and publish the new batch"
@@ -628,15 +628,8 @@ class Ledger:
         where, params = ("where batch_id = ?", [batch_id]) if batch_id else ("", [])
         return self.df(f"select * from decisions {where} order by decision_id", params)
 
-    def _seq_of_last_ledger_change(self) -> int:
+    def ledger_state_seq(self) -> int:
         """The sequence number of the last event that changed what is paid (not drafts)."""
         row = self.one("select coalesce(max(seq), 0) from events where action not in ('draft')")
         return int(row[0]) if row else 0
 
-    def ledger_state_seq(self) -> int:
-        return self._seq_of_last_ledger_change()
-
-    def set_manifest(self, batch_id: str, manifest: dict[str, Any]) -> None:
-        self.run(
-            "update batches set manifest=? where batch_id=?", [json.dumps(manifest, ensure_ascii=False), batch_id]
-        )

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from allowance import log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version
 from allowance.errors import LedgerError, RefusedError, UserError
@@ -164,7 +162,3 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path)
         finalize_batch(partial, folder)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
-
-
-def funding_summary(out_dir: Path) -> pl.DataFrame:
-    return pl.read_parquet(out_dir / "funding.parquet")

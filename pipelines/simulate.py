@@ -168,9 +168,9 @@ def main(
         with Ledger.use(ledger) as led:
             open_ids = led.df("select line_id from recoveries where state = 'open'")["line_id"].to_list()
             if open_ids:
-                pick = rng.random(len(open_ids))
-                conf = [lid for lid, p in zip(open_ids, pick, strict=True) if p < 0.8]
-                off = [lid for lid, p in zip(open_ids, pick, strict=True) if p > 0.97]
+                ids, pick = pl.Series(open_ids), pl.Series(rng.random(len(open_ids)))
+                conf = ids.filter(pick < 0.8).to_list()
+                off = ids.filter(pick > 0.97).to_list()
                 if conf:
                     led.set_recovery_state(conf, "recovered", "district", "simulated")
                 if off:
