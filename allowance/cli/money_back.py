@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.errors import UserError
 from allowance.idcard import mask
 from allowance.ledger import Ledger
 from allowance.money import yuan
@@ -56,7 +57,7 @@ def write_off(line_ids: Annotated[list[str], typer.Argument(help="Recovery line 
               by: ByOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """Write off open recoveries that cannot be recovered, with a reason."""
     if not reason.strip():
-        raise typer.BadParameter("--reason must say why")
+        raise UserError("--reason must say why the recovery is written off")
     with Ledger.use(ledger) as led:
         res = led.set_recovery_state(line_ids, "written_off", by or getpass.getuser(), reason)
     _say(res, "written off", json_)

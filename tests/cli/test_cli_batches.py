@@ -72,3 +72,11 @@ def test_ledger_status_after_publication(isolated: Path) -> None:
     assert st["people"] == paid["lines"]
     assert st["entries"] > 0
     assert st["batches"] == {"draft": 1, "published": 1}
+
+
+def test_write_off_without_a_reason_is_one_line(tmp_path: Path) -> None:
+    led = tmp_path / "l.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    res = cli("recoveries", "write-off", "X-00000001", "--reason", "  ", "--ledger", led)
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == ["error: --reason must say why the recovery is written off"]
