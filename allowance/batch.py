@@ -277,9 +277,35 @@ def build_draft(
     no_card_pieces = d.filter(is_pay & pl.col("channel").is_null())
     line_pieces = d.filter(~is_pay | pl.col("channel").is_not_null())
 
-    # Aggregate integers only (versions as a bitmask); names and cards are joined once after.
+    # Up to the final order everything is integers keyed by pkey, which is also the row of
+    # `people`: names, IDs and cards are gathered once, in line order, at the end.
+    ranks = people.select(
+        "pkey", "absent", "death_date", "hukou_out_date", _o1=district_rank("district_code"),
+        _o2=channel_rank("channel"), _o3=idcard.order_key_expr("person_id"),
+    )
+    # NEW = never had a published payment line (payees), even if everything paid was recovered.
+    ever_paid = ids.join(payees.select("person_id"), on="person_id", how="semi").select("pkey", ever_paid=pl.lit(True))
     vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
     masks = {m: "+".join(v for v, bit in vbit.items() if m & bit) for m in range(1, 1 << len(vbit))}
+    death_mi = month_index_expr("death_date")
+    out_mi = month_index_expr("hukou_out_date")
+    reason = (
+        pl.when(pl.col("line_type") == "RECOVERY").then(pl.lit("RECOVERY"))
+        .when(pl.col("any_reversed")).then(pl.lit("REISSUE"))
+        .when(~pl.col("ever_paid")).then(pl.lit("NEW"))
+        .when(pl.col("any_topup")).then(pl.lit("BAND_CHANGE"))
+        .when(pl.col("any_arrears")).then(pl.lit("ARREARS"))
+        .when(pl.col("amount_changed")).then(pl.lit("BAND_CHANGE"))
+        .otherwise(pl.lit("CONTINUING"))
+    )
+    cause = (
+        pl.when(pl.col("line_type") != "RECOVERY").then(None)
+        .when(pl.col("absent")).then(pl.lit("NOT_IN_EXTRACT"))
+        .when(death_mi.is_not_null() & (pl.col("first_stop_mi") > death_mi)).then(pl.lit("DEATH"))
+        .when(out_mi.is_not_null() & (pl.col("first_stop_mi") > out_mi)).then(pl.lit("MIGRATION"))
+        .when(pl.col("still_entitled")).then(pl.lit("BIRTH_CORRECTION"))
+        .otherwise(pl.lit("NOT_ENTITLED"))
+    )
     grouped = (
         line_pieces.lazy()
         .select("pkey", "line_type", "from_mi", "to_mi", "n", "diff_fen", "ent_fen", "held_fen", "district_part",
@@ -300,63 +326,48 @@ def build_draft(
             pl.col("from_mi").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
         )
         .join(last_paid.lazy(), on="pkey", how="left")
-        .join(people.lazy(), on="pkey", how="left")
-        # NEW = never had a published payment line (payees), even if everything paid was recovered.
-        .join(payees.lazy().select("person_id", ever_paid=pl.lit(True)), on="person_id", how="left")
+        .join(ranks.lazy(), on="pkey", how="left")
+        .join(ever_paid.lazy(), on="pkey", how="left")
         .with_columns(pl.col("ever_paid").fill_null(False))
         .with_columns(
             amount_changed=(pl.col("ent_min") != pl.col("last_paid_fen"))
             | (pl.col("ent_max") != pl.col("last_paid_fen")),
             still_entitled=pl.col("ent_min") > 0,
-            rules_version=pl.col("vmask").replace_strict(masks, return_dtype=pl.String),
+        )
+        # Ordered by line type, district, channel, person — on integers (same order as the text).
+        .sort(pl.col("line_type") == "RECOVERY", "_o1", "_o2", "_o3")
+        .with_row_index("seq", offset=1)
+        .select(
+            "seq", "pkey", "line_type", "from_mi", "to_mi", "months", "amount_fen", "district_fen",
+            reason.alias("reason"), cause.alias("cause"),
+            pl.col("vmask").replace_strict(masks, return_dtype=pl.String).alias("rules_version"),
         )
         .collect()
     )
     lap("group_lines")
-    death_mi = month_index_expr("death_date")
-    out_mi = month_index_expr("hukou_out_date")
-    reason = (
-        pl.when(pl.col("line_type") == "RECOVERY").then(pl.lit("RECOVERY"))
-        .when(pl.col("any_reversed")).then(pl.lit("REISSUE"))
-        .when(~pl.col("ever_paid")).then(pl.lit("NEW"))
-        .when(pl.col("any_topup")).then(pl.lit("BAND_CHANGE"))
-        .when(pl.col("any_arrears")).then(pl.lit("ARREARS"))
-        .when(pl.col("amount_changed")).then(pl.lit("BAND_CHANGE"))
-        .otherwise(pl.lit("CONTINUING"))
-    )
-    cause = (
-        pl.when(pl.col("line_type") != "RECOVERY").then(None)
-        .when(pl.col("absent")).then(pl.lit("NOT_IN_EXTRACT"))
-        .when(death_mi.is_not_null() & (pl.col("first_stop_mi") > death_mi)).then(pl.lit("DEATH"))
-        .when(out_mi.is_not_null() & (pl.col("first_stop_mi") > out_mi)).then(pl.lit("MIGRATION"))
-        .when(pl.col("still_entitled")).then(pl.lit("BIRTH_CORRECTION"))
-        .otherwise(pl.lit("NOT_ENTITLED"))
-    )
+    line_id = pl.lit(batch_id + "-") + pl.col("seq").cast(pl.String).str.zfill(8)
+    text = people.select("person_id", "name", "district_code", "channel", "card_no")
     lines = (
-        grouped.with_columns(reason=reason, cause=cause)
-        # Ordered by line type, district, channel, person — on integers (same order as the text).
-        .with_columns(_o1=district_rank("district_code"), _o2=channel_rank("channel"),
-                      _o3=idcard.order_key_expr("person_id"))
-        .sort("line_type", "_o1", "_o2", "_o3")
-        .drop("_o1", "_o2", "_o3")
-        .with_row_index("seq", offset=1)
+        pl.concat([grouped, text.select(pl.all().gather(grouped["pkey"]))], how="horizontal")
         .with_columns(
             batch_id=pl.lit(batch_id),
-            line_id=pl.lit(batch_id + "-") + pl.col("seq").cast(pl.String).str.zfill(8),
+            line_id=line_id,
             period_from=month_date_expr("from_mi"),
             period_to=month_date_expr("to_mi"),
             municipal_fen=pl.col("amount_fen") - pl.col("district_fen"),
         )
+        .select(LINE_COLUMNS)
     )
-    batch_pieces = (
-        line_pieces.join(lines.select("pkey", "line_type", "seq", "line_id", "person_id"), on=["pkey", "line_type"])
+    keyed = (
+        line_pieces.select("pkey", "line_type", "from_mi", "to_mi", "diff_fen")
+        .join(grouped.select("pkey", "line_type", "seq"), on=["pkey", "line_type"])
         .sort("seq", "from_mi")  # line ids are zero-padded sequence numbers: same order, on integers
-        .select(
-            pl.lit(batch_id).alias("batch_id"), "line_id", "person_id", "from_mi", "to_mi",
-            pl.col("diff_fen").alias("fen"),
-        )
     )
-    lines = lines.select(LINE_COLUMNS)
+    batch_pieces = keyed.select(
+        pl.lit(batch_id).alias("batch_id"), line_id.alias("line_id"),
+        pl.lit(people["person_id"]).gather(pl.col("pkey")).alias("person_id"),
+        "from_mi", "to_mi", pl.col("diff_fen").alias("fen"),
+    )
     lap("line_ids_pieces")
     no_card = (
         no_card_pieces.group_by("pkey")
@@ -543,9 +554,9 @@ def check_lines(lines: pl.DataFrame) -> None:
     bad = rec.filter(pl.col("amount_fen") >= 0)
     if bad.height:
         problems.append(f"{bad.height} recovery line(s) not negative, e.g. {bad['line_id'][0]}")
-    dup = pay.group_by("person_id").len().filter(pl.col("len") > 1)
-    if dup.height:
-        problems.append(f"{dup.height} person(s) with two payment lines in one batch")
+    dup = int(idcard.duplicated(pay.select(idcard.order_key_expr("person_id")).to_series()).sum())
+    if dup:
+        problems.append(f"{dup} payment line(s) of a person paid twice in one batch")
     bad = lines.filter(pl.col("municipal_fen") + pl.col("district_fen") != pl.col("amount_fen"))
     if bad.height:
         problems.append(f"{bad.height} line(s) whose shares do not sum to the amount, e.g. {bad['line_id'][0]}")

@@ -140,6 +140,14 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
     )
 
 
+def duplicated(keys: pl.Series) -> pl.Series:
+    """True where a non-null integer key occurs more than once: sort once, then look up the few
+    repeated keys (hashing 15 million keys costs several times the sort)."""
+    k = np.sort(keys.drop_nulls().to_numpy())
+    repeated = np.unique(k[1:][k[1:] == k[:-1]])
+    return keys.is_in(pl.Series(repeated, dtype=keys.dtype).implode()).fill_null(False)
+
+
 def order_key_expr(col: str = "person_id") -> pl.Expr:
     """An int64 that sorts normalised 18-character IDs exactly as their text sorts (X after 9).
 

@@ -12,7 +12,6 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from allowance import idcard
@@ -134,14 +133,6 @@ def _normalised_ids(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     return ids, legacy
 
 
-def _duplicated(keys: pl.Series) -> pl.Series:
-    """True where a non-null key occurs more than once: sort once, then look up the few repeated keys
-    (a hash of 15 million keys costs several times the sort)."""
-    k = np.sort(keys.drop_nulls().to_numpy())
-    repeated = np.unique(k[1:][k[1:] == k[:-1]])
-    return keys.is_in(pl.Series(repeated, dtype=keys.dtype).implode()).fill_null(False)
-
-
 def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256: str = "") -> Validated:
     """Split an extract into clean and quarantined rows (SPEC §3), judged as of `as_of`."""
     schema = lf.collect_schema()
@@ -166,7 +157,7 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
             id_key=pl.when(pl.col("id_shape_ok")).then(pl.col("id_key")))],
         how="horizontal",
     ).with_row_index("row_no", offset=1)
-    df = df.with_columns(id_duplicated=_duplicated(df["id_key"]))
+    df = df.with_columns(id_duplicated=idcard.duplicated(df["id_key"]))
 
     bd, hs, ho, dd = (pl.col(c) for c in DATE_COLUMNS)
     well_formed = pl.col("id_shape_ok") & pl.col("id_date_ok")
