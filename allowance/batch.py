@@ -247,11 +247,17 @@ def build_draft(
          "den": [rules.at(m).funding.municipal + rules.at(m).funding.district for m in months]},
         schema={"from_mi": pl.Int32, "v": pl.String, "num": pl.Int64, "den": pl.Int64},
     )
+    # Everything up to the final order is integers keyed by pkey, which is also the row of
+    # `people`: names, IDs and cards are gathered once, in line order, at the end.
+    ranks = people.select(
+        "pkey", "channel", "absent", "death_date", "hukou_out_date", _o1=district_rank("district_code"),
+        _o2=channel_rank("channel"), _o3=idcard.order_key_expr("person_id"),
+    )
     n = pl.col("to_mi") - pl.col("from_mi") + 1
     d = (
         pieces.lazy()
         .join(version_of.lazy(), on="from_mi", how="left")
-        .join(people.select("pkey", "channel").lazy(), on="pkey", how="left")
+        .join(ranks.lazy(), on="pkey", how="left")
         .with_columns(
             line_type=pl.when(pl.col("diff_fen") > 0).then(pl.lit("PAYMENT")).otherwise(pl.lit("RECOVERY")),
             n=n.cast(pl.Int64),
@@ -275,13 +281,18 @@ def build_draft(
     lap("attach_people")
     is_pay = pl.col("line_type") == "PAYMENT"
     no_card_pieces = d.filter(is_pay & pl.col("channel").is_null())
-    line_pieces = d.filter(~is_pay | pl.col("channel").is_not_null())
-
-    # Up to the final order everything is integers keyed by pkey, which is also the row of
-    # `people`: names, IDs and cards are gathered once, in line order, at the end.
-    ranks = people.select(
-        "pkey", "absent", "death_date", "hukou_out_date", _o1=district_rank("district_code"),
-        _o2=channel_rank("channel"), _o3=idcard.order_key_expr("person_id"),
+    # Lines in their final order (line type, district, channel, person: the text's order, on
+    # integers), pieces by month within a line. A line is then a run of consecutive pieces,
+    # numbered by counting where runs start; no hash grouping and no join back to the lines.
+    line_pieces = (
+        d.lazy()
+        .filter(~is_pay | pl.col("channel").is_not_null())
+        .sort(pl.col("line_type") == "RECOVERY", "_o1", "_o2", "_o3", "from_mi")
+        .with_columns(
+            seq=((pl.col("pkey") != pl.col("pkey").shift(1)) | (pl.col("line_type") != pl.col("line_type").shift(1)))
+            .fill_null(True).cum_sum().cast(pl.Int64)
+        )
+        .collect()
     )
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
     ever_paid = ids.join(payees.select("person_id"), on="person_id", how="semi").select("pkey", ever_paid=pl.lit(True))
@@ -308,10 +319,14 @@ def build_draft(
     )
     grouped = (
         line_pieces.lazy()
-        .select("pkey", "line_type", "from_mi", "to_mi", "n", "diff_fen", "ent_fen", "held_fen", "district_part",
-                "reversed", pl.col("v").replace_strict(vbit, return_dtype=pl.Int64).alias("vbit"))
-        .group_by("pkey", "line_type")
+        .with_columns(pl.col("seq").set_sorted(), vbit=pl.col("v").replace_strict(vbit, return_dtype=pl.Int64))
+        .group_by("seq", maintain_order=True)
         .agg(
+            pl.col("pkey").first(),
+            pl.col("line_type").first(),
+            pl.col("absent").first(),
+            pl.col("death_date").first(),
+            pl.col("hukou_out_date").first(),
             pl.col("from_mi").min(),
             pl.col("to_mi").max(),
             pl.col("n").sum().cast(pl.Int32).alias("months"),
@@ -325,18 +340,14 @@ def build_draft(
             pl.col("vbit").bitwise_or().alias("vmask"),
             pl.col("from_mi").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
         )
-        .join(last_paid.lazy(), on="pkey", how="left")
-        .join(ranks.lazy(), on="pkey", how="left")
-        .join(ever_paid.lazy(), on="pkey", how="left")
+        .join(last_paid.lazy(), on="pkey", how="left", maintain_order="left")
+        .join(ever_paid.lazy(), on="pkey", how="left", maintain_order="left")
         .with_columns(pl.col("ever_paid").fill_null(False))
         .with_columns(
             amount_changed=(pl.col("ent_min") != pl.col("last_paid_fen"))
             | (pl.col("ent_max") != pl.col("last_paid_fen")),
             still_entitled=pl.col("ent_min") > 0,
         )
-        # Ordered by line type, district, channel, person — on integers (same order as the text).
-        .sort(pl.col("line_type") == "RECOVERY", "_o1", "_o2", "_o3")
-        .with_row_index("seq", offset=1)
         .select(
             "seq", "pkey", "line_type", "from_mi", "to_mi", "months", "amount_fen", "district_fen",
             reason.alias("reason"), cause.alias("cause"),
@@ -358,26 +369,22 @@ def build_draft(
         )
         .select(LINE_COLUMNS)
     )
-    keyed = (
-        line_pieces.select("pkey", "line_type", "from_mi", "to_mi", "diff_fen")
-        .join(grouped.select("pkey", "line_type", "seq"), on=["pkey", "line_type"])
-        .sort("seq", "from_mi")  # line ids are zero-padded sequence numbers: same order, on integers
-    )
-    batch_pieces = keyed.select(
-        pl.lit(batch_id).alias("batch_id"), line_id.alias("line_id"),
-        pl.lit(people["person_id"]).gather(pl.col("pkey")).alias("person_id"),
+    at_line = pl.col("seq") - 1  # the piece's line, as a row of `lines` (pieces are in line order)
+    batch_pieces = line_pieces.select(
+        pl.lit(batch_id).alias("batch_id"), pl.lit(lines["line_id"]).gather(at_line).alias("line_id"),
+        pl.lit(lines["person_id"]).gather(at_line).alias("person_id"),
         "from_mi", "to_mi", pl.col("diff_fen").alias("fen"),
     )
     lap("line_ids_pieces")
+    owed = no_card_pieces.group_by("pkey").agg(
+        pl.col("from_mi").min(),
+        pl.col("to_mi").max(),
+        pl.col("n").sum().cast(pl.Int32).alias("months"),
+        (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
+    )
     no_card = (
-        no_card_pieces.group_by("pkey")
-        .agg(
-            pl.col("from_mi").min(),
-            pl.col("to_mi").max(),
-            pl.col("n").sum().cast(pl.Int32).alias("months"),
-            (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
-        )
-        .join(people.select("pkey", "person_id", "name", "district_code"), on="pkey", how="left")
+        pl.concat([owed, people.select(pl.col("person_id", "name", "district_code").gather(owed["pkey"]))],
+                  how="horizontal")
         .sort("district_code", "person_id")
         .select(
             pl.lit(batch_id).alias("batch_id"), "person_id", "name", "district_code",
@@ -394,16 +401,18 @@ def build_draft(
     expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
     lap("stops_changes_expired")
 
-    payments = lines.filter(pl.col("line_type") == "PAYMENT")
-    recoveries = lines.filter(pl.col("line_type") == "RECOVERY")
+    totals = {t: (int(c), int(f)) for t, c, f in grouped.group_by("line_type").agg(pl.len(), pl.col("amount_fen").sum())
+              .iter_rows()}
+    pay_n, pay_fen = totals.get("PAYMENT", (0, 0))
+    rec_n, rec_fen = totals.get("RECOVERY", (0, 0))
     held_ids = holdings.select("person_id").unique()
     summary = {
         "window": {"first": fmt(window.first), "last": fmt(window.last)} if not window.empty else None,
         "registry": validated.summary(),
-        "payments": {"lines": payments.height, "amount_fen": int(payments["amount_fen"].sum())},
-        "recoveries": {"lines": recoveries.height, "amount_fen": int(recoveries["amount_fen"].sum())},
+        "payments": {"lines": pay_n, "amount_fen": pay_fen},
+        "recoveries": {"lines": rec_n, "amount_fen": rec_fen},
         "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
-        "by_reason": {r: int(c) for r, c in lines.group_by("reason").len().sort("reason").iter_rows()},
+        "by_reason": {r: int(c) for r, c in grouped.group_by("reason").len().sort("reason").iter_rows()},
         # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
         "ledger_people_quarantined": int(held_ids.join(ids, on="person_id", how="anti").height),
         "ledger_people_absent_from_extract": absent.height,
@@ -425,9 +434,9 @@ def build_draft(
         "registry_sha256": validated.sha256,
         "rules_versions": "+".join(versions),
         "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
-        "lines": payments.height,
-        "amount_fen": int(payments["amount_fen"].sum()),
-        "recovery_fen": int(recoveries["amount_fen"].sum()),
+        "lines": pay_n,
+        "amount_fen": pay_fen,
+        "recovery_fen": rec_fen,
         "summary": json.dumps(summary, ensure_ascii=False),
     }
     lap("summary")
@@ -544,25 +553,30 @@ def channel_rank(col: str) -> pl.Expr:
 
 
 def check_lines(lines: pl.DataFrame) -> None:
-    """STYLE 10: checks on outputs before anything is stored or published."""
-    pay = lines.filter(pl.col("line_type") == "PAYMENT")
-    rec = lines.filter(pl.col("line_type") == "RECOVERY")
+    """STYLE 10: checks on outputs before anything is stored or published.
+
+    One pass of counts over the lines (no filtered copies of a 4-million-line frame); the
+    first offending line id is looked up only when a check fails.
+    """
+    pay = pl.col("line_type") == "PAYMENT"
+    rec = pl.col("line_type") == "RECOVERY"
+    checks = {
+        "payment line(s) not positive": pay & (pl.col("amount_fen") <= 0),
+        "recovery line(s) not negative": rec & (pl.col("amount_fen") >= 0),
+        "line(s) whose shares do not sum to the amount":
+            pl.col("municipal_fen") + pl.col("district_fen") != pl.col("amount_fen"),
+        "payment line(s) without a card": pay & (pl.col("channel").is_null() | pl.col("card_no").is_null()),
+    }
+    counts = lines.select(**{k: e.fill_null(False).sum() for k, e in checks.items()}).row(0, named=True)
     problems: list[str] = []
-    bad = pay.filter(pl.col("amount_fen") <= 0)
-    if bad.height:
-        problems.append(f"{bad.height} payment line(s) not positive, e.g. {bad['line_id'][0]}")
-    bad = rec.filter(pl.col("amount_fen") >= 0)
-    if bad.height:
-        problems.append(f"{bad.height} recovery line(s) not negative, e.g. {bad['line_id'][0]}")
-    dup = int(idcard.duplicated(pay.select(idcard.order_key_expr("person_id")).to_series()).sum())
+    for what, count in counts.items():
+        if count:
+            first = lines.filter(checks[what].fill_null(False))["line_id"][0]
+            problems.append(f"{count} {what}, e.g. {first}")
+    keys = lines.select(pl.when(pay).then(idcard.order_key_expr("person_id"))).to_series().drop_nulls()
+    dup = int(idcard.duplicated(keys).sum())
     if dup:
         problems.append(f"{dup} payment line(s) of a person paid twice in one batch")
-    bad = lines.filter(pl.col("municipal_fen") + pl.col("district_fen") != pl.col("amount_fen"))
-    if bad.height:
-        problems.append(f"{bad.height} line(s) whose shares do not sum to the amount, e.g. {bad['line_id'][0]}")
-    bad = pay.filter(pl.col("channel").is_null() | pl.col("card_no").is_null())
-    if bad.height:
-        problems.append(f"{bad.height} payment line(s) without a card, e.g. {bad['line_id'][0]}")
     if problems:
         raise RefusedError("output checks failed: " + "; ".join(problems))
 

@@ -1,0 +1,48 @@
+"""STYLE 10: the output checks refuse a batch with a bad line, naming what and where."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from allowance.batch import check_lines
+from allowance.errors import RefusedError
+from allowance.idcard import make_id
+
+A = make_id("310101", dt.date(1950, 1, 1), 1)
+B = make_id("310101", dt.date(1950, 1, 2), 2)
+
+
+def lines(*rows: tuple[str, str, str, int, int, str | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"line_id": lid, "line_type": lt, "person_id": pid, "amount_fen": amt, "district_fen": amt // 2,
+             "municipal_fen": amt - amt // 2 + extra, "channel": ch, "card_no": None if ch is None else "6217001"}
+            for lid, lt, pid, amt, extra, ch in rows
+        ],
+        schema={"line_id": pl.String, "line_type": pl.String, "person_id": pl.String, "amount_fen": pl.Int64,
+                "district_fen": pl.Int64, "municipal_fen": pl.Int64, "channel": pl.String, "card_no": pl.String},
+    )
+
+
+def test_good_lines_pass() -> None:
+    check_lines(lines(("L1", "PAYMENT", A, 45000, 0, "bank"), ("L2", "RECOVERY", A, -15000, 0, None),
+                      ("L3", "PAYMENT", B, 45000, 0, "bank")))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (("L9", "PAYMENT", B, 0, 0, "bank"), "1 payment line(s) not positive, e.g. L9"),
+        (("L9", "RECOVERY", B, 100, 0, None), "1 recovery line(s) not negative, e.g. L9"),
+        (("L9", "PAYMENT", B, 45000, 1, "bank"), "1 line(s) whose shares do not sum to the amount, e.g. L9"),
+        (("L9", "PAYMENT", B, 45000, 0, None), "1 payment line(s) without a card, e.g. L9"),
+        (("L9", "PAYMENT", A, 45000, 0, "bank"), "2 payment line(s) of a person paid twice in one batch"),
+    ],
+)
+def test_each_bad_line_is_refused_by_name(bad: tuple[str, str, str, int, int, str | None], message: str) -> None:
+    with pytest.raises(RefusedError, match="output checks failed") as e:
+        check_lines(lines(("L1", "PAYMENT", A, 45000, 0, "bank"), bad))
+    assert message in str(e.value)
