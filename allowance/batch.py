@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from allowance import __version__, idcard
@@ -253,6 +254,12 @@ def build_draft(
         "pkey", "channel", "absent", "death_date", "hukou_out_date", _o1=district_rank("district_code"),
         _o2=channel_rank("channel"), _o3=idcard.order_key_expr("person_id"),
     )
+    # Each person's place in line order (district, channel, ID), so that pieces sort on one int64.
+    by_place = ranks.select(pl.arg_sort_by(pl.col("_o1") * 16 + pl.col("_o2"), "_o3")).to_series().to_numpy()
+    place = np.empty(len(by_place), dtype=np.int64)
+    place[by_place] = np.arange(len(by_place), dtype=np.int64)
+    ranks = ranks.with_columns(_place=place)
+    span = max(window.last - window.first + 1, 1)
     n = pl.col("to_mi") - pl.col("from_mi") + 1
     d = (
         pieces.lazy()
@@ -284,20 +291,27 @@ def build_draft(
     # Lines in their final order (line type, district, channel, person: the text's order, on
     # integers), pieces by month within a line. A line is then a run of consecutive pieces,
     # numbered by counting where runs start; no hash grouping and no join back to the lines.
+    # Only narrow integer columns are sorted (a sort moves every column it carries).
+    vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
+    masks = {m: "+".join(v for v, bit in vbit.items() if m & bit) for m in range(1, 1 << len(vbit))}
     line_pieces = (
         d.lazy()
         .filter(~is_pay | pl.col("channel").is_not_null())
-        .sort(pl.col("line_type") == "RECOVERY", "_o1", "_o2", "_o3", "from_mi")
+        .select("pkey", (pl.col("line_type") == "RECOVERY").alias("rec"), "_o1", "_o3", "from_mi", "to_mi",
+                "n", "diff_fen", "ent_fen", "held_fen", "district_part", "reversed",
+                pl.col("v").replace_strict(vbit, return_dtype=pl.Int64).alias("vbit"),
+                # line type, then the person's place, then the month within the window
+                _k=(pl.col("line_type") == "RECOVERY").cast(pl.Int64) * (len(place) * span)
+                + pl.col("_place") * span + (pl.col("from_mi") - window.first))
+        .sort("_k")
         .with_columns(
-            seq=((pl.col("pkey") != pl.col("pkey").shift(1)) | (pl.col("line_type") != pl.col("line_type").shift(1)))
+            seq=((pl.col("pkey") != pl.col("pkey").shift(1)) | (pl.col("rec") != pl.col("rec").shift(1)))
             .fill_null(True).cum_sum().cast(pl.Int64)
         )
         .collect()
     )
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
     ever_paid = ids.join(payees.select("person_id"), on="person_id", how="semi").select("pkey", ever_paid=pl.lit(True))
-    vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
-    masks = {m: "+".join(v for v, bit in vbit.items() if m & bit) for m in range(1, 1 << len(vbit))}
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
     reason = (
@@ -319,14 +333,13 @@ def build_draft(
     )
     grouped = (
         line_pieces.lazy()
-        .with_columns(pl.col("seq").set_sorted(), vbit=pl.col("v").replace_strict(vbit, return_dtype=pl.Int64))
+        .with_columns(pl.col("seq").set_sorted())
         .group_by("seq", maintain_order=True)
         .agg(
             pl.col("pkey").first(),
-            pl.col("line_type").first(),
-            pl.col("absent").first(),
-            pl.col("death_date").first(),
-            pl.col("hukou_out_date").first(),
+            pl.col("rec").first(),
+            pl.col("_o1").first(),
+            pl.col("_o3").first(),
             pl.col("from_mi").min(),
             pl.col("to_mi").max(),
             pl.col("n").sum().cast(pl.Int32).alias("months"),
@@ -340,6 +353,12 @@ def build_draft(
             pl.col("vbit").bitwise_or().alias("vmask"),
             pl.col("from_mi").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
         )
+        .with_columns(
+            line_type=pl.when(pl.col("rec")).then(pl.lit("RECOVERY")).otherwise(pl.lit("PAYMENT")),
+            absent=pl.lit(ranks["absent"]).gather(pl.col("pkey")),
+            death_date=pl.lit(ranks["death_date"]).gather(pl.col("pkey")),
+            hukou_out_date=pl.lit(ranks["hukou_out_date"]).gather(pl.col("pkey")),
+        )
         .join(last_paid.lazy(), on="pkey", how="left", maintain_order="left")
         .join(ever_paid.lazy(), on="pkey", how="left", maintain_order="left")
         .with_columns(pl.col("ever_paid").fill_null(False))
@@ -349,7 +368,7 @@ def build_draft(
             still_entitled=pl.col("ent_min") > 0,
         )
         .select(
-            "seq", "pkey", "line_type", "from_mi", "to_mi", "months", "amount_fen", "district_fen",
+            "seq", "pkey", "_o1", "_o3", "line_type", "from_mi", "to_mi", "months", "amount_fen", "district_fen",
             reason.alias("reason"), cause.alias("cause"),
             pl.col("vmask").replace_strict(masks, return_dtype=pl.String).alias("rules_version"),
         )
@@ -393,11 +412,11 @@ def build_draft(
         )
     )
     quarantine = validated.quarantine.select(pl.lit(batch_id).alias("batch_id"), pl.all())
-    check_lines(lines)
+    check_lines(lines, grouped["_o3"])
     lap("no_card_checks")
 
     stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked())
-    changes = change_report(lines, stops_frame, people, payees, batch_id)
+    changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, people, payees, batch_id)
     expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
     lap("stops_changes_expired")
 
@@ -508,31 +527,33 @@ def change_report(
     """What changed, person by person: new entrants, stops (death, migration, …), band and channel changes.
 
     Columns: batch_id, district_code, change, person_id, fen (the line's amount; for a stop,
-    the monthly amount that stops).
+    the monthly amount that stops). Ordered by district, change, person; `lines` may carry the
+    integer ranks `_o1` (district) and `_o3` (ID key) so they are not derived from text again.
     """
-    pay = lines.filter(pl.col("line_type") == "PAYMENT")
+    o1 = pl.col("_o1") if "_o1" in lines.columns else district_rank("district_code")
+    o3 = pl.col("_o3") if "_o3" in lines.columns else idcard.order_key_expr("person_id")
+    pay = lines.lazy().filter(pl.col("line_type") == "PAYMENT").select(
+        "district_code", "person_id", "channel", "card_no", "reason", pl.col("amount_fen").alias("fen"),
+        o1.alias("_o1"), o3.alias("_o3"))
+    cols = ["district_code", "change", "person_id", "fen", "_o1", "_o3"]
     parts = [
-        pay.filter(pl.col("reason") == "NEW").select("district_code", pl.lit("NEW_ENTRANT").alias("change"),
-                                                     "person_id", pl.col("amount_fen").alias("fen")),
-        pay.filter(pl.col("reason") == "BAND_CHANGE").select("district_code", pl.lit("BAND_CHANGE").alias("change"),
-                                                             "person_id", pl.col("amount_fen").alias("fen")),
-        pay.join(payees, on="person_id", how="inner")
+        pay.filter(pl.col("reason") == "NEW").with_columns(change=pl.lit("NEW_ENTRANT")).select(cols),
+        pay.filter(pl.col("reason") == "BAND_CHANGE").with_columns(change=pl.lit("BAND_CHANGE")).select(cols),
+        pay.join(payees.lazy(), on="person_id", how="inner")
         .filter((pl.col("channel") != pl.col("last_channel")) | (pl.col("card_no") != pl.col("last_card_no")))
-        .select("district_code", pl.lit("CHANNEL_CHANGE").alias("change"), "person_id",
-                pl.col("amount_fen").alias("fen")),
-        stops.join(people.select("person_id", "district_code"), on="person_id", how="left")
+        .with_columns(change=pl.lit("CHANNEL_CHANGE")).select(cols),
+        stops.lazy().join(people.lazy().select("person_id", "district_code"), on="person_id", how="left")
         .select(pl.col("district_code").fill_null("unknown"), (pl.lit("STOP_") + pl.col("cause")).alias("change"),
-                "person_id", pl.col("last_fen").alias("fen")),
+                "person_id", pl.col("last_fen").alias("fen"))
+        .with_columns(_o1=district_rank("district_code"), _o3=idcard.order_key_expr("person_id")).select(cols),
     ]
+    rank = {c: i for i, c in enumerate(sorted(CHANGE_CODES))}
     return (
         pl.concat(parts)
-        .with_columns(batch_id=pl.lit(batch_id))
-        .select("batch_id", "district_code", "change", "person_id", pl.col("fen").cast(pl.Int64))
-        .with_columns(_o1=district_rank("district_code"), _o2=pl.col("change").replace_strict(
-            {c: i for i, c in enumerate(sorted(CHANGE_CODES))}, default=len(CHANGE_CODES), return_dtype=pl.Int32),
-            _o3=idcard.order_key_expr("person_id"))
-        .sort("_o1", "_o2", "_o3")
-        .drop("_o1", "_o2", "_o3")
+        .sort("_o1", pl.col("change").replace_strict(rank, default=len(rank), return_dtype=pl.Int32), "_o3")
+        .select(pl.lit(batch_id).alias("batch_id"), "district_code", "change", "person_id",
+                pl.col("fen").cast(pl.Int64))
+        .collect()
     )
 
 
@@ -552,7 +573,7 @@ def channel_rank(col: str) -> pl.Expr:
                                       return_dtype=pl.Int32).fill_null(len(CHANNELS) + 1)
 
 
-def check_lines(lines: pl.DataFrame) -> None:
+def check_lines(lines: pl.DataFrame, id_keys: pl.Series | None = None) -> None:
     """STYLE 10: checks on outputs before anything is stored or published.
 
     One pass of counts over the lines (no filtered copies of a 4-million-line frame); the
@@ -573,7 +594,8 @@ def check_lines(lines: pl.DataFrame) -> None:
         if count:
             first = lines.filter(checks[what].fill_null(False))["line_id"][0]
             problems.append(f"{count} {what}, e.g. {first}")
-    keys = lines.select(pl.when(pay).then(idcard.order_key_expr("person_id"))).to_series().drop_nulls()
+    keys = id_keys if id_keys is not None else idcard.order_key_expr("person_id")
+    keys = lines.select(pl.when(pay).then(keys)).to_series().drop_nulls()
     dup = int(idcard.duplicated(keys).sum())
     if dup:
         problems.append(f"{dup} payment line(s) of a person paid twice in one batch")
