@@ -20,7 +20,7 @@ import polars as pl
 from allowance import __version__, idcard
 from allowance.constants import CHANNELS, DISTRICT_CODES
 from allowance.entitlement import entitlement_segments, without_blocked
-from allowance.errors import RefusedError, UserError
+from allowance.errors import LedgerError, RefusedError, UserError
 from allowance.ledger import Ledger
 from allowance.log import Laps
 from allowance.months import fmt, month_date_expr, month_index, month_index_expr, quarter_label
@@ -111,11 +111,11 @@ def diff_pieces(
     People whose row is quarantined are not in `ids`: no facts, no payment and no recovery.
     """
     ent = entitlement_segments(clean.lazy(), rules, window.first, window.last)
-    blocks = blocked.join(ids, on="person_id").select("pkey", "from_mi", "to_mi", "action")
+    blocks = keyed(blocked, "decisions", strict=False).join(ids, on="_k").select("pkey", "from_mi", "to_mi", "action")
     rejected = blocks.filter(pl.col("action") == "REJECT")
     if rejected.height:
         ent = without_blocked(ent, rejected.lazy().select("pkey", "from_mi", "to_mi"))
-    held = clip(holdings.lazy().join(ids.lazy(), on="person_id", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
+    held = clip(holdings.lazy().join(ids.lazy(), on="_k", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
                 window.first, window.last)
     pieces = sweep_diff(ent, held, key="pkey")
     holds = blocks.filter(pl.col("action") == "HOLD")
@@ -168,16 +168,35 @@ def absent_people(
     quarantined = (
         quarantine.select(pl.col("person_id").alias("p"))
         .filter(pl.col("p").is_not_null())
-        .select(idcard.normalized_id_expr("p").alias("person_id"))
+        .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"))
+        .drop_nulls()
     )
     return (
-        holdings.select("person_id").unique()
-        .join(clean.select("person_id"), on="person_id", how="anti")
-        .join(quarantined, on="person_id", how="anti")
-        .join(payees.select("person_id", "name", "district_code"), on="person_id", how="left")
+        holdings.select("_k", "person_id").unique("_k")
+        .join(clean.select("_k"), on="_k", how="anti")
+        .join(quarantined, on="_k", how="anti")
+        .join(payees.select("_k", "name", "district_code"), on="_k", how="left")
         .with_columns(pl.col("district_code").fill_null("unknown"))
-        .sort("person_id")
+        .sort("_k")
     )
+
+
+def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
+    """`frame` with `_k`, the exact int64 key of its person_id.
+
+    Every ID in holdings, payees and the journal came from a clean extract row, so there a row
+    without a key means a damaged ledger and stops the run (`strict`); a review decision naming
+    an ID that is not well formed matches nobody and is dropped.
+    """
+    out = frame.with_columns(_k=idcard.order_key_expr("person_id"))
+    if not strict:
+        return out.filter(pl.col("_k").is_not_null())
+    bad = out.filter(pl.col("_k").is_null()).height
+    if bad:
+        raise LedgerError(
+            f"{bad} {what} row(s) whose person id is not an 18-character ID; run `allowance ledger check`"
+        )
+    return out
 
 
 def build_draft(
@@ -188,25 +207,30 @@ def build_draft(
     ledger: Ledger,
     rules: Rules,
 ) -> Draft:
-    """Compute a draft batch; the ledger is only read."""
+    """Compute a draft batch; the ledger is only read.
+
+    People are matched across the extract and the ledger on `_k`, idcard's exact int64 key of
+    the 18-character ID (joins on integers, not on 18-byte text).
+    """
     lap = Laps()
     window = window_for(kind, as_of, ledger, rules, quarter)
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
-    holdings = ledger.holdings()
+    holdings = keyed(ledger.holdings(), "holdings")
+    payees = keyed(ledger.payees(), "payees")
     # Only people old enough for the lowest band by the window's end, or held by the ledger,
     # can produce a line: the rest of the registry (two thirds of it) is left out from here on.
     last = window.last if not window.empty else month_index(as_of)
     clean = (
         validated.clean.filter(
             (month_index_expr("birth_date") <= last - rules.min_age() * 12)
-            | pl.col("person_id").is_in(holdings["person_id"].unique().implode())
+            | idcard.order_key_expr("person_id").is_in(holdings["_k"].unique().implode())
         )
         .with_row_index("pkey")
+        .with_columns(_k=idcard.order_key_expr("person_id"))
     )
-    payees = ledger.payees()
     absent = absent_people(clean, validated.quarantine, holdings, payees).with_row_index("pkey", offset=clean.height)
-    ids = pl.concat([clean.select("pkey", "person_id"), absent.select("pkey", "person_id")])
+    ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
     lap("read_holdings")
 
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
@@ -223,13 +247,13 @@ def build_draft(
 
     last_paid = (
         holdings.filter(pl.col("fen") > 0)
-        .group_by("person_id")
+        .group_by("_k")
         .agg(pl.col("fen").sort_by("to_mi").last().alias("last_paid_fen"))
-        .join(ids, on="person_id")
+        .join(ids, on="_k")
         .select("pkey", "last_paid_fen")
     )
     reissued = (
-        ledger.reversals().join(ids, on="person_id").select("pkey", pl.col("from_mi").alias("r_from"),
+        keyed(ledger.reversals(), "reversals").join(ids, on="_k").select("pkey", pl.col("from_mi").alias("r_from"),
                                                              pl.col("to_mi").alias("r_to"))
     )
     people = pl.concat(
@@ -311,7 +335,7 @@ def build_draft(
         .collect()
     )
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
-    ever_paid = ids.join(payees.select("person_id"), on="person_id", how="semi").select("pkey", ever_paid=pl.lit(True))
+    ever_paid = ids.join(payees.select("_k"), on="_k", how="semi").select("pkey", ever_paid=pl.lit(True))
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
     reason = (
@@ -424,7 +448,7 @@ def build_draft(
               .iter_rows()}
     pay_n, pay_fen = totals.get("PAYMENT", (0, 0))
     rec_n, rec_fen = totals.get("RECOVERY", (0, 0))
-    held_ids = holdings.select("person_id").unique()
+    held_ids = holdings.select("_k").unique()
     summary = {
         "window": {"first": fmt(window.first), "last": fmt(window.last)} if not window.empty else None,
         "registry": validated.summary(),
@@ -433,7 +457,7 @@ def build_draft(
         "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
         "by_reason": {r: int(c) for r, c in grouped.group_by("reason").len().sort("reason").iter_rows()},
         # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
-        "ledger_people_quarantined": int(held_ids.join(ids, on="person_id", how="anti").height),
+        "ledger_people_quarantined": int(held_ids.join(ids, on="_k", how="anti").height),
         "ledger_people_absent_from_extract": absent.height,
         # 四 追溯期: months still owed but older than the retroactive window are not paid.
         "expired": expired,
@@ -470,9 +494,9 @@ def expired_months(
     first, last = opening, min(window.expired_before - 1, window.last)
     if window.empty or first > last:
         return {"people": 0, "months": 0, "fen": 0}
-    ids = clean.lazy().select("pkey", "person_id")
+    ids = clean.lazy().select("pkey", "_k")
     ent = entitlement_segments(clean.lazy(), rules, first, last)
-    held = clip(holdings.lazy().join(ids, on="person_id").select("pkey", "from_mi", "to_mi", "fen"), first, last)
+    held = clip(holdings.lazy().join(ids, on="_k").select("pkey", "from_mi", "to_mi", "fen"), first, last)
     owed = (
         sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") > 0)
         .select("pkey", n=pl.col("to_mi") - pl.col("from_mi") + 1, fen=pl.col("diff_fen") * (
@@ -498,18 +522,19 @@ def stopped_people(
     ref = window.current_from - 1 if window.kind == "quarterly" else window.last
     check = window.current_from if window.kind == "quarterly" else window.last
     recipients = holdings.filter((pl.col("from_mi") <= ref) & (pl.col("to_mi") >= ref) & (pl.col("fen") > 0)).select(
-        "person_id", pl.col("fen").alias("last_fen")
+        "person_id", "_k", pl.col("fen").alias("last_fen")
     )
     if recipients.height == 0:
         return empty, {"recipients": 0, "stopped": 0}
-    ids = clean.select("pkey", "person_id", "death_date", "hukou_out_date", present=pl.lit(True))
+    ids = clean.select("pkey", "_k", "death_date", "hukou_out_date", present=pl.lit(True))
     ent = entitlement_segments(clean.lazy(), rules, check, check)
     if blocked.height:
-        ent = without_blocked(ent, blocked.lazy().join(ids.lazy(), on="person_id").select("pkey", "from_mi", "to_mi"))
-    entitled = ent.select("pkey").collect().join(ids, on="pkey").select("person_id")
+        ent = without_blocked(ent, keyed(blocked, "decisions", strict=False).lazy().join(ids.lazy(), on="_k")
+                              .select("pkey", "from_mi", "to_mi"))
+    entitled = ent.select("pkey").collect().join(ids, on="pkey").select("_k")
     stopped = (
-        recipients.join(entitled, on="person_id", how="anti")
-        .join(ids.select("person_id", "death_date", "hukou_out_date", "present"), on="person_id", how="left")
+        recipients.join(entitled, on="_k", how="anti")
+        .join(ids.select("_k", "death_date", "hukou_out_date", "present"), on="_k", how="left")
         .with_columns(
             cause=pl.when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
             .when(pl.col("hukou_out_date").is_not_null()).then(pl.lit("MIGRATION"))
@@ -539,7 +564,7 @@ def change_report(
     parts = [
         pay.filter(pl.col("reason") == "NEW").with_columns(change=pl.lit("NEW_ENTRANT")).select(cols),
         pay.filter(pl.col("reason") == "BAND_CHANGE").with_columns(change=pl.lit("BAND_CHANGE")).select(cols),
-        pay.join(payees.lazy(), on="person_id", how="inner")
+        pay.join(payees.lazy().drop("person_id"), left_on="_o3", right_on="_k", how="inner")
         .filter((pl.col("channel") != pl.col("last_channel")) | (pl.col("card_no") != pl.col("last_card_no")))
         .with_columns(change=pl.lit("CHANNEL_CHANGE")).select(cols),
         stops.lazy().join(people.lazy().select("person_id", "district_code"), on="person_id", how="left")

@@ -148,13 +148,17 @@ def duplicated(keys: pl.Series) -> pl.Series:
     return keys.is_in(pl.Series(repeated, dtype=keys.dtype).implode()).fill_null(False)
 
 
-def order_key_expr(col: str = "person_id") -> pl.Expr:
-    """An int64 that sorts normalised 18-character IDs exactly as their text sorts (X after 9).
+def order_key_expr(col: str | pl.Expr = "person_id") -> pl.Expr:
+    """An int64 that sorts normalised 18-character IDs exactly as their text sorts (X after 9),
+    and is the same exact key as `parse_ids`' id_key (null for anything else).
 
     Sorting millions of lines by this instead of by the string is what keeps line ids cheap.
     """
-    c = pl.col(col)
+    c = pl.col(col) if isinstance(col, str) else col
     last = c.str.slice(17, 1)
-    return c.str.slice(0, 17).str.to_integer(strict=False) * 11 + pl.when(last == "X").then(10).otherwise(
+    key = c.str.slice(0, 17).str.to_integer(strict=False) * 11 + pl.when(last == "X").then(10).otherwise(
         last.str.to_integer(strict=False)
     )
+    # Null for anything but 18 bytes starting with a digit (no sign), so two different texts
+    # never share a key: "+123…" and "0123…" would parse to the same number.
+    return pl.when((c.str.len_bytes() == 18) & c.str.slice(0, 1).is_in(list("0123456789"))).then(key)

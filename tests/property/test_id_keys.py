@@ -1,0 +1,40 @@
+"""The int64 ID key the engine joins and sorts on is exact: one key per text, text order kept.
+
+The draft matches extract rows to ledger rows by `idcard.order_key_expr` and validation finds
+duplicates by `parse_ids`' id_key; both must agree, and no two different texts may share a key.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+from registry_strategies import PROPERTY
+
+from allowance import idcard
+
+ID_LIKE = st.one_of(
+    # well-formed 18-character IDs (any check character), the common case
+    st.text(alphabet="0123456789", min_size=17, max_size=17).flatmap(
+        lambda body: st.sampled_from([body + c for c in "0123456789X"])),
+    # near misses: wrong length, signs, spaces, lower-case x, other scripts
+    st.text(alphabet="0123456789Xx+- ٣", min_size=15, max_size=19),
+)
+
+
+@PROPERTY
+@given(st.lists(ID_LIKE, min_size=1, max_size=60))
+def test_keys_are_exact_and_keep_text_order(ids: list[str]) -> None:
+    frame = pl.DataFrame({"p": ids}).with_columns(k=idcard.order_key_expr("p"))
+    by_parse = idcard.parse_ids(pl.Series(ids))
+    for text, key, shape_ok, parsed in zip(ids, frame["k"], by_parse["id_shape_ok"], by_parse["id_key"], strict=True):
+        well_formed = len(text) == 18 and text[:17].isascii() and text[:17].isdigit() and text[17] in "0123456789X"
+        assert (key is not None) == well_formed, text
+        assert bool(shape_ok) == well_formed, text
+        if well_formed:
+            assert key == parsed, text
+    keyed = frame.drop_nulls("k").unique()
+    # one key per text and one text per key
+    assert keyed["k"].n_unique() == keyed["p"].n_unique() == keyed.height
+    # sorting by key sorts by text (X after the digits, as in ASCII)
+    assert keyed.sort("k")["p"].to_list() == sorted(keyed["p"].to_list())
