@@ -40,7 +40,11 @@ def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, fil
     (root / prefix).mkdir(parents=True, exist_ok=True)
     if df.height == 0:
         return
-    for key_values, part in df.sort(keys).partition_by(keys, as_dict=True, maintain_order=True).items():
+    # Each file keeps its rows in the order they come (line order: the batch's line ids), and the
+    # files are written in the order of their keys. No sort of the whole frame is needed, and
+    # none could reorder rows with equal keys between two runs.
+    parts = df.partition_by(keys, as_dict=True, maintain_order=True)
+    for key_values, part in sorted(parts.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
         sub = "/".join(f"{k}={v}" for k, v in zip(keys, key_values, strict=True))
         _write(part, root, f"{prefix}/{sub}/part-0.parquet", files)
 
