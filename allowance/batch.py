@@ -222,12 +222,12 @@ def build_draft(
     # can produce a line: the rest of the registry (two thirds of it) is left out from here on.
     last = window.last if not window.empty else month_index(as_of)
     clean = (
-        validated.clean.filter(
+        validated.clean.rename({"id_key": "_k"})
+        .filter(
             (month_index_expr("birth_date") <= last - rules.min_age() * 12)
-            | idcard.order_key_expr("person_id").is_in(holdings["_k"].unique().implode())
+            | pl.col("_k").is_in(holdings["_k"].unique().implode())
         )
         .with_row_index("pkey")
-        .with_columns(_k=idcard.order_key_expr("person_id"))
     )
     absent = absent_people(clean, validated.quarantine, holdings, payees).with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
@@ -258,9 +258,9 @@ def build_draft(
     )
     people = pl.concat(
         [
-            clean.select("pkey", "person_id", "name", "district_code", "channel", "card_no", "death_date",
+            clean.select("pkey", "_k", "person_id", "name", "district_code", "channel", "card_no", "death_date",
                          "hukou_out_date", absent=pl.lit(False)),
-            absent.select("pkey", "person_id", "name", "district_code", channel=pl.lit(None, pl.String),
+            absent.select("pkey", "_k", "person_id", "name", "district_code", channel=pl.lit(None, pl.String),
                           card_no=pl.lit(None, pl.String), death_date=pl.lit(None, pl.Date),
                           hukou_out_date=pl.lit(None, pl.Date), absent=pl.lit(True)),
         ]
@@ -274,11 +274,13 @@ def build_draft(
     )
     # Everything up to the final order is integers keyed by pkey, which is also the row of
     # `people`: names, IDs and cards are gathered once, in line order, at the end.
-    ranks = people.select(
-        "pkey", "channel", "absent", "death_date", "hukou_out_date", _o1=district_rank("district_code"),
-        _o2=channel_rank("channel"), _o3=idcard.order_key_expr("person_id"),
+    # Ranks only for the people who have a difference (all of them at a quarter, a handful on
+    # most nights), each with its place in line order (district, channel, ID), so that pieces
+    # sort on one int64.
+    ranks = people.select(pl.all().gather(pieces["pkey"].unique().sort())).select(
+        "pkey", "channel", _o1=district_rank("district_code"), _o2=channel_rank("channel"),
+        _o3=pl.col("_k"),
     )
-    # Each person's place in line order (district, channel, ID), so that pieces sort on one int64.
     by_place = ranks.select(pl.arg_sort_by(pl.col("_o1") * 16 + pl.col("_o2"), "_o3")).to_series().to_numpy()
     place = np.empty(len(by_place), dtype=np.int64)
     place[by_place] = np.arange(len(by_place), dtype=np.int64)
@@ -379,9 +381,9 @@ def build_draft(
         )
         .with_columns(
             line_type=pl.when(pl.col("rec")).then(pl.lit("RECOVERY")).otherwise(pl.lit("PAYMENT")),
-            absent=pl.lit(ranks["absent"]).gather(pl.col("pkey")),
-            death_date=pl.lit(ranks["death_date"]).gather(pl.col("pkey")),
-            hukou_out_date=pl.lit(ranks["hukou_out_date"]).gather(pl.col("pkey")),
+            absent=pl.lit(people["absent"]).gather(pl.col("pkey")),
+            death_date=pl.lit(people["death_date"]).gather(pl.col("pkey")),
+            hukou_out_date=pl.lit(people["hukou_out_date"]).gather(pl.col("pkey")),
         )
         .join(last_paid.lazy(), on="pkey", how="left", maintain_order="left")
         .join(ever_paid.lazy(), on="pkey", how="left", maintain_order="left")

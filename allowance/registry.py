@@ -192,7 +192,9 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
     assert tuple(checks) == QUARANTINE_REASONS
     flags = df.select(**{code: expr.fill_null(False) for code, expr in checks.items()})
     any_bad = flags.select(pl.any_horizontal(pl.all()).alias("bad")).to_series()
-    clean = df.filter(~any_bad).select([pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()])
+    # Clean rows carry the ID's exact int64 key too (idcard.parse_ids): the draft matches people
+    # to the ledger on it without parsing 15 million IDs again.
+    clean = df.filter(~any_bad).select([pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()] + [pl.col("id_key")])
     bad_rows = pl.concat([df.filter(any_bad), flags.filter(any_bad)], how="horizontal")
     reasons = pl.concat_str(
         [pl.when(pl.col(code)).then(pl.lit(code)) for code in QUARANTINE_REASONS], separator=";", ignore_nulls=True
