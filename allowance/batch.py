@@ -277,7 +277,8 @@ def build_draft(
     # Ranks only for the people who have a difference (all of them at a quarter, a handful on
     # most nights), each with its place in line order (district, channel, ID), so that pieces
     # sort on one int64.
-    ranks = people.select(pl.all().gather(pieces["pkey"].unique().sort())).select(
+    differing = pieces["pkey"].unique().sort()
+    ranks = people.select(pl.col("pkey", "channel", "district_code", "_k").gather(differing)).select(
         "pkey", "channel", _o1=district_rank("district_code"), _o2=channel_rank("channel"),
         _o3=pl.col("_k"),
     )
