@@ -20,8 +20,8 @@ import polars as pl
 from allowance import __version__, idcard
 from allowance.constants import CHANNELS, DISTRICT_CODES
 from allowance.entitlement import entitlement_segments, without_blocked
-from allowance.errors import LedgerError, RefusedError, UserError
-from allowance.ledger import Ledger
+from allowance.errors import RefusedError, UserError
+from allowance.ledger import Ledger, keyed
 from allowance.log import Laps
 from allowance.months import fmt, month_date_expr, month_index, month_index_expr, quarter_label
 from allowance.registry import Validated
@@ -179,24 +179,6 @@ def absent_people(
         .with_columns(pl.col("district_code").fill_null("unknown"))
         .sort("_k")
     )
-
-
-def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
-    """`frame` with `_k`, the exact int64 key of its person_id.
-
-    Every ID in holdings, payees and the journal came from a clean extract row, so there a row
-    without a key means a damaged ledger and stops the run (`strict`); a review decision naming
-    an ID that is not well formed matches nobody and is dropped.
-    """
-    out = frame.with_columns(_k=idcard.order_key_expr("person_id"))
-    if not strict:
-        return out.filter(pl.col("_k").is_not_null())
-    bad = out.filter(pl.col("_k").is_null()).height
-    if bad:
-        raise LedgerError(
-            f"{bad} {what} row(s) whose person id is not an 18-character ID; run `allowance ledger check`"
-        )
-    return out
 
 
 def build_draft(

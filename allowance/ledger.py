@@ -119,6 +119,24 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
             raise LedgerError(f"{path}: not a ledger file ({str(e).splitlines()[0]})") from None
 
 
+def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
+    """`frame` with `_k`, the exact int64 key of its person_id.
+
+    Every ID in holdings, payees and the journal came from a clean extract row, so there a row
+    without a key means a damaged ledger and stops the run (`strict`); a review decision naming
+    an ID that is not well formed matches nobody and is dropped.
+    """
+    out = frame.with_columns(_k=idcard.order_key_expr("person_id"))
+    if not strict:
+        return out.filter(pl.col("_k").is_not_null())
+    bad = out.filter(pl.col("_k").is_null()).height
+    if bad:
+        raise LedgerError(
+            f"{bad} {what} row(s) whose person id is not an 18-character ID; run `allowance ledger check`"
+        )
+    return out
+
+
 class Ledger:
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
         self.path = path
@@ -239,18 +257,14 @@ class Ledger:
         if delta.height == 0:
             return
         cols = ["person_id", "from_mi", "to_mi", "fen"]
-        old = self.holdings().with_columns(_k=idcard.order_key_expr("person_id"))
-        delta = delta.select(cols).with_columns(_k=idcard.order_key_expr("person_id"))
-        if old["_k"].null_count() or delta["_k"].null_count():  # not all 18-character IDs: net on the text
-            old, delta, key = old.drop("_k"), delta.drop("_k"), "person_id"
-        else:  # every ID as its exact int64 key: sorting and joining integers, not 18-byte strings
-            key = "_k"
-        touched = delta.select(key).unique()
-        segs = pl.concat([old.join(touched, on=key, how="semi"), delta])
-        merged = net_segments(segs.lazy(), key=key, string_key=key == "person_id").collect()
-        if key == "_k":
-            merged = merged.join(segs.select("_k", "person_id").unique("_k"), on="_k")
-        new = pl.concat([old.join(touched, on=key, how="anti").select(cols), merged.select(cols)])
+        # Every ID as its exact int64 key: sorting and joining integers, not 18-byte strings.
+        old = keyed(self.holdings(), "holdings")
+        delta = keyed(delta.select(cols), "new entries")
+        touched = delta.select("_k").unique()
+        segs = pl.concat([old.join(touched, on="_k", how="semi"), delta])
+        merged = net_segments(segs.lazy(), key="_k", string_key=False).collect().join(
+            segs.select("_k", "person_id").unique("_k"), on="_k")
+        new = pl.concat([old.join(touched, on="_k", how="anti").select(cols), merged.select(cols)])
         self.run("delete from holdings")
         self.insert_frame("holdings", new)
 
