@@ -235,22 +235,20 @@ class LedgerMachine(RuleBasedStateMachine):
     # ---- the registry changes -------------------------------------------------------------
     @rule(i=st.integers(0, 10**6), d=st.integers(0, 10**6))
     def death(self, i: int, d: int) -> None:
-        seq = self._pick(i)
-        if seq is None:
-            return
-        r = dict(self.people[seq])
-        low = max(r["birth_date"], r["hukou_since"] or r["birth_date"], dt.date(2025, 1, 1))
-        r["death_date"] = date_between(d, low, self.clock)
-        self._set(seq, r)
+        self._date_fact(i, d, "death_date")
 
     @rule(i=st.integers(0, 10**6), d=st.integers(0, 10**6))
     def hukou_out(self, i: int, d: int) -> None:
+        self._date_fact(i, d, "hukou_out_date")
+
+    def _date_fact(self, i: int, d: int, field: str) -> None:
+        """Someone dies or moves out on a day after their birth, their hukou and 2025-01-01."""
         seq = self._pick(i)
         if seq is None:
             return
         r = dict(self.people[seq])
         low = max(r["birth_date"], r["hukou_since"] or r["birth_date"], dt.date(2025, 1, 1))
-        r["hukou_out_date"] = date_between(d, low, self.clock)
+        r[field] = date_between(d, low, self.clock)
         self._set(seq, r)
 
     @rule(seq=st.integers(0, 999), birth=st.dates(dt.date(1925, 1, 1), dt.date(1962, 12, 31)),

@@ -189,6 +189,14 @@ def test_rows_in_equal_clean_plus_quarantined(rows: list[dict[str, Any]], as_of:
 
 # ---- mistyped IDs -----------------------------------------------------------------------------------
 
+# area of first registration, birth date, sequence: the parts of a valid ID (make_id)
+ID_PARTS = (
+    st.from_regex(r"[1-9][0-9]{5}", fullmatch=True),
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=AS_OF),
+    st.integers(0, 999),
+)
+
+
 def single_errors(pid: str) -> set[str]:
     """Every one-digit substitution in the body and every adjacent transposition of differing characters."""
     out = {pid[:i] + d + pid[i + 1:] for i in range(17) for d in "0123456789" if d != pid[i]}
@@ -197,11 +205,7 @@ def single_errors(pid: str) -> set[str]:
 
 
 @PROPERTY
-@given(
-    st.from_regex(r"[1-9][0-9]{5}", fullmatch=True),
-    st.dates(min_value=dt.date(1900, 1, 1), max_value=AS_OF),
-    st.integers(0, 999),
-)
+@given(*ID_PARTS)
 def test_every_single_substitution_and_adjacent_transposition_is_rejected(area: str, birth: dt.date, seq: int) -> None:
     original = make_id(area, birth, seq)
     assert is_valid_18(original)
@@ -221,11 +225,7 @@ def test_every_single_substitution_and_adjacent_transposition_is_rejected(area: 
 
 
 @PROPERTY
-@given(
-    st.from_regex(r"[1-9][0-9]{5}", fullmatch=True),
-    st.dates(min_value=dt.date(1900, 1, 1), max_value=AS_OF),
-    st.integers(0, 999),
-)
+@given(*ID_PARTS)
 def test_a_digit_typed_in_another_script_is_never_clean(area: str, birth: dt.date, seq: int) -> None:
     """SPEC §3: the ID is GB 11643-1999's 17 digits and a check character — ASCII 0–9 and X only.
 
