@@ -70,7 +70,8 @@ def id_birth_expr(col: str = "person_id") -> pl.Expr:
 
 
 _W = np.array(WEIGHTS, dtype=np.int32)
-_POW10 = 10 ** np.arange(16, -1, -1, dtype=np.int64)
+_POW10_9 = 10 ** np.arange(8, -1, -1, dtype=np.int32)  # the first 9 digits, then the next 8
+_POW10_8 = 10 ** np.arange(7, -1, -1, dtype=np.int32)
 _CHECK = np.frombuffer(CHECK_CHARS.encode(), dtype=np.uint8)
 _MDAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
 _CHUNK = 1 << 20  # rows per block: its temporaries stay small enough to be reused, not re-faulted
@@ -87,7 +88,9 @@ def _parse_block(m: np.ndarray) -> tuple[np.ndarray, ...]:
     shape_ok = digits_ok & ((d[17] <= 9) | (last == ord("X")))
     # The whole 18 characters as one integer (X = 10): a duplicate is the same ID to the letter,
     # so a row with a mistyped check character never takes the real person down with it.
-    key = (_POW10 @ body.astype(np.int64)) * 11 + np.where(last == ord("X"), 10, d[17].astype(np.int64))
+    # Two int32 halves (each below 10^9) instead of an int64 copy of all 17 digit rows.
+    high, low = (_POW10_9 @ b32[:9]).astype(np.int64), (_POW10_8 @ b32[9:]).astype(np.int64)
+    key = (high * 100_000_000 + low) * 11 + np.where(last == ord("X"), 10, d[17].astype(np.int64))
     checksum_ok = shape_ok & (_CHECK[total % 11] == last)
     y = b32[6] * 1000 + b32[7] * 100 + b32[8] * 10 + b32[9]
     mo = b32[10] * 10 + b32[11]
@@ -95,16 +98,29 @@ def _parse_block(m: np.ndarray) -> tuple[np.ndarray, ...]:
     leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
     mdays = _MDAYS[np.clip(mo, 0, 12)] + (leap & (mo == 2))
     date_ok = shape_ok & (y >= 1800) & (mo >= 1) & (mo <= 12) & (dd >= 1) & (dd <= mdays)
-    return shape_ok, checksum_ok, date_ok, y, mo, dd, key
+    return shape_ok, checksum_ok, date_ok, _days_from_civil(y, mo, dd), key
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm), as int32.
+
+    Meaningful only where the date is real; elsewhere the inputs are clipped so nothing overflows.
+    """
+    y = np.clip(y, 0, 9999) - (m <= 2)
+    m = np.clip(m, 1, 12)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((m + 9) % 12) + 2) // 5 + np.clip(d, 1, 31) - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def parse_ids(ids: pl.Series) -> pl.DataFrame:
     """Every check on normalised 18-character IDs at once, over the raw bytes (numpy, no loop over people).
 
-    Returns, per input row: `id_shape_ok` (17 digits + digit/X), `id_checksum_ok`, the birth
-    date written inside (`id_y`, `id_m`, `id_d`, and `id_date_ok` when it is a real date), and
-    `id_key`, all 18 characters as one int64 (a cheap, exact key for finding duplicates). Rows that
-    are null or not 18 bytes long have shape_ok false and nulls elsewhere.
+    Returns, per input row: `id_shape_ok` (17 digits + digit/X), `id_checksum_ok`, `id_date_ok`
+    when the birth date written inside is a real date and `id_birth` that date (null otherwise),
+    and `id_key`, all 18 characters as one int64 (a cheap, exact key for finding duplicates). Rows
+    that are null or not 18 bytes long have shape_ok false and nulls elsewhere.
 
     The bytes are taken in blocks of a million IDs (two threads; numpy releases the GIL): the
     whole column at once made every temporary a fresh 60–120 MB allocation, and page faults
@@ -121,22 +137,21 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
     m = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offs[0] : offs[-1]].reshape(-1, 18)
     with ThreadPoolExecutor(2) as pool:
         blocks = list(pool.map(_parse_block, (m[i : i + _CHUNK] for i in range(0, m.shape[0], _CHUNK))))
-    names = ("id_shape_ok", "id_checksum_ok", "id_date_ok", "id_y", "id_m", "id_d", "id_key")
-    dtypes = (pl.Boolean, pl.Boolean, pl.Boolean, pl.Int32, pl.Int32, pl.Int32, pl.Int64)
+    names = ("id_shape_ok", "id_checksum_ok", "id_date_ok", "id_birth", "id_key")
+    dtypes = (pl.Boolean, pl.Boolean, pl.Boolean, pl.Int32, pl.Int64)
     cols = [np.concatenate([b[j] for b in blocks]) if blocks else np.zeros(0, dtype=bool if j < 3 else np.int64)
-            for j in range(7)]
-    if is18.all():
-        return pl.DataFrame({k: pl.Series(c, dtype=t) for k, c, t in zip(names, cols, dtypes, strict=True)})
-    full = []
-    for c in cols:
-        out = np.zeros(n, dtype=c.dtype)
-        out[is18] = c
-        full.append(out)
-    valid = pl.Series("_valid", is18)
-    return (
-        pl.DataFrame({k: pl.Series(c, dtype=t) for k, c, t in zip(names, full, dtypes, strict=True)})
-        .with_columns(valid)
-        .select(*names[:3], *[pl.when(pl.col("_valid")).then(pl.col(k)).alias(k) for k in names[3:]])
+            for j in range(5)]
+    if not is18.all():
+        full = []
+        for c in cols:
+            out = np.zeros(n, dtype=c.dtype)
+            out[is18] = c
+            full.append(out)
+        cols = full
+    return pl.DataFrame({k: pl.Series(c, dtype=t) for k, c, t in zip(names, cols, dtypes, strict=True)}).select(
+        *names[:3],
+        pl.when(pl.col("id_date_ok")).then(pl.col("id_birth").cast(pl.Date)).alias("id_birth"),
+        pl.when(pl.col("id_shape_ok")).then(pl.col("id_key")).alias("id_key"),
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,9 +119,20 @@ def _as_date(schema: pl.Schema, col: str) -> pl.Expr:
     return _as_text(schema, col).str.to_date("%Y-%m-%d", strict=False)
 
 
+def _rebuilt_where(s: pl.Series, where: pl.Series, fix: Callable[[pl.Series], pl.Series]) -> pl.Series:
+    """`fix` applied to the rows `where` is true, the rest untouched: a rare repair (a spaced card
+    number, a lower-case x) costs a scan of the column, not a rewrite of 15 million strings."""
+    idx = where.fill_null(False).arg_true()
+    return s.scatter(idx, fix(s.gather(idx))) if idx.len() else s
+
+
 def _normalised_ids(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Upper-cased IDs with legacy 15-digit ones upgraded to 18 (only those rows are rebuilt)."""
-    ids = raw.str.to_uppercase()
+    """Upper-cased IDs with legacy 15-digit ones upgraded to 18 (only those rows are rebuilt).
+
+    Only an `x` can turn into a valid ID by upper-casing (the check character); an ID with any
+    other lower-case letter is malformed either way, and is quarantined with its text as read.
+    """
+    ids = _rebuilt_where(raw, raw.str.contains("x", literal=True), lambda v: v.str.to_uppercase())
     # Only 15-byte values can be legacy IDs: the pattern is tried on those few, not on every row.
     legacy = (ids.str.len_bytes() == 15).fill_null(False)
     idx = legacy.arg_true()
@@ -146,23 +159,23 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
         name=text["name"],
         district_code=text["district_code"],
         channel=text["channel"],
-        card_no=text["card_no"].str.replace_all(" ", "", literal=True),
+        card_no=text["card_no"],
         **{f"{c}_raw": _as_text(schema, c) for c in textual},
         **dates,
     ).collect()
+    # Spaces inside a card number are dropped (grouping as printed on the card).
+    card = base["card_no"]
+    base = base.with_columns(card_no=_rebuilt_where(card, card.str.contains(" ", literal=True),
+                                                    lambda v: v.str.replace_all(" ", "", literal=True)))
     person_id, legacy = _normalised_ids(base["person_id_raw"])
     ids = idcard.parse_ids(person_id)
     df = pl.concat(
-        [base.with_columns(person_id=person_id, legacy=legacy), ids.with_columns(
-            id_key=pl.when(pl.col("id_shape_ok")).then(pl.col("id_key")))],
-        how="horizontal",
+        [base.with_columns(person_id=person_id, legacy=legacy), ids], how="horizontal"
     ).with_row_index("row_no", offset=1)
     df = df.with_columns(id_duplicated=idcard.duplicated(df["id_key"]))
 
     bd, hs, ho, dd = (pl.col(c) for c in DATE_COLUMNS)
     well_formed = pl.col("id_shape_ok") & pl.col("id_date_ok")
-    id_date_int = pl.col("id_y") * 10000 + pl.col("id_m") * 100 + pl.col("id_d")
-    bd_int = bd.dt.year().cast(pl.Int32) * 10000 + bd.dt.month().cast(pl.Int32) * 100 + bd.dt.day().cast(pl.Int32)
     checks: dict[str, pl.Expr] = {
         "MISSING_FIELD": pl.any_horizontal(
             [pl.col(c).is_null() for c in ("person_id", "name", "district_code")]
@@ -173,7 +186,7 @@ def validate(lf: pl.LazyFrame, as_of: dt.date, channels: tuple[str, ...], sha256
         "BAD_DATE": pl.any_horizontal(
             [pl.lit(False)] + [pl.col(f"{c}_raw").is_not_null() & pl.col(c).is_null() for c in textual]
         ),
-        "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd_int != id_date_int),
+        "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd != pl.col("id_birth")),
         "BIRTH_IN_FUTURE": bd > pl.lit(as_of),
         "DEATH_BEFORE_BIRTH": dd < bd,
         "HUKOU_DATES": (hs < bd) | (ho < hs) | (ho < bd),
@@ -230,11 +243,16 @@ def load_and_validate(
     """Read, hash and validate an extract; refuse it when too much of it is broken."""
     p = Path(path)
     lf = read_extract(p)
-    try:
-        v = validate(lf, as_of, channels, sha256=file_sha256(p))
-    except pl.exceptions.PolarsError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{p}: cannot read the extract ({first})") from None
+    # The file's hash (for the manifest) is taken on a second thread while the extract is read
+    # and checked: hashlib releases the GIL, and the checks rarely keep both cores busy.
+    with ThreadPoolExecutor(1) as pool:
+        digest = pool.submit(file_sha256, p)
+        try:
+            v = validate(lf, as_of, channels)
+        except pl.exceptions.PolarsError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"{p}: cannot read the extract ({first})") from None
+        v.sha256 = digest.result()
     if v.rows_in == 0:
         raise RefusedError(f"{p}: the extract has no rows; refusing to run on an empty registry")
     if v.quarantine_share > max_quarantine_share:

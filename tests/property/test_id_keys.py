@@ -6,6 +6,8 @@ duplicates by `parse_ids`' id_key; both must agree, and no two different texts m
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +33,7 @@ def test_keys_are_exact_and_keep_text_order(ids: list[str]) -> None:
         well_formed = len(text) == 18 and text[:17].isascii() and text[:17].isdigit() and text[17] in "0123456789X"
         assert (key is not None) == well_formed, text
         assert bool(shape_ok) == well_formed, text
+        assert (parsed is not None) == well_formed, text
         if well_formed:
             assert key == parsed, text
     keyed = frame.drop_nulls("k").unique()
@@ -38,3 +41,29 @@ def test_keys_are_exact_and_keep_text_order(ids: list[str]) -> None:
     assert keyed["k"].n_unique() == keyed["p"].n_unique() == keyed.height
     # sorting by key sorts by text (X after the digits, as in ASCII)
     assert keyed.sort("k")["p"].to_list() == sorted(keyed["p"].to_list())
+
+
+# Eight digits that are often not a date: month 0 or 13, day 0 or 32, 29 February of any year.
+DATE_DIGITS = st.tuples(st.integers(1700, 2200), st.integers(0, 13), st.integers(0, 32)).map(
+    lambda t: f"{t[0]:04d}{t[1]:02d}{t[2]:02d}")
+
+
+def _real_date(digits: str) -> dt.date | None:
+    try:
+        day = dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return None
+    return day if day.year >= 1800 else None
+
+
+@PROPERTY
+@given(st.lists(st.tuples(st.text(alphabet="0123456789", min_size=6, max_size=6), DATE_DIGITS,
+                          st.text(alphabet="0123456789", min_size=3, max_size=3), st.sampled_from("0123456789X")),
+                min_size=1, max_size=60))
+def test_birth_date_inside_the_id(parts: list[tuple[str, str, str, str]]) -> None:
+    """parse_ids' id_birth (numpy day arithmetic) is the calendar date the ID spells, null if none."""
+    ids = ["".join(p) for p in parts]
+    parsed = idcard.parse_ids(pl.Series(ids))
+    for (_, digits, _, _), ok, birth in zip(parts, parsed["id_date_ok"], parsed["id_birth"], strict=True):
+        assert birth == _real_date(digits), digits
+        assert bool(ok) == (birth is not None), digits
