@@ -100,17 +100,18 @@ def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, base
 
 
 def diff_pieces(
-    clean: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame,
+    entitled: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame,
     ids: pl.DataFrame,
 ) -> pl.DataFrame:
     """Where entitlement ≠ ledger inside the window, as runs: pkey, from_mi, to_mi, ent_fen,
     held_fen, diff_fen (per month), each run inside one rules version.
 
-    `ids` maps person_id → pkey for the clean rows and for people the ledger holds who are
-    absent from the extract altogether (no entitlement: their held months are recovered).
-    People whose row is quarantined are not in `ids`: no facts, no payment and no recovery.
+    `entitled` is entitlement_segments over the window's months. `ids` maps the ID key to
+    pkey for the clean rows and for people the ledger holds who are absent from the extract
+    altogether (no entitlement: their held months are recovered). People whose row is
+    quarantined are not in `ids`: no facts, no payment and no recovery.
     """
-    ent = entitlement_segments(clean.lazy(), rules, window.first, window.last)
+    ent = entitled.lazy()
     blocks = keyed(blocked, "decisions", strict=False).join(ids, on="_k").select("pkey", "from_mi", "to_mi", "action")
     rejected = blocks.filter(pl.col("action") == "REJECT")
     if rejected.height:
@@ -217,6 +218,7 @@ def build_draft(
 
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
                     "held_fen": pl.Int64, "diff_fen": pl.Int64}
+    entitled: pl.DataFrame | None = None
     if window.empty:
         pieces = pl.DataFrame(schema=piece_schema)
         versions: list[str] = []
@@ -224,7 +226,9 @@ def build_draft(
     else:
         months = range(window.first, window.last + 1)
         versions = sorted({rules.at(m).id for m in months})
-        pieces = diff_pieces(clean, rules, window, holdings, ledger.blocked(), ids)
+        # Computed once: the differences and the stop count (its check month is in the window).
+        entitled = entitlement_segments(clean.lazy(), rules, window.first, window.last).collect()
+        pieces = diff_pieces(entitled, rules, window, holdings, ledger.blocked(), ids)
     lap("diff_pieces")
 
     last_paid = (
@@ -424,7 +428,7 @@ def build_draft(
     check_lines(lines, grouped["_o3"])
     lap("no_card_checks")
 
-    stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked())
+    stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked(), entitled)
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, people, payees, batch_id)
     expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
     lap("stops_changes_expired")
@@ -492,7 +496,8 @@ def expired_months(
 
 
 def stopped_people(
-    clean: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame
+    clean: pl.DataFrame, rules: Rules, window: Window, holdings: pl.DataFrame, blocked: pl.DataFrame,
+    entitled: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Who was being paid and would no longer be (the circuit breaker's count, issue 4).
 
@@ -500,6 +505,8 @@ def stopped_people(
     (quarterly run) or the last pre-disbursed month (supplement). Stopped: recipients not
     entitled in the check month (the quarter's first month, or that last month), including
     those missing from the clean extract. Returns person rows (person_id, cause, last_fen).
+    `entitled`, the window's entitlement segments when already computed, is reused if it
+    covers the check month (the segments of one month are those of any window, cut to it).
     """
     empty = pl.DataFrame(schema={"person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
     if window.empty:
@@ -512,13 +519,17 @@ def stopped_people(
     if recipients.height == 0:
         return empty, {"recipients": 0, "stopped": 0}
     ids = clean.select("pkey", "_k", "death_date", "hukou_out_date", present=pl.lit(True))
-    ent = entitlement_segments(clean.lazy(), rules, check, check)
+    if entitled is not None and window.first <= check <= window.last:
+        ent = entitled.lazy().filter((pl.col("from_mi") <= check) & (pl.col("to_mi") >= check)).with_columns(
+            from_mi=pl.lit(check, pl.Int32), to_mi=pl.lit(check, pl.Int32))
+    else:
+        ent = entitlement_segments(clean.lazy(), rules, check, check)
     if blocked.height:
         ent = without_blocked(ent, keyed(blocked, "decisions", strict=False).lazy().join(ids.lazy(), on="_k")
                               .select("pkey", "from_mi", "to_mi"))
-    entitled = ent.select("pkey").collect().join(ids, on="pkey").select("_k")
+    still_entitled = ent.select("pkey").collect().join(ids, on="pkey").select("_k")
     stopped = (
-        recipients.join(entitled, on="_k", how="anti")
+        recipients.join(still_entitled, on="_k", how="anti")
         .join(ids.select("_k", "death_date", "hukou_out_date", "present"), on="_k", how="left")
         .with_columns(
             cause=pl.when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
