@@ -108,7 +108,12 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
+            # Every read that needs an order says so (ORDER BY, or a sort after it); letting
+            # DuckDB write and read in any order makes a 4-million-line insert checkpoint in
+            # 0.05 s instead of rewriting it for 4-5 s when the ledger closes, and halves its size.
+            con.execute("set preserve_insertion_order = false")
+            return con
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or time.monotonic() > deadline:
                 if "lock" in str(e).lower():
@@ -485,7 +490,8 @@ class Ledger:
                         "nothing imported"
                     )
                 rec = [r[0] for r in self.run(
-                    "select line_id from _ret join batch_lines using (line_id) where line_type <> 'PAYMENT' limit 5"
+                    "select line_id from _ret join batch_lines using (line_id) where line_type <> 'PAYMENT' "
+                    "order by 1 limit 5"
                 )]
                 if rec:
                     raise LedgerError(f"bank returns name recovery lines ({', '.join(rec)}); nothing imported")

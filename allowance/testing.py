@@ -119,7 +119,8 @@ class Scenario:
 
     def no_card(self, batch_id: str) -> pl.DataFrame:
         with Ledger.use(self.ledger, read_only=True) as led:
-            return led.df("select * from batch_no_card where batch_id=?", [batch_id])
+            return led.df("select * from batch_no_card where batch_id=? order by district_code, person_id",
+                          [batch_id])
 
     def net(self) -> pl.DataFrame:
         """Net fen per person-month held by the ledger."""
