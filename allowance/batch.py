@@ -230,7 +230,7 @@ def build_draft(
     young_held = holdings.select(pl.col("_k").unique()).filter(
         (pl.col("_k") // 11 // 1000 % 100_000_000) >= int(f"{born_before:%Y%m%d}"))["_k"]
     clean = (
-        validated.clean.rename({"id_key": "_k"})
+        validated.take_clean().rename({"id_key": "_k"})
         .filter(old_enough | pl.col("_k").is_in(young_held.implode()) if young_held.len() else old_enough)
         .with_row_index("pkey")
     )
@@ -322,6 +322,7 @@ def build_draft(
 
     lap("attach_people")
     is_pay = pl.col("line_type") == "PAYMENT"
+    del pieces
     no_card_pieces = d.filter(is_pay & pl.col("channel").is_null())
     # Lines in their final order (line type, district, channel, person: the text's order, on
     # integers), pieces by month within a line. A line is then a run of consecutive pieces,
@@ -345,6 +346,7 @@ def build_draft(
         )
         .collect()
     )
+    del d  # the line order above carries everything still needed from it
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
     ever_paid = ids.join(payees.select("_k"), on="_k", how="semi").select("pkey", ever_paid=pl.lit(True))
     death_mi = month_index_expr("death_date")
@@ -429,6 +431,7 @@ def build_draft(
         pl.lit(lines["person_id"]).gather(at_line).alias("person_id"),
         "from_mi", "to_mi", pl.col("diff_fen").alias("fen"),
     )
+    del line_pieces
     lap("line_ids_pieces")
     owed = no_card_pieces.group_by("pkey").agg(
         pl.col("from_mi").min(),
