@@ -267,3 +267,16 @@ def test_a_card_number_with_a_non_ascii_digit_is_quarantined(card: str, zero: st
     v = validate(frame(rows), AS_OF, CHANNELS)
     assert v.clean["card_no"].to_list() == [card]
     assert v.quarantine["reason"].to_list() == ["BAD_CARD"]
+
+
+@PROPERTY
+@given(messy_extracts(), st.integers(1, 7))
+def test_blocks_change_nothing(rows: list[dict[str, Any]], block: int) -> None:
+    """Validation takes the extract a block of rows at a time; any block size gives the same
+    clean rows, quarantine (row numbers, reasons, text as read) and counts as one block, even
+    when a duplicate's two rows fall in different blocks."""
+    whole = validate(frame(rows), AS_OF, CHANNELS)
+    blocked = validate(frame(rows), AS_OF, CHANNELS, block_rows=block)
+    assert blocked.clean.equals(whole.clean)
+    assert blocked.quarantine.equals(whole.quarantine)
+    assert blocked.summary() == whole.summary()
