@@ -200,6 +200,38 @@ def absent_people(
     )
 
 
+@dataclass
+class Scope:
+    """What a draft reads of the ledger before the extract: its window and the holdings, and so
+    which clean rows can produce a line at all (`keep`)."""
+
+    window: Window
+    holdings: pl.DataFrame  # keyed: person_id, from_mi, to_mi, fen, _k
+    born_before: dt.date  # old enough for the lowest band by the window's end ⇔ born before this
+    young_held: pl.Series  # ledger keys of people born on or after it (usually none)
+
+    def keep(self, key: str = "id_key") -> pl.Expr:
+        """Old enough by the window's end, or held by the ledger: the rest of the registry (two
+        thirds of it) can produce no line. A clean row's birth date is the one inside its ID
+        (BIRTH_MISMATCH), so the ledger people too young for the first test are known from
+        their keys alone; usually there are none, and 15 million rows are not looked up in a
+        set of 5 million."""
+        old_enough = pl.col("birth_date") < self.born_before
+        if self.young_held.len() == 0:
+            return old_enough
+        return old_enough | pl.col(key).is_in(self.young_held.implode())
+
+
+def draft_scope(kind: str, quarter: tuple[int, int] | None, as_of: dt.date, ledger: Ledger, rules: Rules) -> Scope:
+    window = window_for(kind, as_of, ledger, rules, quarter)
+    holdings = keyed(ledger.holdings(), "holdings")
+    last = window.last if not window.empty else month_index(as_of)
+    born_before = month_start(last - rules.min_age() * 12 + 1)
+    young_held = holdings.select(pl.col("_k").unique()).filter(
+        (pl.col("_k") // 11 // 1000 % 100_000_000) >= int(f"{born_before:%Y%m%d}"))["_k"]
+    return Scope(window, holdings, born_before, young_held)
+
+
 def build_draft(
     kind: str,
     quarter: tuple[int, int] | None,
@@ -207,33 +239,21 @@ def build_draft(
     validated: Validated,
     ledger: Ledger,
     rules: Rules,
+    scope: Scope | None = None,
 ) -> Draft:
     """Compute a draft batch; the ledger is only read.
 
     People are matched across the extract and the ledger on `_k`, idcard's exact int64 key of
-    the 18-character ID (joins on integers, not on 18-byte text).
+    the 18-character ID (joins on integers, not on 18-byte text). `scope` is draft_scope's
+    answer when the caller already asked it (to validate only the rows it keeps).
     """
     lap = Laps()
-    window = window_for(kind, as_of, ledger, rules, quarter)
+    scope = scope or draft_scope(kind, quarter, as_of, ledger, rules)
+    window, holdings = scope.window, scope.holdings
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
-    holdings = keyed(ledger.holdings(), "holdings")
     payees = keyed(ledger.payees(), "payees")
-    # Only people old enough for the lowest band by the window's end, or held by the ledger,
-    # can produce a line: the rest of the registry (two thirds of it) is left out from here on.
-    last = window.last if not window.empty else month_index(as_of)
-    born_before = month_start(last - rules.min_age() * 12 + 1)  # old enough by `last` ⇔ born before
-    old_enough = pl.col("birth_date") < born_before
-    # A clean row's birth date is the one inside its ID (BIRTH_MISMATCH), so the ledger people
-    # too young to pass `old_enough` are known from their keys alone: usually nobody, and then
-    # 15 million rows are not looked up in a set of 5 million.
-    young_held = holdings.select(pl.col("_k").unique()).filter(
-        (pl.col("_k") // 11 // 1000 % 100_000_000) >= int(f"{born_before:%Y%m%d}"))["_k"]
-    clean = (
-        validated.take_clean().rename({"id_key": "_k"})
-        .filter(old_enough | pl.col("_k").is_in(young_held.implode()) if young_held.len() else old_enough)
-        .with_row_index("pkey")
-    )
+    clean = validated.take_clean().filter(scope.keep("id_key")).rename({"id_key": "_k"}).with_row_index("pkey")
     absent = absent_people(clean, validated.quarantine, holdings, payees).with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
     lap("read_holdings")

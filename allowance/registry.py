@@ -42,7 +42,7 @@ CLEAN_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass
 class Validated:
-    clean: pl.DataFrame
+    clean: pl.DataFrame  # the clean rows (only those a `keep` filter kept, when given one)
     quarantine: pl.DataFrame
     rows_in: int
     legacy_upgraded: int
@@ -284,8 +284,12 @@ def load_and_validate(
     as_of: dt.date,
     channels: tuple[str, ...],
     max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
+    keep: pl.Expr | None = None,
 ) -> Validated:
-    """Read, hash and validate an extract; refuse it when too much of it is broken."""
+    """Read, hash and validate an extract; refuse it when too much of it is broken.
+
+    `keep` (see `validate`) narrows the clean rows returned, never the checks or the counts.
+    """
     p = Path(path)
     lf = read_extract(p)
     # The file's hash (for the manifest) is taken on a second thread while the extract is read
@@ -293,7 +297,7 @@ def load_and_validate(
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(file_sha256, p)
         try:
-            v = validate(lf, as_of, channels)
+            v = validate(lf, as_of, channels, keep=keep)
         except pl.exceptions.PolarsError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"{p}: cannot read the extract ({first})") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from allowance import log, registry
-from allowance.batch import Draft, build_draft, check_lines, code_version
+from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
 from allowance.errors import LedgerError, RefusedError, UserError
 from allowance.ledger import Ledger, _now
 from allowance.months import fmt
@@ -78,7 +78,11 @@ def draft_run(
     br = breakers or Breakers()
     lg = log.get(kind=kind, as_of=str(as_of))
     with Ledger.use(ledger_path) as led:
-        validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share)
+        # The ledger first: the draft's window and holdings say which clean rows it can use,
+        # and validation keeps only those (every row is still checked and counted).
+        scope = draft_scope(kind, quarter, as_of, led, rules)
+        validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share,
+                                               keep=scope.keep("id_key"))
         lg.info("registry_validated", **{k: v for k, v in validated.summary().items() if k != "quarantine_by_reason"})
         tripped: list[str] = []
         prev = led.previous_run()
@@ -87,7 +91,7 @@ def draft_run(
                 f"the extract has {validated.rows_in} rows, {prev['rows_in'] - validated.rows_in} fewer than the "
                 f"previous run's {prev['rows_in']} (more than {br.max_shrink_share:.1%})"
             )
-        draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules)
+        draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules, scope)
         st = draft.stops
         if st["recipients"] and st["stopped"] > st["recipients"] * br.max_stop_share:
             tripped.append(
