@@ -223,13 +223,20 @@ class Scope:
 
 
 def draft_scope(kind: str, quarter: tuple[int, int] | None, as_of: dt.date, ledger: Ledger, rules: Rules) -> Scope:
+    """The window of a run and the ledger's holdings, read before the extract is."""
     window = window_for(kind, as_of, ledger, rules, quarter)
     holdings = keyed(ledger.holdings(), "holdings")
     last = window.last if not window.empty else month_index(as_of)
     born_before = month_start(last - rules.min_age() * 12 + 1)
-    young_held = holdings.select(pl.col("_k").unique()).filter(
-        (pl.col("_k") // 11 // 1000 % 100_000_000) >= int(f"{born_before:%Y%m%d}"))["_k"]
-    return Scope(window, holdings, born_before, young_held)
+    return Scope(window, holdings, born_before, born_on_or_after(holdings["_k"].unique(), born_before))
+
+
+def born_on_or_after(keys: pl.Series, day: dt.date) -> pl.Series:
+    """The ID keys (idcard's int64 of the 18 characters) whose birth date digits are `day` or later.
+
+    key // 11 is the 17-digit body: 6 digits of area, 8 of birth date, 3 of sequence.
+    """
+    return keys.filter((keys // 11 // 1000 % 100_000_000) >= int(f"{day:%Y%m%d}"))
 
 
 def build_draft(
