@@ -118,9 +118,19 @@ def diff_pieces(
         ent = without_blocked(ent, rejected.lazy().select("pkey", "from_mi", "to_mi"))
     held = clip(holdings.lazy().join(ids.lazy(), on="_k", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
                 window.first, window.last)
+    ent_runs, held_runs = ent.collect(), held.collect()
     if window.kind == "supplement":
-        ent, held = _only_differing(ent.collect(), held.collect())
-    pieces = sweep_diff(ent, held, key="pkey")
+        ent_runs, held_runs = _only_differing(ent_runs, held_runs)
+    # Someone with nothing held in the window differs by their entitlement runs exactly as they
+    # are (what the sweep returns for them): only people the ledger holds are swept. On a fresh
+    # ledger that is nobody, and a sort of 10 million steps is not needed.
+    held_people = held_runs.select(pl.col("pkey").unique())
+    alone = ent_runs.join(held_people, on="pkey", how="anti").filter(pl.col("monthly_fen") != 0).select(
+        "pkey", pl.col("from_mi").cast(pl.Int32), pl.col("to_mi").cast(pl.Int32),
+        ent_fen=pl.col("monthly_fen").cast(pl.Int64), held_fen=pl.lit(0, pl.Int64),
+        diff_fen=pl.col("monthly_fen").cast(pl.Int64))
+    swept = sweep_diff(ent_runs.lazy().join(held_people.lazy(), on="pkey", how="semi"), held_runs.lazy(), key="pkey")
+    pieces = pl.concat([alone.lazy(), swept])
     holds = blocks.filter(pl.col("action") == "HOLD")
     if holds.height:
         pieces = frozen_out(pieces.collect(), holds, window).lazy()
@@ -136,7 +146,7 @@ def diff_pieces(
     return pieces.collect()
 
 
-def _only_differing(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def _only_differing(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Entitlement and holdings of only the people whose runs are not the same on both sides.
 
     Runs of one person never overlap, so the same set of (from, to, fen) runs on both sides
@@ -148,8 +158,7 @@ def _only_differing(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.LazyFrame
     e = ent.select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").alias("fen"))
     differing = pl.concat([e.join(held, on=on, how="anti").select("pkey"),
                            held.join(e, on=on, how="anti").select("pkey")]).unique()
-    return (ent.lazy().join(differing.lazy(), on="pkey", how="semi"),
-            held.lazy().join(differing.lazy(), on="pkey", how="semi"))
+    return ent.join(differing, on="pkey", how="semi"), held.join(differing, on="pkey", how="semi")
 
 
 def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.DataFrame:
