@@ -137,7 +137,8 @@ def main(
             res = draft_run("supplement", path, ledger, r, day, None, breakers=open_br, out=out)
         publish_batch(res.batch_id, "simulation", ledger, out)
         with Ledger.use(ledger) as led:
-            lines = led.df("select * from batch_lines where batch_id = ?", [res.batch_id])
+            # Ordered: the simulated bank fails lines by position.
+            lines = led.df("select * from batch_lines where batch_id = ? order by line_id", [res.batch_id])
         pay = lines.filter(pl.col("line_type") == "PAYMENT")
         rec = lines.filter(pl.col("line_type") == "RECOVERY")
         s["batches"] += 1
@@ -166,7 +167,9 @@ def main(
             s["failed"] += first["failed"]
         # Districts: most open recoveries are confirmed, a few written off.
         with Ledger.use(ledger) as led:
-            open_ids = led.df("select line_id from recoveries where state = 'open'")["line_id"].to_list()
+            # Ordered: the random picks below go by position, and the ledger keeps no row order.
+            open_ids = led.df("select line_id from recoveries where state = 'open' order by line_id")[
+                "line_id"].to_list()
             if open_ids:
                 ids, pick = pl.Series(open_ids), pl.Series(rng.random(len(open_ids)))
                 conf = ids.filter(pick < 0.8).to_list()

@@ -426,7 +426,7 @@ def _view(st: Story, batch_id: str) -> DraftView:
                 "fen as amount_fen from batch_pieces where batch_id=? order by line_id, month_idx",
                 [batch_id],
             ).cast({"month_idx": pl.Int32}),
-            led.df("select * from batch_no_card where batch_id=?", [batch_id]),
+            led.df("select * from batch_no_card where batch_id=? order by district_code, person_id", [batch_id]),
             set(led.blocked()["person_id"].to_list()),
         )
 
