@@ -118,19 +118,8 @@ def diff_pieces(
         ent = without_blocked(ent, rejected.lazy().select("pkey", "from_mi", "to_mi"))
     held = clip(holdings.lazy().join(ids.lazy(), on="_k", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
                 window.first, window.last)
-    ent_runs, held_runs = ent.collect(), held.collect()
-    if window.kind == "supplement":
-        ent_runs, held_runs = _only_differing(ent_runs, held_runs)
-    # Someone with nothing held in the window differs by their entitlement runs exactly as they
-    # are (what the sweep returns for them): only people the ledger holds are swept. On a fresh
-    # ledger that is nobody, and a sort of 10 million steps is not needed.
-    held_people = held_runs.select(pl.col("pkey").unique())
-    alone = ent_runs.join(held_people, on="pkey", how="anti").filter(pl.col("monthly_fen") != 0).select(
-        "pkey", pl.col("from_mi").cast(pl.Int32), pl.col("to_mi").cast(pl.Int32),
-        ent_fen=pl.col("monthly_fen").cast(pl.Int64), held_fen=pl.lit(0, pl.Int64),
-        diff_fen=pl.col("monthly_fen").cast(pl.Int64))
-    swept = sweep_diff(ent_runs.lazy().join(held_people.lazy(), on="pkey", how="semi"), held_runs.lazy(), key="pkey")
-    pieces = pl.concat([alone.lazy(), swept])
+    settled, ent_rest, held_rest = _settled_pieces(ent.collect(), held.collect())
+    pieces = pl.concat([settled.lazy(), sweep_diff(ent_rest.lazy(), held_rest.lazy(), key="pkey")])
     holds = blocks.filter(pl.col("action") == "HOLD")
     if holds.height:
         pieces = frozen_out(pieces.collect(), holds, window).lazy()
@@ -146,19 +135,41 @@ def diff_pieces(
     return pieces.collect()
 
 
-def _only_differing(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Entitlement and holdings of only the people whose runs are not the same on both sides.
+def _settled_pieces(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The differences of everyone whose held months agree with their entitlement, without the sweep.
 
-    Runs of one person never overlap, so the same set of (from, to, fen) runs on both sides
-    means the same amount in every month: no difference, and nothing to sweep. Anyone else
-    (a run missing or different on either side) goes to the sweep whole. On a nightly
-    supplement that is a few thousand people instead of everyone the ledger pays.
+    Let H be the last month the ledger holds for a person inside the window. When their held runs
+    are exactly their entitlement runs cut at H (runs of one person never overlap, so the same
+    runs mean the same amount in every month), nothing differs up to H, and after H nothing is
+    held: the sweep would return their entitlement runs from H + 1 on, cut at H + 1, and that is
+    what is returned here. Someone with nothing held has every entitlement run as a difference.
+    Everyone else (a run missing or different on either side) is returned to be swept whole.
+
+    Most people are settled: at a quarter they differ only by the new quarter's months, on a
+    nightly supplement not at all, on a fresh ledger they hold nothing; a sort of 10 to 20
+    million steps is left to the few who are not.
+    Returns (settled pieces, entitlement runs to sweep, held runs to sweep).
     """
     on = ["pkey", "from_mi", "to_mi", "fen"]
-    e = ent.select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").alias("fen"))
-    differing = pl.concat([e.join(held, on=on, how="anti").select("pkey"),
-                           held.join(e, on=on, how="anti").select("pkey")]).unique()
-    return ent.join(differing, on="pkey", how="semi"), held.join(differing, on="pkey", how="semi")
+    upto = held.group_by("pkey").agg(pl.col("to_mi").max().alias("_h"))
+    runs = ent.select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").cast(pl.Int64).alias("fen")).join(
+        upto, on="pkey", how="left")
+    up_to_h = runs.filter(pl.col("_h").is_not_null() & (pl.col("from_mi") <= pl.col("_h"))).select(
+        "pkey", "from_mi", pl.min_horizontal("to_mi", "_h").alias("to_mi"), "fen")
+    differing = pl.concat([up_to_h.join(held, on=on, how="anti").select("pkey"),
+                           held.join(up_to_h, on=on, how="anti").select("pkey")]).unique()
+    settled = (
+        runs.join(differing, on="pkey", how="anti")
+        .filter((pl.col("_h").is_null() | (pl.col("to_mi") > pl.col("_h"))) & (pl.col("fen") != 0))
+        .select(
+            "pkey",
+            pl.max_horizontal("from_mi", (pl.col("_h") + 1).fill_null(pl.col("from_mi")))
+            .cast(pl.Int32).alias("from_mi"),
+            pl.col("to_mi").cast(pl.Int32),
+            ent_fen=pl.col("fen"), held_fen=pl.lit(0, pl.Int64), diff_fen=pl.col("fen"),
+        )
+    )
+    return settled, ent.join(differing, on="pkey", how="semi"), held.join(differing, on="pkey", how="semi")
 
 
 def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.DataFrame:

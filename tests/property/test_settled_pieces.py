@@ -1,0 +1,66 @@
+"""Entitlement minus ledger: the settled short cut gives exactly the sweep's pieces.
+
+`batch._settled_pieces` hands the sweep only the people whose held runs disagree with their
+entitlement; for everyone else it writes the pieces directly. Whatever the runs, the pieces it
+writes plus the sweep of the rest must be the sweep of everyone, piece for piece (same cuts).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+from registry_strategies import PROPERTY
+
+from allowance.batch import _settled_pieces
+from allowance.segments import sweep_diff
+
+FIRST, LAST = 100, 111  # a window of 12 months
+
+
+@st.composite
+def runs(draw: st.DrawFn, fens: st.SearchStrategy[int]) -> list[tuple[int, int, int]]:
+    """Non-overlapping runs of months inside the window, touching or not, equal amounts or not."""
+    cuts = sorted(draw(st.sets(st.integers(FIRST, LAST + 1), max_size=6)))
+    out = []
+    for a, b in itertools.pairwise(cuts):
+        if draw(st.booleans()):
+            out.append((a, b - 1, draw(fens)))
+    return out
+
+
+AMOUNTS = st.sampled_from([7500, 15000, 18000, 35000])
+
+
+@st.composite
+def people(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
+    ent, held = [], []
+    for p in range(draw(st.integers(1, 12))):
+        e = draw(runs(AMOUNTS))
+        kind = draw(st.sampled_from(["none", "same_prefix", "same_all", "other"]))
+        if kind == "same_prefix" and e:
+            h = draw(st.integers(FIRST, LAST))
+            held_runs = [(a, min(b, h), f) for a, b, f in e if a <= h]
+        elif kind == "same_all":
+            held_runs = list(e)
+        elif kind == "other":
+            held_runs = draw(runs(st.sampled_from([7500, 15000, -7500, 35000])))
+        else:
+            held_runs = []
+        ent += [(p, a, b, f) for a, b, f in e]
+        held += [(p, a, b, f) for a, b, f in held_runs]
+    schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32}
+    return (pl.DataFrame(ent, schema={**schema, "monthly_fen": pl.Int64}, orient="row"),
+            pl.DataFrame(held, schema={**schema, "fen": pl.Int64}, orient="row"))
+
+
+@PROPERTY
+@given(people())
+def test_settled_plus_swept_is_the_sweep(frames: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    ent, held = frames
+    everyone = sweep_diff(ent.lazy(), held.lazy(), key="pkey").collect()
+    settled, ent_rest, held_rest = _settled_pieces(ent, held)
+    both = pl.concat([settled, sweep_diff(ent_rest.lazy(), held_rest.lazy(), key="pkey").collect()])
+    assert both.sort(both.columns).equals(everyone.sort(everyone.columns))
