@@ -118,7 +118,11 @@ def diff_pieces(
         ent = without_blocked(ent, rejected.lazy().select("pkey", "from_mi", "to_mi"))
     held = clip(holdings.lazy().join(ids.lazy(), on="_k", how="inner").select("pkey", "from_mi", "to_mi", "fen"),
                 window.first, window.last)
-    settled, ent_rest, held_rest = _settled_pieces(ent.collect(), held.collect())
+    ent_runs, held_runs = ent.collect(), held.collect()
+    if window.kind == "supplement":
+        # Most nights nearly nobody changed: drop everyone whose runs are the ledger's first.
+        ent_runs, held_runs = _only_differing(ent_runs, held_runs)
+    settled, ent_rest, held_rest = _settled_pieces(ent_runs, held_runs)
     pieces = pl.concat([settled.lazy(), sweep_diff(ent_rest.lazy(), held_rest.lazy(), key="pkey")])
     holds = blocks.filter(pl.col("action") == "HOLD")
     if holds.height:
@@ -133,6 +137,19 @@ def diff_pieces(
             pieces.filter(crossing).with_columns(from_mi=pl.lit(s, pl.Int32)),
         ])
     return pieces.collect()
+
+
+def _only_differing(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Entitlement and holdings of only the people whose runs are not the same on both sides.
+
+    Runs of one person never overlap, so the same set of (from, to, fen) runs on both sides means
+    the same amount in every month: no difference, and nothing to compute for them.
+    """
+    on = ["pkey", "from_mi", "to_mi", "fen"]
+    e = ent.select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").cast(pl.Int64).alias("fen"))
+    differing = pl.concat([e.join(held, on=on, how="anti").select("pkey"),
+                           held.join(e, on=on, how="anti").select("pkey")]).unique()
+    return ent.join(differing, on="pkey", how="semi"), held.join(differing, on="pkey", how="semi")
 
 
 def _settled_pieces(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:

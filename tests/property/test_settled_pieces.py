@@ -1,4 +1,4 @@
-"""Entitlement minus ledger: the settled short cut gives exactly the sweep's pieces.
+"""Entitlement minus ledger: the short cuts give exactly the sweep's pieces.
 
 `batch._settled_pieces` hands the sweep only the people whose held runs disagree with their
 entitlement; for everyone else it writes the pieces directly. Whatever the runs, the pieces it
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from registry_strategies import PROPERTY
 
-from allowance.batch import _settled_pieces
+from allowance.batch import _only_differing, _settled_pieces
 from allowance.segments import sweep_diff
 
 FIRST, LAST = 100, 111  # a window of 12 months
@@ -62,5 +62,16 @@ def test_settled_plus_swept_is_the_sweep(frames: tuple[pl.DataFrame, pl.DataFram
     ent, held = frames
     everyone = sweep_diff(ent.lazy(), held.lazy(), key="pkey").collect()
     settled, ent_rest, held_rest = _settled_pieces(ent, held)
+    both = pl.concat([settled, sweep_diff(ent_rest.lazy(), held_rest.lazy(), key="pkey").collect()])
+    assert both.sort(both.columns).equals(everyone.sort(everyone.columns))
+
+
+@PROPERTY
+@given(people())
+def test_dropping_the_unchanged_first_changes_nothing(frames: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    """A supplement first drops everyone whose runs are the ledger's (_only_differing)."""
+    ent, held = frames
+    everyone = sweep_diff(ent.lazy(), held.lazy(), key="pkey").collect()
+    settled, ent_rest, held_rest = _settled_pieces(*_only_differing(ent, held))
     both = pl.concat([settled, sweep_diff(ent_rest.lazy(), held_rest.lazy(), key="pkey").collect()])
     assert both.sort(both.columns).equals(everyone.sort(everyone.columns))
