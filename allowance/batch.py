@@ -139,16 +139,25 @@ def diff_pieces(
     return pieces.collect()
 
 
-def _only_differing(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Entitlement and holdings of only the people whose runs are not the same on both sides.
+def _runs_differ(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+    """The people (pkey) whose set of (from_mi, to_mi, fen) runs is not the same in `a` and `b`.
 
-    Runs of one person never overlap, so the same set of (from, to, fen) runs on both sides means
-    the same amount in every month: no difference, and nothing to compute for them.
+    Runs of one person never overlap, so the same set of runs means the same amount in every month.
     """
     on = ["pkey", "from_mi", "to_mi", "fen"]
-    e = ent.select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").cast(pl.Int64).alias("fen"))
-    differing = pl.concat([e.join(held, on=on, how="anti").select("pkey"),
-                           held.join(e, on=on, how="anti").select("pkey")]).unique()
+    return pl.concat([a.join(b, on=on, how="anti").select("pkey"), b.join(a, on=on, how="anti").select("pkey")]
+                     ).unique()
+
+
+def _as_runs(ent: pl.DataFrame) -> pl.DataFrame:
+    """Entitlement segments in the ledger's shape: pkey, from_mi, to_mi, fen."""
+    return ent.select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").cast(pl.Int64).alias("fen"))
+
+
+def _only_differing(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Entitlement and holdings of only the people whose runs are not the same on both sides:
+    for the others nothing differs in any month, and there is nothing to compute."""
+    differing = _runs_differ(_as_runs(ent), held)
     return ent.join(differing, on="pkey", how="semi"), held.join(differing, on="pkey", how="semi")
 
 
@@ -167,14 +176,11 @@ def _settled_pieces(ent: pl.DataFrame, held: pl.DataFrame) -> tuple[pl.DataFrame
     million steps is left to the few who are not.
     Returns (settled pieces, entitlement runs to sweep, held runs to sweep).
     """
-    on = ["pkey", "from_mi", "to_mi", "fen"]
     upto = held.group_by("pkey").agg(pl.col("to_mi").max().alias("_h"))
-    runs = ent.select("pkey", "from_mi", "to_mi", pl.col("monthly_fen").cast(pl.Int64).alias("fen")).join(
-        upto, on="pkey", how="left")
+    runs = _as_runs(ent).join(upto, on="pkey", how="left")
     up_to_h = runs.filter(pl.col("_h").is_not_null() & (pl.col("from_mi") <= pl.col("_h"))).select(
         "pkey", "from_mi", pl.min_horizontal("to_mi", "_h").alias("to_mi"), "fen")
-    differing = pl.concat([up_to_h.join(held, on=on, how="anti").select("pkey"),
-                           held.join(up_to_h, on=on, how="anti").select("pkey")]).unique()
+    differing = _runs_differ(up_to_h, held)
     settled = (
         runs.join(differing, on="pkey", how="anti")
         .filter((pl.col("_h").is_null() | (pl.col("to_mi") > pl.col("_h"))) & (pl.col("fen") != 0))

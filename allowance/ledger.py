@@ -267,7 +267,7 @@ class Ledger:
         delta = keyed(delta.select(cols), "new entries")
         touched = delta.select("_k").unique()
         segs = pl.concat([old.join(touched, on="_k", how="semi"), delta])
-        merged = net_segments(segs.lazy(), key="_k", string_key=False).collect().join(
+        merged = net_segments(segs.lazy(), key="_k").collect().join(
             segs.select("_k", "person_id").unique("_k"), on="_k")
         new = pl.concat([old.join(touched, on="_k", how="anti").select(cols), merged.select(cols)])
         self.run("delete from holdings")

@@ -13,19 +13,12 @@ from __future__ import annotations
 
 import polars as pl
 
-SEG_COLS = ("from_mi", "to_mi")
 
+def net_segments(segs: pl.LazyFrame, key: str) -> pl.LazyFrame:
+    """Canonical net of possibly overlapping signed segments: maximal runs, zero runs dropped.
 
-def _sorted_steps(steps: pl.LazyFrame, key: str, string_key: bool) -> pl.LazyFrame:
-    if string_key:
-        # Sorting on a u64 hash first is much cheaper than on 18-char strings; the string
-        # breaks ties, so two ids with the same hash still never mix.
-        return steps.with_columns(_h=pl.col(key).hash(seed=0)).sort("_h", key, "mi").drop("_h")
-    return steps.sort(key, "mi")
-
-
-def net_segments(segs: pl.LazyFrame, key: str = "person_id", string_key: bool = True) -> pl.LazyFrame:
-    """Canonical net of possibly overlapping signed segments: maximal runs, zero runs dropped."""
+    `key` names an integer person column (the ledger nets on the ID's int64 key).
+    """
     steps = pl.concat(
         [
             segs.select(key, pl.col("from_mi").alias("mi"), pl.col("fen").alias("d")),
@@ -33,7 +26,7 @@ def net_segments(segs: pl.LazyFrame, key: str = "person_id", string_key: bool = 
         ]
     )
     swept = (
-        _sorted_steps(steps, key, string_key)
+        steps.sort(key, "mi")
         .with_columns(
             c=pl.col("d").cum_sum(),
             nxt=pl.col("mi").shift(-1),
