@@ -196,6 +196,12 @@ class Ledger:
                     f"{p}: ledger was never opened; run "
                     f"`allowance ledger open --opening-month YYYY-MM --ledger {p}`"
                 )
+            row = con.execute("select value from meta where key = 'schema_version'").fetchall()
+            if not row or row[0][0] != SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{p}: ledger schema {row[0][0] if row else '?'}, this engine reads schema {SCHEMA_VERSION}; "
+                    "it was made by another version of the engine"
+                )
             yield Ledger(p, con)
         finally:
             con.close()
@@ -652,6 +658,65 @@ class Ledger:
     def decisions(self, batch_id: str | None = None) -> pl.DataFrame:
         where, params = ("where batch_id = ?", [batch_id]) if batch_id else ("", [])
         return self.df(f"select * from decisions {where} order by decision_id", params)
+
+    def check(self) -> dict[str, Any]:
+        """`allowance ledger check`: does the ledger agree with itself? Reads only.
+
+        - every person id in the journal, holdings and payees is an 18-character ID (has a key);
+        - `holdings` is exactly the canonical net of the journal (`entries`), person by person;
+        - each published batch's PAY and RECOVERY entries add up to its payment and recovery
+          totals, and no draft has entries.
+        Returns counts and a list of problems (empty: the ledger is consistent).
+        """
+        problems: list[str] = []
+        cols = ["_k", "from_mi", "to_mi", "fen"]
+        frames = {
+            "journal": self.df("select person_id, from_mi, to_mi, fen from entries"),
+            "holdings": self.holdings(),
+            "payees": self.df("select person_id from payees"),
+        }
+        keyed_frames = {}
+        for what, frame in frames.items():
+            k = keyed(frame, what, strict=False)
+            if k.height != frame.height:
+                problems.append(f"{frame.height - k.height} {what} row(s) whose person id is not an 18-character ID")
+            keyed_frames[what] = k
+        journal, held = keyed_frames["journal"], keyed_frames["holdings"]
+        net = net_segments(journal.lazy().select(cols), key="_k").collect()
+        stored = held.select(net.columns).cast(net.schema)
+        differ = pl.concat([net.join(stored, on=cols, how="anti"), stored.join(net, on=cols, how="anti")]
+                           ).select("_k").unique()
+        if differ.height:
+            who = (pl.concat([held.join(differ, on="_k", how="semi").select("person_id"),
+                              journal.join(differ, on="_k", how="semi").select("person_id")])
+                   .unique().sort("person_id").head(3)["person_id"].to_list())
+            problems.append(
+                f"holdings differ from the journal's net for {differ.height} person(s) "
+                f"(e.g. {', '.join(idcard.mask(p) for p in who)})"
+            )
+        totals = self.run(
+            """
+            select b.batch_id, b.status, b.amount_fen, b.recovery_fen,
+                   coalesce(sum(e.fen * (e.to_mi - e.from_mi + 1)) filter (where e.kind = 'PAY'), 0),
+                   coalesce(sum(e.fen * (e.to_mi - e.from_mi + 1)) filter (where e.kind = 'RECOVERY'), 0)
+            from batches b left join entries e on e.batch_id = b.batch_id and e.kind in ('PAY', 'RECOVERY')
+            group by all order by b.batch_id
+            """
+        )
+        for bid, status, amount, recovery, paid, recovered in totals:
+            if status == "published" and (paid, recovered) != (amount, recovery):
+                problems.append(f"batch {bid}: journal holds {paid} fen paid and {recovered} fen recovered, "
+                                f"the batch {amount} and {recovery}")
+            if status != "published" and (paid or recovered):
+                problems.append(f"batch {bid} is a {status} but the journal holds entries of it")
+        return {
+            "ok": not problems,
+            "entries": frames["journal"].height,
+            "holdings_runs": frames["holdings"].height,
+            "people": int(held["_k"].n_unique()),
+            "batches": len(totals),
+            "problems": problems,
+        }
 
     def ledger_state_seq(self) -> int:
         """The sequence number of the last event that changed what is paid (not drafts)."""

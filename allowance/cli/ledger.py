@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.constants import EXIT_FAILURE
 from allowance.ledger import Ledger
 from allowance.months import fmt, parse_month
 
@@ -53,3 +54,21 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     else:
         for k, v in info.items():
             typer.echo(f"{k:>14}: {v}")
+
+
+@app.command("check")
+@errors_as_messages
+def check(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Recompute the holdings from the journal and each published batch's totals; exit 1 on a difference."""
+    with Ledger.use(ledger, read_only=True) as led:
+        info = {"ledger": str(ledger), **led.check()}
+    if json_:
+        emit_json(info)
+    else:
+        for k, v in info.items():
+            if k != "problems":
+                typer.echo(f"{k:>14}: {v}")
+        for p in info["problems"]:
+            typer.echo(f"       problem: {p}")
+    if not info["ok"]:
+        raise typer.Exit(code=EXIT_FAILURE)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import duckdb
 import pytest
-from cli_helpers import cli, ok, ok_json, user_error
+from cli_helpers import cli, ok, ok_json, user_error, write_sample
 
 
 def test_open_then_status(isolated: Path) -> None:
@@ -55,3 +58,53 @@ def test_status_of_a_ledger_never_opened(isolated: Path) -> None:
     led = isolated / "none.duckdb"
     user_error(cli("ledger", "status", "--ledger", led), str(led), "ledger open")
     assert not led.exists()
+
+
+def test_check_of_a_consistent_ledger(isolated: Path) -> None:
+    led = isolated / "l.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    reg = write_sample(isolated / "registry.parquet")
+    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))["batch_id"]
+    before = ok_json(cli("ledger", "check", "--ledger", led, "--json"))
+    assert before["ok"] and before["entries"] == 0 and before["batches"] == 1 and before["problems"] == []
+    pub = ok_json(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", isolated / "out", "--json"))
+    after = ok_json(cli("ledger", "check", "--ledger", led, "--json"))
+    assert after["ok"] and after["entries"] > 0 and after["people"] > 0, after
+    assert pub["lines"] > 0
+    assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
+
+
+def _tamper(led: Path, sql: str) -> None:
+    con = duckdb.connect(str(led))
+    con.execute(sql)
+    con.close()
+
+
+@pytest.mark.parametrize(("sql", "fragment"), [
+    ("update holdings set fen = fen + 1 where from_mi = (select min(from_mi) from holdings) "
+     "and person_id = (select min(person_id) from holdings)", "holdings differ from the journal's net for 1 person"),
+    ("delete from entries where person_id = (select min(person_id) from entries)", "journal holds"),
+    ("insert into holdings values ('31010119400101001', 24306, 24306, 100)", "not an 18-character ID"),
+])
+def test_check_finds_a_damaged_ledger(isolated: Path, sql: str, fragment: str) -> None:
+    led = isolated / "l.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    reg = write_sample(isolated / "registry.parquet")
+    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", isolated / "out"))
+    _tamper(led, sql)
+    res = cli("ledger", "check", "--ledger", led, "--json")
+    assert res.exit_code == 1, (res.stdout, res.stderr)
+    info = json.loads(res.stdout)
+    assert not info["ok"]
+    assert any(fragment in p for p in info["problems"]), info["problems"]
+    assert not re.search(r"\d{10}", " ".join(info["problems"])), info["problems"]  # IDs masked
+
+
+def test_a_ledger_of_another_schema_is_refused(isolated: Path) -> None:
+    led = isolated / "l.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    _tamper(led, "update meta set value = '0' where key = 'schema_version'")
+    user_error(cli("ledger", "status", "--ledger", led), str(led), "schema 0")

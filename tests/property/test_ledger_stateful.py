@@ -35,6 +35,7 @@ Invariants, after every step (`@invariant`):
    extract the draft was computed on (> 0 and ≤ the band: nothing after death, nothing twice).
 5. A rerun changes nothing: rerun on an unchanged ledger, a draft is identical (same id, same
    lines); rerun after it was published, it has no lines.
+6. `allowance ledger check` passes: holdings are the journal's net, batches match their entries.
 """
 
 from __future__ import annotations
@@ -358,6 +359,13 @@ class LedgerMachine(RuleBasedStateMachine):
         for pid, mi, paid in per_month.iter_rows():
             band = band_fen(self.sc.rules, self.births[pid], mi)
             assert 0 <= paid <= band, f"{pid} month {mi}: paid − reversed = {paid}, one band is {band}"
+
+    @invariant()
+    def ledger_check_passes(self) -> None:
+        """Invariant 6: `allowance ledger check` finds nothing wrong in any state the engine makes."""
+        with Ledger.use(self.sc.ledger, read_only=True) as led:
+            res = led.check()
+        assert res["ok"], res["problems"]
 
     @invariant()
     def reconciled_with_the_published_extract(self) -> None:
