@@ -50,8 +50,11 @@ def main(people: int = 100_000) -> int:
     print(f"outputs: {pub.out_dir.resolve()}")
     print(f"  bank files:  {pub.out_dir.resolve()}/payments/district_code=*/channel=*/part-0.parquet")
     print(f"  manifest:    {pub.out_dir.resolve()}/manifest.json")
-    print(f"ledger: {ledger.resolve()}")
-    return 0
+    with Ledger.use(ledger, read_only=True) as led:
+        check = led.check()
+    print(f"ledger: {ledger.resolve()} (and {ledger.name}.batches/ beside it); "
+          f"ledger check: {'ok' if check['ok'] else check['problems']}")
+    return 0 if check["ok"] else 1
 
 
 if __name__ == "__main__":

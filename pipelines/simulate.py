@@ -206,6 +206,7 @@ def main(
     unpaid = cmp.filter(pl.col("net") < pl.col("monthly_fen"))
     with Ledger.use(ledger, read_only=True) as led:
         rec_states = dict(led.run("select state, count(*) from recoveries group by 1 order by 1"))
+        ledger_check = led.check()
     summary = {
         "people_start": people,
         "people_end": reg.height,
@@ -215,10 +216,11 @@ def main(
         "person_months_paid_twice_or_over": twice.height,
         "person_months_underpaid": unpaid.filter(pl.col("person_id").is_in(
             final.clean.filter(pl.col("channel").is_not_null())["person_id"].implode())).height,
+        "ledger_check_problems": ledger_check["problems"],
     }
     (root / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    if twice.height:
+    if twice.height or not ledger_check["ok"]:
         raise typer.Exit(1)
 
 

@@ -1,0 +1,87 @@
+"""A batch's lines and pieces live in hash-named Parquet files beside the DuckDB file (ledger.py).
+
+What must hold: a rerun leaves the same files and nothing else; a review replaces them; a file
+that is missing or altered is never read as if it were the ledger's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from allowance.errors import LedgerError
+from allowance.ledger import Ledger
+from allowance.testing import Scenario, person
+
+
+@pytest.fixture
+def sc(tmp_path: Path) -> Scenario:
+    return Scenario(tmp_path)
+
+
+ROWS = [person(dt.date(1940 + i, 3, 1), seq=i) for i in range(6)]
+
+
+def files(sc: Scenario) -> dict[str, bytes]:
+    folder = sc.ledger.parent / (sc.ledger.name + ".batches")
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_draft_is_two_files_and_a_rerun_leaves_the_same(sc: Scenario) -> None:
+    reg = sc.registry(ROWS)
+    res = sc.quarterly("2025Q3", reg, "2025-07-01")
+    first = files(sc)
+    named = [re.fullmatch(rf"{res.batch_id}/(lines|pieces)-[0-9a-f]{{16}}\.parquet", n) for n in first]
+    assert all(named) and sorted(m.group(1) for m in named if m) == ["lines", "pieces"], sorted(first)
+    # A stray file (a crash after writing, before the commit) is pruned by the rerun.
+    (sc.ledger.parent / (sc.ledger.name + ".batches") / res.batch_id / "lines-0000.tmp").write_bytes(b"x")
+    again = sc.quarterly("2025Q3", reg, "2025-07-01")
+    assert again.batch_id == res.batch_id
+    assert files(sc) == first
+    assert sc.lines(res.batch_id).height == res.lines == 6
+
+
+def test_review_replaces_the_files_without_the_person(sc: Scenario) -> None:
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
+    before = files(sc)
+    with Ledger.use(sc.ledger) as led:
+        led.review(res.batch_id, ROWS[0]["person_id"], "HOLD", "checking", "tester")
+    after = files(sc)
+    assert len(after) == 2 and not set(after) & set(before)  # new names; the old files are gone
+    lines = sc.lines(res.batch_id)
+    assert lines.height == 5 and ROWS[0]["person_id"] not in lines["person_id"].to_list()
+    assert ROWS[0]["person_id"] not in sc.months(res.batch_id)["person_id"].to_list()
+    pub = sc.publish(res)
+    assert pub.lines == 5
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.check()["ok"]
+
+
+def test_a_missing_file_stops_the_ledger_from_opening(sc: Scenario) -> None:
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
+    folder = sc.ledger.parent / (sc.ledger.name + ".batches")
+    victim = next((folder / res.batch_id).glob("pieces-*.parquet"))
+    victim.unlink()
+    with pytest.raises(LedgerError, match=r"is missing .*restore both from the backup"):
+        with Ledger.use(sc.ledger, read_only=True):
+            pass
+
+
+def test_an_altered_file_is_refused_at_publication_and_reported_by_check(sc: Scenario) -> None:
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
+    folder = sc.ledger.parent / (sc.ledger.name + ".batches")
+    victim = next((folder / res.batch_id).glob("lines-*.parquet"))
+    other = sc.quarterly("2025Q3", sc.registry([*ROWS[:3], *(person(dt.date(1990, 1, 1)) for _ in range(3))]),
+                         "2025-07-01")
+    # Same Parquet shape, other content: only the hash can tell.
+    victim.write_bytes(next((folder / other.batch_id).glob("lines-*.parquet")).read_bytes())
+    with pytest.raises(LedgerError, match="does not match the SHA-256"):
+        sc.publish(res)
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        report = led.check()
+        assert led.batch(res.batch_id)["status"] == "draft"
+    assert not report["ok"]
+    assert any("does not match its SHA-256" in p and res.batch_id in p for p in report["problems"])
