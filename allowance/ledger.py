@@ -1,21 +1,26 @@
-"""The ledger: one embedded DuckDB file, the memory of what was paid for every person-month.
+"""The ledger: an embedded DuckDB file and its batch files, the memory of what was paid for every person-month.
 
-`entries` is an append-only journal of runs of months ([from_mi, to_mi] at fen per month): a
-published payment line writes PAY entries (+fen), a published recovery line RECOVERY entries
-(−fen, an open recovery counts as recovered), a bank failure REVERSAL entries (−fen). What a
-person-month holds is the sum of its entries, so paid − reversed − recovered = net, and a run
-pays exactly entitlement − net (SPEC §4). `holdings` is that net, kept canonical per person
-(maximal runs, zeros dropped) and rewritten in the same transaction as every journal change;
-`allowance ledger check` recomputes it from the journal.
+`entries` is the append-only journal of runs of months ([from_mi, to_mi] at fen per month): a
+published payment line holds PAY entries (+fen), a published recovery line RECOVERY entries
+(−fen, an open recovery counts as recovered), a bank failure REVERSAL entries (−fen), a
+recovery of a failed payment CANCEL entries (+fen). What a person-month holds is the sum of its
+entries, so paid − reversed − recovered = net, and a run pays exactly entitlement − net (SPEC
+§4). `holdings` is that net, kept canonical per person (maximal runs, zeros dropped) and
+rewritten in the same transaction as every journal change; `allowance ledger check`
+recomputes it from the journal.
 
 A batch's lines and pieces (millions of rows at a quarter) are not DuckDB rows: each is one
 immutable Parquet file in `<ledger>.batches/<batch_id>/`, named by its SHA-256, written and
 synced before the transaction that records it in `batch_files` (file, SHA-256, rows) commits.
-Every connection sees them as the views `batch_lines` and `batch_pieces`, so SQL reads them as
-tables. Storing 4.4 million lines as DuckDB rows took 5-6 s of every quarterly draft; as
-Parquet it is about one. The journal, holdings and every decision stay in DuckDB, and the
-ledger is the DuckDB file and that folder together (back them up together). A file that is
-missing or does not match its hash stops the ledger from opening (`ledger check` says which).
+Every connection sees them as the views `batch_lines` and `batch_pieces`. A published batch's
+pieces *are* its PAY and RECOVERY entries: `entries` is a view of the published batches'
+pieces (kind by sign, recorded when the batch was published) and of `bank_entries` (REVERSAL
+and CANCEL rows, in DuckDB). Publishing a batch flips its status in the same transaction that
+updates the holdings; nothing is copied. Storing a quarter's 4.4 million lines and pieces as
+DuckDB rows cost 6 s of each draft and copying the pieces into a journal table 2 s of each
+publication. The ledger is the DuckDB file and that folder together (back them up together);
+a file that is missing stops the ledger from opening, one that differs from its hash is
+refused at publication and named by `ledger check`.
 
 Concurrency: DuckDB lets one process write a file at a time; a second process waits for the
 lock and then fails with "ledger is busy". A draft remembers the ledger sequence number it
@@ -45,7 +50,7 @@ from allowance.errors import LedgerError
 from allowance.months import fmt
 from allowance.segments import net_segments
 
-SCHEMA_VERSION = "2"  # 2: batch lines and pieces as Parquet files (batch_files)
+SCHEMA_VERSION = "3"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them
 
 DDL = """
 create table meta (key varchar primary key, value varchar not null);
@@ -83,7 +88,7 @@ create table batch_quarantine (
     name varchar, birth_date varchar, hukou_since varchar, hukou_out_date varchar, death_date varchar,
     district_code varchar, channel varchar, card_no varchar
 );
-create table entries (
+create table bank_entries (
     person_id varchar not null, from_mi integer not null, to_mi integer not null, fen bigint not null,
     kind varchar not null, line_id varchar not null, batch_id varchar not null,
     recorded_at timestamp not null
@@ -278,6 +283,18 @@ class Ledger:
                 quoted = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
                 src += f" union all by name select * from read_parquet([{quoted}])"
             self.run(f"create or replace temp view batch_{part} as {src}")
+        published = [self.files / f for (f,) in self.run(
+            "select f.file from batch_files f join batches b using (batch_id) "
+            "where f.part = 'pieces' and b.status = 'published' order by f.batch_id")]
+        src = "select * from bank_entries"
+        if published:
+            quoted = ", ".join("'" + str(f).replace("'", "''") + "'" for f in published)
+            src += (
+                " union all select p.person_id, p.from_mi, p.to_mi, p.fen, "
+                "case when p.fen > 0 then 'PAY' else 'RECOVERY' end, p.line_id, p.batch_id, b.published_at "
+                f"from read_parquet([{quoted}]) p join batches b using (batch_id)"
+            )
+        self.run(f"create or replace temp view entries as {src}")
 
     def _write_part(self, batch_id: str, part: str, frame: pl.DataFrame) -> tuple[str, str, int]:
         """One part of a batch as a Parquet file named by its hash, synced to disk: (file, sha256, rows)."""
@@ -368,7 +385,7 @@ class Ledger:
 
     def reversals(self) -> pl.DataFrame:
         """Months whose payment the bank returned (REVERSAL entries): the next run re-issues them."""
-        return self.df("select person_id, from_mi, to_mi from entries where kind = 'REVERSAL'")
+        return self.df("select person_id, from_mi, to_mi from bank_entries where kind = 'REVERSAL'")
 
     def apply_to_holdings(self, delta: pl.DataFrame) -> None:
         """Inside a transaction: add signed runs to the holdings and store them canonical again."""
@@ -468,17 +485,8 @@ class Ledger:
                     "rerun the draft and publish the new batch"
                 )
             now = published_at
-            # A payment line's pieces are positive, a recovery line's negative (check_lines): the
-            # kind follows from the sign, with no join of 4 million pieces to their lines.
-            self.run(
-                """
-                insert into entries
-                select person_id, from_mi, to_mi, fen, case when fen > 0 then 'PAY' else 'RECOVERY' end,
-                       line_id, batch_id, ?
-                from batch_pieces where batch_id = ?
-                """,
-                [now, batch_id],
-            )
+            # The batch's pieces become its journal entries when its status turns 'published'
+            # below (a payment line's pieces are positive, a recovery line's negative).
             self.apply_to_holdings(
                 self.df("select person_id, from_mi, to_mi, fen from batch_pieces where batch_id = ?", [batch_id])
             )
@@ -498,9 +506,11 @@ class Ledger:
                 [now, approved_by, json.dumps(manifest, ensure_ascii=False), batch_id],
             )
             self._bump("publish", batch_id, approved_by, {"lines": b["lines"], "amount_fen": b["amount_fen"]})
+            self._refresh_views()
             self.run("commit")
         except BaseException:
             self.run("rollback")
+            self._refresh_views()
             raise
 
     def review(self, batch_id: str, person_id: str, action: str, reason: str, by: str) -> dict[str, Any]:
@@ -637,7 +647,7 @@ class Ledger:
                     self.con.register("_failed", failed.to_arrow())
                     self.run(
                         """
-                        insert into entries
+                        insert into bank_entries
                         select p.person_id, p.from_mi, p.to_mi, -p.fen, 'REVERSAL', p.line_id, p.batch_id, ?
                         from batch_pieces p join _failed f using (line_id)
                         """,
@@ -682,7 +692,7 @@ class Ledger:
         try:
             self.run(
                 """
-                insert into entries
+                insert into bank_entries
                 select n.person_id, n.from_mi, n.to_mi, -n.fen, 'CANCEL', min(p.line_id), min(p.batch_id), ?
                 from _neg n join batch_pieces p on p.person_id = n.person_id
                 join _failed f on f.line_id = p.line_id

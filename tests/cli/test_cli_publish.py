@@ -117,3 +117,32 @@ def test_ledger_and_out_default_from_env(isolated: Path, drafted: tuple[Path, Pa
     assert (out / bid / "manifest.json").is_file()
     assert not (isolated / "out" / bid).exists()  # not the built-in default
     assert ok_json(cli("batches", "show", bid, "--json", env=env))["status"] == "published"
+
+
+def test_a_stale_draft_leaves_no_files_and_no_entries(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    """The bank files are staged while the ledger transaction runs: a refusal leaves neither."""
+    led, reg, stale = drafted
+    out = isolated / "bank"
+    newer = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-02",
+                        "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", newer, "--approved-by", "tester", "--ledger", led, "--out", out))
+    held = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
+    user_error(cli("publish", stale, "--approved-by", "tester", "--ledger", led, "--out", out),
+               "drafted before the ledger last changed")
+    assert sorted(p.name for p in out.iterdir()) == [newer]  # no batch folder, no staging folder
+    assert ok_json(cli("ledger", "status", "--ledger", led, "--json")) == held
+    assert ok_json(cli("batches", "show", stale, "--ledger", led, "--json"))["status"] == "draft"
+
+
+def test_files_that_cannot_be_written_leave_the_ledger_unchanged(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    led, _, bid = drafted
+    out = isolated / "bank"
+    out.mkdir()
+    (out / f".{bid}.partial").write_text("a file where the staging folder goes")
+    res = cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out)
+    assert res.exit_code != 0 and "Traceback" not in res.stderr
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+    assert ok_json(cli("ledger", "status", "--ledger", led, "--json"))["entries"] == 0
+    assert not (out / bid).exists()
