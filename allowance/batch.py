@@ -145,8 +145,29 @@ def _runs_differ(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
     Runs of one person never overlap, so the same set of runs means the same amount in every month.
     """
     on = ["pkey", "from_mi", "to_mi", "fen"]
-    return pl.concat([a.join(b, on=on, how="anti").select("pkey"), b.join(a, on=on, how="anti").select("pkey")]
-                     ).unique()
+    if a.height == 0 or b.height == 0:
+        return pl.concat([a.select("pkey"), b.select("pkey")]).unique()
+    # Each run as one exact int64 (mixed radix over the observed ranges) when they fit: a join on
+    # one integer column instead of four (2 s → 0.5 s for 4.5 million runs a side).
+    lo = pl.concat([a.select(on), b.select(on)]).select(
+        pl.col("from_mi").min().alias("m0"), pl.col("to_mi").max().alias("m1"),
+        pl.col("fen").min().alias("f0"), pl.col("fen").max().alias("f1"), pl.col("pkey").max().alias("k1"),
+    ).row(0, named=True)
+    span, fens = lo["m1"] - lo["m0"] + 1, lo["f1"] - lo["f0"] + 1
+    radix = span * span * fens
+    if (lo["k1"] + 1) * radix >= 1 << 63:
+        return pl.concat([a.join(b, on=on, how="anti").select("pkey"), b.join(a, on=on, how="anti").select("pkey")]
+                         ).unique()
+
+    def code(f: pl.DataFrame) -> pl.DataFrame:
+        return f.select(
+            ((pl.col("pkey").cast(pl.Int64) * span + (pl.col("from_mi") - lo["m0"])) * span
+             + (pl.col("to_mi") - lo["m0"])) * fens + (pl.col("fen") - lo["f0"])
+        ).to_series().alias("c").to_frame()
+
+    ca, cb = code(a), code(b)
+    odd = pl.concat([ca.join(cb, on="c", how="anti"), cb.join(ca, on="c", how="anti")])
+    return odd.select((pl.col("c") // radix).cast(a.schema["pkey"]).alias("pkey")).unique()
 
 
 def _as_runs(ent: pl.DataFrame) -> pl.DataFrame:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from registry_strategies import PROPERTY
 
-from allowance.batch import _only_differing, _settled_pieces
+from allowance.batch import _only_differing, _runs_differ, _settled_pieces
 from allowance.segments import sweep_diff
 
 FIRST, LAST = 100, 111  # a window of 12 months
@@ -75,3 +75,21 @@ def test_dropping_the_unchanged_first_changes_nothing(frames: tuple[pl.DataFrame
     settled, ent_rest, held_rest = _settled_pieces(*_only_differing(ent, held))
     both = pl.concat([settled, sweep_diff(ent_rest.lazy(), held_rest.lazy(), key="pkey").collect()])
     assert both.sort(both.columns).equals(everyone.sort(everyone.columns))
+
+
+def _frame(rows: list[tuple[int, int, int, int]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "fen": pl.Int64},
+                        orient="row")
+
+
+@PROPERTY
+@given(people(), st.sampled_from([0, 1 << 40, -(1 << 62)]), st.sampled_from([0, 1_000_000, (1 << 32) - 20]))
+def test_runs_differ_is_the_set_difference(frames: tuple[pl.DataFrame, pl.DataFrame], shift: int, far: int) -> None:
+    """Exactly the people whose sets of runs differ, whether the runs fit one int64 code or not
+    (amounts 2^62 apart, or 2^40 apart with person keys near 2^32, take the four-column join)."""
+    ent, held = frames
+    a = _frame([(p + far, f, t, fen) for p, f, t, fen in ent.iter_rows()])
+    b = _frame([(p + far, f, t, fen + shift if fen < 0 else fen) for p, f, t, fen in held.iter_rows()])
+    sa, sb = set(a.iter_rows()), set(b.iter_rows())
+    want = sorted({r[0] for r in sa ^ sb})
+    assert sorted(_runs_differ(a, b)["pkey"].to_list()) == want
