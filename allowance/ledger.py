@@ -110,9 +110,11 @@ create table bank_returns (
     line_id varchar not null, status varchar not null, reason varchar, settled_at varchar,
     imported_at timestamp not null, file_sha256 varchar not null
 );
+-- payees: the name, district, channel and card each person was last paid with; since_line_id is
+-- the payment line from which that row has held (rewritten only when one of them changes).
 create table payees (
     person_id varchar not null, name varchar, district_code varchar not null, channel varchar, card_no varchar,
-    line_id varchar not null
+    since_line_id varchar not null
 );
 create table events (
     seq bigint not null, event_at timestamp not null, action varchar not null, batch_id varchar,
@@ -581,12 +583,25 @@ class Ledger:
         )
 
     def _update_payees(self, batch_id: str) -> None:
-        """The channel and card each person was last paid on (for channel-change reports)."""
-        # Inside DuckDB: the batch's payees replace their old rows, nobody else's row is touched.
-        paid = "from batch_lines where batch_id=? and line_type='PAYMENT'"
-        self.run(f"delete from payees where person_id in (select person_id {paid})", [batch_id])
-        self.run(f"insert into payees select person_id, name, district_code, channel, card_no, line_id {paid}",
-                 [batch_id])
+        """The name, district, channel and card each person was last paid with (channel-change reports).
+
+        Only the batch's payees whose details differ from their row, or who have none, are
+        written (at a quarter about 1 in 70; rewriting all 4.4 million rows took 3 s).
+        """
+        self.run(
+            """
+            create or replace temp table _payees_changed as
+            select l.person_id, l.name, l.district_code, l.channel, l.card_no, l.line_id
+            from batch_lines l left join payees p on p.person_id = l.person_id
+            where l.batch_id = ? and l.line_type = 'PAYMENT'
+              and (p.person_id is null or p.name is distinct from l.name or p.district_code is distinct from
+                   l.district_code or p.channel is distinct from l.channel or p.card_no is distinct from l.card_no)
+            """,
+            [batch_id],
+        )
+        self.run("delete from payees where person_id in (select person_id from _payees_changed)")
+        self.run("insert into payees select * from _payees_changed")
+        self.run("drop table _payees_changed")
 
     def payees(self) -> pl.DataFrame:
         """Who was last paid where: person_id, name, district_code, last_channel, last_card_no."""
