@@ -177,3 +177,14 @@ def order_key_expr(col: str | pl.Expr = "person_id") -> pl.Expr:
     # Null for anything but 18 bytes starting with a digit (no sign), so two different texts
     # never share a key: "+123…" and "0123…" would parse to the same number.
     return pl.when((c.str.len_bytes() == 18) & c.str.slice(0, 1).is_in(list("0123456789"))).then(key)
+
+
+def id_from_key_expr(col: str | pl.Expr = "_k") -> pl.Expr:
+    """The 18-character ID an `order_key_expr` key was made from (the key is exact: 17 digits × 11
+    + the check character, X = 10). Building the text from the integer is cheaper than carrying
+    the text through a join of millions of rows."""
+    k = pl.col(col) if isinstance(col, str) else col
+    check = k % 11
+    return (k // 11).cast(pl.String).str.zfill(17) + pl.when(check == 10).then(pl.lit("X")).otherwise(
+        check.cast(pl.String))
+

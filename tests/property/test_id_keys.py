@@ -41,6 +41,8 @@ def test_keys_are_exact_and_keep_text_order(ids: list[str]) -> None:
     assert keyed["k"].n_unique() == keyed["p"].n_unique() == keyed.height
     # sorting by key sorts by text (X after the digits, as in ASCII)
     assert keyed.sort("k")["p"].to_list() == sorted(keyed["p"].to_list())
+    # and the key gives back its text, character for character (leading zeros, X)
+    assert keyed.select(idcard.id_from_key_expr("k"))["k"].to_list() == keyed["p"].to_list()
 
 
 # Eight digits that are often not a date: month 0 or 13, day 0 or 32, 29 February of any year.
