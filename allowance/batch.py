@@ -255,9 +255,10 @@ def absent_people(
         .drop_nulls()
     )
     return (
-        holdings.select("_k", "person_id").unique("_k")
+        holdings.select("_k").unique()
         .join(clean.select("_k"), on="_k", how="anti")
         .join(quarantined, on="_k", how="anti")
+        .with_columns(person_id=idcard.id_from_key_expr("_k"))
         .join(payees.select("_k", "name", "district_code"), on="_k", how="left")
         .with_columns(pl.col("district_code").fill_null("unknown"))
         .sort("_k")
@@ -270,7 +271,7 @@ class Scope:
     which clean rows can produce a line at all (`keep`)."""
 
     window: Window
-    holdings: pl.DataFrame  # keyed: person_id, from_mi, to_mi, fen, _k
+    holdings: pl.DataFrame  # _k (the ID's exact int64 key), from_mi, to_mi, fen
     born_before: dt.date  # old enough for the lowest band by the window's end ⇔ born before this
     young_held: pl.Series  # ledger keys of people born on or after it (usually none)
 
@@ -289,7 +290,7 @@ class Scope:
 def draft_scope(kind: str, quarter: tuple[int, int] | None, as_of: dt.date, ledger: Ledger, rules: Rules) -> Scope:
     """The window of a run and the ledger's holdings, read before the extract is."""
     window = window_for(kind, as_of, ledger, rules, quarter)
-    holdings = keyed(ledger.holdings(), "holdings")
+    holdings = ledger.holdings()
     last = window.last if not window.empty else month_index(as_of)
     born_before = month_start(last - rules.min_age() * 12 + 1)
     return Scope(window, holdings, born_before, born_on_or_after(holdings["_k"].unique(), born_before))
@@ -630,7 +631,7 @@ def stopped_people(
     ref = window.current_from - 1 if window.kind == "quarterly" else window.last
     check = window.current_from if window.kind == "quarterly" else window.last
     recipients = holdings.filter((pl.col("from_mi") <= ref) & (pl.col("to_mi") >= ref) & (pl.col("fen") > 0)).select(
-        "person_id", "_k", pl.col("fen").alias("last_fen")
+        "_k", pl.col("fen").alias("last_fen")
     )
     if recipients.height == 0:
         return empty, {"recipients": 0, "stopped": 0}
@@ -653,7 +654,7 @@ def stopped_people(
             .when(pl.col("present").is_null()).then(pl.lit("NOT_IN_EXTRACT"))
             .otherwise(pl.lit("OTHER"))
         )
-        .select("person_id", "cause", "last_fen")
+        .select(idcard.id_from_key_expr("_k").alias("person_id"), "cause", "last_fen")
     )
     return stopped, {"recipients": recipients.height, "stopped": stopped.height}
 

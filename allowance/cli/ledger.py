@@ -37,7 +37,7 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     with Ledger.use(ledger, read_only=True) as led:
         row = led.run(
             "select coalesce(sum(to_mi - from_mi + 1), 0), coalesce(sum(fen * (to_mi - from_mi + 1)), 0), "
-            "count(distinct person_id), (select count(*) from entries) from holdings"
+            "count(distinct person_key), (select count(*) from entries) from holdings"
         )[0]
         nb = led.run("select status, count(*) from batches group by status order by status")
         info = {

@@ -83,9 +83,11 @@ def _tamper(led: Path, sql: str) -> None:
 
 @pytest.mark.parametrize(("sql", "fragment"), [
     ("update holdings set fen = fen + 1 where from_mi = (select min(from_mi) from holdings) "
-     "and person_id = (select min(person_id) from holdings)", "holdings differ from the journal's net for 1 person"),
+     "and person_key = (select min(person_key) from holdings)", "holdings differ from the journal's net for 1 person"),
     ("update batches set amount_fen = amount_fen + 1", "journal holds"),
-    ("insert into holdings values ('31010119400101001', 24306, 24306, 100)", "not an 18-character ID"),
+    ("insert into payees values ('31010119400101001', 'x', '310101', null, null, 'L1')", "not an 18-character ID"),
+    ("insert into holdings values (11 * 31010119400101001 + 3, 24306, 24306, 100)",
+     "holdings differ from the journal's net for 1 person"),
 ])
 def test_check_finds_a_damaged_ledger(isolated: Path, sql: str, fragment: str) -> None:
     led = isolated / "l.duckdb"
