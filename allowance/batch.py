@@ -345,12 +345,14 @@ def build_draft(
         pieces = diff_pieces(entitled, rules, window, holdings, ledger.blocked(), ids)
     lap("diff_pieces")
 
+    # Each person's amount in their last positive run: runs ordered by (key, last month) with
+    # numpy's lexsort, the last of each key kept (a group-by sorting inside every group took 3×).
+    paid = holdings.filter(pl.col("fen") > 0)
+    paid = paid.select(pl.col("_k", "fen").gather(np.lexsort((paid["to_mi"].to_numpy(), paid["_k"].to_numpy()))))
     last_paid = (
-        holdings.filter(pl.col("fen") > 0)
-        .group_by("_k")
-        .agg(pl.col("fen").sort_by("to_mi").last().alias("last_paid_fen"))
+        paid.filter(pl.col("_k") != pl.col("_k").shift(-1).fill_null(-1))
         .join(ids, on="_k")
-        .select("pkey", "last_paid_fen")
+        .select("pkey", pl.col("fen").alias("last_paid_fen"))
     )
     reissued = (
         keyed(ledger.reversals(), "reversals").join(ids, on="_k").select("pkey", pl.col("from_mi").alias("r_from"),
