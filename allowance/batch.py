@@ -239,7 +239,7 @@ def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.
 
 
 def absent_people(
-    clean: pl.DataFrame, quarantine: pl.DataFrame, holdings: pl.DataFrame, payees: pl.DataFrame
+    clean: pl.DataFrame, quarantine: pl.DataFrame, holdings: pl.DataFrame, ledger: Ledger
 ) -> pl.DataFrame:
     """People the ledger holds who are in no row of the extract (not even a quarantined one).
 
@@ -254,12 +254,11 @@ def absent_people(
         .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"))
         .drop_nulls()
     )
+    gone = holdings.select("_k").unique().join(clean.select("_k"), on="_k", how="anti").join(
+        quarantined, on="_k", how="anti")
     return (
-        holdings.select("_k").unique()
-        .join(clean.select("_k"), on="_k", how="anti")
-        .join(quarantined, on="_k", how="anti")
-        .with_columns(person_id=idcard.id_from_key_expr("_k"))
-        .join(payees.select("_k", "name", "district_code"), on="_k", how="left")
+        gone.with_columns(person_id=idcard.id_from_key_expr("_k"))
+        .join(ledger.payees(gone["_k"]).select("_k", "name", "district_code"), on="_k", how="left")
         .with_columns(pl.col("district_code").fill_null("unknown"))
         .sort("_k")
     )
@@ -324,9 +323,8 @@ def build_draft(
     window, holdings = scope.window, scope.holdings
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
-    payees = keyed(ledger.payees(), "payees")
     clean = validated.take_clean().filter(scope.keep("id_key")).rename({"id_key": "_k"}).with_row_index("pkey")
-    absent = absent_people(clean, validated.quarantine, holdings, payees).with_row_index("pkey", offset=clean.height)
+    absent = absent_people(clean, validated.quarantine, holdings, ledger).with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
     lap("read_holdings")
 
@@ -442,7 +440,7 @@ def build_draft(
     )
     del d  # the line order above carries everything still needed from it
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
-    ever_paid = ids.join(payees.select("_k"), on="_k", how="semi").select("pkey", ever_paid=pl.lit(True))
+    ever_paid = ids.join(ledger.payee_keys(), on="_k", how="semi").select("pkey", ever_paid=pl.lit(True))
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
     reason = (
@@ -548,6 +546,8 @@ def build_draft(
     lap("no_card_checks")
 
     stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked(), entitled)
+    # The last channel and card of the people paid now (all of them at a quarter, a few at night).
+    payees = ledger.payees(grouped.filter(pl.col("line_type") == "PAYMENT")["_o3"])
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, people, payees, batch_id)
     expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
     lap("stops_changes_expired")
@@ -623,11 +623,11 @@ def stopped_people(
     Recipients: people the ledger pays for the reference month — the month before the quarter
     (quarterly run) or the last pre-disbursed month (supplement). Stopped: recipients not
     entitled in the check month (the quarter's first month, or that last month), including
-    those missing from the clean extract. Returns person rows (person_id, cause, last_fen).
+    those missing from the clean extract. Returns person rows (_k, person_id, cause, last_fen).
     `entitled`, the window's entitlement segments when already computed, is reused if it
     covers the check month (the segments of one month are those of any window, cut to it).
     """
-    empty = pl.DataFrame(schema={"person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
+    empty = pl.DataFrame(schema={"_k": pl.Int64, "person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
     if window.empty:
         return empty, {"recipients": 0, "stopped": 0}
     ref = window.current_from - 1 if window.kind == "quarterly" else window.last
@@ -656,7 +656,7 @@ def stopped_people(
             .when(pl.col("present").is_null()).then(pl.lit("NOT_IN_EXTRACT"))
             .otherwise(pl.lit("OTHER"))
         )
-        .select(idcard.id_from_key_expr("_k").alias("person_id"), "cause", "last_fen")
+        .select("_k", idcard.id_from_key_expr("_k").alias("person_id"), "cause", "last_fen")
     )
     return stopped, {"recipients": recipients.height, "stopped": stopped.height}
 
@@ -682,10 +682,11 @@ def change_report(
         pay.join(payees.lazy().drop("person_id"), left_on="_o3", right_on="_k", how="inner")
         .filter((pl.col("channel") != pl.col("last_channel")) | (pl.col("card_no") != pl.col("last_card_no")))
         .with_columns(change=pl.lit("CHANNEL_CHANGE")).select(cols),
-        stops.lazy().join(people.lazy().select("person_id", "district_code"), on="person_id", how="left")
+        # On the integer key: a handful of stops against 5 million people.
+        stops.lazy().join(people.lazy().select("_k", "district_code"), on="_k", how="left")
         .select(pl.col("district_code").fill_null("unknown"), (pl.lit("STOP_") + pl.col("cause")).alias("change"),
-                "person_id", pl.col("last_fen").alias("fen"))
-        .with_columns(_o1=district_rank("district_code"), _o3=idcard.order_key_expr("person_id")).select(cols),
+                "person_id", pl.col("last_fen").alias("fen"), pl.col("_k").alias("_o3"))
+        .with_columns(_o1=district_rank("district_code")).select(cols),
     ]
     rank = {c: i for i, c in enumerate(sorted(CHANGE_CODES))}
     return (

@@ -85,7 +85,9 @@ def _tamper(led: Path, sql: str) -> None:
     ("update holdings set fen = fen + 1 where from_mi = (select min(from_mi) from holdings) "
      "and person_key = (select min(person_key) from holdings)", "holdings differ from the journal's net for 1 person"),
     ("update batches set amount_fen = amount_fen + 1", "journal holds"),
-    ("insert into payees values ('31010119400101001', 'x', '310101', null, null, 'L1')", "not an 18-character ID"),
+    ("insert into payees values (0, '31010119400101001', 'x', '310101', null, null, 'L1')", "not an 18-character ID"),
+    ("update payees set person_key = person_key + 11 where person_id = (select min(person_id) from payees)",
+     "person_key is not the key of their person id"),
     ("insert into holdings values (11 * 31010119400101001 + 3, 24306, 24306, 100)",
      "holdings differ from the journal's net for 1 person"),
 ])
