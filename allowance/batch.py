@@ -546,9 +546,11 @@ def build_draft(
     lap("no_card_checks")
 
     stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked(), entitled)
-    # The last channel and card of the people paid now (all of them at a quarter, a few at night).
-    payees = ledger.payees(grouped.filter(pl.col("line_type") == "PAYMENT")["_o3"])
-    changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, people, payees, batch_id)
+    switched = ledger.channel_changes(
+        lines.filter(pl.col("line_type") == "PAYMENT").select(grouped.filter(pl.col("line_type") == "PAYMENT")["_o3"]
+                                                              .alias("_k"), "channel", "card_no"))
+    changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, people, switched,
+                            batch_id)
     expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
     lap("stops_changes_expired")
 
@@ -646,10 +648,13 @@ def stopped_people(
     if blocked.height:
         ent = without_blocked(ent, keyed(blocked, "decisions", strict=False).lazy().join(ids.lazy(), on="_k")
                               .select("pkey", "from_mi", "to_mi"))
-    still_entitled = ent.select("pkey").collect().join(ids, on="pkey").select("_k")
+    # pkey is the row of `clean`: the keys of the people still entitled are a gather, not a join.
+    still_entitled = clean["_k"].gather(ent.select("pkey").collect()["pkey"]).to_frame()
+    gone = recipients.join(still_entitled, on="_k", how="anti")  # a handful of the 4 million
     stopped = (
-        recipients.join(still_entitled, on="_k", how="anti")
-        .join(ids.select("_k", "death_date", "hukou_out_date", "present"), on="_k", how="left")
+        gone.join(ids.select("_k", "death_date", "hukou_out_date", "present").join(gone.select("_k"), on="_k",
+                                                                                    how="semi"),
+                  on="_k", how="left")
         .with_columns(
             cause=pl.when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
             .when(pl.col("hukou_out_date").is_not_null()).then(pl.lit("MIGRATION"))
@@ -662,13 +667,15 @@ def stopped_people(
 
 
 def change_report(
-    lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, payees: pl.DataFrame, batch_id: str
+    lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str
 ) -> pl.DataFrame:
     """What changed, person by person: new entrants, stops (death, migration, …), band and channel changes.
 
     Columns: batch_id, district_code, change, person_id, fen (the line's amount; for a stop,
     the monthly amount that stops). Ordered by district, change, person; `lines` may carry the
     integer ranks `_o1` (district) and `_o3` (ID key) so they are not derived from text again.
+    `switched` (Ledger.channel_changes): _k, last_channel, last_card_no of the people paid to
+    another channel or card last time.
     """
     o1 = pl.col("_o1") if "_o1" in lines.columns else district_rank("district_code")
     o3 = pl.col("_o3") if "_o3" in lines.columns else idcard.order_key_expr("person_id")
@@ -679,7 +686,7 @@ def change_report(
     parts = [
         pay.filter(pl.col("reason") == "NEW").with_columns(change=pl.lit("NEW_ENTRANT")).select(cols),
         pay.filter(pl.col("reason") == "BAND_CHANGE").with_columns(change=pl.lit("BAND_CHANGE")).select(cols),
-        pay.join(payees.lazy().drop("person_id"), left_on="_o3", right_on="_k", how="inner")
+        pay.join(switched.lazy(), left_on="_o3", right_on="_k", how="inner")
         .filter((pl.col("channel") != pl.col("last_channel")) | (pl.col("card_no") != pl.col("last_card_no")))
         .with_columns(change=pl.lit("CHANNEL_CHANGE")).select(cols),
         # On the integer key: a handful of stops against 5 million people.

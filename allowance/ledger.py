@@ -617,6 +617,20 @@ class Ledger:
         """Everyone ever paid (a published payment line), as _k: the ID's exact int64 key."""
         return self.df("select person_key as _k from payees")
 
+    def channel_changes(self, paid: pl.DataFrame) -> pl.DataFrame:
+        """Of the people in `paid` (_k, channel, card_no), those last paid to another channel or card:
+        _k, last_channel, last_card_no. Compared inside DuckDB, so a quarter's 4.4 million payees
+        are not read out as text to find the few thousand who changed."""
+        self.con.register("_paid", paid.select("_k", "channel", "card_no").to_arrow())
+        try:
+            return self.df(
+                "select p.person_key as _k, p.channel as last_channel, p.card_no as last_card_no "
+                "from payees p join _paid n on p.person_key = n._k "
+                "where p.channel <> n.channel or p.card_no <> n.card_no"
+            )
+        finally:
+            self.con.unregister("_paid")
+
     def payees(self, keys: pl.Series | None = None) -> pl.DataFrame:
         """Who was last paid with what: _k, person_id, name, district_code, last_channel, last_card_no.
 
@@ -626,9 +640,6 @@ class Ledger:
                 "card_no as last_card_no")
         if keys is None:
             return self.df(f"select {cols} from payees")
-        held = int(self.one("select count(*) from payees")[0])  # type: ignore[index]
-        if keys.len() * 4 >= held:  # most of them (a quarter): reading all beats shipping the keys over
-            return self.df(f"select {cols} from payees").join(keys.rename("_k").to_frame(), on="_k", how="semi")
         self.con.register("_payee_keys", keys.rename("_k").to_frame().to_arrow())
         try:
             return self.df(f"select {cols} from payees where person_key in (select _k from _payee_keys)")
