@@ -240,8 +240,9 @@ def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.
 
 def absent_people(
     clean: pl.DataFrame, quarantine: pl.DataFrame, holdings: pl.DataFrame, ledger: Ledger
-) -> pl.DataFrame:
-    """People the ledger holds who are in no row of the extract (not even a quarantined one).
+) -> tuple[pl.DataFrame, int]:
+    """People the ledger holds who are in no row of the extract (not even a quarantined one), and
+    how many it holds whose row is quarantined (neither paid nor recovered tonight).
 
     A registry without them says they are not entitled (a corrected birth date gives a new ID;
     a cancelled hukou record disappears), so their held months are recovered, cause
@@ -254,14 +255,15 @@ def absent_people(
         .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"))
         .drop_nulls()
     )
-    gone = holdings.select("_k").unique().join(clean.select("_k"), on="_k", how="anti").join(
-        quarantined, on="_k", how="anti")
-    return (
+    not_clean = holdings.select("_k").unique().join(clean.select("_k"), on="_k", how="anti")
+    gone = not_clean.join(quarantined, on="_k", how="anti")
+    absent = (
         gone.with_columns(person_id=idcard.id_from_key_expr("_k"))
         .join(ledger.payees(gone["_k"]).select("_k", "name", "district_code"), on="_k", how="left")
         .with_columns(pl.col("district_code").fill_null("unknown"))
         .sort("_k")
     )
+    return absent, not_clean.height - gone.height
 
 
 @dataclass
@@ -324,7 +326,8 @@ def build_draft(
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
     clean = validated.take_clean().filter(scope.keep("id_key")).rename({"id_key": "_k"}).with_row_index("pkey")
-    absent = absent_people(clean, validated.quarantine, holdings, ledger).with_row_index("pkey", offset=clean.height)
+    absent, held_quarantined = absent_people(clean, validated.quarantine, holdings, ledger)
+    absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
     lap("read_holdings")
 
@@ -558,7 +561,6 @@ def build_draft(
               .iter_rows()}
     pay_n, pay_fen = totals.get("PAYMENT", (0, 0))
     rec_n, rec_fen = totals.get("RECOVERY", (0, 0))
-    held_ids = holdings.select("_k").unique()
     summary = {
         "window": {"first": fmt(window.first), "last": fmt(window.last)} if not window.empty else None,
         "registry": validated.summary(),
@@ -567,7 +569,7 @@ def build_draft(
         "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
         "by_reason": {r: int(c) for r, c in grouped.group_by("reason").len().sort("reason").iter_rows()},
         # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
-        "ledger_people_quarantined": int(held_ids.join(ids, on="_k", how="anti").height),
+        "ledger_people_quarantined": held_quarantined,
         "ledger_people_absent_from_extract": absent.height,
         # 四 追溯期: months still owed but older than the retroactive window are not paid.
         "expired": expired,

@@ -36,7 +36,8 @@ Steps (one action each):
   the latest one).
 
 Expectations: `lines` (every line of the batch, as in tests/cases), `no_card`, `window`,
-`expired`, `stops`, `changes` (all of summary["changes"]), `forced` (the reason, or false),
+`expired`, `stops`, `changes` (all of summary["changes"]), `summary` (named summary values),
+`forced` (the reason, or false),
 `report` (the change report files; `{districts: [...]}` also names their partitions), `error` +
 `message` (and the ledger must be left as it was), `imported` (counts of a bank-return import),
 `recovery_states`, `result` (of a recoveries step), `net` (fen held per person-month; `{}` =
@@ -486,6 +487,8 @@ def _check_run(st: Story, res: RunResult, view: DraftView, want: dict[str, Any])
             assert s[key] == want[key], f"summary[{key!r}]"
     if "changes" in want:
         assert s["changes"] == (want["changes"] or {}), "summary['changes']"
+    for key, value in (want.get("summary") or {}).items():
+        assert s[key] == value, f"summary[{key!r}]"
     if "forced" in want:
         if want["forced"]:
             assert s.get("forced", {}).get("reason") == want["forced"], "the forced run records why"
@@ -732,8 +735,8 @@ def _step(st: Story, act: str, step: dict[str, Any], want: dict[str, Any], tmp: 
         _check_net(st, want["net"])
     if "recovery_states" in want:
         _check_recovery_states(st, want["recovery_states"])
-    extra = set(want) - {"lines", "no_card", "window", "expired", "stops", "changes", "forced", "report", "error",
-                         "message", "imported", "result", "net", "recovery_states"}
+    extra = set(want) - {"lines", "no_card", "window", "expired", "stops", "changes", "summary", "forced", "report",
+                         "error", "message", "imported", "result", "net", "recovery_states"}
     assert not extra, f"unknown expectation(s) {sorted(extra)}"
 
 
