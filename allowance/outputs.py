@@ -44,14 +44,34 @@ def _write(df: pl.DataFrame, root: Path, rel: str, files: dict[str, dict[str, An
     files[rel] = {"sha256": hashlib.sha256(data).hexdigest(), "rows": df.height, "amount_fen": amount}
 
 
+def _runs(df: pl.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], int, int]] | None:
+    """(key values, offset, length) of each group of `df` when every group is one contiguous run
+    of rows, else None. Lines come in line order (type, district, channel, person), so the
+    files of a batch are slices of it: no copy of millions of rows into partitions."""
+    starts = df.select(pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in keys])
+                       .fill_null(True).arg_true()).to_series().to_list()
+    if not starts:
+        return None
+    bounds = [*starts, df.height]
+    heads = df.select(keys)[starts].rows()
+    if len(set(heads)) != len(heads):
+        return None
+    return [(tuple(h), a, b - a) for h, a, b in zip(heads, bounds, bounds[1:], strict=False)]
+
+
 def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, files: dict[str, dict[str, Any]]) -> None:
     (root / prefix).mkdir(parents=True, exist_ok=True)
     if df.height == 0:
         return
     # Each file keeps its rows in the order they come (line order: the batch's line ids), and the
     # files are written in the order of their keys. No sort of the whole frame is needed, and
-    # none could reorder rows with equal keys between two runs.
-    parts = df.partition_by(keys, as_dict=True, maintain_order=True)
+    # none could reorder rows with equal keys between two runs. When each group is a contiguous
+    # run (always, for lines in line order) the files are zero-copy slices of the frame.
+    runs = _runs(df, keys)
+    if runs is not None:
+        parts = {values: df.slice(offset, length) for values, offset, length in runs}
+    else:
+        parts = df.partition_by(keys, as_dict=True, maintain_order=True)
     jobs = [
         (part, f"{prefix}/" + "/".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) + "/part-0.parquet")
         for values, part in sorted(parts.items(), key=lambda kv: tuple(str(v) for v in kv[0]))
@@ -100,7 +120,12 @@ def stage_batch(
     partial.mkdir()
     files: dict[str, dict[str, Any]] = {}
 
-    payments = lines.filter(pl.col("line_type") == "PAYMENT").select(PAYMENT_COLUMNS)
+    # Payment lines come first in line order: then they are a slice of the lines, not a copy.
+    n_pay = int((lines["line_type"] == "PAYMENT").sum())
+    if (lines.head(n_pay)["line_type"] == "PAYMENT").all():
+        payments = lines.head(n_pay).select(PAYMENT_COLUMNS)
+    else:
+        payments = lines.filter(pl.col("line_type") == "PAYMENT").select(PAYMENT_COLUMNS)
     # A recovery list states what to get back: positive amounts (the ledger holds them negative).
     recoveries = lines.filter(pl.col("line_type") == "RECOVERY").select(RECOVERY_COLUMNS).with_columns(
         pl.col("amount_fen", "municipal_fen", "district_fen").neg()
