@@ -120,7 +120,7 @@ def test_ledger_and_out_default_from_env(isolated: Path, drafted: tuple[Path, Pa
 
 
 def test_a_stale_draft_leaves_no_files_and_no_entries(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
-    """The bank files are staged while the ledger transaction runs: a refusal leaves neither."""
+    """A publication the ledger refuses leaves no batch folder, no staging folder and no entries."""
     led, reg, stale = drafted
     out = isolated / "bank"
     newer = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-02",
