@@ -142,6 +142,11 @@ PART_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 
 
+def _sql_list(paths: list[Path]) -> str:
+    """Paths as a SQL list literal of quoted strings."""
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in paths) + "]"
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
@@ -261,14 +266,22 @@ class Ledger:
         rows = self.run(sql, params)
         return rows[0] if rows else None
 
-    def insert_frame(self, table: str, frame: pl.DataFrame) -> None:
-        """Append a polars frame to a table by column name (zero-copy through Arrow)."""
-        self.con.register("_incoming", frame.to_arrow())
+    @contextmanager
+    def _registered(self, **frames: pl.DataFrame) -> Iterator[None]:
+        """Polars frames visible to SQL by name (zero-copy through Arrow) for the block's duration."""
+        for name, frame in frames.items():
+            self.con.register(name, frame.to_arrow())
         try:
-            names = ", ".join(frame.columns)
-            self.run(f"insert into {table} ({names}) select {names} from _incoming")
+            yield
         finally:
-            self.con.unregister("_incoming")
+            for name in frames:
+                self.con.unregister(name)
+
+    def insert_frame(self, table: str, frame: pl.DataFrame) -> None:
+        """Append a polars frame to a table by column name."""
+        names = ", ".join(frame.columns)
+        with self._registered(_incoming=frame):
+            self.run(f"insert into {table} ({names}) select {names} from _incoming")
 
     # ---- the Parquet side: batch lines and pieces ----------------------------------------------
     def _refresh_views(self) -> None:
@@ -293,19 +306,17 @@ class Ledger:
                 )
             src = f"select * from batch_{part}_schema"
             if files:
-                quoted = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-                src += f" union all by name select * from read_parquet([{quoted}])"
+                src += f" union all by name select * from read_parquet({_sql_list(files)})"
             self.run(f"create or replace temp view batch_{part} as {src}")
         published = [self.files / f for (f,) in self.run(
             "select f.file from batch_files f join batches b using (batch_id) "
             "where f.part = 'pieces' and b.status = 'published' order by f.batch_id")]
         src = "select * from bank_entries"
         if published:
-            quoted = ", ".join("'" + str(f).replace("'", "''") + "'" for f in published)
             src += (
                 " union all select p.person_id, p.from_mi, p.to_mi, p.fen, "
                 "case when p.fen > 0 then 'PAY' else 'RECOVERY' end, p.line_id, p.batch_id, b.published_at "
-                f"from read_parquet([{quoted}]) p join batches b using (batch_id)"
+                f"from read_parquet({_sql_list(published)}) p join batches b using (batch_id)"
             )
         self.run(f"create or replace temp view entries as {src}")
 
@@ -349,19 +360,25 @@ class Ledger:
             if f"{batch_id}/{f.name}" not in keep:
                 f.unlink(missing_ok=True)
 
+    def _read_part_file(self, name: str, sha: str, rows: int) -> pl.DataFrame:
+        """A batch file as recorded in batch_files, or a LedgerError saying how it differs."""
+        path = self.files / name
+        if not path.is_file():
+            raise LedgerError(f"{path}: is missing; restore it from the backup")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise LedgerError(f"{path}: does not match the SHA-256 the ledger recorded; restore it from the backup")
+        frame = pl.read_parquet(io.BytesIO(data))
+        if frame.height != rows:
+            raise LedgerError(f"{path}: {frame.height} rows, the ledger recorded {rows}")
+        return frame
+
     def part(self, batch_id: str, part: str) -> pl.DataFrame:
         """A batch's lines or pieces as stored, in line order, checked against their SHA-256."""
         row = self.one("select file, sha256, rows from batch_files where batch_id = ? and part = ?", [batch_id, part])
         if row is None:
             return pl.DataFrame(schema=PART_SCHEMAS[part])
-        path = self.files / row[0]
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != row[1]:
-            raise LedgerError(f"{path}: does not match the SHA-256 the ledger recorded; restore it from the backup")
-        frame = pl.read_parquet(io.BytesIO(data))
-        if frame.height != row[2]:
-            raise LedgerError(f"{path}: {frame.height} rows, the ledger recorded {row[2]}")
-        return frame
+        return self._read_part_file(*row)
 
     # ---- meta ------------------------------------------------------------------------------
     def _meta(self, key: str) -> str:
@@ -621,30 +638,21 @@ class Ledger:
         """Of the people in `paid` (_k, channel, card_no), those last paid to another channel or card:
         _k, last_channel, last_card_no. Compared inside DuckDB, so a quarter's 4.4 million payees
         are not read out as text to find the few thousand who changed."""
-        self.con.register("_paid", paid.select("_k", "channel", "card_no").to_arrow())
-        try:
+        with self._registered(_paid=paid.select("_k", "channel", "card_no")):
             return self.df(
                 "select p.person_key as _k, p.channel as last_channel, p.card_no as last_card_no "
                 "from payees p join _paid n on p.person_key = n._k "
                 "where p.channel <> n.channel or p.card_no <> n.card_no"
             )
-        finally:
-            self.con.unregister("_paid")
 
-    def payees(self, keys: pl.Series | None = None) -> pl.DataFrame:
-        """Who was last paid with what: _k, person_id, name, district_code, last_channel, last_card_no.
-
-        With `keys`, only those people (a nightly run needs a handful of the 4.4 million rows).
-        """
-        cols = ("person_key as _k, person_id, name, district_code, channel as last_channel, "
-                "card_no as last_card_no")
-        if keys is None:
-            return self.df(f"select {cols} from payees")
-        self.con.register("_payee_keys", keys.rename("_k").to_frame().to_arrow())
-        try:
-            return self.df(f"select {cols} from payees where person_key in (select _k from _payee_keys)")
-        finally:
-            self.con.unregister("_payee_keys")
+    def payees(self, keys: pl.Series) -> pl.DataFrame:
+        """Who of `keys` was last paid with what: _k, person_id, name, district_code, last_channel,
+        last_card_no (a run needs a handful of the 4.4 million rows)."""
+        with self._registered(_payee_keys=keys.rename("_k").to_frame()):
+            return self.df(
+                "select person_key as _k, person_id, name, district_code, channel as last_channel, "
+                "card_no as last_card_no from payees where person_key in (select _k from _payee_keys)"
+            )
 
     def import_bank_returns(self, returns: pl.DataFrame, file_sha256: str) -> dict[str, int]:
         """§8: PAID is recorded; FAILED reverses the line's months so the next run re-issues them.
@@ -653,8 +661,7 @@ class Ledger:
         already recorded; a line already recorded with the same status is skipped, so importing
         the same file twice changes nothing.
         """
-        self.con.register("_ret", returns.to_arrow())
-        try:
+        with self._registered(_ret=returns):
             self.run("begin")
             try:
                 unknown = [r[0] for r in self.run(
@@ -696,20 +703,19 @@ class Ledger:
                                                  "fen": pl.Int64})
                 cancelled = 0
                 if failed.height:
-                    self.con.register("_failed", failed.to_arrow())
-                    self.run(
-                        """
-                        insert into bank_entries
-                        select p.person_id, p.from_mi, p.to_mi, -p.fen, 'REVERSAL', p.line_id, p.batch_id, ?
-                        from batch_pieces p join _failed f using (line_id)
-                        """,
-                        [now],
-                    )
-                    reversed_ = self.df(
-                        "select p.person_id, p.from_mi, p.to_mi, -p.fen as fen "
-                        "from batch_pieces p join _failed f using (line_id)"
-                    )
-                    self.con.unregister("_failed")
+                    with self._registered(_failed=failed):
+                        self.run(
+                            """
+                            insert into bank_entries
+                            select p.person_id, p.from_mi, p.to_mi, -p.fen, 'REVERSAL', p.line_id, p.batch_id, ?
+                            from batch_pieces p join _failed f using (line_id)
+                            """,
+                            [now],
+                        )
+                        reversed_ = self.df(
+                            "select p.person_id, p.from_mi, p.to_mi, -p.fen as fen "
+                            "from batch_pieces p join _failed f using (line_id)"
+                        )
                     self.apply_to_holdings(reversed_)
                     cancelled = self._cancel_recoveries_of_failed(failed, now)
                 counts = {
@@ -729,8 +735,6 @@ class Ledger:
             except BaseException:
                 self.run("rollback")
                 raise
-        finally:
-            self.con.unregister("_ret")
 
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> int:
         """A payment that failed at the bank never reached the person: months of it that were
@@ -739,9 +743,7 @@ class Ledger:
         neg = self.df("select person_id_of(person_key) as person_id, from_mi, to_mi, fen from holdings where fen < 0")
         if neg.height == 0:
             return 0
-        self.con.register("_failed", failed.to_arrow())
-        self.con.register("_neg", neg.to_arrow())
-        try:
+        with self._registered(_failed=failed, _neg=neg):
             self.run(
                 """
                 insert into bank_entries
@@ -769,9 +771,6 @@ class Ledger:
                 """,
                 [now],
             )
-        finally:
-            self.con.unregister("_failed")
-            self.con.unregister("_neg")
         self.apply_to_holdings(neg.with_columns(fen=-pl.col("fen")))
         return int(hit[0]) if hit else 0
 
@@ -779,8 +778,7 @@ class Ledger:
         """open → recovered (confirmed by the district) or open → written_off (with a reason)."""
         if not by.strip():
             raise LedgerError("say who made the change (--by)")
-        self.con.register("_ids", pl.DataFrame({"line_id": line_ids}).unique().to_arrow())
-        try:
+        with self._registered(_ids=pl.DataFrame({"line_id": line_ids}).unique()):
             self.run("begin")
             try:
                 unknown = [r[0] for r in self.run(
@@ -813,8 +811,6 @@ class Ledger:
             except BaseException:
                 self.run("rollback")
                 raise
-        finally:
-            self.con.unregister("_ids")
 
     def previous_run(self) -> dict[str, Any] | None:
         """The latest run (draft or published) by creation: its as-of and extract size."""
@@ -835,40 +831,32 @@ class Ledger:
     def check(self) -> dict[str, Any]:
         """`allowance ledger check`: does the ledger agree with itself? Reads only.
 
-        - every person id in the journal, holdings and payees is an 18-character ID (has a key);
+        - every person id in the journal and payees is an 18-character ID (has a key), and each
+          payee's stored key is its ID's;
         - `holdings` is exactly the canonical net of the journal (`entries`), person by person;
-        - each published batch's PAY and RECOVERY entries add up to its payment and recovery
-          totals, and no draft has entries;
+        - each published batch's PAY and RECOVERY entries add up to its payment and recovery totals;
         - every batch file is there, with the SHA-256 and row count the ledger recorded.
         Returns counts and a list of problems (empty: the ledger is consistent).
         """
         problems: list[str] = []
         for bid, part, name, sha, rows in self.run("select * from batch_files order by batch_id, part"):
-            path = self.files / name
-            if not path.is_file():
-                problems.append(f"batch {bid}: its {part} file {path} is missing")
-                continue
-            data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha:
-                problems.append(f"batch {bid}: its {part} file {path} does not match its SHA-256")
-            elif (n := pl.read_parquet(io.BytesIO(data)).height) != rows:
-                problems.append(f"batch {bid}: its {part} file has {n} rows, the ledger recorded {rows}")
+            try:
+                self._read_part_file(name, sha, rows)
+            except LedgerError as e:
+                problems.append(f"batch {bid}, {part}: {e}")
         cols = ["_k", "from_mi", "to_mi", "fen"]
-        frames = {
-            "journal": self.df("select person_id, from_mi, to_mi, fen from entries"),
-            "payees": self.df("select person_id, person_key from payees"),
-        }
-        keyed_frames = {}
-        for what, frame in frames.items():
-            k = keyed(frame, what, strict=False)
-            if k.height != frame.height:
-                problems.append(f"{frame.height - k.height} {what} row(s) whose person id is not an 18-character ID")
-            keyed_frames[what] = k
+        keyed_frames, rows_read = {}, {}
+        for what, sql in (("journal", "select person_id, from_mi, to_mi, fen from entries"),
+                          ("payees", "select person_id, person_key from payees")):
+            frame = self.df(sql)
+            rows_read[what] = frame.height
+            keyed_frames[what] = keyed(frame, what, strict=False)
+            if bad := frame.height - keyed_frames[what].height:
+                problems.append(f"{bad} {what} row(s) whose person id is not an 18-character ID")
         journal = keyed_frames["journal"]
         if n := keyed_frames["payees"].filter(pl.col("_k") != pl.col("person_key")).height:
             problems.append(f"{n} payees row(s) whose person_key is not the key of their person id")
         held = self.holdings().with_columns(person_id=idcard.id_from_key_expr("_k"))
-        frames["holdings"] = held
         net = net_segments(journal.lazy().select(cols), key="_k").collect()
         stored = held.select(net.columns).cast(net.schema)
         differ = pl.concat([net.join(stored, on=cols, how="anti"), stored.join(net, on=cols, how="anti")]
@@ -894,12 +882,10 @@ class Ledger:
             if status == "published" and (paid, recovered) != (amount, recovery):
                 problems.append(f"batch {bid}: journal holds {paid} fen paid and {recovered} fen recovered, "
                                 f"the batch {amount} and {recovery}")
-            if status != "published" and (paid or recovered):
-                problems.append(f"batch {bid} is a {status} but the journal holds entries of it")
         return {
             "ok": not problems,
-            "entries": frames["journal"].height,
-            "holdings_runs": frames["holdings"].height,
+            "entries": rows_read["journal"],
+            "holdings_runs": held.height,
             "people": int(held["_k"].n_unique()),
             "batches": len(totals),
             "problems": problems,

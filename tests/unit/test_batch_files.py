@@ -84,4 +84,4 @@ def test_an_altered_file_is_refused_at_publication_and_reported_by_check(sc: Sce
         report = led.check()
         assert led.batch(res.batch_id)["status"] == "draft"
     assert not report["ok"]
-    assert any("does not match its SHA-256" in p and res.batch_id in p for p in report["problems"])
+    assert any("does not match the SHA-256" in p and res.batch_id in p for p in report["problems"])
