@@ -26,7 +26,7 @@ from allowance.log import Laps
 from allowance.months import fmt, month_date_expr, month_index, month_index_expr, month_start, quarter_label
 from allowance.registry import Validated
 from allowance.rules import Rules
-from allowance.segments import clip, explode_months, sweep_diff
+from allowance.segments import by_key_then_month, clip, explode_months, sweep_diff
 
 LINE_COLUMNS = [
     "batch_id", "line_id", "line_type", "person_id", "name", "district_code", "channel", "card_no",
@@ -325,7 +325,11 @@ def build_draft(
     window, holdings = scope.window, scope.holdings
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
-    clean = validated.take_clean().filter(scope.keep("id_key")).rename({"id_key": "_k"}).with_row_index("pkey")
+    keep = scope.keep("id_key")
+    clean = validated.take_clean()
+    if validated.kept is None or not validated.kept.meta.eq(keep):  # not already narrowed to this scope
+        clean = clean.filter(keep)
+    clean = clean.rename({"id_key": "_k"}).with_row_index("pkey")
     absent, held_quarantined = absent_people(clean, validated.quarantine, holdings, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
@@ -346,10 +350,9 @@ def build_draft(
         pieces = diff_pieces(entitled, rules, window, holdings, ledger.blocked(), ids)
     lap("diff_pieces")
 
-    # Each person's amount in their last positive run: runs ordered by (key, last month) with
-    # numpy's lexsort, the last of each key kept (a group-by sorting inside every group took 3×).
-    paid = holdings.filter(pl.col("fen") > 0)
-    paid = paid.select(pl.col("_k", "fen").gather(np.lexsort((paid["to_mi"].to_numpy(), paid["_k"].to_numpy()))))
+    # Each person's amount in their last positive run: runs ordered by (key, last month), the
+    # last of each key kept (a group-by sorting inside every group took 3×).
+    paid = by_key_then_month(holdings.filter(pl.col("fen") > 0).select("_k", "to_mi", "fen"), "_k", "to_mi")
     last_paid = (
         paid.filter(pl.col("_k") != pl.col("_k").shift(-1).fill_null(-1))
         .join(ids, on="_k")
@@ -550,8 +553,7 @@ def build_draft(
 
     stops_frame, stops = stopped_people(clean, rules, window, holdings, ledger.blocked(), entitled)
     switched = ledger.channel_changes(
-        lines.filter(pl.col("line_type") == "PAYMENT").select(grouped.filter(pl.col("line_type") == "PAYMENT")["_o3"]
-                                                              .alias("_k"), "channel", "card_no"))
+        lines.select("line_type", "channel", "card_no", _k=grouped["_o3"]).filter(pl.col("line_type") == "PAYMENT"))
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, people, switched,
                             batch_id)
     expired = expired_months(clean, rules, window, ledger.opening_month, holdings)

@@ -39,11 +39,11 @@ def net_segments(segs: pl.LazyFrame, key: str) -> pl.LazyFrame:
     return merge_adjacent(swept, key)
 
 
-def by_key_then_month(steps: pl.DataFrame, key: str) -> pl.DataFrame:
-    """The rows ordered by (key, mi): numpy's stable lexsort of the two integer columns, then one
-    gather. Polars sorting the frame by two columns took 2.9 s at 18 million steps; this 1.1 s."""
-    order = np.lexsort((steps["mi"].to_numpy(), steps[key].to_numpy()))
-    return steps.select(pl.all().gather(order))
+def by_key_then_month(rows: pl.DataFrame, key: str, month: str = "mi") -> pl.DataFrame:
+    """The rows ordered by (key, month): numpy's stable lexsort of the two integer columns, then
+    one gather. Polars sorting the frame by two columns took 2.9 s at 18 million steps; this 1.1 s."""
+    order = np.lexsort((rows[month].to_numpy(), rows[key].to_numpy()))
+    return rows.select(pl.all().gather(order))
 
 
 def merge_adjacent(segs: pl.LazyFrame, key: str) -> pl.LazyFrame:

@@ -4,11 +4,16 @@ ledger although younger (found from the birth date inside the ID key)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
 
 from allowance import idcard
-from allowance.batch import Scope, Window, born_on_or_after
+from allowance.batch import Scope, Window, born_on_or_after, build_draft, draft_scope
+from allowance.ledger import Ledger
+from allowance.months import parse_quarter
+from allowance.registry import load_and_validate
+from allowance.testing import Scenario, person
 
 OLD = idcard.make_id("310101", dt.date(1950, 3, 1), 1)
 EDGE = idcard.make_id("310101", dt.date(1960, 7, 31), 2)  # born the day before the cut
@@ -48,3 +53,23 @@ def test_keep_without_young_ledger_people_is_the_age_cut_alone() -> None:
     scope = _scope([OLD])
     assert scope.young_held.len() == 0
     assert rows.filter(scope.keep("id_key"))["person_id"].to_list() == [OLD, EDGE]
+
+
+def test_a_draft_is_the_same_whether_validation_kept_only_its_rows(tmp_path: Path) -> None:
+    """build_draft narrows the clean rows itself unless validation already kept them for this scope."""
+    sc = Scenario(tmp_path)
+    rows = [person(dt.date(1940 + i, 3, 1), seq=i) for i in range(5)]
+    rows += [person(dt.date(1990, 1, 1 + i), seq=10 + i) for i in range(3)]  # too young to keep
+    reg = sc.registry(rows)
+    as_of = dt.date(2025, 7, 1)
+    with Ledger.use(sc.ledger) as led:
+        scope = draft_scope("quarterly", parse_quarter("2025Q3"), as_of, led, sc.rules)
+        narrowed = load_and_validate(reg, as_of, sc.rules.channels(), keep=scope.keep("id_key"))
+        whole = load_and_validate(reg, as_of, sc.rules.channels())
+        assert (narrowed.clean.height, whole.clean.height) == (5, 8)
+        a = build_draft("quarterly", parse_quarter("2025Q3"), as_of, narrowed, led, sc.rules, scope)
+        b = build_draft("quarterly", parse_quarter("2025Q3"), as_of, whole, led, sc.rules, scope)
+    assert a.lines.height == 5
+    assert a.lines.equals(b.lines) and a.pieces.equals(b.pieces)
+    assert {k: v for k, v in a.batch.items() if k != "created_at"} == {
+        k: v for k, v in b.batch.items() if k != "created_at"}
