@@ -244,25 +244,29 @@ def validate(
                            ).collect().to_series()
     ids = idcard.parse_ids(person_raw)
     redo = (~ids["id_shape_ok"] & person_raw.is_not_null()).arg_true()
+    # The repaired IDs, by row: the blocks below take their normalised text and legacy flag from here.
+    repaired = pl.DataFrame(schema={"row": redo.dtype, "person_id": pl.String, "legacy": pl.Boolean})
     if redo.len():
         text = _text_fix(person_raw.dtype)(person_raw.gather(redo))
         person_raw = person_raw.clone().scatter(redo, text)  # now `_as_text` of the whole column
-        again = idcard.parse_ids(_normalised_ids(text)[0])
+        norm, legacy = _normalised_ids(text)
+        again = idcard.parse_ids(norm)
         ids = ids.with_columns(ids[c].clone().scatter(redo, again[c]) for c in ids.columns)
+        repaired = pl.DataFrame({"row": redo, "person_id": norm, "legacy": legacy})
     id_part = pl.concat([person_raw.to_frame(), ids], how="horizontal").with_columns(
         id_duplicated=idcard.duplicated(ids["id_key"]))
     del person_raw, ids
     checks = _checks(as_of, textual)
     trim = _text_fix(pl.String)
+    # District, channel and card are trimmed only where they could need it: a value that is
+    # already one of the codes, or all digits, has nothing to trim (trimming 15 million of them
+    # cost 1.5 s); the rest get `_as_text`'s trimming, and a card its inner spaces dropped
+    # (grouping as printed on the card).
+    coded = [c for c in ("district_code", "channel", "card_no") if schema[c] == pl.String]
     clean_parts: list[pl.DataFrame] = []
     bad_parts: list[pl.DataFrame] = []
     legacy_clean = 0
     for start in range(0, max(n, 1), block_rows):
-        # District, channel and card are trimmed only where they could need it: a value that is
-        # already one of the codes, or all digits, has nothing to trim (trimming 15 million of
-        # them cost 1.5 s); the rest get `_as_text`'s trimming, and a card its inner spaces
-        # dropped (grouping as printed on the card).
-        coded = [c for c in ("district_code", "channel", "card_no") if schema[c] == pl.String]
         base = lf.slice(start, block_rows).select(
             name=_as_text(schema, "name"),
             **{c: pl.col(c) if c in coded else _as_text(schema, c) for c in ("district_code", "channel", "card_no")},
@@ -279,9 +283,15 @@ def validate(
         base = base.with_columns(district_code=district, channel=channel, card_no=card, district_ok=district_ok,
                                  channel_ok=channel_ok, card_digits=card_digits)
         block_ids = id_part.slice(start, block_rows)
-        # Normalised again per block rather than kept from the whole-column pass: a scan for `x`
-        # and 15-byte values costs ~0.3 s in all, a second 15M-string column ~0.5 GB of memory.
-        person_id, legacy = _normalised_ids(block_ids["person_id_raw"])
+        # The ID as read, with this block's repaired rows put in (a second 15M-string column
+        # for the whole extract would cost ~0.5 GB of memory).
+        mine = repaired.filter(pl.col("row").is_between(start, start + block_ids.height - 1))
+        person_id = block_ids["person_id_raw"].alias("person_id")
+        legacy = pl.repeat(False, block_ids.height, eager=True).alias("legacy")
+        if mine.height:
+            at = (mine["row"] - start).cast(pl.UInt32)
+            person_id = person_id.clone().scatter(at, mine["person_id"])
+            legacy = legacy.scatter(at, mine["legacy"])
         df = pl.concat([base, block_ids.with_columns(person_id=person_id, legacy=legacy)], how="horizontal"
                        ).with_row_index("row_no", offset=start + 1)
         flags = df.select(**checks)
