@@ -48,7 +48,6 @@ class Validated:
     legacy_upgraded: int
     sha256: str
     by_reason: dict[str, int] = field(default_factory=dict)
-    kept: pl.Expr | None = None  # the `keep` filter the clean rows went through, if any
 
     @property
     def quarantine_share(self) -> float:
@@ -329,7 +328,6 @@ def validate(
         legacy_upgraded=legacy_clean,
         sha256=sha256,
         by_reason={k: int(v) for k, v in by_reason.items()},
-        kept=keep,
     )
 
 

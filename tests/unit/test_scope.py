@@ -56,7 +56,7 @@ def test_keep_without_young_ledger_people_is_the_age_cut_alone() -> None:
 
 
 def test_a_draft_is_the_same_whether_validation_kept_only_its_rows(tmp_path: Path) -> None:
-    """build_draft narrows the clean rows itself unless validation already kept them for this scope."""
+    """build_draft narrows the clean rows to its scope whether or not validation already did."""
     sc = Scenario(tmp_path)
     rows = [person(dt.date(1940 + i, 3, 1), seq=i) for i in range(5)]
     rows += [person(dt.date(1990, 1, 1 + i), seq=10 + i) for i in range(3)]  # too young to keep
