@@ -69,3 +69,8 @@ REGISTRY_COLUMNS: tuple[str, ...] = (
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("person_id", "name", "birth_date", "district_code")
 DATE_COLUMNS: tuple[str, ...] = ("birth_date", "hukou_since", "hukou_out_date", "death_date")
+
+# Rows per Parquet row group in every file the engine writes. Given explicitly, a file's bytes
+# depend on its rows alone; left to the writer, they followed how the frame happened to be
+# chunked in memory, and the same rows could give another file (and another SHA-256).
+PARQUET_ROW_GROUP_ROWS = 1 << 18

@@ -46,6 +46,7 @@ import duckdb
 import polars as pl
 
 from allowance import idcard
+from allowance.constants import PARQUET_ROW_GROUP_ROWS
 from allowance.errors import LedgerError
 from allowance.months import fmt
 from allowance.segments import net_segments
@@ -324,7 +325,7 @@ class Ledger:
         """One part of a batch as a Parquet file named by its hash, synced to disk: (file, sha256, rows)."""
         buf = io.BytesIO()
         frame.select(list(PART_SCHEMAS[part])).cast(PART_SCHEMAS[part]).write_parquet(
-            buf, compression="zstd", compression_level=1)
+            buf, compression="zstd", compression_level=1, row_group_size=PARQUET_ROW_GROUP_ROWS)
         data = buf.getbuffer()
         sha = hashlib.sha256(data).hexdigest()
         name = f"{batch_id}/{part}-{sha[:16]}.parquet"

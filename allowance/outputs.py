@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from allowance.constants import DISTRICTS
+from allowance.constants import DISTRICTS, PARQUET_ROW_GROUP_ROWS
 from allowance.registry import file_sha256
 
 PAYMENT_COLUMNS = [
@@ -36,7 +36,7 @@ def _write(df: pl.DataFrame, root: Path, rel: str, files: dict[str, dict[str, An
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    df.write_parquet(buf, compression="zstd", statistics=True)
+    df.write_parquet(buf, compression="zstd", statistics=True, row_group_size=PARQUET_ROW_GROUP_ROWS)
     data = buf.getbuffer()
     with path.open("wb") as f:
         f.write(data)

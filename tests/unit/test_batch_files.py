@@ -10,10 +10,12 @@ import datetime as dt
 import re
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from allowance.errors import LedgerError
 from allowance.ledger import Ledger
+from allowance.outputs import _write
 from allowance.testing import Scenario, person
 
 
@@ -85,3 +87,22 @@ def test_an_altered_file_is_refused_at_publication_and_reported_by_check(sc: Sce
         assert led.batch(res.batch_id)["status"] == "draft"
     assert not report["ok"]
     assert any("does not match the SHA-256" in p and res.batch_id in p for p in report["problems"])
+
+
+def test_the_same_rows_give_the_same_file_however_they_are_chunked_in_memory(sc: Scenario) -> None:
+    """A file's name is its hash: the same pieces held in one chunk or in many (as a draft's
+    sorts and gathers leave them) must give the same bytes, or a rerun of the same draft
+    would leave another file (seen at 15 million rows: two names for the same pieces)."""
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
+    with Ledger.use(sc.ledger) as led:
+        pieces = led.part(res.batch_id, "pieces")
+        chunked = pl.concat([pieces.slice(i, 1) for i in range(pieces.height)], rechunk=False)
+        assert chunked.n_chunks() == pieces.height > 1
+        whole = led._write_part(res.batch_id, "pieces", pieces.rechunk())
+        assert led._write_part(res.batch_id, "pieces", chunked) == whole
+    big = pl.DataFrame({"amount_fen": list(range(600_000))})
+    one, many = {}, {}
+    _write(big, sc.root, "a.parquet", one)
+    _write(pl.concat([big.slice(i, 1000) for i in range(0, big.height, 1000)], rechunk=False), sc.root,
+           "a.parquet", many)
+    assert one == many
