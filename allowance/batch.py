@@ -387,7 +387,7 @@ def build_draft(
         "pkey", "channel", _o1=district_rank("district_code"), _o2=channel_rank("channel"),
         _o3=pl.col("_k"),
     )
-    by_place = ranks.select(pl.arg_sort_by(pl.col("_o1") * 16 + pl.col("_o2"), "_o3")).to_series().to_numpy()
+    by_place = place_order(ranks["_o1"] * 16 + ranks["_o2"], ranks["_o3"])
     place = np.empty(len(by_place), dtype=np.int64)
     place[by_place] = np.arange(len(by_place), dtype=np.int64)
     ranks = ranks.with_columns(_place=place)
@@ -445,7 +445,7 @@ def build_draft(
     )
     del d  # the line order above carries everything still needed from it
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
-    ever_paid = ids.join(ledger.payee_keys(), on="_k", how="semi").select("pkey", ever_paid=pl.lit(True))
+    ever_paid = ids.join(ledger.payee_keys(), on="_k", how="semi").select("pkey")
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
     reason = (
@@ -465,37 +465,22 @@ def build_draft(
         .when(pl.col("still_entitled")).then(pl.lit("BIRTH_CORRECTION"))
         .otherwise(pl.lit("NOT_ENTITLED"))
     )
+    # pkey is the row of `people`: what the ledger knows of each person is a gather, not a join.
+    n_people = people.height
+    last_paid_fen = pl.repeat(None, n_people, dtype=pl.Int64, eager=True).scatter(last_paid["pkey"],
+                                                                                  last_paid["last_paid_fen"])
+    ever_paid_of = pl.repeat(False, n_people, eager=True).scatter(ever_paid["pkey"], True)
     grouped = (
-        line_pieces.lazy()
-        .with_columns(pl.col("seq").set_sorted())
-        .group_by("seq", maintain_order=True)
-        .agg(
-            pl.col("pkey").first(),
-            pl.col("rec").first(),
-            pl.col("_o1").first(),
-            pl.col("_o3").first(),
-            pl.col("from_mi").min(),
-            pl.col("to_mi").max(),
-            pl.col("n").sum().cast(pl.Int32).alias("months"),
-            (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
-            pl.col("district_part").sum().alias("district_fen"),
-            pl.col("reversed").any().alias("any_reversed"),
-            ((pl.col("held_fen") > 0) & (pl.col("diff_fen") > 0)).any().alias("any_topup"),
-            (pl.col("from_mi") < window.current_from).any().alias("any_arrears"),
-            pl.col("ent_fen").min().alias("ent_min"),
-            pl.col("ent_fen").max().alias("ent_max"),
-            pl.col("vbit").bitwise_or().alias("vmask"),
-            pl.col("from_mi").filter(pl.col("ent_fen") == 0).min().alias("first_stop_mi"),
-        )
+        per_line(line_pieces, window.current_from)
+        .lazy()
         .with_columns(
             line_type=pl.when(pl.col("rec")).then(pl.lit("RECOVERY")).otherwise(pl.lit("PAYMENT")),
             absent=pl.lit(people["absent"]).gather(pl.col("pkey")),
             death_date=pl.lit(people["death_date"]).gather(pl.col("pkey")),
             hukou_out_date=pl.lit(people["hukou_out_date"]).gather(pl.col("pkey")),
+            last_paid_fen=pl.lit(last_paid_fen).gather(pl.col("pkey")),
+            ever_paid=pl.lit(ever_paid_of).gather(pl.col("pkey")),
         )
-        .join(last_paid.lazy(), on="pkey", how="left", maintain_order="left")
-        .join(ever_paid.lazy(), on="pkey", how="left", maintain_order="left")
-        .with_columns(pl.col("ever_paid").fill_null(False))
         .with_columns(
             amount_changed=(pl.col("ent_min") != pl.col("last_paid_fen"))
             | (pl.col("ent_max") != pl.col("last_paid_fen")),
@@ -598,6 +583,65 @@ def build_draft(
     lap("summary")
     lap.done("draft_stages", batch_id=batch_id)
     return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops)
+
+
+def place_order(group: pl.Series, key: pl.Series) -> np.ndarray:
+    """The row order by (group, key), where `group` is a small non-negative integer (district and
+    channel ranks) and `key` an int64: the key sorted once, then a stable sort of the small
+    group values in that order (numpy's radix sort for 16-bit integers). A two-column sort of
+    4.4 million rows took 0.8 s; this about 0.4 s."""
+    by_key = key.arg_sort().to_numpy()
+    small = group.to_numpy().astype(np.int16)[by_key]
+    return by_key[np.argsort(small, kind="stable")]
+
+
+# Per line, from its pieces (in line order, a line = consecutive pieces of one `seq`): each
+# column as it is computed over a line's pieces, and, for a line of one piece, the same value
+# without grouping. Both must mean the same (tests/unit/test_draft_grouping.py).
+def _line_columns(current_from: int) -> dict[str, tuple[pl.Expr, pl.Expr]]:
+    c = pl.col
+    return {
+        "pkey": (c("pkey").first(), c("pkey")),
+        "rec": (c("rec").first(), c("rec")),
+        "_o1": (c("_o1").first(), c("_o1")),
+        "_o3": (c("_o3").first(), c("_o3")),
+        "from_mi": (c("from_mi").min(), c("from_mi")),
+        "to_mi": (c("to_mi").max(), c("to_mi")),
+        "months": (c("n").sum().cast(pl.Int32), c("n").cast(pl.Int32)),
+        "amount_fen": ((c("diff_fen") * c("n")).sum(), c("diff_fen") * c("n")),
+        "district_fen": (c("district_part").sum(), c("district_part")),
+        "any_reversed": (c("reversed").any(), c("reversed")),
+        "any_topup": (((c("held_fen") > 0) & (c("diff_fen") > 0)).any(), (c("held_fen") > 0) & (c("diff_fen") > 0)),
+        "any_arrears": ((c("from_mi") < current_from).any(), c("from_mi") < current_from),
+        "ent_min": (c("ent_fen").min(), c("ent_fen")),
+        "ent_max": (c("ent_fen").max(), c("ent_fen")),
+        "vmask": (c("vbit").bitwise_or(), c("vbit")),
+        "first_stop_mi": (c("from_mi").filter(c("ent_fen") == 0).min(),
+                          pl.when(c("ent_fen") == 0).then(c("from_mi"))),
+    }
+
+
+def per_line(line_pieces: pl.DataFrame, current_from: int, grouped_only: bool = False) -> pl.DataFrame:
+    """One row per line (`seq`, in order) from pieces in line order.
+
+    Nearly every line is one piece (98 % at a quarter): those are computed row by row, only the
+    lines of several pieces (band crossers, arrears) are grouped, and the two merged by `seq`
+    (grouping all 4.4 million took 1.2 s; `grouped_only` keeps that path, for the tests).
+    """
+    cols = _line_columns(current_from)
+    seq = pl.col("seq")
+    if grouped_only:
+        return (line_pieces.lazy().with_columns(seq.set_sorted()).group_by("seq", maintain_order=True)
+                .agg(e.alias(k) for k, (e, _) in cols.items()).collect())
+    alone = line_pieces.select(
+        ((seq != seq.shift(1)).fill_null(True) & (seq != seq.shift(-1)).fill_null(True)).alias("alone")
+    ).to_series()
+    single = line_pieces.filter(alone).select(seq, **{k: one for k, (_, one) in cols.items()})
+    several = (line_pieces.filter(~alone).lazy().group_by("seq", maintain_order=True)
+               .agg(e.alias(k) for k, (e, _) in cols.items()).collect())
+    if several.height == 0:
+        return single
+    return single.merge_sorted(several.select(single.columns).cast(single.schema), key="seq")
 
 
 def expired_months(
