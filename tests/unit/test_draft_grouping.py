@@ -63,7 +63,8 @@ def test_a_quarter_of_single_pieces_and_band_crossers() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 10**18)), min_size=1, max_size=50, unique_by=lambda t: t[1]))
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 10**18)), min_size=1, max_size=50,
+                unique_by=lambda t: t[1]))
 def test_place_order_is_the_two_column_sort(rows: list[tuple[int, int]]) -> None:
     group = pl.Series([g for g, _ in rows], dtype=pl.Int32)
     key = pl.Series([k for _, k in rows], dtype=pl.Int64)
