@@ -29,10 +29,12 @@ ID_LIKE = st.one_of(
 def test_keys_are_exact_and_keep_text_order(ids: list[str]) -> None:
     frame = pl.DataFrame({"p": ids}).with_columns(k=idcard.order_key_expr("p"))
     by_parse = idcard.parse_ids(pl.Series(ids))
-    for text, key, shape_ok, parsed in zip(ids, frame["k"], by_parse["id_shape_ok"], by_parse["id_key"], strict=True):
+    for text, key, shape_ok, checksum_ok, parsed in zip(ids, frame["k"], by_parse["id_shape_ok"],
+                                                       by_parse["id_checksum_ok"], by_parse["id_key"], strict=True):
         well_formed = len(text) == 18 and text[:17].isascii() and text[:17].isdigit() and text[17] in "0123456789X"
         assert (key is not None) == well_formed, text
         assert bool(shape_ok) == well_formed, text
+        assert bool(checksum_ok) == (well_formed and idcard.check_digit(text[:17]) == text[17]), text
         assert (parsed is not None) == well_formed, text
         if well_formed:
             assert key == parsed, text
