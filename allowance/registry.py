@@ -295,13 +295,14 @@ def validate(
                        ).with_row_index("row_no", offset=start + 1)
         flags = df.select(**checks)
         any_bad = flags.select(pl.any_horizontal(pl.all()).alias("bad")).to_series()
-        good = df.filter(~any_bad)
-        legacy_clean += int(good["legacy"].sum())
-        if keep is not None:
-            good = good.filter(keep)
+        legacy_clean += int((df["legacy"] & ~any_bad).sum())
+        # One filter, of only the columns kept: the clean rows, and of those the ones `keep`
+        # keeps (filtering the whole block and then filtering again cost 0.5 s at 15 million).
+        wanted = ~any_bad if keep is None else ~any_bad & df.select(keep.fill_null(False)).to_series()
         # Clean rows carry the ID's exact int64 key too (idcard.parse_ids): the draft matches
         # people to the ledger on it without parsing 15 million IDs again.
-        clean_parts.append(good.select([pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()] + [pl.col("id_key")]))
+        clean_parts.append(df.select([pl.col(c).cast(t) for c, t in CLEAN_SCHEMA.items()] + [pl.col("id_key")])
+                           .filter(wanted))
         bad_parts.append(pl.concat([df.filter(any_bad), flags.filter(any_bad)], how="horizontal"))
     del id_part
     clean = pl.concat(clean_parts)
