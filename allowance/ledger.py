@@ -426,7 +426,7 @@ class Ledger:
         # Every ID as its exact int64 key: sorting, joining and storing integers, not 18-byte text.
         old = self.holdings()
         delta = keyed(delta.select("person_id", "from_mi", "to_mi", "fen"), "new entries").select(cols)
-        touched = delta.select("_k").unique()
+        touched = delta.select("_k")  # semi and anti joins need no unique keys (0.4 s for 4.4 million)
         segs = pl.concat([old.join(touched, on="_k", how="semi"), delta])
         merged = net_segments(segs.lazy(), key="_k").collect()
         new = pl.concat([old.join(touched, on="_k", how="anti").select(cols), merged.select(cols)])
