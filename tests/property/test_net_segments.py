@@ -8,6 +8,7 @@ maximal runs of one amount, no zero runs, no overlaps.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import pairwise
 
 import polars as pl
 from hypothesis import given, settings
@@ -47,5 +48,5 @@ def test_net_is_the_monthly_sum_as_maximal_runs(segs: list[tuple[int, int, int, 
     assert got == expected
     # maximal: no two runs of one key touch with the same amount
     runs = sorted(net.iter_rows())
-    for (k1, _, t1, v1), (k2, f2, _, v2) in zip(runs, runs[1:], strict=False):
+    for (k1, _, t1, v1), (k2, f2, _, v2) in pairwise(runs):
         assert not (k1 == k2 and f2 == t1 + 1 and v1 == v2)
