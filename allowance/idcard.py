@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -69,89 +70,88 @@ def id_birth_expr(col: str = "person_id") -> pl.Expr:
     return pl.col(col).str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
 
 
-_W = np.array(WEIGHTS, dtype=np.int32)
-_POW10_9 = 10 ** np.arange(8, -1, -1, dtype=np.int32)  # the first 9 digits, then the next 8
-_POW10_8 = 10 ** np.arange(7, -1, -1, dtype=np.int32)
+_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
 _CHECK = np.frombuffer(CHECK_CHARS.encode(), dtype=np.uint8)
-_MDAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
-_CHUNK = 1 << 20  # rows per block: its temporaries stay small enough to be reused, not re-faulted
+_MDAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_BLOCK = 1 << 21  # rows per call of the kernel; two threads take blocks in turn
 
 
-def _parse_block(m: np.ndarray) -> tuple[np.ndarray, ...]:
-    """One block of IDs as an (rows, 18) byte matrix → shape, checksum, date checks, date parts, key."""
-    d = np.ascontiguousarray(m.T) - np.uint8(48)  # (18, rows); bytes below '0' wrap above 9
-    body = d[:17]
-    digits_ok = (body <= 9).all(axis=0)
-    b32 = body.astype(np.int32)
-    total = _W @ b32  # the weighted digit sum of GB 11643, per row
-    last = m[:, 17]
-    shape_ok = digits_ok & ((d[17] <= 9) | (last == ord("X")))
-    # The whole 18 characters as one integer (X = 10): a duplicate is the same ID to the letter,
-    # so a row with a mistyped check character never takes the real person down with it.
-    # Two int32 halves (each below 10^9) instead of an int64 copy of all 17 digit rows.
-    high, low = (_POW10_9 @ b32[:9]).astype(np.int64), (_POW10_8 @ b32[9:]).astype(np.int64)
-    key = (high * 100_000_000 + low) * 11 + np.where(last == ord("X"), 10, d[17].astype(np.int64))
-    checksum_ok = shape_ok & (_CHECK[total % 11] == last)
-    y = b32[6] * 1000 + b32[7] * 100 + b32[8] * 10 + b32[9]
-    mo = b32[10] * 10 + b32[11]
-    dd = b32[12] * 10 + b32[13]
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    mdays = _MDAYS[np.clip(mo, 0, 12)] + (leap & (mo == 2))
-    date_ok = shape_ok & (y >= 1800) & (mo >= 1) & (mo <= 12) & (dd >= 1) & (dd <= mdays)
-    return shape_ok, checksum_ok, date_ok, _days_from_civil(y, mo, dd), key
+@numba.njit(cache=True, nogil=True)
+def _parse_rows(data: np.ndarray, offsets: np.ndarray, lo: int, hi: int, shape_ok: np.ndarray,
+                checksum_ok: np.ndarray, date_ok: np.ndarray, days: np.ndarray, key: np.ndarray) -> None:
+    """Rows lo..hi-1 of an Arrow string column (its bytes and int64 offsets), each ID read once.
 
-
-def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm), as int32.
-
-    Meaningful only where the date is real; elsewhere the inputs are clipped so nothing overflows.
+    An ID is well formed when it is 18 bytes: 17 digits, then a digit or X. Its key is all 18
+    characters as one integer (the 17-digit body × 11 + the check value, X = 10). The check
+    character must be CHECK_CHARS[Σ digit × weight mod 11] (GB 11643). The birth date is digits
+    7–14, real and not before 1800; `days` is it as days since 1970-01-01 (H. Hinnant's
+    days_from_civil). Compiled by numba (cached beside this file) and run without the GIL.
     """
-    y = np.clip(y, 0, 9999) - (m <= 2)
-    m = np.clip(m, 1, 12)
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * ((m + 9) % 12) + 2) // 5 + np.clip(d, 1, 31) - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    for i in range(lo, hi):
+        shape_ok[i] = checksum_ok[i] = date_ok[i] = False
+        days[i] = 0
+        key[i] = 0
+        start = offsets[i]
+        if offsets[i + 1] - start != 18:
+            continue
+        body = 0
+        total = 0
+        digits = True
+        for j in range(17):
+            d = np.int64(data[start + j]) - 48
+            if d < 0 or d > 9:
+                digits = False
+                break
+            body = body * 10 + d
+            total += _WEIGHTS[j] * d
+        last = np.int64(data[start + 17])
+        if not digits or not (last == 88 or 48 <= last <= 57):  # 88: X
+            continue
+        shape_ok[i] = True
+        key[i] = body * 11 + (10 if last == 88 else last - 48)
+        checksum_ok[i] = _CHECK[total % 11] == last
+        y, m, d = body // 10_000_000 % 10_000, body // 100_000 % 100, body // 1_000 % 100
+        if y < 1800 or m < 1 or m > 12:
+            continue
+        leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
+        if d < 1 or d > _MDAYS[m] + (1 if leap and m == 2 else 0):
+            continue
+        date_ok[i] = True
+        y -= 1 if m <= 2 else 0
+        era = y // 400
+        yoe = y - era * 400
+        doy = (153 * ((m + 9) % 12) + 2) // 5 + d - 1
+        days[i] = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def parse_ids(ids: pl.Series) -> pl.DataFrame:
-    """Every check on normalised 18-character IDs at once, over the raw bytes (numpy, no loop over people).
+    """Every check on normalised 18-character IDs at once, over the column's bytes (no Python loop).
 
     Returns, per input row: `id_shape_ok` (17 digits + digit/X), `id_checksum_ok`, `id_date_ok`
     when the birth date written inside is a real date and `id_birth` that date (null otherwise),
     and `id_key`, all 18 characters as one int64 (a cheap, exact key for finding duplicates). Rows
     that are null or not 18 bytes long have shape_ok false and nulls elsewhere.
 
-    Rows that are not 18 bytes long (a few per thousand) are replaced by a placeholder first, so
-    the column's bytes are one (rows, 18) matrix in row order: no filtered copy, and no scatter of
-    the results back to their rows. The matrix is taken in blocks of a million IDs (two threads;
-    numpy releases the GIL), each writing its rows of the results in place: the whole column at
-    once made every temporary a fresh 60–120 MB allocation, and page faults cost more than the
-    arithmetic.
+    Each ID is read once by a compiled kernel (`_parse_rows`), writing its row of the results in
+    place, in blocks on two threads. It replaced numpy over an (rows, 18) byte matrix, whose
+    temporaries and copies took 2.2 s of validation at 15 million rows (now about 0.5 s).
     """
     n = ids.len()
-    is18 = ids.str.len_bytes().fill_null(0) == 18
-    whole = ids if is18.all() else pl.select(pl.when(is18).then(ids).otherwise(pl.lit("0" * 18))).to_series()
-    arr = whole.to_arrow()
+    arr = ids.to_arrow()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if arr.type != pa.large_string():
         arr = arr.cast(pa.large_string())
-    offs = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    m = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offs[0] : offs[-1]].reshape(-1, 18)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if n and arr.buffers()[2] else np.zeros(0, np.uint8)
+    out = [np.empty(n, dtype=np.bool_) for _ in range(3)] + [np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int64)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda lo: _parse_rows(data, offsets, lo, min(lo + _BLOCK, n), *out), range(0, n, _BLOCK)))
+    if ids.null_count():
+        for flag in out[:3]:
+            flag &= ids.is_not_null().to_numpy()  # a null's bytes (if any) are no ID
     names = ("id_shape_ok", "id_checksum_ok", "id_date_ok", "id_birth", "id_key")
     dtypes = (pl.Boolean, pl.Boolean, pl.Boolean, pl.Int32, pl.Int64)
-    out = [np.empty(n, dtype=np.bool_ if j < 3 else (np.int32 if j == 3 else np.int64)) for j in range(5)]
-
-    def block(i: int) -> None:
-        for o, r in zip(out, _parse_block(m[i : i + _CHUNK]), strict=True):
-            o[i : i + _CHUNK] = r
-
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(block, range(0, n, _CHUNK)))
-    if not is18.all():
-        for j in range(3):
-            out[j] &= is18.to_numpy()  # a placeholder is no ID
     return pl.DataFrame({k: pl.Series(c, dtype=t) for k, c, t in zip(names, out, dtypes, strict=True)}).select(
         *names[:3],
         pl.when(pl.col("id_date_ok")).then(pl.col("id_birth").cast(pl.Date)).alias("id_birth"),
