@@ -255,7 +255,8 @@ def absent_people(
         .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"))
         .drop_nulls()
     )
-    not_clean = holdings.select("_k").unique().join(clean.select("_k"), on="_k", how="anti")
+    # An anti join needs no unique keys: the few left are made unique (4.6 million took 0.3 s).
+    not_clean = holdings.select("_k").join(clean.select("_k"), on="_k", how="anti").unique()
     gone = not_clean.join(quarantined, on="_k", how="anti")
     absent = (
         gone.with_columns(person_id=idcard.id_from_key_expr("_k"))
@@ -349,12 +350,20 @@ def build_draft(
         pieces = diff_pieces(entitled, rules, window, holdings, ledger.blocked(), ids)
     lap("diff_pieces")
 
+    # Only the people with a difference can have a line (all of them at a quarter, a handful on
+    # most nights); what the ledger says of them is looked up for them alone. ids' row is pkey.
+    differing = pieces["pkey"].unique().sort()
+    theirs = ids.select(pl.all().gather(differing))
     # Each person's amount in their last positive run: runs ordered by (key, last month), the
-    # last of each key kept (a group-by sorting inside every group took 3×).
-    paid = by_key_then_month(holdings.filter(pl.col("fen") > 0).select("_k", "to_mi", "fen"), "_k", "to_mi")
+    # last of each key kept (a group-by sorting inside every group took 3×). On a night with few
+    # differences their runs are picked first (a semi join, the same rows) instead of sorting 4.6M.
+    held_paid = holdings.filter(pl.col("fen") > 0).select("_k", "to_mi", "fen")
+    if theirs.height < held_paid.height // 4:
+        held_paid = held_paid.join(theirs.select("_k"), on="_k", how="semi")
+    paid = by_key_then_month(held_paid, "_k", "to_mi")
     last_paid = (
         paid.filter(pl.col("_k") != pl.col("_k").shift(-1).fill_null(-1))
-        .join(ids, on="_k")
+        .join(theirs, on="_k")
         .select("pkey", pl.col("fen").alias("last_paid_fen"))
     )
     reissued = (
@@ -382,7 +391,6 @@ def build_draft(
     # Ranks only for the people who have a difference (all of them at a quarter, a handful on
     # most nights), each with its place in line order (district, channel, ID), so that pieces
     # sort on one int64.
-    differing = pieces["pkey"].unique().sort()
     ranks = people.select(pl.col("pkey", "channel", "district_code", "_k").gather(differing)).select(
         "pkey", "channel", _o1=district_rank("district_code"), _o2=channel_rank("channel"),
         _o3=pl.col("_k"),
@@ -445,7 +453,7 @@ def build_draft(
     )
     del d  # the line order above carries everything still needed from it
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
-    ever_paid = ids.join(ledger.payee_keys(), on="_k", how="semi").select("pkey")
+    ever_paid = theirs.join(ledger.payee_keys(), on="_k", how="semi").select("pkey")
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
     reason = (
