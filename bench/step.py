@@ -47,14 +47,16 @@ def main(step: str, reg: Path, work: Path) -> dict[str, object]:
     elif step == "supplement":
         d = draft_run("supplement", reg, ledger, r, dt.date(2026, 5, 15))
         res = {"batch_id": d.batch_id, "lines": d.lines, "amount_fen": d.amount_fen}
+    else:
+        raise SystemExit(f"unknown step {step}")
+    seconds = time.perf_counter() - t
+    if step == "supplement":  # for the report, after the clock stopped: how much the ledger held
         with Ledger.use(ledger, read_only=True) as led:
             res["ledger_person_months"] = int(
                 led.one("select sum(to_mi - from_mi + 1) from entries where kind='PAY'")[0]  # type: ignore[index]
             )
-    else:
-        raise SystemExit(f"unknown step {step}")
     state.write_text(json.dumps(st))
-    res.update(step=step, seconds=round(time.perf_counter() - t, 3), import_seconds=round(t_import, 3))
+    res.update(step=step, seconds=round(seconds, 3), import_seconds=round(t_import, 3))
     return res
 
 
