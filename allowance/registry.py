@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from allowance import idcard
+from allowance.bytescan import digits_only
 from allowance.constants import (
     DATE_COLUMNS,
     DISTRICT_CODES,
@@ -277,7 +278,7 @@ def validate(
         district, district_ok = _judged(base["district_code"], lambda v: v.is_in(DISTRICT_CODES), trim)
         channel, channel_ok = _judged(base["channel"], lambda v: v.is_in(channels), trim)
         card, card_digits = _judged(
-            base["card_no"], lambda v: ~v.str.contains("[^0-9]") & (v.str.len_bytes() > 0),
+            base["card_no"], digits_only,
             lambda v: trim(v).str.replace_all(" ", "", literal=True))
         base = base.with_columns(district_code=district, channel=channel, card_no=card, district_ok=district_ok,
                                  channel_ok=channel_ok, card_digits=card_digits)

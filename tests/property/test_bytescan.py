@@ -1,0 +1,30 @@
+"""bytescan.digits_only (a compiled scan of the column's bytes) against plain Python."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allowance.bytescan import digits_only
+
+CARD_LIKE = st.one_of(
+    st.none(),
+    st.text(alphabet="0123456789", max_size=34),
+    st.text(alphabet="0123456789 -x٣０", max_size=20),  # spaces, a letter, an Arabic-Indic and a full-width digit
+    st.text(max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(CARD_LIKE, max_size=40))
+def test_digits_only_is_one_or_more_ascii_digits(values: list[str | None]) -> None:
+    got = digits_only(pl.Series("card_no", values, dtype=pl.String))
+    assert got.name == "card_no" and got.dtype == pl.Boolean
+    expected = [None if v is None else (v != "" and all("0" <= c <= "9" for c in v)) for v in values]
+    assert got.to_list() == expected
+
+
+def test_a_sliced_column_is_read_from_its_own_rows() -> None:
+    s = pl.Series(["x", "123", "12a", "", "9"]).slice(1, 3)
+    assert digits_only(s).to_list() == [True, False, False]
