@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numba
 import numpy as np
 import polars as pl
 
@@ -70,59 +69,6 @@ def id_birth_expr(col: str = "person_id") -> pl.Expr:
     return pl.col(col).str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
 
 
-_WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
-_CHECK = np.frombuffer(CHECK_CHARS.encode(), dtype=np.uint8)
-_MDAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-
-
-@numba.njit(cache=True, nogil=True)
-def _parse_rows(data: np.ndarray, offsets: np.ndarray, lo: int, hi: int, shape_ok: np.ndarray,
-                checksum_ok: np.ndarray, date_ok: np.ndarray, days: np.ndarray, key: np.ndarray) -> None:
-    """Rows lo..hi-1 of an Arrow string column (its bytes and int64 offsets), each ID read once.
-
-    An ID is well formed when it is 18 bytes: 17 digits, then a digit or X. Its key is all 18
-    characters as one integer (the 17-digit body × 11 + the check value, X = 10). The check
-    character must be CHECK_CHARS[Σ digit × weight mod 11] (GB 11643). The birth date is digits
-    7–14, real and not before 1800; `days` is it as days since 1970-01-01 (H. Hinnant's
-    days_from_civil). Compiled by numba (cached beside this file) and run without the GIL.
-    """
-    for i in range(lo, hi):
-        shape_ok[i] = checksum_ok[i] = date_ok[i] = False
-        days[i] = 0
-        key[i] = 0
-        start = offsets[i]
-        if offsets[i + 1] - start != 18:
-            continue
-        body = 0
-        total = 0
-        digits = True
-        for j in range(17):
-            d = np.int64(data[start + j]) - 48
-            if d < 0 or d > 9:
-                digits = False
-                break
-            body = body * 10 + d
-            total += _WEIGHTS[j] * d
-        last = np.int64(data[start + 17])
-        if not digits or not (last == 88 or 48 <= last <= 57):  # 88: X
-            continue
-        shape_ok[i] = True
-        key[i] = body * 11 + (10 if last == 88 else last - 48)
-        checksum_ok[i] = _CHECK[total % 11] == last
-        y, m, d = body // 10_000_000 % 10_000, body // 100_000 % 100, body // 1_000 % 100
-        if y < 1800 or m < 1 or m > 12:
-            continue
-        leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
-        if d < 1 or d > _MDAYS[m] + (1 if leap and m == 2 else 0):
-            continue
-        date_ok[i] = True
-        y -= 1 if m <= 2 else 0
-        era = y // 400
-        yoe = y - era * 400
-        doy = (153 * ((m + 9) % 12) + 2) // 5 + d - 1
-        days[i] = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
 def parse_ids(ids: pl.Series) -> pl.DataFrame:
     """Every check on normalised 18-character IDs at once, over the column's bytes (no Python loop).
 
@@ -131,14 +77,16 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
     and `id_key`, all 18 characters as one int64 (a cheap, exact key for finding duplicates). Rows
     that are null or not 18 bytes long have shape_ok false and nulls elsewhere.
 
-    Each ID is read once by a compiled kernel (`_parse_rows`), writing its row of the results in
+    Each ID is read once by a compiled kernel (`_kernels.parse_id_rows`), writing its row of the results in
     place, in blocks on two threads. It replaced numpy over an (rows, 18) byte matrix, whose
     temporaries and copies took 2.2 s of validation at 15 million rows (now about 0.5 s).
     """
     n = ids.len()
     data, offsets = string_bytes(ids)
     out = [np.empty(n, dtype=np.bool_) for _ in range(3)] + [np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int64)]
-    in_blocks(n, lambda lo, hi: _parse_rows(data, offsets, lo, hi, *out))
+    from allowance._kernels import parse_id_rows  # numba is imported on first use, not by every command
+
+    in_blocks(n, lambda lo, hi: parse_id_rows(data, offsets, lo, hi, *out))
     if ids.null_count():
         for flag in out[:3]:
             flag &= ids.is_not_null().to_numpy()  # a null's bytes (if any) are no ID
