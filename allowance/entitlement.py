@@ -129,7 +129,9 @@ def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last:
     dup_prev = (pl.col("pkey").shift(1) == pl.col("pkey")) & (pl.col("from_mi").shift(1) == pl.col("from_mi"))
     return (
         pl.concat([starts, cuts])
-        .sort("pkey", "from_mi")
+        # (pkey, from_mi) as one int64 (a month index is small and not negative): a one-column
+        # sort instead of a two-column one.
+        .sort(pl.col("pkey").cast(pl.Int64) * (1 << 32) + pl.col("from_mi"))
         .filter(~dup_prev.fill_null(False))
         .with_columns(
             to_mi=pl.when(same_next.fill_null(False))
