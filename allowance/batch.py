@@ -735,13 +735,14 @@ def change_report(
         .with_columns(_o1=district_rank("district_code")).select(cols),
     ]
     rank = {c: i for i, c in enumerate(sorted(CHANGE_CODES))}
-    return (
-        pl.concat(parts)
-        .sort("_o1", pl.col("change").replace_strict(rank, default=len(rank), return_dtype=pl.Int32), "_o3")
-        .select(pl.lit(batch_id).alias("batch_id"), "district_code", "change", "person_id",
-                pl.col("fen").cast(pl.Int64))
-        .collect()
-    )
+    report = pl.concat(parts).with_columns(
+        _o2=pl.col("change").replace_strict(rank, default=len(rank), return_dtype=pl.Int32)).collect()
+    # By district, change, person: the two small ranks as one, then place_order's two cheap sorts
+    # (at a first quarter all 4.4 million lines are new entrants).
+    order = place_order(report["_o1"] * (len(rank) + 1) + report["_o2"], report["_o3"])
+    return report.select(pl.lit(batch_id).alias("batch_id"),
+                         pl.col("district_code", "change", "person_id").gather(order),
+                         pl.col("fen").cast(pl.Int64).gather(order))
 
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",

@@ -1,13 +1,18 @@
-"""The line order of batch.place_order (two cheap sorts) must be that of a plain two-column sort."""
+"""Orders built by batch.place_order (two cheap sorts) must be those of a plain sort: the line order and
+the change report's."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allowance.batch import place_order
+from allowance import idcard
+from allowance.batch import change_report, place_order
+from allowance.idcard import make_id
 
 
 @settings(max_examples=100, deadline=None)
@@ -18,3 +23,29 @@ def test_place_order_is_the_two_column_sort(rows: list[tuple[int, int]]) -> None
     key = pl.Series([k for _, k in rows], dtype=pl.Int64)
     expected = pl.DataFrame({"g": group, "k": key}).select(pl.arg_sort_by("g", "k")).to_series().to_numpy()
     assert np.array_equal(place_order(group, key), expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["310115", "310101", "310104"]), st.sampled_from(["NEW", "BAND_CHANGE",
+                                                                                          "CONTINUING"]),
+                          st.integers(0, 999)), min_size=1, max_size=30, unique_by=lambda t: t[2]),
+       st.lists(st.integers(0, 999), max_size=5, unique=True))
+def test_the_change_report_is_by_district_change_and_person(lines: list[tuple[str, str, int]],
+                                                             stopped: list[int]) -> None:
+    """batch.change_report orders its rows by district, change code and person (the ID's text order)."""
+    ids = {n: make_id("310101", dt.date(1950, 1, 1), n) for n in {n for _, _, n in lines} | set(stopped)}
+    frame = pl.DataFrame(
+        {"line_type": "PAYMENT", "district_code": [d for d, _, _ in lines], "person_id": [ids[n] for *_, n in lines],
+         "channel": "senior_card", "card_no": "6200000000", "reason": [r for _, r, _ in lines],
+         "amount_fen": [100 * n for *_, n in lines]})
+    stops = pl.DataFrame({"person_id": [ids[n] for n in stopped], "cause": ["DEATH"] * len(stopped),
+                          "last_fen": [7500] * len(stopped)},
+                         schema={"person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64}).with_columns(
+        _k=idcard.order_key_expr("person_id"))
+    people = frame.select("person_id", "district_code").with_columns(_k=idcard.order_key_expr("person_id"))
+    switched = pl.DataFrame(schema={"_k": pl.Int64, "last_channel": pl.String, "last_card_no": pl.String})
+    report = change_report(frame, stops, people, switched, "B1")
+    rows = report.select("district_code", "change", "person_id").rows()
+    assert rows == sorted(rows)
+    expected = sum(r in ("NEW", "BAND_CHANGE") for _, r, _ in lines) + len(stopped)
+    assert report.height == expected
