@@ -595,9 +595,11 @@ def build_draft(
 
 def place_order(group: pl.Series, key: pl.Series) -> np.ndarray:
     """The row order by (group, key), where `group` is a small non-negative integer (district and
-    channel ranks) and `key` an int64: the key sorted once, then a stable sort of the small
-    group values in that order (numpy's radix sort for 16-bit integers). A two-column sort of
-    4.4 million rows took 0.8 s; this about 0.4 s."""
+    channel ranks, below 2^15) and `key` an int64: the key sorted once, then a stable sort of the
+    small group values in that order (numpy's radix sort for 16-bit integers). A two-column sort
+    of 4.4 million rows took 0.8 s; this about 0.4 s."""
+    if group.len() and not 0 <= group.min() <= group.max() < 1 << 15:  # type: ignore[operator]
+        raise ValueError("place_order: group values must be in 0 .. 2^15 - 1")
     by_key = key.arg_sort().to_numpy()
     small = group.to_numpy().astype(np.int16)[by_key]
     return by_key[np.argsort(small, kind="stable")]

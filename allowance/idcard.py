@@ -88,8 +88,9 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
 
     in_blocks(n, lambda lo, hi: parse_id_rows(data, offsets, lo, hi, *out))
     if ids.null_count():
+        present = ids.is_not_null().to_numpy()
         for flag in out[:3]:
-            flag &= ids.is_not_null().to_numpy()  # a null's bytes (if any) are no ID
+            flag &= present  # a null's bytes (if any) are no ID
     names = ("id_shape_ok", "id_checksum_ok", "id_date_ok", "id_birth", "id_key")
     dtypes = (pl.Boolean, pl.Boolean, pl.Boolean, pl.Int32, pl.Int64)
     return pl.DataFrame({k: pl.Series(c, dtype=t) for k, c, t in zip(names, out, dtypes, strict=True)}).select(

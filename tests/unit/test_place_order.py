@@ -7,6 +7,7 @@ import datetime as dt
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,3 +50,8 @@ def test_the_change_report_is_by_district_change_and_person(lines: list[tuple[st
     assert rows == sorted(rows)
     expected = sum(r in ("NEW", "BAND_CHANGE") for _, r, _ in lines) + len(stopped)
     assert report.height == expected
+
+
+def test_place_order_refuses_a_group_too_large_for_its_radix_sort() -> None:
+    with pytest.raises(ValueError, match="group values"):
+        place_order(pl.Series([0, 1 << 15]), pl.Series([1, 2]))
