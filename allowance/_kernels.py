@@ -1,17 +1,32 @@
-"""The compiled kernels of bytescan (numba): each reads rows lo..hi-1 of an Arrow string column,
-given as its bytes and int64 offsets, and writes its answers for them in place.
+"""The compiled kernels of bytescan (numba): each reads rows lo..hi-1 of an Arrow string-view
+column and writes its answers for them in place.
 
-Compiled on first use and cached beside this file (about 1.5 s once per checkout); they run
-without the GIL, so two threads take blocks of rows in turn (bytescan.in_blocks). This module is
-imported only where a kernel is called: importing numba costs about 0.3 s, which commands that
-validate nothing (publish, review, ledger check) do not pay.
+A string-view column (the layout polars keeps its text in, handed over without a copy) has one
+16-byte view per row: the text's length, then the text itself when it is 12 bytes or shorter,
+else its first 4 bytes, the number of the data buffer holding it and its offset there. A kernel
+is given the views (as int32, four per row), the address of the first view and the address of
+each data buffer; `_row` turns a row into the address and length of its bytes. The caller keeps
+the Arrow array alive while a kernel runs (bytescan.Views).
+
+Compiled on first use and cached beside this file (about 2 s once per checkout). When no cache
+folder can be written (a read-only install and home), they are compiled in memory each run
+instead, with a warning, rather than failing. They run without the GIL, so two threads take
+blocks of rows in turn (bytescan.in_blocks). This module is imported only where a kernel is
+called: importing numba costs about 0.3 s, which commands that validate nothing (publish,
+review, ledger check) do not pay.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
+from allowance import log
 from allowance.idcard import CHECK_CHARS, WEIGHTS
 
 _WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
@@ -19,10 +34,46 @@ _CHECK = np.frombuffer(CHECK_CHARS.encode(), dtype=np.uint8)
 _MDAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
-def parse_id_rows(data: np.ndarray, offsets: np.ndarray, lo: int, hi: int, shape_ok: np.ndarray,
-                  checksum_ok: np.ndarray, date_ok: np.ndarray, days: np.ndarray, key: np.ndarray) -> None:
-    """Rows lo..hi-1 of an Arrow string column (its bytes and int64 offsets), each ID read once.
+def _jit(fn: Callable[..., Any]) -> Any:
+    """numba.njit(nogil, cached on disk); compiled in memory when no cache folder is writable.
+
+    numba looks for a folder beside this file, then in the user's cache folder; with neither
+    writable it refuses to build a cached function at all (RuntimeError), which would make every
+    validation fail on a read-only install. Compiling each run costs about 2 s and changes
+    nothing in the results.
+    """
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError as e:
+        log.get().warning("kernel_cache_unwritable", kernel=fn.__name__, error=str(e).splitlines()[0])
+        return numba.njit(nogil=True)(fn)
+
+
+@intrinsic
+def _byte(typingctx: Any, addr: Any) -> Any:
+    """The byte at memory address `addr` (an int64): Arrow's buffers are read where they are."""
+    sig = types.uint8(types.int64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.load(builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.uint8))))
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", nogil=True)
+def _row(views: np.ndarray, first_view: int, buffers: np.ndarray, i: int) -> tuple[int, int]:
+    """(address of row i's bytes, its length in bytes)."""
+    n = np.int64(views[i, 0])
+    if n <= 12:
+        return first_view + 16 * i + 4, n
+    return buffers[views[i, 2]] + np.int64(views[i, 3]), n
+
+
+@_jit
+def parse_id_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: int, hi: int,
+                  shape_ok: np.ndarray, checksum_ok: np.ndarray, date_ok: np.ndarray, days: np.ndarray,
+                  key: np.ndarray) -> None:
+    """Rows lo..hi-1 of a column of IDs, each read once.
 
     An ID is well formed when it is 18 bytes: 17 digits, then a digit or X. Its key is all 18
     characters as one integer (the 17-digit body × 11 + the check value, X = 10). The check
@@ -34,26 +85,32 @@ def parse_id_rows(data: np.ndarray, offsets: np.ndarray, lo: int, hi: int, shape
         shape_ok[i] = checksum_ok[i] = date_ok[i] = False
         days[i] = 0
         key[i] = 0
-        start = offsets[i]
-        if offsets[i + 1] - start != 18:
+        at, n = _row(views, first_view, buffers, i)
+        if n != 18:
             continue
         body = 0
         total = 0
         digits = True
+        y = m = d = 0
         for j in range(17):
-            d = np.int64(data[start + j]) - 48
-            if d < 0 or d > 9:
+            v = np.int64(_byte(at + j)) - 48
+            if v < 0 or v > 9:
                 digits = False
                 break
-            body = body * 10 + d
-            total += _WEIGHTS[j] * d
-        last = np.int64(data[start + 17])
+            body = body * 10 + v
+            total += _WEIGHTS[j] * v
+            if j == 9:
+                y = body % 10_000
+            elif j == 11:
+                m = body % 100
+            elif j == 13:
+                d = body % 100
+        last = np.int64(_byte(at + 17))
         if not digits or not (last == 88 or 48 <= last <= 57):  # 88: X
             continue
         shape_ok[i] = True
         key[i] = body * 11 + (10 if last == 88 else last - 48)
         checksum_ok[i] = _CHECK[total % 11] == last
-        y, m, d = body // 10_000_000 % 10_000, body // 100_000 % 100, body // 1_000 % 100
         if y < 1800 or m < 1 or m > 12:
             continue
         leap = (y % 4 == 0 and y % 100 != 0) or y % 400 == 0
@@ -67,14 +124,16 @@ def parse_id_rows(data: np.ndarray, offsets: np.ndarray, lo: int, hi: int, shape
         days[i] = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
-@numba.njit(cache=True, nogil=True)
-def digits_only_rows(data: np.ndarray, offsets: np.ndarray, lo: int, hi: int, out: np.ndarray) -> None:
+@_jit
+def digits_only_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: int, hi: int,
+                     out: np.ndarray) -> None:
     """out[i]: row i is one or more ASCII digits 0-9."""
     for i in range(lo, hi):
-        start, end = offsets[i], offsets[i + 1]
-        ok = end > start
-        for j in range(start, end):
-            if data[j] < 48 or data[j] > 57:
+        at, n = _row(views, first_view, buffers, i)
+        ok = n > 0
+        for j in range(n):
+            b = _byte(at + j)
+            if b < 48 or b > 57:
                 ok = False
                 break
         out[i] = ok

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from allowance import idcard
-from allowance.bytescan import digits_only
+from allowance.bytescan import digits_only, warm_up
 from allowance.constants import (
     DATE_COLUMNS,
     DISTRICT_CODES,
@@ -240,8 +240,10 @@ def validate(
     # normalised and parsed again. Trimming and normalising all 15 million cost about 1 s, and
     # changes nothing in a well-formed ID.
     textual_id = schema["person_id"] == pl.String
+    kernels = warm_up()  # loaded while the ID column is read
     person_raw = lf.select(person_id_raw=pl.col("person_id") if textual_id else _as_text(schema, "person_id")
                            ).collect().to_series()
+    kernels.join()
     ids = idcard.parse_ids(person_raw)
     redo = (~ids["id_shape_ok"] & person_raw.is_not_null()).arg_true()
     # The repaired IDs, by row: the blocks below take their normalised text and legacy flag from here.

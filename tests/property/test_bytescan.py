@@ -1,4 +1,6 @@
-"""bytescan.digits_only (a compiled scan of the column's bytes) against plain Python."""
+"""bytescan's compiled scans over a column's bytes (digits_only) against plain Python.
+
+Values of up to 12 bytes lie inside their Arrow view, longer ones in a data buffer: both are drawn."""
 
 from __future__ import annotations
 
@@ -28,3 +30,10 @@ def test_digits_only_is_one_or_more_ascii_digits(values: list[str | None]) -> No
 def test_a_sliced_column_is_read_from_its_own_rows() -> None:
     s = pl.Series(["x", "123", "12a", "", "9"]).slice(1, 3)
     assert digits_only(s).to_list() == [True, False, False]
+
+
+
+def test_chunked_and_sliced_columns_are_read_from_their_own_rows() -> None:
+    long = "1" * 20
+    s = pl.concat([pl.Series(["12a", long + "x"]), pl.Series([long, None, "7"])], rechunk=False).slice(1, 3)
+    assert digits_only(s).to_list() == [False, True, None]
