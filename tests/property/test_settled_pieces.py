@@ -93,3 +93,31 @@ def test_runs_differ_is_the_set_difference(frames: tuple[pl.DataFrame, pl.DataFr
     sa, sb = set(a.iter_rows()), set(b.iter_rows())
     want = sorted({r[0] for r in sa ^ sb})
     assert sorted(_runs_differ(a, b)["pkey"].to_list()) == want
+
+
+ONE_RUN = st.tuples(st.integers(FIRST, LAST), st.integers(0, 3), st.sampled_from([7500, 15000, -7500]))
+
+
+@PROPERTY
+@given(st.lists(st.tuples(ONE_RUN, st.sampled_from(["same", "from", "to", "fen", "none", "two"])), max_size=30))
+def test_runs_differ_with_one_run_a_side(people: list[tuple[tuple[int, int, int], str]]) -> None:
+    """Most people have one run on each side, compared in arrays by pkey: a difference in any one
+    of from_mi, to_mi or fen is found, and an equal run is not (mixed with people who are not
+    one-run-a-side, compared as sets)."""
+    ent, held = [], []
+    for p, ((a, length, fen), change) in enumerate(people):
+        b = min(a + length, LAST)
+        ent.append((p, a, b, fen))
+        if change == "same":
+            held.append((p, a, b, fen))
+        elif change == "from":
+            held.append((p, a - 1, b, fen))
+        elif change == "to":
+            held.append((p, a, b + 1, fen))
+        elif change == "fen":
+            held.append((p, a, b, fen + 1))
+        elif change == "two":
+            held += [(p, a, b, fen), (p, b + 1, b + 1, fen)]
+    want = sorted(p for p, (_, change) in enumerate(people) if change != "same")
+    assert sorted(_runs_differ(_frame(ent), _frame(held))["pkey"].to_list()) == want
+    assert sorted(_runs_differ(_frame(held), _frame(ent))["pkey"].to_list()) == want
