@@ -137,3 +137,38 @@ def digits_only_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo
                 ok = False
                 break
         out[i] = ok
+
+
+@numba.njit(inline="always", nogil=True)
+def _is_space(cp: int) -> bool:
+    """Unicode White_Space, what polars' strip_chars() trims (Rust's char::is_whitespace)."""
+    return (9 <= cp <= 13 or cp == 32 or cp == 0x85 or cp == 0xA0 or cp == 0x1680 or 0x2000 <= cp <= 0x200A
+            or cp == 0x2028 or cp == 0x2029 or cp == 0x202F or cp == 0x205F or cp == 0x3000)
+
+
+@numba.njit(inline="always", nogil=True)
+def _char_at(at: int, n: int, j: int) -> int:
+    """The code point of the UTF-8 character starting at byte j of a text of n bytes at `at`."""
+    b = np.int64(_byte(at + j))
+    if b < 0x80:
+        return b
+    size, cp = (2, b & 0x1F) if b < 0xE0 else (3, b & 0x0F) if b < 0xF0 else (4, b & 0x07)
+    for k in range(1, size):
+        if j + k < n:
+            cp = (cp << 6) | (np.int64(_byte(at + j + k)) & 0x3F)
+    return cp
+
+
+@_jit
+def needs_trim_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: int, hi: int,
+                    out: np.ndarray) -> None:
+    """out[i]: row i is empty, or its first or last character is white space."""
+    for i in range(lo, hi):
+        at, n = _row(views, first_view, buffers, i)
+        if n == 0:
+            out[i] = True
+            continue
+        last = n - 1
+        while last > 0 and (_byte(at + last) & 0xC0) == 0x80:  # back to the last character's first byte
+            last -= 1
+        out[i] = _is_space(_char_at(at, n, 0)) or _is_space(_char_at(at, n, last))

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from allowance import idcard
-from allowance.bytescan import digits_only, warm_up
+from allowance.bytescan import digits_only, needs_trim, warm_up
 from allowance.constants import (
     DATE_COLUMNS,
     DISTRICT_CODES,
@@ -265,12 +265,15 @@ def validate(
     # cost 1.5 s); the rest get `_as_text`'s trimming, and a card its inner spaces dropped
     # (grouping as printed on the card).
     coded = [c for c in ("district_code", "channel", "card_no") if schema[c] == pl.String]
+    # A name is trimmed (and made null when blank) only where an end is white space or it is
+    # empty: the rest are already what `_as_text` would give (trimming 15 million cost 0.45 s).
+    raw_name = schema["name"] == pl.String
     clean_parts: list[pl.DataFrame] = []
     bad_parts: list[pl.DataFrame] = []
     legacy_clean = 0
     for start in range(0, max(n, 1), block_rows):
         base = lf.slice(start, block_rows).select(
-            name=_as_text(schema, "name"),
+            name=pl.col("name") if raw_name else _as_text(schema, "name"),
             **{c: pl.col(c) if c in coded else _as_text(schema, c) for c in ("district_code", "channel", "card_no")},
             **{f"{c}_raw": _as_text(schema, c) for c in textual},
             **{c: _as_date(schema, c) for c in DATE_COLUMNS},
@@ -282,8 +285,9 @@ def validate(
         card, card_digits = _judged(
             base["card_no"], digits_only,
             lambda v: trim(v).str.replace_all(" ", "", literal=True))
-        base = base.with_columns(district_code=district, channel=channel, card_no=card, district_ok=district_ok,
-                                 channel_ok=channel_ok, card_digits=card_digits)
+        name = _rebuilt_where(base["name"], needs_trim(base["name"]), trim) if raw_name else base["name"]
+        base = base.with_columns(name=name, district_code=district, channel=channel, card_no=card,
+                                 district_ok=district_ok, channel_ok=channel_ok, card_digits=card_digits)
         block_ids = id_part.slice(start, block_rows)
         # The ID as read, with this block's repaired rows put in (a second 15M-string column
         # for the whole extract would cost ~0.5 GB of memory).

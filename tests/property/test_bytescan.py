@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allowance.bytescan import digits_only
+from allowance.bytescan import digits_only, needs_trim
 
 CARD_LIKE = st.one_of(
     st.none(),
@@ -37,3 +37,21 @@ def test_chunked_and_sliced_columns_are_read_from_their_own_rows() -> None:
     long = "1" * 20
     s = pl.concat([pl.Series(["12a", long + "x"]), pl.Series([long, None, "7"])], rechunk=False).slice(1, 3)
     assert digits_only(s).to_list() == [False, True, None]
+
+
+SPACES = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u2005\u200a\u2028\u2029\u202f\u205f\u3000\u180e\u200b\ufeff"
+NAME_LIKE = st.one_of(
+    st.none(),
+    st.text(alphabet=SPACES + "张王李a1é😀", max_size=8),  # CJK, a 2- and a 4-byte character, spaces
+    st.text(max_size=16),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(NAME_LIKE, max_size=40))
+def test_needs_trim_is_where_strip_chars_changes_the_text(values: list[str | None]) -> None:
+    s = pl.Series("name", values, dtype=pl.String)
+    got = needs_trim(s)
+    assert got.name == "name" and got.dtype == pl.Boolean
+    # polars' trim (Rust's white space) is the reference: Python's str.strip also trims \x1c-\x1f.
+    assert got.to_list() == ((s.str.strip_chars() != s) | (s == "")).to_list()
