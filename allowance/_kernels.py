@@ -1,5 +1,6 @@
-"""The compiled kernels of bytescan (numba): each reads rows lo..hi-1 of an Arrow string-view
-column and writes its answers for them in place.
+"""The compiled kernels (numba). Most read rows lo..hi-1 of an Arrow string-view column for
+bytescan (and idcard, registry) and write their answers for them in place; `runs_differ_rows`
+compares two sides' runs of months for batch.
 
 A string-view column (the layout polars keeps its text in, handed over without a copy) has one
 16-byte view per row: the text's length, then the text itself when it is 12 bytes or shorter,
@@ -172,3 +173,41 @@ def needs_trim_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo:
         while last > 0 and (_byte(at + last) & 0xC0) == 0x80:  # back to the last character's first byte
             last -= 1
         out[i] = _is_space(_char_at(at, n, 0)) or _is_space(_char_at(at, n, last))
+
+
+@_jit
+def runs_differ_rows(pa: np.ndarray, fa: np.ndarray, ta: np.ndarray, va: np.ndarray, pb: np.ndarray,
+                     fb: np.ndarray, tb: np.ndarray, vb: np.ndarray, top: int, out: np.ndarray) -> None:
+    """out[p] for p in 0..top-1: person p's runs (from, to, value) on side a are not the same set
+    as on side b. Side b's runs are put in order of person (a counting sort: one pass to count,
+    one to place them); then each person's runs on side a are looked up among theirs on side b.
+    Runs of one person are distinct, so the same count and every run of a found in b is the same
+    set. Persons are the integers 0..top-1 (batch's pkey)."""
+    start = np.zeros(top + 1, dtype=np.int64)
+    for j in range(pb.size):
+        start[pb[j] + 1] += 1
+    for p in range(top):
+        start[p + 1] += start[p]
+    fill = start[:-1].copy()
+    f_b = np.empty(pb.size, dtype=fb.dtype)
+    t_b = np.empty(pb.size, dtype=tb.dtype)
+    v_b = np.empty(pb.size, dtype=vb.dtype)
+    for j in range(pb.size):
+        k = fill[pb[j]]
+        f_b[k], t_b[k], v_b[k] = fb[j], tb[j], vb[j]
+        fill[pb[j]] += 1
+    count_a = np.zeros(top, dtype=np.int64)
+    out[:] = False
+    for i in range(pa.size):
+        p = pa[i]
+        count_a[p] += 1
+        found = False
+        for y in range(start[p], start[p + 1]):
+            if fa[i] == f_b[y] and ta[i] == t_b[y] and va[i] == v_b[y]:
+                found = True
+                break
+        if not found:
+            out[p] = True
+    for p in range(top):
+        if count_a[p] != start[p + 1] - start[p]:
+            out[p] = True

@@ -101,9 +101,8 @@ ONE_RUN = st.tuples(st.integers(FIRST, LAST), st.integers(0, 3), st.sampled_from
 @PROPERTY
 @given(st.lists(st.tuples(ONE_RUN, st.sampled_from(["same", "from", "to", "fen", "none", "two"])), max_size=30))
 def test_runs_differ_with_one_run_a_side(people: list[tuple[tuple[int, int, int], str]]) -> None:
-    """Most people have one run on each side, compared in arrays by pkey: a difference in any one
-    of from_mi, to_mi or fen is found, and an equal run is not (mixed with people who are not
-    one-run-a-side, compared as sets)."""
+    """Most people have one run on each side: a difference in any one of from_mi, to_mi or fen
+    is found, and an equal run is not (mixed with people who have a second run held)."""
     ent, held = [], []
     for p, ((a, length, fen), change) in enumerate(people):
         b = min(a + length, LAST)
