@@ -100,7 +100,7 @@ def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, base
 
 
 def diff_pieces(
-    entitled: pl.DataFrame, rules: Rules, window: Window, held: pl.DataFrame, blocked: pl.DataFrame,
+    entitled: pl.DataFrame, rules: Rules, window: Window, held: pl.LazyFrame | pl.DataFrame, blocked: pl.DataFrame,
     ids: pl.DataFrame,
 ) -> pl.DataFrame:
     """Where entitlement ≠ ledger inside the window, as runs: pkey, from_mi, to_mi, ent_fen,
@@ -358,11 +358,13 @@ def build_draft(
     absent, held_quarantined = absent_people(held_rows, validated.quarantine, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
-    # The runs of everyone in `ids`: the clean people's, and the absent people's (a few rows).
+    # The runs of everyone in `ids`: the clean people's, and the absent people's (a few rows);
+    # lazy, so diff_pieces reads them straight into its window (no 5-million-row copy alive).
     unmatched = pl.col("pkey").is_null()
     held = pl.concat([
-        held_rows.filter(~unmatched),
-        held_rows.filter(unmatched).drop("pkey").join(absent.select("_k", "pkey"), on="_k").select(held_rows.columns),
+        held_rows.lazy().filter(~unmatched),
+        held_rows.lazy().filter(unmatched).drop("pkey").join(absent.lazy().select("_k", "pkey"), on="_k")
+        .select(held_rows.columns),
     ])
     lap("read_holdings")
 
