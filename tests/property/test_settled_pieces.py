@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from registry_strategies import PROPERTY
 
-from allowance.batch import _only_differing, _runs_differ, _settled_pieces
+from allowance.batch import _as_runs, _only_differing, _runs_differ, _settled_pieces, _with_last_held
 from allowance.segments import sweep_diff
 
 FIRST, LAST = 100, 111  # a window of 12 months
@@ -120,3 +120,20 @@ def test_runs_differ_with_one_run_a_side(people: list[tuple[tuple[int, int, int]
     want = sorted(p for p, (_, change) in enumerate(people) if change != "same")
     assert sorted(_runs_differ(_frame(ent), _frame(held))["pkey"].to_list()) == want
     assert sorted(_runs_differ(_frame(held), _frame(ent))["pkey"].to_list()) == want
+
+
+@PROPERTY
+@given(people(), st.sampled_from([0, (1 << 32) - 20]))
+def test_last_held_month_is_each_persons_maximum(frames: tuple[pl.DataFrame, pl.DataFrame], far: int) -> None:
+    """_h, taken in an array by pkey (or grouped, for keys too sparse for one), is the last month
+    held for the run's person, null for someone with nothing held."""
+    ent, held = frames
+    runs = _frame([(p + far, f, t, fen) for p, f, t, fen in _as_runs(ent).iter_rows()])
+    held = _frame([(p + far, f, t, fen) for p, f, t, fen in held.iter_rows()])
+    last: dict[int, int] = {}
+    for p, _, t, _ in held.iter_rows():
+        last[p] = max(t, last.get(p, t))
+    got = _with_last_held(runs, held)
+    assert got.columns == [*runs.columns, "_h"] and got.schema["_h"] == pl.Int32
+    assert got.drop("_h").equals(runs)
+    assert got["_h"].to_list() == [last.get(p) for p in runs["pkey"].to_list()]
