@@ -148,12 +148,8 @@ def _runs_differ(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
     million runs a side took 0.6 s. Keys too sparse for that (or nulls) are compared as sets.
     """
     cols = ["pkey", "from_mi", "to_mi", "fen"]
-    if a.height == 0 or b.height == 0 or a.select(cols).null_count().row(0) != (0,) * 4 \
-            or b.select(cols).null_count().row(0) != (0,) * 4:
-        return _runs_differ_as_sets(a, b)
-    pa, pb = a["pkey"].to_numpy(), b["pkey"].to_numpy()
-    top = int(max(pa.max(), pb.max())) + 1
-    if min(pa.min(), pb.min()) < 0 or top > 2 * (a.height + b.height) + 1024:
+    top = _dense_top(a, b)
+    if top is None or a.select(cols).null_count().row(0) != (0,) * 4 or b.select(cols).null_count().row(0) != (0,) * 4:
         return _runs_differ_as_sets(a, b)
     from allowance._kernels import runs_differ_rows  # numba, loaded by validation already
 
@@ -161,6 +157,19 @@ def _runs_differ(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
     side = [f[c].to_numpy() for f in (a, b) for c in cols]
     runs_differ_rows(*side[:4], *side[4:], top, out)
     return pl.Series("pkey", np.flatnonzero(out)).cast(a.schema["pkey"]).to_frame()
+
+
+def _dense_top(*frames: pl.DataFrame) -> int | None:
+    """1 + the largest pkey of `frames` when their pkeys can index an array (none null or
+    negative, and at most about twice as many as their rows: batch's pkey is a row number);
+    None when a frame is empty or the keys are too sparse (then callers group or join)."""
+    keys = [f["pkey"] for f in frames]
+    if any(k.len() == 0 or k.null_count() for k in keys):
+        return None
+    top = max(int(k.max()) for k in keys) + 1  # type: ignore[arg-type]
+    if min(int(k.min()) for k in keys) < 0 or top > 2 * sum(f.height for f in frames) + 1024:  # type: ignore[arg-type]
+        return None
+    return top
 
 
 def _runs_differ_as_sets(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
@@ -242,16 +251,14 @@ def _with_last_held(runs: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame:
     pkey is a row number, so the maximum is taken in an array indexed by it (a group-by and a
     join of 4.4 million people took 0.8 s, this 0.2-0.3 s); keys too sparse for that are grouped.
     """
-    if runs.height and held.height and not runs["pkey"].null_count() and not held["pkey"].null_count():
-        pr, ph = runs["pkey"].to_numpy(), held["pkey"].to_numpy()
-        top = int(max(pr.max(), ph.max())) + 1
-        if min(pr.min(), ph.min()) >= 0 and top <= 2 * (runs.height + held.height) + 1024:
-            none = np.iinfo(np.int64).min
-            last = np.full(top, none, dtype=np.int64)
-            # intp and int64 take numpy's fast path of ufunc.at (mixed types: 0.85 s against 0.18 s)
-            np.maximum.at(last, ph.astype(np.intp), held["to_mi"].to_numpy().astype(np.int64))
-            h = pl.Series("_h", last[pr])
-            return runs.with_columns(pl.when(h != none).then(h).cast(held.schema["to_mi"]).alias("_h"))
+    top = _dense_top(runs, held)
+    if top is not None:
+        none = np.iinfo(np.int64).min
+        last = np.full(top, none, dtype=np.int64)
+        # intp and int64 take numpy's fast path of ufunc.at (mixed types: 0.85 s against 0.18 s)
+        np.maximum.at(last, held["pkey"].to_numpy().astype(np.intp), held["to_mi"].to_numpy().astype(np.int64))
+        h = pl.Series("_h", last[runs["pkey"].to_numpy()])
+        return runs.with_columns(pl.when(h != none).then(h).cast(held.schema["to_mi"]).alias("_h"))
     upto = held.group_by("pkey").agg(pl.col("to_mi").max().alias("_h"))
     return runs.join(upto, on="pkey", how="left")
 
