@@ -211,3 +211,42 @@ def runs_differ_rows(pa: np.ndarray, fa: np.ndarray, ta: np.ndarray, va: np.ndar
     for p in range(top):
         if count_a[p] != start[p + 1] - start[p]:
             out[p] = True
+
+
+@_jit
+def line_totals(seq: np.ndarray, from_mi: np.ndarray, to_mi: np.ndarray, n: np.ndarray, diff_fen: np.ndarray,
+                district_part: np.ndarray, reversed_: np.ndarray, held_fen: np.ndarray, ent_fen: np.ndarray,
+                vbit: np.ndarray, pkey: np.ndarray, rec: np.ndarray, o1: np.ndarray, o3: np.ndarray,
+                current_from: int, out_seq: np.ndarray, out_pkey: np.ndarray, out_rec: np.ndarray,
+                out_o1: np.ndarray, out_o3: np.ndarray, lo: np.ndarray, hi: np.ndarray, months: np.ndarray,
+                amount: np.ndarray, district: np.ndarray, any_reversed: np.ndarray, any_topup: np.ndarray,
+                any_arrears: np.ndarray, ent_min: np.ndarray, ent_max: np.ndarray, vmask: np.ndarray,
+                stop: np.ndarray) -> int:
+    """batch.per_line for pieces in line order, where a line is a run of rows with the same `seq`:
+    writes one row per line and returns how many. seq, pkey, rec, o1 and o3 are the line's
+    first piece's; `stop` is the first month whose entitlement is 0, or -1 for none."""
+    line = -1
+    for i in range(seq.size):
+        if i == 0 or seq[i] != seq[i - 1]:
+            line += 1
+            out_seq[line], out_pkey[line], out_rec[line] = seq[i], pkey[i], rec[i]
+            out_o1[line], out_o3[line] = o1[i], o3[i]
+            lo[line], hi[line] = from_mi[i], to_mi[i]
+            months[line] = amount[line] = district[line] = vmask[line] = 0
+            any_reversed[line] = any_topup[line] = any_arrears[line] = False
+            ent_min[line] = ent_max[line] = ent_fen[i]
+            stop[line] = -1
+        lo[line] = min(lo[line], from_mi[i])
+        hi[line] = max(hi[line], to_mi[i])
+        months[line] += n[i]
+        amount[line] += diff_fen[i] * n[i]
+        district[line] += district_part[i]
+        any_reversed[line] |= reversed_[i]
+        any_topup[line] |= held_fen[i] > 0 and diff_fen[i] > 0
+        any_arrears[line] |= from_mi[i] < current_from
+        ent_min[line] = min(ent_min[line], ent_fen[i])
+        ent_max[line] = max(ent_max[line], ent_fen[i])
+        vmask[line] |= vbit[i]
+        if ent_fen[i] == 0 and (stop[line] == -1 or from_mi[i] < stop[line]):
+            stop[line] = from_mi[i]
+    return line + 1
