@@ -444,21 +444,25 @@ def build_draft(
                           hukou_out_date=pl.lit(None, pl.Date), absent=pl.lit(True)),
         ]
     )
+    # Each rules version of the window as one bit: a line's versions are the OR of its pieces'.
+    vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
+    masks = {m: "+".join(v for v, bit in vbit.items() if m & bit) for m in range(1, 1 << len(vbit))}
     version_of = pl.DataFrame(
         {"from_mi": list(months),
-         "v": [rules.at(m).id for m in months],
+         "vbit": [vbit[rules.at(m).id] for m in months],
          "num": [rules.at(m).funding.municipal for m in months],
          "den": [rules.at(m).funding.municipal + rules.at(m).funding.district for m in months]},
-        schema={"from_mi": pl.Int32, "v": pl.String, "num": pl.Int64, "den": pl.Int64},
+        schema={"from_mi": pl.Int32, "vbit": pl.Int64, "num": pl.Int64, "den": pl.Int64},
     )
     # Everything up to the final order is integers keyed by pkey, which is also the row of
     # `people`: names, IDs and cards are gathered once, in line order, at the end.
     # Ranks only for the people who have a difference (all of them at a quarter, a handful on
     # most nights), each with its place in line order (district, channel, ID), so that pieces
-    # sort on one int64.
+    # sort on one int64. No text is carried past here: a piece needs only whether its person has
+    # a channel (no channel: a no-card entry, not a line).
     ranks = people.select(pl.col("pkey", "channel", "district_code", "_k").gather(differing)).select(
-        "pkey", "channel", _o1=district_rank("district_code"), _o2=channel_rank("channel"),
-        _o3=pl.col("_k"),
+        "pkey", pl.col("channel").is_not_null().alias("has_channel"), _o1=district_rank("district_code"),
+        _o2=channel_rank("channel"), _o3=pl.col("_k"),
     )
     by_place = place_order(ranks["_o1"] * 16 + ranks["_o2"], ranks["_o3"])
     place = np.empty(len(by_place), dtype=np.int64)
@@ -471,13 +475,16 @@ def build_draft(
         .join(version_of.lazy(), on="from_mi", how="left")
         .join(ranks.lazy(), on="pkey", how="left")
         .with_columns(
-            line_type=pl.when(pl.col("diff_fen") > 0).then(pl.lit("PAYMENT")).otherwise(pl.lit("RECOVERY")),
+            # a recovery line's piece: anything not paid (the line type PAYMENT or RECOVERY)
+            rec=~(pl.col("diff_fen") > 0).fill_null(False),
+            has_channel=pl.col("has_channel").fill_null(False),
             n=n.cast(pl.Int64),
             # 七(二): the district share of each month is floored, the city takes any odd fen.
             district_part=pl.col("diff_fen").sign()
             * (pl.col("diff_fen").abs() * (pl.col("den") - pl.col("num")) // pl.col("den"))
             * n,
         )
+        .drop("num", "den", "_o2")
         .collect()
     )
     if reissued.height:
@@ -491,23 +498,19 @@ def build_draft(
         d = d.with_columns(reversed=pl.lit(False))
 
     lap("attach_people")
-    is_pay = pl.col("line_type") == "PAYMENT"
     del pieces, ranks, by_place, ids
-    no_card_pieces = d.filter(is_pay & pl.col("channel").is_null())
+    no_card_pieces = d.filter(~pl.col("rec") & ~pl.col("has_channel"))
     # Lines in their final order (line type, district, channel, person: the text's order, on
     # integers), pieces by month within a line. A line is then a run of consecutive pieces,
     # numbered by counting where runs start; no hash grouping and no join back to the lines.
     # Only narrow integer columns are sorted (a sort moves every column it carries).
-    vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
-    masks = {m: "+".join(v for v, bit in vbit.items() if m & bit) for m in range(1, 1 << len(vbit))}
     line_pieces = (
         d.lazy()
-        .filter(~is_pay | pl.col("channel").is_not_null())
-        .select("pkey", (pl.col("line_type") == "RECOVERY").alias("rec"), "_o1", "_o3", "from_mi", "to_mi",
-                "n", "diff_fen", "ent_fen", "held_fen", "district_part", "reversed",
-                pl.col("v").replace_strict(vbit, return_dtype=pl.Int64).alias("vbit"),
+        .filter(pl.col("rec") | pl.col("has_channel"))
+        .select("pkey", "rec", "_o1", "_o3", "from_mi", "to_mi",
+                "n", "diff_fen", "ent_fen", "held_fen", "district_part", "reversed", "vbit",
                 # line type, then the person's place, then the month within the window
-                _k=(pl.col("line_type") == "RECOVERY").cast(pl.Int64) * (len(place) * span)
+                _k=pl.col("rec").cast(pl.Int64) * (len(place) * span)
                 + pl.col("_place") * span + (pl.col("from_mi") - window.first))
         .sort("_k")
         .with_columns(
@@ -566,6 +569,7 @@ def build_draft(
         )
         .collect()
     )
+    line_pieces = line_pieces.select("seq", "from_mi", "to_mi", "diff_fen")  # all batch_pieces needs of them
     lap("group_lines")
     line_id = pl.lit(batch_id + "-") + pl.col("seq").cast(pl.String).str.zfill(8)
     text = people.select("person_id", "name", "district_code", "channel", "card_no")
