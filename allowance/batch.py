@@ -546,8 +546,10 @@ def build_draft(
     last_paid_fen = pl.repeat(None, n_people, dtype=pl.Int64, eager=True).scatter(last_paid["pkey"],
                                                                                   last_paid["last_paid_fen"])
     ever_paid_of = pl.repeat(False, n_people, eager=True).scatter(ever_paid["pkey"], True)
+    line_rows = per_line(line_pieces, window.current_from)
+    line_pieces = line_pieces.select("seq", "from_mi", "to_mi", "diff_fen")  # all batch_pieces needs of them
     grouped = (
-        per_line(line_pieces, window.current_from)
+        line_rows
         .lazy()
         .with_columns(
             line_type=pl.when(pl.col("rec")).then(pl.lit("RECOVERY")).otherwise(pl.lit("PAYMENT")),
@@ -569,7 +571,7 @@ def build_draft(
         )
         .collect()
     )
-    line_pieces = line_pieces.select("seq", "from_mi", "to_mi", "diff_fen")  # all batch_pieces needs of them
+    del line_rows
     lap("group_lines")
     line_id = pl.lit(batch_id + "-") + pl.col("seq").cast(pl.String).str.zfill(8)
     text = people.select("person_id", "name", "district_code", "channel", "card_no")
