@@ -324,8 +324,11 @@ class Ledger:
     def _write_part(self, batch_id: str, part: str, frame: pl.DataFrame) -> tuple[str, str, int]:
         """One part of a batch as a Parquet file named by its hash, synced to disk: (file, sha256, rows)."""
         buf = io.BytesIO()
+        # No column statistics: a file holds one batch, so they could only ever skip a whole
+        # file for `where batch_id = ?`, and reading its one-value batch_id column instead costs
+        # nothing; computing min and max of 4.4 million names, IDs and cards cost 0.25 s a draft.
         frame.select(list(PART_SCHEMAS[part])).cast(PART_SCHEMAS[part]).write_parquet(
-            buf, compression="zstd", compression_level=1, row_group_size=PARQUET_ROW_GROUP_ROWS)
+            buf, compression="zstd", compression_level=1, statistics=False, row_group_size=PARQUET_ROW_GROUP_ROWS)
         data = buf.getbuffer()
         sha = hashlib.sha256(data).hexdigest()
         name = f"{batch_id}/{part}-{sha[:16]}.parquet"
