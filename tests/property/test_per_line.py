@@ -9,11 +9,13 @@ the two must be the same frame, row for row and type for type.
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from registry_strategies import PROPERTY
 
+from allowance import batch
 from allowance.batch import per_line, per_line_grouped
 
 CURRENT_FROM = 105  # months before it are arrears
@@ -49,21 +51,32 @@ def test_the_compiled_pass_is_the_group_by(pieces: pl.DataFrame) -> None:
     assert_frame_equal(got, per_line_grouped(pieces, CURRENT_FROM))
 
 
-def test_first_stop_month_and_flags_of_a_line() -> None:
+ONE_LINE = pl.DataFrame(
+    [(3, False, 2, 11, 103, 103, 1, 7500, 0, 0, 3750, False, 1, 1),
+     (3, False, 2, 11, 104, 105, 2, 15000, 0, 7500, 7500, True, 2, 1),
+     (3, False, 2, 11, 106, 106, 1, 7500, 7500, 0, 3750, False, 2, 1)],
+    schema=SCHEMA, orient="row")
+
+
+def _no_fallback(*_: object) -> pl.DataFrame:
+    raise AssertionError("per_line fell back to the group-by")
+
+
+def test_first_stop_month_and_flags_of_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """One line of three pieces, worked by hand: the kernel's own fields, not just agreement."""
-    pieces = pl.DataFrame(
-        [(3, False, 2, 11, 103, 103, 1, 7500, 0, 0, 3750, False, 1, 1),
-         (3, False, 2, 11, 104, 105, 2, 15000, 0, 7500, 7500, True, 2, 1),
-         (3, False, 2, 11, 106, 106, 1, 7500, 7500, 0, 3750, False, 2, 1)],
-        schema=SCHEMA, orient="row")
-    row = per_line(pieces, CURRENT_FROM).row(0, named=True)
+    monkeypatch.setattr(batch, "per_line_grouped", _no_fallback)  # the compiled pass is what answers
+    row = per_line(ONE_LINE, CURRENT_FROM).row(0, named=True)
     assert (row["from_mi"], row["to_mi"], row["months"]) == (103, 106, 4)
     assert (row["amount_fen"], row["district_fen"]) == (45000, 15000)
     assert (row["any_reversed"], row["any_topup"], row["any_arrears"]) == (True, True, True)
     assert (row["ent_min"], row["ent_max"], row["vmask"], row["first_stop_mi"]) == (0, 7500, 3, 103)
 
 
-def test_pieces_with_nulls_take_the_group_by() -> None:
-    pieces = pl.DataFrame([(1, False, 0, 5, 105, 105, 1, 7500, 7500, None, 3750, False, 1, 1)],
-                          schema=SCHEMA, orient="row")
-    assert_frame_equal(per_line(pieces, CURRENT_FROM), per_line_grouped(pieces, CURRENT_FROM))
+@pytest.mark.parametrize("pieces", [
+    pl.DataFrame([(1, False, 0, 5, 105, 105, 1, 7500, 7500, None, 3750, False, 1, 1)], schema=SCHEMA, orient="row"),
+    ONE_LINE.with_columns(pl.col("from_mi") - 104),  # a negative month: -1 means "no stop month" to the kernel
+    ONE_LINE.with_columns(pl.col("seq").cast(pl.Int32)),
+], ids=["null", "negative month", "other type"])
+def test_pieces_the_kernel_does_not_take_go_to_the_group_by(pieces: pl.DataFrame) -> None:
+    got = per_line(pieces, CURRENT_FROM)
+    assert_frame_equal(got, per_line_grouped(pieces, CURRENT_FROM))
