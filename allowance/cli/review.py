@@ -2,56 +2,79 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.errors import InputError, UserError
 from allowance.idcard import mask
 from allowance.ledger import Ledger
 from allowance.money import yuan
 
 app = typer.Typer(help="Review a draft: hold, reject or release people.", no_args_is_help=True)
 
-PersonOpt = Annotated[str, typer.Option("--person", help="The person's 18-character resident ID.")]
+PersonOpt = Annotated[str | None, typer.Option("--person", help="The person's 18-character resident ID.")]
+PersonsFileOpt = Annotated[Path | None, typer.Option(
+    "--persons-file", help="A text file of resident IDs, one per line (blank lines and # comments skipped): "
+    "one decision each, one rewrite of the batch, all or nothing.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the ledger).")]
 ByOpt = Annotated[str, typer.Option("--by", help="Who decided (kept in the ledger).")]
 
 
-def _decide(batch_id: str, person: str, action: str, reason: str, by: str, ledger: str, json_: bool) -> None:
+def _people(person: str | None, persons_file: Path | None) -> list[str]:
+    """The IDs named by --person or --persons-file (exactly one of them), trimmed and upper-cased."""
+    if (person is None) == (persons_file is None):
+        raise UserError("name the people with either --person ID or --persons-file FILE")
+    if person is not None:
+        return [person.strip().upper()]
+    assert persons_file is not None
+    try:
+        text = persons_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{persons_file}: cannot read the list of people ({type(e).__name__})") from None
+    ids = [ln.strip().upper() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not ids:
+        raise InputError(f"{persons_file}: names no one (one resident ID per line)")
+    return ids
+
+
+def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool) -> None:
     with Ledger.use(ledger) as led:
-        b = led.review(batch_id, person.strip().upper(), action, reason, by)
+        b = led.review(batch_id, people if len(people) > 1 else people[0], action, reason, by)
+    who = mask(people[0]) if len(people) == 1 else f"{len(set(people))} people"
     if json_:
-        emit_json({"batch_id": batch_id, "action": action, "person": mask(person), "lines": b["lines"],
-                   "amount_fen": b["amount_fen"]})
+        named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(set(people))}
+        emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"]})
     else:
-        typer.echo(f"{action.lower()} {mask(person)} in {batch_id}: now {b['lines']} payment lines, "
+        typer.echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")
 
 
 @app.command("hold")
 @errors_as_messages
-def hold(batch_id: Annotated[str, typer.Argument()], person: PersonOpt, reason: ReasonOpt, by: ByOpt,
-         ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
-    """Hold a person's payment (pending a check) in this draft and every run until released."""
-    _decide(batch_id, person, "HOLD", reason, by, str(ledger), json_)
+def hold(batch_id: Annotated[str, typer.Argument()], reason: ReasonOpt, by: ByOpt, person: PersonOpt = None,
+         persons_file: PersonsFileOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Hold people's payments (pending a check) in this draft and every run until released."""
+    _decide(batch_id, _people(person, persons_file), "HOLD", reason, by, str(ledger), json_)
 
 
 @app.command("reject")
 @errors_as_messages
-def reject(batch_id: Annotated[str, typer.Argument()], person: PersonOpt, reason: ReasonOpt, by: ByOpt,
-           ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
-    """Reject a person as not entitled (资格审定), from this draft on, until released."""
-    _decide(batch_id, person, "REJECT", reason, by, str(ledger), json_)
+def reject(batch_id: Annotated[str, typer.Argument()], reason: ReasonOpt, by: ByOpt, person: PersonOpt = None,
+           persons_file: PersonsFileOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Reject people as not entitled (资格审定), from this draft on, until released."""
+    _decide(batch_id, _people(person, persons_file), "REJECT", reason, by, str(ledger), json_)
 
 
 @app.command("release")
 @errors_as_messages
 def release(batch_id: Annotated[str, typer.Argument(help="The draft the release is recorded against.")],
-            person: PersonOpt, reason: ReasonOpt, by: ByOpt,
+            reason: ReasonOpt, by: ByOpt, person: PersonOpt = None, persons_file: PersonsFileOpt = None,
             ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """Lift a hold or rejection; the next run pays what was held, as arrears."""
-    _decide(batch_id, person, "RELEASE", reason, by, str(ledger), json_)
+    _decide(batch_id, _people(person, persons_file), "RELEASE", reason, by, str(ledger), json_)
 
 
 @app.command("list")

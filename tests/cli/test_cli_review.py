@@ -1,0 +1,97 @@
+"""`allowance review hold|reject|release`: one person, or a district's list from a file.
+
+What must hold: a list is the same as its people reviewed one by one (lines, totals, decisions),
+in one transaction; a list naming anyone with nothing in the draft changes nothing; IDs are
+masked in what is printed; a bad option or file is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
+
+from allowance.ledger import Ledger
+
+
+def _drafted(folder: Path) -> tuple[Path, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    led = folder / "ledger.duckdb"
+    reg = write_sample(folder / "registry.parquet")
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    res = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))
+    return led, res["batch_id"]
+
+
+def _state(led: Path, bid: str) -> tuple[set[str], set[str], int, int, list[tuple[str, str, str]]]:
+    """Who has a line and who a no-card entry, the batch's totals, and its decisions."""
+    with Ledger.use(led, read_only=True) as lg:
+        lines = set(lg.part(bid, "lines")["person_id"].to_list())
+        no_card = set(lg.df("select person_id from batch_no_card where batch_id = ?", [bid])["person_id"].to_list())
+        b = lg.batch(bid)
+        decisions = [(r["person_id"], r["action"], r["reason"]) for r in lg.decisions(bid).iter_rows(named=True)]
+    return lines, no_card, b["lines"], b["amount_fen"], decisions
+
+
+def _paid_and_unpaid(led: Path, bid: str) -> tuple[list[str], list[str]]:
+    lines, no_card, *_ = _state(led, bid)
+    return sorted(lines), sorted(no_card)
+
+
+def test_a_list_is_its_people_one_by_one(isolated: Path) -> None:
+    one_led, one_bid = _drafted(isolated / "one")
+    list_led, list_bid = _drafted(isolated / "list")
+    assert one_bid == list_bid
+    paid, unpaid = _paid_and_unpaid(one_led, one_bid)
+    people = [paid[0], paid[3], unpaid[0]]  # two with lines, one listed for a card only
+    for p in people:
+        ok(cli("review", "hold", one_bid, "--person", p, "--reason", "checking", "--by", "区民政", "--ledger", one_led))
+    listed = isolated / "people.txt"
+    listed.write_text(f"# 黄浦区 list\n{people[0]}\n\n  {people[1].lower()}  \n{people[2]}\n{people[0]}\n",
+                      encoding="utf-8")
+    res = ok(cli("review", "hold", list_bid, "--persons-file", listed, "--reason", "checking", "--by", "区民政",
+                 "--ledger", list_led))
+    assert res.stdout.startswith(f"hold 3 people in {list_bid}: now ")
+    one, many = _state(one_led, one_bid), _state(list_led, list_bid)
+    assert one[:4] == many[:4]
+    assert not set(people) & (many[0] | many[1])  # nobody held keeps a line or a no-card entry
+    assert sorted(one[4]) == sorted(many[4]) == sorted((p, "HOLD", "checking") for p in people)
+
+
+def test_a_list_naming_someone_not_in_the_draft_changes_nothing(isolated: Path) -> None:
+    led, bid = _drafted(isolated / "l")
+    paid, _ = _paid_and_unpaid(led, bid)
+    stranger = sample_rows(40)[35]["person_id"]  # a valid ID that is not in this registry
+    listed = isolated / "people.txt"
+    listed.write_text(f"{paid[0]}\n{stranger}\n", encoding="utf-8")
+    before = _state(led, bid)
+    line = user_error(cli("review", "reject", bid, "--persons-file", listed, "--reason", "x", "--by", "y",
+                          "--ledger", led), "no line for 1 of the 2 people", "nothing to reject")
+    assert stranger not in line and stranger[:6] + "********" + stranger[-4:] in line  # masked
+    assert _state(led, bid) == before
+
+
+def test_one_person_json_is_masked(isolated: Path) -> None:
+    led, bid = _drafted(isolated / "l")
+    paid, _ = _paid_and_unpaid(led, bid)
+    before = _state(led, bid)
+    res = ok_json(cli("review", "hold", bid, "--person", paid[1], "--reason", "x", "--by", "y", "--ledger", led,
+                      "--json"))
+    assert res["person"] == paid[1][:6] + "********" + paid[1][-4:]
+    assert res["lines"] == before[2] - 1 and res["amount_fen"] < before[3]
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ((), "either --person ID or --persons-file FILE"),
+    (("--person", "X", "--persons-file", "people.txt"), "either --person ID or --persons-file FILE"),
+    (("--persons-file", "missing.txt"), "missing.txt: cannot read the list of people"),
+    (("--persons-file", "empty.txt"), "empty.txt: names no one"),
+])
+def test_who_is_named_badly(isolated: Path, extra: tuple[str, ...], fragment: str) -> None:
+    led, bid = _drafted(isolated / "l")
+    (isolated / "empty.txt").write_text("# nobody yet\n\n", encoding="utf-8")
+    before = _state(led, bid)
+    user_error(cli("review", "hold", bid, *extra, "--reason", "x", "--by", "y", "--ledger", led), fragment)
+    assert _state(led, bid) == before
