@@ -580,12 +580,16 @@ class Ledger:
                     f"{len(missing)} of the {len(ids)} people (e.g. {', '.join(idcard.mask(p) for p in missing[:3])})")
                 raise LedgerError(f"batch {batch_id} has no line for {who}; nothing to {action.lower()}")
             did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
-            now = _now()
-            self.con.executemany(
-                "insert into decisions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[did + i, batch_id, p, found.get(p), action, b["first_month"] or 0, None, reason, by, now]
-                 for i, p in enumerate(ids)],
-            )
+            # One insert of all the decisions (a row-by-row insert of a 20 000-person list took seconds).
+            self.insert_frame("decisions", pl.DataFrame(
+                {"decision_id": range(did, did + len(ids)), "batch_id": batch_id, "person_id": ids,
+                 "district_code": [found.get(p) for p in ids], "action": action,
+                 "from_month": b["first_month"] or 0, "to_month": None, "reason": reason, "decided_by": by,
+                 "decided_at": _now()},
+                schema={"decision_id": pl.Int64, "batch_id": pl.String, "person_id": pl.String,
+                        "district_code": pl.String, "action": pl.String, "from_month": pl.Int32,
+                        "to_month": pl.Int32, "reason": pl.String, "decided_by": pl.String,
+                        "decided_at": pl.Datetime("us")}))
             if action in ("HOLD", "REJECT"):
                 # The batch's files are immutable: new ones without the people replace them.
                 others = ~pl.col("person_id").is_in(ids)
