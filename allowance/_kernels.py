@@ -1,6 +1,6 @@
 """The compiled kernels (numba). Most read rows lo..hi-1 of an Arrow string-view column for
-bytescan (and idcard, registry) and write their answers for them in place; `runs_differ_rows`
-compares two sides' runs of months for batch.
+bytescan (and idcard, registry) and write their answers for them in place; two serve batch:
+`runs_differ_rows` compares two sides' runs of months, `line_totals` totals pieces into lines.
 
 A string-view column (the layout polars keeps its text in, handed over without a copy) has one
 16-byte view per row: the text's length, then the text itself when it is 12 bytes or shorter,

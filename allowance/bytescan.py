@@ -59,10 +59,6 @@ def in_blocks(n: int, kernel: Callable[[int, int], None]) -> None:
         list(pool.map(lambda lo: kernel(lo, min(lo + BLOCK, n)), range(0, n, BLOCK)))
 
 
-def _null_where_null(s: pl.Series, result: pl.Series) -> pl.Series:
-    return result if not s.null_count() else pl.select(pl.when(s.is_not_null()).then(result)).to_series()
-
-
 def _flags(s: pl.Series, kernel: Callable[..., None]) -> pl.Series:
     """A boolean per row of `s` from a kernel over its views (null where `s` is null)."""
     v = string_views(s)

@@ -565,6 +565,7 @@ class Ledger:
             b = self.batch(batch_id)
             if b["status"] != "draft":
                 raise LedgerError(f"batch {batch_id} is {b['status']}; only a draft can be reviewed")
+            # The named people, visible to SQL while they are looked up and taken out of the draft.
             with self._registered(_review_ids=pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String})):
                 found = dict(self.run(
                     "select person_id, min(district_code) from ("
@@ -574,30 +575,31 @@ class Ledger:
                     "and person_id in (select person_id from _review_ids)) group by person_id",
                     [batch_id, batch_id],
                 ))
-            missing = [p for p in ids if p not in found]
-            if action != "RELEASE" and missing:
-                who = "that person" if len(ids) == 1 else (
-                    f"{len(missing)} of the {len(ids)} people (e.g. {', '.join(idcard.mask(p) for p in missing[:3])})")
-                raise LedgerError(f"batch {batch_id} has no line for {who}; nothing to {action.lower()}")
-            did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
-            # One insert of all the decisions (a row-by-row insert of a 20 000-person list took seconds).
-            self.insert_frame("decisions", pl.DataFrame(
-                {"decision_id": range(did, did + len(ids)), "batch_id": batch_id, "person_id": ids,
-                 "district_code": [found.get(p) for p in ids], "action": action,
-                 "from_month": b["first_month"] or 0, "to_month": None, "reason": reason, "decided_by": by,
-                 "decided_at": _now()},
-                schema={"decision_id": pl.Int64, "batch_id": pl.String, "person_id": pl.String,
-                        "district_code": pl.String, "action": pl.String, "from_month": pl.Int32,
-                        "to_month": pl.Int32, "reason": pl.String, "decided_by": pl.String,
-                        "decided_at": pl.Datetime("us")}))
-            if action in ("HOLD", "REJECT"):
-                # The batch's files are immutable: new ones without the people replace them.
-                others = ~pl.col("person_id").is_in(ids)
-                self._store_parts(batch_id, {part: self.part(batch_id, part).filter(others) for part in PART_SCHEMAS})
-                with self._registered(_review_ids=pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String})):
+                missing = [p for p in ids if p not in found]
+                if action != "RELEASE" and missing:
+                    who = "that person" if len(ids) == 1 else (
+                        f"{len(missing)} of the {len(ids)} people "
+                        f"(e.g. {', '.join(idcard.mask(p) for p in missing[:3])})")
+                    raise LedgerError(f"batch {batch_id} has no line for {who}; nothing to {action.lower()}")
+                did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
+                # One insert of all the decisions (row by row, a 20 000-person list took seconds).
+                self.insert_frame("decisions", pl.DataFrame(
+                    {"decision_id": range(did, did + len(ids)), "batch_id": batch_id, "person_id": ids,
+                     "district_code": [found.get(p) for p in ids], "action": action,
+                     "from_month": b["first_month"] or 0, "to_month": None, "reason": reason, "decided_by": by,
+                     "decided_at": _now()},
+                    schema={"decision_id": pl.Int64, "batch_id": pl.String, "person_id": pl.String,
+                            "district_code": pl.String, "action": pl.String, "from_month": pl.Int32,
+                            "to_month": pl.Int32, "reason": pl.String, "decided_by": pl.String,
+                            "decided_at": pl.Datetime("us")}))
+                if action in ("HOLD", "REJECT"):
+                    # The batch's files are immutable: new ones without the people replace them.
+                    others = ~pl.col("person_id").is_in(ids)
+                    self._store_parts(batch_id,
+                                      {part: self.part(batch_id, part).filter(others) for part in PART_SCHEMAS})
                     self.run("delete from batch_no_card where batch_id=? and person_id in "
                              "(select person_id from _review_ids)", [batch_id])
-                self._refresh_totals(batch_id)
+                    self._refresh_totals(batch_id)
             detail: dict[str, Any] = {"reason": reason} if len(ids) == 1 else {"reason": reason, "people": len(ids)}
             seq = self._bump(f"review_{action.lower()}", batch_id, by, detail)
             if action in ("HOLD", "REJECT"):

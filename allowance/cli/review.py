@@ -37,15 +37,15 @@ def _people(person: str | None, persons_file: Path | None) -> list[str]:
     ids = [ln.strip().upper() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not ids:
         raise InputError(f"{persons_file}: names no one (one resident ID per line)")
-    return ids
+    return list(dict.fromkeys(ids))  # each person once, in the file's order
 
 
 def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool) -> None:
     with Ledger.use(ledger) as led:
-        b = led.review(batch_id, people if len(people) > 1 else people[0], action, reason, by)
-    who = mask(people[0]) if len(people) == 1 else f"{len(set(people))} people"
+        b = led.review(batch_id, people, action, reason, by)
+    who = mask(people[0]) if len(people) == 1 else f"{len(people)} people"
     if json_:
-        named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(set(people))}
+        named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"]})
     else:
         typer.echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "

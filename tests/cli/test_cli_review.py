@@ -45,15 +45,15 @@ def test_a_list_is_its_people_one_by_one(isolated: Path) -> None:
     list_led, list_bid = _drafted(isolated / "list")
     assert one_bid == list_bid
     paid, unpaid = _paid_and_unpaid(one_led, one_bid)
-    people = [paid[0], paid[3], unpaid[0]]  # two with lines, one listed for a card only
+    people = [paid[0], paid[3], unpaid[0], unpaid[1]]  # two with lines, two listed for a card only
     for p in people:
         ok(cli("review", "hold", one_bid, "--person", p, "--reason", "checking", "--by", "区民政", "--ledger", one_led))
     listed = isolated / "people.txt"
-    listed.write_text(f"# 黄浦区 list\n{people[0]}\n\n  {people[1].lower()}  \n{people[2]}\n{people[0]}\n",
+    listed.write_text(f"# 黄浦区 list\n{people[0]}\n\n  {people[1].lower()}  \n{people[2]}\n{people[3]}\n{people[0]}\n",
                       encoding="utf-8")
     res = ok(cli("review", "hold", list_bid, "--persons-file", listed, "--reason", "checking", "--by", "区民政",
                  "--ledger", list_led))
-    assert res.stdout.startswith(f"hold 3 people in {list_bid}: now ")
+    assert res.stdout.startswith(f"hold 4 people in {list_bid}: now ")
     one, many = _state(one_led, one_bid), _state(list_led, list_bid)
     assert one[:4] == many[:4]
     assert not set(people) & (many[0] | many[1])  # nobody held keeps a line or a no-card entry
