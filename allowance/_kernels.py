@@ -12,7 +12,7 @@ the Arrow array alive while a kernel runs (bytescan.Views).
 Compiled on first use and cached beside this file (about 2 s once per checkout). When no cache
 folder can be written (a read-only install and home), they are compiled in memory each run
 instead, with a warning, rather than failing. They run without the GIL, so two threads take
-blocks of rows in turn (bytescan.in_blocks). This module is imported only where a kernel is
+blocks of rows in turn (bytescan.over_rows). This module is imported only where a kernel is
 called: importing numba costs about 0.3 s, which commands that validate nothing (publish,
 review, ledger check) do not pay.
 """

@@ -38,7 +38,8 @@ class Views:
 
 
 def string_views(s: pl.Series) -> Views:
-    """The column's Arrow string views, as polars holds them (one rechunk at most, no text copied)."""
+    """The column's Arrow string views, as polars holds them (no text copied; the views are copied
+    into one array when `s` has several chunks: over_rows hands each chunk over by itself)."""
     arr = s.to_arrow(compat_level=pl.CompatLevel.newest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -53,17 +54,30 @@ def string_views(s: pl.Series) -> Views:
     return Views(arr, views, bufs[1].address + 16 * arr.offset, buffers)
 
 
-def in_blocks(n: int, kernel: Callable[[int, int], None]) -> None:
-    """kernel(lo, hi) over rows 0..n-1 in blocks, two threads."""
+def over_rows(s: pl.Series, kernel: Callable[..., None], outs: list[np.ndarray]) -> None:
+    """kernel(views..., lo, hi, *outs) over every row of `s`, chunk by chunk, in blocks on two threads.
+
+    polars holds a column read from Parquet as one chunk per row group; each chunk's views are
+    handed over as they are, and the kernel writes into the slice of `outs` for that chunk's rows.
+    Making one array of a column's chunks first cost a copy of every view: 0.2 s for 15 million
+    IDs, 10-20 ms for each block of names and cards.
+    """
+    tasks: list[tuple[Views, int, int, list[np.ndarray]]] = []
+    start = 0
+    for chunk in s.get_chunks():
+        n = chunk.len()
+        v = string_views(chunk)
+        mine = [o[start : start + n] for o in outs]
+        tasks += [(v, lo, min(lo + BLOCK, n), mine) for lo in range(0, n, BLOCK)]
+        start += n
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda lo: kernel(lo, min(lo + BLOCK, n)), range(0, n, BLOCK)))
+        list(pool.map(lambda t: kernel(*t[0].args, t[1], t[2], *t[3]), tasks))
 
 
 def _flags(s: pl.Series, kernel: Callable[..., None]) -> pl.Series:
     """A boolean per row of `s` from a kernel over its views (null where `s` is null)."""
-    v = string_views(s)
     out = np.empty(s.len(), dtype=np.bool_)
-    in_blocks(s.len(), lambda lo, hi: kernel(*v.args, lo, hi, out))
+    over_rows(s, kernel, [out])
     ok = pl.Series(s.name, out, dtype=pl.Boolean)
     return ok if not s.null_count() else pl.select(pl.when(s.is_not_null()).then(ok)).to_series().alias(s.name)
 

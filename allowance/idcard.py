@@ -11,7 +11,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from allowance.bytescan import in_blocks, string_views
+from allowance.bytescan import over_rows
 
 WEIGHTS: tuple[int, ...] = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK_CHARS = "10X98765432"  # index = (sum of weighted digits) mod 11
@@ -69,6 +69,9 @@ def id_birth_expr(col: str = "person_id") -> pl.Expr:
     return pl.col(col).str.slice(6, 8).str.to_date("%Y%m%d", strict=False)
 
 
+ID_FIELDS = ("id_shape_ok", "id_checksum_ok", "id_date_ok", "id_birth", "id_key")
+
+
 def parse_ids(ids: pl.Series) -> pl.DataFrame:
     """Every check on normalised 18-character IDs at once, over the column's bytes (no Python loop).
 
@@ -76,6 +79,14 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
     when the birth date written inside is a real date and `id_birth` that date (null otherwise),
     and `id_key`, all 18 characters as one int64 (a cheap, exact key for finding duplicates). Rows
     that are null or not 18 bytes long have shape_ok false and nulls elsewhere.
+    """
+    return id_frame(parse_id_arrays(ids))
+
+
+def parse_id_arrays(ids: pl.Series) -> list[np.ndarray]:
+    """`parse_ids` as numpy arrays, one per name of ID_FIELDS (id_birth as days since 1970; a
+    value where its flag is false means nothing). A caller can mend rows in place before
+    `id_frame` (validation re-parses the few IDs it repairs), with no copy of a 15-million column.
 
     Each ID is read once by a compiled kernel (`_kernels.parse_id_rows`), writing its row of the results in
     place, in blocks on two threads. It replaced numpy over an (rows, 18) byte matrix, whose
@@ -84,17 +95,21 @@ def parse_ids(ids: pl.Series) -> pl.DataFrame:
     from allowance._kernels import parse_id_rows  # numba is imported on first use, not by every command
 
     n = ids.len()
-    v = string_views(ids)
     out = [np.empty(n, dtype=np.bool_) for _ in range(3)] + [np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int64)]
-    in_blocks(n, lambda lo, hi: parse_id_rows(*v.args, lo, hi, *out))
+    over_rows(ids, parse_id_rows, out)
     if ids.null_count():
         present = ids.is_not_null().to_numpy()
         for flag in out[:3]:
             flag &= present  # a null's bytes (if any) are no ID
-    names = ("id_shape_ok", "id_checksum_ok", "id_date_ok", "id_birth", "id_key")
+    return out
+
+
+def id_frame(arrays: list[np.ndarray]) -> pl.DataFrame:
+    """The frame `parse_ids` returns, from `parse_id_arrays`' arrays."""
     dtypes = (pl.Boolean, pl.Boolean, pl.Boolean, pl.Int32, pl.Int64)
-    return pl.DataFrame({k: pl.Series(c, dtype=t) for k, c, t in zip(names, out, dtypes, strict=True)}).select(
-        *names[:3],
+    cols = {k: pl.Series(c, dtype=t) for k, c, t in zip(ID_FIELDS, arrays, dtypes, strict=True)}
+    return pl.DataFrame(cols).select(
+        *ID_FIELDS[:3],
         pl.when(pl.col("id_date_ok")).then(pl.col("id_birth").cast(pl.Date)).alias("id_birth"),
         pl.when(pl.col("id_shape_ok")).then(pl.col("id_key")).alias("id_key"),
     )

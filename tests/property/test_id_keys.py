@@ -71,3 +71,20 @@ def test_birth_date_inside_the_id(parts: list[tuple[str, str, str, str]]) -> Non
     for (_, digits, _, _), ok, birth in zip(parts, parsed["id_date_ok"], parsed["id_birth"], strict=True):
         assert birth == _real_date(digits), digits
         assert bool(ok) == (birth is not None), digits
+
+
+@PROPERTY
+@given(st.lists(st.lists(st.one_of(st.none(), ID_LIKE), max_size=8), min_size=1, max_size=6), st.integers(0, 4))
+def test_a_column_in_chunks_parses_as_one(chunks: list[list[str | None]], skip: int) -> None:
+    """Validation reads the ID column in one chunk per Parquet row group, and the kernel is handed
+    each chunk by itself: every row's result must land on that row, whatever the chunking, and a
+    sliced chunk must be read from its own rows."""
+    pieces = [pl.Series(c, dtype=pl.String) for c in chunks]
+    chunked = pl.concat(pieces, rechunk=False).slice(skip)
+    whole = pl.Series([v for c in chunks for v in c], dtype=pl.String).slice(skip)
+    assert chunked.n_chunks() >= 1
+    assert idcard.parse_ids(chunked).equals(idcard.parse_ids(whole))
+    for text, key in zip(whole, idcard.parse_ids(chunked)["id_key"], strict=True):
+        well_formed = (text is not None and len(text) == 18 and text[:17].isascii() and text[:17].isdigit()
+                       and text[17] in "0123456789X")
+        assert (key is not None) == well_formed, text
