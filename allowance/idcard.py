@@ -10,6 +10,7 @@ import datetime as dt
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from allowance.bytescan import over_rows
 
@@ -105,21 +106,34 @@ def parse_id_arrays(ids: pl.Series) -> list[np.ndarray]:
 
 
 def id_frame(arrays: list[np.ndarray]) -> pl.DataFrame:
-    """The frame `parse_ids` returns, from `parse_id_arrays`' arrays."""
-    dtypes = (pl.Boolean, pl.Boolean, pl.Boolean, pl.Int32, pl.Int64)
-    cols = {k: pl.Series(c, dtype=t) for k, c, t in zip(ID_FIELDS, arrays, dtypes, strict=True)}
-    return pl.DataFrame(cols).select(
-        *ID_FIELDS[:3],
-        pl.when(pl.col("id_date_ok")).then(pl.col("id_birth").cast(pl.Date)).alias("id_birth"),
-        pl.when(pl.col("id_shape_ok")).then(pl.col("id_key")).alias("id_key"),
-    )
+    """The frame `parse_ids` returns, from `parse_id_arrays`' arrays (the numbers are not copied:
+    the date and the key are handed to polars with their flags as the null mask)."""
+    shape_ok, checksum_ok, date_ok, days, key = arrays
+    return pl.DataFrame({
+        "id_shape_ok": pl.Series(shape_ok, dtype=pl.Boolean),
+        "id_checksum_ok": pl.Series(checksum_ok, dtype=pl.Boolean),
+        "id_date_ok": pl.Series(date_ok, dtype=pl.Boolean),
+        "id_birth": _masked(days, date_ok, pa.date32()),
+        "id_key": _masked(key, shape_ok, pa.int64()),
+    })
+
+
+def _masked(values: np.ndarray, valid: np.ndarray, dtype: pa.DataType) -> pl.Series:
+    """`values` as a polars column, null where `valid` is false, its numbers used where they lie."""
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pl.Series(pa.Array.from_buffers(dtype, len(values), [bitmap, pa.py_buffer(values)]))
+
+
+def repeated_keys(keys: np.ndarray) -> np.ndarray:
+    """The keys that occur more than once in `keys` (int64, sorted here in place: pass a copy)."""
+    keys.sort()
+    return np.unique(keys[1:][keys[1:] == keys[:-1]])
 
 
 def duplicated(keys: pl.Series) -> pl.Series:
     """True where a non-null integer key occurs more than once: sort once, then look up the few
     repeated keys (hashing 15 million keys costs several times the sort)."""
-    k = np.sort(keys.drop_nulls().to_numpy())
-    repeated = np.unique(k[1:][k[1:] == k[:-1]])
+    repeated = repeated_keys(keys.drop_nulls().to_numpy().copy())
     return keys.is_in(pl.Series(repeated, dtype=keys.dtype).implode()).fill_null(False)
 
 

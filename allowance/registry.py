@@ -260,10 +260,12 @@ def validate(
         for whole, mended in zip(parsed, idcard.parse_id_arrays(norm), strict=True):
             whole[at] = mended
         repaired = pl.DataFrame({"row": redo, "person_id": norm, "legacy": legacy})
+    # Duplicates: the well-formed keys sorted once, then the few repeated ones looked up.
+    repeated = pl.Series(idcard.repeated_keys(parsed[4][parsed[0]]), dtype=pl.Int64)
     ids = idcard.id_frame(parsed)
     del parsed
     id_part = pl.concat([person_raw.to_frame(), ids], how="horizontal").with_columns(
-        id_duplicated=idcard.duplicated(ids["id_key"]))
+        id_duplicated=ids["id_key"].is_in(repeated.implode()).fill_null(False))
     del person_raw, ids
     checks = _checks(as_of, textual)
     trim = _text_fix(pl.String)
