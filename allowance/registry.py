@@ -146,11 +146,13 @@ def _rebuilt_where(s: pl.Series, where: pl.Series, fix: Callable[[pl.Series], pl
 
 
 def _judged(
-    s: pl.Series, judge: Callable[[pl.Series], pl.Series], fix: Callable[[pl.Series], pl.Series]
+    s: pl.Series, judge: Callable[[pl.Series], pl.Series], fix: Callable[[pl.Series], pl.Series],
+    ok: pl.Series | None = None,
 ) -> tuple[pl.Series, pl.Series]:
     """(`s` with `fix` applied where `judge` fails, `judge` of the result): the column is judged
-    once, and only its failing rows (a handful per million) are repaired and judged again."""
-    ok = judge(s)
+    once (or was, when `ok` is given), and only its failing rows (a handful per million) are
+    repaired and judged again."""
+    ok = judge(s) if ok is None else ok
     idx = (~ok).fill_null(False).arg_true()
     if idx.len() == 0:
         return s, ok
@@ -280,17 +282,22 @@ def validate(
     clean_parts: list[pl.DataFrame] = []
     bad_parts: list[pl.DataFrame] = []
     legacy_clean = 0
+    as_read = {c: pl.col(c) if c in coded else _as_text(schema, c) for c in ("district_code", "channel", "card_no")}
     for start in range(0, max(n, 1), block_rows):
         base = lf.slice(start, block_rows).select(
             name=pl.col("name") if raw_name else _as_text(schema, "name"),
-            **{c: pl.col(c) if c in coded else _as_text(schema, c) for c in ("district_code", "channel", "card_no")},
+            **as_read,
             **{f"{c}_raw": _as_text(schema, c) for c in textual},
             **{c: _as_date(schema, c) for c in DATE_COLUMNS},
+            # judged as the block is read: polars runs these beside the other columns' decoding
+            district_known=as_read["district_code"].is_in(DISTRICT_CODES),
+            channel_known=as_read["channel"].is_in(channels),
         ).collect()
         # Each is judged once on the text as read (a known code; digits only), and again only
         # where it was repaired: the checks below use these judgements, not a second scan.
-        district, district_ok = _judged(base["district_code"], lambda v: v.is_in(DISTRICT_CODES), trim)
-        channel, channel_ok = _judged(base["channel"], lambda v: v.is_in(channels), trim)
+        district, district_ok = _judged(base["district_code"], lambda v: v.is_in(DISTRICT_CODES), trim,
+                                        base["district_known"])
+        channel, channel_ok = _judged(base["channel"], lambda v: v.is_in(channels), trim, base["channel_known"])
         card, card_digits = _judged(
             base["card_no"], digits_only,
             lambda v: trim(v).str.replace_all(" ", "", literal=True))
