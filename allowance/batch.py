@@ -523,10 +523,11 @@ def build_draft(
         .collect()
     )
     del d  # the pieces above carry everything still needed from it
-    # Sorted a column at a time, each let go as soon as its sorted copy exists: a sort of the
-    # whole frame held it, its sorted copy and the sort's own buffers at once (0.9 GB over the
-    # draft at a 15.35M quarter, its peak). Each sorted column is one chunk, which the line
-    # totals' kernel then reads without a copy.
+    # Sorted five columns at a time, each group let go as soon as its sorted copy exists: a sort
+    # of the whole frame held it, its sorted copy and the sort's own buffers at once (0.9 GB over
+    # the draft at a 15.35M quarter, its peak). A group is made one chunk before its gather (a
+    # gather over the 88 chunks the pieces come in took 2.3 s, against 0.65 s); each sorted
+    # column is then one chunk too, which the line totals' kernel reads without a copy.
     order = unsorted["_k"].rechunk().arg_sort()
     by_line: dict[str, pl.Series] = {}
     names = unsorted.columns
