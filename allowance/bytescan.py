@@ -38,11 +38,10 @@ class Views:
 
 
 def string_views(s: pl.Series) -> Views:
-    """The column's Arrow string views, as polars holds them (no text copied; the views are copied
-    into one array when `s` has several chunks: over_rows hands each chunk over by itself)."""
+    """The column's Arrow string views, as polars holds them (no text copied). polars hands a
+    column of several chunks over as one array, copying every view into it: over_rows gives each
+    chunk by itself."""
     arr = s.to_arrow(compat_level=pl.CompatLevel.newest())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
     if arr.type != pa.string_view():
         arr = arr.cast(pa.string_view())
     bufs = arr.buffers()

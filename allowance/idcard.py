@@ -130,10 +130,12 @@ def repeated_keys(keys: np.ndarray) -> np.ndarray:
     return np.unique(keys[1:][keys[1:] == keys[:-1]])
 
 
-def duplicated(keys: pl.Series) -> pl.Series:
+def duplicated(keys: pl.Series, repeated: np.ndarray | None = None) -> pl.Series:
     """True where a non-null integer key occurs more than once: sort once, then look up the few
-    repeated keys (hashing 15 million keys costs several times the sort)."""
-    repeated = repeated_keys(keys.drop_nulls().to_numpy().copy())
+    repeated keys (hashing 15 million keys costs several times the sort). `repeated` is
+    `repeated_keys` of the same keys, when the caller has them (validation, from the parse)."""
+    if repeated is None:
+        repeated = repeated_keys(keys.drop_nulls().to_numpy().copy())
     return keys.is_in(pl.Series(repeated, dtype=keys.dtype).implode()).fill_null(False)
 
 

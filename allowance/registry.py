@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -266,12 +267,12 @@ def validate(
         for whole, mended in zip(parsed, idcard.parse_id_arrays(norm), strict=True):
             whole[at] = mended
         repaired = pl.DataFrame({"row": redo, "person_id": norm, "legacy": legacy})
-    # Duplicates: the well-formed keys sorted once, then the few repeated ones looked up.
-    repeated = pl.Series(idcard.repeated_keys(parsed[4][parsed[0]]), dtype=pl.Int64)
+    # Duplicates among the well-formed keys, taken from the parse's own arrays.
+    repeated = idcard.repeated_keys(parsed[4][parsed[0]])
     ids = idcard.id_frame(parsed)
     del parsed
     id_part = pl.concat([person_raw.to_frame(), ids], how="horizontal").with_columns(
-        id_duplicated=ids["id_key"].is_in(repeated.implode()).fill_null(False))
+        id_duplicated=idcard.duplicated(ids["id_key"], repeated))
     del person_raw, ids
     checks = _checks(as_of, textual)
     trim = _text_fix(pl.String)
@@ -287,6 +288,14 @@ def validate(
     bad_parts: list[pl.DataFrame] = []
     legacy_clean = 0
     as_read = {c: pl.col(c) if c in coded else _as_text(schema, c) for c in ("district_code", "channel", "card_no")}
+    # A known district or channel: one test, over the column as read (an expression in the
+    # block's read) and over the few repaired values (a Series) alike.
+    def known_district(v: pl.Expr | pl.Series) -> Any:
+        return v.is_in(DISTRICT_CODES)
+
+    def known_channel(v: pl.Expr | pl.Series) -> Any:
+        return v.is_in(channels)
+
     for start in range(0, max(n, 1), block_rows):
         base = lf.slice(start, block_rows).select(
             name=pl.col("name") if raw_name else _as_text(schema, "name"),
@@ -294,14 +303,13 @@ def validate(
             **{f"{c}_raw": _as_text(schema, c) for c in textual},
             **{c: _as_date(schema, c) for c in DATE_COLUMNS},
             # judged as the block is read: polars runs these beside the other columns' decoding
-            district_known=as_read["district_code"].is_in(DISTRICT_CODES),
-            channel_known=as_read["channel"].is_in(channels),
+            district_known=known_district(as_read["district_code"]),
+            channel_known=known_channel(as_read["channel"]),
         ).collect()
         # Each is judged once on the text as read (a known code; digits only), and again only
         # where it was repaired: the checks below use these judgements, not a second scan.
-        district, district_ok = _judged(base["district_code"], lambda v: v.is_in(DISTRICT_CODES), trim,
-                                        base["district_known"])
-        channel, channel_ok = _judged(base["channel"], lambda v: v.is_in(channels), trim, base["channel_known"])
+        district, district_ok = _judged(base["district_code"], known_district, trim, base["district_known"])
+        channel, channel_ok = _judged(base["channel"], known_channel, trim, base["channel_known"])
         card, card_digits = _judged(
             base["card_no"], digits_only,
             lambda v: trim(v).str.replace_all(" ", "", literal=True))
