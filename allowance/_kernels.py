@@ -250,3 +250,89 @@ def line_totals(seq: np.ndarray, from_mi: np.ndarray, to_mi: np.ndarray, n: np.n
         if ent_fen[i] == 0 and (stop[line] == -1 or from_mi[i] < stop[line]):
             stop[line] = from_mi[i]
     return line + 1
+
+
+# XXH64 (Yann Collet's xxHash, 64-bit; the reference's constants and steps): a stable hash,
+# the same on every machine and in every version, so a ledger may keep it (ledger.payees).
+_P1 = np.uint64(0x9E3779B185EBCA87)
+_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_P3 = np.uint64(0x165667B19E3779F9)
+_P4 = np.uint64(0x85EBCA77C2B2AE63)
+_P5 = np.uint64(0x27D4EB2F165667C5)
+
+
+@numba.njit(inline="always", nogil=True)
+def _rotl(x: np.uint64, r: int) -> np.uint64:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+@numba.njit(inline="always", nogil=True)
+def _le(at: int, n: int) -> np.uint64:
+    """n (4 or 8) bytes at `at` as a little-endian unsigned integer."""
+    v = np.uint64(0)
+    for j in range(n - 1, -1, -1):
+        v = (v << np.uint64(8)) | np.uint64(_byte(at + j))
+    return v
+
+
+@numba.njit(inline="always", nogil=True)
+def _round(acc: np.uint64, lane: np.uint64) -> np.uint64:
+    return _rotl(acc + lane * _P2, 31) * _P1
+
+
+@numba.njit(nogil=True)
+def xxh64(at: int, n: int, seed: np.uint64) -> np.uint64:
+    """XXH64 of the n bytes at address `at`, with `seed`."""
+    p, end = at, at + n
+    if n >= 32:
+        v1, v2, v3, v4 = seed + _P1 + _P2, seed + _P2, seed, seed - _P1
+        while end - p >= 32:
+            v1 = _round(v1, _le(p, 8))
+            v2 = _round(v2, _le(p + 8, 8))
+            v3 = _round(v3, _le(p + 16, 8))
+            v4 = _round(v4, _le(p + 24, 8))
+            p += 32
+        h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
+        for v in (v1, v2, v3, v4):
+            h = (h ^ _round(np.uint64(0), v)) * _P1 + _P4
+    else:
+        h = seed + _P5
+    h += np.uint64(n)
+    while end - p >= 8:
+        h = _rotl(h ^ _round(np.uint64(0), _le(p, 8)), 27) * _P1 + _P4
+        p += 8
+    if end - p >= 4:
+        h = _rotl(h ^ (_le(p, 4) * _P1), 23) * _P2 + _P3
+        p += 4
+    while p < end:
+        h = _rotl(h ^ (np.uint64(_byte(p)) * _P5), 11) * _P1
+        p += 1
+    return _avalanche(h)
+
+
+@numba.njit(inline="always", nogil=True)
+def _avalanche(h: np.uint64) -> np.uint64:
+    h ^= h >> np.uint64(33)
+    h *= _P2
+    h ^= h >> np.uint64(29)
+    h *= _P3
+    return h ^ (h >> np.uint64(32))
+
+
+@numba.njit(inline="always", nogil=True)
+def _xxh64_null(seed: np.uint64) -> np.uint64:
+    """XXH64 of the one byte 0xFF (what a null hashes as: no UTF-8 text contains that byte)."""
+    return _avalanche(_rotl((seed + _P5 + np.uint64(1)) ^ (np.uint64(0xFF) * _P5), 11) * _P1)
+
+
+@_jit
+def chain_hash_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: int, hi: int,
+                    valid: np.ndarray, h: np.ndarray) -> None:
+    """h[i] = XXH64(row i's bytes, seed h[i]); a null row (valid[i] false) hashes as the one byte
+    0xFF, which no UTF-8 text is. Called column after column, it hashes a tuple of texts."""
+    for i in range(lo, hi):
+        if valid[i]:
+            at, n = _row(views, first_view, buffers, i)
+            h[i] = xxh64(at, n, h[i])
+        else:
+            h[i] = _xxh64_null(h[i])
