@@ -843,13 +843,13 @@ def change_report(
     Columns: batch_id, district_code, change, person_id, fen (the line's amount; for a stop,
     the monthly amount that stops). Ordered by district, change, person; `lines` may carry the
     integer ranks `_o1` (district) and `_o3` (ID key) so they are not derived from text again.
-    `switched` (Ledger.channel_changes): _k, last_channel, last_card_no of the people paid to
-    another channel or card last time.
+    `switched` (Ledger.channel_changes): _k of the people last paid to another channel or card
+    than they have now (a payment line's channel and card are its person's).
     """
     o1 = pl.col("_o1") if "_o1" in lines.columns else district_rank("district_code")
     o3 = pl.col("_o3") if "_o3" in lines.columns else idcard.order_key_expr("person_id")
     pay = lines.lazy().filter(pl.col("line_type") == "PAYMENT").select(
-        "district_code", "person_id", "channel", "card_no", "reason", pl.col("amount_fen").alias("fen"),
+        "district_code", "person_id", "reason", pl.col("amount_fen").alias("fen"),
         o1.alias("_o1"), o3.alias("_o3"))
     cols = ["district_code", "change", "person_id", "fen", "_o1", "_o2", "_o3"]
     rank = {c: i for i, c in enumerate(sorted(CHANGE_CODES))}
@@ -860,8 +860,7 @@ def change_report(
     parts = [
         pay.filter(pl.col("reason") == "NEW").with_columns(**change("NEW_ENTRANT")).select(cols),
         pay.filter(pl.col("reason") == "BAND_CHANGE").with_columns(**change("BAND_CHANGE")).select(cols),
-        pay.join(switched.lazy(), left_on="_o3", right_on="_k", how="inner")
-        .filter((pl.col("channel") != pl.col("last_channel")) | (pl.col("card_no") != pl.col("last_card_no")))
+        pay.join(switched.lazy(), left_on="_o3", right_on="_k", how="semi")
         .with_columns(**change("CHANNEL_CHANGE")).select(cols),
         # On the integer key: a handful of stops against 5 million people.
         stops.lazy().join(people.lazy().select("_k", "district_code"), on="_k", how="left")

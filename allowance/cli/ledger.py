@@ -56,6 +56,20 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
             typer.echo(f"{k:>14}: {v}")
 
 
+@app.command("upgrade")
+@errors_as_messages
+def upgrade(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Convert a ledger made by an earlier version of the engine to this one's schema, in one
+    transaction (back up the ledger file and its .batches folder first). Twice is a no-op."""
+    found, now = Ledger.upgrade(ledger)
+    if json_:
+        emit_json({"ledger": str(ledger), "schema_was": found, "schema": now})
+    elif found == now:
+        typer.echo(f"{ledger}: already at schema {now}; nothing to do")
+    else:
+        typer.echo(f"upgraded {ledger} from schema {found} to {now}")
+
+
 @app.command("check")
 @errors_as_messages
 def check(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:

@@ -85,9 +85,14 @@ def _tamper(led: Path, sql: str) -> None:
     ("update holdings set fen = fen + 1 where from_mi = (select min(from_mi) from holdings) "
      "and person_key = (select min(person_key) from holdings)", "holdings differ from the journal's net for 1 person"),
     ("update batches set amount_fen = amount_fen + 1", "journal holds"),
-    ("insert into payees values (0, '31010119400101001', 'x', '310101', null, null, 'L1')", "not an 18-character ID"),
-    ("update payees set person_key = person_key + 11 where person_id = (select min(person_id) from payees)",
-     "person_key is not the key of their person id"),
+    ("update payees set paid_with = paid_with + 1 where person_key = (select min(person_key) from payees)",
+     "1 payees row(s) whose details are not those of their last payment line"),
+    ("update payees set since_row = since_row + 1 where person_key = (select min(person_key) from payees)",
+     "1 payees row(s) whose since line is not a payment to them with those details"),
+    ("delete from payees where person_key = (select min(person_key) from payees)",
+     "1 person(s) with a published payment line but no payees row"),
+    ("insert into payees select person_key + 11, paid_with, card_with, since_batch, since_row from payees limit 1",
+     "1 payees row(s) of people with no published payment line"),
     ("insert into holdings values (11 * 31010119400101001 + 3, 24306, 24306, 100)",
      "holdings differ from the journal's net for 1 person"),
 ])

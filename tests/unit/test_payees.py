@@ -5,29 +5,56 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import polars as pl
+
+from allowance import idcard
 from allowance.ledger import Ledger
 from allowance.testing import Scenario, person
 
 
 def test_a_publication_rewrites_only_changed_payees(tmp_path: Path) -> None:
     sc = Scenario(tmp_path)
-    rows = [person(dt.date(1940 + i, 3, 1), seq=i) for i in range(4)]
+    rows = [person(dt.date(1940 + i, 3, 1), seq=i) for i in range(5)]
     q3 = sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
     moved = {**rows[1], "card_no": "6217999900000001"}
     renamed = {**rows[2], "channel": "social_security_card", "district_code": "310104"}
-    q4 = sc.publish(sc.quarterly("2025Q4", [rows[0], moved, renamed, rows[3]], "2025-10-01"))
+    named = {**rows[4], "name": "测试二"}  # only the name: paid_with changes, card_with does not
+    q4 = sc.publish(sc.quarterly("2025Q4", [rows[0], moved, renamed, rows[3], named], "2025-10-01"))
     with Ledger.use(sc.ledger, read_only=True) as led:
-        got = {r["person_id"]: r for r in led.df("select * from payees").iter_rows(named=True)}
+        stored = led.df("select * from payees").with_columns(person_id=idcard.id_from_key_expr("person_key"))
+        # each row's since line, as the line id it points at
+        since = {r["person_id"]: led.part(r["since_batch"], "lines")["line_id"][r["since_row"]]
+                 for r in stored.iter_rows(named=True)}
         lines = {r["person_id"]: r["line_id"] for r in led.df(
-            "select person_id, line_id, batch_id from batch_lines where line_type = 'PAYMENT'").iter_rows(named=True)
-            if r["line_id"].startswith(q4.batch_id)}
+            "select person_id, line_id from batch_lines where batch_id = ? and line_type = 'PAYMENT'",
+            [q4.batch_id]).iter_rows(named=True)}
         first = {r["person_id"]: r["line_id"] for r in led.df(
             "select person_id, line_id from batch_lines where batch_id = ?", [q3.batch_id]).iter_rows(named=True)}
-    assert len(got) == 4
+        got = {r["person_id"]: r for r in led.payees(stored["person_key"]).iter_rows(named=True)}
+        assert led.check()["problems"] == []
+    assert len(stored) == 5 and len(got) == 5
     for r in (rows[0], rows[3]):  # unchanged: the row of the first payment stands
-        assert got[r["person_id"]]["since_line_id"] == first[r["person_id"]]
-    assert got[moved["person_id"]]["card_no"] == "6217999900000001"
-    assert got[moved["person_id"]]["since_line_id"] == lines[moved["person_id"]]
-    assert (got[renamed["person_id"]]["channel"], got[renamed["person_id"]]["district_code"]) == (
+        assert since[r["person_id"]] == first[r["person_id"]]
+        assert got[r["person_id"]]["last_card_no"] == r["card_no"]
+    assert got[moved["person_id"]]["last_card_no"] == "6217999900000001"
+    assert since[moved["person_id"]] == lines[moved["person_id"]]
+    assert (got[renamed["person_id"]]["last_channel"], got[renamed["person_id"]]["district_code"]) == (
         "social_security_card", "310104")
-    assert got[renamed["person_id"]]["since_line_id"] == lines[renamed["person_id"]]
+    assert since[renamed["person_id"]] == lines[renamed["person_id"]]
+    assert (got[named["person_id"]]["name"], since[named["person_id"]]) == ("测试二", lines[named["person_id"]])
+
+
+def test_channel_changes_are_the_people_paid_to_another_card_or_channel(tmp_path: Path) -> None:
+    sc = Scenario(tmp_path)
+    rows = [person(dt.date(1940 + i, 3, 1), seq=i) for i in range(4)]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    now = pl.DataFrame({
+        "person_id": [r["person_id"] for r in rows] + ["11010119400101001X"],
+        "channel": ["senior_card", rows[1]["channel"], "social_security_card", rows[3]["channel"], "senior_card"],
+        "card_no": [rows[0]["card_no"], "6217999900000001", rows[2]["card_no"], rows[3]["card_no"], "1"],
+    }).with_columns(_k=idcard.order_key_expr("person_id"))
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        switched = led.channel_changes(now.select("_k", "channel", "card_no"))
+    assert switched.columns == ["_k"]
+    # the card of one, the channel of another; the same two, and one never paid, are no change
+    assert set(now.join(switched, on="_k", how="semi")["person_id"]) == {rows[1]["person_id"], rows[2]["person_id"]}

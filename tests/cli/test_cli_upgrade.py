@@ -1,0 +1,131 @@
+"""`allowance ledger upgrade`: a schema-3 ledger (payees kept as texts) becomes schema 4, unchanged in meaning.
+
+A schema-3 ledger is made here from a schema-4 one: its payees table rebuilt as schema 3 kept it
+(the texts of each person's since line, and that line's id), the other tables being the same in
+both schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from cli_helpers import cli, ok, ok_json, user_error
+
+from allowance.ledger import Ledger
+from allowance.testing import Scenario, person
+
+SCHEMA_3_PAYEES = (
+    "create table payees (person_key bigint not null, person_id varchar not null, name varchar, "
+    "district_code varchar not null, channel varchar, card_no varchar, since_line_id varchar not null)"
+)
+
+
+def _two_quarters(root: Path) -> Scenario:
+    sc = Scenario(root)
+    rows = [person(dt.date(1935 + i, 5, 1), seq=i, name=f"老人{i}") for i in range(5)]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    rows[1] = {**rows[1], "card_no": "6217999900000001"}
+    rows[3] = {**rows[3], "district_code": "310104"}
+    sc.publish(sc.quarterly("2025Q4", rows, "2025-10-01"))
+    return sc
+
+
+def _as_schema_3(led: Path) -> pl.DataFrame:
+    """Rewrite the payees as schema 3 kept them; returns the schema-4 payees it replaced."""
+    with Ledger.use(led, read_only=True) as ledger:
+        now = ledger.df("select * from payees order by person_key")
+        texts = ledger.payees(now["person_key"])
+        line_ids = pl.concat([ledger.part(b, "lines").select("line_id").with_row_index("since_row")
+                              .with_columns(since_batch=pl.lit(b)) for b in now["since_batch"].unique()])
+    old = (now.join(line_ids.with_columns(pl.col("since_row").cast(pl.Int32)), on=["since_batch", "since_row"])
+           .join(texts.rename({"_k": "person_key"}), on="person_key")
+           .select("person_key", "person_id", "name", "district_code", pl.col("last_channel").alias("channel"),
+                   pl.col("last_card_no").alias("card_no"), pl.col("line_id").alias("since_line_id")))
+    assert old.height == now.height
+    # every batch's lines file as schema 3 wrote it: without the two hash columns
+    con = duckdb.connect(str(led))
+    folder = led.parent / (led.name + ".batches")
+    for name, bid in con.execute("select file, batch_id from batch_files where part = 'lines'").fetchall():
+        frame = pl.read_parquet(folder / name).drop("paid_with", "card_with")
+        data = io.BytesIO()
+        frame.write_parquet(data)
+        sha = hashlib.sha256(data.getvalue()).hexdigest()
+        new = f"{bid}/lines-{sha[:16]}.parquet"
+        (folder / new).write_bytes(data.getvalue())
+        (folder / name).unlink()
+        con.execute("update batch_files set file = ?, sha256 = ? where file = ?", [new, sha, name])
+    con.execute("alter table batch_lines_schema drop column paid_with")
+    con.execute("alter table batch_lines_schema drop column card_with")
+    con.execute("drop table payees")
+    con.execute(SCHEMA_3_PAYEES)
+    con.register("old", old.to_arrow())
+    con.execute("insert into payees select * from old")
+    con.execute("update meta set value = '3' where key = 'schema_version'")
+    con.close()
+    return now
+
+
+def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_path: Path) -> None:
+    sc = _two_quarters(tmp_path)
+    led = sc.ledger
+    before = _as_schema_3(led)
+    assert before.height == 5 and before["since_batch"].n_unique() == 2  # two rows changed at Q4
+    con = duckdb.connect(str(led))  # what schema 3 held: the texts
+    assert con.execute("select count(*) from payees where card_no = '6217999900000001'").fetchone() == (1,)
+    con.close()
+    line = user_error(cli("ledger", "status", "--ledger", led), "schema 3", "ledger upgrade", "back up")
+    assert str(led) in line
+    out = ok(cli("ledger", "upgrade", "--ledger", led)).stdout
+    assert out == f"upgraded {led} from schema 3 to 4\n"
+    with Ledger.use(led, read_only=True) as ledger:
+        after = ledger.df("select * from payees order by person_key")
+        assert after.equals(before)  # the same hashes and pointers as the engine writes them
+        assert ledger.check()["problems"] == []
+        seq = ledger.ledger_state_seq()
+        events = ledger.df("select action, detail from events where action = 'upgrade'")
+    assert events["action"].to_list() == ["upgrade"]
+    assert ok_json(cli("ledger", "upgrade", "--ledger", led, "--json")) == {
+        "ledger": str(led), "schema_was": "4", "schema": "4"}
+    assert ok(cli("ledger", "upgrade", "--ledger", led)).stdout == f"{led}: already at schema 4; nothing to do\n"
+    # an upgrade changes nothing that is paid: a draft made before it could still be published
+    with Ledger.use(led, read_only=True) as ledger:
+        assert ledger.ledger_state_seq() == seq
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["ok"]
+
+
+def test_a_draft_made_before_the_upgrade_stays_publishable_and_reviewable(tmp_path: Path) -> None:
+    sc = Scenario(tmp_path)
+    rows = [person(dt.date(1935 + i, 5, 1), seq=i) for i in range(3)]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    draft = sc.quarterly("2025Q4", rows, "2025-10-01")
+    _as_schema_3(sc.ledger)
+    ok(cli("ledger", "upgrade", "--ledger", sc.ledger))
+    # a review rewrites the old draft's files (now with the hashes), a publication reads them
+    with Ledger.use(sc.ledger) as ledger:
+        ledger.review(draft.batch_id, rows[0]["person_id"], "HOLD", "checking", "district")
+    pub = sc.publish(draft)
+    assert pub.status == "published" and pub.lines == 2
+    # a later quarter's lines carry the hashes; the views read old and new files alike
+    sc.publish(sc.quarterly("2026Q1", rows, "2026-01-01"))
+    with Ledger.use(sc.ledger, read_only=True) as ledger:
+        assert ledger.check()["problems"] == []
+        hashed = ledger.df("select batch_id, count(paid_with) as n from batch_lines group by 1 order by 1")
+        # Q3 as schema 3 wrote it; Q4 rewritten by the review; Q1 new (the held person stays out)
+        assert hashed["n"].to_list() == [0, 2, 2]
+        assert ledger.payees(pl.Series([0])).height == 0
+
+
+def test_upgrade_refuses_an_unknown_schema_and_a_missing_ledger(tmp_path: Path) -> None:
+    led = tmp_path / "l.duckdb"
+    user_error(cli("ledger", "upgrade", "--ledger", led), "no ledger here")
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    con = duckdb.connect(str(led))
+    con.execute("update meta set value = '2' where key = 'schema_version'")
+    con.close()
+    user_error(cli("ledger", "upgrade", "--ledger", led), "schema 2", "upgrades only schema 3")
+    user_error(cli("ledger", "status", "--ledger", led), "schema 2", "another version of the engine")
+
