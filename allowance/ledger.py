@@ -129,7 +129,7 @@ create table bank_returns (
 -- lines file, which never changes); the texts are read from there for the few people a run
 -- reports on. A row is rewritten only when paid_with changes. Keeping the four texts here
 -- instead cost 3.8 s of a quarter's first publication at 15.35M (DuckDB storing 4.4 million
--- names, IDs, cards and line ids), against 0.6 s for these numbers.
+-- names, IDs, cards and line ids), against 0.5 s for these numbers.
 {PAYEES}
 create table events (
     seq bigint not null, event_at timestamp not null, action varchar not null, batch_id varchar,
