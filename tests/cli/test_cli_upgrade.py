@@ -18,26 +18,38 @@ from cli_helpers import cli, ok, ok_json, user_error
 from allowance.ledger import Ledger
 from allowance.testing import Scenario, person
 
-SCHEMA_3_PAYEES = (
-    "create table payees (person_key bigint not null, person_id varchar not null, name varchar, "
-    "district_code varchar not null, channel varchar, card_no varchar, since_line_id varchar not null)"
-)
+SCHEMA_3 = """
+create table payees (person_key bigint not null, person_id varchar not null, name varchar,
+    district_code varchar not null, channel varchar, card_no varchar, since_line_id varchar not null);
+create table batch_no_card (
+    batch_id varchar not null, person_id varchar not null, name varchar, district_code varchar not null,
+    period_from date not null, period_to date not null, months integer not null, amount_fen bigint not null);
+create table batch_quarantine (
+    batch_id varchar not null, row_no bigint, reason varchar, reasons varchar, person_id varchar,
+    name varchar, birth_date varchar, hukou_since varchar, hukou_out_date varchar, death_date varchar,
+    district_code varchar, channel varchar, card_no varchar);
+"""
 
 
 def _two_quarters(root: Path) -> Scenario:
     sc = Scenario(root)
     rows = [person(dt.date(1935 + i, 5, 1), seq=i, name=f"老人{i}") for i in range(5)]
-    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    rows += [person(dt.date(1941, 2, 3), seq=8, channel=None),  # no card: a no-card entry
+             {**person(dt.date(1942, 2, 3), seq=9), "district_code": "999999"}]  # quarantined
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01", max_quarantine_share=1.0))
     rows[1] = {**rows[1], "card_no": "6217999900000001"}
     rows[3] = {**rows[3], "district_code": "310104"}
-    sc.publish(sc.quarterly("2025Q4", rows, "2025-10-01"))
+    sc.publish(sc.quarterly("2025Q4", rows, "2025-10-01", max_quarantine_share=1.0))
     return sc
 
 
-def _as_schema_3(led: Path) -> pl.DataFrame:
-    """Rewrite the payees as schema 3 kept them; returns the schema-4 payees it replaced."""
+def _as_schema_3(led: Path) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
+    """Rewrite the ledger as schema 3 kept it: payees as texts, no-card lists and quarantines as
+    rows, lines files without the hashes. Returns the schema-4 payees and the no-card lists and
+    quarantines it replaced."""
     with Ledger.use(led, read_only=True) as ledger:
         now = ledger.df("select * from payees order by person_key")
+        rows = {part: ledger.df(f"select * from batch_{part}") for part in ("no_card", "quarantine")}
         texts = ledger.payees(now["person_key"])
         line_ids = pl.concat([ledger.part(b, "lines").select("line_id").with_row_index("since_row")
                               .with_columns(since_batch=pl.lit(b)) for b in now["since_batch"].unique()])
@@ -58,22 +70,32 @@ def _as_schema_3(led: Path) -> pl.DataFrame:
         (folder / new).write_bytes(data.getvalue())
         (folder / name).unlink()
         con.execute("update batch_files set file = ?, sha256 = ? where file = ?", [new, sha, name])
+    for (name,) in con.execute("select file from batch_files where part in ('no_card', 'quarantine')").fetchall():
+        (folder / name).unlink()
+    con.execute("delete from batch_files where part in ('no_card', 'quarantine')")
     con.execute("alter table batch_lines_schema drop column paid_with")
     con.execute("alter table batch_lines_schema drop column card_with")
     con.execute("drop table payees")
-    con.execute(SCHEMA_3_PAYEES)
+    con.execute("drop table batch_no_card_schema")
+    con.execute("drop table batch_quarantine_schema")
+    con.execute(SCHEMA_3)
     con.register("old", old.to_arrow())
     con.execute("insert into payees select * from old")
+    for part, frame in rows.items():
+        con.register("rows", frame.to_arrow())
+        con.execute(f"insert into batch_{part} select * from rows")
+        con.unregister("rows")
     con.execute("update meta set value = '3' where key = 'schema_version'")
     con.close()
-    return now
+    return now, rows
 
 
 def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_path: Path) -> None:
     sc = _two_quarters(tmp_path)
     led = sc.ledger
-    before = _as_schema_3(led)
+    before, parts = _as_schema_3(led)
     assert before.height == 5 and before["since_batch"].n_unique() == 2  # two rows changed at Q4
+    assert parts["no_card"].height == 2 and parts["quarantine"].height == 2  # one of each a quarter
     con = duckdb.connect(str(led))  # what schema 3 held: the texts
     assert con.execute("select count(*) from payees where card_no = '6217999900000001'").fetchone() == (1,)
     con.close()
@@ -84,6 +106,9 @@ def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_pat
     with Ledger.use(led, read_only=True) as ledger:
         after = ledger.df("select * from payees order by person_key")
         assert after.equals(before)  # the same hashes and pointers as the engine writes them
+        for part, frame in parts.items():  # the rows as files of their batches, unchanged
+            assert ledger.df(f"select * from batch_{part} order by all").equals(frame.sort(pl.all()))
+        assert ledger.run("select count(*) from batch_files where part in ('no_card', 'quarantine')") == [(4,)]
         assert ledger.check()["problems"] == []
         seq = ledger.ledger_state_seq()
         events = ledger.df("select action, detail from events where action = 'upgrade'")
@@ -129,3 +154,20 @@ def test_upgrade_refuses_an_unknown_schema_and_a_missing_ledger(tmp_path: Path) 
     user_error(cli("ledger", "upgrade", "--ledger", led), "schema 2", "upgrades only schema 3")
     user_error(cli("ledger", "status", "--ledger", led), "schema 2", "another version of the engine")
 
+
+
+def test_an_upgrade_that_fails_changes_nothing(tmp_path: Path) -> None:
+    sc = _two_quarters(tmp_path)
+    _, parts = _as_schema_3(sc.ledger)
+    files = sorted(p.name for p in (tmp_path / "ledger.duckdb.batches").rglob("*.parquet"))
+    con = duckdb.connect(str(sc.ledger))
+    con.execute("update payees set since_line_id = since_line_id || '9' where person_key = "
+                "(select min(person_key) from payees)")
+    con.close()
+    user_error(cli("ledger", "upgrade", "--ledger", sc.ledger), "1 payee(s) point at no line")
+    # still schema 3, its rows where they were, and no file left behind by the rolled-back upgrade
+    user_error(cli("ledger", "status", "--ledger", sc.ledger), "schema 3", "ledger upgrade")
+    con = duckdb.connect(str(sc.ledger))
+    assert con.execute("select count(*) from batch_quarantine").fetchone() == (parts["quarantine"].height,)
+    con.close()
+    assert sorted(p.name for p in (tmp_path / "ledger.duckdb.batches").rglob("*.parquet")) == files
