@@ -61,15 +61,20 @@ def _runs(df: pl.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], int,
     return [(tuple(h), a, b - a) for h, a, b in zip(heads, bounds, bounds[1:], strict=False)]
 
 
-def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, files: dict[str, dict[str, Any]]) -> None:
+Runs = list[tuple[tuple[Any, ...], int, int]] | None
+
+
+def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, files: dict[str, dict[str, Any]],
+                 runs: Runs = None) -> None:
     (root / prefix).mkdir(parents=True, exist_ok=True)
     if df.height == 0:
         return
     # Each file keeps its rows in the order they come (line order: the batch's line ids), and the
     # files are written in the order of their keys. No sort of the whole frame is needed, and
     # none could reorder rows with equal keys between two runs. When each group is a contiguous
-    # run (always, for lines in line order) the files are zero-copy slices of the frame.
-    runs = _runs(df, keys)
+    # run (always, for lines in line order) the files are zero-copy slices of the frame. `runs`
+    # is _runs(df, keys) when the caller has it.
+    runs = runs if runs is not None else _runs(df, keys)
     if runs is not None:
         parts = {values: df.slice(offset, length) for values, offset, length in runs}
     else:
@@ -84,17 +89,33 @@ def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, fil
         list(pool.map(lambda job: _write(job[0], root, job[1], files), jobs))
 
 
-def funding_table(payments: pl.DataFrame) -> pl.DataFrame:
-    """Per district, what the city and the district each fund (七(二) 1∶1); all 16 districts listed."""
+AMOUNTS = ["amount_fen", "municipal_fen", "district_fen"]
+
+
+def group_totals(df: pl.DataFrame, keys: list[str], runs: Runs = None) -> pl.DataFrame:
+    """Per group of `keys`, ordered by them: lines, and the sums of AMOUNTS (int64 fen). From
+    `runs` (_runs: each group a contiguous slice) a sum per slice, for a few dozen groups; else a
+    group-by. At 4.4 million payments the two group-bys over district and channel texts took
+    0.4-0.6 s of a publication."""
+    if runs is None:
+        return df.group_by(keys).agg(
+            pl.len().cast(pl.Int64).alias("lines"), *[pl.col(c).sum().cast(pl.Int64) for c in AMOUNTS]).sort(keys)
+    return pl.DataFrame(
+        [(*values, length, *[int(df[c].slice(offset, length).sum()) for c in AMOUNTS])  # groups, not people
+         for values, offset, length in runs],
+        schema={**{k: df.schema[k] for k in keys}, "lines": pl.Int64, **{c: pl.Int64 for c in AMOUNTS}},
+        orient="row",
+    ).sort(keys)
+
+
+def funding_table(payments: pl.DataFrame, by_district_channel: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per district, what the city and the district each fund (七(二) 1∶1); all 16 districts listed.
+    `by_district_channel` is group_totals of the payments by district and channel, when known."""
     districts = pl.DataFrame(
         {"district_code": list(DISTRICTS), "district_name": list(DISTRICTS.values())}
     )
-    sums = payments.group_by("district_code").agg(
-        pl.len().cast(pl.Int64).alias("lines"),
-        pl.col("amount_fen").sum().cast(pl.Int64),
-        pl.col("municipal_fen").sum().cast(pl.Int64),
-        pl.col("district_fen").sum().cast(pl.Int64),
-    )
+    sums = (group_totals(payments, ["district_code"]) if by_district_channel is None else
+            by_district_channel.group_by("district_code").agg(pl.col("lines", *AMOUNTS).sum()))
     return (
         districts.join(sums, on="district_code", how="left")
         .with_columns(pl.col("lines", "amount_fen", "municipal_fen", "district_fen").fill_null(0))
@@ -132,18 +153,16 @@ def stage_batch(
     recoveries = lines.filter(pl.col("line_type") == "RECOVERY").select(RECOVERY_COLUMNS).with_columns(
         pl.col("amount_fen", "municipal_fen", "district_fen").neg()
     )
-    _partitioned(payments, ["district_code", "channel"], partial, "payments", files)
+    keys = ["district_code", "channel"]
+    pay_runs = _runs(payments, keys) if payments.height else None
+    _partitioned(payments, keys, partial, "payments", files, pay_runs)
     _partitioned(no_card, ["district_code"], partial, "no_card", files)
     _partitioned(recoveries, ["district_code"], partial, "recoveries", files)
-    funding = funding_table(payments)
+    by_dc = group_totals(payments, keys, pay_runs)
+    funding = funding_table(payments, by_dc)
     _write(funding, partial, "funding.parquet", files)
     _write(quarantine, partial, "quarantine.parquet", files)
 
-    by_dc = (
-        payments.group_by("district_code", "channel")
-        .agg(pl.len().cast(pl.Int64).alias("lines"), pl.col("amount_fen").sum().cast(pl.Int64))
-        .sort("district_code", "channel")
-    )
     manifest = {
         **header,
         "files": dict(sorted(files.items())),
@@ -157,7 +176,7 @@ def stage_batch(
             "recoveries": {"lines": recoveries.height, "amount_fen": int(recoveries["amount_fen"].sum())},
             "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
             "quarantine": {"rows": quarantine.height},
-            "by_district_channel": by_dc.to_dicts(),
+            "by_district_channel": by_dc.select(*keys, "lines", "amount_fen").to_dicts(),
         },
     }
     tmp = partial / "manifest.json.tmp"
