@@ -444,6 +444,7 @@ def build_draft(
                           hukou_out_date=pl.lit(None, pl.Date), absent=pl.lit(True)),
         ]
     )
+    del clean
     # Who was last paid to another channel or card, asked of the ledger here, for everyone with a
     # difference and a channel (a superset of the payment lines' people: the change report keeps
     # only those with a payment line). DuckDB's join takes about 0.5 GB for a quarter's 4.4M
@@ -594,10 +595,31 @@ def build_draft(
     )
     del line_rows
     lap("group_lines")
+    owed = no_card_pieces.group_by("pkey").agg(
+        pl.col("from_mi").min(),
+        pl.col("to_mi").max(),
+        pl.col("n").sum().cast(pl.Int32).alias("months"),
+        (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
+    )
+    no_card = (
+        pl.concat([owed, people.select(pl.col("person_id", "name", "district_code").gather(owed["pkey"]))],
+                  how="horizontal")
+        .sort("district_code", "person_id")
+        .select(
+            pl.lit(batch_id).alias("batch_id"), "person_id", "name", "district_code",
+            month_date_expr("from_mi").alias("period_from"), month_date_expr("to_mi").alias("period_to"),
+            "months", "amount_fen",
+        )
+    )
     line_id = pl.lit(batch_id + "-") + pl.col("seq").cast(pl.String).str.zfill(8)
-    text = people.select("person_id", "name", "district_code", "channel", "card_no")
+    # Each text column gathered into line order, then let go of (only the districts are read later).
+    text = []
+    for c in ("person_id", "name", "district_code", "channel", "card_no"):
+        text.append(people[c].gather(grouped["pkey"]))
+        if c != "district_code":
+            people = people.drop(c)
     lines = (
-        pl.concat([grouped, text.select(pl.all().gather(grouped["pkey"]))], how="horizontal")
+        pl.concat([grouped, pl.DataFrame(text)], how="horizontal")
         .with_columns(
             batch_id=pl.lit(batch_id),
             line_id=line_id,
@@ -617,22 +639,6 @@ def build_draft(
     # What the checks, the change report and the totals below still read of the lines' integers.
     grouped = grouped.select("line_type", "amount_fen", "reason", "_o1", "_o3")
     lap("line_ids_pieces")
-    owed = no_card_pieces.group_by("pkey").agg(
-        pl.col("from_mi").min(),
-        pl.col("to_mi").max(),
-        pl.col("n").sum().cast(pl.Int32).alias("months"),
-        (pl.col("diff_fen") * pl.col("n")).sum().alias("amount_fen"),
-    )
-    no_card = (
-        pl.concat([owed, people.select(pl.col("person_id", "name", "district_code").gather(owed["pkey"]))],
-                  how="horizontal")
-        .sort("district_code", "person_id")
-        .select(
-            pl.lit(batch_id).alias("batch_id"), "person_id", "name", "district_code",
-            month_date_expr("from_mi").alias("period_from"), month_date_expr("to_mi").alias("period_to"),
-            "months", "amount_fen",
-        )
-    )
     quarantine = validated.quarantine.select(pl.lit(batch_id).alias("batch_id"), pl.all())
     check_lines(lines, grouped["_o3"])
     lap("no_card_checks")
