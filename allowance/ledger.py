@@ -9,10 +9,11 @@ entries, so paid − reversed − recovered = net, and a run pays exactly entitl
 rewritten in the same transaction as every journal change; `allowance ledger check`
 recomputes it from the journal.
 
-A batch's lines and pieces (millions of rows at a quarter) are not DuckDB rows: each is one
-immutable Parquet file in `<ledger>.batches/<batch_id>/`, named by its SHA-256, written and
-synced before the transaction that records it in `batch_files` (file, SHA-256, rows) commits.
-Every connection sees them as the views `batch_lines` and `batch_pieces`. A published batch's
+A batch's lines, pieces, no-card list and quarantine (millions of rows at a quarter) are not
+DuckDB rows: each is one immutable Parquet file in `<ledger>.batches/<batch_id>/`, named by its
+SHA-256, written and synced before the transaction that records it in `batch_files` (file,
+SHA-256, rows) commits. Every connection sees them as the views `batch_lines`, `batch_pieces`,
+`batch_no_card` and `batch_quarantine`. A published batch's
 pieces *are* its PAY and RECOVERY entries: `entries` is a view of the published batches'
 pieces (kind by sign, recorded when the batch was published) and of `bank_entries` (REVERSAL
 and CANCEL rows, in DuckDB). Publishing a batch flips its status in the same transaction that
