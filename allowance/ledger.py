@@ -55,7 +55,8 @@ from allowance.segments import net_segments
 
 SCHEMA_VERSION = "4"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
 # 4: payees keep hashes of what each person was paid with and a pointer to that line, not its text;
-# a batch's lines carry those two hashes (written by the draft: a publication needs no compiled kernel)
+# a batch's lines carry those two hashes (written by the draft: a publication needs no compiled kernel);
+# a batch's no-card list and quarantine are files of the batch, like its lines
 UPGRADABLE = {"3": "4"}  # `allowance ledger upgrade`: the schemas this engine converts, and to what
 
 # A batch's no-card list and quarantine were DuckDB rows in schema 3: 45 000 and 30 000 rows a
