@@ -1,6 +1,7 @@
 """The compiled kernels (numba). Most read rows lo..hi-1 of an Arrow string-view column for
-bytescan (and idcard, registry) and write their answers for them in place; two serve batch:
-`runs_differ_rows` compares two sides' runs of months, `line_totals` totals pieces into lines.
+bytescan (and idcard, registry, ledger) and write their answers for them in place, among them
+`chain_hash_rows`, the stable XXH64 a ledger keeps of what each person was paid with; two serve
+batch: `runs_differ_rows` compares two sides' runs of months, `line_totals` totals pieces into lines.
 
 A string-view column (the layout polars keeps its text in, handed over without a copy) has one
 16-byte view per row: the text's length, then the text itself when it is 12 bytes or shorter,
@@ -13,8 +14,9 @@ Compiled on first use and cached beside this file (about 2 s once per checkout).
 folder can be written (a read-only install and home), they are compiled in memory each run
 instead, with a warning, rather than failing. They run without the GIL, so two threads take
 blocks of rows in turn (bytescan.over_rows). This module is imported only where a kernel is
-called: importing numba costs about 0.3 s, which commands that validate nothing (publish,
-review, ledger check) do not pay.
+called: importing numba costs about 0.3 s and 176 MB, which a publication does not pay (the
+draft wrote its lines' hashes); `ledger check` does (it recomputes every payee's hashes), and
+so does a review of a draft made before schema 4 (its rewritten lines get their hashes).
 """
 
 from __future__ import annotations

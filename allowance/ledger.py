@@ -649,12 +649,12 @@ class Ledger:
 
     def record_publication(
         self, batch_id: str, approved_by: str, manifest: dict[str, Any], published_at: dt.datetime,
-        payees: pl.DataFrame | None = None,
+        payees: pl.DataFrame,
     ) -> None:
         """One transaction: PAY and RECOVERY entries for every line, batch marked published.
 
-        `payees` is payee_rows of the batch's lines file when the caller has read it; without it,
-        the file is read again."""
+        `payees` is payee_rows of the batch's lines file (the publication has read it for the
+        bank files)."""
         self.run("begin")
         try:
             b = self.batch(batch_id)
@@ -667,7 +667,7 @@ class Ledger:
                     "rerun the draft and publish the new batch"
                 )
             now = published_at
-            self._update_payees(batch_id, payee_rows(self.part(batch_id, "lines")) if payees is None else payees)
+            self._update_payees(batch_id, payees)
             # The batch's pieces become its journal entries when its status turns 'published'
             # below (a payment line's pieces are positive, a recovery line's negative).
             self.apply_to_holdings(
@@ -1030,9 +1030,19 @@ class Ledger:
         Returns counts and a list of problems (empty: the ledger is consistent).
         """
         problems: list[str] = []
+        published = {bid: no for no, (bid,) in enumerate(
+            self.run("select batch_id from events where action = 'publish' order by seq"))}
+        # Each file is read once: a published batch's lines give their payees rows as they are read.
+        paid = [pl.DataFrame(schema={"_k": pl.Int64, "paid_with": pl.UInt64, "card_with": pl.UInt64,
+                                     "since_row": pl.Int32, "batch_no": pl.Int32})]
         for bid, part, name, sha, rows in self.run("select * from batch_files order by batch_id, part"):
             try:
-                self._read_part_file(name, sha, rows)
+                frame = self._read_part_file(name, sha, rows)
+                if part == "lines" and bid in published:
+                    # from the texts, not the hashes the file carries: payees are checked against what was paid
+                    paid.append(payee_rows(frame.drop("paid_with", "card_with", strict=False))
+                                .with_columns(batch_no=pl.lit(published[bid], pl.Int32)))
+                del frame
             except LedgerError as e:
                 problems.append(f"batch {bid}, {part}: {e}")
         cols = ["_k", "from_mi", "to_mi", "fen"]
@@ -1040,7 +1050,7 @@ class Ledger:
         journal = keyed(entries, "journal", strict=False)
         if bad := entries.height - journal.height:
             problems.append(f"{bad} journal row(s) whose person id is not an 18-character ID")
-        problems += self._check_payees()
+        problems += self._check_payees(list(published), pl.concat(paid).sort("batch_no", maintain_order=True))
         held = self.holdings().with_columns(person_id=idcard.id_from_key_expr("_k"))
         net = net_segments(journal.lazy().select(cols), key="_k").collect()
         stored = held.select(net.columns).cast(net.schema)
@@ -1076,26 +1086,11 @@ class Ledger:
             "problems": problems,
         }
 
-    def _check_payees(self) -> list[str]:
-        """`check`'s part for payees: recomputed from the texts of every published batch's payment
-        lines (batches by their place in publication order, as integers: 4 quarters at 15.35M are
-        17.6 million lines)."""
+    def _check_payees(self, published: list[str], every: pl.DataFrame) -> list[str]:
+        """`check`'s part for payees, against `every`: payee_rows of every published batch's lines,
+        recomputed from their texts, with batch_no (the batch's place in `published`, the
+        publication order: 4 quarters at 15.35M are 17.6 million rows)."""
         problems = []
-        published = [bid for (bid,) in self.run("select batch_id from events where action = 'publish' order by seq")]
-        paid = [pl.DataFrame(schema={"_k": pl.Int64, "paid_with": pl.UInt64, "card_with": pl.UInt64,
-                                     "since_row": pl.Int32, "batch_no": pl.Int32})]
-        for no, bid in enumerate(published):
-            try:
-                # the texts, not the hashes the file carries: payees are checked against what was paid
-                lines = self.part(bid, "lines", ["line_type", "person_id", *PAID_WITH])
-            except LedgerError:
-                continue  # named by the file check
-            try:
-                paid.append(payee_rows(lines).with_columns(batch_no=pl.lit(no, pl.Int32)))
-            except LedgerError as e:
-                problems.append(f"batch {bid}: {e}")
-            del lines
-        every = pl.concat(paid)
         last = every.unique("_k", keep="last")  # publication order: the last line is the latest
         stored = self.df("select person_key as _k, paid_with, card_with, since_batch, since_row from payees")
         stored = stored.select(

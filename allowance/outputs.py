@@ -108,14 +108,13 @@ def group_totals(df: pl.DataFrame, keys: list[str], runs: Runs = None) -> pl.Dat
     ).sort(keys)
 
 
-def funding_table(payments: pl.DataFrame, by_district_channel: pl.DataFrame | None = None) -> pl.DataFrame:
+def funding_table(totals: pl.DataFrame) -> pl.DataFrame:
     """Per district, what the city and the district each fund (七(二) 1∶1); all 16 districts listed.
-    `by_district_channel` is group_totals of the payments by district and channel, when known."""
+    `totals` is group_totals of the payments by district (and possibly more keys)."""
     districts = pl.DataFrame(
         {"district_code": list(DISTRICTS), "district_name": list(DISTRICTS.values())}
     )
-    sums = (group_totals(payments, ["district_code"]) if by_district_channel is None else
-            by_district_channel.group_by("district_code").agg(pl.col("lines", *AMOUNTS).sum()))
+    sums = totals.group_by("district_code").agg(pl.col("lines", *AMOUNTS).sum())
     return (
         districts.join(sums, on="district_code", how="left")
         .with_columns(pl.col("lines", "amount_fen", "municipal_fen", "district_fen").fill_null(0))
@@ -159,7 +158,7 @@ def stage_batch(
     _partitioned(no_card, ["district_code"], partial, "no_card", files)
     _partitioned(recoveries, ["district_code"], partial, "recoveries", files)
     by_dc = group_totals(payments, keys, pay_runs)
-    funding = funding_table(payments, by_dc)
+    funding = funding_table(by_dc)
     _write(funding, partial, "funding.parquet", files)
     _write(quarantine, partial, "quarantine.parquet", files)
 

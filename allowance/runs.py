@@ -160,11 +160,12 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path)
         # Stage the files, commit the ledger, then rename the folder into place: a bank never
         # sees a batch the ledger does not hold, and a crash in between is mended by a rerun.
         partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
+        published = b["status"] == "published"
         # The payees, from the file's rows as stored (they point at them).
-        paid = payee_rows(stored) if b["status"] != "published" else None
+        paid = None if published else payee_rows(stored)
         del stored, lines, no_card, quarantine  # the ledger work reads what it needs itself (1 GB less at its peak)
         try:
-            if b["status"] != "published":
+            if paid is not None:
                 led.record_publication(batch_id, approved_by, manifest, published_at, paid)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
