@@ -1,7 +1,8 @@
 """The compiled kernels (numba). Most read rows lo..hi-1 of an Arrow string-view column for
 bytescan (and idcard, registry, ledger) and write their answers for them in place, among them
 `chain_hash_rows`, the stable XXH64 a ledger keeps of what each person was paid with; two serve
-batch: `runs_differ_rows` compares two sides' runs of months, `line_totals` totals pieces into lines.
+batch: `runs_differ_rows` compares two sides' runs of months, `line_totals` totals pieces into lines,
+and `numbered_rows` writes a string-view column (a batch's line ids).
 
 A string-view column (the layout polars keeps its text in, handed over without a copy) has one
 16-byte view per row: the text's length, then the text itself when it is 12 bytes or shorter,
@@ -252,6 +253,28 @@ def line_totals(seq: np.ndarray, from_mi: np.ndarray, to_mi: np.ndarray, n: np.n
         if ent_fen[i] == 0 and (stop[line] == -1 or from_mi[i] < stop[line]):
             stop[line] = from_mi[i]
     return line + 1
+
+
+@_jit
+def numbered_rows(prefix: np.ndarray, head: int, seq: np.ndarray, digits: int, lo: int, hi: int,
+                  views: np.ndarray, data: np.ndarray) -> None:
+    """Rows lo..hi-1 of a string-view column of `prefix` + seq[i] as `digits` zero-padded decimal
+    digits, every row `w` = len(prefix) + digits bytes (more than 12: stored in data buffer 0, at
+    i * w); `head` is the int32 a view keeps of a text's first 4 bytes. The caller has checked
+    that every seq[i] is in 0 .. 10^digits - 1 and that (hi - 1) * w fits an int32."""
+    w = prefix.size + digits
+    for i in range(lo, hi):
+        at = i * w
+        for j in range(prefix.size):
+            data[at + j] = prefix[j]
+        v = seq[i]
+        for j in range(w - 1, prefix.size - 1, -1):
+            data[at + j] = 48 + v % 10
+            v //= 10
+        views[i, 0] = w
+        views[i, 1] = head
+        views[i, 2] = 0
+        views[i, 3] = at
 
 
 # XXH64 (Yann Collet's xxHash, 64-bit; the reference's constants and steps): a stable hash,

@@ -18,16 +18,26 @@ import numpy as np
 import polars as pl
 
 from allowance import __version__, idcard
+from allowance.bytescan import numbered
 from allowance.constants import CHANNELS, DISTRICT_CODES
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import Ledger, keyed
 from allowance.log import Laps
-from allowance.months import fmt, month_date_expr, month_index, month_index_expr, month_start, quarter_label
+from allowance.months import (
+    fmt,
+    month_date_expr,
+    month_date_in,
+    month_index,
+    month_index_expr,
+    month_start,
+    quarter_label,
+)
 from allowance.registry import Validated
 from allowance.rules import Rules
 from allowance.segments import by_key_then_month, clip, explode_months, sweep_diff
 
+LINE_NO_DIGITS = 8  # a line id is its batch id, "-", and the line's number in 8 digits (more when it has more)
 LINE_COLUMNS = [
     "batch_id", "line_id", "line_type", "person_id", "name", "district_code", "channel", "card_no",
     "period_from", "period_to", "months", "amount_fen", "municipal_fen", "district_fen",
@@ -611,7 +621,6 @@ def build_draft(
             "months", "amount_fen",
         )
     )
-    line_id = pl.lit(batch_id + "-") + pl.col("seq").cast(pl.String).str.zfill(8)
     # Each text column gathered into line order, then let go of (only the districts are read later).
     text = []
     for c in ("person_id", "name", "district_code", "channel", "card_no"):
@@ -622,16 +631,17 @@ def build_draft(
         pl.concat([grouped, pl.DataFrame(text)], how="horizontal")
         .with_columns(
             batch_id=pl.lit(batch_id),
-            line_id=line_id,
-            period_from=month_date_expr("from_mi"),
-            period_to=month_date_expr("to_mi"),
+            line_id=numbered(batch_id + "-", grouped["seq"], LINE_NO_DIGITS),
+            period_from=month_date_in("from_mi", window.first, window.last),
+            period_to=month_date_in("to_mi", window.first, window.last),
             municipal_fen=pl.col("amount_fen") - pl.col("district_fen"),
         )
         .select(LINE_COLUMNS)
     )
     at_line = pl.col("seq") - 1  # the piece's line, as a row of `lines` (pieces are in line order)
     batch_pieces = line_pieces.select(
-        pl.lit(batch_id).alias("batch_id"), pl.lit(lines["line_id"]).gather(at_line).alias("line_id"),
+        pl.lit(batch_id).alias("batch_id"),
+        numbered(batch_id + "-", line_pieces["seq"], LINE_NO_DIGITS).alias("line_id"),
         pl.lit(lines["person_id"]).gather(at_line).alias("person_id"),
         "from_mi", "to_mi", pl.col("diff_fen").alias("fen"),
     )

@@ -5,7 +5,8 @@ polars keeps text as Arrow string views and hands a column over as such without 
 rows are taken in blocks on two threads (numba releases the GIL). Used where a polars expression
 costs several passes, a regular expression or a rewrite of every row: the ID parse, digits-only
 card numbers, and which names need trimming. Handing the column over as one contiguous
-large-string buffer instead cost a copy of it: 0.25–0.4 s per 15 million IDs.
+large-string buffer instead cost a copy of it: 0.25–0.4 s per 15 million IDs. One kernel writes
+a column instead, in the same layout: `numbered`, a batch's line ids.
 """
 
 from __future__ import annotations
@@ -114,6 +115,40 @@ def hash_columns(cols: list[pl.Series]) -> pl.Series:
         valid = s.is_not_null().to_numpy()
         over_rows(s, chain_hash_rows, [valid, h])
     return pl.Series("hash", h, dtype=pl.UInt64)
+
+
+def numbered_expr(prefix: str, seq: pl.Expr, digits: int) -> pl.Expr:
+    """`prefix` followed by `seq` in decimal, zero-padded to `digits` (what `numbered` builds)."""
+    return pl.lit(prefix) + seq.cast(pl.String).str.zfill(digits)
+
+
+def numbered(prefix: str, seq: pl.Series, digits: int) -> pl.Series:
+    """`numbered_expr` of a column, written straight into Arrow string views by a compiled kernel
+    (`_kernels.numbered_rows`): 4.4 million line ids took 0.45 s as text operations, about 0.05 s
+    this way. Where the kernel's layout does not fit (a null or negative number, one wider than
+    `digits`, texts of 12 bytes or fewer, which a view keeps inline, or more than 2 GB of text)
+    the expression is used."""
+    head = prefix.encode()
+    w = len(head) + digits
+    n = seq.len()
+    fits = (
+        n > 0 and seq.dtype.is_integer() and seq.null_count() == 0 and w > 12 and n * w < 1 << 31
+        and 0 <= seq.min() and seq.max() < 10**digits  # type: ignore[operator]
+    )
+    if not fits:
+        return seq.to_frame("seq").select(numbered_expr(prefix, pl.col("seq"), digits)).to_series().alias(seq.name)
+    from allowance._kernels import numbered_rows
+
+    values = seq.cast(pl.Int64).to_numpy()
+    pre = np.frombuffer(head, dtype=np.uint8)
+    first4 = int(np.frombuffer(head[:4], dtype=np.int32)[0])
+    views = np.empty((n, 4), dtype=np.int32)
+    data = np.empty(n * w, dtype=np.uint8)
+    blocks = [(lo, min(lo + BLOCK, n)) for lo in range(0, n, BLOCK)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda b: numbered_rows(pre, first4, values, digits, b[0], b[1], views, data), blocks))
+    arr = pa.Array.from_buffers(pa.string_view(), n, [None, pa.py_buffer(views), pa.py_buffer(data)])
+    return pl.Series(seq.name, arr, dtype=pl.String)
 
 
 def warm_up() -> threading.Thread:
