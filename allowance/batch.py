@@ -635,15 +635,16 @@ def build_draft(
             period_from=month_date_in("from_mi", window.first, window.last),
             period_to=month_date_in("to_mi", window.first, window.last),
             municipal_fen=pl.col("amount_fen") - pl.col("district_fen"),
+            person_key=pl.col("_o3"),
         )
-        .select(LINE_COLUMNS)
+        .select(*LINE_COLUMNS, "person_key")
     )
     at_line = pl.col("seq") - 1  # the piece's line, as a row of `lines` (pieces are in line order)
     batch_pieces = line_pieces.select(
         pl.lit(batch_id).alias("batch_id"),
         numbered(batch_id + "-", line_pieces["seq"], LINE_NO_DIGITS).alias("line_id"),
         pl.lit(lines["person_id"]).gather(at_line).alias("person_id"),
-        "from_mi", "to_mi", pl.col("diff_fen").alias("fen"),
+        "from_mi", "to_mi", pl.col("diff_fen").alias("fen"), pl.lit(lines["person_key"]).gather(at_line),
     )
     del line_pieces, theirs
     # What the checks, the change report and the totals below still read of the lines' integers.
