@@ -35,7 +35,9 @@ def main(
     def body() -> dict[str, object]:
         day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
         q = parse_quarter(quarter or quarter_label(month_index(day)))
-        res = draft_run("quarterly", registry_path, ledger, rules.load(rules_path), day, q, max_quarantine_share)
+        # with its change report, as the nightly job's and `allowance run quarterly`'s (district staff review from it)
+        res = draft_run("quarterly", registry_path, ledger, rules.load(rules_path), day, q, max_quarantine_share,
+                        out=out)
         if publish_as:
             res = publish_batch(res.batch_id, publish_as, ledger, out)
         return res.as_json()
