@@ -92,18 +92,19 @@ def _partitioned(df: pl.DataFrame, keys: list[str], root: Path, prefix: str, fil
 AMOUNTS = ["amount_fen", "municipal_fen", "district_fen"]
 
 
-def group_totals(df: pl.DataFrame, keys: list[str], runs: Runs = None) -> pl.DataFrame:
-    """Per group of `keys`, ordered by them: lines, and the sums of AMOUNTS (int64 fen). From
+def group_totals(df: pl.DataFrame, keys: list[str], runs: Runs = None, amounts: list[str] = AMOUNTS
+                 ) -> pl.DataFrame:
+    """Per group of `keys`, ordered by them: lines, and the sums of `amounts` (int64 fen). From
     `runs` (_runs: each group a contiguous slice) a sum per slice, for a few dozen groups; else a
     group-by. At 4.4 million payments the two group-bys over district and channel texts took
     0.4-0.6 s of a publication."""
     if runs is None:
         return df.group_by(keys).agg(
-            pl.len().cast(pl.Int64).alias("lines"), *[pl.col(c).sum().cast(pl.Int64) for c in AMOUNTS]).sort(keys)
+            pl.len().cast(pl.Int64).alias("lines"), *[pl.col(c).sum().cast(pl.Int64) for c in amounts]).sort(keys)
     return pl.DataFrame(
-        [(*values, length, *[int(df[c].slice(offset, length).sum()) for c in AMOUNTS])  # groups, not people
+        [(*values, length, *[int(df[c].slice(offset, length).sum()) for c in amounts])  # groups, not people
          for values, offset, length in runs],
-        schema={**{k: df.schema[k] for k in keys}, "lines": pl.Int64, **{c: pl.Int64 for c in AMOUNTS}},
+        schema={**{k: df.schema[k] for k in keys}, "lines": pl.Int64, **{c: pl.Int64 for c in amounts}},
         orient="row",
     ).sort(keys)
 
@@ -217,16 +218,17 @@ def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame, summary
     files: dict[str, dict[str, Any]] = {}
     _partitioned(changes, ["district_code"], tmp, "changes", files)
     lines = [f"change report for {batch_id} (as of {summary.get('as_of')}, extract {summary.get('registry_sha256')})"]
-    counts = (
-        changes.group_by("district_code", "change").agg(pl.len().alias("people"), pl.col("fen").sum())
-        .sort("district_code", "change")
-    )
+    # The report comes ordered by district and change: its counts are sums over slices (two
+    # group-bys over the texts of a first quarter's 4.4M new entrants took 0.18 s).
+    keys = ["district_code", "change"]
+    counts = group_totals(changes, keys, _runs(changes, keys) if changes.height else None, ["fen"]).rename(
+        {"lines": "people"})
     for code in sorted(set(counts["district_code"].to_list())):
         part = counts.filter(pl.col("district_code") == code)
         name = DISTRICTS.get(code, "")
         lines.append(f"{code} {name}: " + "; ".join(
             f"{r['change']} {r['people']} ({r['fen']} fen)" for r in part.iter_rows(named=True)))
-    total = changes.group_by("change").agg(pl.len().alias("people"), pl.col("fen").sum()).sort("change")
+    total = counts.group_by("change").agg(pl.col("people", "fen").sum()).sort("change")
     lines.append("all districts: " + "; ".join(
         f"{r['change']} {r['people']} ({r['fen']} fen)" for r in total.iter_rows(named=True)) if total.height
                  else "all districts: no changes")
