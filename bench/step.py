@@ -38,14 +38,15 @@ def main(step: str, reg: Path, work: Path) -> dict[str, object]:
         kind, q = step.split(":")
         as_of = dict(QUARTERS)[q]
         if kind == "draft":
-            d = draft_run("quarterly", reg, ledger, r, dt.date.fromisoformat(as_of), parse_quarter(q))
+            # with its change report, as `allowance run` and the scheduled jobs write it
+            d = draft_run("quarterly", reg, ledger, r, dt.date.fromisoformat(as_of), parse_quarter(q), out=out)
             st[q] = d.batch_id
             res = {"batch_id": d.batch_id, "lines": d.lines, "amount_fen": d.amount_fen}
         else:
             p = publish_batch(st[q], "bench", ledger, out)
             res = {"batch_id": p.batch_id, "lines": p.lines, "amount_fen": p.amount_fen}
     elif step == "supplement":
-        d = draft_run("supplement", reg, ledger, r, dt.date(2026, 5, 15))
+        d = draft_run("supplement", reg, ledger, r, dt.date(2026, 5, 15), out=out)
         res = {"batch_id": d.batch_id, "lines": d.lines, "amount_fen": d.amount_fen}
     else:
         raise SystemExit(f"unknown step {step}")
