@@ -31,15 +31,15 @@ SIZES = [1_000_000, 5_000_000, 15_350_000]
 STEPS = [
     ("validate", "validation"),
     ("open", None),
-    ("draft:2025Q3", "quarterly draft, fresh ledger (validation included)"),
+    ("draft:2025Q3", "quarterly draft, fresh ledger (validation and change report included)"),
     ("publish:2025Q3", "publish"),
-    ("draft:2025Q4", "next quarter's draft, one quarter in the ledger (validation included)"),
+    ("draft:2025Q4", "next quarter's draft, one quarter in the ledger (validation and change report included)"),
     ("publish:2025Q4", None),
     ("draft:2026Q1", None),
     ("publish:2026Q1", None),
     ("draft:2026Q2", None),
     ("publish:2026Q2", None),
-    ("supplement", "nightly supplement, four quarters in the ledger (validation included)"),
+    ("supplement", "nightly supplement, four quarters in the ledger (validation and change report included)"),
 ]
 
 
