@@ -647,6 +647,10 @@ def build_draft(
         )
         .select(*LINE_COLUMNS, "paid_with", "card_with", "person_key")
     )
+    del text, hashes
+    # What the checks, the change report and the totals below still read of the lines' integers
+    # (narrowed before the pieces are built: the draft peaks there).
+    grouped = grouped.select("line_type", "amount_fen", "reason", "_o1", "_o3")
     at_line = pl.col("seq") - 1  # the piece's line, as a row of `lines` (pieces are in line order)
     batch_pieces = line_pieces.select(
         # a gather shares the lines' text (writing the ids again held 110 MB more at the draft's peak)
@@ -655,8 +659,6 @@ def build_draft(
         "from_mi", "to_mi", pl.col("diff_fen").alias("fen"), pl.lit(lines["person_key"]).gather(at_line),
     )
     del line_pieces, theirs
-    # What the checks, the change report and the totals below still read of the lines' integers.
-    grouped = grouped.select("line_type", "amount_fen", "reason", "_o1", "_o3")
     lap("line_ids_pieces")
     quarantine = validated.quarantine.select(pl.lit(batch_id).alias("batch_id"), pl.all())
     check_lines(lines, grouped["_o3"])
