@@ -1063,8 +1063,9 @@ class Ledger:
             try:
                 frame = self._read_part_file(name, sha, rows)
                 if "person_key" in frame.columns:  # what a publication trusts instead of parsing person_id
-                    wrong = frame.select(pl.col("person_key").ne_missing(idcard.order_key_expr("person_id")).sum()
-                                         ).item()
+                    # parsed by validation's kernel (35M IDs at four quarters: 1 s, against 6 s as text)
+                    shape_ok, *_, key = idcard.parse_id_arrays(frame["person_id"])
+                    wrong = int((~shape_ok | (key != frame["person_key"].fill_null(-1).to_numpy())).sum())
                     if wrong:
                         problems.append(f"batch {bid}, {part}: {wrong} row(s) whose person_key is not their "
                                         "person_id's key")
