@@ -221,8 +221,7 @@ def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame, summary
     # The report comes ordered by district and change: its counts are sums over slices (two
     # group-bys over the texts of a first quarter's 4.4M new entrants took 0.18 s).
     keys = ["district_code", "change"]
-    counts = group_totals(changes, keys, _runs(changes, keys) if changes.height else None, ["fen"]).rename(
-        {"lines": "people"})
+    counts = group_totals(changes, keys, _runs(changes, keys), ["fen"]).rename({"lines": "people"})
     for code in sorted(set(counts["district_code"].to_list())):
         part = counts.filter(pl.col("district_code") == code)
         name = DISTRICTS.get(code, "")
