@@ -227,14 +227,12 @@ def payee_rows(lines: pl.DataFrame) -> pl.DataFrame:
     computed from its texts."""
     if not {"paid_with", "card_with"} <= set(lines.columns):
         lines = lines.with_columns(**line_hashes(lines))
-    pay = with_person_key(lines.select("line_type", "person_id", "paid_with", "card_with", _key_column(lines))
+    pay = with_person_key(lines.select("line_type", "person_id", "paid_with", "card_with", STORED_KEY)
                           .with_row_index("since_row").filter(pl.col("line_type") == "PAYMENT"), "payment line")
     return pay.select("_k", "paid_with", "card_with", pl.col("since_row").cast(pl.Int32))
 
 
-def _key_column(frame: pl.DataFrame) -> pl.Expr:
-    """A frame's person_key (a null column when it has none), for with_person_key."""
-    return pl.col("person_key") if "person_key" in frame.columns else pl.lit(None, pl.Int64).alias("person_key")
+STORED_KEY = pl.col("^person_key$")  # a frame's person_key in a select, or nothing where it has none
 
 
 def with_person_key(frame: pl.DataFrame, what: str) -> pl.DataFrame:
@@ -600,8 +598,8 @@ class Ledger:
         cols = ["_k", "from_mi", "to_mi", "fen"]
         # Every ID as its exact int64 key: sorting, joining and storing integers, not 18-byte text.
         old = self.holdings()
-        delta = with_person_key(delta.select("person_id", "from_mi", "to_mi", "fen", _key_column(delta)),
-                                "new entries").select(cols)
+        delta = with_person_key(delta.select("person_id", "from_mi", "to_mi", "fen", STORED_KEY), "new entries"
+                                ).select(cols)
         touched = delta.select("_k")  # semi and anti joins need no unique keys (0.4 s for 4.4 million)
         segs = pl.concat([old.join(touched, on="_k", how="semi"), delta])
         merged = net_segments(segs.lazy(), key="_k").collect()

@@ -7,10 +7,14 @@ and the benchmark all build registries the same way.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from allowance import rules as rules_mod
@@ -130,3 +134,27 @@ class Scenario:
                 "from entries) select person_id, month_idx::integer as month_idx, sum(fen)::bigint as net_fen "
                 "from m group by all having sum(fen) <> 0 order by all"
             )
+
+
+def rewrite_batch_file(ledger: Path, batch_id: str, part: str,
+                       change: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
+    """Replace one file of a batch by `change` of its rows, recorded under its new SHA-256 (the
+    ledger closed): a file as an earlier engine wrote it, or damage only `ledger check` can find."""
+    con = duckdb.connect(str(ledger))
+    try:
+        name, rows = con.execute("select file, rows from batch_files where batch_id = ? and part = ?",
+                                 [batch_id, part]).fetchone()  # type: ignore[misc]
+        folder = ledger.parent / (ledger.name + ".batches")
+        frame = change(pl.read_parquet(folder / name))
+        assert frame.height == rows, "a rewritten batch file keeps its rows"
+        data = io.BytesIO()
+        frame.write_parquet(data)
+        sha = hashlib.sha256(data.getvalue()).hexdigest()
+        new = f"{batch_id}/{part}-{sha[:16]}.parquet"
+        (folder / new).write_bytes(data.getvalue())
+        if new != name:
+            (folder / name).unlink()
+        con.execute("update batch_files set file = ?, sha256 = ? where batch_id = ? and part = ?",
+                    [new, sha, batch_id, part])
+    finally:
+        con.close()

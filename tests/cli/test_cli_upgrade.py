@@ -7,8 +7,6 @@ both schemas."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 from pathlib import Path
 
 import duckdb
@@ -16,7 +14,7 @@ import polars as pl
 from cli_helpers import cli, ok, ok_json, user_error
 
 from allowance.ledger import Ledger
-from allowance.testing import Scenario, person
+from allowance.testing import Scenario, person, rewrite_batch_file
 
 SCHEMA_3 = """
 create table payees (person_key bigint not null, person_id varchar not null, name varchar,
@@ -58,18 +56,14 @@ def _as_schema_3(led: Path) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
            .select("person_key", "person_id", "name", "district_code", pl.col("last_channel").alias("channel"),
                    pl.col("last_card_no").alias("card_no"), pl.col("line_id").alias("since_line_id")))
     assert old.height == now.height
-    # every batch's lines file as schema 3 wrote it: without the two hash columns
+    # every batch's lines and pieces files as schema 3 wrote them: without the two hashes and the key
+    con = duckdb.connect(str(led))
+    written = con.execute("select batch_id, part from batch_files where part in ('lines', 'pieces')").fetchall()
+    con.close()
+    for bid, part in written:
+        rewrite_batch_file(led, bid, part, lambda f: f.drop("paid_with", "card_with", "person_key", strict=False))
     con = duckdb.connect(str(led))
     folder = led.parent / (led.name + ".batches")
-    for name, bid in con.execute("select file, batch_id from batch_files where part = 'lines'").fetchall():
-        frame = pl.read_parquet(folder / name).drop("paid_with", "card_with")
-        data = io.BytesIO()
-        frame.write_parquet(data)
-        sha = hashlib.sha256(data.getvalue()).hexdigest()
-        new = f"{bid}/lines-{sha[:16]}.parquet"
-        (folder / new).write_bytes(data.getvalue())
-        (folder / name).unlink()
-        con.execute("update batch_files set file = ?, sha256 = ? where file = ?", [new, sha, name])
     for (name,) in con.execute("select file from batch_files where part in ('no_card', 'quarantine')").fetchall():
         (folder / name).unlink()
     con.execute("delete from batch_files where part in ('no_card', 'quarantine')")

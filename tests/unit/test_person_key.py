@@ -5,38 +5,21 @@ instead of parsing person_id; files written before they did are published the sa
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from allowance import idcard
 from allowance.ledger import KEYED_PARTS, Ledger
 from allowance.runs import Breakers
-from allowance.testing import Scenario, person
+from allowance.testing import Scenario, person, rewrite_batch_file
 
 
 def _rewrite(ledger: Path, batch_id: str, part: str, change: pl.Expr | None) -> None:
-    """Replace a batch file by its rows with person_key changed by `change` (None: dropped, as a
-    file written before lines and pieces carried it), recorded under its new SHA-256."""
-    con = duckdb.connect(str(ledger))
-    name, rows = con.execute("select file, rows from batch_files where batch_id = ? and part = ?",
-                             [batch_id, part]).fetchone()
-    folder = Path(str(ledger) + ".batches")
-    frame = pl.read_parquet(folder / name)
-    frame = frame.drop("person_key") if change is None else frame.with_columns(person_key=change)
-    buf = io.BytesIO()
-    frame.write_parquet(buf)
-    sha = hashlib.sha256(buf.getvalue()).hexdigest()
-    new = f"{batch_id}/{part}-{sha[:16]}.parquet"
-    (folder / new).write_bytes(buf.getvalue())
-    (folder / name).unlink()
-    con.execute("update batch_files set file = ?, sha256 = ? where batch_id = ? and part = ?",
-                [new, sha, batch_id, part])
-    con.close()
-    assert frame.height == rows
+    """A batch file with person_key changed by `change` (None: dropped, as a file written before
+    lines and pieces carried it)."""
+    rewrite_batch_file(ledger, batch_id, part, lambda f: f.drop("person_key") if change is None
+                       else f.with_columns(person_key=change))
 
 
 def _run(root: Path, old_files: bool) -> dict[str, pl.DataFrame]:
