@@ -477,12 +477,13 @@ class Ledger:
 
     def _write_part(self, batch_id: str, part: str, frame: pl.DataFrame) -> tuple[str, str, int]:
         """One part of a batch as a Parquet file named by its hash, synced to disk: (file, sha256, rows)."""
-        # Lines carry the hashes payees keep (see payees): computed here, by the draft, whose
-        # validation has loaded the compiled kernels, so that a publication needs none (numba
-        # and its kernels cost 0.3-0.5 s and 176 MB of memory to load).
+        # Lines carry the hashes payees keep (see payees) and lines and pieces their person_key:
+        # the draft brings them (batch.build_draft; its validation has loaded the compiled
+        # kernels, so a publication needs none: numba and its kernels cost 0.3-0.5 s and 176 MB
+        # to load). A review of a file written before them gets them here.
         if part == "lines" and not {"paid_with", "card_with"} <= set(frame.columns):
             frame = frame.with_columns(**line_hashes(frame))
-        if part in KEYED_PARTS and "person_key" not in frame.columns:  # a review of a file written before it
+        if part in KEYED_PARTS and "person_key" not in frame.columns:
             frame = keyed(frame, part).rename({"_k": "person_key"})
         buf = io.BytesIO()
         # No column statistics: a file holds one batch, so they could only ever skip a whole
