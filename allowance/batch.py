@@ -355,6 +355,28 @@ def draft_scope(kind: str, quarter: tuple[int, int] | None, as_of: dt.date, ledg
     return Scope(window, holdings, born_before, born_on_or_after(holdings["_k"], born_before).unique())
 
 
+def matched(left: pl.DataFrame, right: pl.DataFrame, on: str, value: str) -> pl.Series:
+    """`right[value]` for each row of `left`, by `on` (unique in `right`); null where none matches.
+
+    What a left join gives as that column, without making the join keep `left`'s order: an
+    unordered join on both threads, then each match written at its row of `left`. Matching the
+    5 million held runs to 4.7 million clean people took 0.45-1.0 s as an ordered left join,
+    0.25-0.3 s this way. A key repeated in `right` would match a row twice: refused, as a bug.
+    """
+    hits = (
+        left.lazy().select(on).with_row_index("_row")
+        .join(right.lazy().select(on, value), on=on, how="inner")
+        .select("_row", value).collect()
+    )
+    rows = hits["_row"].to_numpy()
+    once = np.zeros(left.height, dtype=np.bool_)
+    once[rows] = True
+    if int(once.sum()) != hits.height:
+        raise ValueError(f"matched: a value of {on!r} is repeated on the right")
+    return pl.repeat(None, left.height, dtype=right.schema[value], eager=True).alias(value).scatter(
+        hits["_row"], hits[value])
+
+
 def born_on_or_after(keys: pl.Series, day: dt.date) -> pl.Series:
     """The ID keys (idcard's int64 of the 18 characters) whose birth date digits are `day` or later.
 
@@ -390,7 +412,7 @@ def build_draft(
     # Each held run with its person's clean row (pkey; null for none): one join of the 5 million
     # runs, which finding the absent, the differences and the stops all read (a join each took
     # 0.2-0.3 s). Clean ID keys are unique (DUPLICATE_ID), so no run is repeated.
-    held_rows = holdings.join(clean.select("_k", "pkey"), on="_k", how="left")
+    held_rows = holdings.with_columns(matched(holdings, clean, "_k", "pkey"))
     absent, held_quarantined = absent_people(held_rows, validated.quarantine, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
