@@ -919,7 +919,9 @@ def change_report(
                       _o2=pl.col("change").replace_strict(rank, default=len(rank), return_dtype=pl.Int32))
         .select(cols),
     ]
-    report = pl.concat(parts).collect()
+    # One chunk before the gathers below: the lazy parts come in 44 chunks a column, and gathering
+    # 4.4 million rows across them took 0.5-0.8 s, against 0.2-0.3 s with the copy.
+    report = pl.concat(parts).collect().rechunk()
     # By district, change, person: the two small ranks as one, then place_order's two cheap sorts
     # (at a first quarter all 4.4 million lines are new entrants).
     order = place_order(report["_o1"] * (len(rank) + 1) + report["_o2"], report["_o3"])
