@@ -601,10 +601,14 @@ class Ledger:
         old = self.holdings()
         delta = with_person_key(delta.select("person_id", "from_mi", "to_mi", "fen", STORED_KEY), "new entries"
                                 ).select(cols)
-        touched = delta.select("_k")  # semi and anti joins need no unique keys (0.4 s for 4.4 million)
-        segs = pl.concat([old.join(touched, on="_k", how="semi"), delta])
+        # The held runs the new entries touch, as one mask over them: a semi and an anti join of a
+        # quarter's 4.4 million keys took 0.45-0.5 s, the mask and its two filters 0.25-0.3 s. A
+        # fresh ledger holds nothing (the set of keys alone took 0.13-0.2 s to build).
+        touched = (old.lazy().select(pl.col("_k").is_in(delta["_k"].implode()).fill_null(False)).collect().to_series()
+                   if old.height else pl.Series(dtype=pl.Boolean))
+        segs = pl.concat([old.filter(touched), delta])
         merged = net_segments(segs.lazy(), key="_k").collect()
-        new = pl.concat([old.join(touched, on="_k", how="anti").select(cols), merged.select(cols)])
+        new = pl.concat([old.filter(~touched).select(cols), merged.select(cols)])
         self.run("delete from holdings")
         self.insert_frame("holdings", new.rename({"_k": "person_key"}))
 
