@@ -513,14 +513,20 @@ def build_draft(
     ranks = ranks.with_columns(_place=place)
     span = max(window.last - window.first + 1, 1)
     n = pl.col("to_mi") - pl.col("from_mi") + 1
+    # Each piece's person and month looked up by position, not joined: `ranks` is in the order of
+    # `differing` (every piece's person is in it), `version_of` in the window's months (every
+    # piece starts in the window). Two joins of 4.4 million pieces took 0.3-0.4 s.
+    at_rank = np.empty(people.height, dtype=np.int64)
+    at_rank[differing.to_numpy()] = np.arange(differing.len(), dtype=np.int64)
+    rank_row = pl.Series(at_rank[pieces["pkey"].to_numpy()])
+    month_row = pieces["from_mi"].cast(pl.Int64) - window.first
     d = (
-        pieces.lazy()
-        .join(version_of.lazy(), on="from_mi", how="left")
-        .join(ranks.lazy(), on="pkey", how="left")
+        pieces.with_columns(version_of.drop("from_mi").select(pl.all().gather(month_row)))
+        .with_columns(ranks.drop("pkey").select(pl.all().gather(rank_row)))
+        .lazy()
         .with_columns(
             # a recovery line's piece: anything not paid (the line type PAYMENT or RECOVERY)
             rec=~(pl.col("diff_fen") > 0).fill_null(False),
-            has_channel=pl.col("has_channel").fill_null(False),
             n=n.cast(pl.Int64),
             # 七(二): the district share of each month is floored, the city takes any odd fen.
             district_part=pl.col("diff_fen").sign()
