@@ -694,8 +694,12 @@ def build_draft(
     check_lines(lines, grouped["_o3"])
     lap("no_card_checks")
 
-    changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, people, switched,
-                            batch_id)
+    # Of the people, the report needs only the stopped ones' districts: the rest (0.17 GB at a
+    # 15.35M quarter) is let go before the report and the totals, where the draft peaks.
+    stopped_districts = people.select("_k", "district_code").join(stops_frame.select("_k"), on="_k", how="semi")
+    del people
+    changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
+                            switched, batch_id)
     lap("changes")
 
     totals = {t: (int(c), int(f)) for t, c, f in grouped.group_by("line_type").agg(pl.len(), pl.col("amount_fen").sum())
