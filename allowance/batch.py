@@ -547,7 +547,7 @@ def build_draft(
         d = d.with_columns(reversed=pl.lit(False))
 
     lap("attach_people")
-    del pieces, ranks, by_place, ids
+    del pieces, ranks, by_place, ids, at_rank, rank_row, month_row
     no_card_pieces = d.filter(~pl.col("rec") & ~pl.col("has_channel"))
     # Lines in their final order (line type, district, channel, person: the text's order, on
     # integers), pieces by month within a line. A line is then a run of consecutive pieces,
