@@ -939,7 +939,8 @@ def change_report(
         .with_columns(**change("CHANNEL_CHANGE")).select(cols),
         stopped.lazy().with_row_index("_row", offset=lines.height).select(
             "_row", _o1=district_rank("district_code"),
-            _o2=pl.col("change").replace_strict({t: i for i, t in enumerate(texts)}, return_dtype=pl.Int32), _o3="_o3"),
+            _o2=pl.col("change").replace_strict({t: i for i, t in enumerate(texts)}, return_dtype=pl.Int32),
+            _o3=pl.col("_o3")),
     ]).collect()
     # By district, change, person: the two small ranks as one, then place_order's two cheap sorts
     # (at a first quarter all 4.4 million lines are new entrants).
