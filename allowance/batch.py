@@ -333,6 +333,12 @@ class Scope:
     born_before: dt.date  # old enough for the lowest band by the window's end ⇔ born before this
     young_held: pl.Series  # ledger keys of people born on or after it (usually none)
 
+    def take_holdings(self) -> pl.DataFrame:
+        """Hand the holdings over and keep none here (like Validated.take_clean): the draft lets
+        them go once it has read them, before its lines exist (0.12 GB at four quarters of 15.35M)."""
+        holdings, self.holdings = self.holdings, self.holdings.clear()
+        return holdings
+
     def keep(self, key: str = "id_key") -> pl.Expr:
         """Old enough by the window's end, or held by the ledger: the rest of the registry (two
         thirds of it) can produce no line. A clean row's birth date is the one inside its ID
@@ -404,7 +410,7 @@ def build_draft(
     """
     lap = Laps()
     scope = scope or draft_scope(kind, quarter, as_of, ledger, rules)
-    window, holdings = scope.window, scope.holdings
+    window, holdings = scope.window, scope.take_holdings()
     base_seq = ledger.ledger_state_seq()
     batch_id = _batch_id(kind, window, as_of, validated.sha256, base_seq, rules)
     # Narrowed here too: validation may not have been given this scope, and when it was, the
@@ -465,6 +471,9 @@ def build_draft(
         .join(theirs, on="_k")
         .select("pkey", pl.col("fen").alias("last_paid_fen"))
     )
+    # The ledger's runs are done with: at a later quarter these three held 0.3 GB through the
+    # lines' texts, where its draft peaks.
+    del holdings, held_paid, paid
     reissued = (
         keyed(ledger.reversals(), "reversals").join(ids, on="_k").select("pkey", pl.col("from_mi").alias("r_from"),
                                                              pl.col("to_mi").alias("r_to"))
