@@ -687,6 +687,10 @@ def build_draft(
         .select(*LINE_COLUMNS, "paid_with", "card_with", "person_key")
     )
     del text, hashes
+    # Of the people, the change report needs only the stopped ones' districts: the rest (0.17 GB at
+    # a 15.35M quarter) is let go before the pieces, the checks and the report, where drafts peak.
+    stopped_districts = people.select("_k", "district_code").join(stops_frame.select("_k"), on="_k", how="semi")
+    del people
     # What the checks, the change report and the totals below still read of the lines' integers
     # (narrowed before the pieces are built: the draft peaks there).
     grouped = grouped.select("line_type", "amount_fen", "reason", "_o1", "_o3")
@@ -703,16 +707,14 @@ def build_draft(
     check_lines(lines, grouped["_o3"])
     lap("no_card_checks")
 
-    # Of the people, the report needs only the stopped ones' districts: the rest (0.17 GB at a
-    # 15.35M quarter) is let go before the report and the totals, where the draft peaks.
-    stopped_districts = people.select("_k", "district_code").join(stops_frame.select("_k"), on="_k", how="semi")
-    del people
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
                             switched, batch_id)
     lap("changes")
 
-    totals = {t: (int(c), int(f)) for t, c, f in grouped.group_by("line_type").agg(pl.len(), pl.col("amount_fen").sum())
-              .iter_rows()}
+    # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
+    # group-bys over 4.4 million texts put 50 MB on a later quarter's peak, which is here.
+    totals = {t: (int(c), int(f)) for t, c, f in grouped.lazy().group_by("line_type").agg(
+        pl.len(), pl.col("amount_fen").sum()).collect().iter_rows()}
     pay_n, pay_fen = totals.get("PAYMENT", (0, 0))
     rec_n, rec_fen = totals.get("RECOVERY", (0, 0))
     summary = {
@@ -721,7 +723,8 @@ def build_draft(
         "payments": {"lines": pay_n, "amount_fen": pay_fen},
         "recoveries": {"lines": rec_n, "amount_fen": rec_fen},
         "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},
-        "by_reason": {r: int(c) for r, c in grouped.group_by("reason").len().sort("reason").iter_rows()},
+        "by_reason": {r: int(c) for r, c in
+                      grouped.lazy().group_by("reason").len().sort("reason").collect().iter_rows()},
         # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
         "ledger_people_quarantined": held_quarantined,
         "ledger_people_absent_from_extract": absent.height,
@@ -729,7 +732,8 @@ def build_draft(
         "expired": expired,
         "stops": stops,
         "changes": {k: {"people": int(p), "fen": int(f)} for k, p, f in
-                    changes.group_by("change").agg(pl.len(), pl.col("fen").sum()).sort("change").iter_rows()},
+                    changes.lazy().group_by("change").agg(pl.len(), pl.col("fen").sum()).sort("change").collect()
+                    .iter_rows()},
     }
     batch = {
         "batch_id": batch_id,
@@ -1004,8 +1008,8 @@ def check_lines(lines: pl.DataFrame, id_keys: pl.Series | None = None) -> None:
         if count:
             first = lines.filter(checks[what].fill_null(False))["line_id"][0]
             problems.append(f"{count} {what}, e.g. {first}")
-    keys = id_keys if id_keys is not None else idcard.order_key_expr("person_id")
-    keys = lines.select(pl.when(pay).then(keys)).to_series().drop_nulls()
+    keys = pl.lit(id_keys) if id_keys is not None else idcard.order_key_expr("person_id")
+    keys = lines.select(keys.filter(pay)).to_series()  # one copy (a when-then and its drop_nulls made two)
     dup = int(idcard.duplicated(keys).sum())
     if dup:
         problems.append(f"{dup} payment line(s) of a person paid twice in one batch")
