@@ -9,7 +9,7 @@ import pytest
 
 from allowance.batch import check_lines
 from allowance.errors import RefusedError
-from allowance.idcard import make_id
+from allowance.idcard import make_id, order_key_expr
 
 A = make_id("310101", dt.date(1950, 1, 1), 1)
 B = make_id("310101", dt.date(1950, 1, 2), 2)
@@ -46,3 +46,13 @@ def test_each_bad_line_is_refused_by_name(bad: tuple[str, str, str, int, int, st
     with pytest.raises(RefusedError, match="output checks failed") as e:
         check_lines(lines(("L1", "PAYMENT", A, 45000, 0, "bank"), bad))
     assert message in str(e.value)
+
+
+def test_the_drafts_own_id_keys_judge_a_person_paid_twice() -> None:
+    """A draft passes the ID keys it already has instead of parsing the IDs again: the same answers."""
+    good = lines(("L1", "PAYMENT", A, 45000, 0, "bank"), ("L2", "RECOVERY", A, -15000, 0, None),
+                 ("L3", "PAYMENT", B, 45000, 0, "bank"))
+    check_lines(good, good.select(order_key_expr("person_id")).to_series())
+    twice = lines(("L1", "PAYMENT", A, 45000, 0, "bank"), ("L9", "PAYMENT", A, 45000, 0, "bank"))
+    with pytest.raises(RefusedError, match=r"2 payment line\(s\) of a person paid twice"):
+        check_lines(twice, twice.select(order_key_expr("person_id")).to_series())
