@@ -932,8 +932,7 @@ def change_report(
     )
     # Each change as a number, which is also its rank in the order: the codes in their text's order,
     # then any stop cause outside them (none is expected).
-    texts = codes + stopped.select(pl.col("change").unique().sort()).filter(~pl.col("change").is_in(codes)
-                                                                            )["change"].to_list()
+    texts = codes + stopped.filter(~pl.col("change").is_in(codes))["change"].unique().sort().to_list()
     # The report's rows as integers: the row they take their texts from (a line's row, or after
     # the lines a stop's) and the ranks of its order (district, change, ID key). The texts are
     # gathered once, in the report's order, from the lines themselves: a report built of texts
