@@ -106,3 +106,19 @@ def test_the_same_rows_give_the_same_file_however_they_are_chunked_in_memory(sc:
     _write(pl.concat([big.slice(i, 1000) for i in range(0, big.height, 1000)], rechunk=False), sc.root,
            "a.parquet", many)
     assert one == many
+
+
+def test_the_lines_file_holds_its_codes_as_text(sc: Scenario) -> None:
+    """A draft holds a line's type, reason, cause and rules version as enums (batch.LINE_TYPES …);
+    the file stores text, and each enum lists its values in their text's order, so its draft's
+    sorts and group-bys (the summary's `by_reason`) go as the text's would."""
+    from allowance.batch import CAUSES, LINE_TYPES, REASONS
+
+    for enum in (LINE_TYPES, REASONS, CAUSES):
+        assert list(enum.categories) == sorted(enum.categories)
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
+    folder = sc.ledger.parent / (sc.ledger.name + ".batches") / res.batch_id
+    (lines_file,) = folder.glob("lines-*.parquet")
+    schema = pl.read_parquet_schema(lines_file)
+    assert all(schema[c] == pl.String for c in ("line_type", "reason", "cause", "rules_version")), schema
+    assert sc.lines(res.batch_id)["reason"].to_list() == ["NEW"] * 6
