@@ -599,7 +599,7 @@ def build_draft(
     )
     del by_line
     # NEW = never had a published payment line (payees), even if everything paid was recovered.
-    ever_paid = theirs.join(ledger.payee_keys(), on="_k", how="semi").select("pkey")
+    ever_paid = ledger.ever_paid(theirs.select("pkey", "_k")).select("pkey")
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
 

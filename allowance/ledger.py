@@ -830,9 +830,12 @@ class Ledger:
         self.run("insert into payees select _k, paid_with, card_with, ?, since_row from _payees_changed", [batch_id])
         self.run("drop table _payees_changed")
 
-    def payee_keys(self) -> pl.DataFrame:
-        """Everyone ever paid (a published payment line), as _k: the ID's exact int64 key."""
-        return self.df("select person_key as _k from payees")
+    def ever_paid(self, people: pl.DataFrame) -> pl.DataFrame:
+        """The rows of `people` (by _k, the ID's exact int64 key) ever paid: a published payment
+        line. Asked of DuckDB with the keys: on a night with a handful of people that is 0.01-0.03 s,
+        reading the 4.4 million payees' keys out to join them took 0.1-0.15 s (a quarter: the same)."""
+        with self._registered(_people=people):
+            return self.df("select * from _people where _k in (select person_key from payees)")
 
     def channel_changes(self, paid: pl.DataFrame) -> pl.DataFrame:
         """Of the people in `paid` (_k, channel, card_no), those last paid to another channel or
