@@ -89,12 +89,13 @@ def person_months(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -
 def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -> pl.LazyFrame:
     """The same entitlement as `person_months`, as runs of months with one amount each.
 
-    Columns: pkey, from_mi, to_mi, monthly_fen (a run's version is rules.at(from_mi): callers
-    take it from there, and carrying its text for 5 million runs cost 0.1 s). Within a person's entitled span
-    the amount can only change where the age crosses a band's lower bound or a new rules
-    version starts, so the runs are cut at exactly those months — no month-by-month
-    explosion. A run never straddles two versions. `person_months` is the month-level
-    reference this must always agree with (tests/property).
+    Columns: pkey, from_mi, to_mi, monthly_fen, sorted by person and month. A run's version is
+    rules.at(from_mi): callers take it from there (carrying its text for 5 million runs cost
+    0.1 s). Within a person's entitled span the amount can only change where the age crosses a
+    band's lower bound or a new rules version starts, so the runs are cut at exactly those
+    months — no month-by-month explosion. A run never straddles two versions. `person_months`
+    is the month-level reference this must always agree with
+    (tests/property/test_entitlement_runs.py).
     """
     # The band amounts and the exit switch as arrays by month (and age), read by position: two
     # hash joins of 5 million runs against these small tables took 0.1-0.15 s.
