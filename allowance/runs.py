@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from allowance.batch import Draft, build_draft, check_lines, code_version, draft
 from allowance.errors import LedgerError, RefusedError, UserError
 from allowance.ledger import Ledger, _now, payee_rows
 from allowance.months import fmt
-from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
+from allowance.outputs import finalize_batch, stage_batch, sync_tree, verify_batch, write_change_report
 from allowance.rules import Rules
 
 
@@ -164,12 +165,19 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path)
         # The payees, from the file's rows as stored (they point at them).
         paid = None if published else payee_rows(stored)
         del stored, lines, no_card, quarantine  # the ledger work reads what it needs itself (1 GB less at its peak)
-        try:
-            if paid is not None:
-                led.record_publication(batch_id, approved_by, manifest, published_at, paid)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+        # The staged files go to disk while the ledger's transaction runs (mostly CPU), and the
+        # rename waits for them: the bank only ever sees a batch that is on disk whole. A failure
+        # after the commit leaves the files unrenamed, and a rerun writes them again (above).
+        with ThreadPoolExecutor(1) as pool:
+            synced = pool.submit(sync_tree, partial)
+            try:
+                if paid is not None:
+                    led.record_publication(batch_id, approved_by, manifest, published_at, paid)
+                synced.result()
+            except BaseException:
+                wait([synced])
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
         finalize_batch(partial, folder)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)

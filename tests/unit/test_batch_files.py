@@ -122,3 +122,32 @@ def test_the_lines_file_holds_its_codes_as_text(sc: Scenario) -> None:
     schema = pl.read_parquet_schema(lines_file)
     assert all(schema[c] == pl.String for c in ("line_type", "reason", "cause", "rules_version")), schema
     assert sc.lines(res.batch_id)["reason"].to_list() == ["NEW"] * 6
+
+
+def test_a_published_batch_is_on_disk_before_it_is_visible(sc: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bank picks a batch up once its folder is renamed into place: every file and folder of
+    it is synced to disk before that rename, and the rename itself after it."""
+    from allowance import outputs, runs
+
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
+    synced: list[Path] = []
+    real_fsync, real_finalize = outputs._fsync, runs.finalize_batch
+
+    def fsync(path: Path) -> None:
+        synced.append(Path(path))
+        real_fsync(path)
+
+    seen: dict[str, object] = {}
+
+    def finalize(partial: Path, final: Path) -> None:
+        staged = [*partial.rglob("*"), partial]
+        seen["files"] = sum(p.is_file() for p in staged)
+        seen["unsynced"] = [p for p in staged if p not in synced]
+        real_finalize(partial, final)
+        seen["rename_synced"] = synced[-1] == final.parent
+
+    monkeypatch.setattr(outputs, "_fsync", fsync)
+    monkeypatch.setattr(runs, "finalize_batch", finalize)
+    pub = sc.publish(res)
+    assert pub.lines == 6
+    assert seen["files"] >= 4 and seen["unsynced"] == [] and seen["rename_synced"], seen
