@@ -46,7 +46,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from allowance import idcard
+from allowance import durable, idcard
 from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
 from allowance.errors import LedgerError
@@ -504,6 +504,10 @@ class Ledger:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
+            # The name too, before the transaction that lists it commits: the batch's folder
+            # (its file names) and the files folder (a batch folder made just now).
+            durable.sync(final.parent)
+            durable.sync(self.files)
         return name, sha, frame.height
 
     def _store_parts(self, batch_id: str, parts: dict[str, pl.DataFrame]) -> None:

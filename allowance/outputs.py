@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from allowance import durable
 from allowance.constants import DISTRICTS, PARQUET_ROW_GROUP_ROWS
 from allowance.registry import file_sha256
 
@@ -185,32 +186,14 @@ def stage_batch(
     return partial, manifest
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sync_tree(folder: Path) -> None:
-    """Every file under `folder` on disk, then every folder in it and `folder` itself (their
-    entries). A batch is made visible by a rename only after this: a power cut never leaves a
-    bank a visible batch whose files the disk does not hold whole."""
-    files, folders = [], []
-    for p in sorted(folder.rglob("*")):
-        (files if p.is_file() else folders).append(p)
-    for p in [*files, *reversed(folders), folder]:
-        _fsync(p)
-
-
 def finalize_batch(partial: Path, final: Path) -> None:
     """One rename makes the batch visible (after the ledger holds it); the rename itself is made
-    durable by syncing the folder it happens in."""
+    durable by syncing the folder it happens in. A bank batch's files are synced before it
+    (durable.sync_tree, in runs.publish_batch)."""
     if final.exists():
         shutil.rmtree(final)  # only ever a leftover of an interrupted publish of this same batch
     os.replace(partial, final)
-    _fsync(final.parent)
+    durable.sync(final.parent)
 
 
 def verify_batch(folder: Path) -> list[str]:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from allowance import log, registry
+from allowance import durable, log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
 from allowance.errors import LedgerError, RefusedError, UserError
 from allowance.ledger import Ledger, _now, payee_rows
 from allowance.months import fmt
-from allowance.outputs import finalize_batch, stage_batch, sync_tree, verify_batch, write_change_report
+from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
 from allowance.rules import Rules
 
 
@@ -169,7 +169,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path)
         # rename waits for them: the bank only ever sees a batch that is on disk whole. A failure
         # after the commit leaves the files unrenamed, and a rerun writes them again (above).
         with ThreadPoolExecutor(1) as pool:
-            synced = pool.submit(sync_tree, partial)
+            synced = pool.submit(durable.sync_tree, partial)
             try:
                 if paid is not None:
                     led.record_publication(batch_id, approved_by, manifest, published_at, paid)

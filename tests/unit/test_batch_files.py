@@ -127,15 +127,15 @@ def test_the_lines_file_holds_its_codes_as_text(sc: Scenario) -> None:
 def test_a_published_batch_is_on_disk_before_it_is_visible(sc: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bank picks a batch up once its folder is renamed into place: every file and folder of
     it is synced to disk before that rename, and the rename itself after it."""
-    from allowance import outputs, runs
+    from allowance import durable, runs
 
     res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
     synced: list[Path] = []
-    real_fsync, real_finalize = outputs._fsync, runs.finalize_batch
+    real_sync, real_finalize = durable.sync, runs.finalize_batch
 
-    def fsync(path: Path) -> None:
+    def sync(path: Path) -> None:
         synced.append(Path(path))
-        real_fsync(path)
+        real_sync(path)
 
     seen: dict[str, object] = {}
 
@@ -146,8 +146,27 @@ def test_a_published_batch_is_on_disk_before_it_is_visible(sc: Scenario, monkeyp
         real_finalize(partial, final)
         seen["rename_synced"] = synced[-1] == final.parent
 
-    monkeypatch.setattr(outputs, "_fsync", fsync)
+    monkeypatch.setattr(durable, "sync", sync)
     monkeypatch.setattr(runs, "finalize_batch", finalize)
     pub = sc.publish(res)
     assert pub.lines == 6
     assert seen["files"] >= 4 and seen["unsynced"] == [] and seen["rename_synced"], seen
+
+
+def test_a_batch_files_name_is_on_disk_before_the_ledger_lists_it(sc: Scenario,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger's commit names its batch files: their folder's entries (and the files folder's,
+    for a batch folder made just now) are synced before it, not only the files' bytes."""
+    from allowance import durable
+
+    synced: list[Path] = []
+    real_sync = durable.sync
+
+    def sync(path: Path) -> None:
+        synced.append(Path(path))
+        real_sync(path)
+
+    monkeypatch.setattr(durable, "sync", sync)
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
+    folder = sc.ledger.parent / (sc.ledger.name + ".batches")
+    assert folder / res.batch_id in synced and folder in synced, synced
