@@ -55,11 +55,16 @@ def person_spans(registry: pl.LazyFrame, rules: Rules, first: int, last: int) ->
     ).filter(pl.col("start_mi") <= pl.col("end_mi"))
 
 
-def exit_paid_table(rules: Rules, first: int, last: int, column: str) -> pl.LazyFrame:
-    """Per month: is a month of death or moving out paid (engine rule `exit_month_paid`)."""
+def exit_paid_by_month(rules: Rules, first: int, last: int) -> pl.Series:
+    """Per month of [first, last], in order: is a month of death or moving out paid (engine rule
+    `exit_month_paid`)."""
+    return pl.Series("exit_paid", [rules.exit_month_paid(m) for m in range(first, last + 1)], dtype=pl.Boolean)
+
+
+def exit_paid_table(rules: Rules, first: int, last: int) -> pl.LazyFrame:
+    """exit_paid_by_month as a table by month_idx, to join person-months on."""
     return pl.DataFrame(
-        {column: list(range(first, last + 1)), "exit_paid": [rules.exit_month_paid(m) for m in range(first, last + 1)]},
-        schema={column: pl.Int32, "exit_paid": pl.Boolean},
+        [pl.Series("month_idx", range(first, last + 1), dtype=pl.Int32), exit_paid_by_month(rules, first, last)]
     ).lazy()
 
 
@@ -70,7 +75,7 @@ def person_months(registry: pl.LazyFrame, rules: Rules, first: int, last: int) -
     month of the window has no rules version (SPEC §1.4), before any row is computed.
     """
     lookup = rules.age_lookup(first, last).lazy()
-    exit_paid = exit_paid_table(rules, first, last, "month_idx")
+    exit_paid = exit_paid_table(rules, first, last)
     spans = person_spans(registry, rules, first, last)
     exploded = (
         spans.with_columns(month_idx=pl.int_ranges("start_mi", pl.col("end_mi") + 1, dtype=pl.Int32))
@@ -100,7 +105,7 @@ def entitlement_segments(registry: pl.LazyFrame, rules: Rules, first: int, last:
     # The band amounts and the exit switch as arrays by month (and age), read by position: two
     # hash joins of 5 million runs against these small tables took 0.1-0.15 s.
     fen_at = _fen_by_month_and_age(rules, first, last)
-    exit_paid = pl.Series([rules.exit_month_paid(m) for m in range(first, last + 1)], dtype=pl.Boolean)
+    exit_paid = exit_paid_by_month(rules, first, last)
     ages = sorted({b.min_age for m in range(first, last + 1) for b in rules.at(m).bands})
     version_starts = sorted(
         {month_of for v in rules.versions if first < (month_of := month_index(v.effective_from)) <= last}
