@@ -16,6 +16,7 @@ a target is met every night. The table shows the first run; every run is listed 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -43,10 +44,22 @@ STEPS = [
 ]
 
 
+def generator_fingerprint() -> str:
+    """The generator's source, hashed: a cached registry is reused only if that code made it.
+
+    Until the thirteenth round the cache was keyed by size alone, and registries generated
+    before a fix to the generator (1b1ca66) were measured for twelve rounds after it."""
+    from allowance import generator
+
+    return hashlib.sha256(Path(generator.__file__).read_bytes()).hexdigest()[:12]
+
+
 def registry_for(n: int) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"registry-{n}.parquet"
+    path = CACHE / f"registry-{n}-{generator_fingerprint()}.parquet"
     if not path.exists():
+        for stale in [*CACHE.glob(f"registry-{n}.parquet"), *CACHE.glob(f"registry-{n}-*.parquet")]:
+            stale.unlink()  # made by other generator code: never measured again
         from allowance.generator import generate_registry, write_registry
 
         t = time.perf_counter()
@@ -94,7 +107,8 @@ def machine() -> dict[str, object]:
 
 
 def main(sizes: list[int], repeat: int = 3) -> None:
-    results: dict[str, object] = {"machine": machine(), "sizes": {}, "repeats": {}}
+    results: dict[str, object] = {"machine": machine(), "generator": generator_fingerprint(), "sizes": {},
+                                  "repeats": {}}
     for n in sizes:
         reg = registry_for(n)
         work = CACHE / f"work-{n}"
@@ -142,7 +156,8 @@ def markdown(results: dict[str, object]) -> str:
         "Seconds are the step's own work in a fresh process (interpreter start-up and imports excluded,",
         "about 0.5 s more per command); 'kernel CPU s' is the process's system CPU time (page faults",
         "of fresh memory, mostly); peak RSS is that process's. Registries: `allowance fixtures",
-        "registry --seed 1 --as-of 2025-07-01`. Regenerate with `make bench`.",
+        "registry --seed 1 --as-of 2025-07-01`, by the generator whose source hashes to",
+        f"`{results.get('generator', '?')}` (SHA-256, first 12 digits). Regenerate with `make bench`.",
         "",
         "| residents | step | seconds | kernel CPU s | peak RSS (MiB) | lines |",
         "|---:|---|---:|---:|---:|---:|",
