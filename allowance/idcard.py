@@ -125,9 +125,13 @@ def _masked(values: np.ndarray, valid: np.ndarray, dtype: pa.DataType) -> pl.Ser
 
 
 def repeated_keys(keys: np.ndarray) -> np.ndarray:
-    """The keys that occur more than once in `keys` (int64, sorted here in place: pass a copy)."""
-    keys.sort()
-    return np.unique(keys[1:][keys[1:] == keys[:-1]])
+    """The keys that occur more than once in `keys` (int64; not changed), ascending.
+
+    Sorted by polars (on both cores), not numpy: at 15.3M keys numpy's sort took 0.2 s on an
+    Intel Xeon but 1.0 s on an AMD EPYC of the same size (no vectorised sort there); polars'
+    takes 0.25-0.4 s on either."""
+    srt = pl.Series(keys).sort().to_numpy()
+    return np.unique(srt[1:][srt[1:] == srt[:-1]])
 
 
 def duplicated(keys: pl.Series, repeated: np.ndarray | None = None) -> pl.Series:
@@ -135,7 +139,7 @@ def duplicated(keys: pl.Series, repeated: np.ndarray | None = None) -> pl.Series
     repeated keys (hashing 15 million keys costs several times the sort). `repeated` is
     `repeated_keys` of the same keys, when the caller has them (validation, from the parse)."""
     if repeated is None:
-        repeated = repeated_keys(keys.drop_nulls().to_numpy().copy())
+        repeated = repeated_keys(keys.drop_nulls().to_numpy())
     return keys.is_in(pl.Series(repeated, dtype=keys.dtype).implode()).fill_null(False)
 
 
