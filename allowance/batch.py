@@ -1022,13 +1022,29 @@ def check_lines(lines: pl.DataFrame, id_keys: pl.Series | None = None) -> None:
         if count:
             first = lines.filter(checks[what].fill_null(False))["line_id"][0]
             problems.append(f"{count} {what}, e.g. {first}")
-    keys = pl.lit(id_keys) if id_keys is not None else idcard.order_key_expr("person_id")
-    keys = lines.select(keys.filter(pay)).to_series()  # one copy (a when-then and its drop_nulls made two)
-    dup = int(idcard.duplicated(keys).sum())
+    if id_keys is not None:  # the draft's own exact keys
+        dup = int(idcard.duplicated(lines.select(pl.lit(id_keys).filter(pay)).to_series()).sum())
+    else:  # a publication judges the IDs' text as stored, independently of the stored keys
+        dup = repeated_rows(lines.select(pl.col("person_id").filter(pay)).to_series())
     if dup:
         problems.append(f"{dup} payment line(s) of a person paid twice in one batch")
     if problems:
         raise RefusedError("output checks failed: " + "; ".join(problems))
+
+
+def repeated_rows(texts: pl.Series) -> int:
+    """How many non-null rows of `texts` hold a text that occurs on another row too.
+
+    Their 64-bit hashes are sorted, and only the rows of a repeated hash are compared as text,
+    so a hash collision is never counted. At a 15.35M quarter's 4.4M IDs: 0.1 s, where parsing
+    them to keys took 0.5-0.6 s and polars' `is_duplicated` on the texts 1.4-1.7 s."""
+    texts = texts.drop_nulls()
+    hashes = texts.hash()
+    repeated = idcard.repeated_keys(hashes.to_numpy().view(np.int64))
+    if not len(repeated):
+        return 0
+    maybe = texts.filter(hashes.is_in(pl.Series(repeated.view(np.uint64)).implode()))
+    return int(maybe.is_duplicated().sum())
 
 
 def code_version() -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from allowance.batch import check_lines
+from allowance.batch import check_lines, repeated_rows
 from allowance.errors import RefusedError
 from allowance.idcard import make_id, order_key_expr
 
@@ -56,3 +59,16 @@ def test_the_drafts_own_id_keys_judge_a_person_paid_twice() -> None:
     twice = lines(("L1", "PAYMENT", A, 45000, 0, "bank"), ("L9", "PAYMENT", A, 45000, 0, "bank"))
     with pytest.raises(RefusedError, match=r"2 payment line\(s\) of a person paid twice"):
         check_lines(twice, twice.select(order_key_expr("person_id")).to_series())
+
+
+@given(st.lists(st.sampled_from([A, B, "310101195001011", "X", ""]) | st.none(), max_size=30))
+def test_repeated_rows_counts_every_row_whose_text_recurs(texts: list[str | None]) -> None:
+    seen = Counter(t for t in texts if t is not None)
+    assert repeated_rows(pl.Series(texts, dtype=pl.String)) == sum(n for n in seen.values() if n > 1)
+
+
+def test_a_hash_collision_is_not_a_person_paid_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every text hashed alike: only equal texts count."""
+    monkeypatch.setattr(pl.Series, "hash", lambda s, *a, **k: pl.repeat(7, s.len(), dtype=pl.UInt64, eager=True))
+    assert repeated_rows(pl.Series([A, B, A, "310101195001011"])) == 2
+    check_lines(lines(("L1", "PAYMENT", A, 45000, 0, "bank"), ("L3", "PAYMENT", B, 45000, 0, "bank")))
