@@ -45,13 +45,21 @@ STEPS = [
 
 
 def generator_fingerprint() -> str:
-    """The generator's source, hashed: a cached registry is reused only if that code made it.
+    """What makes a generated registry, hashed: a cached one is reused only if that made it.
 
-    Until the thirteenth round the cache was keyed by size alone, and registries generated
-    before a fix to the generator (1b1ca66) were measured for twelve rounds after it."""
+    The generator's source, the tables it takes from the engine, and the numpy and polars that
+    draw and write the numbers. Until the thirteenth round the cache was keyed by size alone,
+    and registries generated before a fix to the generator (1b1ca66) were measured for twelve
+    rounds after it."""
+    import numpy as np
+    import polars as pl
+
     from allowance import generator
 
-    return hashlib.sha256(Path(generator.__file__).read_bytes()).hexdigest()[:12]
+    made_by = [Path(generator.__file__).read_bytes(),
+               repr((generator.CHANNELS, generator.DISTRICTS, generator.CHECK_CHARS, generator.WEIGHTS,
+                     np.__version__, pl.__version__)).encode()]
+    return hashlib.sha256(b"\0".join(made_by)).hexdigest()[:12]
 
 
 def registry_for(n: int) -> Path:
@@ -156,8 +164,8 @@ def markdown(results: dict[str, object]) -> str:
         "Seconds are the step's own work in a fresh process (interpreter start-up and imports excluded,",
         "about 0.5 s more per command); 'kernel CPU s' is the process's system CPU time (page faults",
         "of fresh memory, mostly); peak RSS is that process's. Registries: `allowance fixtures",
-        "registry --seed 1 --as-of 2025-07-01`, by the generator whose source hashes to",
-        f"`{results.get('generator', '?')}` (SHA-256, first 12 digits). Regenerate with `make bench`.",
+        "registry --seed 1 --as-of 2025-07-01`, by the generator fingerprinted",
+        f"`{results.get('generator', '?')}` (`bench.run.generator_fingerprint`). Regenerate with `make bench`.",
         "",
         "| residents | step | seconds | kernel CPU s | peak RSS (MiB) | lines |",
         "|---:|---|---:|---:|---:|---:|",
