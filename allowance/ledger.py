@@ -501,8 +501,7 @@ class Ledger:
             tmp = final.with_suffix(".tmp")
             with tmp.open("wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            durable.sync(tmp)  # its bytes, then its name (below)
             os.replace(tmp, final)
             # The name too, before the transaction that lists it commits: the batch's folder
             # (its file names) and the files folder (a batch folder made just now).

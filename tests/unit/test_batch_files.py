@@ -170,3 +170,6 @@ def test_a_batch_files_name_is_on_disk_before_the_ledger_lists_it(sc: Scenario,
     res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01")
     folder = sc.ledger.parent / (sc.ledger.name + ".batches")
     assert folder / res.batch_id in synced and folder in synced, synced
+    # and each file's bytes, before its rename
+    assert {p.name.split("-")[0] for p in synced if p.parent == folder / res.batch_id and p.suffix == ".tmp"} >= {
+        "lines", "pieces"}, synced
