@@ -236,5 +236,8 @@ def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame, summary
         f"{r['change']} {r['people']} ({r['fen']} fen)" for r in total.iter_rows(named=True)) if total.height
                  else "all districts: no changes")
     (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # On disk before its name is: staff act on a report, and a power cut must not leave one
+    # whose files are there by name and empty.
+    durable.sync_tree(tmp)
     finalize_batch(tmp, folder)
     return folder

@@ -173,3 +173,28 @@ def test_a_batch_files_name_is_on_disk_before_the_ledger_lists_it(sc: Scenario,
     # and each file's bytes, before its rename
     assert {p.name.split("-")[0] for p in synced if p.parent == folder / res.batch_id and p.suffix == ".tmp"} >= {
         "lines", "pieces"}, synced
+
+
+def test_a_change_report_is_on_disk_before_it_is_visible(sc: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A draft's change report is staged, synced file by file, then renamed into place."""
+    from allowance import durable, outputs
+
+    synced: list[Path] = []
+    real_sync, real_finalize = durable.sync, outputs.finalize_batch
+    seen: dict[str, object] = {}
+
+    def sync(path: Path) -> None:
+        synced.append(Path(path))
+        real_sync(path)
+
+    def finalize(partial: Path, final: Path) -> None:
+        staged = [*partial.rglob("*"), partial]
+        seen["files"] = sum(p.is_file() for p in staged)
+        seen["unsynced"] = [p for p in staged if p not in synced]
+        real_finalize(partial, final)
+
+    monkeypatch.setattr(durable, "sync", sync)
+    monkeypatch.setattr(outputs, "finalize_batch", finalize)
+    res = sc.quarterly("2025Q3", sc.registry(ROWS), "2025-07-01", out=sc.ledger.parent / "out")
+    assert (sc.ledger.parent / "out" / "reports" / res.batch_id / "summary.txt").is_file()
+    assert seen["files"] >= 2 and seen["unsynced"] == [], seen
