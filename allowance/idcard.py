@@ -7,6 +7,7 @@ generator and tests.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import polars as pl
@@ -37,6 +38,17 @@ def mask(person_id: str | None) -> str:
     if len(person_id) <= 10:
         return "*" * len(person_id)
     return person_id[:6] + "*" * (len(person_id) - 10) + person_id[-4:]
+
+
+# A resident ID as a token of free text: 18 characters (17 digits and a digit or X) or a legacy
+# 15-digit number, not inside a longer run of letters and digits (a hash, a line id).
+_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9A-Za-z])")
+
+
+def mask_ids_in(text: str) -> str:
+    """Every resident ID in a message masked (`mask`): for text the engine did not write itself,
+    such as a reader's error quoting a row of the extract."""
+    return _ID_IN_TEXT.sub(lambda m: mask(m.group(0)), text)
 
 
 def normalized_id_expr(col: str = "person_id") -> pl.Expr:

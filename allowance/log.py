@@ -10,11 +10,20 @@ from typing import Any
 import structlog
 
 
+def _masked(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Every text value of a log line with resident IDs masked. The engine logs masked IDs or
+    none; this also covers text it passes on, such as a reader's error quoting a row."""
+    from allowance.idcard import mask_ids_in
+
+    return {k: mask_ids_in(v) if isinstance(v, str) else v for k, v in event.items()}
+
+
 def configure(level: str | None = None, default: str = "INFO") -> None:
     name = level or os.environ.get("ALLOWANCE_LOG_LEVEL", default)
     lvl = getattr(logging, name.upper(), logging.INFO)
     structlog.configure(
         processors=[
+            _masked,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.JSONRenderer(ensure_ascii=False),

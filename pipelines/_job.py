@@ -11,6 +11,7 @@ from typing import Any
 from allowance import log
 from allowance.constants import EXIT_FAILURE, EXIT_OK
 from allowance.errors import AllowanceError
+from allowance.idcard import mask_ids_in
 
 
 def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
@@ -21,11 +22,12 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         result = body()
     except AllowanceError as e:
         lg.error("job_refused" if e.exit_code == 2 else "job_failed", error=str(e), exit_code=e.exit_code)
-        print(json.dumps({"job": name, "ok": False, "error": str(e)}, ensure_ascii=False))
+        print(json.dumps({"job": name, "ok": False, "error": mask_ids_in(str(e))}, ensure_ascii=False))
         return e.exit_code
     except Exception as e:
         lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
-        print(json.dumps({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"}, ensure_ascii=False))
+        print(json.dumps({"job": name, "ok": False, "error": mask_ids_in(f"{type(e).__name__}: {e}")},
+                         ensure_ascii=False))
         return EXIT_FAILURE
     lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
     print(json.dumps({"job": name, "ok": True, **result}, ensure_ascii=False, default=str))

@@ -16,6 +16,7 @@ import typer
 from allowance import rules as rules_mod
 from allowance.constants import EXIT_FAILURE
 from allowance.errors import AllowanceError
+from allowance.idcard import mask_ids_in
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,7 +40,7 @@ DEFAULT_RULES = rules_mod.DEFAULT_RULES_DIR
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {mask_ids_in(message)}", err=True)
     return typer.Exit(code=code)
 
 

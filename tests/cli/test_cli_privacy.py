@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cli_helpers import cli, ok, ok_json, sample_rows
+from cli_helpers import cli, ok, ok_json, sample_rows, user_error
 
 from allowance.testing import person, write_registry
 
@@ -46,3 +46,31 @@ def test_no_person_id_in_any_output(isolated: Path) -> None:
         assert leaked == [], (leaked, text)
         # Nor anything that looks like a full resident ID.
         assert not re.search(r"(?<!\d)\d{17}[\dX](?!\d)", text), text
+
+
+def test_an_extract_row_quoted_by_a_reader_error_is_masked(isolated: Path) -> None:
+    """A broken CSV row reaches the user through the reader's own message: the ID in it is masked
+    on the console, in the job's log and in its JSON result, and the message stays one line."""
+    import typer
+    from typer.testing import CliRunner
+
+    from pipelines import nightly
+
+    pid = person("1950-01-01", seq=81, area="310104")["person_id"]
+    reg = isolated / "broken.csv"
+    reg.write_text("person_id,name,birth_date,district_code,hukou_since,hukou_out_date,death_date,channel,card_no\n"
+                   f'"{pid},held\n', encoding="utf-8")
+    led = isolated / "ledger.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    line = user_error(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                          "--ledger", led), "cannot read the extract", "broken.csv")
+    assert pid not in line and f"{pid[:6]}********{pid[-4:]}" in line, line
+
+    app = typer.Typer()
+    app.command()(nightly.main)
+    job = CliRunner().invoke(app, ["--registry", str(reg), "--as-of", "2025-07-02", "--ledger", str(led),
+                                   "--out", str(isolated / "out")], env={"ALLOWANCE_LOG_LEVEL": "INFO"})
+    assert job.exit_code != 0
+    text = job.stdout + job.stderr
+    assert "cannot read the extract" in text and f"{pid[:6]}********{pid[-4:]}" in text, text
+    assert pid not in text, text
