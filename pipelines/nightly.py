@@ -23,6 +23,7 @@ from typing import Annotated
 import typer
 
 from allowance import registry, rules
+from allowance.cli.common import run_command
 from allowance.ledger import Ledger
 from allowance.months import parse_date, today_shanghai
 from allowance.registry import file_sha256
@@ -66,4 +67,4 @@ def main(
 
 if __name__ == "__main__":
     os.environ.setdefault("ALLOWANCE_LOG_LEVEL", "INFO")
-    typer.run(main)
+    run_command(main)

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from allowance import registry, rules
+from allowance.cli.common import run_command
 from allowance.months import month_index, parse_date, parse_quarter, quarter_label, today_shanghai
 from allowance.runs import draft_run, publish_batch
 from pipelines._job import run_job
@@ -47,4 +48,4 @@ def main(
 
 if __name__ == "__main__":
     os.environ.setdefault("ALLOWANCE_LOG_LEVEL", "INFO")
-    typer.run(main)
+    run_command(main)

@@ -6,8 +6,10 @@ import typer
 
 from allowance import log
 from allowance.cli import batches, fixtures, ledger, money_back, publish, review, rules, run
+from allowance.cli.common import OneLineGroup
 
 app = typer.Typer(
+    cls=OneLineGroup,
     help="Shanghai elderly comprehensive allowance (老年综合津贴) payment engine.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer 0.29 vendors click
+from typer.core import TyperCommand, TyperGroup
 
 from allowance import rules as rules_mod
 from allowance.constants import EXIT_FAILURE
@@ -63,6 +65,45 @@ def errors_as_messages(fn: F) -> F:
                        EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _OneLineUsageErrors:
+    """`main` of a Typer command or group: a mistyped command, a missing or bad option is one
+    `error:` line on stderr and exit code 2, like every other user error, instead of Typer's usage
+    box. `--help`, and a command group run with nothing after it, still print the help."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except NoArgsIsHelpError:
+            return super().main(*args, **kwargs)  # type: ignore[misc]  # the help, as Typer shows it
+        except ClickException as e:
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            typer.echo(f"error: {mask_ids_in(e.format_message())}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(EXIT_FAILURE)
+        # Not standalone, an Exit comes back as its code; a command that ended normally, as None.
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class OneLineGroup(_OneLineUsageErrors, TyperGroup):
+    """The `allowance` command group (see _OneLineUsageErrors)."""
+
+
+class OneLineCommand(_OneLineUsageErrors, TyperCommand):
+    """A scheduled job's single command (see _OneLineUsageErrors)."""
+
+
+def run_command(fn: Callable[..., Any]) -> None:
+    """`typer.run(fn)` with one-line usage errors: how the scheduled jobs start."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command(cls=OneLineCommand)(fn)
+    app()
 
 
 def emit_json(obj: dict[str, Any]) -> None:

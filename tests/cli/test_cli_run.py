@@ -56,6 +56,27 @@ def test_malformed_as_of(reg: Path, led: Path) -> None:
     user_error(res, "--as-of", "2025-02-30")
 
 
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["run", "quarterly", "--registry", "x.csv"], ["missing option", "--quarter", "run quarterly --help"]),
+    (["run", "quarterly", "--quarter", "2025Q3", "--registry", "x.csv", "--bogus"], ["no such option", "--bogus"]),
+    (["run", "supplement", "--registry", "x.csv", "--max-quarantine-share", "2"],
+     ["--max-quarantine-share", "less than or equal to 1"]),
+    (["runn"], ["no such command", "runn", "--help"]),
+])
+def test_a_mistyped_command_or_option_is_one_line(args: list[str], fragments: list[str]) -> None:
+    user_error(cli(*args), *fragments, code=2)
+
+
+def test_a_scheduled_jobs_mistyped_option_is_one_line() -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "pipelines.nightly", "--registry", "x.csv", "--bogus"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 2 and res.stdout == "", res
+    assert res.stderr.splitlines() == [res.stderr.strip()] and "no such option: --bogus" in res.stderr.lower(), res
+
+
 def test_missing_registry(isolated: Path, led: Path) -> None:
     missing = isolated / "no-such-extract.parquet"
     user_error(cli(*quarterly(missing, led)), str(missing), "not found")
