@@ -49,7 +49,7 @@ LINE_COLUMNS = [
 # lists its values in their text's order, so sorting or grouping by one orders as by its text.
 LINE_TYPES = pl.Enum(["PAYMENT", "RECOVERY"])
 REASONS = pl.Enum(sorted(["ARREARS", "BAND_CHANGE", "CONTINUING", "NEW", "RECOVERY", "REISSUE"]))
-CAUSES = pl.Enum(sorted(["BIRTH_CORRECTION", "DEATH", "MIGRATION", "NOT_ENTITLED", "NOT_IN_EXTRACT"]))
+CAUSES = pl.Enum(sorted(["AMOUNT_CORRECTION", "DEATH", "MIGRATION", "NOT_ENTITLED", "NOT_IN_EXTRACT"]))
 
 
 @dataclass(frozen=True)
@@ -623,7 +623,10 @@ def build_draft(
         .when(pl.col("absent")).then(cause_is("NOT_IN_EXTRACT"))
         .when(death_mi.is_not_null() & (pl.col("first_stop_mi") > death_mi)).then(cause_is("DEATH"))
         .when(out_mi.is_not_null() & (pl.col("first_stop_mi") > out_mi)).then(cause_is("MIGRATION"))
-        .when(pl.col("still_entitled")).then(cause_is("BIRTH_CORRECTION"))
+        # Still entitled in those months, for less than was paid: the same ID has the same birth
+        # date (SPEC §3 BIRTH_MISMATCH; a corrected date comes as a new ID, NOT_IN_EXTRACT), so
+        # what lowered the amount is the rules table, corrected after the payment.
+        .when(pl.col("still_entitled")).then(cause_is("AMOUNT_CORRECTION"))
         .otherwise(cause_is("NOT_ENTITLED"))
     )
     # pkey is the row of `people`: what the ledger knows of each person is a gather, not a join.

@@ -48,7 +48,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
 LINE_REASONS: tuple[str, ...] = ("NEW", "CONTINUING", "BAND_CHANGE", "ARREARS", "REISSUE", "RECOVERY")
 
 # Why a recovery line exists.
-RECOVERY_CAUSES: tuple[str, ...] = ("DEATH", "MIGRATION", "BIRTH_CORRECTION", "NOT_ENTITLED", "NOT_IN_EXTRACT")
+RECOVERY_CAUSES: tuple[str, ...] = ("DEATH", "MIGRATION", "AMOUNT_CORRECTION", "NOT_ENTITLED", "NOT_IN_EXTRACT")
 
 # Exit codes shared by the CLI and the pipelines.
 EXIT_OK = 0
