@@ -777,6 +777,12 @@ class Ledger:
                             "district_code": pl.String, "action": pl.String, "from_month": pl.Int32,
                             "to_month": pl.Int32, "reason": pl.String, "decided_by": pl.String,
                             "decided_at": pl.Datetime("us")}))
+                # A rejected person's months already paid in the draft's window are recovered by
+                # the next run (a line here would renumber the draft's line ids); staff are told.
+                to_recover = int(self.one(
+                    "select count(distinct h.person_key) from holdings h join _review_ids r "
+                    "on h.person_key = person_key_of(r.person_id) where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
+                    [b["first_month"] or 0, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 if action in ("HOLD", "REJECT"):
                     # The batch's files are immutable: new ones without the people replace them.
                     others = ~pl.col("person_id").is_in(ids)
@@ -795,7 +801,7 @@ class Ledger:
             raise
         finally:
             self._prune_files(batch_id)
-        return self.batch(batch_id)
+        return {**self.batch(batch_id), "recovered_next_run": to_recover}
 
     def _refresh_totals(self, batch_id: str) -> None:
         pay = self.one(

@@ -46,10 +46,14 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
     who = mask(people[0]) if len(people) == 1 else f"{len(people)} people"
     if json_:
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
-        emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"]})
+        emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
+                   "recovered_next_run": b["recovered_next_run"]})
     else:
         typer.echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")
+        if b["recovered_next_run"]:
+            typer.echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window: the next run "
+                       "(tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
 
 
 @app.command("hold")

@@ -13,6 +13,7 @@ import pytest
 from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
 
 from allowance.ledger import Ledger
+from allowance.testing import write_registry
 
 
 def _drafted(folder: Path) -> tuple[Path, str]:
@@ -95,3 +96,30 @@ def test_who_is_named_badly(isolated: Path, extra: tuple[str, ...], fragment: st
     before = _state(led, bid)
     user_error(cli("review", "hold", bid, *extra, "--reason", "x", "--by", "y", "--ledger", led), fragment)
     assert _state(led, bid) == before
+
+
+def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: Path) -> None:
+    """Q3 is published; in Q4's draft one paid person and one with no payment yet (no card in
+    Q3, a card now) are rejected: only the first has months to recover, and the output says so."""
+    led = isolated / "ledger.duckdb"
+    rows = sample_rows(12)
+    newcomer = rows[0]  # born 1920, no card in Q3
+    assert newcomer["channel"] is None
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    q3 = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry",
+                     write_registry(rows, isolated / "r3.parquet"), "--as-of", "2025-07-01", "--ledger", led, "--json"))
+    ok(cli("publish", q3["batch_id"], "--approved-by", "t", "--ledger", led, "--out", isolated / "out"))
+    newcomer.update(channel="senior_card", card_no="6200000000000001")
+    q4 = ok_json(cli("run", "quarterly", "--quarter", "2025Q4", "--registry",
+                     write_registry(rows, isolated / "r4.parquet"), "--as-of", "2025-10-01", "--ledger", led, "--json"))
+    with Ledger.use(led, read_only=True) as lg:
+        paid = sorted(set(lg.part(q3["batch_id"], "lines")["person_id"].to_list()))
+    assert newcomer["person_id"] not in paid
+    out = ok(cli("review", "reject", q4["batch_id"], "--person", paid[0], "--reason", "户籍不符", "--by", "区民政",
+                 "--ledger", led)).stdout
+    assert "1 of them were paid for months of this draft's window" in out and "NOT_ENTITLED" in out, out
+    assert ok_json(cli("review", "reject", q4["batch_id"], "--person", paid[1], "--reason", "x", "--by", "y",
+                       "--ledger", led, "--json"))["recovered_next_run"] == 1
+    res = ok_json(cli("review", "reject", q4["batch_id"], "--person", newcomer["person_id"], "--reason", "x",
+                      "--by", "y", "--ledger", led, "--json"))
+    assert res["recovered_next_run"] == 0, res
