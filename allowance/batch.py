@@ -22,7 +22,7 @@ from allowance.bytescan import numbered
 from allowance.constants import CHANNELS, DISTRICT_CODES
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
-from allowance.ledger import PAID_WITH, Ledger, keyed, line_hashes
+from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, keyed, line_hashes
 from allowance.log import Laps
 from allowance.months import (
     fmt,
@@ -104,6 +104,7 @@ class Draft:
     quarantine: pl.DataFrame
     changes: pl.DataFrame
     stops: dict[str, int]
+    cancels: pl.DataFrame  # recoveries still owed, cancelled instead of paid again (cancel_owed_recoveries)
 
 
 def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, base_seq: int, rules: Rules) -> str:
@@ -280,6 +281,60 @@ def _with_last_held(runs: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame:
     return runs.join(upto, on="pkey", how="left")
 
 
+CANCEL_SCHEMA = {"line_id": pl.String, "person_key": pl.Int64, "district_code": pl.String, "from_mi": pl.Int32,
+                 "to_mi": pl.Int32, "fen": pl.Int64}
+assert tuple(CANCEL_SCHEMA) == CANCEL_COLUMNS
+
+
+def cancel_owed_recoveries(
+    pieces: pl.DataFrame, owed: pl.DataFrame, ids: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(pieces, cancels): a positive difference in a month that a recovery still claims back is
+    first taken off that claim, and only the rest is paid.
+
+    The person holds the money the recovery asks for (it is open, or written off), so paying the
+    month again would pay it twice. `owed` is Ledger.owed_recoveries (_k, line_id, district_code,
+    runs of fen owed a month); `ids` maps _k to pkey. Only the few people with something owed are
+    expanded month by month; a month owed by several recoveries is taken off the oldest first.
+    cancels: line_id, person_key, district_code, from_mi, to_mi (one month), fen (a month).
+    """
+    none = pl.DataFrame(schema=CANCEL_SCHEMA)
+    if owed.height == 0 or pieces.height == 0:
+        return pieces, none
+    owed = owed.join(ids.select("_k", "pkey"), on="_k")
+    due = pieces.filter(pl.col("diff_fen") > 0).join(owed.select("pkey").unique(), on="pkey", how="semi")
+    if due.height == 0:
+        return pieces, none
+    month = ["pkey", "month_idx"]
+    taken = (
+        explode_months(owed.lazy()).join(explode_months(due.lazy()).select(*month, "diff_fen"), on=month)
+        .sort(*month, "line_id")
+        .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
+        .with_columns(cancel=pl.min_horizontal("fen", pl.col("diff_fen") - pl.col("before")).clip(lower_bound=0))
+        .filter(pl.col("cancel") > 0)
+        .collect()
+    )
+    if taken.height == 0:
+        return pieces, none
+    per_month = taken.group_by(month).agg(pl.col("cancel").sum())
+    who = per_month.select("pkey").unique()
+    # Their pieces month by month, each month's difference less what it cancels (the ledger will
+    # hold that much again once the cancellation is published).
+    theirs = (
+        explode_months(pieces.join(who, on="pkey", how="semi").lazy())
+        .join(per_month.lazy(), on=month, how="left")
+        .with_columns(pl.col("cancel").fill_null(0))
+        .with_columns(held_fen=pl.col("held_fen") + pl.col("cancel"), diff_fen=pl.col("diff_fen") - pl.col("cancel"))
+        .filter(pl.col("diff_fen") != 0)
+        .with_columns(from_mi=pl.col("month_idx"), to_mi=pl.col("month_idx"))
+        .select(pieces.columns)
+        .collect()
+    )
+    cancels = taken.select("line_id", pl.col("_k").alias("person_key"), "district_code", from_mi="month_idx",
+                           to_mi="month_idx", fen="cancel").sort("line_id", "from_mi").cast(CANCEL_SCHEMA)
+    return pl.concat([pieces.join(who, on="pkey", how="anti"), theirs]), cancels
+
+
 def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.DataFrame:
     """Drop the months a HOLD covers from the differences: nothing paid, nothing recovered.
 
@@ -454,6 +509,10 @@ def build_draft(
         # Computed once: the differences and the stop count (its check month is in the window).
         entitled = entitlement_segments(clean.lazy(), rules, window.first, window.last).collect()
         pieces = diff_pieces(entitled, rules, window, held, ledger.blocked(), ids)
+    # Never paid twice (SPEC §4): months someone is entitled to again while their recovery is
+    # still owed (missing from one night's extract, a death recorded in error) are not paid again;
+    # that much of the recovery is cancelled instead, when this batch is published.
+    pieces, cancels = cancel_owed_recoveries(pieces, ledger.owed_recoveries(), ids)
     lap("diff_pieces")
     # Done here, while the runs they read are at hand: the lines below are built without the
     # window's entitlement and the held runs alive (about 0.3 GB less at the draft's peak).
@@ -746,6 +805,9 @@ def build_draft(
         # Held by the ledger but not in the clean extract: neither paid nor recovered tonight.
         "ledger_people_quarantined": held_quarantined,
         "ledger_people_absent_from_extract": absent.height,
+        "recoveries_cancelled": {
+            "lines": cancels["line_id"].n_unique(), "people": cancels["person_key"].n_unique(),
+            "fen": int((cancels["fen"] * (cancels["to_mi"] - cancels["from_mi"] + 1)).sum())},
         # 四 追溯期: months still owed but older than the retroactive window are not paid.
         "expired": expired,
         "stops": stops,
@@ -772,7 +834,7 @@ def build_draft(
     }
     lap("summary")
     lap.done("draft_stages", batch_id=batch_id)
-    return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops)
+    return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops, cancels)
 
 
 def place_order(group: pl.Series, key: pl.Series) -> np.ndarray:

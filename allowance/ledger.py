@@ -51,13 +51,15 @@ from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
 from allowance.errors import LedgerError
 from allowance.months import fmt
-from allowance.segments import net_segments
+from allowance.segments import explode_months, net_segments
 
-SCHEMA_VERSION = "4"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
+SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
 # 4: payees keep hashes of what each person was paid with and a pointer to that line, not its text;
 # a batch's lines carry those two hashes (written by the draft: a publication needs no compiled kernel);
-# a batch's no-card list and quarantine are files of the batch, like its lines
-UPGRADABLE = {"3": "4"}  # `allowance ledger upgrade`: the schemas this engine converts, and to what
+# a batch's no-card list and quarantine are files of the batch, like its lines;
+# 5: each recovery's months (recovery_months), and a draft's cancellations of recoveries still owed
+# for months the person is entitled to again (batch_cancels)
+UPGRADABLE = {"3": "4", "4": "5"}  # `allowance ledger upgrade`: the schemas this engine converts, and to what
 
 # A batch's no-card list and quarantine were DuckDB rows in schema 3: 45 000 and 30 000 rows a
 # quarter, and a night's 30 000 quarantined rows cost 0.25-0.3 s to checkpoint when the ledger
@@ -71,6 +73,21 @@ create table batch_quarantine_schema (
     name varchar, birth_date varchar, hukou_since varchar, hukou_out_date varchar, death_date varchar,
     district_code varchar, channel varchar, card_no varchar
 );"""
+# Schema 5. A recovery's months are its line's pieces (fen > 0 here: what is to be got back each
+# month), kept beside the register so that a run finds what is still owed without reading batch
+# files. A draft that finds a person entitled again to months whose recovery is still owed (open,
+# or written off: the money is with the person) does not pay them again: it cancels that much of
+# the recovery (batch_cancels), and its publication records the cancellation (CANCEL entries that
+# restore the holdings; the register's amount lowered, or the recovery cancelled).
+RECOVERY_TABLES = """create table recovery_months (
+    line_id varchar not null, person_key bigint not null, from_mi integer not null, to_mi integer not null,
+    fen bigint not null
+);
+create table batch_cancels (
+    batch_id varchar not null, line_id varchar not null, person_key bigint not null,
+    district_code varchar not null, from_mi integer not null, to_mi integer not null, fen bigint not null
+);"""
+CANCEL_COLUMNS = ("line_id", "person_key", "district_code", "from_mi", "to_mi", "fen")
 PAYEES = """create table payees (
     person_key bigint not null, paid_with ubigint not null, card_with ubigint not null,
     since_batch varchar not null, since_row integer not null
@@ -138,11 +155,13 @@ create table bank_returns (
 -- instead cost 3.8 s of a quarter's first publication at 15.35M (DuckDB storing 4.4 million
 -- names, IDs, cards and line ids), against 0.5 s for these numbers.
 {PAYEES}
+{RECOVERY_TABLES}
 create table events (
     seq bigint not null, event_at timestamp not null, action varchar not null, batch_id varchar,
     actor varchar, detail json
 );
-""".replace("{PAYEES}", PAYEES).replace("{PARTS_AS_FILES}", PARTS_AS_FILES)
+""".replace("{PAYEES}", PAYEES).replace("{PARTS_AS_FILES}", PARTS_AS_FILES).replace(
+    "{RECOVERY_TABLES}", RECOVERY_TABLES)
 
 LOCK_WAIT_SECONDS = float(os.environ.get("ALLOWANCE_LOCK_WAIT", "30"))
 
@@ -349,7 +368,9 @@ class Ledger:
         batch and row of that line (read from the batch's lines file, checked against its
         SHA-256). The lines and pieces files are not rewritten: the lines of a file without the
         hashes have them computed when they are needed (payee_rows) or when the file is rewritten
-        (a review). Returns (schema found, schema now); a ledger at SCHEMA_VERSION is left alone.
+        (a review). 4 → 5: the two recovery tables, recovery_months filled from the pieces of
+        every published recovery line. A schema-3 ledger takes both steps, in one transaction.
+        Returns (schema found, schema now); a ledger at SCHEMA_VERSION is left alone.
         """
         p = Path(path)
         with Ledger._opened(p) as (con, found):
@@ -361,27 +382,15 @@ class Ledger:
             con.execute("begin")
             touched: set[str] = set()
             try:
-                moved = {part: con.sql(f"select * from batch_{part}").pl() for part in ("no_card", "quarantine")}
-                con.execute("drop table batch_no_card")
-                con.execute("drop table batch_quarantine")
-                con.execute(PARTS_AS_FILES)
-                con.execute("alter table batch_lines_schema add column paid_with ubigint")
-                con.execute("alter table batch_lines_schema add column card_with ubigint")
+                detail: dict[str, Any] = {"from": found, "to": SCHEMA_VERSION}
+                version = found
+                while version != SCHEMA_VERSION:
+                    step = Ledger._upgrade_3_to_4 if version == "3" else Ledger._upgrade_4_to_5
+                    detail.update(step(p, con, touched))
+                    version = UPGRADABLE[version]
                 led = Ledger(p, con)
-                order = {"no_card": ["district_code", "person_id"], "quarantine": ["row_no"]}
-                for part, frame in moved.items():
-                    for bid in frame["batch_id"].unique().sort():
-                        touched.add(bid)
-                        rows = frame.filter(pl.col("batch_id") == bid).sort(order[part])
-                        led.run("insert into batch_files values (?, ?, ?, ?, ?)",
-                                [bid, part, *led._write_part(bid, part, rows)])
-                led._refresh_views()
-                new = led._payees_from_schema_3()
-                led.run("drop table payees")
-                led.run(PAYEES)
-                led.insert_frame("payees", new)
-                led.run("update meta set value = ? where key = 'schema_version'", [UPGRADABLE[found]])
-                led._bump("upgrade", None, None, {"from": found, "to": UPGRADABLE[found], "payees": new.height})
+                led.run("update meta set value = ? where key = 'schema_version'", [SCHEMA_VERSION])
+                led._bump("upgrade", None, None, detail)
                 led.run("commit")
             except BaseException:
                 con.execute("rollback")
@@ -389,7 +398,48 @@ class Ledger:
             finally:
                 for bid in touched:  # files written for a transaction that rolled back
                     Ledger._prune(p.resolve().parent / (p.name + ".batches"), bid, con)
-        return found, UPGRADABLE[found]
+        return found, SCHEMA_VERSION
+
+    @staticmethod
+    def _upgrade_3_to_4(p: Path, con: duckdb.DuckDBPyConnection, touched: set[str]) -> dict[str, Any]:
+        """Inside `upgrade`'s transaction: schema 3's no-card lists, quarantines and payees as schema 4 keeps them."""
+        moved = {part: con.sql(f"select * from batch_{part}").pl() for part in ("no_card", "quarantine")}
+        con.execute("drop table batch_no_card")
+        con.execute("drop table batch_quarantine")
+        con.execute(PARTS_AS_FILES)
+        con.execute("alter table batch_lines_schema add column paid_with ubigint")
+        con.execute("alter table batch_lines_schema add column card_with ubigint")
+        led = Ledger(p, con)
+        order = {"no_card": ["district_code", "person_id"], "quarantine": ["row_no"]}
+        for part, frame in moved.items():
+            for bid in frame["batch_id"].unique().sort():
+                touched.add(bid)
+                rows = frame.filter(pl.col("batch_id") == bid).sort(order[part])
+                led.run("insert into batch_files values (?, ?, ?, ?, ?)",
+                        [bid, part, *led._write_part(bid, part, rows)])
+        led._refresh_views()
+        new = led._payees_from_schema_3()
+        led.run("drop table payees")
+        led.run(PAYEES)
+        led.insert_frame("payees", new)
+        return {"payees": new.height}
+
+    @staticmethod
+    def _upgrade_4_to_5(p: Path, con: duckdb.DuckDBPyConnection, touched: set[str]) -> dict[str, Any]:
+        """Inside `upgrade`'s transaction: the recovery tables, with the months of every recovery
+        published so far (their lines' pieces, checked against their SHA-256)."""
+        con.execute(RECOVERY_TABLES)
+        led = Ledger(p, con)
+        months = [pl.DataFrame(schema={"line_id": pl.String, "person_key": pl.Int64, "from_mi": pl.Int32,
+                                       "to_mi": pl.Int32, "fen": pl.Int64})]
+        for (bid,) in led.run("select distinct batch_id from recoveries order by 1"):
+            pieces = with_person_key(led.part(bid, "pieces", ["line_id", "person_id", "from_mi", "to_mi", "fen",
+                                                                "person_key"]), "recovery piece")
+            months.append(pieces.filter(pl.col("fen") < 0).select(
+                "line_id", pl.col("_k").alias("person_key"), "from_mi", "to_mi", -pl.col("fen")))
+        rows = pl.concat(months).join(led.df("select line_id from recoveries"), on="line_id", how="semi")
+        led.insert_frame("recovery_months", rows)
+        return {"recovery_months": rows.height}
 
     def _payees_from_schema_3(self) -> pl.DataFrame:
         """Schema 3's payees (texts and since_line_id) as schema 4 keeps them."""
@@ -648,6 +698,27 @@ class Ledger:
         ).cast({"from_mi": pl.Int32, "to_mi": pl.Int32})
 
     # ---- writes ------------------------------------------------------------------------------
+    def owed_recoveries(self) -> pl.DataFrame:
+        """What is still to be got back, month by month, of every recovery not recovered: open,
+        or written off (the money is still with the person). _k, line_id, district_code,
+        from_mi, to_mi, fen (> 0 a month): each recovery's months, less what publications have
+        cancelled of them. A handful of rows, read without touching a batch file."""
+        owed = self.df(
+            "select m.person_key as _k, m.line_id, r.district_code, m.from_mi, m.to_mi, m.fen "
+            "from recovery_months m join recoveries r using (line_id) where r.state in ('open', 'written_off') "
+            "order by m.line_id, m.from_mi")
+        done = self.df(
+            "select c.person_key as _k, c.line_id, c.district_code, c.from_mi, c.to_mi, -c.fen as fen "
+            "from batch_cancels c join batches b using (batch_id) where b.status = 'published' "
+            "and c.line_id in (select line_id from recoveries where state in ('open', 'written_off'))")
+        if done.height == 0:
+            return owed
+        keys = ["_k", "line_id", "district_code", "month_idx"]
+        return (explode_months(pl.concat([owed, done]).lazy()).group_by(keys).agg(pl.col("fen").sum())
+                .filter(pl.col("fen") > 0).select("_k", "line_id", "district_code", from_mi="month_idx",
+                                                  to_mi="month_idx", fen="fen")
+                .sort("line_id", "from_mi").collect())
+
     def save_draft(
         self,
         batch: dict[str, Any],
@@ -655,8 +726,12 @@ class Ledger:
         pieces: pl.DataFrame,
         no_card: pl.DataFrame,
         quarantine: pl.DataFrame,
+        cancels: pl.DataFrame | None = None,
     ) -> None:
-        """Store a draft batch, replacing an unpublished draft of the same id (rerun-safe)."""
+        """Store a draft batch, replacing an unpublished draft of the same id (rerun-safe).
+
+        `cancels`: recoveries still owed for months the person is entitled to again, cancelled
+        instead of paid (batch.cancel_owed_recoveries; schema of batch_cancels, no batch_id)."""
         bid = batch["batch_id"]
         self.run("begin")
         try:
@@ -664,6 +739,9 @@ class Ledger:
             if row is not None and row[0] == "published":
                 raise LedgerError(f"batch {bid} is already published")
             self.run("delete from batches where batch_id=?", [bid])
+            self.run("delete from batch_cancels where batch_id=?", [bid])
+            if cancels is not None and cancels.height:
+                self.insert_frame("batch_cancels", cancels.select(pl.lit(bid).alias("batch_id"), *CANCEL_COLUMNS))
             cols = list(batch)
             self.run(
                 f"insert into batches ({', '.join(cols)}) values ({', '.join('?' * len(cols))})",
@@ -709,6 +787,7 @@ class Ledger:
                 pieces = self.part(batch_id, "pieces", ["person_id", "from_mi", "to_mi", "fen", "person_key"])
             self.apply_to_holdings(pieces)
             del pieces
+            self._record_cancels(batch_id, now)
             # Every recovery line opens a recovery (positive fen to get back); it counts as
             # recovered in the net at once, so it is never listed again as new.
             self.run(
@@ -719,6 +798,7 @@ class Ledger:
                 """,
                 [now, approved_by, batch_id],
             )
+            self._record_recovery_months(batch_id)
             self.run(
                 "update batches set status='published', published_at=?, approved_by=?, manifest=? where batch_id=?",
                 [now, approved_by, json.dumps(manifest, ensure_ascii=False), batch_id],
@@ -730,6 +810,52 @@ class Ledger:
             self.run("rollback")
             self._refresh_views()
             raise
+
+    def _record_cancels(self, batch_id: str, now: dt.datetime) -> None:
+        """Inside a publication: the recoveries its draft cancelled (batch_cancels) are cancelled.
+        CANCEL entries (the recovery's line id, this batch) bring the holdings back up for those
+        months, and the register owes that much less: a recovery owing nothing more is cancelled."""
+        cancels = self.df("select person_key, from_mi, to_mi, fen from batch_cancels where batch_id = ?", [batch_id])
+        if cancels.height == 0:
+            return
+        # Any change to a recovery's state bumps the ledger's seq, so a draft that saw it owed is
+        # stale by then; this is the publication's own check, not a user path.
+        gone = [r[0] for r in self.run(
+            "select distinct c.line_id from batch_cancels c join recoveries r using (line_id) where c.batch_id = ? "
+            "and r.state not in ('open', 'written_off') order by 1 limit 3", [batch_id])]
+        if gone:
+            raise LedgerError(f"batch {batch_id} cancels recoveries no longer owed ({', '.join(gone)}); "
+                              "rerun the draft and publish the new batch")
+        self.run(
+            "insert into bank_entries select person_id_of(person_key), from_mi, to_mi, fen, 'CANCEL', line_id, "
+            "batch_id, ? from batch_cancels where batch_id = ?", [now, batch_id])
+        self.apply_to_holdings(cancels)
+        self.run(
+            """
+            update recoveries r set amount_fen = r.amount_fen - c.fen,
+                   state = case when r.amount_fen = c.fen then 'cancelled' else r.state end,
+                   changed_at = ?, changed_by = 'publication',
+                   note = 'entitled again in ' || ? || ': ' || c.fen || ' fen not to be recovered'
+            from (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from batch_cancels
+                  where batch_id = ? group by line_id) c
+            where r.line_id = c.line_id
+            """,
+            [now, batch_id, batch_id],
+        )
+
+    def _record_recovery_months(self, batch_id: str) -> None:
+        """Inside a publication: the months of its recovery lines (their pieces), for owed_recoveries."""
+        row = self.one("select file from batch_files where batch_id = ? and part = 'pieces'", [batch_id])
+        if row is None:
+            return
+        # The file the publication has just read and checked against its SHA-256; only the few
+        # negative pieces are decoded whole.
+        rec = (pl.scan_parquet(self.files / row[0]).filter(pl.col("fen") < 0)
+               .select("line_id", "person_id", "from_mi", "to_mi", "fen", STORED_KEY).collect())
+        if rec.height:
+            rec = with_person_key(rec, "recovery piece")
+            self.insert_frame("recovery_months", rec.select(
+                "line_id", pl.col("_k").alias("person_key"), "from_mi", "to_mi", -pl.col("fen")))
 
     def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str) -> dict[str, Any]:
         """五 区民政部门资格审定: hold, reject or release named people, with who and why.
@@ -751,14 +877,18 @@ class Ledger:
             if b["status"] != "draft":
                 raise LedgerError(f"batch {batch_id} is {b['status']}; only a draft can be reviewed")
             # The named people, visible to SQL while they are looked up and taken out of the draft.
-            with self._registered(_review_ids=pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String})):
+            named = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
+                person_key=idcard.order_key_expr("person_id"))  # null for an ID that is not well formed
+            with self._registered(_review_ids=named):
                 found = dict(self.run(
                     "select person_id, min(district_code) from ("
                     "select person_id, district_code from batch_lines where batch_id=? "
                     "and person_id in (select person_id from _review_ids) union all "
                     "select person_id, district_code from batch_no_card where batch_id=? "
-                    "and person_id in (select person_id from _review_ids)) group by person_id",
-                    [batch_id, batch_id],
+                    "and person_id in (select person_id from _review_ids) union all "
+                    "select r.person_id, c.district_code from batch_cancels c join _review_ids r using (person_key) "
+                    "where c.batch_id=?) group by person_id",
+                    [batch_id, batch_id, batch_id],
                 ))
                 missing = [p for p in ids if p not in found]
                 if action != "RELEASE" and missing:
@@ -780,10 +910,14 @@ class Ledger:
                 # A rejected person's months already paid in the draft's window are recovered by
                 # the next run (a line here would renumber the draft's line ids); staff are told.
                 to_recover = int(self.one(
-                    "select count(distinct h.person_key) from holdings h join _review_ids r "
-                    "on h.person_key = person_key_of(r.person_id) where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
+                    "select count(distinct h.person_key) from holdings h join _review_ids r using (person_key) "
+                    "where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
                     [b["first_month"] or 0, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 if action in ("HOLD", "REJECT"):
+                    # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
+                    # they are not entitled to the months it recovers.
+                    self.run("delete from batch_cancels where batch_id = ? and person_key in "
+                             "(select person_key from _review_ids)", [batch_id])
                     # The batch's files are immutable: new ones without the people replace them.
                     others = ~pl.col("person_id").is_in(ids)
                     self._store_parts(batch_id, {

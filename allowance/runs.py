@@ -108,7 +108,7 @@ def draft_run(
             summary = json.loads(draft.batch["summary"])
             summary["forced"] = {"reason": br.reason, "tripped": tripped}
             draft.batch["summary"] = json.dumps(summary, ensure_ascii=False)
-        led.save_draft(draft.batch, draft.lines, draft.pieces, draft.no_card, draft.quarantine)
+        led.save_draft(draft.batch, draft.lines, draft.pieces, draft.no_card, draft.quarantine, draft.cancels)
         b = draft.batch
         summary = json.loads(b["summary"])
         if out is not None:

@@ -64,6 +64,10 @@ def _report(res: RunResult, json_: bool) -> None:
     typer.echo(f"  by reason {s['by_reason']}")
     typer.echo(f"  recoveries {s['recoveries']['lines']} lines, {yuan(-s['recoveries']['amount_fen'])} yuan; "
                f"no card {s['no_card']['people']} people, {yuan(s['no_card']['amount_fen'])} yuan")
+    cancelled = s.get("recoveries_cancelled") or {}
+    if cancelled.get("fen"):
+        typer.echo(f"  recoveries cancelled (owed for months the person is due again; not paid twice): "
+                   f"{cancelled['lines']} lines, {cancelled['people']} people, {yuan(cancelled['fen'])} yuan")
     exp = s.get("expired") or {}
     if exp.get("fen"):
         typer.echo(f"  expired (older than the retroactive window, not paid): {exp['people']} people, "

@@ -194,3 +194,31 @@ def test_mass_stop_is_refused_unless_forced_with_a_reason(isolated: Path, reg: P
     res = ok_json(cli(*q4, "--force", "--reason", "deaths reported late by the registry", "--json"))
     assert res["recoveries"]["lines"] == 3  # September, paid in advance, is listed for recovery
     assert res["forced"]["reason"] == "deaths reported late by the registry"
+
+
+def test_someone_back_after_a_night_missing_is_not_paid_twice(isolated: Path, led: Path) -> None:
+    """The audit's case, through the CLI: a person missing from one extract has Q3 recovered; back
+    the next night, the recovery is cancelled and nothing is paid; writing it off is then refused
+    (nothing is owed), and the ledger agrees with itself."""
+    rows = sample_rows(12)
+    full = write_registry(rows, isolated / "full.parquet")
+    gone = rows[1]
+    short = write_registry([r for r in rows if r is not gone], isolated / "short.parquet")
+    out = isolated / "out"
+    q3 = ok_json(cli(*quarterly(full, led, "--json")))
+    ok(cli("publish", q3["batch_id"], "--approved-by", "t", "--ledger", led, "--out", out))
+    night = ok_json(cli("run", "supplement", "--registry", short, "--as-of", "2025-08-20", "--ledger", led,
+                        "--force", "--reason", "extract glitch", "--json"))
+    assert night["recoveries"]["lines"] == 1
+    ok(cli("publish", night["batch_id"], "--approved-by", "t", "--ledger", led, "--out", out))
+    back = cli("run", "supplement", "--registry", full, "--as-of", "2025-08-21", "--ledger", led)
+    text = ok(back).stdout
+    assert text.startswith("draft S20250821-") and ": 0 payment lines, 0.00 yuan" in text.splitlines()[0], text
+    assert "recoveries cancelled (owed for months the person is due again; not paid twice): 1 lines, 1 people" in text
+    bid = text.split()[1].rstrip(":")
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    listed = ok_json(cli("recoveries", "list", "--ledger", led, "--json"))
+    (rec,) = listed["recoveries"]
+    assert rec["state"] == "cancelled" and rec["amount_fen"] == 0, rec
+    user_error(cli("recoveries", "write-off", rec["line_id"], "--reason", "x", "--ledger", led), "already closed")
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["ok"]

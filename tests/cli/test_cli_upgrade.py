@@ -1,4 +1,5 @@
-"""`allowance ledger upgrade`: a schema-3 ledger (payees kept as texts) becomes schema 4, unchanged in meaning.
+"""`allowance ledger upgrade`: a schema-3 ledger (payees kept as texts) becomes schema 5 (through 4), and a
+schema-4 one (no recovery tables) schema 5, unchanged in meaning.
 
 A schema-3 ledger is made here from a schema-4 one: its payees table rebuilt as schema 3 kept it
 (the texts of each person's since line, and that line's id), the other tables being the same in
@@ -14,6 +15,7 @@ import polars as pl
 from cli_helpers import cli, ok, ok_json, user_error
 
 from allowance.ledger import Ledger
+from allowance.months import month_index
 from allowance.testing import Scenario, person, rewrite_batch_file
 
 SCHEMA_3 = """
@@ -70,6 +72,8 @@ def _as_schema_3(led: Path) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     con.execute("alter table batch_lines_schema drop column paid_with")
     con.execute("alter table batch_lines_schema drop column card_with")
     con.execute("drop table payees")
+    con.execute("drop table recovery_months")
+    con.execute("drop table batch_cancels")
     con.execute("drop table batch_no_card_schema")
     con.execute("drop table batch_quarantine_schema")
     con.execute(SCHEMA_3)
@@ -96,7 +100,7 @@ def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_pat
     line = user_error(cli("ledger", "status", "--ledger", led), "schema 3", "ledger upgrade", "back up")
     assert str(led) in line
     out = ok(cli("ledger", "upgrade", "--ledger", led)).stdout
-    assert out == f"upgraded {led} from schema 3 to 4\n"
+    assert out == f"upgraded {led} from schema 3 to 5\n"
     with Ledger.use(led, read_only=True) as ledger:
         after = ledger.df("select * from payees order by person_key")
         assert after.equals(before)  # the same hashes and pointers as the engine writes them
@@ -108,8 +112,8 @@ def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_pat
         events = ledger.df("select action, detail from events where action = 'upgrade'")
     assert events["action"].to_list() == ["upgrade"]
     assert ok_json(cli("ledger", "upgrade", "--ledger", led, "--json")) == {
-        "ledger": str(led), "schema_was": "4", "schema": "4"}
-    assert ok(cli("ledger", "upgrade", "--ledger", led)).stdout == f"{led}: already at schema 4; nothing to do\n"
+        "ledger": str(led), "schema_was": "5", "schema": "5"}
+    assert ok(cli("ledger", "upgrade", "--ledger", led)).stdout == f"{led}: already at schema 5; nothing to do\n"
     # an upgrade changes nothing that is paid: a draft made before it could still be published
     with Ledger.use(led, read_only=True) as ledger:
         assert ledger.ledger_state_seq() == seq
@@ -165,3 +169,32 @@ def test_an_upgrade_that_fails_changes_nothing(tmp_path: Path) -> None:
     assert con.execute("select count(*) from batch_quarantine").fetchone() == (parts["quarantine"].height,)
     con.close()
     assert sorted(p.name for p in (tmp_path / "ledger.duckdb.batches").rglob("*.parquet")) == files
+
+
+def test_a_schema_4_ledger_gets_the_months_of_its_recoveries(tmp_path: Path) -> None:
+    """Schema 4 had no recovery tables: the upgrade fills recovery_months from the published
+    recovery lines' pieces, so a recovery made before it is cancelled, not paid over, when the
+    person turns out to be entitled after all."""
+    from allowance.runs import Breakers
+
+    sc = Scenario(tmp_path)
+    rows = [person(dt.date(1935 + i, 5, 1), seq=i) for i in range(3)]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    gone = sc.publish(sc.supplement(rows[:2], "2025-08-20", breakers=Breakers(1.0, 1.0)))
+    assert gone.summary["recoveries"]["lines"] == 1
+    con = duckdb.connect(str(sc.ledger))
+    con.execute("drop table recovery_months")
+    con.execute("drop table batch_cancels")
+    con.execute("update meta set value = '4' where key = 'schema_version'")
+    con.close()
+    user_error(cli("ledger", "status", "--ledger", sc.ledger), "schema 4", "ledger upgrade")
+    assert ok(cli("ledger", "upgrade", "--ledger", sc.ledger)).stdout == f"upgraded {sc.ledger} from schema 4 to 5\n"
+    with Ledger.use(sc.ledger, read_only=True) as ledger:
+        # rows[2], born 1937: 80-89, 180 yuan a month, recovered for July to September
+        jul, sep = month_index(dt.date(2025, 7, 1)), month_index(dt.date(2025, 9, 1))
+        assert ledger.owed_recoveries().select("from_mi", "to_mi", "fen").rows() == [(jul, sep, 18000)]
+    back = sc.publish(sc.supplement(rows, "2025-08-21"))
+    assert back.lines == 0 and back.summary["recoveries_cancelled"]["lines"] == 1
+    with Ledger.use(sc.ledger, read_only=True) as ledger:
+        assert ledger.run("select state from recoveries") == [("cancelled",)]
+        assert ledger.check()["problems"] == []

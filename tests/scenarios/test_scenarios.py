@@ -689,6 +689,9 @@ def test_scenario(spec: dict[str, Any], tmp_path: Path) -> None:
             except AssertionError as e:
                 raise AssertionError(f"{spec['name']}, {where}: {e}") from e
         assert not st.undeclared, f"codes not declared in allowance.constants: {st.undeclared}"
+        # and the ledger agrees with itself at the end of every story (journal, holdings, payees, files)
+        with Ledger.use(st.sc.ledger, read_only=True) as led:
+            assert led.check()["problems"] == [], f"{spec['name']}: ledger check"
     finally:
         shutil.rmtree(tmp_path / "run", ignore_errors=True)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from allowance import rules as rules_mod
+from allowance.months import month_index
+from allowance.runs import Breakers
 from allowance.testing import Scenario, person
 
+OPEN = Breakers(max_stop_share=1.0, max_shrink_share=1.0)  # two people: one death is half of them
 RAISE = Path(__file__).resolve().parents[1] / "cases" / "rules_raise"
 
 
@@ -22,3 +26,24 @@ def test_a_rules_table_corrected_after_payment_is_recovered_as_an_amount_correct
     assert lines["line_type"].to_list() == ["RECOVERY"], lines
     assert lines["cause"].to_list() == ["AMOUNT_CORRECTION"], lines
     assert lines["months"].to_list() == [2] and lines["amount_fen"].item() < 0, lines
+
+
+def test_what_is_still_owed_is_a_recovery_less_what_was_cancelled_of_it(tmp_path: Path) -> None:
+    """A death recorded as 2025-07-10 recovers Aug and Sep; corrected to 2025-08-20, August is
+    cancelled from the recovery. Still owed: September alone, whatever later runs see."""
+    from allowance.ledger import Ledger
+
+    aug, sep = month_index(dt.date(2025, 8, 1)), month_index(dt.date(2025, 9, 1))
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    ann, dave = person("1950-05-05", seq=1), person("1948-03-03", seq=2)
+    sc.publish(sc.quarterly("2025Q3", [ann, dave], "2025-07-02"))
+    sc.publish(sc.supplement([ann, {**dave, "death_date": dt.date(2025, 7, 10)}], "2025-07-20", breakers=OPEN))
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.owed_recoveries().select("from_mi", "to_mi", "fen").rows() == [(aug, sep, 15000)]
+    back = sc.publish(sc.supplement([ann, {**dave, "death_date": dt.date(2025, 8, 20)}], "2025-08-25"))
+    assert back.lines == 0
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.owed_recoveries().select("from_mi", "to_mi", "fen").rows() == [(sep, sep, 15000)]
+        (amount, state, note), = led.run("select amount_fen, state, note from recoveries")
+        assert (amount, state) == (15000, "open") and back.batch_id in note
+        assert led.check()["problems"] == []
