@@ -89,6 +89,9 @@ def window_for(kind: str, as_of: dt.date, ledger: Ledger, rules: Rules, quarter:
         if latest is None:
             return Window(kind, 1, 0, 1, None, opening)
         last, current_from, label = latest, latest - 2, quarter_label(latest)
+    # SPEC §1.4: a month no version covers is an error; the first such month of the quarter is named.
+    for m in range(current_from, last + 1):
+        rules.at(m)
     # 四 追溯期: the engine rule `retro_months` of the version in force at the window's end.
     retro = rules.at(last).retro_months.value
     expired_before = max(opening, as_of_mi - retro)

@@ -222,3 +222,11 @@ def test_someone_back_after_a_night_missing_is_not_paid_twice(isolated: Path, le
     assert rec["state"] == "cancelled" and rec["amount_fen"] == 0, rec
     user_error(cli("recoveries", "write-off", rec["line_id"], "--reason", "x", "--ledger", led), "already closed")
     assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["ok"]
+
+
+def test_a_quarter_past_the_notices_end_names_its_first_uncovered_month(isolated: Path, led: Path) -> None:
+    """沪府规〔2024〕1号 is valid until 2029-04-30: in 2029Q2, April is covered and May is the first month
+    no rules version covers (SPEC §1.4), so that is the month the error names."""
+    reg = write_sample(isolated / "r.parquet")
+    res = cli("run", "quarterly", "--quarter", "2029Q2", "--registry", reg, "--as-of", "2029-04-01", "--ledger", led)
+    user_error(res, "no rules version is in force in 2029-05")
