@@ -34,9 +34,13 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
     if json_:
         emit_json({"file": str(file), **counts})
     else:
+        # Reversed is not all re-issued: months of a failed payment that were since recovered owe
+        # nothing either way, and their recoveries are cancelled instead.
+        cancelled = (f"; {counts['recoveries_cancelled']} recoveries of those months cancelled"
+                     if counts["recoveries_cancelled"] else "")
         typer.echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
-                   f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed for re-issue), "
-                   f"{counts['already_recorded']} already recorded")
+                   f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed{cancelled}; "
+                   f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
 
 
 @recoveries.command("confirm")
