@@ -57,8 +57,9 @@ SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journ
 # 4: payees keep hashes of what each person was paid with and a pointer to that line, not its text;
 # a batch's lines carry those two hashes (written by the draft: a publication needs no compiled kernel);
 # a batch's no-card list and quarantine are files of the batch, like its lines;
-# 5: each recovery's months (recovery_months), and a draft's cancellations of recoveries still owed
-# for months the person is entitled to again (batch_cancels)
+# 5: each recovery's months (recovery_months), a draft's cancellations of recoveries still owed
+# for months the person is entitled to again (batch_cancels), and each district's approval of a
+# draft's list (approvals)
 UPGRADABLE = {"3": "4", "4": "5"}  # `allowance ledger upgrade`: the schemas this engine converts, and to what
 
 # A batch's no-card list and quarantine were DuckDB rows in schema 3: 45 000 and 30 000 rows a
@@ -79,13 +80,19 @@ create table batch_quarantine_schema (
 # or written off: the money is with the person) does not pay them again: it cancels that much of
 # the recovery (batch_cancels), and its publication records the cancellation (CANCEL entries that
 # restore the holdings; the register's amount lowered, or the recovery cancelled).
-RECOVERY_TABLES = """create table recovery_months (
+SCHEMA_5_TABLES = """create table recovery_months (
     line_id varchar not null, person_key bigint not null, from_mi integer not null, to_mi integer not null,
     fen bigint not null
 );
 create table batch_cancels (
     batch_id varchar not null, line_id varchar not null, person_key bigint not null,
     district_code varchar not null, from_mi integer not null, to_mi integer not null, fen bigint not null
+);
+-- 五 区民政部门资格审定: a district's approval of its list in a draft, by whom and when. A hold or a
+-- rejection in that district afterwards withdraws it (the list changed); the events keep both.
+create table approvals (
+    batch_id varchar not null, district_code varchar not null, approved_by varchar not null,
+    approved_at timestamp not null, note varchar
 );"""
 CANCEL_COLUMNS = ("line_id", "person_key", "district_code", "from_mi", "to_mi", "fen")
 PAYEES = """create table payees (
@@ -155,13 +162,13 @@ create table bank_returns (
 -- instead cost 3.8 s of a quarter's first publication at 15.35M (DuckDB storing 4.4 million
 -- names, IDs, cards and line ids), against 0.5 s for these numbers.
 {PAYEES}
-{RECOVERY_TABLES}
+{SCHEMA_5_TABLES}
 create table events (
     seq bigint not null, event_at timestamp not null, action varchar not null, batch_id varchar,
     actor varchar, detail json
 );
 """.replace("{PAYEES}", PAYEES).replace("{PARTS_AS_FILES}", PARTS_AS_FILES).replace(
-    "{RECOVERY_TABLES}", RECOVERY_TABLES)
+    "{SCHEMA_5_TABLES}", SCHEMA_5_TABLES)
 
 LOCK_WAIT_SECONDS = float(os.environ.get("ALLOWANCE_LOCK_WAIT", "30"))
 
@@ -368,9 +375,10 @@ class Ledger:
         batch and row of that line (read from the batch's lines file, checked against its
         SHA-256). The lines and pieces files are not rewritten: the lines of a file without the
         hashes have them computed when they are needed (payee_rows) or when the file is rewritten
-        (a review). 4 → 5: the two recovery tables, recovery_months filled from the pieces of
-        every published recovery line. A schema-3 ledger takes both steps, in one transaction.
-        Returns (schema found, schema now); a ledger at SCHEMA_VERSION is left alone.
+        (a review). 4 → 5: the recovery tables, recovery_months filled from the pieces of every
+        published recovery line, and the district approvals (none yet). A schema-3 ledger takes
+        both steps, in one transaction. Returns (schema found, schema now); a ledger at
+        SCHEMA_VERSION is left alone.
         """
         p = Path(path)
         with Ledger._opened(p) as (con, found):
@@ -426,9 +434,9 @@ class Ledger:
 
     @staticmethod
     def _upgrade_4_to_5(p: Path, con: duckdb.DuckDBPyConnection, touched: set[str]) -> dict[str, Any]:
-        """Inside `upgrade`'s transaction: the recovery tables, with the months of every recovery
+        """Inside `upgrade`'s transaction: schema 5's tables, with the months of every recovery
         published so far (their lines' pieces, checked against their SHA-256)."""
-        con.execute(RECOVERY_TABLES)
+        con.execute(SCHEMA_5_TABLES)
         led = Ledger(p, con)
         months = [pl.DataFrame(schema={"line_id": pl.String, "person_key": pl.Int64, "from_mi": pl.Int32,
                                        "to_mi": pl.Int32, "fen": pl.Int64})]
@@ -857,6 +865,53 @@ class Ledger:
             self.insert_frame("recovery_months", rec.select(
                 "line_id", pl.col("_k").alias("person_key"), "from_mi", "to_mi", -pl.col("fen")))
 
+    def districts_of(self, batch_id: str) -> list[str]:
+        """The districts with something in a batch: a payment or recovery line, a no-card entry, a
+        recovery cancelled. Each approves its own list (五)."""
+        return [r[0] for r in self.run(
+            "select district_code from batch_lines where batch_id = ? union "
+            "select district_code from batch_no_card where batch_id = ? union "
+            "select district_code from batch_cancels where batch_id = ? order by 1", [batch_id] * 3)]
+
+    def approvals(self, batch_id: str) -> list[dict[str, Any]]:
+        """The districts that approved this draft's list as it now stands: who, when, note."""
+        return self.df("select district_code, approved_by, approved_at, note from approvals where batch_id = ? "
+                       "order by district_code", [batch_id]).to_dicts()
+
+    def approve(self, batch_id: str, districts: list[str], by: str, note: str | None) -> list[dict[str, Any]]:
+        """五 区民政部门资格审定: districts approve their list in a draft (again: who and when replaced).
+
+        What is paid does not change, so no draft goes stale; the event keeps who, when and why.
+        A district with nothing in the batch is refused, and then nothing is recorded."""
+        if not by.strip():
+            raise LedgerError("an approval needs --by")
+        wanted = list(dict.fromkeys(d.strip() for d in districts))
+        if not wanted:
+            raise LedgerError("an approval needs at least one --district")
+        self.run("begin")
+        try:
+            b = self.batch(batch_id)
+            if b["status"] != "draft":
+                raise LedgerError(f"batch {batch_id} is {b['status']}; only a draft's lists are approved")
+            have = set(self.districts_of(batch_id))
+            if stray := [d for d in wanted if d not in have]:
+                raise LedgerError(f"batch {batch_id} has nothing for district {', '.join(stray)}; nothing approved "
+                                  f"(its districts: {', '.join(sorted(have)) or 'none'})")
+            rows = pl.DataFrame({"batch_id": batch_id, "district_code": wanted, "approved_by": by,
+                                 "approved_at": _now(), "note": note},
+                                schema={"batch_id": pl.String, "district_code": pl.String, "approved_by": pl.String,
+                                        "approved_at": pl.Datetime("us"), "note": pl.String})
+            with self._registered(_approved=rows):
+                self.run("delete from approvals where batch_id = ? and district_code in "
+                         "(select district_code from _approved)", [batch_id])
+                self.run("insert into approvals select * from _approved")
+            self._bump("approve", batch_id, by, {"districts": wanted, "note": note})
+            self.run("commit")
+        except BaseException:
+            self.run("rollback")
+            raise
+        return self.approvals(batch_id)
+
     def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str) -> dict[str, Any]:
         """五 区民政部门资格审定: hold, reject or release named people, with who and why.
 
@@ -913,7 +968,12 @@ class Ledger:
                     "select count(distinct h.person_key) from holdings h join _review_ids r using (person_key) "
                     "where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
                     [b["first_month"] or 0, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
+                withdrawn: list[str] = []
                 if action in ("HOLD", "REJECT"):
+                    # Their districts' lists change: an approval of the list as it was no longer holds.
+                    withdrawn = [r[0] for r in self.run(
+                        "delete from approvals where batch_id = ? and list_contains(?, district_code) "
+                        "returning district_code", [batch_id, sorted(set(found.values()))])]
                     # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
                     # they are not entitled to the months it recovers.
                     self.run("delete from batch_cancels where batch_id = ? and person_key in "
@@ -935,7 +995,7 @@ class Ledger:
             raise
         finally:
             self._prune_files(batch_id)
-        return {**self.batch(batch_id), "recovered_next_run": to_recover}
+        return {**self.batch(batch_id), "recovered_next_run": to_recover, "approvals_withdrawn": sorted(withdrawn)}
 
     def _refresh_totals(self, batch_id: str) -> None:
         pay = self.one(
@@ -1304,6 +1364,7 @@ class Ledger:
 
     def ledger_state_seq(self) -> int:
         """The sequence number of the last event that changed what is paid (not drafts)."""
-        row = self.one("select coalesce(max(seq), 0) from events where action not in ('draft', 'upgrade')")
+        row = self.one(
+            "select coalesce(max(seq), 0) from events where action not in ('draft', 'upgrade', 'approve')")
         return int(row[0]) if row else 0
 

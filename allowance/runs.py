@@ -15,6 +15,7 @@ from typing import Any
 
 from allowance import durable, log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
+from allowance.constants import DISTRICTS
 from allowance.errors import LedgerError, RefusedError, UserError
 from allowance.ledger import Ledger, _now, payee_rows
 from allowance.months import fmt
@@ -120,8 +121,13 @@ def draft_run(
         return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary)
 
 
-def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path) -> RunResult:
+def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
+                  require_district_approvals: bool = False) -> RunResult:
     """五: publish an approved draft — files for the bank and the ledger entries, in one step.
+
+    `approved_by` signs the publication. The districts that approved their lists (`review
+    approve`) are named in the manifest; with `require_district_approvals` a draft is refused
+    until every district with something in it has approved its list.
 
     Rerun-safe: a published batch whose files verify is left alone; one whose files are
     missing (interrupted after the ledger commit) gets them rewritten, byte-identical.
@@ -145,6 +151,14 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path)
         )
         quarantine = led.df("select * from batch_quarantine where batch_id=? order by row_no", [batch_id])
         check_lines(lines)
+        approvals = led.approvals(batch_id)
+        if require_district_approvals and b["status"] == "draft":
+            approved = {a["district_code"] for a in approvals}
+            if missing := [d for d in led.districts_of(batch_id) if d not in approved]:
+                raise RefusedError(
+                    f"batch {batch_id}: {len(missing)} district(s) have not approved their list (五 资格审定): "
+                    f"{', '.join(f'{d} {DISTRICTS.get(d, d)}' for d in missing)}; each runs "
+                    f"`allowance review approve {batch_id} --district CODE --by NAME`")
         published_at = b["published_at"] or _now()
         header = {
             "batch_id": batch_id,
@@ -156,6 +170,8 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path)
             "registry_sha256": b["registry_sha256"],
             "code_version": code_version(),
             "approved_by": b["approved_by"] or approved_by,
+            # 五: each district's approval of its list (review approve), as the ledger holds it
+            "district_approvals": [{**a, "approved_at": a["approved_at"].isoformat()} for a in approvals],
             "published_at": published_at.isoformat(),
         }
         # Stage the files, commit the ledger, then rename the folder into place: a bank never

@@ -39,6 +39,9 @@ def show(
     """One batch's summary."""
     with Ledger.use(ledger, read_only=True) as led:
         b = led.batch(batch_id)
+        # 五: which districts approved their list, and which have not yet
+        approved = {a["district_code"]: a["approved_by"] for a in led.approvals(batch_id)}
+        b["district_approvals"] = {d: approved.get(d) for d in led.districts_of(batch_id)}
     b["summary"] = json.loads(b["summary"])
     b.pop("manifest", None)
     if json_:

@@ -34,10 +34,13 @@ def publish(
     approved_by: Annotated[str, typer.Option("--approved-by", help="Who approved it (kept in the ledger).")],
     ledger: LedgerOpt = DEFAULT_LEDGER,
     out: OutOpt = DEFAULT_OUT,
+    require_district_approvals: Annotated[bool, typer.Option(
+        "--require-district-approvals",
+        help="Refuse unless every district in the draft has approved its list (review approve).")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """五: publish an approved draft: bank files + ledger entries in one step; publishing twice is a no-op."""
-    res = publish_batch(batch_id, approved_by, ledger, out)
+    res = publish_batch(batch_id, approved_by, ledger, out, require_district_approvals)
     if json_:
         emit_json(res.as_json())
         return

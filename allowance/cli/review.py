@@ -13,7 +13,8 @@ from allowance.idcard import mask
 from allowance.ledger import Ledger
 from allowance.money import yuan
 
-app = typer.Typer(help="Review a draft: hold, reject or release people.", no_args_is_help=True)
+app = typer.Typer(help="Review a draft: hold, reject or release people; approve a district's list.",
+                  no_args_is_help=True)
 
 PersonOpt = Annotated[str | None, typer.Option("--person", help="The person's 18-character resident ID.")]
 PersonsFileOpt = Annotated[Path | None, typer.Option(
@@ -47,10 +48,13 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
     if json_:
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
-                   "recovered_next_run": b["recovered_next_run"]})
+                   "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"]})
     else:
         typer.echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")
+        if b["approvals_withdrawn"]:
+            typer.echo(f"approval of the list withdrawn for {', '.join(b['approvals_withdrawn'])} (it changed): "
+                       f"allowance review approve {batch_id} --district CODE --by NAME")
         if b["recovered_next_run"]:
             typer.echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window: the next run "
                        "(tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
@@ -79,6 +83,23 @@ def release(batch_id: Annotated[str, typer.Argument(help="The draft the release 
             ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """Lift a hold or rejection; the next run pays what was held, as arrears."""
     _decide(batch_id, _people(person, persons_file), "RELEASE", reason, by, str(ledger), json_)
+
+
+@app.command("approve")
+@errors_as_messages
+def approve(batch_id: Annotated[str, typer.Argument()], by: ByOpt,
+            district: Annotated[list[str], typer.Option("--district", help="A district code (repeat for several).")],
+            note: Annotated[str | None, typer.Option("--note", help="Anything to keep with the approval.")] = None,
+            ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """A district approves its list in this draft (五 区民政部门资格审定), after its holds and rejections."""
+    with Ledger.use(ledger) as led:
+        done = led.approve(batch_id, district, by, note)
+        left = [d for d in led.districts_of(batch_id) if d not in {a["district_code"] for a in done}]
+    if json_:
+        emit_json({"batch_id": batch_id, "approved": [a["district_code"] for a in done], "not_yet": left})
+        return
+    typer.echo(f"{batch_id}: {len(done)} district(s) approved their list; "
+               + (f"not yet: {', '.join(left)}" if left else "every district has approved"))
 
 
 @app.command("list")

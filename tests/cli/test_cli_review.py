@@ -123,3 +123,46 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
     res = ok_json(cli("review", "reject", q4["batch_id"], "--person", newcomer["person_id"], "--reason", "x",
                       "--by", "y", "--ledger", led, "--json"))
     assert res["recovered_next_run"] == 0, res
+
+
+def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(isolated: Path) -> None:
+    """五 区民政部门资格审定: with --require-district-approvals a draft is published only once every
+    district in it has approved its list; a hold afterwards withdraws that district's approval;
+    the manifest names who approved each list."""
+    import json
+
+    led, bid = _drafted(isolated)
+    out = isolated / "out"
+    with Ledger.use(led, read_only=True) as lg:
+        districts = lg.districts_of(bid)
+        someone, theirs = lg.part(bid, "lines").select("person_id", "district_code").row(0)
+    # 310101's people have no card in the sample: its list is their no-card entries, approved too
+    assert districts == ["310101", "310104", "310115"] and theirs != "310101"
+    strict = ["publish", bid, "--approved-by", "市民政局 张", "--ledger", led, "--out", out,
+              "--require-district-approvals"]
+    user_error(cli(*strict), "3 district(s) have not approved", "310101 黄浦区", "review approve")
+    said = ok(cli("review", "approve", bid, "--district", "310101", "--district", "310104", "--by", "区民政 王",
+                  "--ledger", led)).stdout
+    assert said == f"{bid}: 2 district(s) approved their list; not yet: 310115\n", said
+    user_error(cli(*strict), "1 district(s) have not approved", "310115 浦东新区")
+    shown = ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["district_approvals"]
+    assert shown == {"310101": "区民政 王", "310104": "区民政 王", "310115": None}, shown
+    user_error(cli("review", "approve", bid, "--district", "310120", "--by", "x", "--ledger", led),
+               "has nothing for district 310120", "nothing approved")
+    ok_json(cli("review", "approve", bid, "--district", "310115", "--by", "浦东民政 李", "--ledger", led, "--json"))
+    held = ok_json(cli("review", "hold", bid, "--person", someone, "--reason", "核实", "--by", "区民政 王",
+                       "--ledger", led, "--json"))
+    assert held["approvals_withdrawn"] == [theirs], held
+    user_error(cli(*strict), "1 district(s) have not approved", theirs)
+    ok(cli("review", "approve", bid, "--district", theirs, "--by", "复核 赵", "--note", "复核后", "--ledger", led))
+    ok(cli(*strict))
+    manifest = json.loads((out / bid / "manifest.json").read_text(encoding="utf-8"))
+    by = {"310101": "区民政 王", "310104": "区民政 王", "310115": "浦东民政 李", theirs: "复核 赵"}
+    assert [(a["district_code"], a["approved_by"]) for a in manifest["district_approvals"]] == sorted(by.items())
+    user_error(cli("review", "approve", bid, "--district", "310101", "--by", "x", "--ledger", led),
+               "is published", "only a draft")
+
+
+def test_publishing_without_the_switch_needs_no_district_approval(isolated: Path) -> None:
+    led, bid = _drafted(isolated)
+    ok(cli("publish", bid, "--approved-by", "市民政局", "--ledger", led, "--out", isolated / "out"))
