@@ -438,16 +438,11 @@ class Ledger:
         published so far (their lines' pieces, checked against their SHA-256)."""
         con.execute(SCHEMA_5_TABLES)
         led = Ledger(p, con)
-        months = [pl.DataFrame(schema={"line_id": pl.String, "person_key": pl.Int64, "from_mi": pl.Int32,
-                                       "to_mi": pl.Int32, "fen": pl.Int64})]
+        # Every published recovery line opened a recovery, and its pieces are its batch's negative ones.
         for (bid,) in led.run("select distinct batch_id from recoveries order by 1"):
-            pieces = with_person_key(led.part(bid, "pieces", ["line_id", "person_id", "from_mi", "to_mi", "fen",
-                                                                "person_key"]), "recovery piece")
-            months.append(pieces.filter(pl.col("fen") < 0).select(
-                "line_id", pl.col("_k").alias("person_key"), "from_mi", "to_mi", -pl.col("fen")))
-        rows = pl.concat(months).join(led.df("select line_id from recoveries"), on="line_id", how="semi")
-        led.insert_frame("recovery_months", rows)
-        return {"recovery_months": rows.height}
+            led.part(bid, "pieces", ["fen"])  # checked against its SHA-256 first (a damaged file stops it)
+            led._record_recovery_months(bid)
+        return {"recovery_months": int(led.one("select count(*) from recovery_months")[0])}  # type: ignore[index]
 
     def _payees_from_schema_3(self) -> pl.DataFrame:
         """Schema 3's payees (texts and since_line_id) as schema 4 keeps them."""
@@ -852,12 +847,13 @@ class Ledger:
         )
 
     def _record_recovery_months(self, batch_id: str) -> None:
-        """Inside a publication: the months of its recovery lines (their pieces), for owed_recoveries."""
+        """Inside a publication (or an upgrade): the months of a batch's recovery lines, its negative
+        pieces, for owed_recoveries."""
         row = self.one("select file from batch_files where batch_id = ? and part = 'pieces'", [batch_id])
         if row is None:
             return
-        # The file the publication has just read and checked against its SHA-256; only the few
-        # negative pieces are decoded whole.
+        # A file the caller has just read and checked against its SHA-256; only the few negative
+        # pieces are decoded whole.
         rec = (pl.scan_parquet(self.files / row[0]).filter(pl.col("fen") < 0)
                .select("line_id", "person_id", "from_mi", "to_mi", "fen", STORED_KEY).collect())
         if rec.height:
@@ -915,8 +911,9 @@ class Ledger:
     def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str) -> dict[str, Any]:
         """五 区民政部门资格审定: hold, reject or release named people, with who and why.
 
-        HOLD and REJECT take each person out of this draft (lines, pieces, no-card entry) and out
-        of every later run until a RELEASE; the draft stays publishable, other drafts go stale.
+        HOLD and REJECT take each person out of this draft (lines, pieces, no-card entry, recoveries
+        it would cancel) and out of every later run until a RELEASE, and withdraw their districts'
+        approvals of the list; the draft stays publishable, other drafts go stale.
         A list of people is one decision each but one transaction and one rewrite of the batch's
         files (a rewrite at 15.35M takes about 3 s, so a district's list is not 3 s a person);
         if any of them has nothing in the batch to hold or reject, nothing is recorded.
