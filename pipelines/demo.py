@@ -42,7 +42,16 @@ def main(people: int = 100_000) -> int:
     print(f"draft {draft.batch_id}: {draft.lines:,} payment lines, {yuan(draft.amount_fen)} yuan; "
           f"{s['registry']['quarantined']} rows quarantined {s['registry']['quarantine_by_reason']}; "
           f"{s['no_card']['people']} entitled people without a card listed for follow-up")
-    pub = publish_batch(draft.batch_id, "demo reviewer", ledger, ROOT / "out")
+    # 五 资格审定: each district approves its list (after any holds and rejections), then the
+    # municipal bureau publishes; the publication refuses while any district has not approved.
+    with Ledger.use(ledger) as led:
+        districts = led.districts_of(draft.batch_id)
+        for code in districts:
+            led.approve(draft.batch_id, [code], f"demo reviewer, district {code}", None)
+    print(f"approved by its {len(districts)} districts (allowance review approve {draft.batch_id} --district CODE "
+          "--by NAME)")
+    pub = publish_batch(draft.batch_id, "demo reviewer, municipal bureau", ledger, ROOT / "out",
+                        require_district_approvals=True)
     assert pub.out_dir is not None
     print(f"published {pub.batch_id} (2025Q3, due months 2025-07 … 2025-09):")
     for line in district_table(pl.read_parquet(pub.out_dir / "funding.parquet")):
