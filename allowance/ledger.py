@@ -705,15 +705,16 @@ class Ledger:
         """What is still to be got back, month by month, of every recovery not recovered: open,
         or written off (the money is still with the person). _k, line_id, district_code,
         from_mi, to_mi, fen (> 0 a month): each recovery's months, less what publications have
-        cancelled of them. A handful of rows, read without touching a batch file."""
+        cancelled of them (the CANCEL entries that name them: a publication's, or a bank failure's).
+        A handful of rows, read without touching a batch file."""
         owed = self.df(
             "select m.person_key as _k, m.line_id, r.district_code, m.from_mi, m.to_mi, m.fen "
             "from recovery_months m join recoveries r using (line_id) where r.state in ('open', 'written_off') "
             "order by m.line_id, m.from_mi")
         done = self.df(
-            "select c.person_key as _k, c.line_id, c.district_code, c.from_mi, c.to_mi, -c.fen as fen "
-            "from batch_cancels c join batches b using (batch_id) where b.status = 'published' "
-            "and c.line_id in (select line_id from recoveries where state in ('open', 'written_off'))")
+            "select person_key_of(e.person_id) as _k, e.line_id, r.district_code, e.from_mi, e.to_mi, -e.fen as fen "
+            "from bank_entries e join recoveries r using (line_id) "
+            "where e.kind = 'CANCEL' and r.state in ('open', 'written_off')")
         if done.height == 0:
             return owed
         keys = ["_k", "line_id", "district_code", "month_idx"]
@@ -967,10 +968,17 @@ class Ledger:
                     [b["first_month"] or 0, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 withdrawn: list[str] = []
                 if action in ("HOLD", "REJECT"):
-                    # Their districts' lists change: an approval of the list as it was no longer holds.
+                    # Their districts' lists change (every list a person is in: a move between
+                    # districts puts a line in one and a cancelled recovery in another): an approval
+                    # of a list as it was no longer holds.
                     withdrawn = [r[0] for r in self.run(
-                        "delete from approvals where batch_id = ? and list_contains(?, district_code) "
-                        "returning district_code", [batch_id, sorted(set(found.values()))])]
+                        "delete from approvals where batch_id = ? and district_code in ("
+                        "select district_code from batch_lines where batch_id = ? and person_id in "
+                        "(select person_id from _review_ids) union "
+                        "select district_code from batch_no_card where batch_id = ? and person_id in "
+                        "(select person_id from _review_ids) union "
+                        "select district_code from batch_cancels where batch_id = ? and person_key in "
+                        "(select person_key from _review_ids)) returning district_code", [batch_id] * 4)]
                     # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
                     # they are not entitled to the months it recovers.
                     self.run("delete from batch_cancels where batch_id = ? and person_key in "
@@ -1012,6 +1020,10 @@ class Ledger:
         summary["recoveries"] = {"lines": int(rec[0]), "amount_fen": int(rec[1])}  # type: ignore[index]
         summary["no_card"] = {"people": int(nc[0]), "amount_fen": int(nc[1])}  # type: ignore[index]
         summary["by_reason"] = {r: int(n) for r, n in reasons}
+        cancels = self.one("select count(distinct line_id), count(distinct person_key), coalesce(sum(fen * "
+                           "(to_mi - from_mi + 1)), 0) from batch_cancels where batch_id = ?", [batch_id])
+        summary["recoveries_cancelled"] = {"lines": int(cancels[0]), "people": int(cancels[1]),  # type: ignore[index]
+                                           "fen": int(cancels[2])}  # type: ignore[index]
         self.run(
             "update batches set lines=?, amount_fen=?, recovery_fen=?, summary=? where batch_id=?",
             [pay[0], pay[1], rec[1], json.dumps(summary, ensure_ascii=False), batch_id],  # type: ignore[index]
@@ -1166,40 +1178,61 @@ class Ledger:
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> int:
         """A payment that failed at the bank never reached the person: months of it that were
         since recovered owe nothing back. Their net went below zero with the reversal; CANCEL
-        entries bring it back to zero and those recoveries are marked cancelled."""
-        neg = self.df("select person_id_of(person_key) as person_id, from_mi, to_mi, fen from holdings where fen < 0")
+        entries bring it back to zero. Each month's is taken off the recoveries still owed for it
+        (open or written off, oldest first), which owe that much less, and are cancelled once they
+        owe nothing; only those months: a recovery's other months are still owed. Returns how many
+        recoveries were cancelled in part or whole."""
+        neg = self.df("select person_key as _k, from_mi, to_mi, -fen as fen from holdings where fen < 0")
         if neg.height == 0:
             return 0
-        with self._registered(_failed=failed, _neg=neg):
+        month = ["_k", "month_idx"]
+        need = explode_months(neg.lazy()).select(*month, need="fen")
+        taken = (
+            explode_months(self.owed_recoveries().lazy()).join(need, on=month)
+            .sort(*month, "line_id")
+            .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
+            .with_columns(cancel=pl.min_horizontal("fen", pl.col("need") - pl.col("before")).clip(lower_bound=0))
+            .filter(pl.col("cancel") > 0)
+            .select(*month, "line_id", "cancel")
+            .collect()
+        )
+        # What no recovery still claims (one confirmed recovered, say) is brought to zero as before,
+        # in the name of the failed line.
+        rest = (need.collect().join(taken.group_by(month).agg(pl.col("cancel").sum()), on=month, how="left")
+                .with_columns(cancel=pl.col("need") - pl.col("cancel").fill_null(0)).filter(pl.col("cancel") > 0))
+        with self._registered(_failed=failed, _taken=taken, _rest=rest.select(*month, "cancel")):
             self.run(
                 """
                 insert into bank_entries
-                select n.person_id, n.from_mi, n.to_mi, -n.fen, 'CANCEL', min(p.line_id), min(p.batch_id), ?
-                from _neg n join batch_pieces p on p.person_id = n.person_id
+                select person_id_of(t._k), t.month_idx, t.month_idx, t.cancel, 'CANCEL', t.line_id, r.batch_id, ?
+                from _taken t join recoveries r using (line_id)
+                """,
+                [now],
+            )
+            self.run(
+                """
+                insert into bank_entries
+                select person_id_of(n._k), n.month_idx, n.month_idx, n.cancel, 'CANCEL', min(p.line_id),
+                       min(p.batch_id), ?
+                from _rest n join batch_pieces p on p.person_id = person_id_of(n._k)
                 join _failed f on f.line_id = p.line_id
                 group by all
                 """,
                 [now],
             )
-            hit = self.one(
-                """
-                select count(distinct r.line_id) from recoveries r join batch_pieces p using (line_id)
-                join _neg n on n.person_id = p.person_id and p.from_mi <= n.to_mi and p.to_mi >= n.from_mi
-                where r.state = 'open'
-                """
-            )
             self.run(
                 """
-                update recoveries set state = 'cancelled', changed_at = ?, changed_by = 'bank return',
-                       note = 'the payment recovered failed at the bank: nothing to recover'
-                where state = 'open' and line_id in (
-                    select p.line_id from batch_pieces p join _neg n
-                    on n.person_id = p.person_id and p.from_mi <= n.to_mi and p.to_mi >= n.from_mi)
+                update recoveries r set amount_fen = r.amount_fen - c.fen,
+                       state = case when r.amount_fen <= c.fen then 'cancelled' else r.state end,
+                       changed_at = ?, changed_by = 'bank return',
+                       note = 'the payment recovered failed at the bank: ' || c.fen || ' fen not to be recovered'
+                from (select line_id, sum(cancel) as fen from _taken group by line_id) c
+                where r.line_id = c.line_id
                 """,
                 [now],
             )
-        self.apply_to_holdings(neg.with_columns(fen=-pl.col("fen")))
-        return int(hit[0]) if hit else 0
+        self.apply_to_holdings(neg.rename({"_k": "person_key"}))
+        return taken["line_id"].n_unique()
 
     def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, int]:
         """open → recovered (confirmed by the district) or open → written_off (with a reason)."""

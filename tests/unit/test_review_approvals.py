@@ -1,0 +1,33 @@
+"""A hold or rejection in review: every list it changes loses its approval, and the draft's summary
+says what it now cancels (found by an audit of district approvals and recovery cancellations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from allowance.ledger import Ledger
+from allowance.runs import Breakers
+from allowance.testing import Scenario, person
+
+OPEN = Breakers(max_stop_share=1.0, max_shrink_share=1.0)  # two people: one missing is half of them
+
+
+def test_a_hold_withdraws_every_list_the_person_is_in_and_their_cancellation(tmp_path: Path) -> None:
+    """Alice is paid Q3 in 310104, missing one night (Q3 recovered there), then back registered in
+    310105: Q4's draft cancels her recovery in 310104 and pays her Q4 in 310105. A hold takes both
+    out, so both districts' approvals go, and the summary no longer counts the cancellation."""
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    alice = person("1948-06-06", seq=1, district_code="310104")
+    carol = person("1950-05-05", seq=2, district_code="310105")
+    sc.publish(sc.quarterly("2025Q3", [alice, carol], "2025-07-02"))
+    sc.publish(sc.supplement([carol], "2025-08-20", breakers=OPEN))
+    q4 = sc.quarterly("2025Q4", [{**alice, "district_code": "310105"}, carol], "2025-10-02", breakers=OPEN)
+    assert q4.summary["recoveries_cancelled"] == {"lines": 1, "people": 1, "fen": 45000}
+    with Ledger.use(sc.ledger) as led:
+        assert led.districts_of(q4.batch_id) == ["310104", "310105"]
+        led.approve(q4.batch_id, ["310104", "310105"], "区民政", None)
+        held = led.review(q4.batch_id, alice["person_id"], "HOLD", "核实", "区民政")
+        assert held["approvals_withdrawn"] == ["310104", "310105"]
+        assert led.approvals(q4.batch_id) == []
+        assert json.loads(held["summary"])["recoveries_cancelled"] == {"lines": 0, "people": 0, "fen": 0}
