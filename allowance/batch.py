@@ -22,7 +22,7 @@ from allowance.bytescan import numbered
 from allowance.constants import CHANNELS, DISTRICT_CODES
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
-from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, keyed, line_hashes
+from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, keyed, line_hashes, taken_off_owed
 from allowance.log import Laps
 from allowance.months import (
     fmt,
@@ -309,14 +309,8 @@ def cancel_owed_recoveries(
     if due.height == 0:
         return pieces, none
     month = ["pkey", "month_idx"]
-    taken = (
-        explode_months(owed.lazy()).join(explode_months(due.lazy()).select(*month, "diff_fen"), on=month)
-        .sort(*month, "line_id")
-        .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
-        .with_columns(cancel=pl.min_horizontal("fen", pl.col("diff_fen") - pl.col("before")).clip(lower_bound=0))
-        .filter(pl.col("cancel") > 0)
-        .collect()
-    )
+    taken = taken_off_owed(explode_months(owed.lazy()), explode_months(due.lazy()).select(*month, need="diff_fen"),
+                           "pkey")
     if taken.height == 0:
         return pieces, none
     per_month = taken.group_by(month).agg(pl.col("cancel").sum())

@@ -261,6 +261,21 @@ def payee_rows(lines: pl.DataFrame) -> pl.DataFrame:
 STORED_KEY = pl.col("^person_key$")  # a frame's person_key in a select, or nothing where it has none
 
 
+def taken_off_owed(owed: pl.LazyFrame, need: pl.LazyFrame, key: str) -> pl.DataFrame:
+    """Each month's `need` (key, month_idx, need) taken off what the recoveries still owe for that
+    month (`owed`: key, month_idx, line_id, fen, month by month), oldest recovery first: the
+    rows of `owed` that give something, with `cancel`, how much (never more than owed or needed)."""
+    month = [key, "month_idx"]
+    return (
+        owed.join(need, on=month)
+        .sort(*month, "line_id")
+        .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
+        .with_columns(cancel=pl.min_horizontal("fen", pl.col("need") - pl.col("before")).clip(lower_bound=0))
+        .filter(pl.col("cancel") > 0)
+        .collect()
+    )
+
+
 def with_person_key(frame: pl.DataFrame, what: str) -> pl.DataFrame:
     """`frame` (rows of a lines or pieces file) with `_k` in place of its `person_key`, which the
     draft wrote; rows of a file written before lines and pieces carried it have theirs parsed from
@@ -1187,15 +1202,8 @@ class Ledger:
             return 0
         month = ["_k", "month_idx"]
         need = explode_months(neg.lazy()).select(*month, need="fen")
-        taken = (
-            explode_months(self.owed_recoveries().lazy()).join(need, on=month)
-            .sort(*month, "line_id")
-            .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
-            .with_columns(cancel=pl.min_horizontal("fen", pl.col("need") - pl.col("before")).clip(lower_bound=0))
-            .filter(pl.col("cancel") > 0)
-            .select(*month, "line_id", "cancel")
-            .collect()
-        )
+        taken = taken_off_owed(explode_months(self.owed_recoveries().lazy()), need, "_k").select(
+            *month, "line_id", "cancel")
         # What no recovery still claims (one confirmed recovered, say) is brought to zero as before,
         # in the name of the failed line.
         rest = (need.collect().join(taken.group_by(month).agg(pl.col("cancel").sum()), on=month, how="left")
