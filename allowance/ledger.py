@@ -877,6 +877,13 @@ class Ledger:
             self.insert_frame("recovery_months", rec.select(
                 "line_id", pl.col("_k").alias("person_key"), "from_mi", "to_mi", -pl.col("fen")))
 
+    def _draft(self, batch_id: str, refusal: str) -> dict[str, Any]:
+        """A batch that a change (a review, an approval) needs still to be a draft."""
+        b = self.batch(batch_id)
+        if b["status"] != "draft":
+            raise LedgerError(f"batch {batch_id} is {b['status']}; {refusal}")
+        return b
+
     def districts_of(self, batch_id: str) -> list[str]:
         """The districts with something in a batch: a payment or recovery line, a no-card entry, a
         recovery cancelled. Each approves its own list (五)."""
@@ -902,9 +909,7 @@ class Ledger:
             raise LedgerError("an approval needs at least one --district")
         self.run("begin")
         try:
-            b = self.batch(batch_id)
-            if b["status"] != "draft":
-                raise LedgerError(f"batch {batch_id} is {b['status']}; only a draft's lists are approved")
+            self._draft(batch_id, "only a draft's lists are approved")
             have = set(self.districts_of(batch_id))
             if stray := [d for d in wanted if d not in have]:
                 raise LedgerError(f"batch {batch_id} has nothing for district {', '.join(stray)}; nothing approved "
@@ -941,23 +946,25 @@ class Ledger:
             raise LedgerError("a review decision needs at least one person")
         self.run("begin")
         try:
-            b = self.batch(batch_id)
-            if b["status"] != "draft":
-                raise LedgerError(f"batch {batch_id} is {b['status']}; only a draft can be reviewed")
+            b = self._draft(batch_id, "only a draft can be reviewed")
             # The named people, visible to SQL while they are looked up and taken out of the draft.
             named = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
                 person_key=idcard.order_key_expr("person_id"))  # null for an ID that is not well formed
             with self._registered(_review_ids=named):
-                found = dict(self.run(
-                    "select person_id, min(district_code) from ("
+                # Every list each named person is in (a move between districts puts a line in one
+                # and a cancelled recovery in another); a decision records the first district.
+                lists = self.run(
                     "select person_id, district_code from batch_lines where batch_id=? "
-                    "and person_id in (select person_id from _review_ids) union all "
+                    "and person_id in (select person_id from _review_ids) union "
                     "select person_id, district_code from batch_no_card where batch_id=? "
-                    "and person_id in (select person_id from _review_ids) union all "
+                    "and person_id in (select person_id from _review_ids) union "
                     "select r.person_id, c.district_code from batch_cancels c join _review_ids r using (person_key) "
-                    "where c.batch_id=?) group by person_id",
+                    "where c.batch_id=? order by 1, 2",
                     [batch_id, batch_id, batch_id],
-                ))
+                )
+                found: dict[str, str] = {}
+                for pid, district in lists:
+                    found.setdefault(pid, district)
                 missing = [p for p in ids if p not in found]
                 if action != "RELEASE" and missing:
                     who = "that person" if len(ids) == 1 else (
@@ -983,17 +990,10 @@ class Ledger:
                     [b["first_month"] or 0, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 withdrawn: list[str] = []
                 if action in ("HOLD", "REJECT"):
-                    # Their districts' lists change (every list a person is in: a move between
-                    # districts puts a line in one and a cancelled recovery in another): an approval
-                    # of a list as it was no longer holds.
+                    # Their lists change: an approval of a list as it was no longer holds.
                     withdrawn = [r[0] for r in self.run(
-                        "delete from approvals where batch_id = ? and district_code in ("
-                        "select district_code from batch_lines where batch_id = ? and person_id in "
-                        "(select person_id from _review_ids) union "
-                        "select district_code from batch_no_card where batch_id = ? and person_id in "
-                        "(select person_id from _review_ids) union "
-                        "select district_code from batch_cancels where batch_id = ? and person_key in "
-                        "(select person_key from _review_ids)) returning district_code", [batch_id] * 4)]
+                        "delete from approvals where batch_id = ? and list_contains(?, district_code) "
+                        "returning district_code", [batch_id, sorted({d for _, d in lists})])]
                     # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
                     # they are not entitled to the months it recovers.
                     self.run("delete from batch_cancels where batch_id = ? and person_key in "
