@@ -953,18 +953,16 @@ class Ledger:
             with self._registered(_review_ids=named):
                 # Every list each named person is in (a move between districts puts a line in one
                 # and a cancelled recovery in another); a decision records the first district.
-                lists = self.run(
+                lists = self.df(
                     "select person_id, district_code from batch_lines where batch_id=? "
                     "and person_id in (select person_id from _review_ids) union "
                     "select person_id, district_code from batch_no_card where batch_id=? "
                     "and person_id in (select person_id from _review_ids) union "
                     "select r.person_id, c.district_code from batch_cancels c join _review_ids r using (person_key) "
-                    "where c.batch_id=? order by 1, 2",
+                    "where c.batch_id=?",
                     [batch_id, batch_id, batch_id],
                 )
-                found: dict[str, str] = {}
-                for pid, district in lists:
-                    found.setdefault(pid, district)
+                found = dict(lists.group_by("person_id").agg(pl.col("district_code").min()).iter_rows())
                 missing = [p for p in ids if p not in found]
                 if action != "RELEASE" and missing:
                     who = "that person" if len(ids) == 1 else (
@@ -993,7 +991,7 @@ class Ledger:
                     # Their lists change: an approval of a list as it was no longer holds.
                     withdrawn = [r[0] for r in self.run(
                         "delete from approvals where batch_id = ? and list_contains(?, district_code) "
-                        "returning district_code", [batch_id, sorted({d for _, d in lists})])]
+                        "returning district_code", [batch_id, lists["district_code"].unique().sort().to_list()])]
                     # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
                     # they are not entitled to the months it recovers.
                     self.run("delete from batch_cancels where batch_id = ? and person_key in "
