@@ -8,6 +8,7 @@ REISSUE); negative ones are listed for the district to recover (RECOVERY), never
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -308,15 +309,22 @@ def cancel_owed_recoveries(
     due = pieces.filter(pl.col("diff_fen") > 0).join(owed.select("pkey").unique(), on="pkey", how="semi")
     if due.height == 0:
         return pieces, none
-    month = ["pkey", "month_idx"]
-    taken = taken_off_owed(explode_months(owed.lazy()), explode_months(due.lazy()).select(*month, need="diff_fen"),
-                           "pkey")
+    taken = taken_off_owed(explode_months(owed.lazy()),
+                           explode_months(due.lazy()).select("pkey", "month_idx", need="diff_fen"), "pkey")
     if taken.height == 0:
         return pieces, none
-    per_month = taken.group_by(month).agg(pl.col("cancel").sum())
+    cancels = taken.select("line_id", pl.col("_k").alias("person_key"), "district_code", from_mi="month_idx",
+                           to_mi="month_idx", fen="cancel").sort("line_id", "from_mi").cast(CANCEL_SCHEMA)
+    return less_cancelled(pieces, taken.select("pkey", "month_idx", fen="cancel")), cancels
+
+
+def less_cancelled(pieces: pl.DataFrame, cancelled: pl.DataFrame) -> pl.DataFrame:
+    """`pieces` with each month's difference less what `cancelled` (pkey, month_idx, fen) takes
+    off a recovery for it: the ledger will hold that much again once the cancellation is
+    published. Only the people in `cancelled` are expanded month by month."""
+    month = ["pkey", "month_idx"]
+    per_month = cancelled.group_by(month).agg(cancel=pl.col("fen").sum())
     who = per_month.select("pkey").unique()
-    # Their pieces month by month, each month's difference less what it cancels (the ledger will
-    # hold that much again once the cancellation is published).
     theirs = (
         explode_months(pieces.join(who, on="pkey", how="semi").lazy())
         .join(per_month.lazy(), on=month, how="left")
@@ -327,9 +335,39 @@ def cancel_owed_recoveries(
         .select(pieces.columns)
         .collect()
     )
-    cancels = taken.select("line_id", pl.col("_k").alias("person_key"), "district_code", from_mi="month_idx",
-                           to_mi="month_idx", fen="cancel").sort("line_id", "from_mi").cast(CANCEL_SCHEMA)
-    return pl.concat([pieces.join(who, on="pkey", how="anti"), theirs]), cancels
+    return pl.concat([pieces.join(who, on="pkey", how="anti"), theirs])
+
+
+def before_window(window: Window, opening: int) -> Window:
+    """The months owed before the retroactive window (四 追溯期), from the ledger's opening month:
+    never paid, reported as expired."""
+    return dataclasses.replace(window, first=opening, last=min(window.expired_before - 1, window.last))
+
+
+def cancel_owed_before_window(
+    clean: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
+    blocked: pl.DataFrame, owed: pl.DataFrame,
+) -> pl.DataFrame:
+    """Cancellations (CANCEL_SCHEMA) of recoveries still owed for months older than the
+    retroactive window, where the person is entitled to those months again.
+
+    The window (四 追溯期) limits what is paid late; a cancellation pays nothing: the person was
+    paid for the month when it was due and the recovery asked for it back in error (missing
+    from one night's extract, a death recorded in error). Left open, the district would chase
+    money the person is owed. Only the people owing such months are computed, by the rules the
+    window's months use, in the same oldest-recovery-first order. A person under an active review
+    hold or rejection (五) keeps every recovery owed: their case is open, whichever months the
+    decision names.
+    """
+    old = before_window(window, opening)
+    if window.empty or old.empty or owed.height == 0:
+        return pl.DataFrame(schema=CANCEL_SCHEMA)
+    people = (clean.join(owed.filter(pl.col("from_mi") <= old.last).select("_k").unique(), on="_k", how="semi")
+              .join(keyed(blocked, "decisions", strict=False).select("_k"), on="_k", how="anti"))
+    ids = people.select("pkey", "_k")
+    held = holdings.join(ids, on="_k").select("pkey", "from_mi", "to_mi", "fen")
+    ent = entitlement_segments(people.lazy(), rules, old.first, old.last).collect()
+    return cancel_owed_recoveries(diff_pieces(ent, rules, old, held, blocked.clear(), ids), owed, ids)[1]
 
 
 def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.DataFrame:
@@ -509,12 +547,19 @@ def build_draft(
     # Never paid twice (SPEC §4): months someone is entitled to again while their recovery is
     # still owed (missing from one night's extract, a death recorded in error) are not paid again;
     # that much of the recovery is cancelled instead, when this batch is published.
-    pieces, cancels = cancel_owed_recoveries(pieces, ledger.owed_recoveries(), ids)
+    owed = ledger.owed_recoveries()
+    pieces, cancels = cancel_owed_recoveries(pieces, owed, ids)
     lap("diff_pieces")
     # Done here, while the runs they read are at hand: the lines below are built without the
     # window's entitlement and the held runs alive (about 0.3 GB less at the draft's peak).
     stops_frame, stops = stopped_people(clean, rules, window, held_rows, ledger.blocked(), entitled)
-    expired = expired_months(clean, rules, window, ledger.opening_month, holdings)
+    # Older months than the window are never paid, but a recovery still owed for them is
+    # cancelled where the person is entitled to them again (四: the window limits payment, and a
+    # cancellation pays nothing); what is left is reported as expired.
+    before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, ledger.blocked(), owed)
+    expired = expired_months(clean, rules, window, ledger.opening_month, holdings, before)
+    if before.height:
+        cancels = pl.concat([cancels, before]).sort("line_id", "from_mi")
     del entitled, held, held_rows
     lap("stops_expired")
 
@@ -917,21 +962,24 @@ def per_line_grouped(line_pieces: pl.DataFrame, current_from: int) -> pl.DataFra
 
 
 def expired_months(
-    clean: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame
+    clean: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
+    cancelled: pl.DataFrame,
 ) -> dict[str, int]:
-    """Months owed before the retroactive window (and after the opening month): reported, never paid."""
-    first, last = opening, min(window.expired_before - 1, window.last)
-    if window.empty or first > last:
+    """Months owed before the retroactive window (and after the opening month): reported, never
+    paid. `cancelled` (CANCEL_SCHEMA) is what cancel_owed_before_window takes off recoveries
+    still owed for those months: settled, not expired."""
+    old = before_window(window, opening)
+    if window.empty or old.empty:
         return {"people": 0, "months": 0, "fen": 0}
     ids = clean.lazy().select("pkey", "_k")
-    ent = entitlement_segments(clean.lazy(), rules, first, last)
-    held = clip(holdings.lazy().join(ids, on="_k").select("pkey", "from_mi", "to_mi", "fen"), first, last)
-    owed = (
-        sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") > 0)
-        .select("pkey", n=pl.col("to_mi") - pl.col("from_mi") + 1, fen=pl.col("diff_fen") * (
-            pl.col("to_mi") - pl.col("from_mi") + 1))
-        .collect()
-    )
+    ent = entitlement_segments(clean.lazy(), rules, old.first, old.last)
+    held = clip(holdings.lazy().join(ids, on="_k").select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last)
+    owed = sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") > 0).collect()
+    if cancelled.height:
+        owed = less_cancelled(owed, cancelled.join(clean.select("pkey", person_key="_k"), on="person_key")
+                              .select("pkey", month_idx="from_mi", fen="fen"))
+    n = pl.col("to_mi") - pl.col("from_mi") + 1
+    owed = owed.select("pkey", n=n, fen=pl.col("diff_fen") * n)
     return {"people": owed["pkey"].n_unique(), "months": int(owed["n"].sum()), "fen": int(owed["fen"].sum())}
 
 
