@@ -30,6 +30,7 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
                          ensure_ascii=False))
         return EXIT_FAILURE
     lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
-    print(json.dumps({"job": name, "ok": True, **result}, ensure_ascii=False, default=str))
+    # masked like every other line: the result can quote text people typed (an override's reason)
+    print(mask_ids_in(json.dumps({"job": name, "ok": True, **result}, ensure_ascii=False, default=str)))
     sys.stdout.flush()
     return EXIT_OK

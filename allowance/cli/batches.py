@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_json, errors_as_messages
 from allowance.ledger import Ledger
 from allowance.money import yuan
 
@@ -27,7 +27,7 @@ def list_(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
         emit_json({"batches": df.to_dicts()})
         return
     for r in df.iter_rows(named=True):
-        typer.echo(f"{r['batch_id']:<22} {r['kind']:<10} {r['status']:<9} as-of {r['as_of']}  "
+        echo(f"{r['batch_id']:<22} {r['kind']:<10} {r['status']:<9} as-of {r['as_of']}  "
                    f"{r['lines']:>9,} lines {yuan(r['amount_fen']):>18} yuan  {r['approved_by'] or ''}")
 
 
@@ -48,4 +48,4 @@ def show(
         emit_json({**b, "lines": b["lines"], "amount_fen": b["amount_fen"]})
         return
     for k, v in b.items():
-        typer.echo(f"{k:>16}: {v}")
+        echo(f"{k:>16}: {v}")

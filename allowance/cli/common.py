@@ -106,8 +106,14 @@ def run_command(fn: Callable[..., Any]) -> None:
     app()
 
 
+def echo(text: str) -> None:
+    """A line on stdout, every resident ID in it masked: what a command prints may quote text
+    that people typed (a review's or an override's reason), and only bank files carry IDs whole."""
+    typer.echo(mask_ids_in(text))
+
+
 def emit_json(obj: dict[str, Any]) -> None:
-    typer.echo(json.dumps(obj, ensure_ascii=False, default=str))
+    echo(json.dumps(obj, ensure_ascii=False, default=str))
 
 
 def load_rules(path: Path) -> rules_mod.Rules:

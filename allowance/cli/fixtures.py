@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from allowance.cli.common import errors_as_messages
+from allowance.cli.common import echo, errors_as_messages
 from allowance.errors import UserError
 from allowance.months import parse_date, today_shanghai
 
@@ -32,4 +32,4 @@ def registry(
     out.parent.mkdir(parents=True, exist_ok=True)
     df = generate_registry(people, seed, day, bad_share=bad_share)
     write_registry(df, out)
-    typer.echo(f"wrote {df.height:,} rows to {out} (seed {seed}, as of {day})")
+    echo(f"wrote {df.height:,} rows to {out} (seed {seed}, as of {day})")

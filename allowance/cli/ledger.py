@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_json, errors_as_messages
 from allowance.constants import EXIT_FAILURE
 from allowance.ledger import Ledger
 from allowance.months import fmt, parse_month
@@ -27,7 +27,7 @@ def open_(
     if json_:
         emit_json({"ledger": str(ledger), "opening_month": fmt(mi)})
     else:
-        typer.echo(f"opened {ledger} with opening month {fmt(mi)}")
+        echo(f"opened {ledger} with opening month {fmt(mi)}")
 
 
 @app.command("status")
@@ -53,7 +53,7 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
         emit_json(info)
     else:
         for k, v in info.items():
-            typer.echo(f"{k:>14}: {v}")
+            echo(f"{k:>14}: {v}")
 
 
 @app.command("upgrade")
@@ -65,9 +65,9 @@ def upgrade(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     if json_:
         emit_json({"ledger": str(ledger), "schema_was": found, "schema": now})
     elif found == now:
-        typer.echo(f"{ledger}: already at schema {now}; nothing to do")
+        echo(f"{ledger}: already at schema {now}; nothing to do")
     else:
-        typer.echo(f"upgraded {ledger} from schema {found} to {now}")
+        echo(f"upgraded {ledger} from schema {found} to {now}")
 
 
 @app.command("check")
@@ -81,8 +81,8 @@ def check(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     else:
         for k, v in info.items():
             if k != "problems":
-                typer.echo(f"{k:>14}: {v}")
+                echo(f"{k:>14}: {v}")
         for p in info["problems"]:
-            typer.echo(f"       problem: {p}")
+            echo(f"       problem: {p}")
     if not info["ok"]:
         raise typer.Exit(code=EXIT_FAILURE)

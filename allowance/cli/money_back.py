@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_json, errors_as_messages
 from allowance.errors import UserError
 from allowance.idcard import mask
 from allowance.ledger import Ledger
@@ -38,7 +38,7 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
         # nothing either way, and their recoveries are cancelled instead.
         cancelled = (f"; {counts['recoveries_cancelled']} recoveries of those months cancelled"
                      if counts["recoveries_cancelled"] else "")
-        typer.echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
+        echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
                    f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed{cancelled}; "
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
 
@@ -71,7 +71,7 @@ def _say(res: dict[str, int], what: str, json_: bool) -> None:
     if json_:
         emit_json(res)
     else:
-        typer.echo(f"{res['changed']} recovery line(s) {what}; {res['unchanged']} already so")
+        echo(f"{res['changed']} recovery line(s) {what}; {res['unchanged']} already so")
 
 
 @recoveries.command("list")
@@ -87,6 +87,6 @@ def list_(state: Annotated[str | None, typer.Option(help="open, recovered or wri
         emit_json({"recoveries": rows, "lines": len(rows), "amount_fen": int(df["amount_fen"].sum())})
         return
     for r in rows:
-        typer.echo(f"{r['line_id']}  {r['district_code']}  {r['person_id']}  {r['months']} months  "
+        echo(f"{r['line_id']}  {r['district_code']}  {r['person_id']}  {r['months']} months  "
                    f"{yuan(r['amount_fen']):>12} yuan  {r['cause']:<16} {r['state']}")
-    typer.echo(f"{len(rows)} line(s), {yuan(int(df['amount_fen'].sum()))} yuan")
+    echo(f"{len(rows)} line(s), {yuan(int(df['amount_fen'].sum()))} yuan")

@@ -7,7 +7,16 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from allowance.cli.common import DEFAULT_LEDGER, DEFAULT_OUT, JsonOpt, LedgerOpt, OutOpt, emit_json, errors_as_messages
+from allowance.cli.common import (
+    DEFAULT_LEDGER,
+    DEFAULT_OUT,
+    JsonOpt,
+    LedgerOpt,
+    OutOpt,
+    echo,
+    emit_json,
+    errors_as_messages,
+)
 from allowance.money import yuan
 from allowance.runs import publish_batch
 
@@ -44,8 +53,8 @@ def publish(
     if json_:
         emit_json(res.as_json())
         return
-    typer.echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
+    echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
     assert res.out_dir is not None
     for line in district_table(pl.read_parquet(res.out_dir / "funding.parquet")):
-        typer.echo("  " + line)
-    typer.echo(f"  files: {res.out_dir} (manifest.json lists every file with its SHA-256)")
+        echo("  " + line)
+    echo(f"  files: {res.out_dir} (manifest.json lists every file with its SHA-256)")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, emit_json, errors_as_messages
+from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_json, errors_as_messages
 from allowance.errors import InputError, UserError
 from allowance.idcard import mask
 from allowance.ledger import Ledger
@@ -50,13 +50,13 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
                    "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"]})
     else:
-        typer.echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
+        echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")
         if b["approvals_withdrawn"]:
-            typer.echo(f"approval of the list withdrawn for {', '.join(b['approvals_withdrawn'])} (it changed): "
+            echo(f"approval of the list withdrawn for {', '.join(b['approvals_withdrawn'])} (it changed): "
                        f"allowance review approve {batch_id} --district CODE --by NAME")
         if b["recovered_next_run"]:
-            typer.echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window: the next run "
+            echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window: the next run "
                        "(tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
 
 
@@ -98,7 +98,7 @@ def approve(batch_id: Annotated[str, typer.Argument()], by: ByOpt,
     if json_:
         emit_json({"batch_id": batch_id, "approved": [a["district_code"] for a in done], "not_yet": left})
         return
-    typer.echo(f"{batch_id}: {len(done)} district(s) approved their list; "
+    echo(f"{batch_id}: {len(done)} district(s) approved their list; "
                + (f"not yet: {', '.join(left)}" if left else "every district has approved"))
 
 
@@ -114,5 +114,5 @@ def list_(batch_id: Annotated[str | None, typer.Argument()] = None, ledger: Ledg
         emit_json({"decisions": rows})
         return
     for r in rows:
-        typer.echo(f"{r['decided_at']} {r['action']:<8} {r['person_id']} {r['batch_id'] or ''} "
+        echo(f"{r['decided_at']} {r['action']:<8} {r['person_id']} {r['batch_id'] or ''} "
                    f"by {r['decided_by']}: {r['reason']}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from allowance.cli.common import DEFAULT_RULES, RulesOpt, errors_as_messages, load_rules
+from allowance.cli.common import DEFAULT_RULES, RulesOpt, echo, errors_as_messages, load_rules
 from allowance.money import yuan
 from allowance.months import parse_month
 
@@ -21,7 +21,7 @@ def check(path: Annotated[Path | None, typer.Argument(help="Rules file or folder
     """Validate rules YAML: bands contiguous, versions not overlapping, every value cited, fen integer."""
     r = load_rules(path or rules)
     for v in r.versions:
-        typer.echo(f"ok  {v.id}  {v.source}  {v.effective_from} … {v.effective_to or 'open'}  "
+        echo(f"ok  {v.id}  {v.source}  {v.effective_from} … {v.effective_to or 'open'}  "
                    f"{len(v.bands)} bands")
 
 
@@ -30,11 +30,11 @@ def check(path: Annotated[Path | None, typer.Argument(help="Rules file or folder
 def show(month: Annotated[str, typer.Option(help="Month YYYY-MM.")], rules: RulesOpt = DEFAULT_RULES) -> None:
     """Print the table in force in a month."""
     v = load_rules(rules).at(parse_month(month))
-    typer.echo(f"{month}: {v.id} — {v.source} ({v.effective_from} … {v.effective_to or 'open'})")
+    echo(f"{month}: {v.id} — {v.source} ({v.effective_from} … {v.effective_to or 'open'})")
     for b in v.sorted_bands:
         ages = f"{b.min_age}–{b.max_age}" if b.max_age is not None else f"{b.min_age}+"
-        typer.echo(f"  {ages:>7}  {yuan(b.monthly_fen):>8} yuan  {b.monthly_fen:>6} fen   {b.cite}")
-    typer.echo(f"  paid in months {v.disbursement_months.value}, day {v.payment_day.value}; "
+        echo(f"  {ages:>7}  {yuan(b.monthly_fen):>8} yuan  {b.monthly_fen:>6} fen   {b.cite}")
+    echo(f"  paid in months {v.disbursement_months.value}, day {v.payment_day.value}; "
                f"funding municipal:district = {v.funding.municipal}:{v.funding.district}; "
                f"retroactive window {v.retro_months.value} months; channels {', '.join(v.channels.value)}; "
                f"exit month paid: {v.exit_month_paid.value}")

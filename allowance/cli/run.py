@@ -16,6 +16,7 @@ from allowance.cli.common import (
     LedgerOpt,
     OutOpt,
     RulesOpt,
+    echo,
     emit_json,
     errors_as_messages,
     load_rules,
@@ -54,29 +55,29 @@ def _report(res: RunResult, json_: bool) -> None:
         return
     s = res.summary
     reg = s["registry"]
-    typer.echo(f"draft {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
+    echo(f"draft {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
     if s.get("window"):
-        typer.echo(f"  due months {s['window']['first']} … {s['window']['last']}")
+        echo(f"  due months {s['window']['first']} … {s['window']['last']}")
     else:
-        typer.echo("  nothing is due (no quarter pre-disbursed yet)")
-    typer.echo(f"  registry {reg['rows_in']} rows: {reg['clean']} clean, {reg['quarantined']} quarantined "
+        echo("  nothing is due (no quarter pre-disbursed yet)")
+    echo(f"  registry {reg['rows_in']} rows: {reg['clean']} clean, {reg['quarantined']} quarantined "
                f"{reg['quarantine_by_reason']}, {reg['legacy_ids_upgraded']} legacy IDs upgraded")
-    typer.echo(f"  by reason {s['by_reason']}")
-    typer.echo(f"  recoveries {s['recoveries']['lines']} lines, {yuan(-s['recoveries']['amount_fen'])} yuan; "
+    echo(f"  by reason {s['by_reason']}")
+    echo(f"  recoveries {s['recoveries']['lines']} lines, {yuan(-s['recoveries']['amount_fen'])} yuan; "
                f"no card {s['no_card']['people']} people, {yuan(s['no_card']['amount_fen'])} yuan")
     cancelled = s.get("recoveries_cancelled") or {}
     if cancelled.get("fen"):
-        typer.echo(f"  recoveries cancelled (owed for months the person is due again; not paid twice): "
+        echo(f"  recoveries cancelled (owed for months the person is due again; not paid twice): "
                    f"{cancelled['lines']} lines, {cancelled['people']} people, {yuan(cancelled['fen'])} yuan")
     exp = s.get("expired") or {}
     if exp.get("fen"):
-        typer.echo(f"  expired (older than the retroactive window, not paid): {exp['people']} people, "
+        echo(f"  expired (older than the retroactive window, not paid): {exp['people']} people, "
                    f"{exp['months']} months, {yuan(exp['fen'])} yuan")
     if s.get("changes"):
-        typer.echo("  changes " + ", ".join(f"{k} {v['people']}" for k, v in s["changes"].items()))
+        echo("  changes " + ", ".join(f"{k} {v['people']}" for k, v in s["changes"].items()))
     if s.get("change_report"):
-        typer.echo(f"  change report: {s['change_report']}")
-    typer.echo(f"  review, then: allowance publish {res.batch_id} --approved-by NAME")
+        echo(f"  change report: {s['change_report']}")
+    echo(f"  review, then: allowance publish {res.batch_id} --approved-by NAME")
 
 
 @app.command("quarterly")

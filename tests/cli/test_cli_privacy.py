@@ -74,3 +74,43 @@ def test_an_extract_row_quoted_by_a_reader_error_is_masked(isolated: Path) -> No
     text = job.stdout + job.stderr
     assert "cannot read the extract" in text and f"{pid[:6]}********{pid[-4:]}" in text, text
     assert pid not in text, text
+
+
+def test_ids_typed_into_free_text_are_masked_wherever_it_is_printed(isolated: Path) -> None:
+    """An ID a reviewer or an operator types into a reason is shown masked by every command and job
+    that prints the reason back: review list, run --json, batches show, the nightly job's result."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from pipelines import nightly
+
+    amy, ben = person("1950-02-10", seq=51, area="310104"), person("1945-05-05", seq=52, area="310104")
+    other = person("1944-04-04", seq=53, area="310104")["person_id"]
+    led, out = isolated / "ledger.duckdb", isolated / "out"
+    both, alone = write_registry([amy, ben], isolated / "r0.parquet"), write_registry([amy], isolated / "r1.parquet")
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    run = ["run", "quarterly", "--quarter", "2025Q3", "--as-of", "2025-07-01", "--ledger", led, "--json"]
+    bid = ok_json(ok(cli(*run, "--registry", both)))["batch_id"]
+    results = [ok(cli("review", "hold", bid, "--person", ben["person_id"], "--reason", f"same person as {other}?",
+                      "--by", "d", "--ledger", led)),
+               ok(cli("review", "list", "--ledger", led)),
+               ok(cli("review", "list", "--ledger", led, "--json"))]
+    forced = ok(cli(*run, "--registry", alone, "--force", "--reason", f"{ben['person_id']} moved, see ticket"))
+    results += [forced, ok(cli("batches", "show", ok_json(forced)["batch_id"], "--ledger", led))]
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    app = typer.Typer()
+    app.command()(nightly.main)
+    job = CliRunner().invoke(app, ["--registry", str(write_registry([ben], isolated / "r2.parquet")), "--as-of",
+                                   "2025-07-05", "--force", "--reason", f"{amy['person_id']} moved",
+                                   "--ledger", str(led), "--out", str(out)])
+    assert job.exit_code == 0 and json.loads(job.stdout)["ok"], job.stdout + job.stderr
+    results.append(job)
+    # each reason did reach the output, masked
+    assert f"{other[:6]}********{other[-4:]}" in results[1].stdout
+    assert f"{ben['person_id'][:6]}********{ben['person_id'][-4:]} moved" in results[4].stdout
+    assert f"{amy['person_id'][:6]}********{amy['person_id'][-4:]} moved" in job.stdout
+    for r in results:
+        text = r.stdout + r.stderr
+        assert not re.search(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9])", text), text
