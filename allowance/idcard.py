@@ -77,6 +77,16 @@ def id_checksum_ok_expr(col: str = "person_id") -> pl.Expr:
     return check_char_expr(c.str.slice(0, 17)) == c.str.slice(17, 1)
 
 
+def normalized_typed(ids: list[str]) -> pl.DataFrame:
+    """IDs a person typed (a review's --person): typed, person_id (`normalized_id_expr`: trimmed,
+    `x` → `X`, a legacy 15-digit ID upgraded, as the extract's are) and ok (18 characters with a
+    real birth date and the right check character; a typo is never matched to nobody silently)."""
+    return (pl.DataFrame({"typed": ids}, schema={"typed": pl.String})
+            .with_columns(person_id=normalized_id_expr("typed"))
+            .with_columns(ok=(id_shape_ok_expr() & id_checksum_ok_expr() & id_birth_expr().is_not_null())
+                          .fill_null(False)))
+
+
 def id_birth_expr(col: str = "person_id") -> pl.Expr:
     """The birth date written inside the ID (null if it is not a real date)."""
     return pl.col(col).str.slice(6, 8).str.to_date("%Y%m%d", strict=False)

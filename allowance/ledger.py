@@ -261,6 +261,14 @@ def payee_rows(lines: pl.DataFrame) -> pl.DataFrame:
 STORED_KEY = pl.col("^person_key$")  # a frame's person_key in a select, or nothing where it has none
 
 
+def _who(some: list[str], of: list[str], verb: bool = True) -> str:
+    """'that person' (is), or 'k of the n people (e.g. a few, masked)' (are), for a refusal."""
+    if len(of) == 1:
+        return "that person is" if verb else "that person"
+    return (f"{len(some)} of the {len(of)} people (e.g. {', '.join(idcard.mask(p) for p in some[:3])})"
+            + (" are" if verb else ""))
+
+
 def taken_off_owed(owed: pl.LazyFrame, need: pl.LazyFrame, key: str) -> pl.DataFrame:
     """Each month's `need` (key, month_idx, need) taken off what the recoveries still owe for that
     month (`owed`: key, month_idx, line_id, fen, month by month), oldest recovery first: the
@@ -939,14 +947,26 @@ class Ledger:
         files (a rewrite at 15.35M takes about 3 s, so a district's list is not 3 s a person);
         if any of them has nothing in the batch to hold or reject, nothing is recorded.
         """
-        ids = list(dict.fromkeys([person_id] if isinstance(person_id, str) else person_id))
+        typed = list(dict.fromkeys([person_id] if isinstance(person_id, str) else person_id))
         if not reason.strip() or not by.strip():
             raise LedgerError("a review decision needs --reason and --by")
-        if not ids:
+        if not typed:
             raise LedgerError("a review decision needs at least one person")
+        # Each ID as the extract's are normalised (a legacy 15-digit one upgraded): a typo or a
+        # legacy form must not record a decision that matches nobody.
+        norm = idcard.normalized_typed(typed)
+        if bad := norm.filter(~pl.col("ok"))["typed"].to_list():
+            raise LedgerError(f"{_who(bad, typed)} not a valid resident ID (18 characters, the right check "
+                              "character); nothing recorded")
+        ids = list(dict.fromkeys(norm["person_id"].to_list()))
         self.run("begin")
         try:
             b = self._draft(batch_id, "only a draft can be reviewed")
+            if action == "RELEASE":
+                # A release lifts a hold or a rejection; one that lifts nothing is a mistake.
+                blocked = set(self.blocked()["person_id"].to_list())
+                if free := [p for p in ids if p not in blocked]:
+                    raise LedgerError(f"{_who(free, ids)} not held or rejected; nothing to release")
             # The named people, visible to SQL while they are looked up and taken out of the draft.
             named = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
                 person_key=idcard.order_key_expr("person_id"))  # null for an ID that is not well formed
@@ -965,10 +985,8 @@ class Ledger:
                 found = dict(lists.group_by("person_id").agg(pl.col("district_code").min()).iter_rows())
                 missing = [p for p in ids if p not in found]
                 if action != "RELEASE" and missing:
-                    who = "that person" if len(ids) == 1 else (
-                        f"{len(missing)} of the {len(ids)} people "
-                        f"(e.g. {', '.join(idcard.mask(p) for p in missing[:3])})")
-                    raise LedgerError(f"batch {batch_id} has no line for {who}; nothing to {action.lower()}")
+                    raise LedgerError(f"batch {batch_id} has no line for {_who(missing, ids, verb=False)}; "
+                                      f"nothing to {action.lower()}")
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
                 # One insert of all the decisions (row by row, a 20 000-person list took seconds).
                 self.insert_frame("decisions", pl.DataFrame(

@@ -166,3 +166,29 @@ def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(iso
 def test_publishing_without_the_switch_needs_no_district_approval(isolated: Path) -> None:
     led, bid = _drafted(isolated)
     ok(cli("publish", bid, "--approved-by", "市民政局", "--ledger", led, "--out", isolated / "out"))
+
+
+def test_an_id_is_read_as_the_extract_s_and_a_release_must_lift_something(isolated: Path) -> None:
+    """A third audit: a release naming a legacy 15-digit ID or a typo reported success, recorded a
+    decision that matched nobody, and left the person held (unpaid). IDs are now normalised as the
+    extract's are (a legacy form finds its person), a malformed one is refused, and a release of
+    someone not held or rejected is refused; nothing is recorded by a refusal."""
+    led, bid = _drafted(isolated)
+    paid, _ = _paid_and_unpaid(led, bid)
+    pid = next(p for p in paid if p[6:8] == "19")
+    legacy = pid[:6] + pid[8:17]
+    review = ["--reason", "checking", "--by", "区民政", "--ledger", led]
+    ok(cli("review", "hold", bid, "--person", legacy, *review))
+    assert pid not in _state(led, bid)[0]
+    wrong_check = pid[:17] + ("0" if pid[17] != "0" else "1")
+    for typed, why in [(wrong_check, "not a valid resident ID"), (pid[:16], "not a valid resident ID"),
+                       (paid[1], "not held or rejected")]:
+        before = _state(led, bid)[4]
+        line = user_error(cli("review", "release", bid, "--person", typed, *review), why, "nothing")
+        assert typed not in line  # masked, if shown at all
+        assert _state(led, bid)[4] == before
+    ok(cli("review", "release", bid, "--person", legacy, *review))
+    with Ledger.use(led, read_only=True) as lg:
+        assert pid not in set(lg.blocked()["person_id"].to_list())
+        assert [(r["person_id"], r["action"]) for r in lg.decisions(bid).iter_rows(named=True)] == [
+            (pid, "HOLD"), (pid, "RELEASE")]
