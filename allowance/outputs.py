@@ -142,6 +142,9 @@ def stage_batch(
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir()
+    # Its name on disk before the ledger's commit: after the commit, a staged folder left behind
+    # is what says a publication's files are still owed (runs.finish_publications).
+    durable.sync(out)
     files: dict[str, dict[str, Any]] = {}
 
     # Payment lines come first in line order: then they are a slice of the lines, not a copy.

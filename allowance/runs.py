@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class RunResult:
     amount_fen: int
     summary: dict[str, Any]
     out_dir: Path | None = None
+    finished: list[str] = field(default_factory=list)  # interrupted publications finished first
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class RunResult:
             "out_dir": str(self.out_dir) if self.out_dir else None,
             **{k: v for k, v in self.summary.items() if k not in ("registry",)},
             "registry": self.summary.get("registry"),
+            **({"publications_finished": self.finished} if self.finished else {}),
         }
 
 
@@ -75,9 +77,12 @@ def draft_run(
 ) -> RunResult:
     """Validate the extract and store a draft batch of entitlement minus ledger.
 
-    With `out`, also writes the change report under `<out>/reports/<batch_id>/`.
+    With `out`, also writes the change report under `<out>/reports/<batch_id>/`, and first
+    finishes any publication there that was interrupted after the ledger's commit
+    (finish_publications).
     """
     br = breakers or Breakers()
+    finished = finish_publications(ledger_path, out) if out is not None else []
     lg = log.get(kind=kind, as_of=str(as_of))
     with Ledger.use(ledger_path) as led:
         # The ledger first: the draft's window and holdings say which clean rows it can use,
@@ -118,7 +123,26 @@ def draft_run(
             summary["change_report"] = str(report)
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
                 recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])
-        return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary)
+        return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary, finished=finished)
+
+
+def finish_publications(ledger_path: Path, out: Path) -> list[str]:
+    """The batches whose publication was interrupted between the ledger's commit and the rename
+    of their folder into place (a kill, a power cut, a failed sync), finished: the ledger holds
+    them as paid but the bank never got their files, still in `<out>/.<batch_id>.partial`. Each
+    is written again (the same bytes, as `allowance publish` would) before any new draft, so a
+    rerun of a scheduled job delivers what its first run recorded. Returns their ids."""
+    staged = sorted(p.name[1:-len(".partial")] for p in out.glob(".*.partial")) if out.is_dir() else []
+    if not staged:
+        return []
+    with Ledger.use(ledger_path, read_only=True) as led:
+        todo = led.df("select batch_id, approved_by from batches where status = 'published' "
+                      "and list_contains(?, batch_id) order by batch_id", [staged]).rows()
+    for batch_id, approved_by in todo:
+        log.get(batch_id=batch_id).warning(
+            "publication_finished", why="published in the ledger, but its files were never moved into place")
+        publish_batch(batch_id, approved_by, ledger_path, out)
+    return [bid for bid, _ in todo]
 
 
 def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
@@ -186,13 +210,16 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         # after the commit leaves the files unrenamed, and a rerun writes them again (above).
         with ThreadPoolExecutor(1) as pool:
             synced = pool.submit(durable.sync_tree, partial)
+            committed = False
             try:
                 if paid is not None:
                     led.record_publication(batch_id, approved_by, manifest, published_at, paid)
+                committed = True
                 synced.result()
             except BaseException:
                 wait([synced])
-                shutil.rmtree(partial, ignore_errors=True)
+                if not committed:  # once committed, the staged folder says the files are owed
+                    shutil.rmtree(partial, ignore_errors=True)
                 raise
         finalize_batch(partial, folder)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))

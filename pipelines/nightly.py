@@ -17,6 +17,7 @@ input). Logs: structlog JSON lines on stderr; one JSON result on stdout.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -59,7 +60,8 @@ def main(
         res = draft_run("supplement", registry_path, ledger, rules.load(rules_path), day, None,
                         max_quarantine_share, br, out)
         if publish_as:
-            res = publish_batch(res.batch_id, publish_as, ledger, out)
+            # (keeping what the draft's run finished first: an interrupted publication)
+            res = replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished)
         return {**res.as_json(), "bank_returns": imported}
 
     raise typer.Exit(run_job("nightly", body))

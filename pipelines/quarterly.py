@@ -11,6 +11,7 @@ again with --publish-as once approval is recorded elsewhere.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -40,7 +41,8 @@ def main(
         res = draft_run("quarterly", registry_path, ledger, rules.load(rules_path), day, q, max_quarantine_share,
                         out=out)
         if publish_as:
-            res = publish_batch(res.batch_id, publish_as, ledger, out)
+            # (keeping what the draft's run finished first: an interrupted publication)
+            res = replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished)
         return res.as_json()
 
     raise typer.Exit(run_job("quarterly", body))

@@ -55,6 +55,9 @@ def _report(res: RunResult, json_: bool) -> None:
         return
     s = res.summary
     reg = s["registry"]
+    for bid in res.finished:
+        echo(f"finished the publication of {bid} first: the ledger held it as published, but an interruption "
+             "had left its files unmoved (now in place, the same bytes)")
     echo(f"draft {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
     if s.get("window"):
         echo(f"  due months {s['window']['first']} … {s['window']['last']}")

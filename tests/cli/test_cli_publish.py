@@ -146,3 +146,47 @@ def test_files_that_cannot_be_written_leave_the_ledger_unchanged(
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
     assert ok_json(cli("ledger", "status", "--ledger", led, "--json"))["entries"] == 0
     assert not (out / bid).exists()
+
+
+@pytest.mark.parametrize("where", ["before the rename", "in the sync"])
+def test_a_publication_interrupted_after_the_commit_is_finished_by_the_next_run(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A third audit: killed between the ledger's commit and the rename of its folder, a scheduled
+    job's rerun drafted a new batch and left the first one's bank files in the hidden staging
+    folder for good: the ledger held the months as paid, the bank never got them. The next run now
+    finishes such a publication first, with the files an uninterrupted publication writes."""
+    import shutil
+
+    import allowance.durable
+    import allowance.runs
+
+    led, reg, bid = drafted
+    out, ref = isolated / "out", isolated / "ref"
+    shutil.copytree(isolated, ref / "state", ignore=shutil.ignore_patterns("out", "ref"))
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", ref / "state" / led.name, "--out", ref / "out"))
+
+    def killed(*_: object) -> None:
+        raise OSError("killed")
+
+    target = (allowance.runs, "finalize_batch") if where == "before the rename" else (allowance.durable, "sync_tree")
+    with monkeypatch.context() as m:
+        m.setattr(*target, killed)
+        assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code != 0
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "published"
+    assert not (out / bid).exists() and (out / f".{bid}.partial").is_dir()
+
+    res = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out,
+                      "--json"))
+    assert res["publications_finished"] == [bid] and res["lines"] == 0
+    assert verify_batch(out / bid) == [] and not (out / f".{bid}.partial").exists()
+    mine, theirs = tree_hashes(out / bid), tree_hashes(ref / "out" / bid)
+    assert {k: v for k, v in mine.items() if k != "manifest.json"} == {
+        k: v for k, v in theirs.items() if k != "manifest.json"}
+    mine_m, theirs_m = ({k: v for k, v in json.loads((o / bid / "manifest.json").read_text()).items()
+                         if k != "published_at"} for o in (out, ref / "out"))
+    assert mine_m == theirs_m
+    # and once finished, nothing more to finish
+    again = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out",
+                        out, "--json"))
+    assert "publications_finished" not in again

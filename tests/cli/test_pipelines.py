@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from cli_helpers import write_sample
 from typer.testing import CliRunner
@@ -34,3 +35,35 @@ def test_quarterly_and_nightly_jobs_write_their_change_reports(tmp_path: Path) -
     n = _job(nightly.main, "--registry", reg, "--as-of", "2025-08-15", "--ledger", led, "--out", out)
     assert n["ok"]
     assert (out / "reports" / str(n["batch_id"]) / "summary.txt").is_file()
+
+
+def test_a_job_killed_after_the_commit_delivers_its_batch_when_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quarterly job with --publish-as, stopped between the ledger's commit and the rename of
+    the batch folder, then rerun as cron would: the rerun finishes the first publication (its
+    files in place, as the manifest lists them) and says so, then drafts and publishes as usual."""
+    import allowance.runs
+    from allowance.outputs import verify_batch
+
+    led, out = tmp_path / "l.duckdb", tmp_path / "out"
+    Ledger.create(led, parse_month("2025-07")).close()
+    reg = write_sample(tmp_path / "registry.parquet")
+    job = ["--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01", "--ledger", led, "--out", out,
+           "--publish-as", "tester"]
+
+    def killed(*_: object) -> None:
+        raise OSError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(allowance.runs, "finalize_batch", killed)
+        app = typer.Typer()
+        app.command()(quarterly.main)
+        first = CliRunner().invoke(app, [str(a) for a in job])
+    assert first.exit_code != 0
+    with Ledger.use(led, read_only=True) as lg:
+        (bid,) = lg.df("select batch_id from batches where status = 'published'")["batch_id"].to_list()
+    assert not (out / bid).exists()
+    again = _job(quarterly.main, *job)
+    assert again["publications_finished"] == [bid] and again["status"] == "published" and again["lines"] == 0
+    assert verify_batch(out / bid) == []
