@@ -1,10 +1,11 @@
 """The nightly job (SPEC §4 supplement): bank returns in, tonight's extract screened, a draft out.
 
-    python -m pipelines.nightly --registry /data/extract-YYYYMMDD.parquet [--returns FILE ...]
+    python -m pipelines.nightly --registry /data/extract-YYYYMMDD.parquet [--returns FILE|FOLDER ...]
         [--as-of DATE] [--ledger var/ledger.duckdb] [--out out] [--publish-as NAME]
         [--force --reason TEXT]
 
-1. imports each bank return file given (idempotent: a file imported before changes nothing);
+1. imports each bank return file given, or every .csv in a folder given (idempotent: a file
+   imported before changes nothing);
 2. drafts the supplement: new entrants, band corrections, new cards, re-issues, recoveries;
    months older than the retroactive window are reported as expired; the change report goes to
    <out>/reports/<batch_id>/;
@@ -36,7 +37,8 @@ from pipelines._job import run_job
 def main(
     registry_path: Annotated[Path, typer.Option("--registry", help="Tonight's registry extract.")],
     returns: Annotated[
-        list[Path] | None, typer.Option("--returns", help="Bank return file(s) to import first.")
+        list[Path] | None, typer.Option("--returns", help="Bank return file(s) to import first, or a folder: "
+                                        "every .csv in it, in name order.")
     ] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD, default today (Shanghai).")] = None,
     ledger: Annotated[Path, typer.Option(envvar="ALLOWANCE_LEDGER")] = Path("var/ledger.duckdb"),
@@ -52,7 +54,10 @@ def main(
     def body() -> dict[str, object]:
         day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
         imported = []
-        for f in returns or []:
+        # A folder is an inbox: a night with no new file imports nothing (a file imported before
+        # changes nothing, so files may stay there until archived).
+        files = [f for p in returns or [] for f in (sorted(p.glob("*.csv")) if p.is_dir() else [p])]
+        for f in files:
             df = read_bank_returns(f)
             with Ledger.use(ledger) as led:
                 imported.append({"file": str(f), **led.import_bank_returns(df, file_sha256(f))})

@@ -5,7 +5,10 @@ draft and publish it with `allowance publish BATCH --approved-by NAME`, or this 
 again with --publish-as once approval is recorded elsewhere.
 
     python -m pipelines.quarterly --registry /data/extract.parquet [--quarter 2025Q3] [--as-of DATE]
-        [--ledger var/ledger.duckdb] [--out out] [--publish-as NAME]
+        [--ledger var/ledger.duckdb] [--out out] [--publish-as NAME] [--force --reason TEXT]
+
+A tripped circuit breaker (a shrunken extract, too many stops) refuses the draft (exit 2) unless
+overridden with --force and a reason, as the nightly job and `allowance run` allow.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import typer
 from allowance import registry, rules
 from allowance.cli.common import run_command
 from allowance.months import month_index, parse_date, parse_quarter, quarter_label, today_shanghai
-from allowance.runs import draft_run, publish_batch
+from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run, publish_batch
 from pipelines._job import run_job
 
 
@@ -32,14 +35,19 @@ def main(
     out: Annotated[Path, typer.Option(envvar="ALLOWANCE_OUT")] = Path("out"),
     rules_path: Annotated[Path, typer.Option("--rules", envvar="ALLOWANCE_RULES")] = rules.DEFAULT_RULES_DIR,
     publish_as: Annotated[str | None, typer.Option(help="Publish at once, approved by this name.")] = None,
+    force: Annotated[bool, typer.Option(help="Override a tripped circuit breaker (needs --reason).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why the breakers are overridden.")] = None,
     max_quarantine_share: Annotated[float, typer.Option()] = registry.DEFAULT_MAX_QUARANTINE_SHARE,
+    max_stop_share: Annotated[float, typer.Option()] = DEFAULT_MAX_STOP_SHARE,
+    max_shrink_share: Annotated[float, typer.Option()] = DEFAULT_MAX_SHRINK_SHARE,
 ) -> None:
     def body() -> dict[str, object]:
         day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
         q = parse_quarter(quarter or quarter_label(month_index(day)))
         # with its change report, as the nightly job's and `allowance run quarterly`'s (district staff review from it)
+        br = Breakers(max_stop_share, max_shrink_share, force, reason)
         res = draft_run("quarterly", registry_path, ledger, rules.load(rules_path), day, q, max_quarantine_share,
-                        out=out)
+                        br, out)
         if publish_as:
             # (keeping what the draft's run finished first: an interrupted publication)
             res = replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished)

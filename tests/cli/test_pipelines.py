@@ -67,3 +67,38 @@ def test_a_job_killed_after_the_commit_delivers_its_batch_when_rerun(
     again = _job(quarterly.main, *job)
     assert again["publications_finished"] == [bid] and again["status"] == "published" and again["lines"] == 0
     assert verify_batch(out / bid) == []
+
+
+def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_path: Path) -> None:
+    """An empty inbox folder is a night without bank files, not a failure; a folder's files are
+    each imported once. The quarterly job refuses a tripped breaker and takes --force --reason."""
+    import polars as pl
+    from cli_helpers import sample_rows
+
+    from allowance.testing import write_registry
+
+    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
+    inbox.mkdir()
+    Ledger.create(led, parse_month("2025-07")).close()
+    rows = sample_rows(40)
+    reg = write_registry(rows, tmp_path / "registry.parquet")
+    q = _job(quarterly.main, "--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01",
+             "--ledger", led, "--out", out, "--publish-as", "tester")
+    night = ["--registry", reg, "--returns", inbox, "--ledger", led, "--out", out]
+    assert _job(nightly.main, *night, "--as-of", "2025-07-10")["bank_returns"] == []
+    with Ledger.use(led, read_only=True) as lg:
+        (line,) = lg.part(str(q["batch_id"]), "lines").sort("line_id")["line_id"].head(1).to_list()
+    pl.DataFrame({"line_id": [line], "status": ["PAID"]}).write_csv(inbox / "2025-07-16.csv")
+    (inbox / "readme.txt").write_text("not a return file")
+    (done,) = _job(nightly.main, *night, "--as-of", "2025-07-17")["bank_returns"]  # type: ignore[misc]
+    assert done["file"] == str(inbox / "2025-07-16.csv") and done["new"] == 1
+
+    # a quarter that would stop payments for a third of last quarter's recipients
+    shrunk = write_registry(rows[: len(rows) * 2 // 3], tmp_path / "shrunk.parquet")
+    quarter = ["--registry", shrunk, "--quarter", "2025Q4", "--as-of", "2025-10-01", "--ledger", led, "--out", out]
+    app = typer.Typer()
+    app.command()(quarterly.main)
+    refused = CliRunner().invoke(app, [str(a) for a in quarter])
+    assert refused.exit_code == 2 and "would stop payments" in refused.stdout, refused.stdout
+    forced = _job(quarterly.main, *quarter, "--force", "--reason", "区县合并核对")
+    assert forced["forced"]["reason"] == "区县合并核对"  # type: ignore[index]
