@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -49,6 +50,19 @@ def mask_ids_in(text: str) -> str:
     """Every resident ID in a message masked (`mask`): for text the engine did not write itself,
     such as a reader's error quoting a row of the extract."""
     return _ID_IN_TEXT.sub(lambda m: mask(m.group(0)), text)
+
+
+def mask_ids_deep(value: Any) -> Any:
+    """`value` (JSON-like: dicts, lists, texts, numbers) with every text's IDs masked, before it is
+    serialised: a JSON or repr text writes a newline as `\\n`, and an ID right after that `n` no
+    longer stands alone for `mask_ids_in` to find."""
+    if isinstance(value, str):
+        return mask_ids_in(value)
+    if isinstance(value, dict):
+        return {k: mask_ids_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_ids_deep(v) for v in value]
+    return value
 
 
 def normalized_id_expr(col: str = "person_id") -> pl.Expr:

@@ -13,9 +13,9 @@ import structlog
 def _masked(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     """Every text value of a log line with resident IDs masked. The engine logs masked IDs or
     none; this also covers text it passes on, such as a reader's error quoting a row."""
-    from allowance.idcard import mask_ids_in
+    from allowance.idcard import mask_ids_deep
 
-    return {k: mask_ids_in(v) if isinstance(v, str) else v for k, v in event.items()}
+    return mask_ids_deep(event)  # type: ignore[no-any-return]
 
 
 def configure(level: str | None = None, default: str = "INFO") -> None:

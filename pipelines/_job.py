@@ -11,7 +11,7 @@ from typing import Any
 from allowance import log
 from allowance.constants import EXIT_FAILURE, EXIT_OK
 from allowance.errors import AllowanceError
-from allowance.idcard import mask_ids_in
+from allowance.idcard import mask_ids_deep, mask_ids_in
 
 
 def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
@@ -31,6 +31,6 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         return EXIT_FAILURE
     lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
     # masked like every other line: the result can quote text people typed (an override's reason)
-    print(mask_ids_in(json.dumps({"job": name, "ok": True, **result}, ensure_ascii=False, default=str)))
+    print(mask_ids_in(json.dumps(mask_ids_deep({"job": name, "ok": True, **result}), ensure_ascii=False, default=str)))
     sys.stdout.flush()
     return EXIT_OK

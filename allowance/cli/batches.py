@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_json, errors_as_messages
+from allowance.idcard import mask_ids_deep
 from allowance.ledger import Ledger
 from allowance.money import yuan
 
@@ -44,6 +45,7 @@ def show(
         b["district_approvals"] = {d: approved.get(d) for d in led.districts_of(batch_id)}
     b["summary"] = json.loads(b["summary"])
     b.pop("manifest", None)
+    b = mask_ids_deep(b)  # a reason in the summary may quote an ID (masked before it is printed as repr)
     if json_:
         emit_json({**b, "lines": b["lines"], "amount_fen": b["amount_fen"]})
         return

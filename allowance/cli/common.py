@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 from allowance import rules as rules_mod
 from allowance.constants import EXIT_FAILURE
 from allowance.errors import AllowanceError
-from allowance.idcard import mask_ids_in
+from allowance.idcard import mask_ids_deep, mask_ids_in
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -113,7 +113,7 @@ def echo(text: str) -> None:
 
 
 def emit_json(obj: dict[str, Any]) -> None:
-    echo(json.dumps(obj, ensure_ascii=False, default=str))
+    echo(json.dumps(mask_ids_deep(obj), ensure_ascii=False, default=str))
 
 
 def load_rules(path: Path) -> rules_mod.Rules:

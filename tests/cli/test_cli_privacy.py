@@ -78,7 +78,8 @@ def test_an_extract_row_quoted_by_a_reader_error_is_masked(isolated: Path) -> No
 
 def test_ids_typed_into_free_text_are_masked_wherever_it_is_printed(isolated: Path) -> None:
     """An ID a reviewer or an operator types into a reason is shown masked by every command and job
-    that prints the reason back: review list, run --json, batches show, the nightly job's result."""
+    that prints the reason back: review list, run --json, batches show, the nightly job's result;
+    also after a newline or a tab, which JSON writes as `\\n` or `\\t` right before the ID."""
     import json
 
     import typer
@@ -93,17 +94,18 @@ def test_ids_typed_into_free_text_are_masked_wherever_it_is_printed(isolated: Pa
     ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
     run = ["run", "quarterly", "--quarter", "2025Q3", "--as-of", "2025-07-01", "--ledger", led, "--json"]
     bid = ok_json(ok(cli(*run, "--registry", both)))["batch_id"]
-    results = [ok(cli("review", "hold", bid, "--person", ben["person_id"], "--reason", f"same person as {other}?",
+    results = [ok(cli("review", "hold", bid, "--person", ben["person_id"], "--reason", f"same person as\n{other}?",
                       "--by", "d", "--ledger", led)),
                ok(cli("review", "list", "--ledger", led)),
                ok(cli("review", "list", "--ledger", led, "--json"))]
-    forced = ok(cli(*run, "--registry", alone, "--force", "--reason", f"{ben['person_id']} moved, see ticket"))
-    results += [forced, ok(cli("batches", "show", ok_json(forced)["batch_id"], "--ledger", led))]
+    forced = ok(cli(*run, "--registry", alone, "--force", "--reason", f"moved:\t{ben['person_id']} moved, see ticket"))
+    results += [forced, ok(cli("batches", "show", ok_json(forced)["batch_id"], "--ledger", led)),
+                ok(cli("batches", "show", ok_json(forced)["batch_id"], "--ledger", led, "--json"))]
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
     app = typer.Typer()
     app.command()(nightly.main)
     job = CliRunner().invoke(app, ["--registry", str(write_registry([ben], isolated / "r2.parquet")), "--as-of",
-                                   "2025-07-05", "--force", "--reason", f"{amy['person_id']} moved",
+                                   "2025-07-05", "--force", "--reason", f"x\n{amy['person_id']} moved",
                                    "--ledger", str(led), "--out", str(out)])
     assert job.exit_code == 0 and json.loads(job.stdout)["ok"], job.stdout + job.stderr
     results.append(job)
