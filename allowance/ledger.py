@@ -1031,7 +1031,8 @@ class Ledger:
             raise
         finally:
             self._prune_files(batch_id)
-        return {**self.batch(batch_id), "recovered_next_run": to_recover, "approvals_withdrawn": sorted(withdrawn)}
+        return {**self.batch(batch_id), "recovered_next_run": to_recover, "approvals_withdrawn": sorted(withdrawn),
+                "people": ids}
 
     def _refresh_totals(self, batch_id: str) -> None:
         pay = self.one(

@@ -16,7 +16,7 @@ from typing import Any
 from allowance import durable, log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
 from allowance.constants import DISTRICTS
-from allowance.errors import LedgerError, RefusedError, UserError
+from allowance.errors import InputError, LedgerError, RefusedError, UserError
 from allowance.ledger import Ledger, _now, payee_rows
 from allowance.months import fmt
 from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
@@ -200,7 +200,12 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         }
         # Stage the files, commit the ledger, then rename the folder into place: a bank never
         # sees a batch the ledger does not hold, and a crash in between is mended by a rerun.
-        partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
+        try:
+            partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
+        except OSError as e:  # a folder the job may not write: the user's to fix
+            raise InputError(f"{out}: cannot write the batch files ({e.strerror or type(e).__name__}); " + (
+                f"the ledger holds {batch_id} as published: fix the folder and run again to finish it"
+                if b["status"] == "published" else "nothing was published")) from None
         published = b["status"] == "published"
         # The payees, from the file's rows as stored (they point at them).
         paid = None if published else payee_rows(stored)
@@ -221,6 +226,11 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 if not committed:  # once committed, the staged folder says the files are owed
                     shutil.rmtree(partial, ignore_errors=True)
                 raise
-        finalize_batch(partial, folder)
+        try:
+            finalize_batch(partial, folder)
+        except OSError as e:
+            raise InputError(f"{out}: cannot move the batch files into place ({e.strerror or type(e).__name__}); "
+                             f"the ledger holds {batch_id} as published: fix the folder and run "
+                             f"`allowance publish {batch_id}` (or the next run) to finish it") from None
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)

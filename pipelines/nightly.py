@@ -56,7 +56,8 @@ def main(
         imported = []
         # A folder is an inbox: a night with no new file imports nothing (a file imported before
         # changes nothing, so files may stay there until archived).
-        files = [f for p in returns or [] for f in (sorted(p.glob("*.csv")) if p.is_dir() else [p])]
+        files = [f for p in returns or [] for f in (
+            sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".csv") if p.is_dir() else [p])]
         for f in files:
             df = read_bank_returns(f)
             with Ledger.use(ledger) as led:

@@ -44,6 +44,7 @@ def _people(person: str | None, persons_file: Path | None) -> list[str]:
 def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool) -> None:
     with Ledger.use(ledger) as led:
         b = led.review(batch_id, people, action, reason, by)
+    people = b["people"]  # as normalised: one person named in two forms is one decision
     who = mask(people[0]) if len(people) == 1 else f"{len(people)} people"
     if json_:
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}

@@ -141,8 +141,8 @@ def test_files_that_cannot_be_written_leave_the_ledger_unchanged(
     out = isolated / "bank"
     out.mkdir()
     (out / f".{bid}.partial").write_text("a file where the staging folder goes")
-    res = cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out)
-    assert res.exit_code != 0 and "Traceback" not in res.stderr
+    user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out),
+               str(out), "cannot write the batch files", "nothing was published")
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
     assert ok_json(cli("ledger", "status", "--ledger", led, "--json"))["entries"] == 0
     assert not (out / bid).exists()

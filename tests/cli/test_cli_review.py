@@ -178,8 +178,11 @@ def test_an_id_is_read_as_the_extract_s_and_a_release_must_lift_something(isolat
     pid = next(p for p in paid if p[6:8] == "19")
     legacy = pid[:6] + pid[8:17]
     review = ["--reason", "checking", "--by", "区民政", "--ledger", led]
-    ok(cli("review", "hold", bid, "--person", legacy, *review))
-    assert pid not in _state(led, bid)[0]
+    both = isolated / "both.txt"
+    both.write_text(f"{legacy}\n{pid}\n", encoding="utf-8")
+    held = ok_json(cli("review", "hold", bid, "--persons-file", both, *review, "--json"))
+    assert held["person"] == f"{pid[:6]}********{pid[-4:]}"  # one person named in two forms: one decision
+    assert pid not in _state(led, bid)[0] and len(_state(led, bid)[4]) == 1
     wrong_check = pid[:17] + ("0" if pid[17] != "0" else "1")
     for typed, why in [(wrong_check, "not a valid resident ID"), (pid[:16], "not a valid resident ID"),
                        (paid[1], "not held or rejected")]:

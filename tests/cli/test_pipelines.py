@@ -88,10 +88,12 @@ def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_
     assert _job(nightly.main, *night, "--as-of", "2025-07-10")["bank_returns"] == []
     with Ledger.use(led, read_only=True) as lg:
         (line,) = lg.part(str(q["batch_id"]), "lines").sort("line_id")["line_id"].head(1).to_list()
-    pl.DataFrame({"line_id": [line], "status": ["PAID"]}).write_csv(inbox / "2025-07-16.csv")
+    # a bank's upper-case .CSV counts; a folder named like a file, or another file, does not
+    pl.DataFrame({"line_id": [line], "status": ["PAID"]}).write_csv(inbox / "2025-07-16.CSV")
     (inbox / "readme.txt").write_text("not a return file")
+    (inbox / "archive.csv").mkdir()
     (done,) = _job(nightly.main, *night, "--as-of", "2025-07-17")["bank_returns"]  # type: ignore[misc]
-    assert done["file"] == str(inbox / "2025-07-16.csv") and done["new"] == 1
+    assert done["file"] == str(inbox / "2025-07-16.CSV") and done["new"] == 1
 
     # a quarter that would stop payments for a third of last quarter's recipients
     shrunk = write_registry(rows[: len(rows) * 2 // 3], tmp_path / "shrunk.parquet")
