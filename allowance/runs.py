@@ -165,6 +165,8 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         folder = out / batch_id
         if b["status"] == "published" and not verify_batch(folder):
             lg.info("publish_noop", reason="already published")
+            # a staged copy left beside the batch (finish_publications would look at it each run)
+            shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
         # Stored in line order (one Parquet file, checked against its hash); sorted here only if
         # it is not (an O(n) check instead of a 4-million-string sort on every publish).

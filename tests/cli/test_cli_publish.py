@@ -186,6 +186,10 @@ def test_a_publication_interrupted_after_the_commit_is_finished_by_the_next_run(
     mine_m, theirs_m = ({k: v for k, v in json.loads((o / bid / "manifest.json").read_text()).items()
                          if k != "published_at"} for o in (out, ref / "out"))
     assert mine_m == theirs_m
+    # a staged copy beside a batch that is in place and whole is only removed
+    shutil.copytree(out / bid, out / f".{bid}.partial")
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    assert not (out / f".{bid}.partial").exists() and tree_hashes(out / bid) == mine
     # and once finished, nothing more to finish
     again = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out",
                         out, "--json"))
