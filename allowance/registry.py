@@ -27,6 +27,7 @@ from allowance.constants import (
     REGISTRY_COLUMNS,
 )
 from allowance.errors import InputError, RefusedError
+from allowance.months import SHANGHAI
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.005  # engine rule: refuse to pay a broken extract (SPEC §3)
 
@@ -118,7 +119,7 @@ def _as_text(schema: pl.Schema, col: str) -> pl.Expr:
     elif dtype == pl.Date:
         e = pl.col(col).dt.to_string("%Y-%m-%d")
     elif isinstance(dtype, pl.Datetime):
-        e = pl.col(col).dt.date().dt.to_string("%Y-%m-%d")
+        e = _local_date(pl.col(col), dtype).dt.to_string("%Y-%m-%d")
     else:
         e = pl.col(col).cast(pl.String)
     return pl.when(e == "").then(None).otherwise(e)
@@ -129,12 +130,20 @@ def _text_fix(dtype: pl.DataType) -> Callable[[pl.Series], pl.Series]:
     return lambda v: v.to_frame("c").select(_as_text(pl.Schema({"c": dtype}), "c")).to_series().alias(v.name)
 
 
+def _local_date(e: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
+    """The Shanghai calendar date of a timestamp. An instant with a time zone (most database and
+    Spark exports write a date as its local midnight in UTC: 16:00 the day before) is converted
+    first; taking its UTC date would move every date a day early (a death on the 1st of a month
+    read as the last day of the one before). A naive timestamp is a local one already."""
+    return (e.dt.convert_time_zone(SHANGHAI.key) if dtype.time_zone else e).dt.date()
+
+
 def _as_date(schema: pl.Schema, col: str) -> pl.Expr:
     dtype = schema[col]
     if dtype == pl.Date:
         return pl.col(col)
     if isinstance(dtype, pl.Datetime):
-        return pl.col(col).dt.date()
+        return _local_date(pl.col(col), dtype)
     return _as_text(schema, col).str.to_date("%Y-%m-%d", strict=False)
 
 
@@ -243,9 +252,11 @@ def validate(
     people who can be paid); the counts still cover every row.
     """
     schema = lf.collect_schema()
-    # Raw text of a date is kept only where the extract holds text (CSV): a typed Parquet date
-    # cannot be malformed, and formatting 15 million of them just in case is pure cost.
-    textual = [c for c in DATE_COLUMNS if schema[c] == pl.String]
+    # Raw text of a date is kept only where the extract does not hold a date type: a typed
+    # Parquet date cannot be malformed, and formatting 15 million of them just in case is pure
+    # cost. Anything else (text, and an integer 20250210 or a categorical alike) is read as text,
+    # so a value that is not a YYYY-MM-DD date is BAD_DATE, never silently no date at all.
+    textual = [c for c in DATE_COLUMNS if not (schema[c] == pl.Date or isinstance(schema[c], pl.Datetime))]
     n = lf.select(pl.len()).collect().item()
     # The ID column alone, whole: parsed once, and its keys judge duplicates across all rows.
     # Nearly every ID is well formed as read and is parsed as it is; only the others (blank,
