@@ -98,7 +98,15 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
         elif suffix in (".csv", ".txt"):
             # Read whole, once: validation takes the extract in blocks, and each block of a lazy
             # CSV scan would parse the file again from its start.
-            lf = pl.read_csv(p, infer_schema=False, encoding="utf8-lossy").lazy()
+            # Strict UTF-8: a GBK or GB18030 export read leniently turns every Chinese name into
+            # replacement characters, clean rows, and bank files with names no bank can match.
+            try:
+                lf = pl.read_csv(p, infer_schema=False, encoding="utf8").lazy()
+            except pl.exceptions.ComputeError as e:
+                if "utf-8" not in str(e).lower():
+                    raise
+                raise InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
+                                 f"for example `iconv -f GB18030 -t UTF-8`") from None
             names = lf.collect_schema().names()
         else:
             raise InputError(f"{p}: unknown extract format {suffix or '(none)'}; expected .parquet or .csv")

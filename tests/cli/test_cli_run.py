@@ -112,6 +112,21 @@ def test_csv_registry_gives_the_same_draft(isolated: Path, reg: Path, led: Path)
         assert from_csv[k] == from_parquet[k], k
 
 
+def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path) -> None:
+    """A GBK export read leniently made every Chinese name replacement characters, in clean rows
+    and in the bank files (a fifth audit); it is refused in one line, saying how to convert it."""
+    rows = sample_rows(5)
+    text = registry_frame(rows).write_csv()
+    gbk = isolated / "registry.csv"
+    gbk.write_bytes(text.encode("gb18030"))
+    assert "张" in text or any(ord(c) > 0x3000 for c in text)  # the names are Chinese
+    line = user_error(cli(*quarterly(gbk, led)), str(gbk), "not UTF-8", "iconv")
+    assert rows[0]["person_id"] not in line
+    with_bom = isolated / "bom.csv"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert ok_json(cli(*quarterly(with_bom, led, "--json")))["registry"]["clean"] == 5
+
+
 @pytest.mark.parametrize("name", ["registry.json", "registry.xlsx", "registry"])
 def test_unknown_file_suffix(isolated: Path, led: Path, name: str) -> None:
     f = isolated / name
