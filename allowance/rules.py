@@ -22,6 +22,8 @@ from allowance.constants import CHANNELS
 from allowance.errors import RulesError
 from allowance.months import Month, month_start
 
+MAX_MONTHLY_FEN = 10_000_000  # engine rule: 100 000 yuan a month (see Band.monthly_fen)
+
 Cite = Annotated[str, Field(pattern=r"\S", description="the clause this value comes from (not blank)")]
 
 
@@ -34,7 +36,9 @@ class Band(_Strict):
 
     min_age: StrictInt = Field(ge=0, le=150)
     max_age: StrictInt | None = Field(default=None, ge=0, le=150)
-    monthly_fen: StrictInt = Field(gt=0, description="integer fen per month")
+    # At most 100 000 yuan a month: any real band is a few hundred yuan, and a bound keeps every
+    # total (4.4M people, decades of months) far inside int64 fen.
+    monthly_fen: StrictInt = Field(gt=0, le=MAX_MONTHLY_FEN, description="integer fen per month")
     cite: Cite
 
     @model_validator(mode="after")
@@ -67,8 +71,8 @@ class CitedStrs(_Strict):
 class Funding(_Strict):
     """七(二): municipal and district finance share the cost, 1 : 1."""
 
-    municipal: StrictInt = Field(gt=0)
-    district: StrictInt = Field(gt=0)
+    municipal: StrictInt = Field(gt=0, le=1000)
+    district: StrictInt = Field(gt=0, le=1000)
     cite: Cite
 
 
@@ -244,11 +248,33 @@ class Rules:
         return month_start(month).month in self.at(month).disbursement_months.value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's safe loader, refusing a key given twice in one mapping: by default the later value
+    wins silently, so a second `monthly_fen` or `retro_months` pasted lower in a file would
+    change what is paid while `rules check` said ok."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _load_file(path: Path) -> list[Version]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as e:
         raise RulesError(f"{path}: cannot read rules file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise RulesError(f"{path}: not UTF-8 text; save the rules file as UTF-8") from None
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise RulesError(f"{path}:{where} {e.problem}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -35,6 +35,12 @@ def test_check_default_folder() -> None:
         ("monthly_fen: 7500", "monthly_fen: 75.5", "monthly_fen"),  # fen are integers
         ('cite: "沪府规〔2024〕1号 二(一) 65－69周岁 每人每月75元"', 'cite: ""', "cite"),  # uncited value
         ("bands:\n", "bands: [\n", "not valid YAML"),
+        # a fifth audit: a key given twice was accepted, the later value in force
+        ("retro_months: {", 'retro_months: {value: 3, cite: "pasted"}\nretro_months: {',
+         "'retro_months' appears twice"),
+        ("monthly_fen: 7500", "monthly_fen: 7500, monthly_fen: 750", "'monthly_fen' appears twice"),
+        # and an amount no int64 total of fen can hold
+        ("monthly_fen: 7500", "monthly_fen: 9223372036854775807", "less than or equal to 10000000"),
     ],
 )
 def test_check_names_the_broken_file(isolated: Path, old: str, new: str, says: str) -> None:
@@ -70,3 +76,9 @@ def test_show_month_no_version_in_force() -> None:
 @pytest.mark.parametrize("month", ["2025-13", "2025-00", "2025-7", "July", "2025/07"])
 def test_show_malformed_month(month: str) -> None:
     user_error(cli("rules", "show", "--month", month), repr(month), "YYYY-MM")
+
+
+def test_a_rules_file_that_is_not_utf8_is_one_line(isolated: Path) -> None:
+    f = broken_rules(isolated, "monthly_fen: 7500", "monthly_fen: 7500")
+    f.write_bytes(f.read_text(encoding="utf-8").encode("gb18030"))
+    user_error(cli("rules", "check", f), str(f), "not UTF-8")
