@@ -1358,8 +1358,11 @@ class Ledger:
         held = self.holdings().with_columns(person_id=idcard.id_from_key_expr("_k"))
         net = net_segments(journal.lazy().select(cols), key="_k").collect()
         stored = held.select(net.columns).cast(net.schema)
-        differ = pl.concat([net.join(stored, on=cols, how="anti"), stored.join(net, on=cols, how="anti")]
-                           ).select("_k").unique()
+        # Compared as multisets (each row with how many times it is there): a holdings run stored
+        # twice matches the journal's one run as a set, and would be recovered as overpaid.
+        net, stored = (f.with_columns(_n=pl.len().over(cols)) for f in (net, stored))
+        differ = pl.concat([net.join(stored, on=[*cols, "_n"], how="anti"),
+                            stored.join(net, on=[*cols, "_n"], how="anti")]).select("_k").unique()
         if differ.height:
             who = (pl.concat([held.join(differ, on="_k", how="semi").select("person_id"),
                               journal.join(differ, on="_k", how="semi").select("person_id")])
