@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from allowance.cli.common import echo, errors_as_messages
-from allowance.errors import UserError
+from allowance.errors import InputError, UserError
 from allowance.months import parse_date, today_shanghai
 
 app = typer.Typer(help="Generated registries.", no_args_is_help=True)
@@ -29,7 +29,10 @@ def registry(
     day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UserError(f"{out}: --out must end in .parquet or .csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df = generate_registry(people, seed, day, bad_share=bad_share)
-    write_registry(df, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df = generate_registry(people, seed, day, bad_share=bad_share)
+        write_registry(df, out)
+    except OSError as e:
+        raise InputError(f"{out}: cannot write the registry ({e.strerror or type(e).__name__})") from None
     echo(f"wrote {df.height:,} rows to {out} (seed {seed}, as of {day})")

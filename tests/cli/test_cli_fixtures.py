@@ -68,3 +68,11 @@ def test_unknown_suffix(isolated: Path) -> None:
 def test_malformed_as_of(isolated: Path) -> None:
     user_error(cli("fixtures", "registry", "--people", "10", "--as-of", "2025-13-01", "--out", isolated / "F.parquet"),
                "--as-of")
+
+
+def test_an_out_that_cannot_be_written_is_one_line(isolated: Path) -> None:
+    """A fifth audit: an --out under a file failed as an internal error (exit 1)."""
+    blocker = isolated / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "registry.parquet"
+    user_error(cli("fixtures", "registry", "--people", "100", "--out", out), str(out), "cannot write the registry")
