@@ -1322,7 +1322,8 @@ class Ledger:
         - `holdings` is exactly the canonical net of the journal (`entries`), person by person;
         - each published batch's PAY and RECOVERY entries add up to its payment and recovery totals;
         - every batch file is there, with the SHA-256 and row count the ledger recorded, and each
-          person_key in a lines or pieces file is its row's person_id's key.
+          person_key in a lines or pieces file is its row's person_id's key;
+        - the recovery register agrees with the published recovery lines and cancellations.
         Returns counts and a list of problems (empty: the ledger is consistent).
         """
         problems: list[str] = []
@@ -1384,6 +1385,7 @@ class Ledger:
             if status == "published" and (paid, recovered) != (amount, recovery):
                 problems.append(f"batch {bid}: journal holds {paid} fen paid and {recovered} fen recovered, "
                                 f"the batch {amount} and {recovery}")
+        problems += self._check_recoveries()
         return {
             "ok": not problems,
             "entries": entries.height,
@@ -1392,6 +1394,34 @@ class Ledger:
             "batches": len(totals),
             "problems": problems,
         }
+
+    def _check_recoveries(self) -> list[str]:
+        """`check`'s part for the recovery register: every published recovery line has one row;
+        its months (`recovery_months`, what a draft reads as owed) are that line's pieces; its
+        amount is those months less the CANCEL entries naming it; and it is `cancelled` exactly
+        when that leaves nothing. A register changed by hand (a state, an amount, a month) would
+        otherwise pay months again or chase money not owed, unseen."""
+        rows = self.run(
+            """
+            with p as (select line_id, sum(-fen * (to_mi - from_mi + 1)) as fen from batch_pieces
+                       join batches b using (batch_id) where b.status = 'published' and fen < 0 group by line_id),
+                 m as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from recovery_months group by line_id),
+                 c as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from bank_entries
+                       where kind = 'CANCEL' group by line_id)
+            select
+              count(*) filter (where r.line_id is null),
+              count(*) filter (where p.line_id is null),
+              count(*) filter (where p.line_id is not null and r.line_id is not null and m.fen is distinct from p.fen),
+              count(*) filter (where r.amount_fen <> coalesce(m.fen, 0) - coalesce(c.fen, 0)),
+              count(*) filter (where (r.state = 'cancelled') <> (r.amount_fen = 0))
+            from p full join recoveries r using (line_id) left join m using (line_id) left join c using (line_id)
+            """)[0]
+        what = ["published recovery line(s) with no recovery register row",
+                "recovery register row(s) with no published recovery line",
+                "recovery register row(s) whose months are not their recovery line's pieces",
+                "recovery register row(s) whose amount is not their months less what was cancelled of them",
+                "recovery register row(s) whose state does not match what they still owe (cancelled when nothing)"]
+        return [f"{n} {w}" for n, w in zip(rows, what, strict=True) if n]
 
     def _check_payees(self, published: list[str], every: pl.DataFrame) -> list[str]:
         """`check`'s part for payees, against `every`: payee_rows of every published batch's lines,

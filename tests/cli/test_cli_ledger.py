@@ -8,7 +8,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from cli_helpers import cli, ok, ok_json, user_error, write_sample
+from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
+
+from allowance.ledger import Ledger
+from allowance.testing import write_registry
 
 
 def test_open_then_status(isolated: Path) -> None:
@@ -120,3 +123,35 @@ def test_a_ledger_of_another_schema_is_refused(isolated: Path) -> None:
     ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
     _tamper(led, "update meta set value = '0' where key = 'schema_version'")
     user_error(cli("ledger", "status", "--ledger", led), str(led), "schema 0")
+
+
+@pytest.mark.parametrize(("sql", "fragment"), [
+    ("update recoveries set state = 'cancelled'", "state does not match what they still owe"),
+    ("update recoveries set amount_fen = amount_fen - 100", "amount is not their months less what was cancelled"),
+    ("delete from recovery_months", "months are not their recovery line's pieces"),
+    ("delete from recoveries", "published recovery line(s) with no recovery register row"),
+])
+def test_check_finds_a_recovery_register_changed_by_hand(isolated: Path, sql: str, fragment: str) -> None:
+    """A fifth audit: the register was not checked, so a recovery set to recovered by hand let a
+    corrected death pay its months again. Here someone missing from one night's extract has an
+    open recovery, then the register is changed."""
+    led, out = isolated / "l.duckdb", isolated / "out"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    rows = sample_rows(30)
+    full = write_registry(rows, isolated / "full.parquet")
+    q3 = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--as-of", "2025-07-01", "--registry", full,
+                     "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", q3, "--approved-by", "t", "--ledger", led, "--out", out))
+    with Ledger.use(led, read_only=True) as lg:
+        paid = lg.part(q3, "lines")["person_id"][0]
+    short = write_registry([r for r in rows if r["person_id"] != paid], isolated / "short.parquet")
+    night = ok_json(cli("run", "supplement", "--as-of", "2025-07-10", "--force", "--reason", "test", "--registry",
+                        short, "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", night, "--approved-by", "t", "--ledger", led, "--out", out))
+    assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*), min(state) from recoveries") == [(1, "open")]
+    _tamper(led, sql)
+    res = cli("ledger", "check", "--ledger", led, "--json")
+    assert res.exit_code == 1, (res.stdout, res.stderr)
+    assert any(fragment in p for p in json.loads(res.stdout)["problems"]), res.stdout
