@@ -57,6 +57,9 @@ def errors_as_messages(fn: F) -> F:
             raise fail(str(e), e.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except Exception as e:  # a bug, not a user mistake: still one line, trace on demand
             if os.environ.get("ALLOWANCE_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
