@@ -207,3 +207,18 @@ def test_raise_fixture_loads_and_straddles_2025q3() -> None:
         ID_2024, "test-raise-2025-08", "test-raise-2025-08",
     ]
     assert [b.monthly_fen for b in r.at(parse_month("2025-08")).sorted_bands] == [8000, 16000, 19000, 36000, 61000]
+
+
+def test_the_rules_loader_refuses_a_key_twice_but_keeps_yaml_merges() -> None:
+    """A key given twice used to let the later value win silently; a merge (`<<: *anchor`) and a
+    key that overrides what it merged are ordinary YAML and stay allowed."""
+    import pytest
+    import yaml
+
+    from allowance.rules import _UniqueKeyLoader
+
+    merged = yaml.load("base: &b {cite: x, value: 1}\nover:\n  <<: *b\n  value: 2\n", Loader=_UniqueKeyLoader)
+    assert merged["over"] == {"cite": "x", "value": 2}
+    for text, says in [("a: 1\nb: 2\na: 3\n", "'a' appears twice"), ("? [1, 2]\n: 3\n", "plain value")]:
+        with pytest.raises(yaml.constructor.ConstructorError, match=says):
+            yaml.load(text, Loader=_UniqueKeyLoader)
