@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -56,8 +57,8 @@ def mask_ids_deep(value: Any) -> Any:
     """`value` (JSON-like: dicts, lists, texts, numbers) with every text's IDs masked, before it is
     serialised: a JSON or repr text writes a newline as `\\n`, and an ID right after that `n` no
     longer stands alone for `mask_ids_in` to find."""
-    if isinstance(value, str):
-        return mask_ids_in(value)
+    if isinstance(value, str | PurePath):  # a path can name a file after a person's ID
+        return mask_ids_in(str(value))
     if isinstance(value, dict):
         return {k: mask_ids_deep(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
