@@ -969,7 +969,7 @@ class Ledger:
                     raise LedgerError(f"{_who(free, ids)} not held or rejected; nothing to release")
             # The named people, visible to SQL while they are looked up and taken out of the draft.
             named = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
-                person_key=idcard.order_key_expr("person_id"))  # null for an ID that is not well formed
+                person_key=idcard.order_key_expr("person_id"))  # well formed: normalised and checked above
             with self._registered(_review_ids=named):
                 # Every list each named person is in (a move between districts puts a line in one
                 # and a cancelled recovery in another); a decision records the first district.
@@ -1403,15 +1403,22 @@ class Ledger:
         otherwise pay months again or chase money not owed, unseen."""
         rows = self.run(
             """
-            with p as (select line_id, sum(-fen * (to_mi - from_mi + 1)) as fen from batch_pieces
-                       join batches b using (batch_id) where b.status = 'published' and fen < 0 group by line_id),
+            with pieces as (select line_id, from_mi, to_mi, -fen as fen from batch_pieces
+                            join batches b using (batch_id) where b.status = 'published' and fen < 0),
+                 -- month by month: the register's months and the line's pieces, as multisets
+                 moved as (select line_id from (select line_id, from_mi, to_mi, fen from recovery_months
+                                                except all select * from pieces)
+                           union select line_id from (select * from pieces except all
+                                                      select line_id, from_mi, to_mi, fen from recovery_months)),
+                 p as (select distinct line_id from pieces),
                  m as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from recovery_months group by line_id),
                  c as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from bank_entries
                        where kind = 'CANCEL' group by line_id)
             select
               count(*) filter (where r.line_id is null),
               count(*) filter (where p.line_id is null),
-              count(*) filter (where p.line_id is not null and r.line_id is not null and m.fen is distinct from p.fen),
+              count(*) filter (where p.line_id is not null and r.line_id is not null
+                               and r.line_id in (select line_id from moved)),
               count(*) filter (where r.amount_fen <> coalesce(m.fen, 0) - coalesce(c.fen, 0)),
               count(*) filter (where (r.state = 'cancelled') <> (r.amount_fen = 0))
             from p full join recoveries r using (line_id) left join m using (line_id) left join c using (line_id)

@@ -11,7 +11,7 @@ from typing import Any
 from allowance import log
 from allowance.constants import EXIT_FAILURE, EXIT_OK
 from allowance.errors import AllowanceError
-from allowance.idcard import mask_ids_deep, mask_ids_in
+from allowance.idcard import mask_ids_deep
 
 
 def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
@@ -22,15 +22,19 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         result = body()
     except AllowanceError as e:
         lg.error("job_refused" if e.exit_code == 2 else "job_failed", error=str(e), exit_code=e.exit_code)
-        print(json.dumps({"job": name, "ok": False, "error": mask_ids_in(str(e))}, ensure_ascii=False))
+        _print({"job": name, "ok": False, "error": str(e)})
         return e.exit_code
     except Exception as e:
         lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
-        print(json.dumps({"job": name, "ok": False, "error": mask_ids_in(f"{type(e).__name__}: {e}")},
-                         ensure_ascii=False))
+        _print({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
         return EXIT_FAILURE
     lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
-    # masked like every other line: the result can quote text people typed (an override's reason)
-    print(mask_ids_in(json.dumps(mask_ids_deep({"job": name, "ok": True, **result}), ensure_ascii=False, default=str)))
+    _print({"job": name, "ok": True, **result})
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _print(result: dict[str, Any]) -> None:
+    """The job's one JSON result on stdout, every ID in it masked value by value (an error can quote
+    a row of the extract, a result the reason someone typed)."""
+    print(json.dumps(mask_ids_deep(result), ensure_ascii=False, default=str))

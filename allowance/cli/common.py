@@ -116,7 +116,8 @@ def echo(text: str) -> None:
 
 
 def emit_json(obj: dict[str, Any]) -> None:
-    echo(json.dumps(mask_ids_deep(obj), ensure_ascii=False, default=str))
+    # masked value by value: in the JSON text an ID after a `\n` no longer stands alone
+    typer.echo(json.dumps(mask_ids_deep(obj), ensure_ascii=False, default=str))
 
 
 def load_rules(path: Path) -> rules_mod.Rules:
