@@ -857,17 +857,23 @@ class Ledger:
             "insert into bank_entries select person_id_of(person_key), from_mi, to_mi, fen, 'CANCEL', line_id, "
             "batch_id, ? from batch_cancels where batch_id = ?", [now, batch_id])
         self.apply_to_holdings(cancels)
+        self._owe_less("select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from batch_cancels "
+                       "where batch_id = ? group by line_id", [batch_id], now, "publication",
+                       f"entitled again in {batch_id}: ")
+
+    def _owe_less(self, cancelled: str, params: list[Any], now: dt.datetime, by: str, why: str) -> None:
+        """The register's side of a cancellation (a publication's, or a bank failure's): each
+        recovery in `cancelled` (a query of line_id, fen) owes that much less, and is cancelled
+        once it owes nothing; the note says why and how much."""
         self.run(
-            """
+            f"""
             update recoveries r set amount_fen = r.amount_fen - c.fen,
-                   state = case when r.amount_fen = c.fen then 'cancelled' else r.state end,
-                   changed_at = ?, changed_by = 'publication',
-                   note = 'entitled again in ' || ? || ': ' || c.fen || ' fen not to be recovered'
-            from (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from batch_cancels
-                  where batch_id = ? group by line_id) c
+                   state = case when r.amount_fen <= c.fen then 'cancelled' else r.state end,
+                   changed_at = ?, changed_by = ?, note = ? || c.fen || ' fen not to be recovered'
+            from ({cancelled}) c
             where r.line_id = c.line_id
             """,
-            [now, batch_id, batch_id],
+            [now, by, why, *params],
         )
 
     def _record_recovery_months(self, batch_id: str) -> None:
@@ -1245,17 +1251,8 @@ class Ledger:
                 """,
                 [now],
             )
-            self.run(
-                """
-                update recoveries r set amount_fen = r.amount_fen - c.fen,
-                       state = case when r.amount_fen <= c.fen then 'cancelled' else r.state end,
-                       changed_at = ?, changed_by = 'bank return',
-                       note = 'the payment recovered failed at the bank: ' || c.fen || ' fen not to be recovered'
-                from (select line_id, sum(cancel) as fen from _taken group by line_id) c
-                where r.line_id = c.line_id
-                """,
-                [now],
-            )
+            self._owe_less("select line_id, sum(cancel) as fen from _taken group by line_id", [], now,
+                           "bank return", "the payment recovered failed at the bank: ")
         self.apply_to_holdings(neg.rename({"_k": "person_key"}))
         return taken["line_id"].n_unique()
 
