@@ -557,7 +557,7 @@ def build_draft(
     # cancelled where the person is entitled to them again (四: the window limits payment, and a
     # cancellation pays nothing); what is left is reported as expired.
     before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, ledger.blocked(), owed)
-    expired = expired_months(clean, rules, window, ledger.opening_month, holdings, before)
+    expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before)
     if before.height:
         cancels = pl.concat([cancels, before]).sort("line_id", "from_mi")
     del entitled, held, held_rows
@@ -827,7 +827,7 @@ def build_draft(
     lap("no_card_checks")
 
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
-                            switched, batch_id)
+                            switched, batch_id, overpaid)
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -852,6 +852,10 @@ def build_draft(
             "fen": int((cancels["fen"] * (cancels["to_mi"] - cancels["from_mi"] + 1)).sum())},
         # 四 追溯期: months still owed but older than the retroactive window are not paid.
         "expired": expired,
+        # ... and months paid beyond entitlement that are older still: not recovered by a line,
+        # listed in the change report (OVERPAID_BEFORE_WINDOW) for the district.
+        "overpaid_before_window": {"people": overpaid.height, "months": int(overpaid["months"].sum()),
+                                   "fen": int(overpaid["fen"].sum())},
         "stops": stops,
         "changes": {k: {"people": int(p), "fen": int(f)} for k, p, f in
                     changes.lazy().group_by("change").agg(pl.len(), pl.col("fen").sum()).sort("change").collect()
@@ -961,26 +965,51 @@ def per_line_grouped(line_pieces: pl.DataFrame, current_from: int) -> pl.DataFra
     )
 
 
-def expired_months(
-    clean: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
+OVERPAID_SCHEMA = {"_k": pl.Int64, "person_id": pl.String, "district_code": pl.String, "months": pl.Int64,
+                   "fen": pl.Int64}
+
+
+def outside_window(
+    clean: pl.DataFrame, absent: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
     cancelled: pl.DataFrame,
-) -> dict[str, int]:
-    """Months owed before the retroactive window (and after the opening month): reported, never
-    paid. `cancelled` (CANCEL_SCHEMA) is what cancel_owed_before_window takes off recoveries
-    still owed for those months: settled, not expired."""
+) -> tuple[dict[str, int], pl.DataFrame]:
+    """What is owed either way before the retroactive window (四 追溯期), from the opening month.
+
+    - Months owed to people (`expired`: people, months, fen): reported, never paid. `cancelled`
+      (CANCEL_SCHEMA) is what cancel_owed_before_window takes off recoveries still owed for
+      those months: settled, not expired.
+    - Months paid beyond entitlement (OVERPAID_SCHEMA, a row per person: months, fen): a death,
+      a move out or a disappearance that reached the extract only after the months it ended
+      had left the window. SPEC §4's due months start at the window, so no recovery line asks
+      for them, but they are never forgotten silently either (§4: "never netted silently"):
+      every run reports them (`overpaid_before_window`) and its change report lists each
+      person in their district (OVERPAID_BEFORE_WINDOW), for the district to pursue. `absent`
+      are the people the ledger holds who are in no row of the extract: every month held for
+      them is overpaid. People whose row is quarantined are in neither (facts unknown).
+    """
     old = before_window(window, opening)
     if window.empty or old.empty:
-        return {"people": 0, "months": 0, "fen": 0}
-    ids = clean.lazy().select("pkey", "_k")
-    ent = entitlement_segments(clean.lazy(), rules, old.first, old.last)
-    held = clip(holdings.lazy().join(ids, on="_k").select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last)
-    owed = sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") > 0).collect()
+        return {"people": 0, "months": 0, "fen": 0}, pl.DataFrame(schema=OVERPAID_SCHEMA)
+    who = pl.concat([clean.select("pkey", "_k", "person_id", "district_code"),
+                     absent.select("pkey", "_k", "person_id", "district_code")])
+    ent = entitlement_segments(clean.lazy(), rules, old.first, old.last)  # the absent have none
+    held = clip(holdings.lazy().join(who.lazy().select("pkey", "_k"), on="_k")
+                .select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last)
+    diff = sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") != 0).collect()
+    owed = diff.filter(pl.col("diff_fen") > 0)
     if cancelled.height:
         owed = less_cancelled(owed, cancelled.join(clean.select("pkey", person_key="_k"), on="person_key")
                               .select("pkey", month_idx="from_mi", fen="fen"))
     n = pl.col("to_mi") - pl.col("from_mi") + 1
     owed = owed.select("pkey", n=n, fen=pl.col("diff_fen") * n)
-    return {"people": owed["pkey"].n_unique(), "months": int(owed["n"].sum()), "fen": int(owed["fen"].sum())}
+    expired = {"people": owed["pkey"].n_unique(), "months": int(owed["n"].sum()), "fen": int(owed["fen"].sum())}
+    overpaid = (
+        diff.filter(pl.col("diff_fen") < 0)
+        .group_by("pkey").agg(n.sum().cast(pl.Int64).alias("months"), (-pl.col("diff_fen") * n).sum().alias("fen"))
+        .join(who, on="pkey").sort("district_code", "_k")
+        .select(list(OVERPAID_SCHEMA))
+    )
+    return expired, overpaid
 
 
 def stopped_people(
@@ -1035,12 +1064,16 @@ def stopped_people(
 
 
 def change_report(
-    lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str
+    lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str,
+    overpaid: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """What changed, person by person: new entrants, stops (death, migration, …), band and channel changes.
+    """What changed, person by person: new entrants, stops (death, migration, …), band and channel
+    changes, and who was overpaid for months older than the retroactive window (`overpaid`,
+    outside_window's OVERPAID_SCHEMA: a standing list, on every run, since no line recovers it).
 
     Columns: batch_id, district_code, change, person_id, fen (the line's amount; for a stop,
-    the monthly amount that stops). Ordered by district, change, person; `lines` may carry the
+    the monthly amount that stops; for an overpayment before the window, all of it). Ordered
+    by district, change, person; `lines` may carry the
     integer ranks `_o1` (district) and `_o3` (ID key) so they are not derived from text again.
     `switched` (Ledger.channel_changes): _k of the people last paid to another channel or card
     than they have now (a payment line's channel and card are its person's).
@@ -1055,6 +1088,10 @@ def change_report(
                 "person_id", pl.col("last_fen").alias("fen"), pl.col("_k").alias("_o3"))
         .collect()
     )
+    if overpaid is not None and overpaid.height:
+        stopped = pl.concat([stopped, overpaid.select(
+            "district_code", change=pl.lit("OVERPAID_BEFORE_WINDOW"), person_id="person_id", fen="fen",
+            _o3="_k")], how="vertical_relaxed")
     # Each change as a number, which is also its rank in the order: the codes in their text's order,
     # then any stop cause outside them (none is expected).
     texts = codes + stopped.filter(~pl.col("change").is_in(codes))["change"].unique().sort().to_list()
@@ -1096,7 +1133,7 @@ def change_report(
 
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
-                "STOP_NOT_IN_EXTRACT", "STOP_OTHER")
+                "STOP_NOT_IN_EXTRACT", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW")
 
 
 def district_rank(col: str) -> pl.Expr:

@@ -76,6 +76,11 @@ def _report(res: RunResult, json_: bool) -> None:
     if exp.get("fen"):
         echo(f"  expired (older than the retroactive window, not paid): {exp['people']} people, "
                    f"{exp['months']} months, {yuan(exp['fen'])} yuan")
+    over = s.get("overpaid_before_window") or {}
+    if over.get("fen"):
+        echo(f"  overpaid before the retroactive window (not recovered by a line; listed in the change report "
+             f"as OVERPAID_BEFORE_WINDOW for the district): {over['people']} people, {over['months']} months, "
+             f"{yuan(over['fen'])} yuan")
     if s.get("changes"):
         echo("  changes " + ", ".join(f"{k} {v['people']}" for k, v in s["changes"].items()))
     if s.get("change_report"):
