@@ -311,6 +311,21 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
     return out
 
 
+
+# The events after which a draft is stale (its differences were taken against another ledger):
+# every one that changes what is paid or owed. Not drafts, upgrades or district approvals; not a
+# bank return file of PAID rows only (it confirms what the ledger holds); not the publication of a
+# batch with no line and no cancellation. Found by an audit: with the nightly job importing the
+# bank's inbox and publishing its supplement every night, a quarterly draft under district review
+# went stale on the first night after payment day, and every redraft (a new batch id) needed
+# every district's approval again.
+STATE_EVENTS = """(action not in ('draft', 'upgrade', 'approve')
+    and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0)
+    and not (action = 'publish' and batch_id in (
+        select b.batch_id from batches b where b.lines = 0
+        and not exists (select 1 from batch_cancels c where c.batch_id = b.batch_id))))"""
+
+
 class Ledger:
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
         self.path = path
@@ -798,7 +813,7 @@ class Ledger:
             if b["status"] == "published":
                 self.run("rollback")
                 return
-            if b["base_seq"] != self.ledger_state_seq():
+            if self.changed_since(b["base_seq"]):
                 raise LedgerError(
                     f"batch {batch_id} was drafted before the ledger last changed; "
                     "rerun the draft and publish the new batch"
@@ -1455,8 +1470,15 @@ class Ledger:
         return problems
 
     def ledger_state_seq(self) -> int:
-        """The sequence number of the last event that changed what is paid (not drafts)."""
+        """The sequence number of the last event that changed the ledger (not drafts, upgrades or
+        approvals): a draft's base, and part of its batch id, so that a run after any publication,
+        even of an empty batch, is a new batch. Whether a draft is stale is `changed_since`."""
         row = self.one(
             "select coalesce(max(seq), 0) from events where action not in ('draft', 'upgrade', 'approve')")
         return int(row[0]) if row else 0
+
+    def changed_since(self, base_seq: int) -> bool:
+        """Has anything changed what is paid or owed since `base_seq` (a draft's base)?"""
+        row = self.one(f"select count(*) from events where seq > ? and {STATE_EVENTS}", [base_seq])
+        return bool(row and row[0])
 
