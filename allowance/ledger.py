@@ -983,6 +983,12 @@ class Ledger:
         self.run("begin")
         try:
             b = self._draft(batch_id, "only a draft can be reviewed")
+            if action in ("HOLD", "REJECT") and self.changed_since(b["base_seq"]):
+                # A hold or a rejection rebases the draft (it stays publishable): on a draft made
+                # before the ledger last changed, that would let it be published after all, and
+                # pay again what was paid since (found by an audit: 17 355 person-months twice).
+                raise LedgerError(f"batch {batch_id} was drafted before the ledger last changed; rerun the draft "
+                                  f"and review the new batch; nothing recorded")
             if action == "RELEASE":
                 # A release lifts a hold or a rejection; one that lifts nothing is a mistake.
                 blocked = set(self.blocked()["person_id"].to_list())
