@@ -132,12 +132,33 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     them as paid but the bank never got their files, still in `<out>/.<batch_id>.partial`. Each
     is written again (the same bytes, as `allowance publish` would) before any new draft, so a
     rerun of a scheduled job delivers what its first run recorded. Returns their ids."""
-    staged = sorted(p.name[1:-len(".partial")] for p in out.glob(".*.partial")) if out.is_dir() else []
-    if not staged:
+    def staged() -> list[str]:
+        return sorted(p.name[1:-len(".partial")] for p in out.glob(".*.partial")) if out.is_dir() else []
+
+    if not staged():
         return []
     with Ledger.use(ledger_path, read_only=True) as led:
-        todo = led.df("select batch_id, approved_by from batches where status = 'published' "
-                      "and list_contains(?, batch_id) order by batch_id", [staged]).rows()
+        # Listed again now that the ledger is ours to read: a publication holds the ledger from
+        # staging its files to their rename, so none is under way while this look lasts. (Listed
+        # only before it, a publication in progress looked interrupted: found by an audit.)
+        held = led.df("select batch_id, status, approved_by from batches where list_contains(?, batch_id) "
+                      "order by batch_id", [staged()]).rows()
+        # A staged folder of a draft was left by a publication killed before its commit: nothing
+        # was published, and its payment files carry whole IDs and card numbers. Removed (the
+        # draft publishes again from the ledger). A batch this ledger does not know is left alone.
+        for batch_id, status, _ in held:
+            if status == "draft":
+                log.get(batch_id=batch_id).warning("staged_files_removed", why="a publication stopped before "
+                                                   "the ledger's commit left them; nothing was published")
+                shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
+    todo = []
+    for batch_id, status, approved_by in held:
+        if status != "published":
+            continue
+        if not (out / batch_id).exists() or verify_batch(out / batch_id):
+            todo.append((batch_id, approved_by))
+        else:  # a copy staged again beside a batch already whole in place: nothing to finish
+            shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
     for batch_id, approved_by in todo:
         log.get(batch_id=batch_id).warning(
             "publication_finished", why="published in the ledger, but its files were never moved into place")

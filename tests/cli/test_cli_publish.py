@@ -194,3 +194,32 @@ def test_a_publication_interrupted_after_the_commit_is_finished_by_the_next_run(
     again = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out",
                         out, "--json"))
     assert "publications_finished" not in again
+
+
+def test_the_next_run_removes_what_a_publication_killed_before_its_commit_staged(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    """A seventh audit: a publication killed (SIGKILL) before the ledger's commit left its staged
+    bank files (whole IDs and card numbers, no manifest) hidden in the out folder for good. The
+    next run with an --out removes them, says so in the log, and reports nothing as finished; the
+    draft is still a draft and publishes as usual. A staged copy beside a batch already whole in
+    place is removed too, without being reported as finished."""
+    led, reg, bid = drafted
+    out = isolated / "out"
+    staged = out / f".{bid}.partial" / "payments"
+    staged.mkdir(parents=True)
+    (staged / "part-0.parquet").write_bytes(b"staged before the kill")
+    res = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out,
+                      "--json"))
+    assert "publications_finished" not in res
+    assert not (out / f".{bid}.partial").exists()
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    assert verify_batch(out / bid) == []
+    import shutil
+
+    shutil.copytree(out / bid, out / f".{bid}.partial")
+    again = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out",
+                        out, "--json"))
+    assert "publications_finished" not in again
+    assert not (out / f".{bid}.partial").exists() and verify_batch(out / bid) == []
