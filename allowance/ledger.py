@@ -31,6 +31,7 @@ so two drafts of the same months can never both be paid.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -603,9 +604,14 @@ class Ledger:
     def _store_parts(self, batch_id: str, parts: dict[str, pl.DataFrame]) -> None:
         """Inside a transaction: write the parts' files (two at a time) and list them in batch_files."""
         todo = {part: frame for part, frame in parts.items() if frame.height}
-        with ThreadPoolExecutor(2) as pool:
-            written = dict(zip(todo, pool.map(lambda kv: self._write_part(batch_id, *kv), todo.items()),
-                               strict=True))
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                written = dict(zip(todo, pool.map(lambda kv: self._write_part(batch_id, *kv), todo.items()),
+                                   strict=True))
+        except OSError as e:  # a full disk, a read-only folder: the user's to fix, said where
+            raise LedgerError(f"{self.files}: cannot store batch {batch_id}'s files "
+                              f"({e.strerror or type(e).__name__}); nothing was saved: free the space or fix "
+                              "the folder, then run again") from None
         self.run("delete from batch_files where batch_id = ?", [batch_id])
         for part, (name, sha, rows) in written.items():
             self.run("insert into batch_files values (?, ?, ?, ?, ?)", [batch_id, part, name, sha, rows])
@@ -624,6 +630,9 @@ class Ledger:
         for f in folder.iterdir():
             if f"{batch_id}/{f.name}" not in keep:
                 f.unlink(missing_ok=True)
+        if not keep:  # a draft whose files were never stored (a full disk): no empty folder left behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def _read_part_file(self, name: str, sha: str, rows: int, columns: list[str] | None = None) -> pl.DataFrame:
         """A batch file as recorded in batch_files (or those of its columns; `person_key` only where
@@ -664,6 +673,15 @@ class Ledger:
     @property
     def seq(self) -> int:
         return int(self._meta("seq"))
+
+    def _rollback(self) -> None:
+        """Roll the open transaction back. When DuckDB has already aborted it (a write that failed:
+        a full disk under the WAL), the rollback's own "no transaction is active" must not hide
+        the error that aborted it (found by an audit: the user saw only the rollback's)."""
+        try:
+            self.run("rollback")
+        except duckdb.Error:
+            pass
 
     def _bump(self, action: str, batch_id: str | None, actor: str | None, detail: dict[str, Any]) -> int:
         """Inside a transaction: advance the sequence and log the event (who, when, why)."""
@@ -793,7 +811,7 @@ class Ledger:
             self._bump("draft", bid, None, {"lines": lines.height})
             self.run("commit")
         except BaseException:
-            self.run("rollback")
+            self._rollback()
             self._refresh_views()
             raise
         finally:
@@ -811,7 +829,7 @@ class Ledger:
         try:
             b = self.batch(batch_id)
             if b["status"] == "published":
-                self.run("rollback")
+                self._rollback()
                 return
             if self.changed_since(b["base_seq"]):
                 raise LedgerError(
@@ -849,7 +867,7 @@ class Ledger:
             self._refresh_views()
             self.run("commit")
         except BaseException:
-            self.run("rollback")
+            self._rollback()
             self._refresh_views()
             raise
 
@@ -954,7 +972,7 @@ class Ledger:
             self._bump("approve", batch_id, by, {"districts": wanted, "note": note})
             self.run("commit")
         except BaseException:
-            self.run("rollback")
+            self._rollback()
             raise
         return self.approvals(batch_id)
 
@@ -1053,7 +1071,7 @@ class Ledger:
                 self.run("update batches set base_seq=? where batch_id=?", [seq, batch_id])
             self.run("commit")
         except BaseException:
-            self.run("rollback")
+            self._rollback()
             self._refresh_views()
             raise
         finally:
@@ -1231,7 +1249,7 @@ class Ledger:
                 self.run("commit")
                 return counts
             except BaseException:
-                self.run("rollback")
+                self._rollback()
                 raise
 
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> int:
@@ -1312,7 +1330,7 @@ class Ledger:
                 self.run("commit")
                 return {"changed": n, "unchanged": len(set(line_ids)) - n}
             except BaseException:
-                self.run("rollback")
+                self._rollback()
                 raise
 
     def previous_run(self) -> dict[str, Any] | None:

@@ -118,8 +118,13 @@ def draft_run(
         b = draft.batch
         summary = json.loads(b["summary"])
         if out is not None:
-            report = write_change_report(out, b["batch_id"], draft.changes,
-                                         {"as_of": str(as_of), "registry_sha256": validated.sha256})
+            try:
+                report = write_change_report(out, b["batch_id"], draft.changes,
+                                             {"as_of": str(as_of), "registry_sha256": validated.sha256})
+            except OSError as e:  # a folder the run may not write: the user's to fix, and the draft is saved
+                raise InputError(f"{out}: cannot write the change report ({e.strerror or type(e).__name__}); "
+                                 f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
+                                 "report (the same draft)") from None
             summary["change_report"] = str(report)
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
                 recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])

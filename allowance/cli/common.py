@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import duckdb
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer 0.29 vendors click
 from typer.core import TyperCommand, TyperGroup
@@ -60,6 +61,15 @@ def errors_as_messages(fn: F) -> F:
         except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
+        except OSError as e:  # the machine's, not a bug: a full disk, a read-only folder
+            where = f"{e.filename}: " if e.filename else ""
+            raise fail(f"{where}{e.strerror or type(e).__name__}; free the space or fix the folder, then run again "
+                       "(a rerun is safe)", EXIT_FAILURE) from None
+        except (duckdb.IOException, duckdb.TransactionException) as e:  # the same, met by the ledger (a commit
+            # that could not write its WAL is a TransactionException)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise fail(f"the ledger could not be written ({first}); free the space or fix the folder, then run "
+                       "again (a rerun is safe)", EXIT_FAILURE) from None
         except Exception as e:  # a bug, not a user mistake: still one line, trace on demand
             if os.environ.get("ALLOWANCE_DEBUG"):
                 traceback.print_exc(file=sys.stderr)

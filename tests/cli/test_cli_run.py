@@ -245,3 +245,53 @@ def test_a_quarter_past_the_notices_end_names_its_first_uncovered_month(isolated
     reg = write_sample(isolated / "r.parquet")
     res = cli("run", "quarterly", "--quarter", "2029Q2", "--registry", reg, "--as-of", "2029-04-01", "--ledger", led)
     user_error(res, "no rules version is in force in 2029-05")
+
+
+def _full_disk(*_: object, **__: object) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_a_full_disk_under_the_ledger_is_one_line_saying_where_and_saves_nothing(
+    isolated: Path, reg: Path, led: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seventh audit: a draft on a full disk said `internal error: OSError` without a path, and
+    left an empty folder of the batch's files behind; a commit that could not write the WAL
+    showed only the rollback's own error ("no transaction is active")."""
+    import allowance.ledger
+
+    def full_once_its_folder_exists(self: allowance.ledger.Ledger, batch_id: str, *_: object) -> None:
+        (self.files / batch_id).mkdir(parents=True, exist_ok=True)
+        _full_disk()
+
+    before = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
+    with monkeypatch.context() as m:
+        m.setattr(allowance.ledger.Ledger, "_write_part", full_once_its_folder_exists)
+        user_error(cli(*quarterly(reg, led)), f"{led}.batches", "No space left on device", "nothing was saved")
+    assert ok_json(cli("ledger", "status", "--ledger", led, "--json")) == before
+    assert list((isolated / f"{led.name}.batches").iterdir()) == []
+    # an error DuckDB met writing the ledger (its WAL on a full disk) is named, not hidden by the rollback
+    import duckdb
+
+    def wal_full(*_: object, **__: object) -> None:
+        raise duckdb.TransactionException('Failed to commit: Could not write file "x.wal": No space left on device')
+
+    with monkeypatch.context() as m:
+        m.setattr(allowance.ledger.Ledger, "_store_parts", wal_full)
+        user_error(cli(*quarterly(reg, led)), "the ledger could not be written", "No space left on device",
+                   "a rerun is safe", code=1)
+    assert ok_json(cli("ledger", "status", "--ledger", led, "--json")) == before
+    ok(cli(*quarterly(reg, led)))
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line_and_the_draft_is_kept(
+    isolated: Path, reg: Path, led: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seventh audit: `allowance run --out` on a read-only folder saved the draft, then said
+    `internal error: OSError`; now a user error that says the draft is saved."""
+    import allowance.runs
+
+    monkeypatch.setattr(allowance.runs, "write_change_report", _full_disk)
+    line = user_error(cli(*quarterly(reg, led, "--out", str(isolated / "out"))), "cannot write the change report",
+                      "is saved")
+    bid = line.split("the draft ")[1].split()[0]
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
