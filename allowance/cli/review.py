@@ -96,8 +96,10 @@ def approve(batch_id: Annotated[str, typer.Argument()], by: ByOpt,
     with Ledger.use(ledger) as led:
         done = led.approve(batch_id, district, by, note)
         left = [d for d in led.districts_of(batch_id) if d not in {a["district_code"] for a in done}]
-    if json_:
-        emit_json({"batch_id": batch_id, "approved": [a["district_code"] for a in done], "not_yet": left})
+        b = led.batch(batch_id)
+    if json_:  # the fields every batch command's JSON has (README), then the approvals
+        emit_json({"batch_id": batch_id, "status": b["status"], "lines": b["lines"], "amount_fen": b["amount_fen"],
+                   "approved": [a["district_code"] for a in done], "not_yet": left})
         return
     echo(f"{batch_id}: {len(done)} district(s) approved their list; "
                + (f"not yet: {', '.join(left)}" if left else "every district has approved"))

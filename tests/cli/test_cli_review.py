@@ -149,7 +149,13 @@ def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(iso
     assert shown == {"310101": "区民政 王", "310104": "区民政 王", "310115": None}, shown
     user_error(cli("review", "approve", bid, "--district", "310120", "--by", "x", "--ledger", led),
                "has nothing for district 310120", "nothing approved")
-    ok_json(cli("review", "approve", bid, "--district", "310115", "--by", "浦东民政 李", "--ledger", led, "--json"))
+    approved = ok_json(cli("review", "approve", bid, "--district", "310115", "--by", "浦东民政 李", "--ledger", led,
+                           "--json"))
+    # the fields every batch command's JSON has (README; a seventh audit found them missing here)
+    whole = ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))
+    assert {k: approved[k] for k in ("batch_id", "status", "lines", "amount_fen")} == {
+        k: whole[k] for k in ("batch_id", "status", "lines", "amount_fen")}
+    assert approved["approved"] == ["310101", "310104", "310115"] and approved["not_yet"] == []
     held = ok_json(cli("review", "hold", bid, "--person", someone, "--reason", "核实", "--by", "区民政 王",
                        "--ledger", led, "--json"))
     assert held["approvals_withdrawn"] == [theirs], held
