@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from allowance import log
-from allowance.constants import EXIT_FAILURE, EXIT_OK
+from allowance.constants import EXIT_FAILURE, EXIT_OK, EXIT_REFUSED
 from allowance.errors import AllowanceError
 from allowance.idcard import mask_ids_deep
 
@@ -28,6 +28,11 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
         _print({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
         return EXIT_FAILURE
+    if result.get("refused"):  # done, but some input was refused (named there): the scheduler must alert
+        lg.error("job_refused_in_part", refused=result["refused"], exit_code=EXIT_REFUSED)
+        _print({"job": name, "ok": False, **result})
+        sys.stdout.flush()
+        return EXIT_REFUSED
     lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
     _print({"job": name, "ok": True, **result})
     sys.stdout.flush()

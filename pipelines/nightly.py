@@ -5,7 +5,8 @@
         [--force --reason TEXT]
 
 1. imports each bank return file given, or every .csv in a folder given (idempotent: a file
-   imported before changes nothing);
+   imported before changes nothing); a file refused is named in the result's `refused`, the
+   rest of the job still runs, and it exits 2 so that the scheduler alerts;
 2. drafts the supplement: new entrants, band corrections, new cards, re-issues, recoveries;
    months older than the retroactive window are reported as expired; the change report goes to
    <out>/reports/<batch_id>/;
@@ -24,8 +25,9 @@ from typing import Annotated
 
 import typer
 
-from allowance import registry, rules
+from allowance import log, registry, rules
 from allowance.cli.common import run_command
+from allowance.errors import AllowanceError
 from allowance.ledger import Ledger
 from allowance.months import parse_date, today_shanghai
 from allowance.registry import file_sha256
@@ -58,17 +60,28 @@ def main(
         # changes nothing, so files may stay there until archived).
         files = [f for p in returns or [] for f in (
             sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".csv") if p.is_dir() else [p])]
+        refused = []
         for f in files:
-            df = read_bank_returns(f)
-            with Ledger.use(ledger) as led:
-                imported.append({"file": str(f), **led.import_bank_returns(df, file_sha256(f))})
+            # A file refused (unknown line ids, a line already recorded with another status, not a
+            # return file) is named and left for staff; the other files and tonight's supplement
+            # still run, and the job ends refused (exit 2) so that the scheduler alerts. Before
+            # (found by an audit), one bad file in the inbox stopped every night's supplement,
+            # without saying which file.
+            try:
+                df = read_bank_returns(f)
+                with Ledger.use(ledger) as led:
+                    imported.append({"file": str(f), **led.import_bank_returns(df, file_sha256(f))})
+            except AllowanceError as e:
+                said = str(e) if str(f) in str(e) else f"{f}: {e}"
+                log.get(job="nightly", file=str(f)).error("bank_returns_refused", error=said)
+                refused.append(said)
         br = Breakers(max_stop_share, max_shrink_share, force, reason)
         res = draft_run("supplement", registry_path, ledger, rules.load(rules_path), day, None,
                         max_quarantine_share, br, out)
         if publish_as:
             # (keeping what the draft's run finished first: an interrupted publication)
             res = replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished)
-        return {**res.as_json(), "bank_returns": imported}
+        return {**res.as_json(), "bank_returns": imported, **({"refused": refused} if refused else {})}
 
     raise typer.Exit(run_job("nightly", body))
 

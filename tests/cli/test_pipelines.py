@@ -104,3 +104,39 @@ def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_
     assert refused.exit_code == 2 and "would stop payments" in refused.stdout, refused.stdout
     forced = _job(quarterly.main, *quarter, "--force", "--reason", "区县合并核对")
     assert forced["forced"]["reason"] == "区县合并核对"  # type: ignore[index]
+
+
+def test_a_refused_bank_file_is_named_and_the_nights_supplement_still_runs(tmp_path: Path) -> None:
+    """A sixth audit: one bank file the ledger refuses (a correction marking a FAILED line PAID,
+    an unknown line id) stopped every later night's supplement, without naming the file, so a
+    person who got a card stayed unpaid. Now the file is named in `refused`, the other files are
+    imported, the supplement is drafted, and the job exits 2 so that the scheduler alerts."""
+    import polars as pl
+    from cli_helpers import sample_rows
+
+    from allowance.testing import write_registry
+
+    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
+    inbox.mkdir()
+    Ledger.create(led, parse_month("2025-07")).close()
+    reg = write_registry(sample_rows(40), tmp_path / "registry.parquet")
+    q = _job(quarterly.main, "--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01",
+             "--ledger", led, "--out", out, "--publish-as", "tester")
+    with Ledger.use(led, read_only=True) as lg:
+        first, second = lg.part(str(q["batch_id"]), "lines").sort("line_id")["line_id"].head(2).to_list()
+    pl.DataFrame({"line_id": ["Q2025Q3-00000000-00000099"], "status": ["PAID"]}).write_csv(inbox / "a-bad.csv")
+    pl.DataFrame({"line_id": [first, second], "status": ["FAILED", "PAID"],
+                  "reason": ["card closed", ""]}).write_csv(inbox / "b-good.csv")
+    app = typer.Typer()
+    app.command()(nightly.main)
+    res = CliRunner().invoke(app, [str(a) for a in ["--registry", reg, "--returns", inbox, "--ledger", led,
+                                                    "--out", out, "--as-of", "2025-07-17"]])
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    said = json.loads(res.stdout.strip().splitlines()[-1])
+    assert said["ok"] is False
+    (refused,) = said["refused"]
+    assert str(inbox / "a-bad.csv") in refused and "Q2025Q3-00000000-00000099" in refused
+    (done,) = said["bank_returns"]
+    assert done["file"] == str(inbox / "b-good.csv") and done["failed"] == 1
+    # tonight's supplement was drafted all the same: it re-issues the failed line
+    assert said["status"] == "draft" and said["lines"] == 1 and str(said["batch_id"]).startswith("S20250717")
