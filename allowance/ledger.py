@@ -819,12 +819,12 @@ class Ledger:
 
     def record_publication(
         self, batch_id: str, approved_by: str, manifest: dict[str, Any], published_at: dt.datetime,
-        payees: pl.DataFrame,
+        payees: pl.DataFrame, out: Path | None = None,
     ) -> None:
         """One transaction: PAY and RECOVERY entries for every line, batch marked published.
 
         `payees` is payee_rows of the batch's lines file (the publication has read it for the
-        bank files)."""
+        bank files); `out`, the folder the bank files go to, is kept in the event (published_to)."""
         self.run("begin")
         try:
             b = self.batch(batch_id)
@@ -863,7 +863,8 @@ class Ledger:
                 "update batches set status='published', published_at=?, approved_by=?, manifest=? where batch_id=?",
                 [now, approved_by, json.dumps(manifest, ensure_ascii=False), batch_id],
             )
-            self._bump("publish", batch_id, approved_by, {"lines": b["lines"], "amount_fen": b["amount_fen"]})
+            self._bump("publish", batch_id, approved_by, {"lines": b["lines"], "amount_fen": b["amount_fen"],
+                                                          **({"out": str(out.resolve())} if out else {})})
             self._refresh_views()
             self.run("commit")
         except BaseException:
@@ -1492,6 +1493,12 @@ class Ledger:
                                                  for c in ("_k", "paid_with", "card_with"))).height:
             problems.append(f"{n} payees row(s) whose since line is not a payment to them with those details")
         return problems
+
+    def published_to(self, batch_id: str) -> Path | None:
+        """The folder a batch's bank files were published to (None: not recorded, before schema 5's
+        publications kept it)."""
+        row = self.one("select detail->>'out' from events where action = 'publish' and batch_id = ?", [batch_id])
+        return Path(row[0]) if row and row[0] else None
 
     def ledger_state_seq(self) -> int:
         """The sequence number of the last event that changed the ledger (not drafts, upgrades or

@@ -88,6 +88,8 @@ def file_sha256(path: Path) -> str:
 def read_extract(path: Path | str) -> pl.LazyFrame:
     """Parquet or CSV with the columns of SPEC §3, every column read as text or date."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder; --registry takes the extract file (.parquet or .csv)")
     if not p.is_file():
         raise InputError(f"{p}: registry extract not found")
     suffix = p.suffix.lower()

@@ -194,6 +194,12 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             # a staged copy left beside the batch (finish_publications would look at it each run)
             shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
+        first = led.published_to(batch_id) if b["status"] == "published" else None
+        if first is not None and first != out.resolve() and not verify_batch(first / batch_id):
+            # Its files are whole where it was published: a second copy elsewhere could reach the
+            # bank a second time (found by an audit: publishing again to another --out wrote one).
+            raise RefusedError(f"batch {batch_id} was published to {first}, where its files are whole; "
+                               f"nothing written to {out}")
         # Stored in line order (one Parquet file, checked against its hash); sorted here only if
         # it is not (an O(n) check instead of a 4-million-string sort on every publish).
         stored = led.part(batch_id, "lines")
@@ -246,7 +252,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             committed = False
             try:
                 if paid is not None:
-                    led.record_publication(batch_id, approved_by, manifest, published_at, paid)
+                    led.record_publication(batch_id, approved_by, manifest, published_at, paid, out)
                 committed = True
                 synced.result()
             except BaseException:

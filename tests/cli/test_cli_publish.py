@@ -223,3 +223,24 @@ def test_the_next_run_removes_what_a_publication_killed_before_its_commit_staged
                         out, "--json"))
     assert "publications_finished" not in again
     assert not (out / f".{bid}.partial").exists() and verify_batch(out / bid) == []
+
+
+def test_a_published_batch_is_not_written_again_to_another_folder(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    """A seventh audit: publishing a published batch again with another --out (an operator
+    without $ALLOWANCE_OUT) wrote a second, complete copy of its bank files there and said ok: two
+    copies that could both reach the bank. It is refused while the first copy is whole; if that
+    one is lost, the publication is finished in the new folder, as after an interruption."""
+    import shutil
+
+    led, _, bid = drafted
+    first, other = isolated / "out", isolated / "elsewhere"
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first))
+    user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", other),
+               f"was published to {first}", "nothing written")
+    assert not other.exists() or list(other.iterdir()) == []
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first))  # a no-op there
+    shutil.rmtree(first / bid)
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", other))
+    assert verify_batch(other / bid) == []

@@ -80,6 +80,7 @@ def test_a_scheduled_jobs_mistyped_option_is_one_line() -> None:
 def test_missing_registry(isolated: Path, led: Path) -> None:
     missing = isolated / "no-such-extract.parquet"
     user_error(cli(*quarterly(missing, led)), str(missing), "not found")
+    user_error(cli(*quarterly(isolated, led)), str(isolated), "is a folder", "takes the extract file")
 
 
 def test_unopened_ledger(isolated: Path, reg: Path) -> None:
