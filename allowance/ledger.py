@@ -319,11 +319,15 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
 # batch with no line and no cancellation. Found by an audit: with the nightly job importing the
 # bank's inbox and publishing its supplement every night, a quarterly draft under district review
 # went stale on the first night after payment day, and every redraft (a new batch id) needed
-# every district's approval again.
+# every district's approval again. "No line" is no row in its lines file, payment or recovery
+# (batches.lines counts payment lines only: a recovery-only supplement, as after a death, had
+# left an older draft publishable, and the month was recovered twice: a third audit of it).
 STATE_EVENTS = """(action not in ('draft', 'upgrade', 'approve')
     and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0)
     and not (action = 'publish' and batch_id in (
-        select b.batch_id from batches b where b.lines = 0
+        select b.batch_id from batches b where b.lines = 0 and b.recovery_fen = 0
+        and not exists (select 1 from batch_files f where f.batch_id = b.batch_id and f.part = 'lines'
+                        and f.rows > 0)
         and not exists (select 1 from batch_cancels c where c.batch_id = b.batch_id))))"""
 
 
