@@ -7,7 +7,10 @@ behind it, or a file the bank sees whole that the disk does not hold.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -27,3 +30,23 @@ def sync_tree(folder: Path) -> None:
         (files if p.is_file() else folders).append(p)
     for p in [*files, *reversed(folders), folder]:
         sync(p)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on an output folder (flock of the folder itself: no file is added to
+    it), held by a publication from staging its files to their rename. Every ledger publishing
+    there takes it, so it also holds between two ledgers that share a folder (a copied or a
+    restored ledger), which the ledger's own lock cannot. Yields whether the lock was taken
+    (always, when `wait`). The folder is made if need be (an OSError if it cannot be)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

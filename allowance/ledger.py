@@ -1499,8 +1499,8 @@ class Ledger:
         return problems
 
     def published_to(self, batch_id: str) -> Path | None:
-        """The folder a batch's bank files were published to (None: not recorded, before schema 5's
-        publications kept it)."""
+        """The folder a batch's bank files were published to (None: not recorded; publications
+        before 2026-11-29's bb1e218 did not keep it)."""
         row = self.one("select detail->>'out' from events where action = 'publish' and batch_id = ?", [batch_id])
         return Path(row[0]) if row and row[0] else None
 

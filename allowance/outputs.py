@@ -204,9 +204,13 @@ def verify_batch(folder: Path) -> list[str]:
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         return [f"{folder}: no manifest.json (not a batch)"]
-    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        files = dict(manifest["files"])
+    except (ValueError, KeyError, TypeError) as e:  # a damaged manifest is a problem to report, not a crash
+        return [f"{mpath}: not a readable manifest ({type(e).__name__})"]
     problems = []
-    for rel, meta in manifest["files"].items():
+    for rel, meta in files.items():
         p = folder / rel
         if not p.is_file():
             problems.append(f"{rel}: missing")

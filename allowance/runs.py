@@ -5,6 +5,7 @@ The CLI and the scheduled pipelines call these; they hold the only I/O sequencin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -142,10 +143,15 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
 
     if not staged():
         return []
-    with Ledger.use(ledger_path, read_only=True) as led:
-        # Listed again now that the ledger is ours to read: a publication holds the ledger from
-        # staging its files to their rename, so none is under way while this look lasts. (Listed
-        # only before it, a publication in progress looked interrupted: found by an audit.)
+    with Ledger.use(ledger_path, read_only=True) as led, durable.folder_lock(out, wait=False) as mine:
+        # Looked at again now that the ledger is ours to read and the folder ours alone: a
+        # publication holds both from staging its files to their rename, so none is under way
+        # while this look lasts (listed before, a publication in progress looked interrupted; and
+        # another ledger sharing the folder, which our ledger's lock does not stop, had its staged
+        # files removed mid-publication: two audits). When another publication holds the folder,
+        # there is nothing to look at now.
+        if not mine:
+            return []
         held = led.df("select batch_id, status, approved_by from batches where list_contains(?, batch_id) "
                       "order by batch_id", [staged()]).rows()
         # A staged folder of a draft was left by a publication killed before its commit: nothing
@@ -156,14 +162,14 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
                 log.get(batch_id=batch_id).warning("staged_files_removed", why="a publication stopped before "
                                                    "the ledger's commit left them; nothing was published")
                 shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
-    todo = []
-    for batch_id, status, approved_by in held:
-        if status != "published":
-            continue
-        if not (out / batch_id).exists() or verify_batch(out / batch_id):
-            todo.append((batch_id, approved_by))
-        else:  # a copy staged again beside a batch already whole in place: nothing to finish
-            shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
+        todo = []
+        for batch_id, status, approved_by in held:
+            if status != "published":
+                continue
+            if not (out / batch_id).exists() or verify_batch(out / batch_id):
+                todo.append((batch_id, approved_by))
+            else:  # a copy staged again beside a batch already whole in place: nothing to finish
+                shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
     for batch_id, approved_by in todo:
         log.get(batch_id=batch_id).warning(
             "publication_finished", why="published in the ledger, but its files were never moved into place")
@@ -195,10 +201,13 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
         first = led.published_to(batch_id) if b["status"] == "published" else None
-        if first is not None and first != out.resolve() and not verify_batch(first / batch_id):
-            # Its files are whole where it was published: a second copy elsewhere could reach the
-            # bank a second time (found by an audit: publishing again to another --out wrote one).
-            raise RefusedError(f"batch {batch_id} was published to {first}, where its files are whole; "
+        if first is not None and first != out.resolve():
+            # A batch's files are written only where it was published, finished there if need be:
+            # a second copy elsewhere could reach the bank a second time (found by an audit:
+            # publishing again to another --out wrote one; and a copy staged in the first folder
+            # by an interrupted publication was then finished there too).
+            raise RefusedError(f"batch {batch_id} was published to {first}; its files are written only there "
+                               f"(`allowance publish {batch_id} --out {first}` finishes them if need be); "
                                f"nothing written to {out}")
         # Stored in line order (one Parquet file, checked against its hash); sorted here only if
         # it is not (an O(n) check instead of a 4-million-string sort on every publish).
@@ -234,9 +243,14 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         }
         # Stage the files, commit the ledger, then rename the folder into place: a bank never
         # sees a batch the ledger does not hold, and a crash in between is mended by a rerun.
+        # The folder's lock, from staging to the rename: a run that finds a staged folder (with
+        # this ledger, or another ledger sharing the folder) never takes it for a leftover.
+        lock = contextlib.ExitStack()
         try:
+            lock.enter_context(durable.folder_lock(out))
             partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
         except OSError as e:  # a folder the job may not write: the user's to fix
+            lock.close()
             raise InputError(f"{out}: cannot write the batch files ({e.strerror or type(e).__name__}); " + (
                 f"the ledger holds {batch_id} as published: fix the folder and run again to finish it"
                 if b["status"] == "published" else "nothing was published")) from None
@@ -247,7 +261,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         # The staged files go to disk while the ledger's transaction runs (mostly CPU), and the
         # rename waits for them: the bank only ever sees a batch that is on disk whole. A failure
         # after the commit leaves the files unrenamed, and a rerun writes them again (above).
-        with ThreadPoolExecutor(1) as pool:
+        with lock, ThreadPoolExecutor(1) as pool:
             synced = pool.submit(durable.sync_tree, partial)
             committed = False
             try:
@@ -260,11 +274,12 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 if not committed:  # once committed, the staged folder says the files are owed
                     shutil.rmtree(partial, ignore_errors=True)
                 raise
-        try:
-            finalize_batch(partial, folder)
-        except OSError as e:
-            raise InputError(f"{out}: cannot move the batch files into place ({e.strerror or type(e).__name__}); "
-                             f"the ledger holds {batch_id} as published: fix the folder and run "
-                             f"`allowance publish {batch_id}` (or the next run) to finish it") from None
+            try:
+                finalize_batch(partial, folder)
+            except OSError as e:
+                raise InputError(
+                    f"{out}: cannot move the batch files into place ({e.strerror or type(e).__name__}); the ledger "
+                    f"holds {batch_id} as published: fix the folder and run `allowance publish {batch_id}` (or the "
+                    "next run) to finish it") from None
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)

@@ -230,8 +230,9 @@ def test_a_published_batch_is_not_written_again_to_another_folder(
 ) -> None:
     """A seventh audit: publishing a published batch again with another --out (an operator
     without $ALLOWANCE_OUT) wrote a second, complete copy of its bank files there and said ok: two
-    copies that could both reach the bank. It is refused while the first copy is whole; if that
-    one is lost, the publication is finished in the new folder, as after an interruption."""
+    copies that could both reach the bank. An eighth: refused only while the first copy was whole,
+    a copy staged in the first folder by an interrupted publication was later finished there too.
+    A batch's files are now written only where it was published (finished there if need be)."""
     import shutil
 
     led, _, bid = drafted
@@ -241,6 +242,34 @@ def test_a_published_batch_is_not_written_again_to_another_folder(
                f"was published to {first}", "nothing written")
     assert not other.exists() or list(other.iterdir()) == []
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first))  # a no-op there
-    shutil.rmtree(first / bid)
-    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", other))
-    assert verify_batch(other / bid) == []
+    whole = tree_hashes(first / bid)
+    shutil.rmtree(first / bid)  # lost, or never renamed into place
+    user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", other),
+               f"was published to {first}", f"--out {first}")
+    assert not other.exists() or list(other.iterdir()) == []
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first))  # finished where it belongs
+    assert verify_batch(first / bid) == [] and {k: v for k, v in tree_hashes(first / bid).items()
+                                                if k != "manifest.json"} == {
+        k: v for k, v in whole.items() if k != "manifest.json"}
+
+
+def test_a_publication_under_way_in_the_folder_keeps_its_staged_files(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    """An eighth audit: a run on a copy of the ledger sharing the out folder took a publication's
+    staged files for a killed one's and removed them mid-publication (the ledger's own lock does
+    not reach another ledger). A publication holds the folder's lock from staging to rename, and
+    a run looks at staged folders only when it can take that lock."""
+    from allowance import durable
+
+    led, reg, bid = drafted
+    out = isolated / "out"
+    staged = out / f".{bid}.partial" / "payments"
+    staged.mkdir(parents=True)
+    (staged / "part-0.parquet").write_bytes(b"being written")
+    run = ["run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out, "--json"]
+    with durable.folder_lock(out):  # a publication under way (from any ledger)
+        assert "publications_finished" not in ok_json(cli(*run))
+        assert (staged / "part-0.parquet").read_bytes() == b"being written"
+    ok_json(cli(*run))  # nobody publishing: a draft's staged files are a killed publication's
+    assert not (out / f".{bid}.partial").exists()
