@@ -557,7 +557,8 @@ def build_draft(
     # cancelled where the person is entitled to them again (四: the window limits payment, and a
     # cancellation pays nothing); what is left is reported as expired.
     before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, ledger.blocked(), owed)
-    expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before)
+    expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before,
+                                       ledger.blocked())
     if before.height:
         cancels = pl.concat([cancels, before]).sort("line_id", "from_mi")
     del entitled, held, held_rows
@@ -976,7 +977,7 @@ OVERPAID_SCHEMA = {"_k": pl.Int64, "person_id": pl.String, "district_code": pl.S
 
 def outside_window(
     clean: pl.DataFrame, absent: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
-    cancelled: pl.DataFrame,
+    cancelled: pl.DataFrame, blocked: pl.DataFrame | None = None,
 ) -> tuple[dict[str, int], pl.DataFrame]:
     """What is owed either way before the retroactive window (四 追溯期), from the opening month.
 
@@ -990,7 +991,9 @@ def outside_window(
       every run reports them (`overpaid_before_window`) and its change report lists each
       person in their district (OVERPAID_BEFORE_WINDOW), for the district to pursue. `absent`
       are the people the ledger holds who are in no row of the extract: every month held for
-      them is overpaid. People whose row is quarantined are in neither (facts unknown).
+      them is overpaid. People whose row is quarantined are in neither (facts unknown), and
+      people under an active review HOLD (`blocked`) are not listed: a hold freezes their
+      months, nothing paid and nothing recovered, until it is lifted.
     """
     old = before_window(window, opening)
     if window.empty or old.empty:
@@ -1014,6 +1017,9 @@ def outside_window(
         .join(who, on="pkey").sort("district_code", "_k")
         .select(list(OVERPAID_SCHEMA))
     )
+    if blocked is not None and blocked.height:
+        held = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
+        overpaid = overpaid.join(held, on="_k", how="anti")
     return expired, overpaid
 
 

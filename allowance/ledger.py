@@ -50,7 +50,7 @@ import polars as pl
 from allowance import durable, idcard
 from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
-from allowance.errors import LedgerError
+from allowance.errors import AllowanceError, LedgerError
 from allowance.months import fmt
 from allowance.segments import explode_months, net_segments
 
@@ -612,8 +612,8 @@ class Ledger:
             with ThreadPoolExecutor(2) as pool:
                 written = dict(zip(todo, pool.map(lambda kv: self._write_part(batch_id, *kv), todo.items()),
                                    strict=True))
-        except OSError as e:  # a full disk, a read-only folder: the user's to fix, said where
-            raise LedgerError(f"{self.files}: cannot store batch {batch_id}'s files "
+        except OSError as e:  # a full disk, a read-only folder: exit 1 as any OS error, said where
+            raise AllowanceError(f"{self.files}: cannot store batch {batch_id}'s files "
                               f"({e.strerror or type(e).__name__}); nothing was saved: free the space or fix "
                               "the folder, then run again") from None
         self.run("delete from batch_files where batch_id = ?", [batch_id])

@@ -267,7 +267,7 @@ def test_a_full_disk_under_the_ledger_is_one_line_saying_where_and_saves_nothing
     before = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
     with monkeypatch.context() as m:
         m.setattr(allowance.ledger.Ledger, "_write_part", full_once_its_folder_exists)
-        user_error(cli(*quarterly(reg, led)), f"{led}.batches", "No space left on device", "nothing was saved")
+        user_error(cli(*quarterly(reg, led)), f"{led}.batches", "No space left on device", "nothing was saved", code=1)
     assert ok_json(cli("ledger", "status", "--ledger", led, "--json")) == before
     assert list((isolated / f"{led.name}.batches").iterdir()) == []
     # an error DuckDB met writing the ledger (its WAL on a full disk) is named, not hidden by the rollback
