@@ -68,11 +68,16 @@ def registry_for(n: int) -> Path:
     if not path.exists():
         for stale in [*CACHE.glob(f"registry-{n}.parquet"), *CACHE.glob(f"registry-{n}-*.parquet")]:
             stale.unlink()  # made by other generator code: never measured again
-        from allowance.generator import generate_registry, write_registry
-
         t = time.perf_counter()
         tmp = path.with_suffix(".tmp.parquet")
-        write_registry(generate_registry(n, seed=1, as_of=dt.date(2025, 7, 1)), tmp)
+        # In a process of its own: every step's process is forked from this one, and Linux counts
+        # the memory a process had when it was forked in its peak RSS (wait4's ru_maxrss survives
+        # the exec), so a registry generated here (3.2 GB at 15.35M) made every later step report
+        # a 3.2 GB peak.
+        subprocess.run([sys.executable, "-c", "import sys, datetime as dt; from allowance.generator import "
+                        "generate_registry, write_registry; write_registry(generate_registry(int(sys.argv[1]), "
+                        "seed=1, as_of=dt.date(2025, 7, 1)), sys.argv[2])", str(n), str(tmp)],
+                       check=True, cwd=HERE.parent)
         tmp.rename(path)
         print(f"generated {n:,} rows in {time.perf_counter() - t:.1f} s -> {path}", flush=True)
     return path
