@@ -29,6 +29,10 @@ class LedgerError(UserError):
     """The ledger is not opened, already opened, busy, or does not know a batch."""
 
 
+class LedgerBusy(LedgerError):
+    """Another run holds the ledger: nothing is wrong with the input, try again later."""
+
+
 class RefusedError(AllowanceError):
     """A safety check refused the run (quarantine share, mass stops, failed output checks)."""
 

@@ -50,7 +50,7 @@ import polars as pl
 from allowance import durable, idcard
 from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
-from allowance.errors import AllowanceError, LedgerError
+from allowance.errors import AllowanceError, LedgerBusy, LedgerError
 from allowance.months import fmt
 from allowance.segments import explode_months, net_segments
 
@@ -230,7 +230,7 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or time.monotonic() > deadline:
                 if "lock" in str(e).lower():
-                    raise LedgerError(f"{path}: ledger is busy (another run holds it); try again later") from None
+                    raise LedgerBusy(f"{path}: ledger is busy (another run holds it); try again later") from None
                 raise LedgerError(f"{path}: cannot open the ledger ({str(e).splitlines()[0]})") from None
             time.sleep(0.2)
         except duckdb.Error as e:

@@ -27,7 +27,7 @@ import typer
 
 from allowance import log, registry, rules
 from allowance.cli.common import run_command
-from allowance.errors import AllowanceError
+from allowance.errors import AllowanceError, LedgerBusy
 from allowance.ledger import Ledger
 from allowance.months import parse_date, today_shanghai
 from allowance.registry import file_sha256
@@ -71,6 +71,8 @@ def main(
                 df = read_bank_returns(f)
                 with Ledger.use(ledger) as led:
                     imported.append({"file": str(f), **led.import_bank_returns(df, file_sha256(f))})
+            except LedgerBusy:
+                raise  # nothing wrong with the file: the whole job is tried again later
             except AllowanceError as e:
                 said = str(e) if str(f) in str(e) else f"{f}: {e}"
                 log.get(job="nightly", file=str(f)).error("bank_returns_refused", error=said)

@@ -140,3 +140,29 @@ def test_a_refused_bank_file_is_named_and_the_nights_supplement_still_runs(tmp_p
     assert done["file"] == str(inbox / "b-good.csv") and done["failed"] == 1
     # tonight's supplement was drafted all the same: it re-issues the failed line
     assert said["status"] == "draft" and said["lines"] == 1 and str(said["batch_id"]).startswith("S20250717")
+
+
+def test_a_busy_ledger_is_not_a_refused_bank_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An eighth audit: a ledger held for a moment by another run made a good bank file appear
+    under `refused`. Nothing is wrong with the file: the job fails as busy, to be run again."""
+    import polars as pl
+
+    from allowance.errors import LedgerBusy
+
+    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
+    inbox.mkdir()
+    Ledger.create(led, parse_month("2025-07")).close()
+    reg = write_sample(tmp_path / "registry.parquet")
+    pl.DataFrame({"line_id": ["Q2025Q3-00000000-00000001"], "status": ["PAID"]}).write_csv(inbox / "a.csv")
+
+    def busy(*_: object, **__: object) -> None:
+        raise LedgerBusy(f"{led}: ledger is busy (another run holds it); try again later")
+
+    monkeypatch.setattr(Ledger, "import_bank_returns", busy)
+    app = typer.Typer()
+    app.command()(nightly.main)
+    res = CliRunner().invoke(app, [str(a) for a in ["--registry", reg, "--returns", inbox, "--ledger", led,
+                                                    "--out", out, "--as-of", "2025-07-17"]])
+    said = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.exit_code == 2 and said["ok"] is False and "ledger is busy" in said["error"]
+    assert "refused" not in said
