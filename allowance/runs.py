@@ -245,35 +245,34 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         # sees a batch the ledger does not hold, and a crash in between is mended by a rerun.
         # The folder's lock, from staging to the rename: a run that finds a staged folder (with
         # this ledger, or another ledger sharing the folder) never takes it for a leftover.
-        lock = contextlib.ExitStack()
-        try:
-            lock.enter_context(durable.folder_lock(out))
-            partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
-        except OSError as e:  # a folder the job may not write: the user's to fix
-            lock.close()
-            raise InputError(f"{out}: cannot write the batch files ({e.strerror or type(e).__name__}); " + (
-                f"the ledger holds {batch_id} as published: fix the folder and run again to finish it"
-                if b["status"] == "published" else "nothing was published")) from None
-        published = b["status"] == "published"
-        # The payees, from the file's rows as stored (they point at them).
-        paid = None if published else payee_rows(stored)
-        del stored, lines, no_card, quarantine  # the ledger work reads what it needs itself (1 GB less at its peak)
-        # The staged files go to disk while the ledger's transaction runs (mostly CPU), and the
-        # rename waits for them: the bank only ever sees a batch that is on disk whole. A failure
-        # after the commit leaves the files unrenamed, and a rerun writes them again (above).
-        with lock, ThreadPoolExecutor(1) as pool:
-            synced = pool.submit(durable.sync_tree, partial)
-            committed = False
+        with contextlib.ExitStack() as locked:
             try:
-                if paid is not None:
-                    led.record_publication(batch_id, approved_by, manifest, published_at, paid, out)
-                committed = True
-                synced.result()
-            except BaseException:
-                wait([synced])
-                if not committed:  # once committed, the staged folder says the files are owed
-                    shutil.rmtree(partial, ignore_errors=True)
-                raise
+                locked.enter_context(durable.folder_lock(out))
+                partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
+            except OSError as e:  # a folder the job may not write: the user's to fix
+                raise InputError(f"{out}: cannot write the batch files ({e.strerror or type(e).__name__}); " + (
+                    f"the ledger holds {batch_id} as published: fix the folder and run again to finish it"
+                    if b["status"] == "published" else "nothing was published")) from None
+            published = b["status"] == "published"
+            # The payees, from the file's rows as stored (they point at them).
+            paid = None if published else payee_rows(stored)
+            del stored, lines, no_card, quarantine  # the ledger work reads what it needs itself (1 GB less at its peak)
+            # The staged files go to disk while the ledger's transaction runs (mostly CPU), and the
+            # rename waits for them: the bank only ever sees a batch that is on disk whole. A failure
+            # after the commit leaves the files unrenamed, and a rerun writes them again (above).
+            with ThreadPoolExecutor(1) as pool:
+                synced = pool.submit(durable.sync_tree, partial)
+                committed = False
+                try:
+                    if paid is not None:
+                        led.record_publication(batch_id, approved_by, manifest, published_at, paid, out)
+                    committed = True
+                    synced.result()
+                except BaseException:
+                    wait([synced])
+                    if not committed:  # once committed, the staged folder says the files are owed
+                        shutil.rmtree(partial, ignore_errors=True)
+                    raise
             try:
                 finalize_batch(partial, folder)
             except OSError as e:
