@@ -531,6 +531,7 @@ def build_draft(
     ])
     lap("read_holdings")
 
+    blocked = ledger.blocked()  # active review holds and rejections (五), asked once
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
                     "held_fen": pl.Int64, "diff_fen": pl.Int64}
     entitled: pl.DataFrame | None = None
@@ -543,7 +544,7 @@ def build_draft(
         versions = sorted({rules.at(m).id for m in months})
         # Computed once: the differences and the stop count (its check month is in the window).
         entitled = entitlement_segments(clean.lazy(), rules, window.first, window.last).collect()
-        pieces = diff_pieces(entitled, rules, window, held, ledger.blocked(), ids)
+        pieces = diff_pieces(entitled, rules, window, held, blocked, ids)
     # Never paid twice (SPEC §4): months someone is entitled to again while their recovery is
     # still owed (missing from one night's extract, a death recorded in error) are not paid again;
     # that much of the recovery is cancelled instead, when this batch is published.
@@ -552,13 +553,12 @@ def build_draft(
     lap("diff_pieces")
     # Done here, while the runs they read are at hand: the lines below are built without the
     # window's entitlement and the held runs alive (about 0.3 GB less at the draft's peak).
-    stops_frame, stops = stopped_people(clean, rules, window, held_rows, ledger.blocked(), entitled)
+    stops_frame, stops = stopped_people(clean, rules, window, held_rows, blocked, entitled)
     # Older months than the window are never paid, but a recovery still owed for them is
     # cancelled where the person is entitled to them again (四: the window limits payment, and a
     # cancellation pays nothing); what is left is reported as expired.
-    before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, ledger.blocked(), owed)
-    expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before,
-                                       ledger.blocked())
+    before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, blocked, owed)
+    expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before, blocked)
     if before.height:
         cancels = pl.concat([cancels, before]).sort("line_id", "from_mi")
     del entitled, held, held_rows
@@ -638,6 +638,7 @@ def build_draft(
     at_rank[differing.to_numpy()] = np.arange(differing.len(), dtype=np.int64)
     rank_row = pl.Series(at_rank[pieces["pkey"].to_numpy()])
     month_row = pieces["from_mi"].cast(pl.Int64) - window.first
+
     def district_share(fen: pl.Expr) -> pl.Expr:  # of one month's amount, floored (toward zero when negative)
         return fen.sign() * (fen.abs() * (pl.col("den") - pl.col("num")) // pl.col("den"))
 
@@ -1018,8 +1019,8 @@ def outside_window(
         .select(list(OVERPAID_SCHEMA))
     )
     if blocked is not None and blocked.height:
-        held = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
-        overpaid = overpaid.join(held, on="_k", how="anti")
+        on_hold = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
+        overpaid = overpaid.join(on_hold, on="_k", how="anti")
     return expired, overpaid
 
 
@@ -1084,8 +1085,8 @@ def change_report(
 
     Columns: batch_id, district_code, change, person_id, fen (the line's amount; for a stop,
     the monthly amount that stops; for an overpayment before the window, all of it). Ordered
-    by district, change, person; `lines` may carry the
-    integer ranks `_o1` (district) and `_o3` (ID key) so they are not derived from text again.
+    by district, change, person; `lines` may carry the integer ranks `_o1` (district) and `_o3`
+    (ID key) so they are not derived from text again.
     `switched` (Ledger.channel_changes): _k of the people last paid to another channel or card
     than they have now (a payment line's channel and card are its person's).
     """
