@@ -321,7 +321,7 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
 # went stale on the first night after payment day, and every redraft (a new batch id) needed
 # every district's approval again. "No line" is no row in its lines file, payment or recovery
 # (batches.lines counts payment lines only: a recovery-only supplement, as after a death, had
-# left an older draft publishable, and the month was recovered twice: a third audit of it).
+# left an older draft publishable, and the month was recovered twice: found by an audit of this).
 STATE_EVENTS = """(action not in ('draft', 'upgrade', 'approve')
     and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0)
     and not (action = 'publish' and batch_id in (
@@ -614,8 +614,8 @@ class Ledger:
                                    strict=True))
         except OSError as e:  # a full disk, a read-only folder: exit 1 as any OS error, said where
             raise AllowanceError(f"{self.files}: cannot store batch {batch_id}'s files "
-                              f"({e.strerror or type(e).__name__}); nothing was saved: free the space or fix "
-                              "the folder, then run again") from None
+                                 f"({e.strerror or type(e).__name__}); nothing was saved: free the space or fix "
+                                 "the folder, then run again") from None
         self.run("delete from batch_files where batch_id = ?", [batch_id])
         for part, (name, sha, rows) in written.items():
             self.run("insert into batch_files values (?, ?, ?, ?, ?)", [batch_id, part, name, sha, rows])
