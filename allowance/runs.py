@@ -154,22 +154,27 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
             return []
         held = led.df("select batch_id, status, approved_by from batches where list_contains(?, batch_id) "
                       "order by batch_id", [staged()]).rows()
-        # A staged folder of a draft was left by a publication killed before its commit: nothing
-        # was published, and its payment files carry whole IDs and card numbers. Removed (the
-        # draft publishes again from the ledger). A batch this ledger does not know is left alone.
-        for batch_id, status, _ in held:
-            if status == "draft":
-                log.get(batch_id=batch_id).warning("staged_files_removed", why="a publication stopped before "
-                                                   "the ledger's commit left them; nothing was published")
-                shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
+        here = out.resolve()
         todo = []
         for batch_id, status, approved_by in held:
-            if status != "published":
-                continue
-            if not (out / batch_id).exists() or verify_batch(out / batch_id):
-                todo.append((batch_id, approved_by))
-            else:  # a copy staged again beside a batch already whole in place: nothing to finish
-                shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
+            first = led.published_to(batch_id) if status == "published" else None
+            if status == "published" and first in (None, here):
+                if not (out / batch_id).exists() or verify_batch(out / batch_id):
+                    todo.append((batch_id, approved_by))
+                else:  # a copy staged again beside a batch already whole in place: nothing to finish
+                    shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
+            else:
+                # Staged by a publication that never committed here: killed before its commit (a
+                # draft), or published since to another folder. Left where it is, and said, never
+                # removed: the same folder may serve a copy of this ledger (restored, say) that
+                # did commit it, whose next run finishes it (two audits: removing a draft's staged
+                # files lost another ledger's committed bank files). It holds whole IDs and card
+                # numbers: publishing the draft here replaces it; otherwise staff remove it.
+                log.get(batch_id=batch_id).warning(
+                    "staged_files_left", folder=str(out / f".{batch_id}.partial"),
+                    why=("a publication stopped before the ledger's commit" if status == "draft" else
+                         f"published to {first}") + "; nothing here to finish: remove it once no other ledger "
+                    "shares this folder")
     for batch_id, approved_by in todo:
         log.get(batch_id=batch_id).warning(
             "publication_finished", why="published in the ledger, but its files were never moved into place")

@@ -196,32 +196,32 @@ def test_a_publication_interrupted_after_the_commit_is_finished_by_the_next_run(
     assert "publications_finished" not in again
 
 
-def test_the_next_run_removes_what_a_publication_killed_before_its_commit_staged(
+def test_what_a_publication_killed_before_its_commit_staged_is_left_and_said_not_removed(
     isolated: Path, drafted: tuple[Path, Path, str]
 ) -> None:
     """A seventh audit: a publication killed (SIGKILL) before the ledger's commit left its staged
-    bank files (whole IDs and card numbers, no manifest) hidden in the out folder for good. The
-    next run with an --out removes them, says so in the log, and reports nothing as finished; the
-    draft is still a draft and publishes as usual. A staged copy beside a batch already whole in
-    place is removed too, without being reported as finished."""
+    bank files (whole IDs and card numbers, no manifest) hidden in the out folder. Removing them at
+    the next run (this round's first mend) lost another ledger's committed files where two share
+    the folder (a ninth audit). They are left where they are, and every run says so in its log;
+    publishing the draft replaces them. A staged copy beside a batch already whole in place is
+    removed, without being reported as finished."""
     led, reg, bid = drafted
     out = isolated / "out"
     staged = out / f".{bid}.partial" / "payments"
     staged.mkdir(parents=True)
     (staged / "part-0.parquet").write_bytes(b"staged before the kill")
-    res = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out,
-                      "--json"))
-    assert "publications_finished" not in res
-    assert not (out / f".{bid}.partial").exists()
+    run = ["run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out, "--json"]
+    said = cli(*run)
+    assert "publications_finished" not in ok_json(said)
+    assert "staged_files_left" in said.stderr and f".{bid}.partial" in said.stderr
+    assert (staged / "part-0.parquet").read_bytes() == b"staged before the kill"
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
-    assert verify_batch(out / bid) == []
+    assert verify_batch(out / bid) == [] and not (out / f".{bid}.partial").exists()
     import shutil
 
     shutil.copytree(out / bid, out / f".{bid}.partial")
-    again = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out",
-                        out, "--json"))
-    assert "publications_finished" not in again
+    assert "publications_finished" not in ok_json(cli(*run))
     assert not (out / f".{bid}.partial").exists() and verify_batch(out / bid) == []
 
 
@@ -253,23 +253,48 @@ def test_a_published_batch_is_not_written_again_to_another_folder(
         k: v for k, v in whole.items() if k != "manifest.json"}
 
 
-def test_a_publication_under_way_in_the_folder_keeps_its_staged_files(
-    isolated: Path, drafted: tuple[Path, Path, str]
+def test_a_publication_under_way_in_the_folder_is_left_to_finish(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An eighth audit: a run on a copy of the ledger sharing the out folder took a publication's
-    staged files for a killed one's and removed them mid-publication (the ledger's own lock does
-    not reach another ledger). A publication holds the folder's lock from staging to rename, and
-    a run looks at staged folders only when it can take that lock."""
+    """An eighth audit: a run took another ledger's publication under way for an interrupted one.
+    A publication holds the out folder's lock from staging to rename (a flock of the folder, so
+    every ledger sharing it is held to it), and a run looks at staged folders only when it can
+    take that lock: while it is held, a staged batch that the ledger holds as published is not
+    touched; once it is free, the run finishes it."""
+    import allowance.runs
     from allowance import durable
 
     led, reg, bid = drafted
     out = isolated / "out"
-    staged = out / f".{bid}.partial" / "payments"
-    staged.mkdir(parents=True)
-    (staged / "part-0.parquet").write_bytes(b"being written")
+
+    def killed(*_: object) -> None:
+        raise OSError("killed")
+
+    with monkeypatch.context() as m:  # committed, never renamed into place
+        m.setattr(allowance.runs, "finalize_batch", killed)
+        assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code != 0
     run = ["run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out, "--json"]
     with durable.folder_lock(out):  # a publication under way (from any ledger)
         assert "publications_finished" not in ok_json(cli(*run))
-        assert (staged / "part-0.parquet").read_bytes() == b"being written"
-    ok_json(cli(*run))  # nobody publishing: a draft's staged files are a killed publication's
-    assert not (out / f".{bid}.partial").exists()
+        assert (out / f".{bid}.partial").is_dir() and not (out / bid).exists()
+    assert ok_json(cli(*run))["publications_finished"] == [bid]
+    assert verify_batch(out / bid) == [] and not (out / f".{bid}.partial").exists()
+
+
+def test_a_folder_staged_for_a_batch_published_elsewhere_stops_no_run(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    """A ninth audit: a publication to out1 killed before its commit left out1/.B.partial; B was
+    then published to out2, and every run on out1 (the nightly job too) failed, refusing to write
+    B there. Such a folder is left and said; runs go on."""
+    led, reg, bid = drafted
+    out1, out2 = isolated / "out1", isolated / "out2"
+    staged = out1 / f".{bid}.partial" / "payments"
+    staged.mkdir(parents=True)
+    (staged / "part-0.parquet").write_bytes(b"staged before the kill")
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out2))
+    said = cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out1,
+               "--json")
+    assert "publications_finished" not in ok_json(said)
+    assert "staged_files_left" in said.stderr and str(out2) in said.stderr
+    assert staged.is_dir() and not (out1 / bid).exists() and verify_batch(out2 / bid) == []
