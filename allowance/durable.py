@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from allowance.errors import LedgerBusy
 
 
 def sync(path: Path) -> None:
@@ -33,20 +36,30 @@ def sync_tree(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, wait: bool = True) -> Iterator[bool]:
+def folder_lock(folder: Path, wait_seconds: float | None = None) -> Iterator[bool]:
     """An exclusive lock on an output folder (flock of the folder itself: no file is added to
     it), held by a publication from staging its files to their rename. Every ledger publishing
     there takes it, so it also holds between two ledgers that share a folder (a copied or a
-    restored ledger), which the ledger's own lock cannot. Yields whether the lock was taken
-    (always, when `wait`). The folder is made if need be (an OSError if it cannot be)."""
+    restored ledger), which the ledger's own lock cannot. With `wait_seconds` None, yields at once
+    whether the lock was taken; otherwise waits up to that long for it, then raises LedgerBusy
+    (found by an audit: a publication waited for it forever, holding its ledger meanwhile). The
+    folder is made if need be (an OSError if it cannot be)."""
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + (wait_seconds or 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if wait_seconds is None:
+                    yield False
+                    return
+                if time.monotonic() > deadline:
+                    raise LedgerBusy(f"{folder}: another publication is writing to this folder; try again later"
+                                     ) from None
+                time.sleep(0.2)
         yield True
     finally:
         os.close(fd)

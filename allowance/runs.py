@@ -18,7 +18,7 @@ from allowance import durable, log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
 from allowance.constants import DISTRICTS
 from allowance.errors import InputError, LedgerError, RefusedError, UserError
-from allowance.ledger import Ledger, _now, payee_rows
+from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, payee_rows
 from allowance.months import fmt
 from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
 from allowance.rules import Rules
@@ -65,6 +65,16 @@ class Breakers:
             raise UserError("--force needs --reason TEXT saying why the checks are overridden")
 
 
+def refuse_the_ledgers_store(out: Path, ledger_path: Path) -> None:
+    """An --out that is the ledger's own batch store (`<ledger>.batches`), or inside it, is refused:
+    a publication's rename there replaced a batch's ledger files with its bank files, and the
+    ledger no longer opened (found by an audit)."""
+    store = ledger_path.resolve().parent / (ledger_path.name + ".batches")
+    here = out.resolve()
+    if here == store or store in here.parents:
+        raise InputError(f"{out}: is the ledger's own batch store ({store}); give another --out")
+
+
 def draft_run(
     kind: str,
     registry_path: Path,
@@ -83,6 +93,8 @@ def draft_run(
     (finish_publications).
     """
     br = breakers or Breakers()
+    if out is not None:
+        refuse_the_ledgers_store(out, ledger_path)
     finished = finish_publications(ledger_path, out) if out is not None else []
     lg = log.get(kind=kind, as_of=str(as_of))
     with Ledger.use(ledger_path) as led:
@@ -143,7 +155,7 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
 
     if not staged():
         return []
-    with Ledger.use(ledger_path, read_only=True) as led, durable.folder_lock(out, wait=False) as mine:
+    with Ledger.use(ledger_path, read_only=True) as led, durable.folder_lock(out) as mine:
         # Looked at again now that the ledger is ours to read and the folder ours alone: a
         # publication holds both from staging its files to their rename, so none is under way
         # while this look lasts (listed before, a publication in progress looked interrupted; and
@@ -158,7 +170,7 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
         todo = []
         for batch_id, status, approved_by in held:
             first = led.published_to(batch_id) if status == "published" else None
-            if status == "published" and first in (None, here):
+            if status == "published" and (first in (None, here) or not first.exists()):
                 if not (out / batch_id).exists() or verify_batch(out / batch_id):
                     todo.append((batch_id, approved_by))
                 else:  # a copy staged again beside a batch already whole in place: nothing to finish
@@ -196,6 +208,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
     lg = log.get(batch_id=batch_id)
     if not approved_by.strip():
         raise LedgerError("--approved-by must name who approved the batch")
+    refuse_the_ledgers_store(out, ledger_path)
     with Ledger.use(ledger_path) as led:
         b = led.batch(batch_id)
         summary = json.loads(b["summary"])
@@ -206,7 +219,8 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
         first = led.published_to(batch_id) if b["status"] == "published" else None
-        if first is not None and first != out.resolve():
+        # (a recorded folder that no longer exists was moved with the ledger, or lost: here it is)
+        if first is not None and first != out.resolve() and first.exists():
             # A batch's files are written only where it was published, finished there if need be:
             # a second copy elsewhere could reach the bank a second time (found by an audit:
             # publishing again to another --out wrote one; and a copy staged in the first folder
@@ -252,7 +266,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         # this ledger, or another ledger sharing the folder) never takes it for a leftover.
         with contextlib.ExitStack() as locked:
             try:
-                locked.enter_context(durable.folder_lock(out))
+                locked.enter_context(durable.folder_lock(out, LOCK_WAIT_SECONDS))
                 partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
             except OSError as e:  # a folder the job may not write: the user's to fix
                 raise InputError(f"{out}: cannot write the batch files ({e.strerror or type(e).__name__}); " + (

@@ -298,3 +298,68 @@ def test_a_folder_staged_for_a_batch_published_elsewhere_stops_no_run(
     assert "publications_finished" not in ok_json(said)
     assert "staged_files_left" in said.stderr and str(out2) in said.stderr
     assert staged.is_dir() and not (out1 / bid).exists() and verify_batch(out2 / bid) == []
+
+
+def test_the_ledgers_own_store_is_no_out_folder(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
+    """A tenth audit: `publish --out <ledger>.batches` exited 0, but its rename replaced the batch's
+    ledger files with its bank files, and the ledger no longer opened. Refused, for a draft's
+    change report too; nothing is written and the ledger still checks."""
+    led, reg, bid = drafted
+    store = isolated / f"{led.name}.batches"
+    for out in (store, store / "bank"):
+        user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out),
+                   "is the ledger's own batch store", "give another --out")
+    user_error(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", store),
+               "is the ledger's own batch store")
+    assert not (store / "bank").exists() and not (store / "reports").exists()
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["ok"] is True
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", isolated / "out"))
+
+
+def test_a_publication_waits_for_the_out_folder_only_so_long(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenth audit: a publication waited for the out folder's lock forever, holding its ledger
+    (every other command: "ledger is busy"). It waits ALLOWANCE_LOCK_WAIT seconds, then says the
+    folder is busy; nothing is published."""
+    import allowance.runs
+    from allowance import durable
+
+    led, _, bid = drafted
+    out = isolated / "out"
+    monkeypatch.setattr(allowance.runs, "LOCK_WAIT_SECONDS", 0.5)
+    with durable.folder_lock(out):
+        user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out),
+                   str(out), "another publication is writing to this folder")
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+
+
+def test_an_install_moved_whole_finishes_its_interrupted_publication(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenth audit: after the ledger and its out folder were moved together (as the README says
+    to move or restore them), a publication interrupted after its commit could not be finished:
+    the ledger's recorded folder was the old path. A recorded folder that no longer exists is not
+    another folder: the publication is finished where the out folder is now."""
+    import shutil
+
+    import allowance.runs
+
+    led, reg, bid = drafted
+    out = isolated / "out"
+
+    def killed(*_: object) -> None:
+        raise OSError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(allowance.runs, "finalize_batch", killed)
+        assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code != 0
+    moved = isolated / "moved"
+    moved.mkdir()
+    for p in (led, isolated / f"{led.name}.batches", out):
+        shutil.move(p, moved / p.name)
+    res = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", moved / led.name,
+                      "--out", moved / "out", "--json"))
+    assert res["publications_finished"] == [bid]
+    assert verify_batch(moved / "out" / bid) == [] and not (moved / "out" / f".{bid}.partial").exists()
