@@ -78,8 +78,15 @@ def main(
                 log.get(job="nightly", file=str(f)).error("bank_returns_refused", error=said)
                 refused.append(said)
         br = Breakers(max_stop_share, max_shrink_share, force, reason)
-        res = draft_run("supplement", registry_path, ledger, rules.load(rules_path), day, None,
-                        max_quarantine_share, br, out)
+        try:
+            res = draft_run("supplement", registry_path, ledger, rules.load(rules_path), day, None,
+                            max_quarantine_share, br, out)
+        except AllowanceError as e:
+            if not refused:
+                raise
+            # The night's error is the job's result: the files refused are said in it too (found
+            # by an audit: with a breaker tripped, they were named only in the log).
+            raise type(e)(f"{e}; and bank return file(s) refused tonight: {'; '.join(refused)}") from None
         if publish_as:
             # (keeping what the draft's run finished first: an interrupted publication)
             res = replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished)

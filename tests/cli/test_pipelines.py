@@ -166,3 +166,30 @@ def test_a_busy_ledger_is_not_a_refused_bank_file(tmp_path: Path, monkeypatch: p
     said = json.loads(res.stdout.strip().splitlines()[-1])
     assert res.exit_code == 2 and said["ok"] is False and "ledger is busy" in said["error"]
     assert "refused" not in said
+
+
+def test_a_night_refused_by_a_breaker_still_names_its_refused_bank_files(tmp_path: Path) -> None:
+    """A tenth audit: when the supplement was refused (a breaker tripped), the job's JSON result
+    said only that, and the bank files refused earlier that night were named in the log alone."""
+    import polars as pl
+    from cli_helpers import sample_rows
+
+    from allowance.testing import write_registry
+
+    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
+    inbox.mkdir()
+    Ledger.create(led, parse_month("2025-07")).close()
+    rows = sample_rows(40)
+    reg = write_registry(rows, tmp_path / "registry.parquet")
+    _job(quarterly.main, "--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01", "--ledger", led,
+         "--out", out, "--publish-as", "tester")
+    pl.DataFrame({"line_id": ["Q2025Q3-00000000-00000099"], "status": ["PAID"]}).write_csv(inbox / "bad.csv")
+    shrunk = write_registry(rows[: len(rows) // 2], tmp_path / "shrunk.parquet")
+    app = typer.Typer()
+    app.command()(nightly.main)
+    res = CliRunner().invoke(app, [str(a) for a in ["--registry", shrunk, "--returns", inbox, "--ledger", led,
+                                                    "--out", out, "--as-of", "2025-07-17"]])
+    said = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.exit_code == 2 and said["ok"] is False
+    assert "fewer than the previous run" in said["error"] or "would stop payments" in said["error"]
+    assert str(inbox / "bad.csv") in said["error"] and "refused tonight" in said["error"]
