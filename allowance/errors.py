@@ -37,3 +37,9 @@ class RefusedError(AllowanceError):
     """A safety check refused the run (quarantine share, mass stops, failed output checks)."""
 
     exit_code = EXIT_REFUSED
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (a library's can run to a page), or its type."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -335,8 +335,13 @@ class Ledger:
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
         self.path = path
         self.con = con
-        self.files = path.resolve().parent / (path.name + ".batches")
+        self.files = Ledger.store_of(path)
         self._refresh_views()
+
+    @staticmethod
+    def store_of(path: Path) -> Path:
+        """Where a ledger keeps its batches' files: `<ledger>.batches` beside it."""
+        return path.resolve().parent / (path.name + ".batches")
 
     # ---- opening -------------------------------------------------------------------------
     @staticmethod
@@ -828,7 +833,7 @@ class Ledger:
         """One transaction: PAY and RECOVERY entries for every line, batch marked published.
 
         `payees` is payee_rows of the batch's lines file (the publication has read it for the
-        bank files); `out`, the folder the bank files go to, is kept in the event (published_to)."""
+        bank files); `out`, the folder the bank files go to, is kept in the event (Ledger.published_elsewhere)."""
         self.run("begin")
         try:
             b = self.batch(batch_id)
@@ -1498,11 +1503,14 @@ class Ledger:
             problems.append(f"{n} payees row(s) whose since line is not a payment to them with those details")
         return problems
 
-    def published_to(self, batch_id: str) -> Path | None:
-        """The folder a batch's bank files were published to (None: not recorded; publications
-        before 2026-11-29's bb1e218 did not keep it)."""
+    def published_elsewhere(self, batch_id: str, out: Path) -> Path | None:
+        """The folder a published batch's bank files belong in, when it is not `out`: its files are
+        written only there (a second copy could reach the bank twice). None when they belong in
+        `out`: a draft; the folder recorded at publication is `out`; none was recorded (before
+        bb1e218); or the recorded one no longer exists (moved together with the ledger)."""
         row = self.one("select detail->>'out' from events where action = 'publish' and batch_id = ?", [batch_id])
-        return Path(row[0]) if row and row[0] else None
+        first = Path(row[0]) if row and row[0] else None
+        return first if first is not None and first != out.resolve() and first.exists() else None
 
     def ledger_state_seq(self) -> int:
         """The sequence number of the last event that changed the ledger (not drafts, upgrades or

@@ -26,7 +26,7 @@ from allowance.constants import (
     QUARANTINE_REASONS,
     REGISTRY_COLUMNS,
 )
-from allowance.errors import InputError, RefusedError
+from allowance.errors import InputError, RefusedError, first_line
 from allowance.months import SHANGHAI
 
 DEFAULT_MAX_QUARANTINE_SHARE = 0.005  # engine rule: refuse to pay a broken extract (SPEC §3)
@@ -113,8 +113,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
         else:
             raise InputError(f"{p}: unknown extract format {suffix or '(none)'}; expected .parquet or .csv")
     except (pl.exceptions.PolarsError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{p}: cannot read the extract ({first})") from None
+        raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
     missing = [c for c in REGISTRY_COLUMNS if c not in names]
     if missing:
         raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists {', '.join(REGISTRY_COLUMNS)}")
@@ -420,8 +419,7 @@ def load_and_validate(
         try:
             v = validate(lf, as_of, channels, keep=keep)
         except pl.exceptions.PolarsError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"{p}: cannot read the extract ({first})") from None
+            raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
         v.sha256 = digest.result()
     if v.rows_in == 0:
         raise RefusedError(f"{p}: the extract has no rows; refusing to run on an empty registry")

@@ -69,7 +69,7 @@ def refuse_the_ledgers_store(out: Path, ledger_path: Path) -> None:
     """An --out that is the ledger's own batch store (`<ledger>.batches`), or inside it, is refused:
     a publication's rename there replaced a batch's ledger files with its bank files, and the
     ledger no longer opened (found by an audit)."""
-    store = ledger_path.resolve().parent / (ledger_path.name + ".batches")
+    store = Ledger.store_of(ledger_path)
     here = out.resolve()
     if here == store or store in here.parents:
         raise InputError(f"{out}: is the ledger's own batch store ({store}); give another --out")
@@ -166,11 +166,10 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
             return []
         held = led.df("select batch_id, status, approved_by from batches where list_contains(?, batch_id) "
                       "order by batch_id", [staged()]).rows()
-        here = out.resolve()
         todo = []
         for batch_id, status, approved_by in held:
-            first = led.published_to(batch_id) if status == "published" else None
-            if status == "published" and (first in (None, here) or not first.exists()):
+            first = led.published_elsewhere(batch_id, out) if status == "published" else None
+            if status == "published" and first is None:
                 if not (out / batch_id).exists() or verify_batch(out / batch_id):
                     todo.append((batch_id, approved_by))
                 else:  # a copy staged again beside a batch already whole in place: nothing to finish
@@ -218,13 +217,10 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             # a staged copy left beside the batch (finish_publications would look at it each run)
             shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
-        first = led.published_to(batch_id) if b["status"] == "published" else None
-        # (a recorded folder that no longer exists was moved with the ledger, or lost: here it is)
-        if first is not None and first != out.resolve() and first.exists():
-            # A batch's files are written only where it was published, finished there if need be:
-            # a second copy elsewhere could reach the bank a second time (found by an audit:
-            # publishing again to another --out wrote one; and a copy staged in the first folder
-            # by an interrupted publication was then finished there too).
+        first = led.published_elsewhere(batch_id, out) if b["status"] == "published" else None
+        if first is not None:
+            # Found by audits: publishing again to another --out wrote a second copy; and a copy
+            # staged in the first folder by an interrupted publication was then finished there too.
             raise RefusedError(f"batch {batch_id} was published to {first}; its files are written only there "
                                f"(`allowance publish {batch_id} --out {first}` finishes them if need be); "
                                f"nothing written to {out}")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from allowance import log
+from allowance.cli.common import emit_json
 from allowance.constants import EXIT_FAILURE, EXIT_OK, EXIT_REFUSED
 from allowance.errors import AllowanceError
-from allowance.idcard import mask_ids_deep
 
 
 def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
@@ -31,15 +30,14 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
     if result.get("refused"):  # done, but some input was refused (named there): the scheduler must alert
         lg.error("job_refused_in_part", refused=result["refused"], exit_code=EXIT_REFUSED)
         _print({"job": name, "ok": False, **result})
-        sys.stdout.flush()
         return EXIT_REFUSED
     lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
     _print({"job": name, "ok": True, **result})
-    sys.stdout.flush()
     return EXIT_OK
 
 
 def _print(result: dict[str, Any]) -> None:
-    """The job's one JSON result on stdout, every ID in it masked value by value (an error can quote
-    a row of the extract, a result the reason someone typed)."""
-    print(json.dumps(mask_ids_deep(result), ensure_ascii=False, default=str))
+    """The job's one JSON result on stdout, as every command's: every ID in it masked value by
+    value (an error can quote a row of the extract, a result the reason someone typed)."""
+    emit_json(result)
+    sys.stdout.flush()

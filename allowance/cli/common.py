@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from allowance import rules as rules_mod
 from allowance.constants import EXIT_FAILURE
-from allowance.errors import AllowanceError
+from allowance.errors import AllowanceError, first_line
 from allowance.idcard import mask_ids_deep, mask_ids_in
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,20 +61,20 @@ def errors_as_messages(fn: F) -> F:
         except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
-        except OSError as e:  # the machine's, not a bug: a full disk, a read-only folder
-            where = f"{e.filename}: " if e.filename else ""
-            raise fail(f"{where}{e.strerror or type(e).__name__}; free the space or fix the folder, then run again "
-                       "(a rerun is safe)", EXIT_FAILURE) from None
-        except (duckdb.IOException, duckdb.TransactionException) as e:  # the same, met by the ledger (a commit
-            # that could not write its WAL is a TransactionException)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise fail(f"the ledger could not be written ({first}); free the space or fix the folder, then run "
-                       "again (a rerun is safe)", EXIT_FAILURE) from None
+        except (OSError, duckdb.IOException, duckdb.TransactionException) as e:
+            # The machine's, not a bug: a full disk, a read-only folder (met by the ledger, a commit
+            # that could not write its WAL is a TransactionException).
+            if isinstance(e, OSError):
+                what = f"{e.filename}: " if e.filename else ""
+                what += e.strerror or type(e).__name__
+            else:
+                what = f"the ledger could not be written ({first_line(e)})"
+            raise fail(f"{what}; free the space or fix the folder, then run again (a rerun is safe)",
+                       EXIT_FAILURE) from None
         except Exception as e:  # a bug, not a user mistake: still one line, trace on demand
             if os.environ.get("ALLOWANCE_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise fail(f"internal error: {type(e).__name__}: {first} (set ALLOWANCE_DEBUG=1 for details)",
+            raise fail(f"internal error: {type(e).__name__}: {first_line(e)} (set ALLOWANCE_DEBUG=1 for details)",
                        EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]
