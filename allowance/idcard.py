@@ -42,21 +42,38 @@ def mask(person_id: str | None) -> str:
     return person_id[:6] + "*" * (len(person_id) - 10) + person_id[-4:]
 
 
-# A resident ID as a token of free text: 18 characters (17 digits and a digit or X) or a legacy
-# 15-digit number, not inside a longer run of letters and digits (a hash, a line id).
-_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9A-Za-z])")
+# A resident ID in free text: 18 characters (17 digits and a digit or X) or a legacy 15-digit
+# number, as a whole run of digits, ASCII or full-width (typed with a Chinese input method). Letters
+# may touch it: staff type "ID3101…" or "op3101…" (an audit found such IDs printed whole when the
+# pattern asked for a boundary at letters too). A longer run of digits (a card number) is no ID.
+_DIGITS = "0-9\uff10-\uff19"
+_ID_IN_TEXT = re.compile(
+    rf"(?<![{_DIGITS}])(?:[{_DIGITS}]{{17}}[{_DIGITS}Xx\uff38\uff58]|[{_DIGITS}]{{15}})(?![{_DIGITS}])")
+# The word a match is in: a hash written in hex (a file's SHA-256: 64 characters; 32 or 40 for
+# others) may hold 18 digits in a row, and is left as it is.
+_WORD = re.compile(r"[0-9A-Za-z\uff10-\uff19\uff38\uff58]*")
+_HASH = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32}")
 
 
 def mask_ids_in(text: str) -> str:
     """Every resident ID in a message masked (`mask`): for text the engine did not write itself,
-    such as a reader's error quoting a row of the extract."""
-    return _ID_IN_TEXT.sub(lambda m: mask(m.group(0)), text)
+    such as a reader's error quoting a row of the extract, or a reason staff typed."""
+    def masked(m: re.Match[str]) -> str:
+        start = m.start()
+        while start and _WORD.fullmatch(text[start - 1]):
+            start -= 1
+        word = _WORD.match(text, start)
+        if word and _HASH.fullmatch(word.group(0)):
+            return m.group(0)
+        return mask(m.group(0))
+
+    return _ID_IN_TEXT.sub(masked, text)
 
 
 def mask_ids_deep(value: Any) -> Any:
     """`value` (JSON-like: dicts, lists, texts, numbers) with every text's IDs masked, before it is
-    serialised: a JSON or repr text writes a newline as `\\n`, and an ID right after that `n` no
-    longer stands alone for `mask_ids_in` to find."""
+    serialised: each text is searched as it is, not as a JSON or repr text escapes it (a
+    newline before an ID written as `\\n`, a full-width digit as `\\uff13`)."""
     if isinstance(value, str | PurePath):  # a path can name a file after a person's ID
         return mask_ids_in(str(value))
     if isinstance(value, dict):

@@ -13,6 +13,23 @@ def test_ids_in_free_text_are_masked_and_nothing_else() -> None:
         "batch S20250111-1a2b3c4d line S20250111-1a2b3c4d-00000001 sha 0123456789012345678abc")
 
 
+def test_ids_touching_letters_or_typed_full_width_are_masked_and_hashes_are_not() -> None:
+    """An audit found IDs printed whole in reasons staff typed: `ID3101…`, `op3101…` (the pattern
+    asked for a boundary at letters) and full-width digits. A hex SHA-256 holding 18 digits in a
+    row is a hash, and a 19-digit card number no ID."""
+    from allowance.idcard import mask_ids_in
+
+    pid = "310101195001011017"
+    assert mask_ids_in(f"ID{pid} same household; by op{pid}; x{pid}y") == (
+        "ID310101********1017 same household; by op310101********1017; x310101********1017y")
+    assert mask_ids_in("同户 ３１０１０１１９５００１０１１０１７ 已核 ３１０１０１１９５００１０１１０１Ｘ") == (
+        "同户 ３１０１０１********１０１７ 已核 ３１０１０１********１０１Ｘ")
+    sha = "ef900aed" + pid + "16f8a8059a95dbc70d94631be30992fba59385"
+    assert len(sha) == 64 and mask_ids_in(f"extract {sha}") == f"extract {sha}"
+    assert mask_ids_in(f"card 6{pid}") == f"card 6{pid}"
+    assert pid not in mask_ids_in(f"z{pid}{'b' * 45}")  # 64 characters, but no hash: not all hex
+
+
 def test_a_result_is_masked_value_by_value_before_it_is_serialised() -> None:
     """After json.dumps a newline before an ID is `\\n`, and the ID no longer stands alone: values
     are masked first, nested ones and paths too; numbers and other values stay as they are."""
@@ -22,10 +39,12 @@ def test_a_result_is_masked_value_by_value_before_it_is_serialised() -> None:
     from allowance.idcard import mask_ids_deep, mask_ids_in
 
     pid = "11010119500101001X"
-    value = {"reason": f"moved\n{pid}", "forced": {"tripped": [f"\t{pid}"]}, "file": Path(f"/in/{pid}.csv"),
+    wide = "３１０１０１１９５００１０１１０１７"  # typed with a Chinese input method
+    value = {"reason": f"moved\n{pid}", "forced": {"tripped": [f"\t{pid}", wide]}, "file": Path(f"/in/{pid}.csv"),
              "lines": 3, "ok": True, "none": None}
-    assert pid in mask_ids_in(json.dumps(value, default=str))  # why: masking the JSON text misses them
+    assert json.dumps(wide)[1:-1] in mask_ids_in(json.dumps(value, default=str))  # why: JSON writes \uff13…
     masked = mask_ids_deep(value)
     assert pid not in json.dumps(masked, default=str)
     assert masked["reason"] == "moved\n110101********001X" and masked["file"] == "/in/110101********001X.csv"
+    assert masked["forced"]["tripped"][1] == "３１０１０１********１０１７"
     assert (masked["lines"], masked["ok"], masked["none"]) == (3, True, None)
