@@ -102,6 +102,16 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
             # CSV scan would parse the file again from its start.
             # Strict UTF-8: a GBK or GB18030 export read leniently turns every Chinese name into
             # replacement characters, clean rows, and bank files with names no bank can match.
+            with p.open("rb") as f:
+                head = f.read(4096)
+            if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:200:2].count(0) + head[1:200:2].count(0) > 40:
+                # Excel's "Unicode text" (every other byte of a Latin text is 0): read as UTF-8 it
+                # showed as a file missing every column (an audit)
+                raise InputError(f"{p}: UTF-16 text, not UTF-8; save it as CSV UTF-8, or convert it, for example "
+                                 "`iconv -f UTF-16 -t UTF-8`")
+            if b"\x00" in head:
+                raise InputError(f"{p}: not a text file (it holds NUL bytes); --registry takes a .parquet or a "
+                                 "UTF-8 .csv extract")
             try:
                 lf = pl.read_csv(p, infer_schema=False, encoding="utf8").lazy()
             except pl.exceptions.ComputeError as e:
@@ -110,6 +120,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
                 raise InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
                                  f"for example `iconv -f GB18030 -t UTF-8`") from None
             names = lf.collect_schema().names()
+            _refuse_short_rows(p, len(names))
         else:
             raise InputError(f"{p}: unknown extract format {suffix or '(none)'}; expected .parquet or .csv")
     except (pl.exceptions.PolarsError, OSError) as e:
@@ -118,6 +129,40 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
     if missing:
         raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists {', '.join(REGISTRY_COLUMNS)}")
     return lf.select(REGISTRY_COLUMNS)
+
+
+def _refuse_short_rows(p: Path, columns: int) -> None:
+    """A CSV row with fewer fields than its header is refused, with the file: polars reads the
+    fields it lacks as empty, and an audit had such a row (cut before its death date, the columns
+    in another order) paid as if the person were alive. A row with more fields is refused by the
+    reader itself. pyarrow's reader counts each row's fields (quoted newlines and all); only the
+    first column is converted, and nothing is kept. Blank lines are left to validation."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    short: list[Any] = []
+
+    def seen(row: Any) -> str:
+        short.append(row)
+        return "skip"
+
+    names = [f"c{i}" for i in range(columns)]
+    try:
+        reader = pacsv.open_csv(
+            p, read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=seen),
+            convert_options=pacsv.ConvertOptions(include_columns=names[:1], column_types={names[0]: pa.string()},
+                                                 check_utf8=False))
+        for _ in reader:
+            pass
+    except pa.ArrowInvalid as e:  # the reader's own objection: the row text it quotes is masked on output
+        raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
+    if short:
+        first = short[0]
+        raise InputError(
+            f"{p}: {len(short)} row(s) have fewer fields than the header's {columns} (the first has "
+            f"{first.actual_columns}: {idcard.mask_ids_in(first.text[:80])!r}); a truncated or malformed export: "
+            "fix it and run again")
 
 
 def _as_text(schema: pl.Schema, col: str) -> pl.Expr:
@@ -153,7 +198,10 @@ def _as_date(schema: pl.Schema, col: str) -> pl.Expr:
         return pl.col(col)
     if isinstance(dtype, pl.Datetime):
         return _local_date(pl.col(col), dtype)
-    return _as_text(schema, col).str.to_date("%Y-%m-%d", strict=False)
+    text = _as_text(schema, col)
+    # A four-digit year: "25-06-20" parsed as the year 25, and was quarantined for the wrong
+    # reason (DEATH_BEFORE_BIRTH, HUKOU_DATES) instead of BAD_DATE (an audit).
+    return pl.when(text.str.contains(r"^\d{4}-")).then(text.str.to_date("%Y-%m-%d", strict=False))
 
 
 def _changed(s: pl.Series, idx: pl.Series, fix: Callable[[pl.Series], pl.Series]) -> tuple[pl.Series, pl.Series]:

@@ -128,6 +128,46 @@ def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path
     assert ok_json(cli(*quarterly(with_bom, led, "--json")))["registry"]["clean"] == 5
 
 
+def test_a_csv_row_with_fewer_fields_than_its_header_refuses_the_file(isolated: Path, led: Path) -> None:
+    """An audit: a row cut short was read with its missing fields empty, and with the columns in
+    another order (allowed: they are found by name) a row cut before its death date was paid as
+    if the person were alive. The file is refused in one line, naming the row with its ID masked."""
+    rows = sample_rows(3)
+    frame = registry_frame(rows)
+    cols = [c for c in frame.columns if c != "death_date"] + ["death_date"]
+    lines = frame.select(cols).write_csv().splitlines()
+    lines[2] = ",".join(lines[2].split(",")[:6])  # the second person, cut after six fields
+    f = isolated / "short.csv"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    line = user_error(cli(*quarterly(f, led)), str(f), "1 row(s) have fewer fields than the header's 9",
+                      "the first has 6")
+    assert rows[1]["person_id"] not in line and rows[1]["person_id"][:6] in line
+    whole = isolated / "whole.csv"
+    whole.write_text("\n".join(frame.select(cols).write_csv().splitlines()) + "\n", encoding="utf-8")
+    assert ok_json(cli(*quarterly(whole, led, "--json")))["registry"]["clean"] == 3
+
+
+def test_a_utf16_csv_is_named_as_such(isolated: Path, led: Path) -> None:
+    """Excel's "Unicode text" export is UTF-16: it was refused as a file missing every column."""
+    text = registry_frame(sample_rows(2)).write_csv()
+    for name, data in (("bom.csv", text.encode("utf-16")), ("plain.csv", text.encode("utf-16-le"))):
+        f = isolated / name
+        f.write_bytes(data)
+        user_error(cli(*quarterly(f, led)), str(f), "UTF-16 text", "iconv -f UTF-16")
+
+
+def test_a_two_digit_year_is_a_bad_date(isolated: Path, led: Path) -> None:
+    """"25-06-20" was read as the year 25 and quarantined as DEATH_BEFORE_BIRTH, sending staff to
+    the wrong fact (an audit); it is BAD_DATE, as any text that is not a YYYY-MM-DD date."""
+    frame = registry_frame(sample_rows(3)).with_columns(pl.col("death_date").cast(pl.String))
+    frame = frame.with_columns(death_date=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("25-06-20"))
+                               .otherwise(pl.col("death_date")))
+    f = isolated / "yy.csv"
+    frame.write_csv(f)
+    res = ok_json(cli(*quarterly(f, led, "--max-quarantine-share", "1", "--json")))
+    assert res["registry"]["quarantine_by_reason"] == {"BAD_DATE": 1}
+
+
 @pytest.mark.parametrize("name", ["registry.json", "registry.xlsx", "registry"])
 def test_unknown_file_suffix(isolated: Path, led: Path, name: str) -> None:
     f = isolated / name
