@@ -104,9 +104,10 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
             # replacement characters, clean rows, and bank files with names no bank can match.
             with p.open("rb") as f:
                 head = f.read(4096)
-            if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:200:2].count(0) + head[1:200:2].count(0) > 40:
-                # Excel's "Unicode text" (every other byte of a Latin text is 0): read as UTF-8 it
-                # showed as a file missing every column (an audit)
+            even, odd = head[:200:2].count(0), head[1:200:2].count(0)
+            if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (max(even, odd) > 40 and min(even, odd) < 5):
+                # Excel's "Unicode text" (without its byte-order mark, every other byte of a Latin
+                # text is 0): read as UTF-8 it showed as a file missing every column (an audit)
                 raise InputError(f"{p}: UTF-16 text, not UTF-8; save it as CSV UTF-8, or convert it, for example "
                                  "`iconv -f UTF-16 -t UTF-8`")
             if b"\x00" in head:
@@ -140,10 +141,10 @@ def _refuse_short_rows(p: Path, columns: int) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    short: list[Any] = []
+    ragged: list[Any] = []
 
     def seen(row: Any) -> str:
-        short.append(row)
+        ragged.append(row)
         return "skip"
 
     names = [f"c{i}" for i in range(columns)]
@@ -157,12 +158,13 @@ def _refuse_short_rows(p: Path, columns: int) -> None:
             pass
     except pa.ArrowInvalid as e:  # the reader's own objection: the row text it quotes is masked on output
         raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
-    if short:
-        first = short[0]
+    if ragged:
+        first = ragged[0]
+        fewer = "fewer" if first.actual_columns < columns else "more"
         raise InputError(
-            f"{p}: {len(short)} row(s) have fewer fields than the header's {columns} (the first has "
-            f"{first.actual_columns}: {idcard.mask_ids_in(first.text[:80])!r}); a truncated or malformed export: "
-            "fix it and run again")
+            f"{p}: {len(ragged)} row(s) have {fewer} fields than the header's {columns} (the first has "
+            f"{first.actual_columns}: {idcard.mask_ids_in(first.text or '')[:80]!r}); a truncated or malformed "
+            "export: fix it and run again")
 
 
 def _as_text(schema: pl.Schema, col: str) -> pl.Expr:
