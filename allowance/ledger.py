@@ -1111,6 +1111,11 @@ class Ledger:
                            "(to_mi - from_mi + 1)), 0) from batch_cancels where batch_id = ?", [batch_id])
         summary["recoveries_cancelled"] = {"lines": int(cancels[0]), "people": int(cancels[1]),  # type: ignore[index]
                                            "fen": int(cancels[2])}  # type: ignore[index]
+        # The change report and `changes` are the extract's changes as drafted; the people taken
+        # out by review since are counted here, so a reader sees why the payments are fewer.
+        summary["taken_out_by_review"] = {a.lower(): int(n) for a, n in self.run(
+            "select action, count(distinct person_id) from decisions where batch_id = ? "
+            "and action in ('HOLD', 'REJECT') group by 1 order by 1", [batch_id])}
         self.run(
             "update batches set lines=?, amount_fen=?, recovery_fen=?, summary=? where batch_id=?",
             [pay[0], pay[1], rec[1], json.dumps(summary, ensure_ascii=False), batch_id],  # type: ignore[index]

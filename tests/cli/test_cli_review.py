@@ -7,6 +7,7 @@ masked in what is printed; a bad option or file is one line and exit 2.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,14 @@ def test_a_list_is_its_people_one_by_one(isolated: Path) -> None:
     assert one[:4] == many[:4]
     assert not set(people) & (many[0] | many[1])  # nobody held keeps a line or a no-card entry
     assert sorted(one[4]) == sorted(many[4]) == sorted((p, "HOLD", "checking") for p in people)
+    # The change report and `changes` stay the extract's as drafted; the summary says who review took out.
+    with Ledger.use(list_led, read_only=True) as lg:
+        summary = json.loads(lg.batch(list_bid)["summary"])
+    assert summary["taken_out_by_review"] == {"hold": 4}
+    ok(cli("review", "reject", list_bid, "--person", paid[1], "--reason", "not entitled", "--by", "区民政",
+           "--ledger", list_led))
+    with Ledger.use(list_led, read_only=True) as lg:
+        assert json.loads(lg.batch(list_bid)["summary"])["taken_out_by_review"] == {"hold": 4, "reject": 1}
 
 
 def test_a_list_naming_someone_not_in_the_draft_changes_nothing(isolated: Path) -> None:
