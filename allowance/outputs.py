@@ -139,9 +139,19 @@ def stage_batch(
     bid = batch["batch_id"]
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f".{bid}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir()
+    if partial.is_dir():
+        # Emptied, never removed: once a publication has committed, its staged folder is what says
+        # its files are still owed (runs.finish_publications). Removed and made again, a kill in
+        # between left the ledger holding a batch as paid and no trace that its files were never
+        # delivered (an audit). The manifest goes first: the folder is no batch while it is redone.
+        (partial / "manifest.json").unlink(missing_ok=True)
+        for child in sorted(partial.iterdir()):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    else:
+        partial.mkdir()
     # Its name on disk before the ledger's commit: after the commit, a staged folder left behind
     # is what says a publication's files are still owed (runs.finish_publications).
     durable.sync(out)

@@ -196,6 +196,49 @@ def test_a_publication_interrupted_after_the_commit_is_finished_by_the_next_run(
     assert "publications_finished" not in again
 
 
+def test_a_kill_while_a_publication_is_being_finished_leaves_its_staged_folder(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenth audit: finishing a publication staged its files again by removing the staged folder
+    and making it anew; a kill in between left the ledger holding the batch as paid with no trace
+    that its files were never delivered. The folder is now emptied, never removed: killed right
+    after any removal, it is still there, and the next run finishes the publication."""
+    import shutil
+
+    import allowance.durable
+    import allowance.outputs
+    import allowance.runs
+
+    led, reg, bid = drafted
+    out = isolated / "out"
+
+    def killed(*_: object) -> None:
+        raise OSError("killed")
+
+    with monkeypatch.context() as m:  # committed, never renamed: the files are owed
+        m.setattr(allowance.durable, "sync_tree", killed)
+        assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code != 0
+    staged = out / f".{bid}.partial"
+    assert staged.is_dir() and not (out / bid).exists()
+    removed: list[Path] = []
+    rmtree = shutil.rmtree
+
+    def removal_then_kill(path: Path, *args: object, **kwargs: object) -> None:
+        rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+        removed.append(Path(path))
+        raise KeyboardInterrupt  # the process dies right after the removal
+
+    with monkeypatch.context() as m:
+        m.setattr(allowance.outputs.shutil, "rmtree", removal_then_kill)
+        with pytest.raises(KeyboardInterrupt):
+            allowance.runs.finish_publications(led, out)
+    assert removed and staged.is_dir()  # something was removed; the folder that says "owed" was not
+    res = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out,
+                      "--json"))
+    assert res["publications_finished"] == [bid]
+    assert verify_batch(out / bid) == [] and not staged.exists()
+
+
 def test_what_a_publication_killed_before_its_commit_staged_is_left_and_said_not_removed(
     isolated: Path, drafted: tuple[Path, Path, str]
 ) -> None:
