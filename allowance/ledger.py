@@ -1479,7 +1479,20 @@ class Ledger:
                 "recovery register row(s) whose months are not their recovery line's pieces",
                 "recovery register row(s) whose amount is not their months less what was cancelled of them",
                 "recovery register row(s) whose state does not match what they still owe (cancelled when nothing)"]
-        return [f"{n} {w}" for n, w in zip(rows, what, strict=True) if n]
+        problems = [f"{n} {w}" for n, w in zip(rows, what, strict=True) if n]
+        # A state no command set: `recoveries confirm` and `write-off` record how many lines each
+        # changed (events recovery_recovered, recovery_written_off). Recovered is final; a written-off
+        # recovery can still be cancelled (entitled again), so those are at most what was written off.
+        # A recovery set to recovered by hand is no longer owed, and its months would be paid again.
+        for state in ("recovered", "written_off"):
+            held, done = self.one(
+                f"select (select count(*) from recoveries where state = '{state}'), "
+                "(select coalesce(sum(cast(json_extract(detail, '$.lines') as bigint)), 0) from events "
+                f"where action = 'recovery_{state}')")  # type: ignore[misc]
+            if held > done if state == "written_off" else held != done:
+                problems.append(f"{held} recovery register row(s) {state.replace('_', ' ')}, but commands set "
+                                f"{done}: a state changed by hand")
+        return problems
 
     def _check_payees(self, published: list[str], every: pl.DataFrame) -> list[str]:
         """`check`'s part for payees, against `every`: payee_rows of every published batch's lines,

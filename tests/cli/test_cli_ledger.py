@@ -133,6 +133,9 @@ def test_a_ledger_of_another_schema_is_refused(isolated: Path) -> None:
     ("update recovery_months set from_mi = from_mi + 1, to_mi = to_mi + 1",
      "months are not their recovery line's pieces"),
     ("delete from recoveries", "published recovery line(s) with no recovery register row"),
+    # no longer owed, with no `recoveries confirm` or `write-off` behind it (a state changed by hand)
+    ("update recoveries set state = 'recovered'", "1 recovery register row(s) recovered, but commands set 0"),
+    ("update recoveries set state = 'written_off'", "1 recovery register row(s) written off, but commands set 0"),
 ])
 def test_check_finds_a_recovery_register_changed_by_hand(isolated: Path, sql: str, fragment: str) -> None:
     """A fifth audit: the register was not checked, so a recovery set to recovered by hand let a
