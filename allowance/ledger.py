@@ -47,7 +47,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from allowance import durable, idcard
+from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError
@@ -1232,7 +1232,7 @@ class Ledger:
                 failed = fresh.filter(pl.col("status") == "FAILED").select("line_id")
                 reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                  "fen": pl.Int64})
-                cancelled = 0
+                cancelled, returned = 0, {"people": 0, "fen": 0}
                 if failed.height:
                     with self._registered(_failed=failed):
                         self.run(
@@ -1248,7 +1248,7 @@ class Ledger:
                             "from batch_pieces p join _failed f using (line_id)"
                         )
                     self.apply_to_holdings(reversed_)
-                    cancelled = self._cancel_recoveries_of_failed(failed, now)
+                    cancelled, returned = self._cancel_recoveries_of_failed(failed, now)
                 counts = {
                     "rows": returns.height,
                     "new": fresh.height,
@@ -1258,6 +1258,8 @@ class Ledger:
                     "reversed_fen": int(-(reversed_["fen"] * (reversed_["to_mi"] - reversed_["from_mi"] + 1)).sum())
                     if reversed_.height else 0,
                     "recoveries_cancelled": cancelled,
+                    # months a confirmed recovery got back, of payments that never arrived: to refund by hand
+                    "recovered_but_never_delivered": returned,
                 }
                 if fresh.height:
                     self._bump("bank_returns", None, None, {**counts, "file_sha256": file_sha256})
@@ -1267,16 +1269,18 @@ class Ledger:
                 self._rollback()
                 raise
 
-    def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> int:
+    def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, int]]:
         """A payment that failed at the bank never reached the person: months of it that were
         since recovered owe nothing back. Their net went below zero with the reversal; CANCEL
         entries bring it back to zero. Each month's is taken off the recoveries still owed for it
         (open or written off, oldest first), which owe that much less, and are cancelled once they
         owe nothing; only those months: a recovery's other months are still owed. Returns how many
-        recoveries were cancelled in part or whole."""
+        recoveries were cancelled in part or whole, and what of those months a recovery confirmed
+        as recovered had already got back (people, fen): money a family returned that the bank
+        never delivered, which no run pays back (the account just failed); the district refunds it."""
         neg = self.df("select person_key as _k, from_mi, to_mi, -fen as fen from holdings where fen < 0")
         if neg.height == 0:
-            return 0
+            return 0, {"people": 0, "fen": 0}
         month = ["_k", "month_idx"]
         need = explode_months(neg.lazy()).select(*month, need="fen")
         taken = taken_off_owed(explode_months(self.owed_recoveries().lazy()), need, "_k").select(
@@ -1285,6 +1289,15 @@ class Ledger:
         # in the name of the failed line.
         rest = (need.collect().join(taken.group_by(month).agg(pl.col("cancel").sum()), on=month, how="left")
                 .with_columns(cancel=pl.col("need") - pl.col("cancel").fill_null(0)).filter(pl.col("cancel") > 0))
+        got_back = self.df("select m.person_key as _k, m.from_mi, m.to_mi, m.fen from recovery_months m "
+                           "join recoveries r using (line_id) where r.state = 'recovered'")
+        refund = (rest.lazy().join(explode_months(got_back.lazy()).group_by(month).agg(pl.col("fen").sum()), on=month)
+                  .select("_k", fen=pl.min_horizontal("cancel", "fen")).collect())
+        returned = {"people": refund["_k"].n_unique(), "fen": int(refund["fen"].sum())}
+        if returned["fen"]:
+            log.get().warning("recovered_but_never_delivered", **returned,
+                              why="a recovery confirmed as recovered covered months of a payment the bank now "
+                                  "says failed: the family returned money it never got; the district refunds it")
         with self._registered(_failed=failed, _taken=taken, _rest=rest.select(*month, "cancel")):
             self.run(
                 """
@@ -1308,7 +1321,7 @@ class Ledger:
             self._owe_less("select line_id, sum(cancel) as fen from _taken group by line_id", [], now,
                            "bank return", "the payment recovered failed at the bank: ")
         self.apply_to_holdings(neg.rename({"_k": "person_key"}))
-        return taken["line_id"].n_unique()
+        return taken["line_id"].n_unique(), returned
 
     def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, int]:
         """open → recovered (confirmed by the district) or open → written_off (with a reason)."""

@@ -41,6 +41,10 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
         echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
                    f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed{cancelled}; "
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
+        if (back := counts["recovered_but_never_delivered"])["fen"]:
+            echo(f"{back['people']} people had {yuan(back['fen'])} yuan of those months recovered (confirmed) though "
+                 "the bank never delivered them: no run pays it back; the district refunds it "
+                 "(`allowance recoveries list --state recovered`)")
 
 
 @recoveries.command("confirm")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from cli_helpers import cli, ok, ok_json, user_error, write_sample
+from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
 
 from allowance.ledger import Ledger
 from allowance.money import yuan
+from allowance.testing import write_registry
 
 
 def _published(isolated: Path) -> tuple[Path, list[str]]:
@@ -45,3 +47,43 @@ def test_an_unknown_line_id_is_one_line_and_nothing_is_imported(isolated: Path) 
                "Q2025Q3-nosuch-00000001", "nothing imported")
     with Ledger.use(led, read_only=True) as lg:
         assert lg.run("select count(*) from bank_returns") == [(0,)]
+
+
+def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_refunded(isolated: Path) -> None:
+    """Audits (the tenth and twelfth): a death found late recovers two months of a quarter's line;
+    the district confirms the money came back; then the bank says that line never arrived. The
+    family returned money it never got. No run pays it back (the account just failed, and the
+    person is dead): the import says how much, for whom to refund, instead of nothing."""
+    led, out = isolated / "ledger.duckdb", isolated / "out"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    rows = sample_rows()
+    reg = write_registry(rows, isolated / "registry.parquet")
+    q3 = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                     "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", q3, "--approved-by", "t", "--ledger", led, "--out", out))
+    with Ledger.use(led, read_only=True) as lg:
+        line = lg.part(q3, "lines").sort("line_id").row(0, named=True)
+    assert (line["period_from"].month, line["months"]) == (7, 3)
+    dead = [{**r, "death_date": dt.date(2025, 7, 20)} if r["person_id"] == line["person_id"] else r for r in rows]
+    late = write_registry(dead, isolated / "late.parquet")
+    night = ok_json(cli("run", "supplement", "--registry", late, "--as-of", "2025-08-10", "--ledger", led,
+                        "--force", "--reason", "test", "--json"))
+    ok(cli("publish", night["batch_id"], "--approved-by", "t", "--ledger", led, "--out", out))
+    with Ledger.use(led, read_only=True) as lg:
+        (rec_line, owed), = lg.run("select line_id, amount_fen from recoveries")
+    monthly = line["amount_fen"] // 3
+    assert owed == 2 * monthly  # August and September
+    confirm = isolated / "back.csv"
+    pl.DataFrame({"line_id": [rec_line]}).write_csv(confirm)
+    ok(cli("recoveries", "confirm", confirm, "--by", "district", "--ledger", led))
+    returns = isolated / "returns.csv"
+    pl.DataFrame({"line_id": [line["line_id"]], "status": ["FAILED"], "reason": ["account closed"],
+                  "settled_at": ["2025-08-20"]}).write_csv(returns)
+    res = cli("bank-returns", "import", returns, "--ledger", led)
+    assert res.exit_code == 0, res.stderr
+    assert f"1 people had {yuan(2 * monthly)} yuan of those months recovered (confirmed)" in res.stdout, res.stdout
+    assert line["person_id"] not in res.stdout + res.stderr
+    with Ledger.use(led, read_only=True) as lg:
+        (detail,) = lg.run("select detail from events where action = 'bank_returns'")[0]
+    assert '"recovered_but_never_delivered": {"people": 1, "fen": ' + str(2 * monthly) + "}" in detail
+    assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
