@@ -1498,13 +1498,13 @@ class Ledger:
         # recovery can still be cancelled (entitled again), so those are at most what was written off.
         # A recovery set to recovered by hand is no longer owed, and its months would be paid again.
         for state in ("recovered", "written_off"):
-            held, done = self.one(
+            rows_now, set_by_commands = self.one(
                 f"select (select count(*) from recoveries where state = '{state}'), "
                 "(select coalesce(sum(cast(json_extract(detail, '$.lines') as bigint)), 0) from events "
                 f"where action = 'recovery_{state}')")  # type: ignore[misc]
-            if held > done if state == "written_off" else held != done:
-                problems.append(f"{held} recovery register row(s) {state.replace('_', ' ')}, but commands set "
-                                f"{done}: a state changed by hand")
+            if (rows_now > set_by_commands) if state == "written_off" else (rows_now != set_by_commands):
+                problems.append(f"{rows_now} recovery register row(s) {state.replace('_', ' ')}, but commands set "
+                                f"{set_by_commands}: a state changed by hand")
         return problems
 
     def _check_payees(self, published: list[str], every: pl.DataFrame) -> list[str]:
