@@ -1232,7 +1232,7 @@ class Ledger:
                 failed = fresh.filter(pl.col("status") == "FAILED").select("line_id")
                 reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                  "fen": pl.Int64})
-                cancelled, returned = 0, {"people": 0, "fen": 0}
+                cancelled, returned = 0, {"people": 0, "fen": 0, "recovery_lines": []}
                 if failed.height:
                     with self._registered(_failed=failed):
                         self.run(
@@ -1269,18 +1269,19 @@ class Ledger:
                 self._rollback()
                 raise
 
-    def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, int]]:
+    def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
         """A payment that failed at the bank never reached the person: months of it that were
         since recovered owe nothing back. Their net went below zero with the reversal; CANCEL
         entries bring it back to zero. Each month's is taken off the recoveries still owed for it
         (open or written off, oldest first), which owe that much less, and are cancelled once they
         owe nothing; only those months: a recovery's other months are still owed. Returns how many
         recoveries were cancelled in part or whole, and what of those months a recovery confirmed
-        as recovered had already got back (people, fen): money a family returned that the bank
-        never delivered, which no run pays back (the account just failed); the district refunds it."""
+        as recovered had already got back (people, fen, those recoveries' line ids): money a family
+        returned that the bank never delivered, which no run pays back (the account just failed);
+        the district refunds it."""
         neg = self.df("select person_key as _k, from_mi, to_mi, -fen as fen from holdings where fen < 0")
         if neg.height == 0:
-            return 0, {"people": 0, "fen": 0}
+            return 0, {"people": 0, "fen": 0, "recovery_lines": []}
         month = ["_k", "month_idx"]
         need = explode_months(neg.lazy()).select(*month, need="fen")
         taken = taken_off_owed(explode_months(self.owed_recoveries().lazy()), need, "_k").select(
@@ -1289,11 +1290,14 @@ class Ledger:
         # in the name of the failed line.
         rest = (need.collect().join(taken.group_by(month).agg(pl.col("cancel").sum()), on=month, how="left")
                 .with_columns(cancel=pl.col("need") - pl.col("cancel").fill_null(0)).filter(pl.col("cancel") > 0))
-        got_back = self.df("select m.person_key as _k, m.from_mi, m.to_mi, m.fen from recovery_months m "
+        got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen from recovery_months m "
                            "join recoveries r using (line_id) where r.state = 'recovered'")
-        refund = (rest.lazy().join(explode_months(got_back.lazy()).group_by(month).agg(pl.col("fen").sum()), on=month)
-                  .select("_k", fen=pl.min_horizontal("cancel", "fen")).collect())
-        returned = {"people": refund["_k"].n_unique(), "fen": int(refund["fen"].sum())}
+        by_month = explode_months(got_back.lazy()).group_by(month).agg(pl.col("fen").sum(), pl.col("line_id"))
+        refund = (rest.lazy().join(by_month, on=month)
+                  .select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
+        # which recoveries to refund (line ids: staff find them in `recoveries list`; no resident ID)
+        returned = {"people": refund["_k"].n_unique(), "fen": int(refund["fen"].sum()),
+                    "recovery_lines": sorted(set(refund["line_id"].explode().to_list()))}
         if returned["fen"]:
             log.get().warning("recovered_but_never_delivered", **returned,
                               why="a recovery confirmed as recovered covered months of a payment the bank now "

@@ -43,8 +43,8 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
         if (back := counts["recovered_but_never_delivered"])["fen"]:
             echo(f"{back['people']} people had {yuan(back['fen'])} yuan of those months recovered (confirmed) though "
-                 "the bank never delivered them: no run pays it back; the district refunds it "
-                 "(`allowance recoveries list --state recovered`)")
+                 "the bank never delivered them: no run pays it back; the district refunds it (recovery line(s) "
+                 f"{', '.join(back['recovery_lines'])} in `allowance recoveries list --state recovered`)")
 
 
 @recoveries.command("confirm")

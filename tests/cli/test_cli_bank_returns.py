@@ -85,5 +85,7 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
     assert line["person_id"] not in res.stdout + res.stderr
     with Ledger.use(led, read_only=True) as lg:
         (detail,) = lg.run("select detail from events where action = 'bank_returns'")[0]
-    assert '"recovered_but_never_delivered": {"people": 1, "fen": ' + str(2 * monthly) + "}" in detail
+    assert f"recovery line(s) {rec_line} in `allowance recoveries list --state recovered`" in res.stdout
+    assert (f'"recovered_but_never_delivered": {{"people": 1, "fen": {2 * monthly}, "recovery_lines": ["{rec_line}"]}}'
+            in detail), detail
     assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
