@@ -31,6 +31,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from allowance import log
+from allowance.errors import first_line
 from allowance.idcard import CHECK_CHARS, WEIGHTS
 
 _WEIGHTS = np.array(WEIGHTS, dtype=np.int64)
@@ -49,7 +50,7 @@ def _jit(fn: Callable[..., Any]) -> Any:
     try:
         return numba.njit(cache=True, nogil=True)(fn)
     except RuntimeError as e:
-        log.get().warning("kernel_cache_unwritable", kernel=fn.__name__, error=str(e).splitlines()[0])
+        log.get().warning("kernel_cache_unwritable", kernel=fn.__name__, error=first_line(e))
         return numba.njit(nogil=True)(fn)
 
 

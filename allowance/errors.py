@@ -43,3 +43,8 @@ def first_line(e: BaseException) -> str:
     """The first line of an exception's message (a library's can run to a page), or its type."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def os_reason(e: OSError) -> str:
+    """What the system said of a failed file operation ("No space left on device"), or its type."""
+    return e.strerror or type(e).__name__

@@ -50,7 +50,7 @@ import polars as pl
 from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
-from allowance.errors import AllowanceError, LedgerBusy, LedgerError
+from allowance.errors import AllowanceError, LedgerBusy, LedgerError, first_line, os_reason
 from allowance.months import fmt
 from allowance.segments import explode_months, net_segments
 
@@ -231,10 +231,10 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
             if "lock" not in str(e).lower() or time.monotonic() > deadline:
                 if "lock" in str(e).lower():
                     raise LedgerBusy(f"{path}: ledger is busy (another run holds it); try again later") from None
-                raise LedgerError(f"{path}: cannot open the ledger ({str(e).splitlines()[0]})") from None
+                raise LedgerError(f"{path}: cannot open the ledger ({first_line(e)})") from None
             time.sleep(0.2)
         except duckdb.Error as e:
-            raise LedgerError(f"{path}: not a ledger file ({str(e).splitlines()[0]})") from None
+            raise LedgerError(f"{path}: not a ledger file ({first_line(e)})") from None
 
 
 PAID_WITH = ("name", "district_code", "channel", "card_no")  # what payees.paid_with hashes, in this order
@@ -619,7 +619,7 @@ class Ledger:
                                    strict=True))
         except OSError as e:  # a full disk, a read-only folder: exit 1 as any OS error, said where
             raise AllowanceError(f"{self.files}: cannot store batch {batch_id}'s files "
-                                 f"({e.strerror or type(e).__name__}); nothing was saved: free the space or fix "
+                                 f"({os_reason(e)}); nothing was saved: free the space or fix "
                                  "the folder, then run again") from None
         self.run("delete from batch_files where batch_id = ?", [batch_id])
         for part, (name, sha, rows) in written.items():

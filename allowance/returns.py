@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from allowance.errors import InputError
+from allowance.errors import InputError, first_line
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
 
@@ -22,7 +22,7 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
         else:
             raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
     except (pl.exceptions.PolarsError, OSError) as e:
-        raise InputError(f"{path}: cannot read the {what} ({str(e).splitlines()[0] if str(e) else e})") from None
+        raise InputError(f"{path}: cannot read the {what} ({first_line(e)})") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")

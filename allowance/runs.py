@@ -17,7 +17,7 @@ from typing import Any
 from allowance import durable, log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
 from allowance.constants import DISTRICTS
-from allowance.errors import InputError, LedgerError, RefusedError, UserError
+from allowance.errors import InputError, LedgerError, RefusedError, UserError, os_reason
 from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, payee_rows
 from allowance.months import fmt
 from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
@@ -135,7 +135,7 @@ def draft_run(
                 report = write_change_report(out, b["batch_id"], draft.changes,
                                              {"as_of": str(as_of), "registry_sha256": validated.sha256})
             except OSError as e:  # a folder the run may not write: the user's to fix, and the draft is saved
-                raise InputError(f"{out}: cannot write the change report ({e.strerror or type(e).__name__}); "
+                raise InputError(f"{out}: cannot write the change report ({os_reason(e)}); "
                                  f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
@@ -265,7 +265,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 locked.enter_context(durable.folder_lock(out, LOCK_WAIT_SECONDS))
                 partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
             except OSError as e:  # a folder the job may not write: the user's to fix
-                raise InputError(f"{out}: cannot write the batch files ({e.strerror or type(e).__name__}); " + (
+                raise InputError(f"{out}: cannot write the batch files ({os_reason(e)}); " + (
                     f"the ledger holds {batch_id} as published: fix the folder and run again to finish it"
                     if b["status"] == "published" else "nothing was published")) from None
             published = b["status"] == "published"
@@ -292,7 +292,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 finalize_batch(partial, folder)
             except OSError as e:
                 raise InputError(
-                    f"{out}: cannot move the batch files into place ({e.strerror or type(e).__name__}); the ledger "
+                    f"{out}: cannot move the batch files into place ({os_reason(e)}); the ledger "
                     f"holds {batch_id} as published: fix the folder and run `allowance publish {batch_id}` (or the "
                     "next run) to finish it") from None
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))

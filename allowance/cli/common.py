@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from allowance import rules as rules_mod
 from allowance.constants import EXIT_FAILURE
-from allowance.errors import AllowanceError, first_line
+from allowance.errors import AllowanceError, first_line, os_reason
 from allowance.idcard import mask_ids_deep, mask_ids_in
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,7 +66,7 @@ def errors_as_messages(fn: F) -> F:
             # that could not write its WAL is a TransactionException).
             if isinstance(e, OSError):
                 what = f"{e.filename}: " if e.filename else ""
-                what += e.strerror or type(e).__name__
+                what += os_reason(e)
             else:
                 what = f"the ledger could not be written ({first_line(e)})"
             raise fail(f"{what}; free the space or fix the folder, then run again (a rerun is safe)",

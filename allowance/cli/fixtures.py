@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from allowance.cli.common import echo, errors_as_messages
-from allowance.errors import InputError, UserError
+from allowance.errors import InputError, UserError, os_reason
 from allowance.months import parse_date, today_shanghai
 
 app = typer.Typer(help="Generated registries.", no_args_is_help=True)
@@ -34,5 +34,5 @@ def registry(
         df = generate_registry(people, seed, day, bad_share=bad_share)
         write_registry(df, out)
     except OSError as e:
-        raise InputError(f"{out}: cannot write the registry ({e.strerror or type(e).__name__})") from None
+        raise InputError(f"{out}: cannot write the registry ({os_reason(e)})") from None
     echo(f"wrote {df.height:,} rows to {out} (seed {seed}, as of {day})")
