@@ -270,6 +270,13 @@ def _who(some: list[str], of: list[str], verb: bool = True) -> str:
             + (" are" if verb else ""))
 
 
+def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = None) -> dict[str, Any]:
+    """A bank return's `recovered_but_never_delivered`: how many people, how much, and which
+    recoveries (their line ids: staff find them in `recoveries list`; no resident ID is named)."""
+    lines = [] if recovery_lines is None else recovery_lines.unique().sort().to_list()
+    return {"people": people, "fen": fen, "recovery_lines": lines}
+
+
 def taken_off_owed(owed: pl.LazyFrame, need: pl.LazyFrame, key: str) -> pl.DataFrame:
     """Each month's `need` (key, month_idx, need) taken off what the recoveries still owe for that
     month (`owed`: key, month_idx, line_id, fen, month by month), oldest recovery first: the
@@ -1232,7 +1239,7 @@ class Ledger:
                 failed = fresh.filter(pl.col("status") == "FAILED").select("line_id")
                 reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                  "fen": pl.Int64})
-                cancelled, returned = 0, {"people": 0, "fen": 0, "recovery_lines": []}
+                cancelled, returned = 0, _refunds()
                 if failed.height:
                     with self._registered(_failed=failed):
                         self.run(
@@ -1281,7 +1288,7 @@ class Ledger:
         the district refunds it."""
         neg = self.df("select person_key as _k, from_mi, to_mi, -fen as fen from holdings where fen < 0")
         if neg.height == 0:
-            return 0, {"people": 0, "fen": 0, "recovery_lines": []}
+            return 0, _refunds()
         month = ["_k", "month_idx"]
         need = explode_months(neg.lazy()).select(*month, need="fen")
         taken = taken_off_owed(explode_months(self.owed_recoveries().lazy()), need, "_k").select(
@@ -1295,9 +1302,7 @@ class Ledger:
         by_month = explode_months(got_back.lazy()).group_by(month).agg(pl.col("fen").sum(), pl.col("line_id"))
         refund = (rest.lazy().join(by_month, on=month)
                   .select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
-        # which recoveries to refund (line ids: staff find them in `recoveries list`; no resident ID)
-        returned = {"people": refund["_k"].n_unique(), "fen": int(refund["fen"].sum()),
-                    "recovery_lines": sorted(set(refund["line_id"].explode().to_list()))}
+        returned = _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
         if returned["fen"]:
             log.get().warning("recovered_but_never_delivered", **returned,
                               why="a recovery confirmed as recovered covered months of a payment the bank now "
