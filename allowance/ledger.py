@@ -772,6 +772,20 @@ class Ledger:
             """
         ).cast({"from_mi": pl.Int32, "to_mi": pl.Int32})
 
+    def refunds_reported(self) -> pl.DataFrame:
+        """Every bank-return import that found months a confirmed recovery had got back of a
+        payment the bank then said failed (`recovered_but_never_delivered`): money a family
+        returned that it never got, for the district to refund by hand. Kept in the import's
+        event, so the list stands after the night that reported it. One row per import:
+        imported_at, file_sha256, people, fen, recovery_lines (a few rows: imports, not people)."""
+        return self.df(
+            "select event_at as imported_at, detail->>'$.file_sha256' as file_sha256, "
+            "cast(detail->>'$.recovered_but_never_delivered.people' as bigint) as people, "
+            "cast(detail->>'$.recovered_but_never_delivered.fen' as bigint) as fen, "
+            "cast(detail->'$.recovered_but_never_delivered.recovery_lines' as varchar[]) as recovery_lines "
+            "from events where action = 'bank_returns' "
+            "and coalesce(cast(detail->>'$.recovered_but_never_delivered.fen' as bigint), 0) > 0 order by seq")
+
     # ---- writes ------------------------------------------------------------------------------
     def owed_recoveries(self) -> pl.DataFrame:
         """What is still to be got back, month by month, of every recovery not recovered: open,

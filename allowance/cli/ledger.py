@@ -40,6 +40,7 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
             "count(distinct person_key), (select count(*) from entries) from holdings"
         )[0]
         nb = led.run("select status, count(*) from batches group by status order by status")
+        refunds = led.refunds_reported()
         info = {
             "ledger": str(ledger),
             "opening_month": fmt(led.opening_month),
@@ -48,6 +49,8 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
             "net_fen": int(row[1]),
             "people": int(row[2]),
             "batches": {s: int(n) for s, n in nb},
+            # money families returned that the bank never delivered (`recoveries refunds`)
+            "refunds_reported": {"people": int(refunds["people"].sum()), "fen": int(refunds["fen"].sum())},
         }
     if json_:
         emit_json(info)

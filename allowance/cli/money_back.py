@@ -44,7 +44,8 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
         if (back := counts["recovered_but_never_delivered"])["fen"]:
             echo(f"{back['people']} people had {yuan(back['fen'])} yuan of those months recovered (confirmed) though "
                  "the bank never delivered them: no run pays it back; the district refunds it (recovery line(s) "
-                 f"{', '.join(back['recovery_lines'])} in `allowance recoveries list --state recovered`)")
+                 f"{', '.join(back['recovery_lines'])} in `allowance recoveries list --state recovered`; "
+                 "`allowance recoveries refunds` lists every such refund)")
 
 
 @recoveries.command("confirm")
@@ -94,3 +95,24 @@ def list_(state: Annotated[str | None, typer.Option(help="open, recovered or wri
         echo(f"{r['line_id']}  {r['district_code']}  {r['person_id']}  {r['months']} months  "
                    f"{yuan(r['amount_fen']):>12} yuan  {r['cause']:<16} {r['state']}")
     echo(f"{len(rows)} line(s), {yuan(int(df['amount_fen'].sum()))} yuan")
+
+
+@recoveries.command("refunds")
+@errors_as_messages
+def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Money families returned that the bank never delivered, for the districts to refund by hand.
+
+    Each bank-return import that found months a confirmed recovery had got back of a payment the
+    bank then said failed, with its recovery lines (`recoveries list --state recovered` shows
+    them with their districts). The list stands: it is read from the imports' events.
+    """
+    with Ledger.use(ledger, read_only=True) as led:
+        df = led.refunds_reported()
+    total = {"imports": df.height, "people": int(df["people"].sum()), "fen": int(df["fen"].sum())}
+    if json_:
+        emit_json({"refunds": [{**r, "imported_at": r["imported_at"].isoformat()} for r in df.to_dicts()], **total})
+        return
+    for r in df.to_dicts():
+        echo(f"{r['imported_at']:%Y-%m-%d %H:%M}  return file {(r['file_sha256'] or '?')[:12]}  {r['people']} people  "
+             f"{yuan(r['fen']):>12} yuan  recovery line(s) {', '.join(r['recovery_lines'])}")
+    echo(f"{total['imports']} import(s), {total['people']} people, {yuan(total['fen'])} yuan to refund by hand")

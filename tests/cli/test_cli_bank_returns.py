@@ -89,3 +89,20 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
     assert (f'"recovered_but_never_delivered": {{"people": 1, "fen": {2 * monthly}, "recovery_lines": ["{rec_line}"]}}'
             in detail), detail
     assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
+    # The list stands after the night that reported it, and a second import of the file adds nothing.
+    ok(cli("bank-returns", "import", returns, "--ledger", led))
+    listed = ok_json(cli("recoveries", "refunds", "--ledger", led, "--json"))
+    assert (listed["imports"], listed["people"], listed["fen"]) == (1, 1, 2 * monthly), listed
+    assert listed["refunds"][0]["recovery_lines"] == [rec_line], listed
+    text = ok(cli("recoveries", "refunds", "--ledger", led)).stdout
+    assert f"recovery line(s) {rec_line}" in text and f"1 people, {yuan(2 * monthly)} yuan to refund" in text, text
+    assert line["person_id"] not in text
+    status = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
+    assert status["refunds_reported"] == {"people": 1, "fen": 2 * monthly}, status
+
+
+def test_no_refund_reported_is_an_empty_list(isolated: Path) -> None:
+    led, _ = _published(isolated)
+    text = ok(cli("recoveries", "refunds", "--ledger", led)).stdout
+    assert text == "0 import(s), 0 people, 0.00 yuan to refund by hand\n", text
+    assert ok_json(cli("ledger", "status", "--ledger", led, "--json"))["refunds_reported"] == {"people": 0, "fen": 0}

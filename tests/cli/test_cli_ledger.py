@@ -21,7 +21,7 @@ def test_open_then_status(isolated: Path) -> None:
     assert led.is_file()
     info = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
     assert info == {"ledger": str(led), "opening_month": "2025-07", "entries": 0, "person_months_held": 0,
-                    "net_fen": 0, "people": 0, "batches": {}}
+                    "net_fen": 0, "people": 0, "batches": {}, "refunds_reported": {"people": 0, "fen": 0}}
     text = ok(cli("ledger", "status", "--ledger", led)).stdout
     assert "opening_month: 2025-07" in text
 
