@@ -33,6 +33,7 @@ class RunResult:
     summary: dict[str, Any]
     out_dir: Path | None = None
     finished: list[str] = field(default_factory=list)  # interrupted publications finished first
+    taken_away: Path | None = None  # a published batch's folder, delivered and since taken away
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class RunResult:
             **{k: v for k, v in self.summary.items() if k not in ("registry",)},
             "registry": self.summary.get("registry"),
             **({"publications_finished": self.finished} if self.finished else {}),
+            **({"files_taken_away": str(self.taken_away)} if self.taken_away else {}),
         }
 
 
@@ -194,7 +196,7 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
 
 
 def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
-                  require_district_approvals: bool = False) -> RunResult:
+                  require_district_approvals: bool = False, rewrite: bool = False) -> RunResult:
     """五: publish an approved draft — files for the bank and the ledger entries, in one step.
 
     `approved_by` signs the publication. The districts that approved their lists (`review
@@ -202,7 +204,9 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
     until every district with something in it has approved its list.
 
     Rerun-safe: a published batch whose files verify is left alone; one whose files are
-    missing (interrupted after the ledger commit) gets them rewritten, byte-identical.
+    missing (interrupted after the ledger commit) gets them rewritten, byte-identical. One whose
+    folder was delivered and has been taken away since (by the bank, an archive job) is not
+    written again unless `rewrite`: a second delivery could be paid twice.
     """
     lg = log.get(batch_id=batch_id)
     if not approved_by.strip():
@@ -224,6 +228,14 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             raise RefusedError(f"batch {batch_id} was published to {first}; its files are written only there "
                                f"(`allowance publish {batch_id} --out {first}` finishes them if need be); "
                                f"nothing written to {out}")
+        if (b["status"] == "published" and not rewrite and not folder.exists()
+                and not (out / f".{batch_id}.partial").exists()):
+            # Delivered: a publication keeps its staged folder until the rename that puts the batch
+            # in place, so with neither left the bank's files were whole in `folder` and someone
+            # has taken them since (the bank, an archive job). Written again unasked, they would be
+            # a second delivery of money already paid (an earlier round's note left this open).
+            lg.info("publish_noop", reason="files delivered and taken away", folder=str(folder))
+            return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, taken_away=folder)
         # Stored in line order (one Parquet file, checked against its hash); sorted here only if
         # it is not (an O(n) check instead of a 4-million-string sort on every publish).
         stored = led.part(batch_id, "lines")

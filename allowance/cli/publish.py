@@ -46,12 +46,19 @@ def publish(
     require_district_approvals: Annotated[bool, typer.Option(
         "--require-district-approvals",
         help="Refuse unless every district in the draft has approved its list (review approve).")] = False,
+    rewrite: Annotated[bool, typer.Option(
+        "--rewrite", help="Write a published batch's files again after they were taken away (same bytes).")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """五: publish an approved draft: bank files + ledger entries in one step; publishing twice is a no-op."""
-    res = publish_batch(batch_id, approved_by, ledger, out, require_district_approvals)
+    res = publish_batch(batch_id, approved_by, ledger, out, require_district_approvals, rewrite)
     if json_:
         emit_json(res.as_json())
+        return
+    if res.taken_away is not None:
+        echo(f"{res.batch_id} was published before ({res.lines} payment lines, {yuan(res.amount_fen)} yuan); its files "
+             f"were delivered to {res.taken_away} and have been taken away since: nothing written "
+             f"(`allowance publish {res.batch_id} --rewrite` writes them again, the same bytes, if the bank asks)")
         return
     echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
     assert res.out_dir is not None

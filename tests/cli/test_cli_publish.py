@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,27 @@ def test_files_deleted_after_publication_are_rewritten_identically(
     (out / bid / "funding.parquet").unlink()
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
     assert tree_hashes(out / bid) == before
+
+
+def test_files_taken_away_after_delivery_are_not_written_again_unless_asked(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    """The bank (or an archive job) takes a delivered batch's folder away; a rerun of the publish
+    (a scheduler's retry, say) must not deliver the same payments a second time. `--rewrite` does,
+    the same bytes, when the bank asks for them again."""
+    led, _, bid = drafted
+    out = isolated / "out"
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    before = tree_hashes(out / bid)
+    shutil.move(out / bid, isolated / "bank-took-it")
+    text = ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out)).stdout
+    assert "have been taken away since: nothing written" in text and "--rewrite" in text, text
+    again = ok_json(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--json"))
+    assert again["files_taken_away"] == str(out / bid) and again["out_dir"] is None, again
+    assert not (out / bid).exists()
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--rewrite"))
+    assert tree_hashes(out / bid) == before
+    assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
 
 
 def test_rerun_after_publication_pays_nothing(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
@@ -286,11 +308,14 @@ def test_a_published_batch_is_not_written_again_to_another_folder(
     assert not other.exists() or list(other.iterdir()) == []
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first))  # a no-op there
     whole = tree_hashes(first / bid)
-    shutil.rmtree(first / bid)  # lost, or never renamed into place
+    shutil.rmtree(first / bid)  # taken away by the bank, or lost
     user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", other),
                f"was published to {first}", f"--out {first}")
     assert not other.exists() or list(other.iterdir()) == []
-    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first))  # finished where it belongs
+    # delivered, then taken away: not written again unasked (a second delivery could be paid twice)
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first))
+    assert not (first / bid).exists()
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", first, "--rewrite"))  # where it belongs
     assert verify_batch(first / bid) == [] and {k: v for k, v in tree_hashes(first / bid).items()
                                                 if k != "manifest.json"} == {
         k: v for k, v in whole.items() if k != "manifest.json"}
