@@ -95,6 +95,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
     suffix = p.suffix.lower()
     try:
         if suffix == ".parquet":
+            _refuse_unknown_time_zones(p)
             lf = pl.scan_parquet(p)
             names = lf.collect_schema().names()
         elif suffix in (".csv", ".txt"):
@@ -121,15 +122,97 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
                 raise InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
                                  f"for example `iconv -f GB18030 -t UTF-8`") from None
             names = lf.collect_schema().names()
+            _refuse_repeated_header(p)
             _refuse_short_rows(p, len(names))
+            _refuse_line_breaks(p, lf)
         else:
             raise InputError(f"{p}: unknown extract format {suffix or '(none)'}; expected .parquet or .csv")
-    except (pl.exceptions.PolarsError, OSError) as e:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
         raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
     missing = [c for c in REGISTRY_COLUMNS if c not in names]
     if missing:
         raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists {', '.join(REGISTRY_COLUMNS)}")
-    return lf.select(REGISTRY_COLUMNS)
+    lf = lf.select(REGISTRY_COLUMNS)
+    try:
+        _refuse_times_of_day(p, lf)
+    except pl.exceptions.PolarsError as e:
+        raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
+    return lf
+
+
+def _refuse_unknown_time_zones(p: Path) -> None:
+    """A timestamp column labelled with a time zone polars does not know ('CST', 'GMT+8', common
+    in exports) made polars panic while reading the file's schema: 240 lines of trace instead of
+    a message (an audit). The labels are read from the file's footer first: an IANA name
+    (Asia/Shanghai) or an offset (+08:00) is known; any other is refused, with its column."""
+    import re
+    import zoneinfo
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(p)
+    except (pa.ArrowException, OSError):
+        return  # not readable as Parquet: polars says so, below
+    for f in schema:
+        tz = getattr(f.type, "tz", None) if pa.types.is_timestamp(f.type) else None
+        if not tz or re.fullmatch(r"[+-]\d{2}:\d{2}", tz):
+            continue
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise InputError(f"{p}: column {f.name} is labelled with time zone {tz!r}, which is not a time zone name "
+                             "this engine knows; label it Asia/Shanghai (or +08:00), or export dates") from None
+
+
+def _refuse_repeated_header(p: Path) -> None:
+    """A CSV header naming a column twice is refused: polars reads the second as another column
+    (`death_date_duplicated_0`), and an audit had the empty first death_date read and 176 dead
+    people paid. Which of the two holds the data cannot be known."""
+    import csv
+    from collections import Counter
+
+    with p.open(encoding="utf-8-sig", newline="") as f:
+        header = next(csv.reader(f), [])
+    twice = sorted(c for c, n in Counter(header).items() if n > 1)
+    if twice:
+        raise InputError(f"{p}: the header names column(s) {', '.join(twice)} more than once; which one holds the "
+                         "data cannot be known: fix the export")
+
+
+def _refuse_line_breaks(p: Path, lf: pl.LazyFrame) -> None:
+    """A CSV field holding a line break is refused, with the file: no field of the extract has
+    one, and a quote left open in a name makes every row up to the next quote part of that name
+    (an audit lost 12 people so: neither clean nor quarantined). Read from the frame polars
+    parsed, so quoting is judged as it was for the data."""
+    texts = [c for c, t in lf.collect_schema().items() if t == pl.String]
+    if not texts:
+        return
+    hit = (lf.with_row_index("_row", offset=1)
+           .filter(pl.any_horizontal(pl.col(texts).str.contains(r"[\r\n]", literal=False)))
+           .select("_row").head(1).collect())
+    if hit.height:
+        raise InputError(f"{p}: data row {hit.item()} has a field holding a line break (a quote left open takes "
+                         "the rows after it into one field); fix the export and run again")
+
+
+def _refuse_times_of_day(p: Path, lf: pl.LazyFrame) -> None:
+    """A date column held as timestamps without a time zone must hold midnights. Spark's INT96
+    and pandas' tz_convert(None) write a Shanghai date as the UTC instant of its midnight (16:00
+    the day before), and read as Shanghai time that moved every date a day early: an audit had
+    deaths on the 1st of a month read as the last day of the one before, that month unpaid.
+    Which zone such a time is in cannot be known, so the file is refused. Timestamps labelled
+    with their zone are converted (`_local_date`)."""
+    schema = lf.collect_schema()
+    naive = [c for c in DATE_COLUMNS if isinstance(schema[c], pl.Datetime) and not schema[c].time_zone]  # type: ignore[union-attr]
+    for c in naive:
+        off = lf.select(pl.col(c).filter(pl.col(c) != pl.col(c).dt.truncate("1d")).first()).collect().item()
+        if off is not None:
+            raise InputError(
+                f"{p}: {c} holds times of day ({off:%Y-%m-%d %H:%M:%S}), not dates, with no time zone: a date "
+                "exported as a UTC instant would be read a day early; export dates (YYYY-MM-DD, or the Parquet "
+                "date type), or timestamps labelled with their time zone")
 
 
 def _refuse_short_rows(p: Path, columns: int) -> None:
@@ -177,7 +260,9 @@ def _as_text(schema: pl.Schema, col: str) -> pl.Expr:
     elif isinstance(dtype, pl.Datetime):
         e = _local_date(pl.col(col), dtype).dt.to_string("%Y-%m-%d")
     else:
-        e = pl.col(col).cast(pl.String)
+        # Dictionary-encoded (categorical) and binary text are trimmed as plain text is: an
+        # audit had blank names paid, and padded dates refused, when the column was encoded so.
+        e = pl.col(col).cast(pl.String).str.strip_chars()
     return pl.when(e == "").then(None).otherwise(e)
 
 

@@ -147,6 +147,33 @@ def test_a_csv_row_with_fewer_fields_than_its_header_refuses_the_file(isolated: 
     assert ok_json(cli(*quarterly(whole, led, "--json")))["registry"]["clean"] == 3
 
 
+def test_a_csv_header_naming_a_column_twice_refuses_the_file(isolated: Path, led: Path) -> None:
+    """An audit: with `death_date` twice in the header, polars read the second as another column
+    and the engine the first, empty one: 176 dead people paid. Which holds the data is unknown."""
+    rows = sample_rows(3)
+    frame = registry_frame(rows).with_columns(pl.col("death_date").cast(pl.String))
+    text = frame.with_columns(dead_again=pl.col("death_date"), death_date=pl.lit(None, pl.String)).write_csv()
+    f = isolated / "twice.csv"
+    f.write_text(text.replace("dead_again", "death_date", 1), encoding="utf-8")
+    user_error(cli(*quarterly(f, led)), str(f), "names column(s) death_date more than once")
+
+
+def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: Path) -> None:
+    """An audit: a quote left open in one name made the rows up to the next quote part of that
+    name; those people were neither paid nor quarantined. No field of an extract holds a line break."""
+    rows = sample_rows(4)
+    lines = registry_frame(rows).write_csv().splitlines()
+    head = lines[0].split(",")
+    at = head.index("name")
+    first, third = lines[1].split(","), lines[3].split(",")
+    first[at], third[at] = '"' + first[at], third[at] + '"'
+    lines[1], lines[3] = ",".join(first), ",".join(third)
+    f = isolated / "open_quote.csv"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    line = user_error(cli(*quarterly(f, led)), str(f), "data row 1 has a field holding a line break")
+    assert rows[0]["person_id"] not in line
+
+
 def test_a_utf16_csv_is_named_as_such(isolated: Path, led: Path) -> None:
     """Excel's "Unicode text" export is UTF-16: it was refused as a file missing every column."""
     text = registry_frame(sample_rows(2)).write_csv()

@@ -6,11 +6,16 @@ local midnight stored in UTC is 16:00 the day before, and its UTC date is a day 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from allowance import registry, rules
+from allowance.errors import InputError
 from allowance.testing import person, registry_frame, write_registry
 
 AS_OF = dt.date(2025, 7, 1)
@@ -52,3 +57,47 @@ def test_a_timestamp_with_a_time_zone_is_read_as_a_shanghai_date(tmp_path: Path)
     assert v.clean.select(dates).rows() == base.select(dates).rows()
     naive = base.with_columns(pl.col(c).cast(pl.Datetime("us")) for c in dates)
     assert _validated(naive, tmp_path).clean.select(dates).rows() == base.select(dates).rows()
+
+
+def test_dictionary_and_binary_text_is_trimmed_as_plain_text_is(tmp_path: Path) -> None:
+    """An audit: names stored dictionary-encoded or as binary were never trimmed, so a blank name
+    (spaces, an ideographic space) was paid instead of quarantined MISSING_FIELD, and a padded one
+    went to the bank padded; padded dates in such a column were BAD_DATE."""
+    rows = [person("1950-01-01", seq=1), person("1950-01-02", seq=2), person("1950-01-03", seq=3)]
+    base = registry_frame(rows).with_columns(
+        name=pl.Series(["   ", "\u3000", "\u3000武梅 "]),
+        death_date=pl.Series([None, None, " 2025-06-10 "]))
+    for dtype in (pl.Categorical, pl.Binary):
+        v = _validated(base.with_columns(pl.col("name", "death_date").cast(dtype)), tmp_path)
+        assert v.quarantine.select("person_id", "reason").rows() == [
+            (rows[0]["person_id"], "MISSING_FIELD"), (rows[1]["person_id"], "MISSING_FIELD")], dtype
+        assert v.clean.select("name", "death_date").rows() == [("武梅", dt.date(2025, 6, 10))], dtype
+
+
+def test_a_naive_timestamp_holding_a_time_of_day_refuses_the_file(tmp_path: Path) -> None:
+    """An audit: Spark's INT96 (and pandas' tz_convert(None)) write a Shanghai date as the UTC
+    instant of its midnight, 16:00 the day before, with no time zone. Read as Shanghai time, a
+    death on 1 July was 30 June and July went unpaid. Which zone it is in cannot be known: refused."""
+    rows = [person("1950-01-01", seq=1, death_date=dt.date(2025, 7, 1)), person("1950-01-02", seq=2)]
+    utc_instants = registry_frame(rows).with_columns(
+        pl.col("death_date").cast(pl.Datetime("ns")).dt.replace_time_zone("Asia/Shanghai")
+        .dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+    with pytest.raises(InputError, match=r"death_date holds times of day \(2025-06-30 16:00:00\), not dates"):
+        _validated(utc_instants, tmp_path)
+
+
+def test_an_unknown_time_zone_label_is_one_message_naming_the_column(tmp_path: Path) -> None:
+    """An audit: a timestamp column labelled 'CST' (or 'GMT+8'), even one the engine does not read,
+    made polars panic while reading the schema: 240 lines of trace, not a message."""
+    rows = [person("1950-01-01", seq=1)]
+    table = registry_frame(rows).to_arrow()
+    for col, tz in (("death_date", "CST"), ("exported_at", "GMT+8")):
+        stamps = pa.array([dt.datetime(2025, 6, 30, 16)], pa.timestamp("us", tz=tz))
+        t = (table.set_column(table.schema.get_field_index(col), col, stamps) if col in table.column_names
+             else table.append_column(col, stamps))
+        pq.write_table(t, tmp_path / "tz.parquet")
+        with pytest.raises(InputError, match=re.escape(f"column {col} is labelled with time zone '{tz}'")):
+            registry.load_and_validate(tmp_path / "tz.parquet", AS_OF, ("senior_card",))
+    ok = table.append_column("exported_at", pa.array([dt.datetime(2025, 6, 30, 16)], pa.timestamp("us", tz="+08:00")))
+    pq.write_table(ok, tmp_path / "tz.parquet")
+    assert registry.load_and_validate(tmp_path / "tz.parquet", AS_OF, ("senior_card",)).rows_in == 1
