@@ -180,6 +180,22 @@ def needs_trim_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo:
 
 
 @_jit
+def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: int, hi: int, max_bytes: int,
+                  out: np.ndarray) -> None:
+    """out[i]: row i is longer than max_bytes, or holds a control character (a byte below 0x20,
+    or 0x7F: in UTF-8 no byte of another character is one)."""
+    for i in range(lo, hi):
+        at, n = _row(views, first_view, buffers, i)
+        bad = n > max_bytes
+        j = 0
+        while not bad and j < n:
+            b = _byte(at + j)
+            bad = b < 0x20 or b == 0x7F
+            j += 1
+        out[i] = bad
+
+
+@_jit
 def runs_differ_rows(pa: np.ndarray, fa: np.ndarray, ta: np.ndarray, va: np.ndarray, pb: np.ndarray,
                      fb: np.ndarray, tb: np.ndarray, vb: np.ndarray, top: int, out: np.ndarray) -> None:
     """out[p] for p in 0..top-1: person p's runs (from, to, value) on side a are not the same set

@@ -100,6 +100,14 @@ def needs_trim(s: pl.Series) -> pl.Series:
     return _flags(s, needs_trim_rows)
 
 
+def bad_text(s: pl.Series, max_bytes: int) -> pl.Series:
+    """True where the text is longer than `max_bytes` or holds a control character (NUL, a tab,
+    a line break, ...); null where `s` is null. One pass over the bytes, on both threads."""
+    from allowance._kernels import bad_text_rows
+
+    return _flags(s, lambda *a: bad_text_rows(*a[:5], max_bytes, *a[5:]))
+
+
 def hash_columns(cols: list[pl.Series]) -> pl.Series:
     """A stable 64-bit hash of each row's tuple of texts: XXH64 of the first column's bytes (seed
     0), of the second's with that as seed, and so on; a null hashes as the byte 0xFF, which no
@@ -160,6 +168,7 @@ def warm_up() -> threading.Thread:
         try:
             digits_only(pl.Series(["1", None]))
             needs_trim(pl.Series([" 1"]))
+            bad_text(pl.Series(["1"]), 1)
             from allowance import idcard
 
             idcard.parse_ids(pl.Series(["11010119900307123X"]))

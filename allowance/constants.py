@@ -41,8 +41,13 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "BAD_CHANNEL",  # channel not one of CHANNELS
     "CARD_MISSING",  # a channel without a card number
     "BAD_CARD",  # a card number that is not digits
+    "BAD_NAME",  # a name holding a control character (NUL, a tab, ...) or longer than NAME_MAX_BYTES
     "DUPLICATE_ID",  # the same person twice in one extract: every such row is quarantined
 )
+
+# Engine rule: the longest name a bank line carries, in bytes of UTF-8 (100 Chinese characters).
+# No registered name comes near it; a longer one is an export fault (an audit had 100 000 characters).
+NAME_MAX_BYTES = 300
 
 # SPEC §5: why a line exists.
 LINE_REASONS: tuple[str, ...] = ("NEW", "CONTINUING", "BAND_CHANGE", "ARREARS", "REISSUE", "RECOVERY")

@@ -19,10 +19,11 @@ import numpy as np
 import polars as pl
 
 from allowance import idcard
-from allowance.bytescan import digits_only, needs_trim, warm_up
+from allowance.bytescan import bad_text, digits_only, needs_trim, warm_up
 from allowance.constants import (
     DATE_COLUMNS,
     DISTRICT_CODES,
+    NAME_MAX_BYTES,
     QUARANTINE_REASONS,
     REGISTRY_COLUMNS,
 )
@@ -372,6 +373,7 @@ def _checks(as_of: dt.date, textual: list[str]) -> dict[str, pl.Expr]:
             | (pl.col("card_no").str.len_bytes() > 32)
             | ~pl.col("card_digits")
         ),
+        "BAD_NAME": pl.col("name_bad"),
         "DUPLICATE_ID": pl.col("id_duplicated"),
     }
     assert tuple(checks) == QUARANTINE_REASONS
@@ -481,8 +483,10 @@ def validate(
             base["card_no"], digits_only,
             lambda v: trim(v).str.replace_all(" ", "", literal=True))
         name = _rebuilt_where(base["name"], needs_trim(base["name"]), trim) if raw_name else base["name"]
+        # A NUL or a line break in a name, or 100 000 characters of it, went to the bank (an audit).
         base = base.with_columns(name=name, district_code=district, channel=channel, card_no=card,
-                                 district_ok=district_ok, channel_ok=channel_ok, card_digits=card_digits)
+                                 district_ok=district_ok, channel_ok=channel_ok, card_digits=card_digits,
+                                 name_bad=bad_text(name, NAME_MAX_BYTES))
         block_ids = id_part.slice(start, block_rows)
         # The ID as read, with this block's repaired rows put in (a second 15M-string column
         # for the whole extract would cost ~0.5 GB of memory).
