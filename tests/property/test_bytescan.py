@@ -1,4 +1,4 @@
-"""bytescan's compiled scans over a column's bytes (digits_only) against plain Python.
+"""bytescan's compiled scans over a column's bytes (digits_only, needs_trim, bad_text) against plain Python.
 
 Values of up to 12 bytes lie inside their Arrow view, longer ones in a data buffer: both are drawn."""
 
@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allowance.bytescan import digits_only, needs_trim
+from allowance.bytescan import bad_text, digits_only, needs_trim
 
 CARD_LIKE = st.one_of(
     st.none(),
@@ -55,3 +55,14 @@ def test_needs_trim_is_where_strip_chars_changes_the_text(values: list[str | Non
     assert got.name == "name" and got.dtype == pl.Boolean
     # polars' trim (Rust's white space) is the reference: Python's str.strip also trims \x1c-\x1f.
     assert got.to_list() == ((s.str.strip_chars() != s) | (s == "")).to_list()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(NAME_LIKE, max_size=40), st.integers(min_value=0, max_value=20))
+def test_bad_text_is_a_control_character_or_too_many_bytes(values: list[str | None], max_bytes: int) -> None:
+    s = pl.Series("name", values, dtype=pl.String)
+    got = bad_text(s, max_bytes)
+    assert got.name == "name" and got.dtype == pl.Boolean
+    expected = [None if v is None else (len(v.encode()) > max_bytes or any(ord(c) < 0x20 or c == "\x7f" for c in v))
+                for v in values]
+    assert got.to_list() == expected
