@@ -262,7 +262,9 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             "window": {"first": fmt(b["first_month"]), "last": fmt(b["last_month"])} if b["first_month"] else None,
             "rules_versions": b["rules_versions"].split("+") if b["rules_versions"] else [],
             "registry_sha256": b["registry_sha256"],
-            "code_version": code_version(),
+            # a published batch's files written again name the code that made them, not today's
+            "code_version": (json.loads(b["manifest"]).get("code_version") if b["status"] == "published"
+                             and b["manifest"] else None) or code_version(),
             "approved_by": b["approved_by"] or approved_by,
             # 五: each district's approval of its list (review approve), as the ledger holds it
             "district_approvals": [{**a, "approved_at": a["approved_at"].isoformat()} for a in approvals],

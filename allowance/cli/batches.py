@@ -11,6 +11,7 @@ from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_
 from allowance.idcard import mask_ids_deep
 from allowance.ledger import Ledger
 from allowance.money import yuan
+from allowance.months import fmt
 
 app = typer.Typer(help="Batches in the ledger.", no_args_is_help=True)
 
@@ -45,6 +46,8 @@ def show(
         b["district_approvals"] = {d: approved.get(d) for d in led.districts_of(batch_id)}
     b["summary"] = json.loads(b["summary"])
     b.pop("manifest", None)
+    # the window's months as YYYY-MM, as every other output writes them (not the ledger's month index)
+    b.update({k: fmt(b[k]) for k in ("first_month", "last_month") if b.get(k) is not None})
     b = mask_ids_deep(b)  # a reason in the summary may quote an ID (masked before it is printed as repr)
     if json_:
         emit_json({**b, "lines": b["lines"], "amount_fen": b["amount_fen"]})

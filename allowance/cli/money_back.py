@@ -20,6 +20,7 @@ bank = typer.Typer(help="Bank return files (SPEC §8).", no_args_is_help=True)
 recoveries = typer.Typer(help="The register of amounts to recover: open, recovered, written off.",
                          no_args_is_help=True)
 
+STATES = ("open", "recovered", "written_off", "cancelled")  # a recovery register row's states
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: the OS user).")]
 
 
@@ -81,9 +82,11 @@ def _say(res: dict[str, int], what: str, json_: bool) -> None:
 
 @recoveries.command("list")
 @errors_as_messages
-def list_(state: Annotated[str | None, typer.Option(help="open, recovered or written_off.")] = None,
+def list_(state: Annotated[str | None, typer.Option(help=f"{', '.join(STATES)}.")] = None,
           ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """The recoveries register (IDs masked)."""
+    if state is not None and state not in STATES:  # a misspelt state listed nothing, with exit 0 (an audit)
+        raise UserError(f"--state {state!r}: a recovery is {', '.join(STATES)}")
     with Ledger.use(ledger, read_only=True) as led:
         where, params = ("where state = ?", [state]) if state else ("", [])
         df = led.df(f"select * from recoveries {where} order by district_code, line_id", params)

@@ -48,9 +48,10 @@ def test_show(isolated: Path) -> None:
     assert b["lines"] > 0 and b["amount_fen"] > 0
     assert b["summary"]["payments"] == {"lines": b["lines"], "amount_fen": b["amount_fen"]}
     assert "manifest" not in b
+    assert (b["first_month"], b["last_month"]) == ("2025-07", "2025-09")  # not the ledger's month index (an audit)
     text = ok(cli("batches", "show", first, "--ledger", led)).stdout
     assert f"batch_id: {first}" in text
-    assert "status: published" in text
+    assert "status: published" in text and "first_month: 2025-07" in text
 
 
 def test_show_unknown_batch(isolated: Path) -> None:
@@ -80,3 +81,12 @@ def test_write_off_without_a_reason_is_one_line(tmp_path: Path) -> None:
     res = cli("recoveries", "write-off", "X-00000001", "--reason", "  ", "--ledger", led)
     assert res.exit_code == 2
     assert res.stderr.strip().splitlines() == ["error: --reason must say why the recovery is written off"]
+
+
+def test_a_misspelt_recovery_state_is_one_line(tmp_path: Path) -> None:
+    """An audit: `recoveries list --state bogus` listed nothing and exited 0."""
+    led = tmp_path / "l.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    user_error(cli("recoveries", "list", "--state", "bogus", "--ledger", led), "--state 'bogus'",
+               "open, recovered, written_off, cancelled")
+    assert ok_json(cli("recoveries", "list", "--state", "cancelled", "--ledger", led, "--json"))["lines"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -97,6 +98,26 @@ def test_files_taken_away_after_delivery_are_not_written_again_unless_asked(
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--rewrite"))
     assert tree_hashes(out / bid) == before
     assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
+
+
+def test_a_manifest_names_the_code_that_made_it(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An audit: code_version was the package version alone, 0.1.0 for engines that pay differently.
+    It carries a digest of the engine's source; files written again keep the first one's."""
+    import allowance.batch
+    import allowance.runs
+
+    led, _, bid = drafted
+    out = isolated / "out"
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    made_by = json.loads((out / bid / "manifest.json").read_text())["code_version"]
+    assert made_by == allowance.batch.code_version() and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", made_by)
+    before = tree_hashes(out / bid)
+    (out / bid / "funding.parquet").unlink()
+    monkeypatch.setattr(allowance.runs, "code_version", lambda: "9.9.9+000000000000")  # a later engine
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    assert tree_hashes(out / bid) == before
 
 
 def test_rerun_after_publication_pays_nothing(isolated: Path, drafted: tuple[Path, Path, str]) -> None:
