@@ -570,7 +570,12 @@ class Ledger:
             if files:
                 # by name: a ledger upgraded from schema 3 has lines files without the hash columns
                 src += f" union all by name select * from read_parquet({_sql_list(files)}, union_by_name = true)"
-            self.run(f"create or replace temp view batch_{part} as {src}")
+            try:
+                self.run(f"create or replace temp view batch_{part} as {src}")
+            except duckdb.Error as e:  # a file cut short or grown: no Parquet footer (an audit: an internal error)
+                raise LedgerError(
+                    f"{self.path}: a ledger file cannot be read ({first_line(e)}); the ledger is the DuckDB file "
+                    f"and the folder {self.files.name} together: restore both from the backup") from None
         published = [self.files / f for (f,) in self.run(
             "select f.file from batch_files f join batches b using (batch_id) "
             "where f.part = 'pieces' and b.status = 'published' order by f.batch_id")]
@@ -1556,6 +1561,12 @@ class Ledger:
                                                  for c in ("_k", "paid_with", "card_with"))).height:
             problems.append(f"{n} payees row(s) whose since line is not a payment to them with those details")
         return problems
+
+    def published_folders(self) -> dict[str, Path | None]:
+        """Each published batch's bank folder, `<out>/<batch_id>` of the out folder recorded at its
+        publication (None for one published before bb1e218, which recorded none)."""
+        return {bid: Path(o) / bid if o else None for bid, o in self.run(
+            "select batch_id, detail->>'out' from events where action = 'publish' order by seq")}
 
     def published_elsewhere(self, batch_id: str, out: Path) -> Path | None:
         """The folder a published batch's bank files belong in, when it is not `out`: its files are

@@ -195,6 +195,31 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     return [bid for bid, _ in todo]
 
 
+def bank_folder_problems(led: Ledger) -> tuple[dict[str, int], list[str]]:
+    """`ledger check`'s look at the bank files of every published batch, in the folder recorded at
+    its publication: each file its manifest lists is there with its SHA-256 (what a bank checks),
+    and no publication is left unfinished (its staged folder never moved into place). A folder
+    gone is not a problem: the bank, or an archive job, takes it (publish does not write it again
+    unasked). Before (an audit), a deleted manifest or an altered bank file checked as ok.
+    Returns counts (verified, taken_away, unrecorded) and problems."""
+    counts = {"verified": 0, "taken_away": 0, "unrecorded": 0}
+    problems: list[str] = []
+    for bid, folder in led.published_folders().items():
+        if folder is None:
+            counts["unrecorded"] += 1
+            continue
+        staged = folder.parent / f".{bid}.partial"
+        if staged.exists():
+            problems.append(f"batch {bid}: published, but its bank files were never moved into place ({staged}); "
+                            f"`allowance publish {bid} --out {folder.parent}` (or the next run) finishes it")
+        elif not folder.exists():
+            counts["taken_away"] += 1
+        else:
+            counts["verified"] += 1
+            problems += [f"batch {bid}, bank files in {folder}: {p}" for p in verify_batch(folder)]
+    return counts, problems
+
+
 def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                   require_district_approvals: bool = False, rewrite: bool = False) -> RunResult:
     """五: publish an approved draft — files for the bank and the ledger entries, in one step.

@@ -10,6 +10,7 @@ from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_
 from allowance.constants import EXIT_FAILURE
 from allowance.ledger import Ledger
 from allowance.months import fmt, parse_month
+from allowance.runs import bank_folder_problems
 
 app = typer.Typer(help="The ledger of what was paid.", no_args_is_help=True)
 
@@ -79,6 +80,10 @@ def check(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """Recompute the holdings from the journal and each published batch's totals; exit 1 on a difference."""
     with Ledger.use(ledger, read_only=True) as led:
         info = {"ledger": str(ledger), **led.check()}
+        folders, problems = bank_folder_problems(led)
+    info["bank_folders"] = folders
+    info["problems"] += problems
+    info["ok"] = not info["problems"]
     if json_:
         emit_json(info)
     else:

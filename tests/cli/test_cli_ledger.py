@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -116,6 +118,58 @@ def test_check_finds_a_damaged_ledger(isolated: Path, sql: str, fragment: str) -
     assert not info["ok"]
     assert any(fragment in p for p in info["problems"]), info["problems"]
     assert not re.search(r"\d{10}", " ".join(info["problems"])), info["problems"]  # IDs masked
+
+
+def _published(isolated: Path) -> tuple[Path, Path, str]:
+    led, out = isolated / "l.duckdb", isolated / "out"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    reg = write_sample(isolated / "registry.parquet")
+    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    return led, out, bid
+
+
+def _check_fails(led: Path, *fragments: str) -> dict[str, Any]:
+    res = cli("ledger", "check", "--ledger", led, "--json")
+    assert res.exit_code == 1, (res.stdout, res.stderr)
+    info = json.loads(res.stdout)
+    assert not info["ok"] and all(any(f in p for p in info["problems"]) for f in fragments), info["problems"]
+    return info
+
+
+def test_a_batch_file_cut_short_or_grown_is_one_line_naming_it(isolated: Path) -> None:
+    """An audit: a ledger batch file with a byte appended (or cut off) has no Parquet footer, and
+    every command, `ledger check` too, stopped with an internal error. As a missing file does, it
+    now stops the ledger from opening, in one line that names it and says to restore the backup."""
+    led, _, bid = _published(isolated)
+    (pieces,) = (led.parent / f"{led.name}.batches" / bid).glob("pieces-*.parquet")
+    pieces.chmod(0o644)
+    with pieces.open("ab") as f:
+        f.write(b"x")
+    for command in (("ledger", "check"), ("ledger", "status"), ("batches", "list")):
+        res = cli(*command, "--ledger", led)
+        assert res.exit_code == 2 and "internal error" not in res.stderr, res.stderr  # as a missing file
+        assert res.stderr.strip().splitlines() == [res.stderr.strip()] and pieces.name in res.stderr, res.stderr
+        assert "a ledger file cannot be read" in res.stderr and "restore both from the backup" in res.stderr
+
+
+def test_check_verifies_the_bank_files_where_they_were_published(isolated: Path) -> None:
+    """An audit: a deleted manifest or an altered bank file under <out>/<batch_id> checked as ok.
+    A folder taken away (by the bank) is not a problem; a publication never moved into place is."""
+    led, out, bid = _published(isolated)
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
+        "verified": 1, "taken_away": 0, "unrecorded": 0}
+    with (out / bid / "funding.parquet").open("ab") as f:
+        f.write(b"x")
+    _check_fails(led, f"batch {bid}, bank files in {out.resolve() / bid}: funding.parquet: sha256 differs")
+    (out / bid / "manifest.json").unlink()
+    _check_fails(led, "no manifest.json")
+    (out / bid).rename(out / f".{bid}.partial")
+    _check_fails(led, f"batch {bid}: published, but its bank files were never moved into place")
+    shutil.rmtree(out / f".{bid}.partial")
+    info = ok_json(cli("ledger", "check", "--ledger", led, "--json"))
+    assert info["bank_folders"] == {"verified": 0, "taken_away": 1, "unrecorded": 0} and info["ok"], info
 
 
 def test_a_ledger_of_another_schema_is_refused(isolated: Path) -> None:
