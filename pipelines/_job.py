@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from allowance import log
 from allowance.cli.common import emit_json
 from allowance.constants import EXIT_FAILURE, EXIT_OK, EXIT_REFUSED
 from allowance.errors import AllowanceError
+from allowance.runs import RunResult, publish_batch
 
 
 def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
@@ -41,3 +44,16 @@ def _print(result: dict[str, Any]) -> None:
     value (an error can quote a row of the extract, a result the reason someone typed)."""
     emit_json(result)
     sys.stdout.flush()
+
+
+def publish_unless_empty(res: RunResult, publish_as: str, ledger: Path, out: Path) -> dict[str, Any]:
+    """`--publish-as`: the job's draft published at once, unless it holds nothing to deliver (no
+    payment, no recovery, no cancellation): a job run again after it finished, or a quiet night,
+    published an empty batch each time, a bank folder with nothing in it (an audit). Its people
+    with no card are in the draft's change report either way. Returns the job's result."""
+    s = res.summary
+    if not (res.lines or s["recoveries"]["lines"] or s["recoveries_cancelled"]["lines"]):
+        log.get(batch_id=res.batch_id).info("publish_skipped", why="nothing to pay, recover or cancel")
+        return {**res.as_json(), "publish_skipped": "nothing to pay, recover or cancel"}
+    # (keeping what the draft's run finished first: an interrupted publication)
+    return replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished).as_json()

@@ -19,7 +19,6 @@ input). Logs: structlog JSON lines on stderr; one JSON result on stdout.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +31,8 @@ from allowance.ledger import Ledger
 from allowance.months import parse_date, today_shanghai
 from allowance.registry import file_sha256
 from allowance.returns import read_bank_returns
-from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run, publish_batch
-from pipelines._job import run_job
+from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run
+from pipelines._job import publish_unless_empty, run_job
 
 
 def main(
@@ -87,10 +86,8 @@ def main(
             # The night's error is the job's result: the files refused are said in it too (found
             # by an audit: with a breaker tripped, they were named only in the log).
             raise type(e)(f"{e}; and bank return file(s) refused tonight: {'; '.join(refused)}") from None
-        if publish_as:
-            # (keeping what the draft's run finished first: an interrupted publication)
-            res = replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished)
-        return {**res.as_json(), "bank_returns": imported, **({"refused": refused} if refused else {})}
+        result = publish_unless_empty(res, publish_as, ledger, out) if publish_as else res.as_json()
+        return {**result, "bank_returns": imported, **({"refused": refused} if refused else {})}
 
     raise typer.Exit(run_job("nightly", body))
 

@@ -14,7 +14,6 @@ overridden with --force and a reason, as the nightly job and `allowance run` all
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -23,8 +22,8 @@ import typer
 from allowance import registry, rules
 from allowance.cli.common import run_command
 from allowance.months import month_index, parse_date, parse_quarter, quarter_label, today_shanghai
-from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run, publish_batch
-from pipelines._job import run_job
+from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run
+from pipelines._job import publish_unless_empty, run_job
 
 
 def main(
@@ -48,10 +47,7 @@ def main(
         br = Breakers(max_stop_share, max_shrink_share, force, reason)
         res = draft_run("quarterly", registry_path, ledger, rules.load(rules_path), day, q, max_quarantine_share,
                         br, out)
-        if publish_as:
-            # (keeping what the draft's run finished first: an interrupted publication)
-            res = replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished)
-        return res.as_json()
+        return publish_unless_empty(res, publish_as, ledger, out) if publish_as else res.as_json()
 
     raise typer.Exit(run_job("quarterly", body))
 

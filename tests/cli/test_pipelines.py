@@ -65,8 +65,31 @@ def test_a_job_killed_after_the_commit_delivers_its_batch_when_rerun(
         (bid,) = lg.df("select batch_id from batches where status = 'published'")["batch_id"].to_list()
     assert not (out / bid).exists()
     again = _job(quarterly.main, *job)
-    assert again["publications_finished"] == [bid] and again["status"] == "published" and again["lines"] == 0
+    assert again["publications_finished"] == [bid] and again["lines"] == 0
+    assert again["status"] == "draft" and again["publish_skipped"] == "nothing to pay, recover or cancel"
     assert verify_batch(out / bid) == []
+
+
+def test_a_job_run_again_after_it_finished_publishes_no_empty_batch(tmp_path: Path) -> None:
+    """An audit: the quarterly job (or the nightly) with --publish-as, run again once it had
+    finished, published a second, empty batch for the quarter: a bank folder with nothing in it.
+    A draft with nothing to pay, recover or cancel is left a draft."""
+    led, out = tmp_path / "l.duckdb", tmp_path / "out"
+    Ledger.create(led, parse_month("2025-07")).close()
+    reg = write_sample(tmp_path / "registry.parquet")
+    job = ["--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01", "--ledger", led, "--out", out,
+           "--publish-as", "tester"]
+    first = _job(quarterly.main, *job)
+    assert first["status"] == "published" and first["lines"] > 0  # type: ignore[operator]
+    again = _job(quarterly.main, *job)
+    assert again["status"] == "draft" and again["lines"] == 0 and "publish_skipped" in again
+    night = _job(nightly.main, "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out,
+                 "--publish-as", "tester")
+    assert night["status"] == "draft" and "publish_skipped" in night
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.df("select batch_id from batches where status = 'published'")["batch_id"].to_list() == [
+            first["batch_id"]]
+    assert sorted(p.name for p in out.iterdir() if p.name != "reports") == [first["batch_id"]]
 
 
 def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_path: Path) -> None:
