@@ -497,7 +497,27 @@ class Ledger:
         for (bid,) in led.run("select distinct batch_id from recoveries order by 1"):
             led.part(bid, "pieces", ["fen"])  # checked against its SHA-256 first (a damaged file stops it)
             led._record_recovery_months(bid)
-        return {"recovery_months": int(led.one("select count(*) from recovery_months")[0])}  # type: ignore[index]
+        # Schema 4 met a bank failure of months since recovered with CANCEL entries in the failed
+        # payment line's name, and marked every open recovery touching those months cancelled,
+        # owing its whole amount still; a written-off one it left owing. Schema 5 takes the months
+        # off the recoveries that claim them, in their names (owed_recoveries reads those), and
+        # cancels a recovery only once it owes nothing. Left as schema 4 had them, the register
+        # owed months the bank never paid, and a later run netted a reissue against them: an
+        # audit's resident got 360 yuan less. Each import's cancellations are done again as this
+        # engine does them, in the order and at the time they were made; the holdings end as they were.
+        old = led.df("select person_id, from_mi, to_mi, fen, line_id, recorded_at from bank_entries "
+                     "where kind = 'CANCEL' order by recorded_at")
+        redone = 0
+        if old.height:
+            led.run("update recoveries set state = 'open' where state = 'cancelled' and changed_by = 'bank return'")
+            led.run("delete from bank_entries where kind = 'CANCEL'")
+            for (at,) in old.select("recorded_at").unique(maintain_order=True).iter_rows():
+                group = old.filter(pl.col("recorded_at") == at)
+                # the holdings as the reversal left them (below zero those months), then cancelled again
+                led.apply_to_holdings(group.select("person_id", "from_mi", "to_mi", fen=-pl.col("fen")))
+                redone += led._cancel_recoveries_of_failed(group.select("line_id").unique(), at)[0]
+        return {"recovery_months": int(led.one("select count(*) from recovery_months")[0]),  # type: ignore[index]
+                "failed_payment_cancellations_redone": redone}
 
     def _payees_from_schema_3(self) -> pl.DataFrame:
         """Schema 3's payees (texts and since_line_id) as schema 4 keeps them."""

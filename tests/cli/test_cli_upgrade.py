@@ -200,3 +200,55 @@ def test_a_schema_4_ledger_gets_the_months_of_its_recoveries(tmp_path: Path) -> 
     with Ledger.use(sc.ledger, read_only=True) as ledger:
         assert ledger.run("select state from recoveries") == [("cancelled",)]
         assert ledger.check()["problems"] == []
+
+
+def test_a_schema_4_bank_failure_of_recovered_months_is_taken_off_its_recoveries(tmp_path: Path) -> None:
+    """An audit: schema 4 met a bank failure of months since recovered with CANCEL entries in the
+    failed payment line's name, marked the open recovery of those months cancelled while it still
+    showed its amount, and left a written-off one owing. Upgraded as it was, the register failed
+    `ledger check`, and when the written-off person's death was then corrected the next run paid
+    her less, netting her reissue against a recovery the bank had never paid. The upgrade does the
+    cancellations again as schema 5 does: taken off the recoveries in their names."""
+    from allowance.runs import Breakers
+
+    sc = Scenario(tmp_path)
+    rows = [person(dt.date(1935 + i, 5, 1), seq=i) for i in range(4)]
+    q3 = sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    dead = [{**r, "death_date": dt.date(2025, 7, 20)} if i >= 2 else r for i, r in enumerate(rows)]
+    sc.publish(sc.supplement(dead, "2025-08-20", breakers=Breakers(1.0, 1.0)))
+    lines = sc.lines(q3.batch_id).filter(pl.col("person_id").is_in([rows[2]["person_id"], rows[3]["person_id"]]))
+    with Ledger.use(sc.ledger) as led:
+        recs = dict(led.run("select person_id, line_id from recoveries"))
+        owed = dict(led.run("select line_id, amount_fen from recoveries"))
+        led.set_recovery_state([recs[rows[3]["person_id"]]], "written_off", "district", "moved abroad")
+        led.import_bank_returns(lines.select("line_id", status=pl.lit("FAILED"), reason=pl.lit("account closed"),
+                                             settled_at=pl.lit("2025-08-25")), "f" * 64)
+    want = {"register": None, "paid": None}
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        want["register"] = led.run("select line_id, amount_fen, state from recoveries order by 1")
+    assert [(a, s) for _, a, s in want["register"]] == [(0, "cancelled"), (0, "cancelled")]
+
+    # The same ledger as schema 4 kept it.
+    failed_line = dict(zip(lines["person_id"], lines["line_id"], strict=True))
+    con = duckdb.connect(str(sc.ledger))
+    for pid, line in failed_line.items():
+        con.execute("update bank_entries set line_id = ?, batch_id = ? where kind = 'CANCEL' and person_id = ?",
+                    [line, q3.batch_id, pid])
+    con.execute("update recoveries set amount_fen = ?, state = 'cancelled', changed_by = 'bank return' "
+                "where line_id = ?", [owed[recs[rows[2]["person_id"]]], recs[rows[2]["person_id"]]])
+    con.execute("update recoveries set amount_fen = ?, state = 'written_off', changed_by = 'district' "
+                "where line_id = ?", [owed[recs[rows[3]["person_id"]]], recs[rows[3]["person_id"]]])
+    for table in ("recovery_months", "batch_cancels", "approvals"):
+        con.execute(f"drop table {table}")
+    con.execute("update meta set value = '4' where key = 'schema_version'")
+    con.close()
+
+    ok(cli("ledger", "upgrade", "--ledger", sc.ledger))
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.run("select line_id, amount_fen, state from recoveries order by 1") == want["register"]
+        assert led.owed_recoveries().height == 0
+        assert led.check()["problems"] == []
+    # Their deaths were recorded in error: their failed quarter is paid again, whole (July, and the
+    # August and September their recoveries had taken back of a payment that never arrived).
+    again = sc.publish(sc.supplement(rows, "2025-09-10"))
+    assert again.lines == 2 and again.amount_fen == lines["amount_fen"].sum(), (again.amount_fen, owed)
