@@ -563,10 +563,14 @@ def load_and_validate(
     if v.rows_in == 0:
         raise RefusedError(f"{p}: the extract has no rows; refusing to run on an empty registry")
     if v.quarantine_share > max_quarantine_share:
-        top = ", ".join(f"{k} {n}" for k, n in sorted(v.by_reason.items(), key=lambda kv: -kv[1])[:4])
+        ranked = sorted(v.by_reason.items(), key=lambda kv: -kv[1])
+        top = ", ".join(f"{k} {n}" for k, n in ranked[:4])
+        # the form a date must have, when that is most of what failed (an audit: 2025/07/01 or
+        # 20250701 in every row was refused as 100 % BAD_DATE, without saying what is wanted)
+        hint = (" (dates must be YYYY-MM-DD text, or Parquet dates)" if ranked[0][0] == "BAD_DATE" else "")
         raise RefusedError(
             f"{p}: {v.quarantine.height} of {v.rows_in} rows ({v.quarantine_share:.2%}) failed checks, "
-            f"above the {max_quarantine_share:.2%} threshold ({top}); fix the extract or raise "
+            f"above the {max_quarantine_share:.2%} threshold ({top}){hint}; fix the extract or raise "
             "--max-quarantine-share"
         )
     return v

@@ -183,6 +183,15 @@ def test_a_utf16_csv_is_named_as_such(isolated: Path, led: Path) -> None:
         user_error(cli(*quarterly(f, led)), str(f), "UTF-16 text", "iconv -f UTF-16")
 
 
+def test_an_extract_refused_for_its_dates_says_the_form_they_need(isolated: Path, led: Path) -> None:
+    """An audit: dates written 2025/07/01 in every row were refused as 100 % BAD_DATE, not saying
+    that YYYY-MM-DD is what is read."""
+    frame = registry_frame(sample_rows(3)).with_columns(pl.col("birth_date").dt.strftime("%Y/%m/%d"))
+    f = isolated / "slashes.csv"
+    frame.write_csv(f)
+    user_error(cli(*quarterly(f, led)), str(f), "BAD_DATE 3", "dates must be YYYY-MM-DD text")
+
+
 def test_a_two_digit_year_is_a_bad_date(isolated: Path, led: Path) -> None:
     """"25-06-20" was read as the year 25 and quarantined as DEATH_BEFORE_BIRTH, sending staff to
     the wrong fact (an audit); it is BAD_DATE, as any text that is not a YYYY-MM-DD date."""
