@@ -220,6 +220,14 @@ def bank_folder_problems(led: Ledger) -> tuple[dict[str, int], list[str]]:
     return counts, problems
 
 
+def _published_or_unknown(led: Ledger, batch_id: str) -> bool:
+    """After a publication failed: does the ledger hold the batch as published (or can it not say)?"""
+    try:
+        return bool(led.batch(batch_id)["status"] == "published")
+    except BaseException:  # a second interrupt, a closed connection: it might be published
+        return True
+
+
 def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                   require_district_approvals: bool = False, rewrite: bool = False) -> RunResult:
     """五: publish an approved draft — files for the bank and the ledger entries, in one step.
@@ -324,7 +332,12 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                     synced.result()
                 except BaseException:
                     wait([synced])
-                    if not committed:  # once committed, the staged folder says the files are owed
+                    # Once committed, the staged folder says the files are owed: kept. An interrupt
+                    # (Ctrl-C) can land after the commit and before `committed` is set (an audit: the
+                    # folder was removed, and the batch, paid in the ledger, was never delivered), so
+                    # the ledger is asked; when it cannot say, the folder is kept (a draft's staged
+                    # folder is only said, never used, by finish_publications).
+                    if not committed and not _published_or_unknown(led, batch_id):
                         shutil.rmtree(partial, ignore_errors=True)
                     raise
             try:

@@ -239,6 +239,31 @@ def test_a_publication_interrupted_after_the_commit_is_finished_by_the_next_run(
     assert "publications_finished" not in again
 
 
+def test_an_interrupt_just_after_the_commit_keeps_the_files_owed(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An audit: a Ctrl-C landing as the ledger's commit returned removed the staged folder (the
+    publication looked uncommitted), and the batch, paid in the ledger, then looked delivered and
+    taken away: never written. The ledger is asked before the folder is removed."""
+    from allowance.ledger import Ledger as LedgerClass
+
+    led, _, bid = drafted
+    out = isolated / "out"
+    record = LedgerClass.record_publication
+
+    def committed_then_interrupted(self: LedgerClass, *args: object, **kwargs: object) -> None:
+        record(self, *args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(LedgerClass, "record_publication", committed_then_interrupted)
+        assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code != 0
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "published"
+    assert (out / f".{bid}.partial").is_dir() and not (out / bid).exists()
+    text = ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out)).stdout
+    assert text.startswith(f"published {bid}") and verify_batch(out / bid) == []
+
+
 def test_a_kill_while_a_publication_is_being_finished_leaves_its_staged_folder(
     isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
