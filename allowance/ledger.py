@@ -503,21 +503,32 @@ class Ledger:
         # off the recoveries that claim them, in their names (owed_recoveries reads those), and
         # cancels a recovery only once it owes nothing. Left as schema 4 had them, the register
         # owed months the bank never paid, and a later run netted a reissue against them: an
-        # audit's resident got 360 yuan less. Each import's cancellations are done again as this
-        # engine does them, in the order and at the time they were made; the holdings end as they were.
-        old = led.df("select person_id, from_mi, to_mi, fen, line_id, recorded_at from bank_entries "
-                     "where kind = 'CANCEL' order by recorded_at")
-        redone = 0
+        # audit's resident got 360 yuan less. Each import's CANCEL entries are put again as this
+        # engine puts them, the same fen for the same person-months, in the order and at the time
+        # they were made: the holdings do not change (an audit: worked out from today's holdings,
+        # a month paid again since was cancelled away). What a recovery confirmed as recovered had
+        # got back of those months, a refund schema 4 never said, is kept in the upgrade's event
+        # for `recoveries refunds`.
+        old = keyed(led.df("select person_id, from_mi, to_mi, fen, line_id, recorded_at from bank_entries "
+                           "where kind = 'CANCEL' order by recorded_at"), "cancel entries")
+        redone, refunds = 0, []
         if old.height:
             led.run("update recoveries set state = 'open' where state = 'cancelled' and changed_by = 'bank return'")
             led.run("delete from bank_entries where kind = 'CANCEL'")
             for (at,) in old.select("recorded_at").unique(maintain_order=True).iter_rows():
                 group = old.filter(pl.col("recorded_at") == at)
-                # the holdings as the reversal left them (below zero those months), then cancelled again
-                led.apply_to_holdings(group.select("person_id", "from_mi", "to_mi", fen=-pl.col("fen")))
-                redone += led._cancel_recoveries_of_failed(group.select("line_id").unique(), at)[0]
-        return {"recovery_months": int(led.one("select count(*) from recovery_months")[0]),  # type: ignore[index]
-                "failed_payment_cancellations_redone": redone}
+                need = explode_months(group.lazy()).group_by("_k", "month_idx").agg(need=pl.col("fen").sum())
+                n, returned = led._cancel_months(need, group.select("line_id").unique(), at)
+                redone += n
+                refunds.append(returned)
+        detail: dict[str, Any] = {
+            "recovery_months": int(led.one("select count(*) from recovery_months")[0]),  # type: ignore[index]
+            "failed_payment_cancellations_redone": redone}
+        if sum(r["fen"] for r in refunds):
+            detail["recovered_but_never_delivered"] = _refunds(
+                sum(r["people"] for r in refunds), sum(r["fen"] for r in refunds),
+                pl.Series([x for r in refunds for x in r["recovery_lines"]], dtype=pl.String))
+        return detail
 
     def _payees_from_schema_3(self) -> pl.DataFrame:
         """Schema 3's payees (texts and since_line_id) as schema 4 keeps them."""
@@ -801,15 +812,24 @@ class Ledger:
         """Every bank-return import that found months a confirmed recovery had got back of a
         payment the bank then said failed (`recovered_but_never_delivered`): money a family
         returned that it never got, for the district to refund by hand. Kept in the import's
-        event, so the list stands after the night that reported it. One row per import:
-        imported_at, file_sha256, people, fen, recovery_lines (a few rows: imports, not people)."""
+        event, so the list stands after the night that reported it (and in a schema-4 ledger's
+        upgrade's, for the imports schema 4 made without saying so). One row per import:
+        imported_at, file_sha256 (null for an upgrade), people, fen, recovery_lines (a few rows:
+        imports, not people)."""
         return self.df(
             "select event_at as imported_at, detail->>'$.file_sha256' as file_sha256, "
             "cast(detail->>'$.recovered_but_never_delivered.people' as bigint) as people, "
             "cast(detail->>'$.recovered_but_never_delivered.fen' as bigint) as fen, "
             "cast(detail->'$.recovered_but_never_delivered.recovery_lines' as varchar[]) as recovery_lines "
-            "from events where action = 'bank_returns' "
+            "from events where action in ('bank_returns', 'upgrade') "
             "and coalesce(cast(detail->>'$.recovered_but_never_delivered.fen' as bigint), 0) > 0 order by seq")
+
+    def refunds_total(self, refunds: pl.DataFrame) -> dict[str, int]:
+        """People and fen of `refunds_reported`: each person once, however many imports named them."""
+        lines = refunds["recovery_lines"].explode().drop_nulls().unique().to_list()
+        people = self.one("select count(distinct person_id) from recoveries where list_contains(?, line_id)",
+                          [lines]) if lines else (0,)
+        return {"people": int(people[0]), "fen": int(refunds["fen"].sum())}  # type: ignore[index]
 
     # ---- writes ------------------------------------------------------------------------------
     def owed_recoveries(self) -> pl.DataFrame:
@@ -1328,8 +1348,15 @@ class Ledger:
         neg = self.df("select person_key as _k, from_mi, to_mi, -fen as fen from holdings where fen < 0")
         if neg.height == 0:
             return 0, _refunds()
+        counts = self._cancel_months(explode_months(neg.lazy()).select("_k", "month_idx", need="fen"), failed, now)
+        self.apply_to_holdings(neg.rename({"_k": "person_key"}))
+        return counts
+
+    def _cancel_months(self, need: pl.LazyFrame, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
+        """_cancel_recoveries_of_failed's CANCEL entries and register changes for `need` (_k,
+        month_idx, need: the fen each month's net is below zero by), at `now`; the holdings are the
+        caller's. Returns the same as it."""
         month = ["_k", "month_idx"]
-        need = explode_months(neg.lazy()).select(*month, need="fen")
         taken = taken_off_owed(explode_months(self.owed_recoveries().lazy()), need, "_k").select(
             *month, "line_id", "cancel")
         # What no recovery still claims (one confirmed recovered, say) is brought to zero as before,
@@ -1368,7 +1395,6 @@ class Ledger:
             )
             self._owe_less("select line_id, sum(cancel) as fen from _taken group by line_id", [], now,
                            "bank return", "the payment recovered failed at the bank: ")
-        self.apply_to_holdings(neg.rename({"_k": "person_key"}))
         return taken["line_id"].n_unique(), returned
 
     def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, int]:

@@ -51,7 +51,7 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
             "people": int(row[2]),
             "batches": {s: int(n) for s, n in nb},
             # money families returned that the bank never delivered (`recoveries refunds`)
-            "refunds_reported": {"people": int(refunds["people"].sum()), "fen": int(refunds["fen"].sum())},
+            "refunds_reported": led.refunds_total(refunds),
         }
     if json_:
         emit_json(info)

@@ -111,11 +111,12 @@ def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """
     with Ledger.use(ledger, read_only=True) as led:
         df = led.refunds_reported()
-    total = {"imports": df.height, "people": int(df["people"].sum()), "fen": int(df["fen"].sum())}
+        total = {"imports": df.height, **led.refunds_total(df)}
     if json_:
         emit_json({"refunds": [{**r, "imported_at": r["imported_at"].isoformat()} for r in df.to_dicts()], **total})
         return
     for r in df.to_dicts():
-        echo(f"{r['imported_at']:%Y-%m-%d %H:%M}  return file {(r['file_sha256'] or '?')[:12]}  {r['people']} people  "
+        source = f"return file {r['file_sha256'][:12]}" if r["file_sha256"] else "schema-4 ledger upgraded"
+        echo(f"{r['imported_at']:%Y-%m-%d %H:%M}  {source}  {r['people']} people  "
              f"{yuan(r['fen']):>12} yuan  recovery line(s) {', '.join(r['recovery_lines'])}")
     echo(f"{total['imports']} import(s), {total['people']} people, {yuan(total['fen'])} yuan to refund by hand")
