@@ -144,11 +144,10 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
 def _refuse_unknown_time_zones(p: Path) -> None:
     """A timestamp column labelled with a time zone polars does not know ('CST', 'GMT+8', common
     in exports) made polars panic while reading the file's schema: 240 lines of trace instead of
-    a message (an audit). The labels are read from the file's footer first: an IANA name
-    (Asia/Shanghai) or an offset (+08:00) is known; any other is refused, with its column."""
-    import re
-    import zoneinfo
-
+    a message (an audit). The labels are read from the file's footer first and each is tried
+    with polars' own time zone database, which says no without panicking (the system's, which
+    knows `localtime` or `posix/...`, let those through to the panic: a second audit); a label it
+    does not know is refused, with its column."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -158,11 +157,11 @@ def _refuse_unknown_time_zones(p: Path) -> None:
         return  # not readable as Parquet: polars says so, below
     for f in schema:
         tz = getattr(f.type, "tz", None) if pa.types.is_timestamp(f.type) else None
-        if not tz or re.fullmatch(r"[+-]\d{2}:\d{2}", tz):
+        if not tz:
             continue
         try:
-            zoneinfo.ZoneInfo(tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pl.Series([0]).cast(pl.Datetime("us")).dt.replace_time_zone(tz)
+        except pl.exceptions.PolarsError:
             raise InputError(f"{p}: column {f.name} is labelled with time zone {tz!r}, which is not a time zone name "
                              "this engine knows; label it Asia/Shanghai (or +08:00), or export dates") from None
 
@@ -176,22 +175,32 @@ def _refuse_repeated_header(p: Path) -> None:
 
     with p.open(encoding="utf-8-sig", newline="") as f:
         header = next(csv.reader(f), [])
-    twice = sorted(c for c, n in Counter(header).items() if n > 1)
+    # only the columns the engine reads: two empty names (trailing commas) or a `remark` twice
+    # are another system's business, and the engine before read such files (a second audit)
+    twice = sorted(c for c, n in Counter(header).items() if n > 1 and c in REGISTRY_COLUMNS)
     if twice:
         raise InputError(f"{p}: the header names column(s) {', '.join(twice)} more than once; which one holds the "
                          "data cannot be known: fix the export")
 
 
 def _refuse_line_breaks(p: Path, lf: pl.LazyFrame) -> None:
-    """A CSV field holding a line break is refused, with the file: no field of the extract has
-    one, and a quote left open in a name makes every row up to the next quote part of that name
-    (an audit lost 12 people so: neither clean nor quarantined). Read from the frame polars
-    parsed, so quoting is judged as it was for the data."""
+    """A CSV field that swallowed rows is refused, with the file: a quote left open in a name
+    makes every row up to the next quote part of that name (an audit lost 12 people so: neither
+    clean nor quarantined). No field the engine reads holds a line break; another column's may,
+    unless a resident ID follows it (a swallowed row). Read from the frame polars parsed, so
+    quoting is judged as it was for the data."""
     texts = [c for c, t in lf.collect_schema().items() if t == pl.String]
     if not texts:
         return
+    # In a column the engine reads, any line break; in another (a remark may hold one, and the
+    # engine before read such files: a second audit), one followed by what a swallowed row
+    # would hold: a resident ID's 15 or 18 characters.
+    ours, theirs = [c for c in texts if c in REGISTRY_COLUMNS], [c for c in texts if c not in REGISTRY_COLUMNS]
+    swallowed = [pl.col(ours).str.contains(r"[\r\n]")] if ours else []
+    if theirs:
+        swallowed.append(pl.col(theirs).str.contains(r"(?s)[\r\n].*(?:\d{17}[\dXx]|\d{15})"))
     hit = (lf.with_row_index("_row", offset=1)
-           .filter(pl.any_horizontal(pl.col(texts).str.contains(r"[\r\n]", literal=False)))
+           .filter(pl.any_horizontal(*swallowed))
            .select("_row").head(1).collect())
     if hit.height:
         raise InputError(f"{p}: data row {hit.item()} has a field holding a line break (a quote left open takes "

@@ -156,6 +156,16 @@ def test_a_csv_header_naming_a_column_twice_refuses_the_file(isolated: Path, led
     f = isolated / "twice.csv"
     f.write_text(text.replace("dead_again", "death_date", 1), encoding="utf-8")
     user_error(cli(*quarterly(f, led)), str(f), "names column(s) death_date more than once")
+    # A column the engine does not read, named twice, or two empty names from trailing commas, are
+    # another system's business (a second audit: such files were refused, which the engine before read).
+    lines = registry_frame(rows).with_columns(remark=pl.lit("a"), other=pl.lit("b")).write_csv().splitlines()
+    theirs = isolated / "theirs.csv"
+    theirs.write_text("\n".join([lines[0].replace("other", "remark"), *lines[1:]]) + "\n", encoding="utf-8")
+    assert ok_json(cli(*quarterly(theirs, led, "--json")))["registry"]["clean"] == 3
+    trailing = isolated / "trailing.csv"
+    trailing.write_text("\n".join(ln + ",," for ln in registry_frame(rows).write_csv().splitlines()) + "\n",
+                        encoding="utf-8")
+    assert ok_json(cli(*quarterly(trailing, led, "--json")))["registry"]["clean"] == 3
 
 
 def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: Path) -> None:
@@ -172,6 +182,17 @@ def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: 
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     line = user_error(cli(*quarterly(f, led)), str(f), "data row 1 has a field holding a line break")
     assert rows[0]["person_id"] not in line
+    # the same quote left open in a column the engine does not read swallows rows just the same
+    frame = registry_frame(rows).with_columns(remark=pl.lit("ok"))
+    lines = frame.write_csv().splitlines()
+    lines[1], lines[3] = lines[1].rsplit(",", 1)[0] + ',"ok', lines[3].rsplit(",", 1)[0] + ',ok"'
+    theirs = isolated / "open_quote_remark.csv"
+    theirs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    user_error(cli(*quarterly(theirs, led)), str(theirs), "data row 1 has a field holding a line break")
+    # but a remark that holds a line break of its own is another system's business (a second audit)
+    remark = isolated / "remark.csv"
+    frame.with_columns(remark=pl.lit("first line\nsecond line")).write_csv(remark)
+    assert ok_json(cli(*quarterly(remark, led, "--json")))["registry"]["clean"] == 4
 
 
 def test_a_utf16_csv_is_named_as_such(isolated: Path, led: Path) -> None:
