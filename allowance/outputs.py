@@ -209,8 +209,11 @@ def finalize_batch(partial: Path, final: Path) -> None:
     durable.sync(final.parent)
 
 
-def verify_batch(folder: Path) -> list[str]:
-    """What a bank would check: every file listed in the manifest exists with its hash and rows."""
+def verify_batch(folder: Path, unlisted: bool = False) -> list[str]:
+    """What a bank would check: every file listed in the manifest exists with its hash and rows;
+    with `unlisted` (ledger check), also any file in the folder that the manifest does not list
+    (publish leaves a folder with one alone: a marker the bank put there is not a reason to
+    write the batch again)."""
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         return [f"{folder}: no manifest.json (not a batch)"]
@@ -220,12 +223,25 @@ def verify_batch(folder: Path) -> list[str]:
     except (ValueError, KeyError, TypeError) as e:  # a damaged manifest is a problem to report, not a crash
         return [f"{mpath}: not a readable manifest ({type(e).__name__})"]
     problems = []
+    root = folder.resolve()
     for rel, meta in files.items():
         p = folder / rel
-        if not p.is_file():
+        # An audit: an entry without its hash stopped `ledger check` with an internal error, and
+        # one naming ../ was read outside the batch. Each is a problem of the manifest instead.
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            problems.append(f"{rel}: the manifest gives no SHA-256 for it")
+        elif not p.resolve().is_relative_to(root):
+            problems.append(f"{rel}: the manifest names a file outside the batch")
+        elif not p.is_file():
             problems.append(f"{rel}: missing")
         elif file_sha256(p) != meta["sha256"]:
             problems.append(f"{rel}: sha256 differs from manifest")
+    # a file the manifest does not list is no part of the batch, yet a bank reading the folder
+    # (payments/*/*/part-*.parquet) would take it
+    if unlisted:
+        listed = {(folder / rel).resolve() for rel in files} | {mpath.resolve()}
+        problems += [f"{f.relative_to(folder).as_posix()}: not listed in the manifest"
+                     for f in sorted(folder.rglob("*")) if f.is_file() and f.resolve() not in listed]
     return problems
 
 

@@ -216,7 +216,7 @@ def bank_folder_problems(led: Ledger) -> tuple[dict[str, int], list[str]]:
             counts["taken_away"] += 1
         else:
             counts["verified"] += 1
-            problems += [f"batch {bid}, bank files in {folder}: {p}" for p in verify_batch(folder)]
+            problems += [f"batch {bid}, bank files in {folder}: {p}" for p in verify_batch(folder, unlisted=True)]
     return counts, problems
 
 

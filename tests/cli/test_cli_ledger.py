@@ -160,6 +160,22 @@ def test_check_verifies_the_bank_files_where_they_were_published(isolated: Path)
     led, out, bid = _published(isolated)
     assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
         "verified": 1, "taken_away": 0, "unrecorded": 0}
+    # a second audit: a part file no manifest lists (a bank reading the folder would take it), an
+    # entry without its hash (an internal error), one naming a file outside the batch
+    extra = out / bid / "payments" / "district_code=310101" / "channel=senior_card" / "part-1.parquet"
+    extra.parent.mkdir(parents=True, exist_ok=True)
+    extra.write_bytes(b"PAR1")
+    _check_fails(led, "payments/district_code=310101/channel=senior_card/part-1.parquet: not listed in the manifest")
+    extra.unlink()
+    manifest = json.loads((out / bid / "manifest.json").read_text())
+    good = (out / bid / "manifest.json").read_text()
+    first = next(iter(manifest["files"]))
+    manifest["files"][first] = "no hash"
+    manifest["files"]["../../l.duckdb"] = {"sha256": "0" * 64}
+    (out / bid / "manifest.json").write_text(json.dumps(manifest))
+    _check_fails(led, f"{first}: the manifest gives no SHA-256 for it",
+                 "../../l.duckdb: the manifest names a file outside the batch")
+    (out / bid / "manifest.json").write_text(good)
     with (out / bid / "funding.parquet").open("ab") as f:
         f.write(b"x")
     _check_fails(led, f"batch {bid}, bank files in {out.resolve() / bid}: funding.parquet: sha256 differs")
