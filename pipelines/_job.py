@@ -13,6 +13,7 @@ from allowance import log
 from allowance.cli.common import emit_json
 from allowance.constants import EXIT_FAILURE, EXIT_OK, EXIT_REFUSED
 from allowance.errors import AllowanceError
+from allowance.ledger import Ledger
 from allowance.runs import RunResult, publish_batch
 
 
@@ -47,13 +48,26 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def publish_unless_empty(res: RunResult, publish_as: str, ledger: Path, out: Path) -> dict[str, Any]:
-    """`--publish-as`: the job's draft published at once, unless it holds nothing to deliver (no
-    payment, no recovery, no cancellation): a job run again after it finished, or a quiet night,
-    published an empty batch each time, a bank folder with nothing in it (an audit). Its people
-    with no card are in the draft's change report either way. Returns the job's result."""
+    """`--publish-as`: the job's draft published at once, unless it holds nothing to deliver: no
+    payment, no recovery, no cancellation, and nobody on its no-card list who was not on the last
+    published one. A job run again after it finished, or a quiet night, published a batch with
+    nothing new in it each time (an audit); and a new entrant with no card is followed up from a
+    published no-card list, so a night that has one publishes (a second audit). Returns the job's result."""
     s = res.summary
-    if not (res.lines or s["recoveries"]["lines"] or s["recoveries_cancelled"]["lines"]):
+    if not (res.lines or s["recoveries"]["lines"] or s["recoveries_cancelled"]["lines"] or _new_no_card(res, ledger)):
         log.get(batch_id=res.batch_id).info("publish_skipped", why="nothing to pay, recover or cancel")
         return {**res.as_json(), "publish_skipped": "nothing to pay, recover or cancel"}
     # (keeping what the draft's run finished first: an interrupted publication)
     return replace(publish_batch(res.batch_id, publish_as, ledger, out), finished=res.finished).as_json()
+
+
+def _new_no_card(res: RunResult, ledger: Path) -> bool:
+    """Has the draft's no-card list someone the last published batch's list did not name?"""
+    if not res.summary["no_card"]["people"]:
+        return False
+    with Ledger.use(ledger, read_only=True) as led:
+        row = led.one(
+            "select count(*) from batch_no_card d where d.batch_id = ? and d.person_id not in ("
+            "select person_id from batch_no_card where batch_id = (select batch_id from batches "
+            "where status = 'published' order by published_at desc, batch_id desc limit 1))", [res.batch_id])
+    return bool(row and row[0])

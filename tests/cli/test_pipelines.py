@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -90,6 +91,19 @@ def test_a_job_run_again_after_it_finished_publishes_no_empty_batch(tmp_path: Pa
         assert lg.df("select batch_id from batches where status = 'published'")["batch_id"].to_list() == [
             first["batch_id"]]
     assert sorted(p.name for p in out.iterdir() if p.name != "reports") == [first["batch_id"]]
+    # A second audit: a night whose only news is an entrant with no card publishes, so that the
+    # district's no-card list names them.
+    from cli_helpers import sample_rows
+
+    from allowance.testing import person, write_registry
+    newcomer = person(dt.date(1950, 3, 4), seq=977, channel=None)
+    tonight = write_registry([*sample_rows(), newcomer], tmp_path / "tonight.parquet")
+    night = _job(nightly.main, "--registry", tonight, "--as-of", "2025-07-03", "--ledger", led, "--out", out,
+                 "--publish-as", "tester")
+    assert night["status"] == "published" and night["lines"] == 0, night
+    with Ledger.use(led, read_only=True) as lg:
+        listed = lg.df("select person_id from batch_no_card where batch_id = ?", [night["batch_id"]])
+    assert newcomer["person_id"] in listed["person_id"].to_list()
 
 
 def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_path: Path) -> None:
