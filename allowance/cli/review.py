@@ -44,12 +44,14 @@ def _people(person: str | None, persons_file: Path | None) -> list[str]:
 def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool) -> None:
     with Ledger.use(ledger) as led:
         b = led.review(batch_id, people, action, reason, by)
+        stale = _stale(led, batch_id)
     people = b["people"]  # as normalised: one person named in two forms is one decision
     who = mask(people[0]) if len(people) == 1 else f"{len(people)} people"
     if json_:
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
-                   "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"]})
+                   "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"],
+                   "stale": stale})
     else:
         echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")
@@ -59,6 +61,19 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
         if b["recovered_next_run"]:
             echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window: the next run "
                        "(tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
+        if stale:
+            echo(STALE.format(batch_id=batch_id))
+
+
+# An audit: a release made the draft it was recorded against stale, and the release's and the
+# approvals' messages read as if it were still the one to publish, until publish refused it.
+STALE = ("{batch_id} can no longer be published: the ledger changed since it was drafted (a release, a "
+         "publication, a bank return); run the draft again and review the new batch, which pays what is due now")
+
+
+def _stale(led: Ledger, batch_id: str) -> bool:
+    b = led.batch(batch_id)
+    return b["status"] == "draft" and led.changed_since(b["base_seq"])
 
 
 @app.command("hold")
@@ -97,12 +112,15 @@ def approve(batch_id: Annotated[str, typer.Argument()], by: ByOpt,
         done = led.approve(batch_id, district, by, note)
         left = [d for d in led.districts_of(batch_id) if d not in {a["district_code"] for a in done}]
         b = led.batch(batch_id)
+        stale = _stale(led, batch_id)
     if json_:  # the fields every batch command's JSON has (README), then the approvals
         emit_json({"batch_id": batch_id, "status": b["status"], "lines": b["lines"], "amount_fen": b["amount_fen"],
-                   "approved": [a["district_code"] for a in done], "not_yet": left})
+                   "approved": [a["district_code"] for a in done], "not_yet": left, "stale": stale})
         return
     echo(f"{batch_id}: {len(done)} district(s) approved their list; "
                + (f"not yet: {', '.join(left)}" if left else "every district has approved"))
+    if stale:
+        echo(STALE.format(batch_id=batch_id))
 
 
 @app.command("list")

@@ -210,3 +210,23 @@ def test_an_id_is_read_as_the_extract_s_and_a_release_must_lift_something(isolat
         assert pid not in set(lg.blocked()["person_id"].to_list())
         assert [(r["person_id"], r["action"]) for r in lg.decisions(bid).iter_rows(named=True)] == [
             (pid, "HOLD"), (pid, "RELEASE")]
+
+
+def test_a_release_says_the_draft_it_was_recorded_against_is_stale(isolated: Path) -> None:
+    """An audit: a release makes the drafts made before it stale, the one it was recorded against
+    too (their redraft pays the released person). Its message read as if that draft were still the
+    one to publish, approvals of it were taken without a word, and only publish refused it."""
+    led, bid = _drafted(isolated)
+    with Ledger.use(led, read_only=True) as lg:
+        someone, district = lg.part(bid, "lines").select("person_id", "district_code").row(0)
+    held = ok_json(cli("review", "hold", bid, "--person", someone, "--reason", "check", "--by", "d", "--ledger", led,
+                       "--json"))
+    assert held["stale"] is False  # a hold keeps its own draft publishable
+    released = cli("review", "release", bid, "--person", someone, "--reason", "checked", "--by", "d", "--ledger", led)
+    assert f"{bid} can no longer be published" in ok(released).stdout and "run the draft again" in released.stdout
+    approved = ok(cli("review", "approve", bid, "--district", district, "--by", "d", "--ledger", led)).stdout
+    assert f"{bid} can no longer be published" in approved
+    assert ok_json(cli("review", "approve", bid, "--district", district, "--by", "d", "--ledger", led,
+                       "--json"))["stale"] is True
+    user_error(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", isolated / "out"),
+               "drafted before the ledger last changed")
