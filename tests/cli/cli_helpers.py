@@ -65,6 +65,17 @@ def write_sample(path: Path, n: int = 30) -> Path:
     return write_registry(sample_rows(n), path)
 
 
+def published_sample(root: Path, ledger: str = "ledger.duckdb") -> tuple[Path, Path, str]:
+    """A ledger opened at 2025-07 with the sample's 2025Q3 published to `root/out`: (ledger, out, batch id)."""
+    led, out = root / ledger, root / "out"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    reg = write_sample(root / "registry.parquet")
+    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    return led, out, bid
+
+
 def tree_hashes(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}

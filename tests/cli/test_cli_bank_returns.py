@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
-from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
+from cli_helpers import cli, ok, ok_json, published_sample, sample_rows, user_error
 
 from allowance.ledger import Ledger
 from allowance.money import yuan
@@ -14,12 +14,7 @@ from allowance.testing import write_registry
 
 
 def _published(isolated: Path) -> tuple[Path, list[str]]:
-    led, out = isolated / "ledger.duckdb", isolated / "out"
-    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
-    reg = write_sample(isolated / "registry.parquet")
-    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
-                      "--ledger", led, "--json"))["batch_id"]
-    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    led, _, bid = published_sample(isolated)
     with Ledger.use(led, read_only=True) as lg:
         ids = lg.part(bid, "lines").sort("line_id")["line_id"].head(2).to_list()
     return led, ids

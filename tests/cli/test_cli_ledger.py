@@ -10,7 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
+from cli_helpers import cli, ok, ok_json, published_sample, sample_rows, user_error, write_sample
 
 from allowance.ledger import Ledger
 from allowance.testing import write_registry
@@ -120,16 +120,6 @@ def test_check_finds_a_damaged_ledger(isolated: Path, sql: str, fragment: str) -
     assert not re.search(r"\d{10}", " ".join(info["problems"])), info["problems"]  # IDs masked
 
 
-def _published(isolated: Path) -> tuple[Path, Path, str]:
-    led, out = isolated / "l.duckdb", isolated / "out"
-    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
-    reg = write_sample(isolated / "registry.parquet")
-    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
-                      "--ledger", led, "--json"))["batch_id"]
-    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
-    return led, out, bid
-
-
 def _check_fails(led: Path, *fragments: str) -> dict[str, Any]:
     res = cli("ledger", "check", "--ledger", led, "--json")
     assert res.exit_code == 1, (res.stdout, res.stderr)
@@ -142,7 +132,7 @@ def test_a_batch_file_cut_short_or_grown_is_one_line_naming_it(isolated: Path) -
     """An audit: a ledger batch file with a byte appended (or cut off) has no Parquet footer, and
     every command, `ledger check` too, stopped with an internal error. As a missing file does, it
     now stops the ledger from opening, in one line that names it and says to restore the backup."""
-    led, _, bid = _published(isolated)
+    led, _, bid = published_sample(isolated, "l.duckdb")
     (pieces,) = (led.parent / f"{led.name}.batches" / bid).glob("pieces-*.parquet")
     pieces.chmod(0o644)
     with pieces.open("ab") as f:
@@ -157,7 +147,7 @@ def test_a_batch_file_cut_short_or_grown_is_one_line_naming_it(isolated: Path) -
 def test_check_verifies_the_bank_files_where_they_were_published(isolated: Path) -> None:
     """An audit: a deleted manifest or an altered bank file under <out>/<batch_id> checked as ok.
     A folder taken away (by the bank) is not a problem; a publication never moved into place is."""
-    led, out, bid = _published(isolated)
+    led, out, bid = published_sample(isolated, "l.duckdb")
     assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
         "verified": 1, "taken_away": 0, "unrecorded": 0}
     # a second audit: a part file no manifest lists (a bank reading the folder would take it), an
