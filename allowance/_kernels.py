@@ -182,8 +182,9 @@ def needs_trim_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo:
 @_jit
 def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: int, hi: int, max_bytes: int,
                   out: np.ndarray) -> None:
-    """out[i]: row i is longer than max_bytes, or holds a control character (a byte below 0x20,
-    or 0x7F: in UTF-8 no byte of another character is one)."""
+    """out[i]: row i is longer than max_bytes, or holds a control character: C0 (a byte below
+    0x20) or DEL (0x7F), which in UTF-8 no byte of another character is; C1 (U+0080-U+009F: 0xC2
+    then 0x80-0x9F); or a line or paragraph separator (U+2028, U+2029: 0xE2 0x80 0xA8/0xA9)."""
     for i in range(lo, hi):
         at, n = _row(views, first_view, buffers, i)
         bad = n > max_bytes
@@ -191,6 +192,10 @@ def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: i
         while not bad and j < n:
             b = _byte(at + j)
             bad = b < 0x20 or b == 0x7F
+            if b == 0xC2 and j + 1 < n:
+                bad = 0x80 <= _byte(at + j + 1) <= 0x9F
+            elif b == 0xE2 and j + 2 < n and _byte(at + j + 1) == 0x80:
+                bad = _byte(at + j + 2) == 0xA8 or _byte(at + j + 2) == 0xA9
             j += 1
         out[i] = bad
 

@@ -63,6 +63,8 @@ def test_bad_text_is_a_control_character_or_too_many_bytes(values: list[str | No
     s = pl.Series("name", values, dtype=pl.String)
     got = bad_text(s, max_bytes)
     assert got.name == "name" and got.dtype == pl.Boolean
-    expected = [None if v is None else (len(v.encode()) > max_bytes or any(ord(c) < 0x20 or c == "\x7f" for c in v))
-                for v in values]
+    def control(c: str) -> bool:  # C0, DEL, C1, and the line and paragraph separators
+        return ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029"
+
+    expected = [None if v is None else (len(v.encode()) > max_bytes or any(control(c) for c in v)) for v in values]
     assert got.to_list() == expected
