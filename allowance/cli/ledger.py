@@ -56,8 +56,9 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     if json_:
         emit_json(info)
     else:
-        for k, v in info.items():
-            echo(f"{k:>14}: {v}")
+        for k, v in info.items():  # a count per kind as words, not a Python dict (an audit)
+            shown = (", ".join(f"{a} {b}" for a, b in v.items()) or "none") if isinstance(v, dict) else v
+            echo(f"{k:>16}: {shown}")
 
 
 @app.command("upgrade")

@@ -73,6 +73,8 @@ def test_ledger_status_after_publication(isolated: Path) -> None:
     assert st["people"] == paid["lines"]
     assert st["entries"] > 0
     assert st["batches"] == {"draft": 1, "published": 1}
+    text = ok(cli("ledger", "status", "--ledger", led)).stdout
+    assert "batches: draft 1, published 1" in text and "refunds_reported: people 0, fen 0" in text, text
 
 
 def test_write_off_without_a_reason_is_one_line(tmp_path: Path) -> None:
