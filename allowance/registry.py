@@ -128,15 +128,13 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
             _refuse_line_breaks(p, lf)
         else:
             raise InputError(f"{p}: unknown extract format {suffix or '(none)'}; expected .parquet or .csv")
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
-        raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
-    missing = [c for c in REGISTRY_COLUMNS if c not in names]
-    if missing:
-        raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists {', '.join(REGISTRY_COLUMNS)}")
-    lf = lf.select(REGISTRY_COLUMNS)
-    try:
+        missing = [c for c in REGISTRY_COLUMNS if c not in names]
+        if missing:
+            raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists "
+                             f"{', '.join(REGISTRY_COLUMNS)}")
+        lf = lf.select(REGISTRY_COLUMNS)
         _refuse_times_of_day(p, lf)
-    except pl.exceptions.PolarsError as e:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
         raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
     return lf
 
