@@ -1631,6 +1631,19 @@ class Ledger:
             "select coalesce(max(seq), 0) from events where action not in ('draft', 'upgrade', 'approve')")
         return int(row[0]) if row else 0
 
+    def draft_is_stale(self, batch_id: str) -> bool:
+        """Is `batch_id` a draft made before the ledger last changed (it can no longer be published)?"""
+        b = self.batch(batch_id)
+        return b["status"] == "draft" and self.changed_since(b["base_seq"])
+
+    def new_no_card(self, batch_id: str) -> int:
+        """How many on the batch's no-card list the last published batch's list did not name."""
+        row = self.one(
+            "select count(*) from batch_no_card d where d.batch_id = ? and d.person_id not in ("
+            "select person_id from batch_no_card where batch_id = (select batch_id from batches "
+            "where status = 'published' order by published_at desc, batch_id desc limit 1))", [batch_id])
+        return int(row[0]) if row else 0
+
     def changed_since(self, base_seq: int) -> bool:
         """Has anything changed what is paid or owed since `base_seq` (a draft's base)?"""
         row = self.one(f"select count(*) from events where seq > ? and {STATE_EVENTS}", [base_seq])

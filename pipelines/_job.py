@@ -66,8 +66,4 @@ def _new_no_card(res: RunResult, ledger: Path) -> bool:
     if not res.summary["no_card"]["people"]:
         return False
     with Ledger.use(ledger, read_only=True) as led:
-        row = led.one(
-            "select count(*) from batch_no_card d where d.batch_id = ? and d.person_id not in ("
-            "select person_id from batch_no_card where batch_id = (select batch_id from batches "
-            "where status = 'published' order by published_at desc, batch_id desc limit 1))", [res.batch_id])
-    return bool(row and row[0])
+        return led.new_no_card(res.batch_id) > 0

@@ -44,7 +44,7 @@ def _people(person: str | None, persons_file: Path | None) -> list[str]:
 def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool) -> None:
     with Ledger.use(ledger) as led:
         b = led.review(batch_id, people, action, reason, by)
-        stale = _stale(led, batch_id)
+        stale = led.draft_is_stale(batch_id)
     people = b["people"]  # as normalised: one person named in two forms is one decision
     who = mask(people[0]) if len(people) == 1 else f"{len(people)} people"
     if json_:
@@ -69,11 +69,6 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
 # approvals' messages read as if it were still the one to publish, until publish refused it.
 STALE = ("{batch_id} can no longer be published: the ledger changed since it was drafted (a release, a "
          "publication, a bank return); run the draft again and review the new batch, which pays what is due now")
-
-
-def _stale(led: Ledger, batch_id: str) -> bool:
-    b = led.batch(batch_id)
-    return b["status"] == "draft" and led.changed_since(b["base_seq"])
 
 
 @app.command("hold")
@@ -112,7 +107,7 @@ def approve(batch_id: Annotated[str, typer.Argument()], by: ByOpt,
         done = led.approve(batch_id, district, by, note)
         left = [d for d in led.districts_of(batch_id) if d not in {a["district_code"] for a in done}]
         b = led.batch(batch_id)
-        stale = _stale(led, batch_id)
+        stale = led.draft_is_stale(batch_id)
     if json_:  # the fields every batch command's JSON has (README), then the approvals
         emit_json({"batch_id": batch_id, "status": b["status"], "lines": b["lines"], "amount_fen": b["amount_fen"],
                    "approved": [a["district_code"] for a in done], "not_yet": left, "stale": stale})
