@@ -103,3 +103,18 @@ def test_an_unknown_time_zone_label_is_one_message_naming_the_column(tmp_path: P
     ok = table.append_column("exported_at", pa.array([dt.datetime(2025, 6, 30, 16)], pa.timestamp("us", tz="+08:00")))
     pq.write_table(ok, tmp_path / "tz.parquet")
     assert registry.load_and_validate(tmp_path / "tz.parquet", AS_OF, ("senior_card",)).rows_in == 1
+
+
+def test_an_id_or_a_card_number_stored_as_numbers_refuses_the_file(tmp_path: Path) -> None:
+    """An audit: card_no stored as integers was read, its leading zero gone for good, into the bank
+    files (another account, or none). As integers an ID loses its check digit X; as floating point
+    either loses digits. A district code stored as a number is read as its text."""
+    rows = [person("1950-01-01", seq=1, district_code="310104"), person("1950-01-02", seq=2, district_code="310104")]
+    base = registry_frame(rows).with_columns(card_no=pl.Series(["0217000000000101", "6217000000000102"]))
+    for col, dtype in (("card_no", pl.Int64), ("card_no", pl.Float64), ("person_id", pl.Int64),
+                       ("person_id", pl.Float64)):
+        with pytest.raises(InputError, match=rf"column {col} is stored as numbers \({dtype}\), not text"):
+            _validated(base.with_columns(pl.col(col).cast(dtype)), tmp_path)
+    v = _validated(base.with_columns(pl.col("district_code").cast(pl.Int64)), tmp_path)
+    assert v.quarantine.height == 0 and v.clean["district_code"].to_list() == ["310104", "310104"]
+    assert v.clean["card_no"].to_list() == ["0217000000000101", "6217000000000102"]
