@@ -77,6 +77,24 @@ def test_a_scheduled_jobs_mistyped_option_is_one_line() -> None:
     assert res.stderr.splitlines() == [res.stderr.strip()] and "no such option: --bogus" in res.stderr.lower(), res
 
 
+def test_a_ctrl_c_while_the_libraries_load_is_one_line() -> None:
+    """An audit: Ctrl-C in the second the engine's libraries take to load printed a traceback
+    through the import machinery. It is one line now, with SIGINT's exit status, and any other
+    error that reaches the top still prints its traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    # the Ctrl-C as the command line's modules start to load (the console script imports them first)
+    code = "import os, signal, allowance; os.kill(os.getpid(), signal.SIGINT); import allowance.cli; print('loaded')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode in (-signal.SIGINT, 128 + signal.SIGINT), res
+    assert res.stdout == "" and res.stderr.strip() == "Aborted!", res
+    res = subprocess.run([sys.executable, "-c", "import allowance; raise ValueError('a bug')"], capture_output=True,
+                         text=True)
+    assert res.returncode == 1 and "Traceback" in res.stderr and "ValueError: a bug" in res.stderr, res
+
+
 def test_missing_registry(isolated: Path, led: Path) -> None:
     missing = isolated / "no-such-extract.parquet"
     user_error(cli(*quarterly(missing, led)), str(missing), "not found")
