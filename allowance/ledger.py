@@ -277,6 +277,20 @@ def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = N
     return {"people": people, "fen": fen, "recovery_lines": lines}
 
 
+# Each recovery's months still owed something (the register's `months`): its line's months less
+# the CANCEL entries naming it, month by month, for the recoveries in `lines` (a query of line_id).
+_STILL_OWED_MONTHS = """
+    select line_id, count(*) filter (where fen > 0)::integer as months from (
+        select line_id, mi, sum(fen) as fen from (
+            select line_id, unnest(range(from_mi, to_mi + 1)) as mi, fen from recovery_months
+            where line_id in ({lines})
+            union all
+            select line_id, unnest(range(from_mi, to_mi + 1)) as mi, -fen from bank_entries
+            where kind = 'CANCEL' and line_id in ({lines})
+        ) group by line_id, mi
+    ) group by line_id"""
+
+
 def taken_off_owed(owed: pl.LazyFrame, need: pl.LazyFrame, key: str) -> pl.DataFrame:
     """Each month's `need` (key, month_idx, need) taken off what the recoveries still owe for that
     month (`owed`: key, month_idx, line_id, fen, month by month), oldest recovery first: the
@@ -984,6 +998,16 @@ class Ledger:
             """,
             [now, by, why, *params],
         )
+        # ... and its months are those it still owes something of (an audit found the count it
+        # was published with kept beside an amount of fewer months): the CANCEL entries are in.
+        self.run(
+            f"""
+            update recoveries r set months = o.months
+            from ({_STILL_OWED_MONTHS.format(lines=f"select line_id from ({cancelled})")}) o
+            where r.line_id = o.line_id
+            """,
+            [*params, *params],
+        )
 
     def _record_recovery_months(self, batch_id: str) -> None:
         """Inside a publication (or an upgrade): the months of a batch's recovery lines, its negative
@@ -1551,21 +1575,25 @@ class Ledger:
                  p as (select distinct line_id from pieces),
                  m as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from recovery_months group by line_id),
                  c as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from bank_entries
-                       where kind = 'CANCEL' group by line_id)
+                       where kind = 'CANCEL' group by line_id),
+                 o as ({still_owed})
             select
               count(*) filter (where r.line_id is null),
               count(*) filter (where p.line_id is null),
               count(*) filter (where p.line_id is not null and r.line_id is not null
                                and r.line_id in (select line_id from moved)),
               count(*) filter (where r.amount_fen <> coalesce(m.fen, 0) - coalesce(c.fen, 0)),
-              count(*) filter (where (r.state = 'cancelled') <> (r.amount_fen = 0))
+              count(*) filter (where (r.state = 'cancelled') <> (r.amount_fen = 0)),
+              count(*) filter (where r.months <> coalesce(o.months, 0))
             from p full join recoveries r using (line_id) left join m using (line_id) left join c using (line_id)
-            """)[0]
+                 left join o using (line_id)
+            """.format(still_owed=_STILL_OWED_MONTHS.format(lines="select line_id from recoveries")))[0]
         what = ["published recovery line(s) with no recovery register row",
                 "recovery register row(s) with no published recovery line",
                 "recovery register row(s) whose months are not their recovery line's pieces",
                 "recovery register row(s) whose amount is not their months less what was cancelled of them",
-                "recovery register row(s) whose state does not match what they still owe (cancelled when nothing)"]
+                "recovery register row(s) whose state does not match what they still owe (cancelled when nothing)",
+                "recovery register row(s) whose months are not the months they still owe something of"]
         problems = [f"{n} {w}" for n, w in zip(rows, what, strict=True) if n]
         # A state no command set: `recoveries confirm` and `write-off` record how many lines each
         # changed (events recovery_recovered, recovery_written_off). Recovered is final; a written-off

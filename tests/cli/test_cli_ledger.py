@@ -189,6 +189,7 @@ def test_a_ledger_of_another_schema_is_refused(isolated: Path) -> None:
     ("update recoveries set state = 'cancelled'", "state does not match what they still owe"),
     ("update recoveries set amount_fen = amount_fen - 100", "amount is not their months less what was cancelled"),
     ("delete from recovery_months", "months are not their recovery line's pieces"),
+    ("update recoveries set months = months + 1", "months are not the months they still owe something of"),
     # the same money in other months (a review of the round's diff: totals alone let this pass)
     ("update recovery_months set from_mi = from_mi + 1, to_mi = to_mi + 1",
      "months are not their recovery line's pieces"),

@@ -30,7 +30,8 @@ def test_a_rules_table_corrected_after_payment_is_recovered_as_an_amount_correct
 
 def test_what_is_still_owed_is_a_recovery_less_what_was_cancelled_of_it(tmp_path: Path) -> None:
     """A death recorded as 2025-07-10 recovers Aug and Sep; corrected to 2025-08-20, August is
-    cancelled from the recovery. Still owed: September alone, whatever later runs see."""
+    cancelled from the recovery. Still owed: September alone, whatever later runs see; the register
+    says one month of 150 yuan."""
     from allowance.ledger import Ledger
 
     aug, sep = month_index(dt.date(2025, 8, 1)), month_index(dt.date(2025, 9, 1))
@@ -44,6 +45,7 @@ def test_what_is_still_owed_is_a_recovery_less_what_was_cancelled_of_it(tmp_path
     assert back.lines == 0
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert led.owed_recoveries().select("from_mi", "to_mi", "fen").rows() == [(sep, sep, 15000)]
-        (amount, state, note), = led.run("select amount_fen, state, note from recoveries")
-        assert (amount, state) == (15000, "open") and back.batch_id in note
+        (months, amount, state, note), = led.run("select months, amount_fen, state, note from recoveries")
+        # its months with its amount (an audit: it still said 2, those it was published with)
+        assert (months, amount, state) == (1, 15000, "open") and back.batch_id in note
         assert led.check()["problems"] == []
