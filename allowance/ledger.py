@@ -343,7 +343,7 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
 # every district's approval again. "No line" is no row in its lines file, payment or recovery
 # (batches.lines counts payment lines only: a recovery-only supplement, as after a death, had
 # left an older draft publishable, and the month was recovered twice: found by an audit of this).
-STATE_EVENTS = """(action not in ('draft', 'upgrade', 'approve')
+STATE_EVENTS = """(action not in ('draft', 'upgrade', 'approve', 'bank_folder')
     and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0)
     and not (action = 'publish' and batch_id in (
         select b.batch_id from batches b where b.lines = 0 and b.recovery_fen = 0
@@ -1636,27 +1636,44 @@ class Ledger:
             problems.append(f"{n} payees row(s) whose since line is not a payment to them with those details")
         return problems
 
-    def published_folders(self) -> dict[str, Path | None]:
-        """Each published batch's bank folder, `<out>/<batch_id>` of the out folder recorded at its
-        publication (None for one published before bb1e218, which recorded none)."""
-        return {bid: Path(o) / bid if o else None for bid, o in self.run(
-            "select batch_id, detail->>'out' from events where action = 'publish' order by seq")}
+    def published_folders(self, batch_id: str | None = None) -> dict[str, Path | None]:
+        """Each published batch's out folder (or `batch_id`'s alone): the one recorded at its
+        publication, or the last its files were written to since (`record_bank_folder`); None for
+        a batch published before bb1e218, which recorded none. Its files are `<out>/<batch_id>`."""
+        rows = self.run(
+            "select batch_id, arg_max(detail->>'out', seq) from events where action in ('publish', 'bank_folder') "
+            "and (? is null or batch_id = ?) group by batch_id order by min(seq)", [batch_id, batch_id])
+        return {bid: Path(o) if o else None for bid, o in rows}
 
     def published_elsewhere(self, batch_id: str, out: Path) -> Path | None:
         """The folder a published batch's bank files belong in, when it is not `out`: its files are
         written only there (a second copy could reach the bank twice). None when they belong in
-        `out`: a draft; the folder recorded at publication is `out`; none was recorded (before
-        bb1e218); or the recorded one no longer exists (moved together with the ledger)."""
-        row = self.one("select detail->>'out' from events where action = 'publish' and batch_id = ?", [batch_id])
-        first = Path(row[0]) if row and row[0] else None
+        `out`: a draft; the recorded folder is `out`; none was recorded (before bb1e218); or the
+        recorded one no longer exists (moved together with the ledger)."""
+        first = self.published_folders(batch_id).get(batch_id)
         return first if first is not None and first != out.resolve() and first.exists() else None
+
+    def record_bank_folder(self, batch_id: str, out: Path, by: str) -> None:
+        """A published batch's files were written to `out`, not to the folder recorded before (it
+        had gone: moved with the ledger, or none was recorded): `out` is recorded, so that `ledger
+        check` verifies the files there and later publications write only there. An event of its
+        own, which changes nothing paid or owed (drafts do not go stale)."""
+        was = self.published_folders(batch_id).get(batch_id)
+        self.run("begin")
+        try:
+            self._bump("bank_folder", batch_id, by, {"out": str(out.resolve()), "was": str(was) if was else None})
+            self.run("commit")
+        except BaseException:
+            self._rollback()
+            raise
 
     def ledger_state_seq(self) -> int:
         """The sequence number of the last event that changed the ledger (not drafts, upgrades or
         approvals): a draft's base, and part of its batch id, so that a run after any publication,
         even of an empty batch, is a new batch. Whether a draft is stale is `changed_since`."""
         row = self.one(
-            "select coalesce(max(seq), 0) from events where action not in ('draft', 'upgrade', 'approve')")
+            "select coalesce(max(seq), 0) from events "
+            "where action not in ('draft', 'upgrade', 'approve', 'bank_folder')")
         return int(row[0]) if row else 0
 
     def draft_is_stale(self, batch_id: str) -> bool:

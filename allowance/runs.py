@@ -204,10 +204,11 @@ def bank_folder_problems(led: Ledger) -> tuple[dict[str, int], list[str]]:
     Returns counts (verified, taken_away, unrecorded) and problems."""
     counts = {"verified": 0, "taken_away": 0, "unrecorded": 0}
     problems: list[str] = []
-    for bid, folder in led.published_folders().items():
-        if folder is None:
+    for bid, recorded in led.published_folders().items():
+        if recorded is None:
             counts["unrecorded"] += 1
             continue
+        folder = recorded / bid
         staged = folder.parent / f".{bid}.partial"
         if staged.exists():
             problems.append(f"batch {bid}: published, but its bank files were never moved into place ({staged}); "
@@ -261,14 +262,17 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             raise RefusedError(f"batch {batch_id} was published to {first}; its files are written only there "
                                f"(`allowance publish {batch_id} --out {first}` finishes them if need be); "
                                f"nothing written to {out}")
+        recorded = led.published_folders(batch_id).get(batch_id) if b["status"] == "published" else None
         if (b["status"] == "published" and not rewrite and not folder.exists()
                 and not (out / f".{batch_id}.partial").exists()):
             # Delivered: a publication keeps its staged folder until the rename that puts the batch
             # in place, so with neither left the bank's files were whole in `folder` and someone
             # has taken them since (the bank, an archive job). Written again unasked, they would be
             # a second delivery of money already paid (an earlier round's note left this open).
-            lg.info("publish_noop", reason="files delivered and taken away", folder=str(folder))
-            return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, taken_away=folder)
+            # named where they were delivered: the recorded folder, gone too when it is not `out`
+            delivered = (recorded or out.resolve()) / batch_id
+            lg.info("publish_noop", reason="files delivered and taken away", folder=str(delivered))
+            return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, taken_away=delivered)
         # Stored in line order (one Parquet file, checked against its hash); sorted here only if
         # it is not (an O(n) check instead of a 4-million-string sort on every publish).
         stored = led.part(batch_id, "lines")
@@ -347,5 +351,10 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                     f"{out}: cannot move the batch files into place ({os_reason(e)}); the ledger "
                     f"holds {batch_id} as published: fix the folder and run `allowance publish {batch_id}` (or the "
                     "next run) to finish it") from None
+            if published and recorded != out.resolve():
+                # Written where the recorded folder is not (it has gone, moved with the ledger, or
+                # none was recorded): recorded now, or `ledger check` would look for them there (an
+                # audit) and a later publication would not know this copy.
+                led.record_bank_folder(batch_id, out, approved_by)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import cli, ok, ok_json, tree_hashes, user_error, write_sample
 
+from allowance.ledger import Ledger
 from allowance.outputs import verify_batch
 
 
@@ -98,6 +99,40 @@ def test_files_taken_away_after_delivery_are_not_written_again_unless_asked(
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--rewrite"))
     assert tree_hashes(out / bid) == before
     assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
+
+
+def test_files_written_again_where_the_recorded_folder_is_gone_are_recorded_there(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    """An audit: with the out folder recorded at publication moved away (with the ledger, to a
+    new disk), `publish --out NEW` said the files had been delivered to NEW, where they never
+    were, and `--rewrite` wrote them to NEW while `ledger check` went on looking for them where
+    they had been. The message names the recorded folder, and a rewrite elsewhere is recorded:
+    `ledger check` verifies it there, a later publication writes only there, and no draft goes
+    stale (nothing paid or owed changed)."""
+    led, reg, bid = drafted
+    old, new = isolated / "out", isolated / "new-disk" / "out"
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", old))
+    before = tree_hashes(old / bid)
+    shutil.move(old, isolated / "archived")
+    again = ok_json(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", new, "--json"))
+    assert again["files_taken_away"] == str(old / bid) and not new.exists(), again
+    night = ok_json(cli("run", "supplement", "--as-of", "2025-07-05", "--registry", reg, "--ledger", led, "--out", new,
+                        "--json"))
+    ok(cli("publish", bid, "--approved-by", "operator", "--ledger", led, "--out", new, "--rewrite"))
+    assert tree_hashes(new / bid) == before
+    check = ok_json(cli("ledger", "check", "--ledger", led, "--json"))
+    assert check["ok"] and check["bank_folders"]["verified"] == 1, check
+    (new / bid / "funding.parquet").write_bytes(b"altered")
+    res = cli("ledger", "check", "--ledger", led, "--json")
+    assert res.exit_code != 0 and f"bank files in {new / bid}" in res.stdout, res.stdout
+    (new / bid / "funding.parquet").unlink()
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", new))  # mended where it is
+    assert tree_hashes(new / bid) == before
+    user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", old),
+               f"was published to {new}", "nothing written")
+    with Ledger.use(led, read_only=True) as lg:
+        assert not lg.draft_is_stale(night["batch_id"])
 
 
 def test_a_manifest_names_the_code_that_made_it(
