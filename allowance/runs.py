@@ -250,8 +250,13 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         b = led.batch(batch_id)
         summary = json.loads(b["summary"])
         folder = out / batch_id
+        recorded = led.published_folders(batch_id).get(batch_id) if b["status"] == "published" else None
         if b["status"] == "published" and not verify_batch(folder):
             lg.info("publish_noop", reason="already published")
+            if recorded != out.resolve() and not (recorded and recorded.exists()):
+                # whole here, where the recorded folder has gone: a rewrite interrupted before it
+                # recorded this folder (below), or a batch published before folders were recorded
+                led.record_bank_folder(batch_id, out, approved_by)
             # a staged copy left beside the batch (finish_publications would look at it each run)
             shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
@@ -262,7 +267,6 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             raise RefusedError(f"batch {batch_id} was published to {first}; its files are written only there "
                                f"(`allowance publish {batch_id} --out {first}` finishes them if need be); "
                                f"nothing written to {out}")
-        recorded = led.published_folders(batch_id).get(batch_id) if b["status"] == "published" else None
         if (b["status"] == "published" and not rewrite and not folder.exists()
                 and not (out / f".{batch_id}.partial").exists()):
             # Delivered: a publication keeps its staged folder until the rename that puts the batch

@@ -178,6 +178,21 @@ def test_check_verifies_the_bank_files_where_they_were_published(isolated: Path)
     assert info["bank_folders"] == {"verified": 0, "taken_away": 1, "unrecorded": 0} and info["ok"], info
 
 
+def test_a_batch_published_before_folders_were_recorded_gets_its_folder_when_published_again(isolated: Path) -> None:
+    """Batches published before bb1e218 recorded no folder, so `ledger check` could not verify their
+    bank files. Publishing one again where its files are whole (a no-op) records the folder."""
+    led, out, bid = published_sample(isolated, "l.duckdb")
+    _tamper(led, "update events set detail = json_object('lines', detail->'lines') where action = 'publish'")
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
+        "verified": 0, "taken_away": 0, "unrecorded": 1}
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
+        "verified": 1, "taken_away": 0, "unrecorded": 0}
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))  # recorded once
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*) from events where action = 'bank_folder'") == [(1,)]
+
+
 def test_a_ledger_of_another_schema_is_refused(isolated: Path) -> None:
     led = isolated / "l.duckdb"
     ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
