@@ -132,7 +132,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
         missing = [c for c in REGISTRY_COLUMNS if c not in names]
         if missing:
             raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists "
-                             f"{', '.join(REGISTRY_COLUMNS)}")
+                             f"{', '.join(REGISTRY_COLUMNS)}{_header_hint(names, missing)}")
         lf = lf.select(REGISTRY_COLUMNS)
         _refuse_numbers_for_text(p, lf.collect_schema())
         _refuse_times_of_day(p, lf)
@@ -205,6 +205,20 @@ def _refuse_line_breaks(p: Path, lf: pl.LazyFrame) -> None:
     if hit.height:
         raise InputError(f"{p}: data row {hit.item()} has a field holding a line break (a quote left open takes "
                          "the rows after it into one field); fix the export and run again")
+
+
+def _header_hint(names: list[str], missing: list[str]) -> str:
+    """What a header that lacks SPEC §3's columns looks like it is instead: one column holding
+    them all (another separator), or the names in other case or with spaces around them. Said,
+    not guessed at: a column is read only by its exact name."""
+    if len(names) == 1:
+        for sep, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in names[0]:
+                return f" (the header is one column: the file looks separated by {said}; export it with commas)"
+    near = {n.strip().lower(): n for n in names}
+    found = [f"{near[c]!r}" for c in missing if c in near]
+    return (f" (found as {', '.join(found)}: names must match exactly, in lower case, with no spaces around them)"
+            if found else "")
 
 
 def _without_values(e: BaseException) -> str:

@@ -256,6 +256,21 @@ def test_registry_missing_a_column(isolated: Path, led: Path) -> None:
     user_error(cli(*quarterly(f, led)), str(f), "missing column", "channel")
 
 
+def test_a_header_not_as_spec_says_is_said_what_it_looks_like(isolated: Path, led: Path) -> None:
+    """Columns are read only by their exact names; a header that is one column (another separator)
+    or names them in capitals or padded says so, rather than only listing what is missing."""
+    f = isolated / "cols.csv"
+    frame = registry_frame(sample_rows())
+    frame.write_csv(f, separator=";")
+    user_error(cli(*quarterly(f, led)), "missing column", "the file looks separated by ';'; export it with commas")
+    frame.write_csv(f, separator="\t")
+    user_error(cli(*quarterly(f, led)), "missing column", "the file looks separated by tabs")
+    frame.rename({"person_id": "PERSON_ID", "card_no": " card_no"}).write_csv(f)
+    line = user_error(cli(*quarterly(f, led)), "missing column(s) person_id, card_no",
+                      "found as 'PERSON_ID', ' card_no': names must match exactly")
+    assert line.split("found as ")[1].split(":")[0] == "'PERSON_ID', ' card_no'", line  # only the missing ones
+
+
 def test_not_a_parquet_file(isolated: Path, led: Path) -> None:
     f = isolated / "garbage.parquet"
     f.write_bytes(b"this is not parquet")
