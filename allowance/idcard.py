@@ -45,14 +45,27 @@ def mask(person_id: str | None) -> str:
 # A resident ID in free text: 18 characters (17 digits and a digit or X) or a legacy 15-digit
 # number, as a whole run of digits, ASCII or full-width (typed with a Chinese input method). Letters
 # may touch it: staff type "ID3101…" or "op3101…" (an audit found such IDs printed whole when the
-# pattern asked for a boundary at letters too). A longer run of digits (a card number) is no ID.
+# pattern asked for a boundary at letters too). Any run of 14 digits or more is masked the same
+# way: a card number (16-19 digits; a bank return keyed on cards was refused quoting them whole,
+# an audit), or an ID typed without its check character. No amount the engine prints is that long
+# (10^13 fen is a hundred billion yuan).
 _DIGITS = "0-9\uff10-\uff19"
 _ID_IN_TEXT = re.compile(
-    rf"(?<![{_DIGITS}])(?:[{_DIGITS}]{{17}}[{_DIGITS}Xx\uff38\uff58]|[{_DIGITS}]{{15}})(?![{_DIGITS}])")
+    rf"(?<![{_DIGITS}])(?:[{_DIGITS}]{{17}}[{_DIGITS}Xx\uff38\uff58]|[{_DIGITS}]{{14,}})(?![{_DIGITS}])")
+# ... and one typed in groups, `310101 19370408 5304` or `6217-0000-1234-5678` (an audit): groups of
+# 3 to 8 digits joined by single spaces or hyphens, 14 digits or more in all. Groups of fewer than 3
+# digits are never taken in, so dates (`2025-07-01 2025-09-30`) are left alone; nor is a group that
+# a letter, a hyphen or an underscore touches, so batch and line ids (`S20260515-95712345-0000123`,
+# whose hash part can be all digits) are left alone too.
+_EDGE = rf"{_DIGITS}A-Za-z_\-"
+_GROUPED = re.compile(
+    rf"(?<![{_EDGE}])[{_DIGITS}]{{3,8}}(?:[ \-][{_DIGITS}]{{3,8}}){{1,5}}[Xx\uff38\uff58]?(?![{_EDGE}])")
+_NOT_DIGIT = re.compile(rf"[^{_DIGITS}Xx\uff38\uff58]")
 # The word a match is in: a hash written in hex (a file's SHA-256: 64 characters; 32 or 40 for
-# others) may hold 18 digits in a row, and is left as it is.
+# others; 16 in the names of the ledger's store files) may hold 14 digits or more in a row, and is
+# left as it is, as long as it holds a letter too (16 digits alone are a card number).
 _WORD = re.compile(r"[0-9A-Za-z\uff10-\uff19\uff38\uff58]*")
-_HASH = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32}")
+_HASH = re.compile(r"(?=.*[a-fA-F])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32}|[0-9a-fA-F]{16})")
 
 
 def mask_ids_in(text: str) -> str:
@@ -67,7 +80,11 @@ def mask_ids_in(text: str) -> str:
             return m.group(0)
         return mask(m.group(0))
 
-    return _ID_IN_TEXT.sub(masked, text)
+    def grouped(m: re.Match[str]) -> str:
+        digits = _NOT_DIGIT.sub("", m.group(0))
+        return mask(digits) if len(digits) >= 14 else m.group(0)
+
+    return _GROUPED.sub(grouped, _ID_IN_TEXT.sub(masked, text))
 
 
 def mask_ids_deep(value: Any) -> Any:

@@ -7,16 +7,32 @@ def test_ids_in_free_text_are_masked_and_nothing_else() -> None:
     from allowance.idcard import mask_ids_in
 
     text = ('row "110101195001010019,x" and 11010119500101001X; legacy 110101500101001 (card 6222020200112233445); '
-            "batch S20250111-1a2b3c4d line S20250111-1a2b3c4d-00000001 sha 0123456789012345678abc")
+            "batch S20250111-1a2b3c4d line S20250111-1a2b3c4d-00000001 file lines-01234567890123ab.parquet; "
+            "batch S20250111-12345678 line S20250111-12345678-00000001; 2025-07-01 2025-09-30; 178335355000 fen")
     assert mask_ids_in(text) == (
-        'row "110101********0019,x" and 110101********001X; legacy 110101*****1001 (card 6222020200112233445); '
-        "batch S20250111-1a2b3c4d line S20250111-1a2b3c4d-00000001 sha 0123456789012345678abc")
+        'row "110101********0019,x" and 110101********001X; legacy 110101*****1001 (card 622202*********3445); '
+        "batch S20250111-1a2b3c4d line S20250111-1a2b3c4d-00000001 file lines-01234567890123ab.parquet; "
+        "batch S20250111-12345678 line S20250111-12345678-00000001; 2025-07-01 2025-09-30; 178335355000 fen")
+
+
+def test_card_numbers_and_ids_typed_in_groups_or_cut_short_are_masked() -> None:
+    """An audit: a bank return keyed on card numbers was refused quoting them whole, and IDs typed
+    into a reason in groups (`310101 19370408 5304`, `310101-19370408-5304`) or without their
+    check character were shown whole. Any 14 digits or more, in one run or in groups of 3 to 8,
+    keep their first 6 and last 4."""
+    from allowance.idcard import mask_ids_in
+
+    assert mask_ids_in("unknown line id(s): 6230663607502396614, 6217000012345678") == (
+        "unknown line id(s): 623066*********6614, 621700******5678")
+    assert mask_ids_in("same as 310101 19370408 5304, 310101-19370408-530X and 31010119370408530?") == (
+        "same as 310101********5304, 310101********530X and 310101*******8530?")
+    assert mask_ids_in("card ６２１７ ００００ １２３４ ５６７８") == "card ６２１７００******５６７８"
 
 
 def test_ids_touching_letters_or_typed_full_width_are_masked_and_hashes_are_not() -> None:
     """An audit found IDs printed whole in reasons staff typed: `ID3101…`, `op3101…` (the pattern
     asked for a boundary at letters) and full-width digits. A hex SHA-256 holding 18 digits in a
-    row is a hash, and a 19-digit card number no ID."""
+    row is a hash; a 19-digit card number is masked too (a later audit)."""
     from allowance.idcard import mask_ids_in
 
     pid = "310101195001011017"
@@ -26,7 +42,7 @@ def test_ids_touching_letters_or_typed_full_width_are_masked_and_hashes_are_not(
         "同户 ３１０１０１********１０１７ 已核 ３１０１０１********１０１Ｘ")
     sha = "ef900aed" + pid + "16f8a8059a95dbc70d94631be30992fba59385"
     assert len(sha) == 64 and mask_ids_in(f"extract {sha}") == f"extract {sha}"
-    assert mask_ids_in(f"card 6{pid}") == f"card 6{pid}"
+    assert mask_ids_in(f"card 6{pid}") == "card 631010*********1017"  # a card number, masked as an ID is
     assert pid not in mask_ids_in(f"z{pid}{'b' * 45}")  # 64 characters, but no hash: not all hex
 
 
