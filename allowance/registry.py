@@ -97,7 +97,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
     suffix = p.suffix.lower()
     try:
         if suffix == ".parquet":
-            _refuse_unknown_time_zones(p)
+            check_parquet_footer(p)
             lf = pl.scan_parquet(p)
             names = lf.collect_schema().names()
         elif suffix in (".csv", ".txt"):
@@ -141,20 +141,35 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
     return lf
 
 
-def _refuse_unknown_time_zones(p: Path) -> None:
-    """A timestamp column labelled with a time zone polars does not know ('CST', 'GMT+8', common
-    in exports) made polars panic while reading the file's schema: 240 lines of trace instead of
-    a message (an audit). The labels are read from the file's footer first and each is tried
-    with polars' own time zone database, which says no without panicking (the system's, which
-    knows `localtime` or `posix/...`, let those through to the panic: a second audit); a label it
-    does not know is refused, with its column."""
+def check_parquet_footer(p: Path) -> None:
+    """What the Parquet footer says, checked before polars reads the data, where both faults
+    below made it panic: a page of Rust trace instead of a message (audits).
+
+    - A file shorter than its footer says: its column chunks must lie inside the file. A copy cut
+      in the middle, its footer whole, is refused naming what is missing.
+    - A timestamp column labelled with a time zone polars does not know ('CST', 'GMT+8', common
+      in exports). Each label is tried with polars' own time zone database, which says no
+      without panicking (the system's, which knows `localtime` or `posix/...`, let those through
+      to the panic: a second audit); a label it does not know is refused, with its column."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(p)
+        meta = pq.read_metadata(p)
     except (pa.ArrowException, OSError):
         return  # not readable as Parquet: polars says so, below
+    size = p.stat().st_size
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        for c in range(rg.num_columns):
+            col = rg.column(c)
+            start = (col.dictionary_page_offset if col.has_dictionary_page and col.dictionary_page_offset
+                     else col.data_page_offset)
+            if start + col.total_compressed_size > size:
+                raise InputError(f"{p}: the file is shorter than its footer says ({size} bytes; row group {g} "
+                                 f"ends at byte {start + col.total_compressed_size}): cut short or copied in part; "
+                                 "copy it again")
+    schema = meta.schema.to_arrow_schema()
     for f in schema:
         tz = getattr(f.type, "tz", None) if pa.types.is_timestamp(f.type) else None
         if not tz:
@@ -586,6 +601,21 @@ def validate(
     )
 
 
+def _file_identity(p: Path) -> tuple[int, int, int, int] | None:
+    """Which file `p` is, and its size and time: what changes when it is replaced or rewritten."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _refuse_if_changed(p: Path, before: tuple[int, int, int, int] | None) -> None:
+    if _file_identity(p) != before:
+        raise InputError(f"{p}: the extract changed while it was read (replaced, or still being written); "
+                         "nothing was drafted: run again once it is complete")
+
+
 def load_and_validate(
     path: Path | str,
     as_of: dt.date,
@@ -597,7 +627,13 @@ def load_and_validate(
 
     `keep` (see `validate`) narrows the clean rows returned, never the checks or the counts.
     """
-    p = Path(path)
+    # The file as it was when the run began: the extract is read in blocks, each opening it again,
+    # so one replaced meanwhile (a scheduler swapping `latest.parquet`, a copy still being written)
+    # was read in part from each (an audit: polars panicked, or said "out of specification"). A
+    # link is followed once, to the file it names now: swapping the link later changes nothing
+    # here; that file replaced or rewritten refuses the run.
+    p = Path(path).resolve() if Path(path).is_symlink() else Path(path)
+    before = _file_identity(p)
     lf = read_extract(p)
     # The file's hash (for the manifest) is taken on a second thread while the extract is read
     # and checked: hashlib releases the GIL, and the checks rarely keep both cores busy.
@@ -605,9 +641,15 @@ def load_and_validate(
         digest = pool.submit(file_sha256, p)
         try:
             v = validate(lf, as_of, channels, keep=keep)
-        except pl.exceptions.PolarsError as e:
-            raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
-        v.sha256 = digest.result()
+            v.sha256 = digest.result()
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
+            _refuse_if_changed(p, before)
+            # A panic is polars' own failure on the file's bytes (a damaged file: an audit cut one's
+            # middle out, its footer whole), and its message a page of Rust; it is one line here.
+            why = ("its data cannot be decoded" if isinstance(e, pl.exceptions.PanicException) else first_line(e))
+            raise InputError(f"{p}: cannot read the extract ({why}); is the file whole? One cut short or copied in "
+                             "part reads so: copy it again") from None
+    _refuse_if_changed(p, before)
     if v.rows_in == 0:
         raise RefusedError(f"{p}: the extract has no rows; refusing to run on an empty registry")
     if v.quarantine_share > max_quarantine_share:

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from allowance.errors import InputError, first_line
+from allowance.registry import check_parquet_footer
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
 
@@ -16,13 +17,16 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
         raise InputError(f"{path}: {what} not found")
     try:
         if path.suffix.lower() == ".parquet":
+            check_parquet_footer(path)  # a file cut short made polars panic (an audit)
             df = pl.read_parquet(path)
         elif path.suffix.lower() in (".csv", ".txt"):
             df = pl.read_csv(path, infer_schema=False)
         else:
             raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise InputError(f"{path}: cannot read the {what} ({first_line(e)})") from None
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
+        # a panic is polars' own failure on a damaged file's bytes (an audit): a page of Rust
+        why = "its data cannot be decoded" if isinstance(e, pl.exceptions.PanicException) else first_line(e)
+        raise InputError(f"{path}: cannot read the {what} ({why}); is the file whole?") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from allowance import log
 from allowance.cli.common import emit_json
 from allowance.constants import EXIT_FAILURE, EXIT_OK, EXIT_REFUSED
@@ -27,7 +29,7 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         lg.error("job_refused" if e.exit_code == 2 else "job_failed", error=str(e), exit_code=e.exit_code)
         _print({"job": name, "ok": False, "error": str(e)})
         return e.exit_code
-    except Exception as e:
+    except (Exception, pl.exceptions.PanicException) as e:  # polars' panic is a BaseException (pyo3)
         lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
         _print({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
         return EXIT_FAILURE

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import duckdb
+import polars as pl
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer 0.29 vendors click
 from typer.core import TyperCommand, TyperGroup
@@ -71,7 +72,9 @@ def errors_as_messages(fn: F) -> F:
                 what = f"the ledger could not be written ({first_line(e)})"
             raise fail(f"{what}; free the space or fix the folder, then run again (a rerun is safe)",
                        EXIT_FAILURE) from None
-        except Exception as e:  # a bug, not a user mistake: still one line, trace on demand
+        # a bug, not a user mistake: still one line, trace on demand. polars' panic is a
+        # BaseException (pyo3), which `except Exception` let through as a page of trace (an audit)
+        except (Exception, pl.exceptions.PanicException) as e:
             if os.environ.get("ALLOWANCE_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
             raise fail(f"internal error: {type(e).__name__}: {first_line(e)} (set ALLOWANCE_DEBUG=1 for details)",

@@ -277,6 +277,60 @@ def test_not_a_parquet_file(isolated: Path, led: Path) -> None:
     user_error(cli(*quarterly(f, led)), str(f), "cannot read")
 
 
+def _cut_in_the_middle(src: Path, dst: Path) -> None:
+    """A copy that lost bytes in its middle, its footer whole (a transfer resumed badly)."""
+    import struct
+
+    data = src.read_bytes()
+    footer = struct.unpack("<i", data[-8:-4])[0] + 8
+    dst.write_bytes(data[:len(data) // 2] + data[-footer:])
+
+
+def test_a_parquet_file_cut_short_is_one_line_not_a_panic(isolated: Path, led: Path) -> None:
+    """An audit: a Parquet extract or bank return file cut in the middle, its footer whole, made
+    polars panic (a BaseException, past every `except Exception`): a page of Rust and Python trace,
+    and the scheduled job printed no result at all. Its footer is checked against its size first."""
+    import json
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    big = isolated / "big.parquet"
+    rows = [person(dt.date(1950, 1, 1) + dt.timedelta(days=i // 1000), seq=i % 1000, district_code="310104")
+            for i in range(3000)]
+    pq.write_table(registry_frame(rows).to_arrow(), big, row_group_size=300)
+    cut = isolated / "cut.parquet"
+    _cut_in_the_middle(big, cut)
+    user_error(cli(*quarterly(cut, led)), str(cut), "the file is shorter than its footer says", "copy it again")
+    job = subprocess.run([sys.executable, "-m", "pipelines.quarterly", "--quarter", "2025Q3", "--registry", str(cut),
+                          "--as-of", "2025-07-01", "--ledger", str(led), "--out", str(isolated / "out")],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert job.returncode == 2 and "Traceback" not in job.stderr and "panicked" not in job.stderr, job.stderr
+    assert "shorter than its footer says" in json.loads(job.stdout)["error"], job.stdout
+    n = 2000
+    returns = isolated / "returns.parquet"
+    pq.write_table(pl.DataFrame({"line_id": [f"Q2025Q3-00000000-{i:08d}" for i in range(n)], "status": ["PAID"] * n})
+                   .to_arrow(), returns, row_group_size=200)
+    _cut_in_the_middle(returns, isolated / "returns-cut.parquet")
+    user_error(cli("bank-returns", "import", isolated / "returns-cut.parquet", "--ledger", led),
+               "returns-cut.parquet", "the file is shorter than its footer says")
+
+
+def test_a_panic_that_still_escapes_is_one_line(isolated: Path, reg: Path, led: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other panic of polars (a BaseException) is an internal error in one line, as any bug's."""
+    import allowance.cli.run
+
+    def panics(*_a: object, **_k: object) -> None:
+        raise pl.exceptions.PanicException("called `Option::unwrap()` on a `None` value")
+
+    monkeypatch.setattr(allowance.cli.run, "draft_run", panics)
+    res = cli(*quarterly(reg, led))
+    assert res.exit_code == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "internal error: PanicException" in res.stderr
+
+
 def test_ledger_defaults_from_env(isolated: Path, reg: Path) -> None:
     led = isolated / "env-ledger.duckdb"
     env = {"ALLOWANCE_LEDGER": str(led)}

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 import typer
 from cli_helpers import write_sample
@@ -230,3 +231,24 @@ def test_a_night_refused_by_a_breaker_still_names_its_refused_bank_files(tmp_pat
     assert res.exit_code == 2 and said["ok"] is False
     assert "fewer than the previous run" in said["error"] or "would stop payments" in said["error"]
     assert str(inbox / "bad.csv") in said["error"] and "refused tonight" in said["error"]
+
+
+def test_a_panic_in_a_job_is_its_one_json_result_and_a_log_line(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: polars' panic (a BaseException) passed the job's `except Exception`, and the job
+    printed a traceback, no JSON result and no log line: the scheduler saw nothing to alert on."""
+    led = tmp_path / "l.duckdb"
+    Ledger.create(led, parse_month("2025-07")).close()
+
+    def panics(*_a: object, **_k: object) -> None:
+        raise pl.exceptions.PanicException("assertion failed: range.end as u64 <= self.size")
+
+    monkeypatch.setattr(nightly, "draft_run", panics)
+    app = typer.Typer()
+    app.command()(nightly.main)
+    res = CliRunner().invoke(app, ["--registry", str(write_sample(tmp_path / "r.parquet")), "--as-of", "2025-07-05",
+                                   "--ledger", str(led), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1, (res.stdout, res.stderr)
+    result = json.loads(res.stdout)
+    assert not result["ok"] and result["error"].startswith("PanicException: assertion failed"), result
+    assert '"event": "job_crashed"' in res.stderr, res.stderr
