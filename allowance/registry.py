@@ -124,7 +124,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
                 raise InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
                                  f"for example `iconv -f GB18030 -t UTF-8`") from None
             names = lf.collect_schema().names()
-            _refuse_repeated_header(p)
+            refuse_repeated_header(p)
             _refuse_short_rows(p, len(names))
             _refuse_line_breaks(p, lf)
         else:
@@ -181,10 +181,10 @@ def check_parquet_footer(p: Path) -> None:
                              "this engine knows; label it Asia/Shanghai (or +08:00), or export dates") from None
 
 
-def _refuse_repeated_header(p: Path) -> None:
-    """A CSV header naming a column twice is refused: polars reads the second as another column
-    (`death_date_duplicated_0`), and an audit had the empty first death_date read and 176 dead
-    people paid. Which of the two holds the data cannot be known."""
+def refuse_repeated_header(p: Path, columns: tuple[str, ...] = REGISTRY_COLUMNS) -> None:
+    """A CSV header naming one of `columns` twice is refused: polars reads the second as another
+    column (`death_date_duplicated_0`), and an audit had the empty first death_date read and 176
+    dead people paid. Which of the two holds the data cannot be known."""
     import csv
     from collections import Counter
 
@@ -192,7 +192,7 @@ def _refuse_repeated_header(p: Path) -> None:
         header = next(csv.reader(f), [])
     # only the columns the engine reads: two empty names (trailing commas) or a `remark` twice
     # are another system's business, and the engine before read such files (a second audit)
-    twice = sorted(c for c, n in Counter(header).items() if n > 1 and c in REGISTRY_COLUMNS)
+    twice = sorted(c for c, n in Counter(header).items() if n > 1 and c in columns)
     if twice:
         raise InputError(f"{p}: the header names column(s) {', '.join(twice)} more than once; which one holds the "
                          "data cannot be known: fix the export")

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from allowance.errors import InputError, first_line
-from allowance.registry import check_parquet_footer
+from allowance.registry import check_parquet_footer, refuse_repeated_header
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
 
@@ -20,7 +20,19 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
             check_parquet_footer(path)  # a file cut short made polars panic (an audit)
             df = pl.read_parquet(path)
         elif path.suffix.lower() in (".csv", ".txt"):
-            df = pl.read_csv(path, infer_schema=False)
+            with path.open("rb") as f:
+                head = f.read(200)
+            if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(0) > len(head) // 4:
+                raise InputError(f"{path}: UTF-16 text, not UTF-8; save it as CSV UTF-8, or convert it, for example "
+                                 "`iconv -f UTF-16 -t UTF-8`")
+            try:
+                df = pl.read_csv(path, infer_schema=False)
+            except pl.exceptions.ComputeError as e:
+                if "utf-8" not in str(e).lower():
+                    raise
+                raise InputError(f"{path}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, for "
+                                 "example `iconv -f GB18030 -t UTF-8`") from None
+            refuse_repeated_header(path, (*RETURN_COLUMNS, *required))
         else:
             raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
@@ -30,8 +42,12 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    return df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in df.columns if c in RETURN_COLUMNS
-                      or c in required])
+    texts = df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in df.columns if c in RETURN_COLUMNS
+                       or c in required]).select(pl.all().replace("", None))
+    # A row with nothing in it (a blank line at the end, Excel's `,,,`) is no row; it refused the
+    # whole file (an audit), and the nightly job with it, every night until staff moved the file.
+    # `_row` is each row's line in the file (the header is line 1), kept for what is said of it.
+    return texts.with_row_index("_row", offset=2).filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
 
 
 def read_bank_returns(path: Path) -> pl.DataFrame:
@@ -40,18 +56,18 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
     for c in RETURN_COLUMNS:
         if c not in df.columns:
             df = df.with_columns(pl.lit(None, pl.String).alias(c))
-    df = df.select(RETURN_COLUMNS).with_columns(pl.col("status").str.to_uppercase())
-    bad = df.with_row_index("row", offset=2).filter(
+    df = df.select("_row", *RETURN_COLUMNS).with_columns(pl.col("status").str.to_uppercase())
+    bad = df.filter(
         pl.col("line_id").is_null() | ~pl.col("status").is_in(["PAID", "FAILED"]).fill_null(False)
     )
     if bad.height:
         r = bad.row(0, named=True)
-        raise InputError(f"{path}: row {r['row']}: needs a line_id and status PAID or FAILED "
+        raise InputError(f"{path}: row {r['_row']}: needs a line_id and status PAID or FAILED "
                          f"(got {r['line_id']!r}, {r['status']!r}); {bad.height} such row(s)")
     conflict = df.group_by("line_id").agg(pl.col("status").n_unique().alias("n")).filter(pl.col("n") > 1)
     if conflict.height:
         raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file")
-    return df.unique(subset=["line_id"], keep="first", maintain_order=True)
+    return df.drop("_row").unique(subset=["line_id"], keep="first", maintain_order=True)
 
 
 def read_line_ids(path: Path, what: str) -> list[str]:

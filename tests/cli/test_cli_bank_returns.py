@@ -34,6 +34,27 @@ def test_a_return_file_is_imported_once_and_says_what_it_reversed(isolated: Path
     assert (again["new"], again["already_recorded"], again["reversed_fen"]) == (0, 2, 0), again
 
 
+def test_blank_rows_are_no_rows_and_a_file_in_another_encoding_or_with_a_repeated_column_says_so(
+        isolated: Path) -> None:
+    """An audit: a blank line at the end of a CRLF file, or Excel's `,,,`, refused the whole file
+    (and the nightly job every night after); a GBK or UTF-16 file said only "invalid utf-8"; a
+    header naming line_id twice was read from its first copy."""
+    led, (paid, failed) = _published(isolated)
+    f = isolated / "returns.csv"
+    f.write_bytes(f"line_id,status,reason,settled_at\r\n{paid},PAID,,2025-07-16\r\n,,,\r\n"
+                  f"{failed},FAILED,销户,2025-07-16\r\n\r\n".encode())
+    assert ok_json(cli("bank-returns", "import", f, "--ledger", led, "--json"))["new"] == 2
+    f.write_bytes(f"line_id,status,reason\n{paid},PAID,销户\n".encode("gbk"))
+    user_error(cli("bank-returns", "import", f, "--ledger", led), "not UTF-8 text (a GBK or GB18030 export?)", "iconv")
+    f.write_bytes(f"line_id,status\n{paid},PAID\n".encode("utf-16"))
+    user_error(cli("bank-returns", "import", f, "--ledger", led), "UTF-16 text, not UTF-8")
+    f.write_text(f"line_id,status,line_id\n{paid},PAID,{failed}\n", encoding="utf-8")
+    user_error(cli("bank-returns", "import", f, "--ledger", led), "names column(s) line_id more than once")
+    # a row with something in it but no line id is still refused, naming its row
+    f.write_text(f"line_id,status,reason\n{paid},PAID,\n,,account closed\n", encoding="utf-8")
+    user_error(cli("bank-returns", "import", f, "--ledger", led), "row 3: needs a line_id")
+
+
 def test_an_unknown_line_id_is_one_line_and_nothing_is_imported(isolated: Path) -> None:
     led, (paid, _) = _published(isolated)
     f = isolated / "returns.csv"
