@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from allowance import log
-from allowance.cli.common import emit_json
+from allowance.cli.common import MACHINE_ERRORS, emit_json, machine_error
 from allowance.constants import EXIT_FAILURE, EXIT_OK, EXIT_REFUSED
 from allowance.errors import AllowanceError
 from allowance.ledger import Ledger
@@ -29,6 +29,11 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         lg.error("job_refused" if e.exit_code == 2 else "job_failed", error=str(e), exit_code=e.exit_code)
         _print({"job": name, "ok": False, "error": str(e)})
         return e.exit_code
+    except MACHINE_ERRORS as e:  # a full disk, a read-only folder: said as the CLI says it (an audit)
+        error = machine_error(e)  # masked where it is printed and logged
+        lg.error("job_failed", error=error, exit_code=EXIT_FAILURE)
+        _print({"job": name, "ok": False, "error": error})
+        return EXIT_FAILURE
     except (Exception, pl.exceptions.PanicException) as e:  # polars' panic is a BaseException (pyo3)
         lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
         _print({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"})

@@ -48,6 +48,20 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+# The machine's, not a bug: a full disk, a read-only folder (met by the ledger, a commit that could
+# not write its WAL is a TransactionException).
+MACHINE_ERRORS = (OSError, duckdb.IOException, duckdb.TransactionException)
+
+
+def machine_error(e: BaseException) -> str:
+    """One of MACHINE_ERRORS as the one line a user acts on (the CLI's and the jobs' alike)."""
+    if isinstance(e, OSError):
+        what = (f"{e.filename}: " if e.filename else "") + os_reason(e)
+    else:
+        what = f"the ledger could not be written ({first_line(e)})"
+    return f"{what}; free the space or fix the folder, then run again (a rerun is safe)"
+
+
 def errors_as_messages(fn: F) -> F:
     """The error boundary: a domain error is one line on stderr and its exit code, never a traceback."""
 
@@ -62,16 +76,8 @@ def errors_as_messages(fn: F) -> F:
         except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
-        except (OSError, duckdb.IOException, duckdb.TransactionException) as e:
-            # The machine's, not a bug: a full disk, a read-only folder (met by the ledger, a commit
-            # that could not write its WAL is a TransactionException).
-            if isinstance(e, OSError):
-                what = f"{e.filename}: " if e.filename else ""
-                what += os_reason(e)
-            else:
-                what = f"the ledger could not be written ({first_line(e)})"
-            raise fail(f"{what}; free the space or fix the folder, then run again (a rerun is safe)",
-                       EXIT_FAILURE) from None
+        except MACHINE_ERRORS as e:
+            raise fail(machine_error(e), EXIT_FAILURE) from None
         # a bug, not a user mistake: still one line, trace on demand. polars' panic is a
         # BaseException (pyo3), which `except Exception` let through as a page of trace (an audit)
         except (Exception, pl.exceptions.PanicException) as e:

@@ -252,3 +252,26 @@ def test_a_panic_in_a_job_is_its_one_json_result_and_a_log_line(tmp_path: Path,
     result = json.loads(res.stdout)
     assert not result["ok"] and result["error"].startswith("PanicException: assertion failed"), result
     assert '"event": "job_crashed"' in res.stderr, res.stderr
+
+
+def test_a_full_disk_in_a_job_is_said_as_the_command_line_says_it(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An audit: on a full disk the job logged `job_crashed` with a Python traceback and its
+    result was the library's raw text; the command line says what to do, in one line."""
+    import errno
+
+    led = tmp_path / "l.duckdb"
+    Ledger.create(led, parse_month("2025-07")).close()
+
+    def disk_full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "l.duckdb.wal"))
+
+    monkeypatch.setattr(nightly, "draft_run", disk_full)
+    app = typer.Typer()
+    app.command()(nightly.main)
+    res = CliRunner().invoke(app, ["--registry", str(write_sample(tmp_path / "r.parquet")), "--as-of", "2025-07-05",
+                                   "--ledger", str(led), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1, (res.stdout, res.stderr)
+    assert json.loads(res.stdout)["error"] == (f"{tmp_path / 'l.duckdb.wal'}: No space left on device; free the space "
+                                               "or fix the folder, then run again (a rerun is safe)")
+    assert '"event": "job_failed"' in res.stderr and "job_crashed" not in res.stderr and "trace" not in res.stderr
