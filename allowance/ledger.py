@@ -37,6 +37,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -905,6 +906,20 @@ class Ledger:
             raise
         finally:
             self._prune_files(bid)
+            self._prune_leftovers()
+
+    def _prune_leftovers(self) -> None:
+        """The folders of the store no batch lists a file in: a draft killed after writing its
+        files, before its commit (an audit: left for ever, with whole IDs and card numbers, 150 MB
+        of lines at 15M). This process holds the ledger for writing, so no other draft is under
+        way; only folders of Parquet files are removed."""
+        if not self.files.is_dir():
+            return
+        listed = {b for (b,) in self.run("select distinct batch_id from batch_files")}
+        for folder in self.files.iterdir():
+            if folder.is_dir() and folder.name not in listed and all(
+                    f.is_file() and f.suffix in (".parquet", ".tmp") for f in folder.iterdir()):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def record_publication(
         self, batch_id: str, approved_by: str, manifest: dict[str, Any], published_at: dt.datetime,

@@ -193,6 +193,25 @@ def test_a_batch_published_before_folders_were_recorded_gets_its_folder_when_pub
         assert lg.run("select count(*) from events where action = 'bank_folder'") == [(1,)]
 
 
+def test_a_draft_killed_before_its_commit_leaves_no_files_once_the_next_draft_is_saved(isolated: Path) -> None:
+    """An audit: a draft killed after writing its files to the store, before its commit, left a
+    folder no batch lists (whole IDs and card numbers) for ever, and `ledger check` said ok. The
+    next draft saved removes such folders; a folder holding anything but batch files is left."""
+    led, _, _ = published_sample(isolated, "l.duckdb")
+    store = isolated / "l.duckdb.batches"
+    leftover = store / "Q2025Q4-deadbeef"
+    leftover.mkdir()
+    (leftover / "lines-0123456789abcdef.parquet").write_bytes(b"PAR1 whole IDs and cards PAR1")
+    (leftover / "pieces-0123456789abcdef.tmp").write_bytes(b"half written")
+    someone = store / "notes"
+    someone.mkdir()
+    (someone / "README.txt").write_text("kept", encoding="utf-8")
+    reg = write_sample(isolated / "registry.parquet")
+    ok(cli("run", "supplement", "--as-of", "2025-07-10", "--registry", reg, "--ledger", led))
+    assert not leftover.exists() and (someone / "README.txt").is_file()
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["ok"]
+
+
 def test_a_ledger_of_another_schema_is_refused(isolated: Path) -> None:
     led = isolated / "l.duckdb"
     ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
