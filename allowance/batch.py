@@ -422,6 +422,27 @@ def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame, ledger: Led
     return absent, not_clean.height - gone.height
 
 
+def held_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings: pl.DataFrame) -> pl.DataFrame:
+    """People under a review HOLD (五) who are in no row of the extract: _k, person_id,
+    district_code, fen (all the ledger holds for them). A hold freezes their months, so what they
+    were paid is not recovered (NOT_IN_EXTRACT) while it lasts; an audit held someone whose birth
+    date was then corrected, and the new ID was paid the same months while the old one kept them,
+    with nothing listed. The engine cannot tell that the two IDs are one person; the district can,
+    so they are listed on every run until it releases the hold (the next run recovers the months)
+    or rejects the person. A handful of rows."""
+    empty = pl.DataFrame(schema={"_k": pl.Int64, "person_id": pl.String, "district_code": pl.String,
+                                 "fen": pl.Int64})
+    holds = blocked.filter(pl.col("action") == "HOLD")
+    if holds.height == 0 or absent.height == 0:
+        return empty
+    theirs = absent.join(keyed(holds, "decisions", strict=False).select("_k").unique(), on="_k", how="semi")
+    held = (
+        holdings.join(theirs.select("_k"), on="_k", how="semi").filter(pl.col("fen") > 0)
+        .group_by("_k").agg((pl.col("fen") * (pl.col("to_mi") - pl.col("from_mi") + 1)).sum().alias("fen"))
+    )
+    return theirs.join(held, on="_k").select(empty.columns).cast(empty.schema).sort("_k")  # type: ignore[arg-type]
+
+
 @dataclass
 class Scope:
     """What a draft reads of the ledger before the extract: its window and the holdings, and so
@@ -534,6 +555,7 @@ def build_draft(
     lap("read_holdings")
 
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
+    held_absent = held_not_in_extract(absent, blocked, holdings)
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
                     "held_fen": pl.Int64, "diff_fen": pl.Int64}
     entitled: pl.DataFrame | None = None
@@ -836,7 +858,7 @@ def build_draft(
     lap("no_card_checks")
 
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
-                            switched, batch_id, overpaid)
+                            switched, batch_id, overpaid, held_absent)
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -1079,7 +1101,7 @@ def stopped_people(
 
 def change_report(
     lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str,
-    overpaid: pl.DataFrame | None = None,
+    overpaid: pl.DataFrame | None = None, held_absent: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """What changed, person by person: new entrants, stops (death, migration, …), band and channel
     changes, and who was overpaid for months older than the retroactive window (`overpaid`,
@@ -1091,6 +1113,8 @@ def change_report(
     (ID key) so they are not derived from text again.
     `switched` (Ledger.channel_changes): _k of the people last paid to another channel or card
     than they have now (a payment line's channel and card are its person's).
+    `held_absent` (held_not_in_extract): people under a hold who are in no row of the extract,
+    listed as HELD_NOT_IN_EXTRACT with all the ledger holds for them, on every run.
     """
     o1 = pl.col("_o1") if "_o1" in lines.columns else district_rank("district_code")
     o3 = pl.col("_o3") if "_o3" in lines.columns else idcard.order_key_expr("person_id")
@@ -1102,10 +1126,11 @@ def change_report(
                 "person_id", pl.col("last_fen").alias("fen"), pl.col("_k").alias("_o3"))
         .collect()
     )
-    if overpaid is not None and overpaid.height:
-        stopped = pl.concat([stopped, overpaid.select(
-            "district_code", change=pl.lit("OVERPAID_BEFORE_WINDOW"), person_id="person_id", fen="fen",
-            _o3="_k")], how="vertical_relaxed")
+    for listed, code in ((overpaid, "OVERPAID_BEFORE_WINDOW"), (held_absent, "HELD_NOT_IN_EXTRACT")):
+        if listed is not None and listed.height:
+            stopped = pl.concat([stopped, listed.select(
+                "district_code", change=pl.lit(code), person_id="person_id", fen="fen", _o3="_k")],
+                how="vertical_relaxed")
     # Each change as a number, which is also its rank in the order: the codes in their text's order,
     # then any stop cause outside them (none is expected).
     texts = codes + stopped.filter(~pl.col("change").is_in(codes))["change"].unique().sort().to_list()
@@ -1147,7 +1172,7 @@ def change_report(
 
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
-                "STOP_NOT_IN_EXTRACT", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW")
+                "STOP_NOT_IN_EXTRACT", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW", "HELD_NOT_IN_EXTRACT")
 
 
 def district_rank(col: str) -> pl.Expr:

@@ -1,0 +1,46 @@
+"""A person under a review hold who leaves the extract (五, SPEC §4): listed until it is released."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from allowance.ledger import Ledger
+from allowance.testing import Scenario, person
+
+
+def test_a_held_person_missing_from_the_extract_is_listed_until_released_then_recovered(tmp_path: Path) -> None:
+    """An audit: the district held Pat on the 2025Q4 draft; the extract then corrected Pat's birth
+    date, so Pat came under a new ID, paid July to December as new, while the hold kept the old
+    ID's July to September from being recovered, and nothing listed it. The engine cannot know the
+    two IDs are one person: the old one is listed HELD_NOT_IN_EXTRACT (all it holds) on every run
+    until the district releases the hold, and then the next run recovers it."""
+    sc = Scenario(tmp_path)
+    ann, pat = person("1950-05-05", seq=1), person("1948-03-03", seq=2)
+    pat2 = person("1948-04-03", seq=2)  # the corrected birth date: a new ID
+    sc.publish(sc.quarterly("2025Q3", [ann, pat], "2025-07-01"))
+    q4 = sc.quarterly("2025Q4", [ann, pat], "2025-10-01")
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4.batch_id, pat["person_id"], "HOLD", "birth date being checked", "district")
+    sc.publish(q4.batch_id)
+    monthly = 15000  # 70-79
+    night = sc.supplement([ann, pat2], "2025-10-10", out=sc.out)
+    assert night.summary["changes"]["HELD_NOT_IN_EXTRACT"] == {"people": 1, "fen": 3 * monthly}
+    report = pl.read_parquet(sc.out / "reports" / night.batch_id / "changes" / "district_code=310115" /
+                             "part-0.parquet")
+    assert report.filter(pl.col("change") == "HELD_NOT_IN_EXTRACT").select("person_id", "fen").rows() == [
+        (pat["person_id"], 3 * monthly)]
+    assert sc.lines(night.batch_id).select("person_id", "reason").rows() == [(pat2["person_id"], "NEW")]
+    sc.publish(night)
+    again = sc.supplement([ann, pat2], "2025-10-11")
+    assert again.summary["changes"]["HELD_NOT_IN_EXTRACT"] == {"people": 1, "fen": 3 * monthly}  # every run
+    with Ledger.use(sc.ledger) as led:
+        led.review(again.batch_id, pat["person_id"], "RELEASE", "same person as the new ID", "district")
+    released = sc.supplement([ann, pat2], "2025-10-12")
+    assert "HELD_NOT_IN_EXTRACT" not in released.summary["changes"]
+    rec = sc.lines(released.batch_id).filter(pl.col("line_type") == "RECOVERY")
+    assert rec.select("person_id", "cause", "amount_fen").rows() == [(pat["person_id"], "NOT_IN_EXTRACT",
+                                                                      -3 * monthly)]
+    assert dt.date(2025, 7, 1) == rec["period_from"].item()
