@@ -76,6 +76,15 @@ def window_for(kind: str, as_of: dt.date, ledger: Ledger, rules: Rules, quarter:
     start … end of the latest pre-disbursed quarter (nothing before the first one)."""
     as_of_mi = month_index(as_of)
     opening = ledger.opening_month
+    # SPEC §4: a run never uses facts dated after its as-of. What the ledger holds from a batch
+    # published as of a later day is such a fact (an audit reran a missed night, its archived
+    # extract without a death that the quarter since published knew of, and the night's window
+    # reached that quarter: the dead person was paid its three months again).
+    if (later := ledger.latest_published_as_of()) is not None and as_of < later[0]:
+        raise UserError(f"--as-of {as_of} is before {later[0]}, the as-of of {later[1]}, already published: the "
+                        "ledger holds what was paid since, and a run never uses facts dated after its as-of "
+                        "(SPEC §4); a missed night needs no rerun: tonight's run, with tonight's extract, pays what "
+                        "is due")
     if kind == "quarterly":
         assert quarter is not None
         q_first, q_last = quarter

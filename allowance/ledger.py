@@ -799,6 +799,12 @@ class Ledger:
         )
         return None if row is None or row[0] is None else int(row[0])
 
+    def latest_published_as_of(self) -> tuple[dt.date, str] | None:
+        """The latest as-of date of a published batch, and that batch's id."""
+        row = self.one("select as_of, batch_id from batches where status='published' order by as_of desc, batch_id "
+                       "limit 1")
+        return None if row is None else (row[0], row[1])
+
     def batch(self, batch_id: str) -> dict[str, Any]:
         cur = self.con.execute("select * from batches where batch_id=?", [batch_id])
         rows = cur.fetchall()

@@ -331,6 +331,20 @@ def test_a_panic_that_still_escapes_is_one_line(isolated: Path, reg: Path, led: 
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "internal error: PanicException" in res.stderr
 
 
+def test_a_night_older_than_a_published_batch_is_refused(isolated: Path) -> None:
+    """An audit: a missed night rerun later, as of its own day with its archived extract (no death
+    yet), took its window from the quarter published since, and paid a person that quarter knew to
+    be dead for its three months again. A run never uses facts dated after its as-of (SPEC §4)."""
+    from cli_helpers import published_sample
+
+    led, _, bid = published_sample(isolated)  # 2025Q3, as of 2025-07-01
+    reg = write_sample(isolated / "registry.parquet")
+    for run in (("supplement",), ("quarterly", "--quarter", "2025Q3")):
+        user_error(cli("run", *run, "--registry", reg, "--as-of", "2025-06-10", "--ledger", led),
+                   f"--as-of 2025-06-10 is before 2025-07-01, the as-of of {bid}, already published")
+    ok(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-01", "--ledger", led))  # that day itself
+
+
 def test_ledger_defaults_from_env(isolated: Path, reg: Path) -> None:
     led = isolated / "env-ledger.duckdb"
     env = {"ALLOWANCE_LEDGER": str(led)}
