@@ -1299,9 +1299,11 @@ class Ledger:
     def import_bank_returns(self, returns: pl.DataFrame, file_sha256: str) -> dict[str, int]:
         """§8: PAID is recorded; FAILED reverses the line's months so the next run re-issues them.
 
-        Refuses unknown line ids (naming them), recovery lines, and a status that contradicts one
-        already recorded; a line already recorded with the same status is skipped, so importing
-        the same file twice changes nothing.
+        Refuses unknown line ids (naming them), recovery lines, and a PAID for a line already
+        recorded FAILED (reversed, and re-issued since: the bank says it paid twice); a FAILED
+        for a line recorded PAID is a payment bounced after it was reported paid (退汇: the
+        account closed, say), reversed as any failure; a line already recorded with the same
+        status is skipped, so importing the same file twice changes nothing.
         """
         with self._registered(_ret=returns):
             self.run("begin")
@@ -1323,16 +1325,22 @@ class Ledger:
                 )]
                 if rec:
                     raise LedgerError(f"bank returns name recovery lines ({', '.join(rec)}); nothing imported")
+                # A bounce (PAID, then FAILED) is a failure like any other (an audit: refused, the
+                # months were never re-issued, and no command could record it). PAID after FAILED is
+                # not: the months were reversed and a run re-issues them, so the bank would have
+                # paid them twice; that is for staff and the bank to settle, and nothing is imported.
                 clash = [r[0] for r in self.run(
-                    "select r.line_id from _ret r join bank_returns b using (line_id) where b.status <> r.status "
-                    "order by 1 limit 5"
+                    "select distinct r.line_id from _ret r join bank_returns b using (line_id) "
+                    "where b.status = 'FAILED' and r.status = 'PAID' order by 1 limit 5"
                 )]
                 if clash:
                     raise LedgerError(
-                        f"line(s) {', '.join(clash)} already recorded with another status; nothing imported"
+                        f"line(s) {', '.join(clash)} already recorded FAILED, and their months reversed to be "
+                        "re-issued: a PAID now says the bank paid them after all; settle it with the bank (if it "
+                        "paid, the re-issue is to be recovered by hand); nothing imported"
                     )
                 fresh = self.df(
-                    "select r.* from _ret r anti join bank_returns b using (line_id) order by line_id"
+                    "select r.* from _ret r anti join bank_returns b using (line_id, status) order by line_id"
                 )
                 now = _now()
                 if fresh.height:

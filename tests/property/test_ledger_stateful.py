@@ -290,12 +290,13 @@ class LedgerMachine(RuleBasedStateMachine):
     def bank_return(self, i: int, status: str, twice: bool) -> None:
         with Ledger.use(self.sc.ledger, read_only=True) as led:
             # Lines of people who also have a recovery come first (small `i` is drawn most), so that
-            # a failure meeting a recovery — the delicate case — is tried often.
+            # a failure meeting a recovery — the delicate case — is tried often. A line reported
+            # PAID can still fail (a bounce, 退汇); one reported FAILED has had its say.
             open_lines = led.df(
                 "select l.line_id from batch_lines l join batches b using (batch_id) "
                 "where b.status = 'published' and l.line_type = 'PAYMENT' "
-                "and l.line_id not in (select line_id from bank_returns) "
-                "order by l.person_id not in (select person_id from recoveries), l.line_id"
+                "and l.line_id not in (select line_id from bank_returns where status = 'FAILED' or ? = 'PAID') "
+                "order by l.person_id not in (select person_id from recoveries), l.line_id", [status]
             )["line_id"].to_list()
         if not open_lines:
             return
