@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -233,21 +234,27 @@ def test_a_night_refused_by_a_breaker_still_names_its_refused_bank_files(tmp_pat
     assert str(inbox / "bad.csv") in said["error"] and "refused tonight" in said["error"]
 
 
+def _night_that_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException) -> Any:
+    """The nightly job on a fresh ledger, its draft raising `error`: the job's CliRunner result."""
+    led = tmp_path / "l.duckdb"
+    Ledger.create(led, parse_month("2025-07")).close()
+
+    def raises(*_a: object, **_k: object) -> None:
+        raise error
+
+    monkeypatch.setattr(nightly, "draft_run", raises)
+    app = typer.Typer()
+    app.command()(nightly.main)
+    return CliRunner().invoke(app, ["--registry", str(write_sample(tmp_path / "r.parquet")), "--as-of", "2025-07-05",
+                                    "--ledger", str(led), "--out", str(tmp_path / "out")])
+
+
 def test_a_panic_in_a_job_is_its_one_json_result_and_a_log_line(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """An audit: polars' panic (a BaseException) passed the job's `except Exception`, and the job
     printed a traceback, no JSON result and no log line: the scheduler saw nothing to alert on."""
-    led = tmp_path / "l.duckdb"
-    Ledger.create(led, parse_month("2025-07")).close()
-
-    def panics(*_a: object, **_k: object) -> None:
-        raise pl.exceptions.PanicException("assertion failed: range.end as u64 <= self.size")
-
-    monkeypatch.setattr(nightly, "draft_run", panics)
-    app = typer.Typer()
-    app.command()(nightly.main)
-    res = CliRunner().invoke(app, ["--registry", str(write_sample(tmp_path / "r.parquet")), "--as-of", "2025-07-05",
-                                   "--ledger", str(led), "--out", str(tmp_path / "out")])
+    res = _night_that_raises(tmp_path, monkeypatch,
+                             pl.exceptions.PanicException("assertion failed: range.end as u64 <= self.size"))
     assert res.exit_code == 1, (res.stdout, res.stderr)
     result = json.loads(res.stdout)
     assert not result["ok"] and result["error"].startswith("PanicException: assertion failed"), result
@@ -260,18 +267,9 @@ def test_a_full_disk_in_a_job_is_said_as_the_command_line_says_it(tmp_path: Path
     result was the library's raw text; the command line says what to do, in one line."""
     import errno
 
-    led = tmp_path / "l.duckdb"
-    Ledger.create(led, parse_month("2025-07")).close()
-
-    def disk_full(*_a: object, **_k: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "l.duckdb.wal"))
-
-    monkeypatch.setattr(nightly, "draft_run", disk_full)
-    app = typer.Typer()
-    app.command()(nightly.main)
-    res = CliRunner().invoke(app, ["--registry", str(write_sample(tmp_path / "r.parquet")), "--as-of", "2025-07-05",
-                                   "--ledger", str(led), "--out", str(tmp_path / "out")])
+    wal = tmp_path / "l.duckdb.wal"
+    res = _night_that_raises(tmp_path, monkeypatch, OSError(errno.ENOSPC, "No space left on device", str(wal)))
     assert res.exit_code == 1, (res.stdout, res.stderr)
-    assert json.loads(res.stdout)["error"] == (f"{tmp_path / 'l.duckdb.wal'}: No space left on device; free the space "
+    assert json.loads(res.stdout)["error"] == (f"{wal}: No space left on device; free the space "
                                                "or fix the folder, then run again (a rerun is safe)")
     assert '"event": "job_failed"' in res.stderr and "job_crashed" not in res.stderr and "trace" not in res.stderr
