@@ -1329,9 +1329,12 @@ class Ledger:
                 # months were never re-issued, and no command could record it). PAID after FAILED is
                 # not: the months were reversed and a run re-issues them, so the bank would have
                 # paid them twice; that is for staff and the bank to settle, and nothing is imported.
+                # (a PAID already recorded is skipped as any row seen before: the file that said it,
+                # read again after the bounce's, is no news; an audit had it refused every night)
                 clash = [r[0] for r in self.run(
                     "select distinct r.line_id from _ret r join bank_returns b using (line_id) "
-                    "where b.status = 'FAILED' and r.status = 'PAID' order by 1 limit 5"
+                    "where b.status = 'FAILED' and r.status = 'PAID' and not exists (select 1 from bank_returns p "
+                    "where p.line_id = r.line_id and p.status = 'PAID') order by 1 limit 5"
                 )]
                 if clash:
                     raise LedgerError(
