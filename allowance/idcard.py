@@ -45,33 +45,53 @@ def mask(person_id: str | None) -> str:
 # A resident ID in free text: 18 characters (17 digits and a digit or X) or a legacy 15-digit
 # number, as a whole run of digits, ASCII or full-width (typed with a Chinese input method). Letters
 # may touch it: staff type "ID3101…" or "op3101…" (an audit found such IDs printed whole when the
-# pattern asked for a boundary at letters too). Any run of 14 digits or more is masked the same
+# pattern asked for a boundary at letters too). Any run of 16 digits or more is masked the same
 # way: a card number (16-19 digits; a bank return keyed on cards was refused quoting them whole,
-# an audit), or an ID typed without its check character. No amount the engine prints is that long
-# (10^13 fen is a hundred billion yuan).
+# an audit), or an ID typed without its check character. Shorter runs are left: a 14-digit time
+# stamp names many a bank's and scheduler's files (`out-20250701023000`: a second audit found the
+# `out_dir` of `publish --json` masked into a folder that does not exist), and no amount the engine
+# prints is that long (10^13 fen is a hundred billion yuan).
 _DIGITS = "0-9\uff10-\uff19"
+_X = "Xx\uff38\uff58"
 _ID_IN_TEXT = re.compile(
-    rf"(?<![{_DIGITS}])(?:[{_DIGITS}]{{17}}[{_DIGITS}Xx\uff38\uff58]|[{_DIGITS}]{{14,}})(?![{_DIGITS}])")
-# ... and one typed in groups, `310101 19370408 5304` or `6217-0000-1234-5678` (an audit): groups of
-# 3 to 8 digits joined by single spaces or hyphens, 14 digits or more in all. Groups of fewer than 3
-# digits are never taken in, so dates (`2025-07-01 2025-09-30`) are left alone; nor is a group that
-# a letter, a hyphen or an underscore touches, so batch and line ids (`S20260515-95712345-0000123`,
-# whose hash part can be all digits) are left alone too.
-_EDGE = rf"{_DIGITS}A-Za-z_\-"
+    rf"(?<![{_DIGITS}])(?:[{_DIGITS}]{{17}}[{_DIGITS}{_X}]|[{_DIGITS}]{{15}}|[{_DIGITS}]{{16,}})(?![{_DIGITS}])")
+# ... and one typed in groups (two audits): `310101 19370408 5304`, with hyphens, dots, ideographic
+# spaces (U+3000, a Chinese input method's) or two of them between groups, a letter touching it
+# (`ID310101 1937…`), or the last group split (`53 04`). A run of groups is masked only when it has
+# an ID's shape (17 or 18 characters, a first group of 6, a birth year 18xx-20xx after it) or a
+# card's (16-19 digits in groups of 4). Anything else is left as it is: dates (`2025-07-01
+# 2025-09-30`), district lists (`310101 310104 310105`), batch and line ids (`S20260515-95712345`,
+# whose hash part can be all digits).
+_SEP = "[ \u3000\\-\uff0d.\u00b7]{1,2}"
 _GROUPED = re.compile(
-    rf"(?<![{_EDGE}])[{_DIGITS}]{{3,8}}(?:[ \-][{_DIGITS}]{{3,8}}){{1,5}}[Xx\uff38\uff58]?(?![{_EDGE}])")
-_NOT_DIGIT = re.compile(rf"[^{_DIGITS}Xx\uff38\uff58]")
+    rf"(?<![{_DIGITS}])[{_DIGITS}]{{1,8}}(?:{_SEP}[{_DIGITS}]{{1,8}}){{1,6}}[{_X}]?(?![{_DIGITS}])")
+_GROUP = re.compile(rf"[{_DIGITS}]+[{_X}]?")
+_ASCII = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789Xx")
 # The word a match is in: a hash written in hex (a file's SHA-256: 64 characters; 32 or 40 for
-# others; 16 in the names of the ledger's store files) may hold 14 digits or more in a row, and is
-# left as it is, as long as it holds a letter too (16 digits alone are a card number).
+# others) may hold 16 digits or more in a row, and is left as it is, as long as it holds a letter.
+# The ledger's store files are named by 16 hex characters (`lines-<16 hex>.parquet`), all digits
+# once in a few thousand: left as they are.
 _WORD = re.compile(r"[0-9A-Za-z\uff10-\uff19\uff38\uff58]*")
-_HASH = re.compile(r"(?=.*[a-fA-F])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32}|[0-9a-fA-F]{16})")
+_HASH = re.compile(r"(?=.*[a-fA-F])(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{40}|[0-9a-fA-F]{32})")
+_STORE_FILE = re.compile(r"-[0-9]{16}\.parquet")
+
+
+def _id_or_card_shaped(groups: list[str]) -> bool:
+    """Do these digit groups, typed apart, make an ID or a card number?"""
+    whole = "".join(groups).translate(_ASCII)
+    if len(whole) in (17, 18) and len(groups[0]) == 6 and whole[6:8] in ("18", "19", "20"):
+        return True
+    return (16 <= len(whole) <= 19 and whole.isdigit() and len(groups[0]) == 4
+            and all(len(g) == 4 for g in groups[1:-1]))
 
 
 def mask_ids_in(text: str) -> str:
-    """Every resident ID in a message masked (`mask`): for text the engine did not write itself,
-    such as a reader's error quoting a row of the extract, or a reason staff typed."""
+    """Every resident ID and card number in a message masked (`mask`): for text the engine did
+    not write itself, such as a reader's error quoting a row of the extract, or a reason staff
+    typed."""
     def masked(m: re.Match[str]) -> str:
+        if len(m.group(0)) == 16 and _STORE_FILE.match(text, m.start() - 1):
+            return m.group(0)
         start = m.start()
         while start and _WORD.fullmatch(text[start - 1]):
             start -= 1
@@ -81,8 +101,8 @@ def mask_ids_in(text: str) -> str:
         return mask(m.group(0))
 
     def grouped(m: re.Match[str]) -> str:
-        digits = _NOT_DIGIT.sub("", m.group(0))
-        return mask(digits) if len(digits) >= 14 else m.group(0)
+        groups = _GROUP.findall(m.group(0))
+        return mask("".join(groups)) if _id_or_card_shaped(groups) else m.group(0)
 
     return _GROUPED.sub(grouped, _ID_IN_TEXT.sub(masked, text))
 

@@ -29,6 +29,25 @@ def test_card_numbers_and_ids_typed_in_groups_or_cut_short_are_masked() -> None:
     assert mask_ids_in("card ６２１７ ００００ １２３４ ５６７８") == "card ６２１７００******５６７８"
 
 
+def test_what_a_second_audit_found_printed_whole_or_mangled() -> None:
+    """Printed whole: IDs typed with ideographic spaces (a Chinese input method's), full-width
+    hyphens, dots, two spaces, a letter touching them, the last group split; a legacy ID after a
+    hex letter. Mangled: a 14-digit time stamp in a folder or file name (`publish --json` gave an
+    `out_dir` that does not exist), a district list, a store file all of whose 16 hex are digits."""
+    from allowance.idcard import mask_ids_in
+
+    for typed in ("３１０１０１\u3000１９３７０４０８\u3000５３０４", "310101－19370408－5304",
+                  "310101  19370408  5304", "310101.19370408.5304", "ID310101 19370408 5304", "310101 19370408 53 04"):
+        masked = mask_ids_in(f"same as {typed}?")
+        assert "********" in masked and "1937" not in masked and "１９３７" not in masked, (typed, masked)
+    assert mask_ids_in("card6217 0000 1234 5678") == "card621700******5678"
+    assert mask_ids_in("old a310101370408530") == "old a310101*****8530"
+    for exact in ("/srv/out-20250701023000/Q2025Q3-1a2b3c4d", "PAYRET_20250701235959.csv",
+                  "districts 310101 310104 310105", "store/Q2025Q3-1a2b3c4d/lines-1234567890123456.parquet",
+                  "batch S20260515-95712345 line S20260515-95712345-0000123", "2025-07-01 2025-09-30 12:37:19.883226"):
+        assert mask_ids_in(exact) == exact
+
+
 def test_ids_touching_letters_or_typed_full_width_are_masked_and_hashes_are_not() -> None:
     """An audit found IDs printed whole in reasons staff typed: `ID3101…`, `op3101…` (the pattern
     asked for a boundary at letters) and full-width digits. A hex SHA-256 holding 18 digits in a
