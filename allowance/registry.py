@@ -424,9 +424,7 @@ def _checks(as_of: dt.date, textual: list[str]) -> dict[str, pl.Expr]:
         "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd != pl.col("id_birth")),
         "BIRTH_IN_FUTURE": bd > pl.lit(as_of),
         "DEATH_BEFORE_BIRTH": dd < bd,
-        # moved in before birth, out before in or before birth, or in after death (an audit: paid for a
-        # month with a day alive and a day registered, but none both)
-        "HUKOU_DATES": (hs < bd) | (ho < hs) | (ho < bd) | (hs > dd),
+        "HUKOU_DATES": (hs < bd) | (ho < hs) | (ho < bd),
         "FUTURE_FACT": (dd > pl.lit(as_of)) | (hs > pl.lit(as_of)) | (ho > pl.lit(as_of)),
         # district_ok, channel_ok, card_digits: judged when the block was read (validate).
         "UNKNOWN_DISTRICT": pl.col("district_code").is_not_null() & ~pl.col("district_ok"),

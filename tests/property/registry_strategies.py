@@ -110,8 +110,7 @@ def person_rows(draw: st.DrawFn, as_of: dt.date, seq: int) -> dict[str, Any]:
     birth = draw(st.dates(min_value=add_years(as_of, -105), max_value=add_years(as_of, -55)))
     hukou_since = event_date(draw, birth, as_of)
     hukou_out = event_date(draw, hukou_since or birth, as_of)
-    # no one registers after their death (HUKOU_DATES): a death is on or after the move-in
-    death = event_date(draw, hukou_since or birth, as_of)
+    death = event_date(draw, birth, as_of)
     return person(
         birth,
         seq=seq,

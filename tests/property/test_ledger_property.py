@@ -40,8 +40,8 @@ def later_extract(draw: st.DrawFn, rows: list[dict[str, Any]]) -> list[dict[str,
         change = draw(st.sampled_from(["same", "same", "died", "moved_out", "card", "no_card", "gone"]))
         r = dict(r)
         lo = max(r["birth_date"], dt.date(2025, 5, 1))
-        if change == "died" and r["death_date"] is None:  # on or after the move-in (HUKOU_DATES)
-            r["death_date"] = draw(st.dates(min_value=max(lo, r["hukou_since"] or lo), max_value=AS_OF_2))
+        if change == "died" and r["death_date"] is None:
+            r["death_date"] = draw(st.dates(min_value=lo, max_value=AS_OF_2))
         elif change == "moved_out" and r["hukou_out_date"] is None:
             r["hukou_out_date"] = draw(st.dates(min_value=max(lo, r["hukou_since"] or lo), max_value=AS_OF_2))
         elif change == "card":
