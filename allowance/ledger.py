@@ -437,7 +437,7 @@ class Ledger:
             yield Ledger(p, con)
 
     @staticmethod
-    def upgrade(path: Path | str) -> tuple[str, str]:
+    def upgrade(path: Path | str) -> tuple[str, str, int]:
         """`ledger upgrade`: convert a ledger of an older schema (UPGRADABLE) in one transaction.
 
         3 → 4: each batch's no-card list and quarantine, DuckDB rows in schema 3, become files
@@ -447,13 +447,13 @@ class Ledger:
         hashes have them computed when they are needed (payee_rows) or when the file is rewritten
         (a review). 4 → 5: the recovery tables, recovery_months filled from the pieces of every
         published recovery line, and the district approvals (none yet). A schema-3 ledger takes
-        both steps, in one transaction. Returns (schema found, schema now); a ledger at
-        SCHEMA_VERSION is left alone.
+        both steps, in one transaction. Returns (schema found, schema now, recovery months
+        mended); a ledger at SCHEMA_VERSION only has its register's months mended, if need be.
         """
         p = Path(path)
         with Ledger._opened(p) as (con, found):
             if found == SCHEMA_VERSION:
-                return found, found
+                return found, found, Ledger(p, con)._mend_recovery_months()
             if found not in UPGRADABLE:
                 raise LedgerError(f"{p}: ledger schema {found}; this engine upgrades only schema "
                                   f"{', '.join(UPGRADABLE)} (to {SCHEMA_VERSION})")
@@ -476,7 +476,7 @@ class Ledger:
             finally:
                 for bid in touched:  # files written for a transaction that rolled back
                     Ledger._prune(p.resolve().parent / (p.name + ".batches"), bid, con)
-        return found, SCHEMA_VERSION
+        return found, SCHEMA_VERSION, 0
 
     @staticmethod
     def _upgrade_3_to_4(p: Path, con: duckdb.DuckDBPyConnection, touched: set[str]) -> dict[str, Any]:
@@ -1029,6 +1029,30 @@ class Ledger:
             """,
             [*params, *params],
         )
+
+    def _mend_recovery_months(self) -> int:
+        """A schema-5 ledger made before the register's `months` followed its cancellations (the
+        engine before a3d28db kept the count a recovery was published with): each recovery's
+        months set to those it still owes something of, as `ledger check` now expects (an audit
+        found such a ledger failing the check, with `upgrade` saying there was nothing to do).
+        One transaction, and an `upgrade` event naming how many, when any changed."""
+        mended = self.df(f"""
+            select r.line_id, coalesce(o.months, 0) as months from recoveries r
+            left join ({_STILL_OWED_MONTHS.format(lines="select line_id from recoveries")}) o using (line_id)
+            where r.months <> coalesce(o.months, 0)""")
+        if mended.height == 0:
+            return 0
+        self.run("begin")
+        try:
+            with self._registered(_mended=mended):
+                self.run("update recoveries r set months = m.months from _mended m where r.line_id = m.line_id")
+            self._bump("upgrade", None, None, {"from": SCHEMA_VERSION, "to": SCHEMA_VERSION,
+                                               "recovery_months_mended": mended.height})
+            self.run("commit")
+        except BaseException:
+            self._rollback()
+            raise
+        return mended.height
 
     def _record_recovery_months(self, batch_id: str) -> None:
         """Inside a publication (or an upgrade): the months of a batch's recovery lines, its negative
@@ -1625,7 +1649,8 @@ class Ledger:
                 "recovery register row(s) whose months are not their recovery line's pieces",
                 "recovery register row(s) whose amount is not their months less what was cancelled of them",
                 "recovery register row(s) whose state does not match what they still owe (cancelled when nothing)",
-                "recovery register row(s) whose months are not the months they still owe something of"]
+                "recovery register row(s) whose months are not the months they still owe something of (a ledger "
+                "made before they followed cancellations: `allowance ledger upgrade` mends them)"]
         problems = [f"{n} {w}" for n, w in zip(rows, what, strict=True) if n]
         # A state no command set: `recoveries confirm` and `write-off` record how many lines each
         # changed (events recovery_recovered, recovery_written_off). Recovered is final; a written-off

@@ -66,9 +66,11 @@ def status(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
 def upgrade(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """Convert a ledger made by an earlier version of the engine to this one's schema, in one
     transaction (back up the ledger file and its .batches folder first). Twice is a no-op."""
-    found, now = Ledger.upgrade(ledger)
+    found, now, mended = Ledger.upgrade(ledger)
     if json_:
-        emit_json({"ledger": str(ledger), "schema_was": found, "schema": now})
+        emit_json({"ledger": str(ledger), "schema_was": found, "schema": now, "recovery_months_mended": mended})
+    elif found == now and mended:
+        echo(f"{ledger}: already at schema {now}; the months of {mended} recoveries set to those they still owe")
     elif found == now:
         echo(f"{ledger}: already at schema {now}; nothing to do")
     else:

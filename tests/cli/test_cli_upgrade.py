@@ -113,7 +113,7 @@ def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_pat
         events = ledger.df("select action, detail from events where action = 'upgrade'")
     assert events["action"].to_list() == ["upgrade"]
     assert ok_json(cli("ledger", "upgrade", "--ledger", led, "--json")) == {
-        "ledger": str(led), "schema_was": "5", "schema": "5"}
+        "ledger": str(led), "schema_was": "5", "schema": "5", "recovery_months_mended": 0}
     assert ok(cli("ledger", "upgrade", "--ledger", led)).stdout == f"{led}: already at schema 5; nothing to do\n"
     # an upgrade changes nothing that is paid: a draft made before it could still be published
     with Ledger.use(led, read_only=True) as ledger:

@@ -49,3 +49,29 @@ def test_what_is_still_owed_is_a_recovery_less_what_was_cancelled_of_it(tmp_path
         # its months with its amount (an audit: it still said 2, those it was published with)
         assert (months, amount, state) == (1, 15000, "open") and back.batch_id in note
         assert led.check()["problems"] == []
+
+
+def test_upgrade_mends_the_months_a_ledger_made_before_kept(tmp_path: Path) -> None:
+    """An audit: a ledger made by the engine before the register's months followed cancellations
+    (2 months still shown after one was cancelled) failed the new `ledger check`, and `ledger
+    upgrade` said there was nothing to do. Upgrade now mends them, once, and says so in an event."""
+    import duckdb
+
+    from allowance.ledger import Ledger
+
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    ann, dave = person("1950-05-05", seq=1), person("1948-03-03", seq=2)
+    sc.publish(sc.quarterly("2025Q3", [ann, dave], "2025-07-02"))
+    sc.publish(sc.supplement([ann, {**dave, "death_date": dt.date(2025, 7, 10)}], "2025-07-20", breakers=OPEN))
+    sc.publish(sc.supplement([ann, {**dave, "death_date": dt.date(2025, 8, 20)}], "2025-08-25"))
+    con = duckdb.connect(str(sc.ledger))
+    con.execute("update recoveries set months = 2")  # as the engine before a3d28db left it
+    con.close()
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert any("`allowance ledger upgrade` mends them" in p for p in led.check()["problems"])
+    assert Ledger.upgrade(sc.ledger) == ("5", "5", 1)
+    assert Ledger.upgrade(sc.ledger) == ("5", "5", 0)  # twice: nothing more
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.run("select months, amount_fen from recoveries") == [(1, 15000)]
+        assert led.check()["problems"] == []
+        assert led.run("select detail->>'recovery_months_mended' from events where action = 'upgrade'") == [("1",)]
