@@ -586,7 +586,7 @@ def build_draft(
     lap("diff_pieces")
     # Done here, while the runs they read are at hand: the lines below are built without the
     # window's entitlement and the held runs alive (about 0.3 GB less at the draft's peak).
-    stops_frame, stops = stopped_people(clean, rules, window, held_rows, blocked, entitled)
+    stops_frame, stops = stopped_people(clean, rules, window, held_rows, blocked, entitled, absent["_k"])
     # Older months than the window are never paid, but a recovery still owed for them is
     # cancelled where the person is entitled to them again (四: the window limits payment, and a
     # cancellation pays nothing); what is left is reported as expired.
@@ -1059,7 +1059,7 @@ def outside_window(
 
 def stopped_people(
     clean: pl.DataFrame, rules: Rules, window: Window, held_rows: pl.DataFrame, blocked: pl.DataFrame,
-    entitled: pl.DataFrame | None = None,
+    entitled: pl.DataFrame | None = None, absent: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Who was being paid and would no longer be (the circuit breaker's count, issue 4).
 
@@ -1070,6 +1070,10 @@ def stopped_people(
     `clean` (pkey), null for people without one. Returns person rows (_k, person_id, cause, last_fen).
     `entitled`, the window's entitlement segments when already computed, is reused if it
     covers the check month (the segments of one month are those of any window, cut to it).
+    `absent`: the keys of the people in no row of the extract (absent_people); a recipient
+    without a clean row who is not among them has a quarantined row (cause QUARANTINED: an audit
+    found them reported NOT_IN_EXTRACT, though their row was there, to be mended). Without it,
+    every one without a clean row is NOT_IN_EXTRACT.
     """
     empty = pl.DataFrame(schema={"_k": pl.Int64, "person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
     if window.empty:
@@ -1100,7 +1104,9 @@ def stopped_people(
         .with_columns(
             cause=pl.when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
             .when(pl.col("hukou_out_date").is_not_null()).then(pl.lit("MIGRATION"))
-            .when(pl.col("pkey").is_null()).then(pl.lit("NOT_IN_EXTRACT"))
+            .when(pl.col("pkey").is_null() & (pl.col("_k").is_in(absent.implode()) if absent is not None
+                                              else pl.lit(True))).then(pl.lit("NOT_IN_EXTRACT"))
+            .when(pl.col("pkey").is_null()).then(pl.lit("QUARANTINED"))
             .otherwise(pl.lit("OTHER"))
         )
         .select("_k", idcard.id_from_key_expr("_k").alias("person_id"), "cause", "last_fen")
@@ -1181,7 +1187,8 @@ def change_report(
 
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
-                "STOP_NOT_IN_EXTRACT", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW", "HELD_NOT_IN_EXTRACT")
+                "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
+                "HELD_NOT_IN_EXTRACT")
 
 
 def district_rank(col: str) -> pl.Expr:
