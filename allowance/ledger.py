@@ -334,6 +334,8 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
     return out
 
 
+# Events that never change what is paid or owed: neither a batch id's base nor a stale draft.
+NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder')"
 
 # The events after which a draft is stale (its differences were taken against another ledger):
 # every one that changes what is paid or owed. Not drafts, upgrades or district approvals; not a
@@ -344,7 +346,7 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
 # every district's approval again. "No line" is no row in its lines file, payment or recovery
 # (batches.lines counts payment lines only: a recovery-only supplement, as after a death, had
 # left an older draft publishable, and the month was recovered twice: found by an audit of this).
-STATE_EVENTS = """(action not in ('draft', 'upgrade', 'approve', 'bank_folder')
+STATE_EVENTS = f"""(action not in {NOT_STATE_ACTIONS}
     and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0)
     and not (action = 'publish' and batch_id in (
         select b.batch_id from batches b where b.lines = 0 and b.recovery_fen = 0
@@ -1729,8 +1731,7 @@ class Ledger:
         approvals): a draft's base, and part of its batch id, so that a run after any publication,
         even of an empty batch, is a new batch. Whether a draft is stale is `changed_since`."""
         row = self.one(
-            "select coalesce(max(seq), 0) from events "
-            "where action not in ('draft', 'upgrade', 'approve', 'bank_folder')")
+            f"select coalesce(max(seq), 0) from events where action not in {NOT_STATE_ACTIONS}")
         return int(row[0]) if row else 0
 
     def draft_is_stale(self, batch_id: str) -> bool:
