@@ -279,15 +279,14 @@ def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = N
 
 
 # Each recovery's months still owed something (the register's `months`): its line's months less
-# the CANCEL entries naming it, month by month, for the recoveries in `lines` (a query of line_id).
+# the CANCEL entries naming it, month by month (a recovery with none left has no row).
 _STILL_OWED_MONTHS = """
     select line_id, count(*) filter (where fen > 0)::integer as months from (
         select line_id, mi, sum(fen) as fen from (
             select line_id, unnest(range(from_mi, to_mi + 1)) as mi, fen from recovery_months
-            where line_id in ({lines})
             union all
             select line_id, unnest(range(from_mi, to_mi + 1)) as mi, -fen from bank_entries
-            where kind = 'CANCEL' and line_id in ({lines})
+            where kind = 'CANCEL'
         ) group by line_id, mi
     ) group by line_id"""
 
@@ -1023,14 +1022,19 @@ class Ledger:
         )
         # ... and its months are those it still owes something of (an audit found the count it
         # was published with kept beside an amount of fewer months): the CANCEL entries are in.
-        self.run(
-            f"""
-            update recoveries r set months = o.months
-            from ({_STILL_OWED_MONTHS.format(lines=f"select line_id from ({cancelled})")}) o
-            where r.line_id = o.line_id
-            """,
-            [*params, *params],
-        )
+        self._recount_recovery_months()
+
+    def _recount_recovery_months(self) -> int:
+        """Inside a transaction: each recovery's `months` set to those it still owes something of
+        (_STILL_OWED_MONTHS), where it differs. Returns how many changed. A register of recovery
+        lines, not of people: a few thousand rows a quarter."""
+        changed = self.df(f"""
+            select r.line_id, coalesce(o.months, 0) as months from recoveries r
+            left join ({_STILL_OWED_MONTHS}) o using (line_id) where r.months <> coalesce(o.months, 0)""")
+        if changed.height:
+            with self._registered(_changed=changed):
+                self.run("update recoveries r set months = c.months from _changed c where r.line_id = c.line_id")
+        return changed.height
 
     def _mend_recovery_months(self) -> int:
         """A schema-5 ledger made before the register's `months` followed its cancellations (the
@@ -1038,23 +1042,17 @@ class Ledger:
         months set to those it still owes something of, as `ledger check` now expects (an audit
         found such a ledger failing the check, with `upgrade` saying there was nothing to do).
         One transaction, and an `upgrade` event naming how many, when any changed."""
-        mended = self.df(f"""
-            select r.line_id, coalesce(o.months, 0) as months from recoveries r
-            left join ({_STILL_OWED_MONTHS.format(lines="select line_id from recoveries")}) o using (line_id)
-            where r.months <> coalesce(o.months, 0)""")
-        if mended.height == 0:
-            return 0
         self.run("begin")
         try:
-            with self._registered(_mended=mended):
-                self.run("update recoveries r set months = m.months from _mended m where r.line_id = m.line_id")
-            self._bump("upgrade", None, None, {"from": SCHEMA_VERSION, "to": SCHEMA_VERSION,
-                                               "recovery_months_mended": mended.height})
+            mended = self._recount_recovery_months()
+            if mended:
+                self._bump("upgrade", None, None, {"from": SCHEMA_VERSION, "to": SCHEMA_VERSION,
+                                                   "recovery_months_mended": mended})
             self.run("commit")
         except BaseException:
             self._rollback()
             raise
-        return mended.height
+        return mended
 
     def _record_recovery_months(self, batch_id: str) -> None:
         """Inside a publication (or an upgrade): the months of a batch's recovery lines, its negative
@@ -1622,7 +1620,7 @@ class Ledger:
         when that leaves nothing. A register changed by hand (a state, an amount, a month) would
         otherwise pay months again or chase money not owed, unseen."""
         rows = self.run(
-            """
+            f"""
             with pieces as (select line_id, from_mi, to_mi, -fen as fen from batch_pieces
                             join batches b using (batch_id) where b.status = 'published' and fen < 0),
                  -- month by month: the register's months and the line's pieces, as multisets
@@ -1634,7 +1632,7 @@ class Ledger:
                  m as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from recovery_months group by line_id),
                  c as (select line_id, sum(fen * (to_mi - from_mi + 1)) as fen from bank_entries
                        where kind = 'CANCEL' group by line_id),
-                 o as ({still_owed})
+                 o as ({_STILL_OWED_MONTHS})
             select
               count(*) filter (where r.line_id is null),
               count(*) filter (where p.line_id is null),
@@ -1645,7 +1643,7 @@ class Ledger:
               count(*) filter (where r.months <> coalesce(o.months, 0))
             from p full join recoveries r using (line_id) left join m using (line_id) left join c using (line_id)
                  left join o using (line_id)
-            """.format(still_owed=_STILL_OWED_MONTHS.format(lines="select line_id from recoveries")))[0]
+            """)[0]
         what = ["published recovery line(s) with no recovery register row",
                 "recovery register row(s) with no published recovery line",
                 "recovery register row(s) whose months are not their recovery line's pieces",
