@@ -103,26 +103,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
         elif suffix in (".csv", ".txt"):
             # Read whole, once: validation takes the extract in blocks, and each block of a lazy
             # CSV scan would parse the file again from its start.
-            # Strict UTF-8: a GBK or GB18030 export read leniently turns every Chinese name into
-            # replacement characters, clean rows, and bank files with names no bank can match.
-            with p.open("rb") as f:
-                head = f.read(4096)
-            even, odd = head[:200:2].count(0), head[1:200:2].count(0)
-            if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (max(even, odd) > 40 and min(even, odd) < 5):
-                # Excel's "Unicode text" (without its byte-order mark, every other byte of a Latin
-                # text is 0): read as UTF-8 it showed as a file missing every column (an audit)
-                raise InputError(f"{p}: UTF-16 text, not UTF-8; save it as CSV UTF-8, or convert it, for example "
-                                 "`iconv -f UTF-16 -t UTF-8`")
-            if b"\x00" in head:
-                raise InputError(f"{p}: not a text file (it holds NUL bytes); --registry takes a .parquet or a "
-                                 "UTF-8 .csv extract")
-            try:
-                lf = pl.read_csv(p, infer_schema=False, encoding="utf8").lazy()
-            except pl.exceptions.ComputeError as e:
-                if "utf-8" not in str(e).lower():
-                    raise
-                raise InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
-                                 f"for example `iconv -f GB18030 -t UTF-8`") from None
+            lf = read_utf8_csv(p, "--registry takes a .parquet or a UTF-8 .csv extract").lazy()
             names = lf.collect_schema().names()
             refuse_repeated_header(p)
             _refuse_short_rows(p, len(names))
@@ -139,6 +120,30 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
         raise InputError(f"{p}: cannot read the extract ({_without_values(e)})") from None
     return lf
+
+
+def read_utf8_csv(p: Path, takes: str) -> pl.DataFrame:
+    """A CSV file read whole, every column as text, in strict UTF-8 (the extract, a bank return
+    file): a GBK or GB18030 export read leniently turns every Chinese name into replacement
+    characters, clean rows, and bank files with names no bank can match. What it is instead is
+    said: UTF-16, not text at all (`takes` says what is wanted), or another encoding."""
+    with p.open("rb") as f:
+        head = f.read(4096)
+    even, odd = head[:200:2].count(0), head[1:200:2].count(0)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (max(even, odd) > 40 and min(even, odd) < 5):
+        # Excel's "Unicode text" (without its byte-order mark, every other byte of a Latin text
+        # is 0): read as UTF-8 it showed as a file missing every column (an audit)
+        raise InputError(f"{p}: UTF-16 text, not UTF-8; save it as CSV UTF-8, or convert it, for example "
+                         "`iconv -f UTF-16 -t UTF-8`")
+    if b"\x00" in head:
+        raise InputError(f"{p}: not a text file (it holds NUL bytes); {takes}")
+    try:
+        return pl.read_csv(p, infer_schema=False, encoding="utf8")
+    except pl.exceptions.ComputeError as e:
+        if "utf-8" not in str(e).lower():
+            raise
+        raise InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
+                         f"for example `iconv -f GB18030 -t UTF-8`") from None
 
 
 def check_parquet_footer(p: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from allowance.errors import InputError, first_line
-from allowance.registry import check_parquet_footer, refuse_repeated_header
+from allowance.registry import check_parquet_footer, read_utf8_csv, refuse_repeated_header
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
 
@@ -20,18 +20,7 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
             check_parquet_footer(path)  # a file cut short made polars panic (an audit)
             df = pl.read_parquet(path)
         elif path.suffix.lower() in (".csv", ".txt"):
-            with path.open("rb") as f:
-                head = f.read(200)
-            if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.count(0) > len(head) // 4:
-                raise InputError(f"{path}: UTF-16 text, not UTF-8; save it as CSV UTF-8, or convert it, for example "
-                                 "`iconv -f UTF-16 -t UTF-8`")
-            try:
-                df = pl.read_csv(path, infer_schema=False)
-            except pl.exceptions.ComputeError as e:
-                if "utf-8" not in str(e).lower():
-                    raise
-                raise InputError(f"{path}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, for "
-                                 "example `iconv -f GB18030 -t UTF-8`") from None
+            df = read_utf8_csv(path, f"a {what} is a .parquet or a UTF-8 .csv file")
             refuse_repeated_header(path, (*RETURN_COLUMNS, *required))
         else:
             raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
