@@ -118,7 +118,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
         _refuse_numbers_for_text(p, lf.collect_schema())
         _refuse_times_of_day(p, lf)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
-        raise InputError(f"{p}: cannot read the extract ({_without_values(e)})") from None
+        raise _unreadable(p, e) from None
     return lf
 
 
@@ -241,17 +241,23 @@ def _header_hint(names: list[str], missing: list[str]) -> str:
             if found else "")
 
 
-def _without_values(e: BaseException) -> str:
-    """The first line of a reader's error, with the values it quotes left out. polars quotes the
-    field it could not parse (`could not parse `"6217…"x` as dtype`), and a quote left open
-    runs that field on through the rows after it: an audit had card numbers in the message, which
-    goes to the console and the logs (only the bank files carry them). The column is named."""
+def _unreadable(p: Path, e: BaseException, hint: str = "") -> InputError:
+    """The one line for an extract a reader could not read: the reader's first line, with the
+    values it quotes left out. polars quotes the field it could not parse (`could not parse
+    `"6217…"x` as dtype`), and a quote left open runs that field on through the rows after it;
+    pyarrow quotes the row it could not split. An audit had card numbers in such a message, which
+    goes to the console and the logs (only the bank files carry them): the column is named
+    instead. A panic is polars' own failure on a damaged file's bytes, its message a page of Rust."""
     text = str(e).strip()
     field = re.match(r"could not parse `.*?` as dtype `\w+` at column '([^']*)' \(column number (\d+)\)", text, re.S)
-    if field:
-        return (f"column {field.group(1)} (column {field.group(2)}) has a field that is not properly quoted: a stray "
-                'or unclosed " in it')
-    return first_line(re.sub(r"`[^`]*`", "`…`", text))
+    if isinstance(e, pl.exceptions.PanicException):
+        why = "its data cannot be decoded"
+    elif field:
+        why = (f"column {field.group(1)} (column {field.group(2)}) has a field that is not properly quoted: a stray "
+               'or unclosed " in it')
+    else:
+        why = re.sub(r"(Expected \d+ columns, got \d+):.*", r"\1", first_line(re.sub(r"`[^`]*`", "`…`", text)))
+    return InputError(f"{p}: cannot read the extract ({why}){hint}")
 
 
 def _refuse_numbers_for_text(p: Path, schema: pl.Schema) -> None:
@@ -308,8 +314,8 @@ def _refuse_short_rows(p: Path, columns: int) -> None:
                                                  check_utf8=False))
         for _ in reader:
             pass
-    except pa.ArrowInvalid as e:  # the reader's own objection: the row text it quotes is masked on output
-        raise InputError(f"{p}: cannot read the extract ({first_line(e)})") from None
+    except pa.ArrowInvalid as e:  # the reader's own objection (the row text it quotes is left out)
+        raise _unreadable(p, e) from None
     if ragged:
         first = ragged[0]
         fewer = "fewer" if first.actual_columns < columns else "more"
@@ -649,11 +655,8 @@ def load_and_validate(
             v.sha256 = digest.result()
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
             _refuse_if_changed(p, before)
-            # A panic is polars' own failure on the file's bytes (a damaged file: an audit cut one's
-            # middle out, its footer whole), and its message a page of Rust; it is one line here.
-            why = ("its data cannot be decoded" if isinstance(e, pl.exceptions.PanicException) else first_line(e))
-            raise InputError(f"{p}: cannot read the extract ({why}); is the file whole? One cut short or copied in "
-                             "part reads so: copy it again") from None
+            raise _unreadable(p, e, "; is the file whole? One cut short or copied in part reads so: copy it "
+                                    "again") from None
     _refuse_if_changed(p, before)
     if v.rows_in == 0:
         raise RefusedError(f"{p}: the extract has no rows; refusing to run on an empty registry")
