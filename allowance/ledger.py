@@ -210,6 +210,12 @@ def _sql_list(paths: list[Path]) -> str:
     return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in paths) + "]"
 
 
+def _run_of(b: dict[str, Any]) -> str:
+    """A batch's kind of run and its last due month, as staff name them (`quarterly 2025Q3 to 2025-09`)."""
+    last = "no months" if b["last_month"] is None else f"to {fmt(b['last_month'])}"
+    return " ".join(x for x in (b["kind"], b["quarter"], last) if x)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
@@ -1120,6 +1126,96 @@ class Ledger:
             self._rollback()
             raise
         return self.approvals(batch_id)
+
+    def carry_approvals(self, batch_id: str, from_batch: str, by: str) -> dict[str, list[str]]:
+        """五 区民政部门资格审定 over a redraft: the approvals of an earlier draft of the same run
+        (kind and months) stand for every district whose list in this draft is the same, line for
+        line. A publication between them (a nightly supplement paying a newcomer in Pudong) makes
+        the earlier draft stale, and its redraft would otherwise need all sixteen districts to
+        approve again; here only the districts whose list changed do.
+
+        A list is the same when its payment and recovery lines (all but the batch and line ids:
+        person, name, channel, card, period, months, amounts, reason, cause, rules version), their
+        months, its no-card entries and its cancelled recoveries are equal as multisets; the
+        approval keeps its approver and time, and its note says where it came from. Districts
+        already approved in this draft are left as they are. Approving changes nothing paid, so
+        no draft goes stale; the event keeps who carried them.
+        Returns carried, changed (approved before, list different: approve again), not_yet
+        (nothing to carry), already (approved here before)."""
+        if not by.strip():
+            raise LedgerError("carrying approvals needs --by")
+        if from_batch == batch_id:
+            raise LedgerError(f"{batch_id} is the draft the approvals would be carried to; name the earlier draft")
+        self.run("begin")
+        try:
+            new = self._draft(batch_id, "only a draft's lists are approved")
+            old = self._draft(from_batch, "its lists were published as approved; approvals are carried from an "
+                                          "earlier draft of the same run")
+            # The same kind of run up to the same month (a redraft some days later may start its
+            # retroactive window a month later: the lists are compared whatever their months).
+            if any(old[k] != new[k] for k in ("kind", "quarter", "last_month")):
+                raise LedgerError(f"{from_batch} ({_run_of(old)}) is not a draft of the same run as {batch_id} "
+                                  f"({_run_of(new)}); nothing carried")
+            have = self.districts_of(batch_id)
+            here = {a["district_code"] for a in self.approvals(batch_id)}
+            before = {a["district_code"]: a for a in self.approvals(from_batch)}
+            asked = [d for d in have if d in before and d not in here]
+            differs = self._lists_differ(from_batch, batch_id, asked) if asked else set()
+            carried = [d for d in asked if d not in differs]
+            if carried:
+                rows = pl.DataFrame(
+                    [{"batch_id": batch_id, "district_code": d, "approved_by": before[d]["approved_by"],
+                      "approved_at": before[d]["approved_at"],
+                      "note": f"carried from {from_batch} by {by}: list unchanged"
+                              + (f" ({before[d]['note']})" if before[d]["note"] else "")} for d in carried],
+                    schema={"batch_id": pl.String, "district_code": pl.String, "approved_by": pl.String,
+                            "approved_at": pl.Datetime("us"), "note": pl.String})
+                self.insert_frame("approvals", rows)
+                self._bump("approve", batch_id, by, {"districts": carried, "carried_from": from_batch})
+            self.run("commit")
+        except BaseException:
+            self._rollback()
+            raise
+        return {"carried": carried, "changed": sorted(differs),
+                "not_yet": [d for d in have if d not in before and d not in here],
+                "already": [d for d in have if d in here]}
+
+    def earlier_approvals(self, batch_id: str) -> dict[str, Any] | None:
+        """The latest other draft of the same run as `batch_id` (kind, quarter, last month) with
+        district approvals this draft has not: {"from": its id, "districts": theirs}; else None.
+        A redraft's report names it, with the command that carries them (carry_approvals)."""
+        row = self.one(
+            "select o.batch_id, list(a.district_code order by a.district_code) from batches n "
+            "join batches o on o.kind = n.kind and o.quarter is not distinct from n.quarter "
+            "and o.last_month is not distinct from n.last_month and o.batch_id <> n.batch_id and o.status = 'draft' "
+            "join approvals a on a.batch_id = o.batch_id "
+            "where n.batch_id = ? and a.district_code not in (select district_code from approvals where batch_id = ?) "
+            "group by o.batch_id, o.created_at order by o.created_at desc, o.batch_id desc limit 1",
+            [batch_id, batch_id])
+        return {"from": row[0], "districts": list(row[1])} if row else None
+
+    def _lists_differ(self, a: str, b: str, districts: list[str]) -> set[str]:
+        """Of `districts`, those whose list differs between drafts a and b (see carry_approvals):
+        any row of one that the other lacks, counted with its repeats, in any of the four parts."""
+        line = ("line_type, person_id, name, district_code, channel, card_no, period_from, period_to, months, "
+                "amount_fen, municipal_fen, district_fen, reason, cause, rules_version")
+        parts = {
+            "lines": f"select {line} from batch_lines where batch_id = $b and list_contains($d, district_code)",
+            "pieces": "select l.district_code, p.person_id, p.from_mi, p.to_mi, p.fen from batch_pieces p "
+                      "join batch_lines l on l.batch_id = p.batch_id and l.line_id = p.line_id "
+                      "where p.batch_id = $b and list_contains($d, l.district_code)",
+            "no_card": "select person_id, name, district_code, period_from, period_to, months, amount_fen "
+                       "from batch_no_card where batch_id = $b and list_contains($d, district_code)",
+            "cancels": f"select {', '.join(CANCEL_COLUMNS)} from batch_cancels "
+                       "where batch_id = $b and list_contains($d, district_code)",
+        }
+        differs: set[str] = set()
+        for sql in parts.values():
+            one, other = sql.replace("$b", "$x"), sql.replace("$b", "$y")
+            differs |= {r[0] for r in self.con.execute(
+                f"select distinct district_code from (({one} except all {other}) union all "
+                f"({other} except all {one}))", {"x": a, "y": b, "d": districts}).fetchall()}
+        return differs
 
     def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str) -> dict[str, Any]:
         """五 区民政部门资格审定: hold, reject or release named people, with who and why.

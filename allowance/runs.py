@@ -141,6 +141,8 @@ def draft_run(
                                  f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
+        if earlier := led.earlier_approvals(b["batch_id"]):  # a redraft: what review already approved
+            summary["approvals_to_carry"] = earlier
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
                 recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])
         return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary, finished=finished)

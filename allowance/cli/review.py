@@ -118,6 +118,30 @@ def approve(batch_id: Annotated[str, typer.Argument()], by: ByOpt,
         echo(STALE.format(batch_id=batch_id))
 
 
+@app.command("carry")
+@errors_as_messages
+def carry(batch_id: Annotated[str, typer.Argument(help="The new draft (a redraft).")], by: ByOpt,
+          from_batch: Annotated[str, typer.Option("--from", help="The earlier draft of the same run.")],
+          ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Keep an earlier draft's district approvals in its redraft wherever a district's list is unchanged."""
+    with Ledger.use(ledger) as led:
+        got = led.carry_approvals(batch_id, from_batch, by)
+        b = led.batch(batch_id)
+        stale = led.draft_is_stale(batch_id)
+    if json_:  # the fields every batch command's JSON has (README), then what was carried
+        emit_json({"batch_id": batch_id, "status": b["status"], "lines": b["lines"], "amount_fen": b["amount_fen"],
+                   "from": from_batch, **got, "stale": stale})
+        return
+    echo(f"{batch_id}: {len(got['carried'])} district approval(s) carried from {from_batch}, their lists "
+         f"unchanged" + (f": {', '.join(got['carried'])}" if got["carried"] else ""))
+    if got["changed"]:
+        echo(f"list changed since approved, approve again: {', '.join(got['changed'])}")
+    if got["not_yet"]:
+        echo(f"not approved in {from_batch} either: {', '.join(got['not_yet'])}")
+    if stale:
+        echo(STALE.format(batch_id=batch_id))
+
+
 @app.command("list")
 @errors_as_messages
 def list_(batch_id: Annotated[str | None, typer.Argument()] = None, ledger: LedgerOpt = DEFAULT_LEDGER,

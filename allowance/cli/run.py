@@ -85,6 +85,10 @@ def _report(res: RunResult, json_: bool) -> None:
         echo("  changes " + ", ".join(f"{k} {v['people']}" for k, v in s["changes"].items()))
     if s.get("change_report"):
         echo(f"  change report: {s['change_report']}")
+    if carry := s.get("approvals_to_carry"):
+        echo(f"  the earlier draft {carry['from']} of this run was approved by {len(carry['districts'])} district(s); "
+             f"keep the approvals whose lists are unchanged: allowance review carry {res.batch_id} "
+             f"--from {carry['from']} --by NAME")
     echo(f"  review, then: allowance publish {res.batch_id} --approved-by NAME")
 
 

@@ -230,3 +230,33 @@ def test_a_release_says_the_draft_it_was_recorded_against_is_stale(isolated: Pat
                        "--json"))["stale"] is True
     user_error(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", isolated / "out"),
                "drafted before the ledger last changed")
+
+
+def test_a_redraft_names_the_approvals_it_can_keep_and_carry_keeps_them(isolated: Path) -> None:
+    """A redraft (here a day later, with nothing paid between) says which earlier draft of the same
+    run was approved, and `review carry` keeps the approvals of every list that is unchanged."""
+    led, old = _drafted(isolated)
+    reg = isolated / "registry.parquet"
+    ok(cli("review", "approve", old, "--district", "310101", "--district", "310115", "--by", "区民政 王",
+           "--ledger", led))
+    said = ok(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-02",
+                  "--ledger", led)).stdout
+    new = said.split()[1].rstrip(":")
+    assert new != old
+    assert (f"the earlier draft {old} of this run was approved by 2 district(s); keep the approvals whose lists "
+            f"are unchanged: allowance review carry {new} --from {old} --by NAME") in said, said
+    user_error(cli("review", "carry", new, "--from", "Q2025Q3-00000000", "--by", "x", "--ledger", led),
+               "unknown batch")
+    user_error(cli("review", "carry", new, "--from", old, "--by", " ", "--ledger", led), "needs --by")
+    got = ok_json(cli("review", "carry", new, "--from", old, "--by", "市大数据中心", "--ledger", led, "--json"))
+    assert {k: got[k] for k in ("batch_id", "from", "carried", "changed", "not_yet", "stale")} == {
+        "batch_id": new, "from": old, "carried": ["310101", "310115"], "changed": [], "not_yet": ["310104"],
+        "stale": False}
+    shown = ok_json(cli("batches", "show", new, "--ledger", led, "--json"))["district_approvals"]
+    assert shown == {"310101": "区民政 王", "310104": None, "310115": "区民政 王"}, shown
+    again = ok(cli("review", "carry", new, "--from", old, "--by", "市大数据中心", "--ledger", led)).stdout
+    assert again.startswith(f"{new}: 0 district approval(s) carried from {old}"), again
+    assert "not approved in" in again and "310104" in again
+    redraft = ok(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-02",
+                     "--ledger", led)).stdout
+    assert "review carry" not in redraft  # nothing left to carry

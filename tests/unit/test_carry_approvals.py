@@ -1,0 +1,117 @@
+"""A redraft keeps the district approvals of the lists that did not change (五 资格审定).
+
+The case: the quarter's draft is under review for days, and a nightly supplement published
+meanwhile (a card arrived in Pudong) makes it stale. Its redraft must not need all the districts
+to approve again, only those whose list changed; a list that changed in any way keeps no approval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from allowance.errors import RefusedError
+from allowance.ledger import Ledger, LedgerError
+from allowance.runs import Breakers, publish_batch
+from allowance.testing import Scenario, person
+
+OPEN = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+
+
+def _under_review(tmp_path: Path) -> tuple[Scenario, list[dict], str]:
+    """Q3 published; Q4 drafted and approved by its three districts, 310104 after a hold there."""
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    people = [
+        person("1948-06-06", seq=1, district_code="310101"),
+        person("1950-05-05", seq=2, district_code="310104"),
+        person("1944-03-03", seq=3, district_code="310104"),
+        person("1939-09-09", seq=4, district_code="310115", channel=None),  # no card yet
+        person("1952-02-02", seq=5, district_code="310115"),
+    ]
+    sc.publish(sc.quarterly("2025Q3", people, "2025-07-02"))
+    q4 = sc.quarterly("2025Q4", people, "2025-10-02", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, people[2]["person_id"], "HOLD", "核实", "徐汇民政")
+        for d in ("310101", "310104", "310115"):
+            led.approve(q4, [d], f"民政 {d}", "看过" if d == "310101" else None)
+    return sc, people, q4
+
+
+def test_only_the_district_whose_list_changed_approves_again(tmp_path: Path) -> None:
+    sc, people, q4 = _under_review(tmp_path)
+    with_card = [*people[:3], {**people[3], "channel": "senior_card", "card_no": "6217000000000099"}, people[4]]
+    sc.publish(sc.supplement(with_card, "2025-10-05", breakers=OPEN))  # pays Q3 to the new card: q4 is stale
+    redraft = sc.quarterly("2025Q4", with_card, "2025-10-06", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger) as led:
+        assert led.draft_is_stale(q4) and redraft != q4
+        got = led.carry_approvals(redraft, q4, "市大数据中心 陈")
+        assert got == {"carried": ["310101", "310104"], "changed": ["310115"], "not_yet": [], "already": []}
+        kept = {a["district_code"]: a for a in led.approvals(redraft)}
+        before = {a["district_code"]: a for a in led.approvals(q4)}
+        for d in ("310101", "310104"):  # the approver and time stand; the note says where it came from
+            assert (kept[d]["approved_by"], kept[d]["approved_at"]) == (before[d]["approved_by"],
+                                                                        before[d]["approved_at"])
+            assert kept[d]["note"].startswith(f"carried from {q4} by 市大数据中心 陈: list unchanged")
+        assert kept["310101"]["note"].endswith("(看过)")
+        assert not led.draft_is_stale(redraft)  # carrying changes nothing paid
+        event = led.df("select action, actor, detail from events order by seq desc limit 1").row(0)
+        assert event[:2] == ("approve", "市大数据中心 陈")
+        assert json.loads(event[2]) == {"districts": ["310101", "310104"], "carried_from": q4}
+        # Twice: nothing more to carry, nothing recorded.
+        seq = led.seq
+        assert led.carry_approvals(redraft, q4, "x")["already"] == ["310101", "310104"]
+        assert led.seq == seq
+    with pytest.raises(RefusedError, match="310115"):
+        publish_batch(redraft, "市民政局", sc.ledger, sc.out, require_district_approvals=True)
+    with Ledger.use(sc.ledger) as led:
+        led.approve(redraft, ["310115"], "浦东民政", None)
+    publish_batch(redraft, "市民政局", sc.ledger, sc.out, require_district_approvals=True)
+    manifest = json.loads((sc.out / redraft / "manifest.json").read_text(encoding="utf-8"))
+    assert [(a["district_code"], a["approved_by"]) for a in manifest["district_approvals"]] == [
+        ("310101", "民政 310101"), ("310104", "民政 310104"), ("310115", "浦东民政")]
+
+
+@pytest.mark.parametrize("change", ["name", "card_no", "district_code", "death_date"])
+def test_any_change_to_a_list_keeps_its_approval_out(tmp_path: Path, change: str) -> None:
+    """A list is compared line for line: a name, a card, a move, a death all change it."""
+    sc, people, q4 = _under_review(tmp_path)
+    edit = {"name": "改名", "card_no": "6217000000000077", "district_code": "310101",
+            "death_date": dt.date(2025, 10, 3)}
+    changed = [people[0], {**people[1], change: edit[change]}, *people[2:]]
+    redraft = sc.quarterly("2025Q4", changed, "2025-10-06", breakers=OPEN).batch_id
+    assert redraft != q4
+    with Ledger.use(sc.ledger) as led:
+        got = led.carry_approvals(redraft, q4, "x")
+    if change == "district_code":  # 310101's list gained the person; 310104 has nothing left (one held)
+        assert got == {"carried": ["310115"], "changed": ["310101"], "not_yet": [], "already": []}, got
+    else:
+        assert got == {"carried": ["310101", "310115"], "changed": ["310104"], "not_yet": [], "already": []}, got
+
+
+def test_what_is_not_carried(tmp_path: Path) -> None:
+    sc, people, q4 = _under_review(tmp_path)
+    redraft = sc.quarterly("2025Q4", people, "2025-10-03", breakers=OPEN).batch_id
+    assert redraft != q4  # another as-of, the same lists
+    nightly = sc.supplement(people, "2025-10-03", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger) as led:
+        published = led.df("select batch_id from batches where status = 'published'")["batch_id"][0]
+        for args, why in [((redraft, q4, " "), "needs --by"), ((q4, q4, "x"), "name the earlier draft"),
+                          ((nightly, q4, "x"), "not a draft of the same run"),
+                          ((redraft, published, "x"), "published")]:
+            seq = led.seq
+            with pytest.raises(LedgerError, match=why):
+                led.carry_approvals(*args)
+            assert led.seq == seq and led.approvals(redraft) == []
+        assert led.carry_approvals(redraft, q4, "x")["carried"] == ["310101", "310104", "310115"]
+
+
+def test_a_no_card_list_is_part_of_the_district_s_list(tmp_path: Path) -> None:
+    """310115's no-card entry (not paid, listed for follow-up) renamed: its list changed."""
+    sc, people, q4 = _under_review(tmp_path)
+    renamed = [*people[:3], {**people[3], "name": "改名"}, people[4]]
+    redraft = sc.quarterly("2025Q4", renamed, "2025-10-06", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger) as led:
+        assert led.carry_approvals(redraft, q4, "x")["changed"] == ["310115"]
