@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from allowance import durable, idcard, log
@@ -202,6 +203,11 @@ PART_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "channel": pl.String(), "card_no": pl.String(),
     },
 }
+# What a district approves of a line (五 资格审定): all but the batch and line ids, which a redraft renumbers.
+LISTED_LINE_COLUMNS = [
+    "line_type", "person_id", "name", "district_code", "channel", "card_no", "period_from", "period_to", "months",
+    "amount_fen", "municipal_fen", "district_fen", "reason", "cause", "rules_version",
+]
 REVIEWED_PARTS = ("lines", "pieces", "no_card")  # what a review takes a person out of (not the quarantine)
 
 
@@ -1195,27 +1201,54 @@ class Ledger:
         return {"from": row[0], "districts": list(row[1])} if row else None
 
     def _lists_differ(self, a: str, b: str, districts: list[str]) -> set[str]:
-        """Of `districts`, those whose list differs between drafts a and b (see carry_approvals):
-        any row of one that the other lacks, counted with its repeats, in any of the four parts."""
-        line = ("line_type, person_id, name, district_code, channel, card_no, period_from, period_to, months, "
-                "amount_fen, municipal_fen, district_fen, reason, cause, rules_version")
-        parts = {
-            "lines": f"select {line} from batch_lines where batch_id = $b and list_contains($d, district_code)",
-            "pieces": "select l.district_code, p.person_id, p.from_mi, p.to_mi, p.fen from batch_pieces p "
-                      "join batch_lines l on l.batch_id = p.batch_id and l.line_id = p.line_id "
-                      "where p.batch_id = $b and list_contains($d, l.district_code)",
+        """Of `districts`, those whose list differs between drafts a and b (see carry_approvals).
+
+        Lines and their months are compared in the order stored, the line order (type, district,
+        channel, person): a district's lines of one type are one run of rows, its months the
+        pieces of those lines, so each is compared as slices, without a copy. Two equal lists
+        have their rows in the same order, so rows out of step could only make a list count as
+        changed, never the reverse. (DuckDB's EXCEPT ALL over these columns took 47 s at 15.35M,
+        and a polars join and partition of them 12 s and 5.4 GB.)"""
+        one, other = self._stored_lists(a, districts), self._stored_lists(b, districts)
+        differs = {d for d in districts if len(one.get(d, [])) != len(other.get(d, []))
+                   or not all(x[0] == y[0] and x[1].equals(y[1]) and x[2].equals(y[2])
+                              for x, y in zip(one.get(d, []), other.get(d, []), strict=True))}
+        # The no-card entries and the cancelled recoveries: a few rows, counted with their repeats.
+        small = {
             "no_card": "select person_id, name, district_code, period_from, period_to, months, amount_fen "
                        "from batch_no_card where batch_id = $b and list_contains($d, district_code)",
             "cancels": f"select {', '.join(CANCEL_COLUMNS)} from batch_cancels "
                        "where batch_id = $b and list_contains($d, district_code)",
         }
-        differs: set[str] = set()
-        for sql in parts.values():
-            one, other = sql.replace("$b", "$x"), sql.replace("$b", "$y")
+        for sql in small.values():
+            p, q = sql.replace("$b", "$x"), sql.replace("$b", "$y")
             differs |= {r[0] for r in self.con.execute(
-                f"select distinct district_code from (({one} except all {other}) union all "
-                f"({other} except all {one}))", {"x": a, "y": b, "d": districts}).fetchall()}
+                f"select distinct district_code from (({p} except all {q}) union all ({q} except all {p}))",
+                {"x": a, "y": b, "d": districts}).fetchall()}
         return differs
+
+    def _stored_lists(self, batch_id: str, districts: list[str]) -> dict[str, list[tuple[str, pl.DataFrame,
+                                                                                       pl.DataFrame]]]:
+        """A draft's lines and pieces by district, as (line type, its lines, their pieces) slices of
+        the stored files in their order, without batch or line ids (_lists_differ)."""
+        lines = self.part(batch_id, "lines", [*LISTED_LINE_COLUMNS, "line_id"])
+        pieces = self.part(batch_id, "pieces", ["line_id", "person_id", "from_mi", "to_mi", "fen"])
+        per_line = pieces["line_id"].rle().struct.unnest()
+        if not per_line["value"].equals(lines["line_id"]):
+            raise LedgerError(f"batch {batch_id}: its pieces are not in its lines' order; nothing carried")
+        ends = np.cumsum(per_line["len"].to_numpy(), dtype=np.int64)
+        runs = (lines.select(r=pl.struct("line_type", "district_code").rle_id()).with_row_index("at")
+                .group_by("r", maintain_order=True).agg(pl.col("at").first(), n=pl.len()))
+        lines, pieces = lines.drop("line_id"), pieces.drop("line_id")
+        out: dict[str, list[tuple[str, pl.DataFrame, pl.DataFrame]]] = {}
+        types, codes = lines["line_type"], lines["district_code"]
+        for at, n in runs.select("at", "n").iter_rows():  # a run per line type and district: a few dozen
+            line_type, district = types[at], codes[at]
+            if district in districts:
+                first = int(ends[at - 1]) if at else 0
+                out.setdefault(district, []).append(
+                    (line_type, lines.slice(at, n), pieces.slice(first, int(ends[at + n - 1]) - first)))
+        return out
 
     def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str) -> dict[str, Any]:
         """五 区民政部门资格审定: hold, reject or release named people, with who and why.

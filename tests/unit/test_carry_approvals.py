@@ -11,12 +11,13 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from allowance.errors import RefusedError
 from allowance.ledger import Ledger, LedgerError
 from allowance.runs import Breakers, publish_batch
-from allowance.testing import Scenario, person
+from allowance.testing import Scenario, person, rewrite_batch_file
 
 OPEN = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
 
@@ -115,3 +116,16 @@ def test_a_no_card_list_is_part_of_the_district_s_list(tmp_path: Path) -> None:
     redraft = sc.quarterly("2025Q4", renamed, "2025-10-06", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger) as led:
         assert led.carry_approvals(redraft, q4, "x")["changed"] == ["310115"]
+
+
+def test_a_line_s_months_are_part_of_its_list(tmp_path: Path) -> None:
+    """Lines alike but their months not (a piece moved a month, by hand here): the list changed."""
+    sc, people, q4 = _under_review(tmp_path)
+    redraft = sc.quarterly("2025Q4", people, "2025-10-06", breakers=OPEN).batch_id
+    someone = people[0]["person_id"]  # 310101's only line
+    rewrite_batch_file(sc.ledger, redraft, "pieces", lambda f: f.with_columns(
+        [pl.when(pl.col("person_id") == someone).then(pl.col(c) - 1).otherwise(pl.col(c)).alias(c)
+         for c in ("from_mi", "to_mi")]))
+    with Ledger.use(sc.ledger) as led:
+        assert led.carry_approvals(redraft, q4, "x") == {
+            "carried": ["310104", "310115"], "changed": ["310101"], "not_yet": [], "already": []}
