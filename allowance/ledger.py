@@ -1472,6 +1472,16 @@ class Ledger:
                         f"{len(unknown)} unknown or unpublished line id(s): {', '.join(unknown[:5])}{more}; "
                         "nothing imported"
                     )
+                # A bank's own record of a line, where its file has one, is the ledger's: a file
+                # answering for other lines (another batch's, amounts not paid) is not recorded.
+                for col, ours in (("batch_id", "l.batch_id"), ("amount_fen", "l.amount_fen")):
+                    if col in returns.columns and (odd := self.run(
+                            f"select r.line_id, r.{col}, {ours}, count(*) over () from _ret r "
+                            f"join batch_lines l using (line_id) where r.{col} is distinct from {ours} "
+                            f"and r.{col} is not null order by 1 limit 1")):
+                        line, theirs, mine, n = odd[0]
+                        raise LedgerError(f"line {line} has {col} {theirs} in the bank's file but {mine} in the "
+                                          f"ledger ({n} line(s) differ); nothing imported")
                 rec = [r[0] for r in self.run(
                     "select line_id from _ret join batch_lines using (line_id) where line_type <> 'PAYMENT' "
                     "order by 1 limit 5"
@@ -1496,7 +1506,8 @@ class Ledger:
                         "paid, the re-issue is to be recovered by hand); nothing imported"
                     )
                 fresh = self.df(
-                    "select r.* from _ret r anti join bank_returns b using (line_id, status) order by line_id"
+                    "select r.line_id, r.status, r.reason, r.settled_at from _ret r "
+                    "anti join bank_returns b using (line_id, status) order by line_id"
                 )
                 now = _now()
                 if fresh.height:

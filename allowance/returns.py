@@ -10,6 +10,9 @@ from allowance.errors import InputError, first_line
 from allowance.registry import check_parquet_footer, read_utf8_csv, refuse_repeated_header
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
+# Columns a bank may send back beside SPEC §8's, as its own record of the line: when present, each
+# row is held to the ledger's line (import_bank_returns) before anything is recorded.
+CHECKED_COLUMNS = ("batch_id", "amount_fen")
 
 
 def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -31,8 +34,8 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    texts = df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in df.columns if c in RETURN_COLUMNS
-                       or c in required]).select(pl.all().replace("", None))
+    kept = [c for c in df.columns if c in RETURN_COLUMNS or c in CHECKED_COLUMNS or c in required]
+    texts = df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in kept]).select(pl.all().replace("", None))
     # A row with nothing in it (a blank line at the end, Excel's `,,,`) is no row; it refused the
     # whole file (an audit), and the nightly job with it, every night until staff moved the file.
     # `_row` is each row's line in the file (the header is line 1), kept for what is said of it.
@@ -40,12 +43,22 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
 
 
 def read_bank_returns(path: Path) -> pl.DataFrame:
-    """line_id, status (PAID|FAILED), reason, settled_at — one row per line, checked."""
+    """line_id, status (PAID|FAILED), reason, settled_at — one row per line, checked; with the
+    bank's batch_id and amount_fen (int64) where the file has them, for the ledger to check."""
     df = _read_text_table(path, ("line_id", "status"), "bank return file")
     for c in RETURN_COLUMNS:
         if c not in df.columns:
             df = df.with_columns(pl.lit(None, pl.String).alias(c))
-    df = df.select("_row", *RETURN_COLUMNS).with_columns(pl.col("status").str.to_uppercase())
+    checked = [c for c in CHECKED_COLUMNS if c in df.columns]
+    df = df.select("_row", *RETURN_COLUMNS, *checked).with_columns(pl.col("status").str.to_uppercase())
+    if "amount_fen" in checked:  # fen as the lines carry them: a whole number, never yuan with a point
+        fen = pl.col("amount_fen").cast(pl.Int64, strict=False)
+        whole = pl.col("amount_fen").str.contains(r"^[+-]?[0-9]+$") & fen.is_not_null()  # not 450.00, 4.5e4
+        if (odd := df.filter(pl.col("amount_fen").is_not_null() & ~whole)).height:
+            r = odd.row(0, named=True)
+            raise InputError(f"{path}: row {r['_row']}: amount_fen {r['amount_fen']!r} is not a whole number of fen; "
+                             f"{odd.height} such row(s)")
+        df = df.with_columns(fen)
     bad = df.filter(
         pl.col("line_id").is_null() | ~pl.col("status").is_in(["PAID", "FAILED"]).fill_null(False)
     )

@@ -65,6 +65,35 @@ def test_an_unknown_line_id_is_one_line_and_nothing_is_imported(isolated: Path) 
         assert lg.run("select count(*) from bank_returns") == [(0,)]
 
 
+def test_a_bank_s_batch_and_amount_are_held_to_the_ledger_s_line(isolated: Path) -> None:
+    """SPEC §8's file has line_id and status; a bank that also sends its record of the line (its
+    batch_id, its amount_fen) has it checked: a file answering for other lines is not recorded."""
+    led, (paid, failed) = _published(isolated)
+    with Ledger.use(led, read_only=True) as lg:
+        lines = lg.part(lg.run("select batch_id from batches")[0][0], "lines").filter(
+            pl.col("line_id").is_in([paid, failed])).sort("line_id")
+    bid, fens = lines["batch_id"][0], lines["amount_fen"].to_list()
+    f = isolated / "returns.csv"
+
+    def send(batch: list[str], fen: list[str]) -> None:
+        f.write_text("line_id,status,batch_id,amount_fen\n" + "".join(
+            f"{line},{st},{b},{a}\n" for line, st, b, a in zip([paid, failed], ["PAID", "FAILED"], batch, fen,
+                                                                  strict=True)), encoding="utf-8")
+
+    send([bid, bid], [str(fens[0]), str(fens[1] + 100)])
+    user_error(cli("bank-returns", "import", f, "--ledger", led),
+               f"line {failed} has amount_fen {fens[1] + 100} in the bank's file but {fens[1]} in the ledger",
+               "1 line(s) differ", "nothing imported")
+    send([bid, "Q2025Q4-0000abcd"], [str(fens[0]), str(fens[1])])
+    user_error(cli("bank-returns", "import", f, "--ledger", led), f"line {failed} has batch_id Q2025Q4-0000abcd")
+    send([bid, bid], [str(fens[0]), f"{fens[1] / 100:.2f}"])  # yuan, not fen
+    user_error(cli("bank-returns", "import", f, "--ledger", led), "row 3: amount_fen", "not a whole number of fen")
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*) from bank_returns") == [(0,)]
+    send([bid, ""], [str(fens[0]), ""])  # a blank is no claim
+    assert ok_json(cli("bank-returns", "import", f, "--ledger", led, "--json"))["new"] == 2
+
+
 def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_refunded(isolated: Path) -> None:
     """Audits (the tenth and twelfth): a death found late recovers two months of a quarter's line;
     the district confirms the money came back; then the bank says that line never arrived. The
