@@ -19,7 +19,7 @@ from allowance.batch import Draft, build_draft, check_lines, code_version, draft
 from allowance.constants import DISTRICTS
 from allowance.errors import InputError, LedgerError, RefusedError, UserError, os_reason
 from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, payee_rows
-from allowance.months import fmt
+from allowance.months import fmt, today_shanghai
 from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
 from allowance.rules import Rules
 
@@ -141,6 +141,11 @@ def draft_run(
                                  f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
+        if (ahead := (as_of - today_shanghai()).days) > 0:
+            # Not refused (simulations run as of days to come), but said: once published, a run as
+            # of any day before it is refused, so a mistyped year would stop every night's run.
+            summary["as_of_after_today"] = {"as_of": str(as_of), "days": ahead}
+            lg.warning("as_of_after_today", as_of=str(as_of), days=ahead)
         if earlier := led.earlier_approvals(b["batch_id"]):  # a redraft: what review already approved
             summary["approvals_to_carry"] = earlier
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],

@@ -59,6 +59,9 @@ def _report(res: RunResult, json_: bool) -> None:
         echo(f"finished the publication of {bid} first: the ledger held it as published, but an interruption "
              "had left its files unmoved (now in place, the same bytes)")
     echo(f"draft {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
+    if ahead := s.get("as_of_after_today"):
+        echo(f"  warning: as-of {ahead['as_of']} is {ahead['days']} day(s) after today (Shanghai); once this batch "
+             "is published, every run as of an earlier day is refused: check the date before publishing")
     if s.get("window"):
         echo(f"  due months {s['window']['first']} … {s['window']['last']}")
     else:

@@ -46,6 +46,21 @@ def test_quarterly_text(reg: Path, led: Path) -> None:
     assert "allowance publish Q2025Q3-" in out
 
 
+def test_an_as_of_after_today_is_drafted_with_a_warning(reg: Path, led: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 16: a batch published with a mistyped future as-of (2062 for 2026) would refuse every
+    run as of an earlier day. Not refused (simulations run as of days to come), but said."""
+    import allowance.runs
+
+    monkeypatch.setattr(allowance.runs, "today_shanghai", lambda: dt.date(2025, 6, 20))
+    out = ok(cli(*quarterly(reg, led))).stdout
+    assert ("warning: as-of 2025-07-01 is 11 day(s) after today (Shanghai); once this batch is published, every "
+            "run as of an earlier day is refused") in out, out
+    assert ok_json(cli(*quarterly(reg, led, "--json")))["as_of_after_today"] == {"as_of": "2025-07-01", "days": 11}
+    monkeypatch.setattr(allowance.runs, "today_shanghai", lambda: dt.date(2025, 7, 1))
+    assert "warning" not in ok(cli(*quarterly(reg, led))).stdout
+    assert "as_of_after_today" not in ok_json(cli(*quarterly(reg, led, "--json")))
+
+
 @pytest.mark.parametrize("quarter", ["2025Q5", "Q3-2025", "2025Q0", "2025-Q3", "2025"])
 def test_malformed_quarter(reg: Path, led: Path, quarter: str) -> None:
     user_error(cli(*quarterly(reg, led, quarter=quarter)), repr(quarter), "YYYYQn")
