@@ -1135,15 +1135,16 @@ class Ledger:
 
     def carry_approvals(self, batch_id: str, from_batch: str, by: str) -> dict[str, list[str]]:
         """五 区民政部门资格审定 over a redraft: the approvals of an earlier draft of the same run
-        (kind and months) stand for every district whose list in this draft is the same, line for
-        line. A publication between them (a nightly supplement paying a newcomer in Pudong) makes
-        the earlier draft stale, and its redraft would otherwise need all sixteen districts to
-        approve again; here only the districts whose list changed do.
+        (kind, quarter, last due month) stand for every district whose list in this draft is the
+        same, line for line. A publication between them (a nightly supplement paying a newcomer
+        in Pudong) makes the earlier draft stale, and its redraft would otherwise need all sixteen
+        districts to approve again; here only the districts whose list changed do.
 
         A list is the same when its payment and recovery lines (all but the batch and line ids:
-        person, name, channel, card, period, months, amounts, reason, cause, rules version), their
-        months, its no-card entries and its cancelled recoveries are equal as multisets; the
-        approval keeps its approver and time, and its note says where it came from. Districts
+        person, name, channel, card, period, months, amounts, reason, cause, rules version) and
+        their months are the same row for row, and its no-card entries and cancelled recoveries
+        the same rows (see _lists_differ); the approval keeps its approver and time, and its note
+        says where it came from. Districts
         already approved in this draft are left as they are. Approving changes nothing paid, so
         no draft goes stale; the event keeps who carried them.
         Returns carried, changed (approved before, list different: approve again), not_yet
