@@ -44,6 +44,8 @@ def show(
         # 五: which districts approved their list, and which have not yet
         approved = {a["district_code"]: a["approved_by"] for a in led.approvals(batch_id)}
         b["district_approvals"] = {d: approved.get(d) for d in led.districts_of(batch_id)}
+        if b["status"] == "draft" and (earlier := led.earlier_approvals(batch_id)):
+            b["approvals_to_carry"] = earlier  # a redraft: `allowance review carry` keeps the unchanged lists'
     b["summary"] = json.loads(b["summary"])
     b.pop("manifest", None)
     # the window's months as YYYY-MM, as every other output writes them (not the ledger's month index)

@@ -245,6 +245,8 @@ def test_a_redraft_names_the_approvals_it_can_keep_and_carry_keeps_them(isolated
     assert new != old
     assert (f"the earlier draft {old} of this run was approved by 2 district(s); keep the approvals whose lists "
             f"are unchanged: allowance review carry {new} --from {old} --by NAME") in said, said
+    assert ok_json(cli("batches", "show", new, "--ledger", led, "--json"))["approvals_to_carry"] == {
+        "from": old, "districts": ["310101", "310115"]}
     user_error(cli("review", "carry", new, "--from", "Q2025Q3-00000000", "--by", "x", "--ledger", led),
                "unknown batch")
     user_error(cli("review", "carry", new, "--from", old, "--by", " ", "--ledger", led), "needs --by")
@@ -254,6 +256,7 @@ def test_a_redraft_names_the_approvals_it_can_keep_and_carry_keeps_them(isolated
         "stale": False}
     shown = ok_json(cli("batches", "show", new, "--ledger", led, "--json"))["district_approvals"]
     assert shown == {"310101": "区民政 王", "310104": None, "310115": "区民政 王"}, shown
+    assert "approvals_to_carry" not in ok_json(cli("batches", "show", new, "--ledger", led, "--json"))
     again = ok(cli("review", "carry", new, "--from", old, "--by", "市大数据中心", "--ledger", led)).stdout
     assert again.startswith(f"{new}: 0 district approval(s) carried from {old}"), again
     assert "not approved in" in again and "310104" in again
