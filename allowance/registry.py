@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from allowance import idcard
+from allowance import idcard, log
 from allowance.bytescan import bad_text, digits_only, needs_trim, warm_up
 from allowance.constants import (
     DATE_COLUMNS,
@@ -103,7 +103,15 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
         elif suffix in (".csv", ".txt"):
             # Read whole, once: validation takes the extract in blocks, and each block of a lazy
             # CSV scan would parse the file again from its start.
-            lf = read_utf8_csv(p, "--registry takes a .parquet or a UTF-8 .csv extract").lazy()
+            df = read_utf8_csv(p, "--registry takes a .parquet or a UTF-8 .csv extract")
+            # A row with nothing in it (blank lines at the end, Excel's `,,,,`, a line of spaces) is
+            # no person: an audit had two trailing blank lines quarantined as MISSING_FIELD, which
+            # refused a small extract for its quarantine share. Rows are numbered without them.
+            blank = pl.all_horizontal(pl.all().str.strip_chars().replace("", None).is_null())
+            if skipped := int(df.select(blank.sum()).item()):
+                log.get(file=str(p)).warning("blank_rows_skipped", rows=skipped)
+                df = df.filter(~blank)
+            lf = df.lazy()
             names = lf.collect_schema().names()
             refuse_repeated_header(p)
             _refuse_short_rows(p, len(names))
@@ -295,14 +303,15 @@ def _refuse_short_rows(p: Path, columns: int) -> None:
     fields it lacks as empty, and an audit had such a row (cut before its death date, the columns
     in another order) paid as if the person were alive. A row with more fields is refused by the
     reader itself. pyarrow's reader counts each row's fields (quoted newlines and all); only the
-    first column is converted, and nothing is kept. Blank lines are left to validation."""
+    first column is converted, and nothing is kept. Blank lines are skipped by read_extract."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     ragged: list[Any] = []
 
     def seen(row: Any) -> str:
-        ragged.append(row)
+        if (row.text or "").strip():  # a line of spaces is a blank row, skipped by read_extract
+            ragged.append(row)
         return "skip"
 
     names = [f"c{i}" for i in range(columns)]

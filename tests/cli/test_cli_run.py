@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
 
+from allowance.ledger import Ledger
 from allowance.testing import person, registry_frame, write_registry
 
 
@@ -144,6 +145,23 @@ def test_csv_registry_gives_the_same_draft(isolated: Path, reg: Path, led: Path)
     assert from_csv["registry"]["clean"] == 30
     for k in ("lines", "amount_fen", "payments", "no_card", "by_reason", "window"):
         assert from_csv[k] == from_parquet[k], k
+
+
+def test_blank_rows_of_a_csv_are_no_people(isolated: Path, reg: Path, led: Path) -> None:
+    """An audit: two blank lines at the end were two MISSING_FIELD rows (on 300 people, over the
+    quarantine threshold: refused); a line of spaces refused the whole file. A row with nothing
+    in it is skipped, and the rows after it are numbered without it."""
+    csv = write_registry(registry_frame(sample_rows()), isolated / "registry.csv")
+    text = csv.read_text(encoding="utf-8").splitlines()
+    text[3] = f"{text[3][:-1]}X"  # a card that is not digits: row 3 is quarantined
+    csv.write_text("\n".join([text[0], text[1], "", ",,,,,,,,", *text[2:5], "   ", *text[5:]]) + "\n\n\n",
+                   encoding="utf-8")
+    other = isolated / "other.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", other))
+    got = ok_json(cli(*quarterly(csv, other, "--json", "--max-quarantine-share", "0.05")))
+    assert (got["registry"]["rows_in"], got["registry"]["quarantine_by_reason"]) == (30, {"BAD_CARD": 1}), got
+    with Ledger.use(other, read_only=True) as lg:
+        assert lg.df("select row_no from batch_quarantine")["row_no"].to_list() == [3]
 
 
 def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path) -> None:
