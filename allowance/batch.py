@@ -546,6 +546,15 @@ def build_draft(
     # filter costs what compacting its one-chunk-per-block rows would (measured: same time, and
     # about 0.25 GB less peak than leaving them in chunks).
     clean = validated.take_clean().filter(scope.keep("id_key")).rename({"id_key": "_k"}).with_row_index("pkey")
+    if (accepted := rules.channels(as_of)) != rules.channels():
+        # 四: the version in force now names the channels a payment goes through (a back-paid
+        # month too: it is paid now). A channel another version names is no card yet here: the
+        # person is listed for follow-up, and paid with arrears once a channel in force is known
+        # (an audit: every version's channels were paid through at once). Never with the rules
+        # shipped, whose version in force names both.
+        gone = ~pl.col("channel").is_in(accepted)
+        clean = clean.with_columns(pl.when(gone).then(None).otherwise(pl.col(c)).alias(c)
+                                   for c in ("channel", "card_no"))
     # Each held run with its person's clean row (pkey; null for none): one join of the 5 million
     # runs, which finding the absent, the differences and the stops all read (a join each took
     # 0.2-0.3 s). Clean ID keys are unique (DUPLICATE_ID), so no run is repeated.

@@ -23,6 +23,7 @@ from allowance.errors import RulesError
 from allowance.months import Month, month_start
 
 MAX_MONTHLY_FEN = 10_000_000  # engine rule: 100 000 yuan a month (see Band.monthly_fen)
+QUARTER_STARTS = (1, 4, 7, 10)  # SPEC §4: the quarterly run pre-disburses the calendar quarter it starts
 
 Cite = Annotated[str, Field(pattern=r"\S", description="the clause this value comes from (not blank)")]
 
@@ -117,6 +118,12 @@ class Version(_Strict):
         months = self.disbursement_months.value
         if not months or any(m < 1 or m > 12 for m in months):
             raise ValueError("disbursement_months: values must be months 1–12")
+        if sorted(months) != list(QUARTER_STARTS):
+            # The engine's runs are calendar quarters (SPEC §4, 四 按季度预拨): another schedule
+            # was accepted here and then ignored (an audit), which a table must never be.
+            raise ValueError(f"disbursement_months: the engine pre-disburses by calendar quarter, "
+                             f"{list(QUARTER_STARTS)} (SPEC §4); {sorted(months)} would need the runs changed, "
+                             "not only the rules")
         if not 1 <= self.payment_day.value <= 28:
             raise ValueError("payment_day: must be a day 1–28")
         if self.retro_months.value < 0:
@@ -189,9 +196,13 @@ class Rules:
         parts = [f"{v.id}: {v.effective_from} … {v.effective_to or 'open'}" for v in self.versions]
         return "versions in force: " + "; ".join(parts)
 
-    def channels(self) -> tuple[str, ...]:
-        """Every channel any version pays through (a back-paid month is paid on today's card)."""
-        seen = {c for v in self.versions for c in v.channels.value}
+    def channels(self, month: Month | None = None) -> tuple[str, ...]:
+        """The channels a payment made in `month` may go through (四: the version in force then
+        names them; a back-paid month is paid now, on today's card, so the run's as-of month
+        decides, not the month paid). Without a month, or in a month no version covers, every
+        channel any version names: what the extract is checked against (BAD_CHANNEL)."""
+        covering = [v for v in self.versions if month is not None and v.covers(month)]
+        seen = {c for v in covering or self.versions for c in v.channels.value}
         return tuple(c for c in CHANNELS if c in seen)
 
     def min_age(self) -> int:

@@ -127,6 +127,12 @@ def _empty_cite(key: str) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
+def _set_value(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(doc: dict[str, Any]) -> None:
+        doc[key]["value"] = value
+    return mutate
+
+
 BAD_FILES = [
     # (test id, change to the real 2024 file, the field the message must name)
     ("gap_between_bands", _set_band(1, min_age=71), "bands"),
@@ -140,6 +146,8 @@ BAD_FILES = [
     ("fen_as_float", _set_band(0, monthly_fen=7500.0), "monthly_fen"),
     ("unknown_channel", _set_channels, "channels"),
     ("missing_payment_day", _del("payment_day"), "payment_day"),
+    # an audit: [1, 7] was accepted and ignored (the runs are calendar quarters, SPEC §4)
+    ("half_yearly_disbursement", _set_value("disbursement_months", [1, 7]), "disbursement_months"),
     ("missing_effective_from", _del("effective_from"), "effective_from"),
     ("missing_funding", _del("funding"), "funding"),
     ("missing_bands", _del("bands"), "bands"),

@@ -1,0 +1,53 @@
+"""四: the rules version in force names the channels a payment goes through.
+
+An audit (17B) gave the version in force one channel, social_security_card, and the engine still
+paid senior cards: it accepted every version's channels at once. A payment is made now, so the
+version in force on the run's as-of day decides, for back-paid months too; a channel that only
+another version names is no card yet (the no-card list, paid with arrears once it is known).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+from allowance import rules as rules_mod
+from allowance.testing import Scenario, person
+
+
+def _only_social_security_cards(tmp: Path) -> Path:
+    folder = tmp / "rules"
+    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
+    f = folder / "2024-hufugui-1.yaml"
+    text = f.read_text(encoding="utf-8")
+    old = "channels: {value: [senior_card, social_security_card],"
+    assert text.count(old) == 1
+    f.write_text(text.replace(old, "channels: {value: [social_security_card],"), encoding="utf-8")
+    return folder
+
+
+def test_a_channel_the_version_in_force_does_not_name_is_no_card_yet(tmp_path: Path) -> None:
+    sc = Scenario(tmp_path, opening_month="2025-07", rules_path=_only_social_security_cards(tmp_path))
+    assert sc.rules.channels(dt.date(2025, 7, 1)) == ("social_security_card",)
+    assert sc.rules.channels() == ("senior_card", "social_security_card")  # what the extract is checked against
+    senior = person("1950-05-05", seq=1, channel="senior_card")
+    social = person("1950-06-06", seq=2, channel="social_security_card")
+    q3 = sc.quarterly("2025Q3", [senior, social], "2025-07-01")
+    assert sc.lines(q3.batch_id)["person_id"].to_list() == [social["person_id"]]
+    waiting = sc.no_card(q3.batch_id)
+    assert waiting.select("person_id", "months", "amount_fen").rows() == [(senior["person_id"], 3, 3 * 15000)]
+    assert q3.summary["registry"]["quarantined"] == 0  # a channel a version names is no bad row
+    sc.publish(q3)
+    # Given a social security card, the next night pays the quarter, arrears and all.
+    night = sc.supplement([{**senior, "channel": "social_security_card"}, social], "2025-08-10")
+    lines = sc.lines(night.batch_id)
+    assert lines.select("person_id", "channel", "months", "amount_fen", "reason").rows() == [
+        (senior["person_id"], "social_security_card", 3, 3 * 15000, "NEW")]
+
+
+def test_the_rules_shipped_pay_both_channels_now_and_only_senior_cards_before_2024_05() -> None:
+    r = rules_mod.load(rules_mod.DEFAULT_RULES_DIR)
+    assert r.channels(dt.date(2025, 7, 1)) == ("senior_card", "social_security_card")
+    assert r.channels(dt.date(2024, 4, 30)) == ("senior_card",)
+    assert r.channels(dt.date(2040, 1, 1)) == r.channels() == ("senior_card", "social_security_card")
