@@ -1178,7 +1178,9 @@ class Ledger:
                     schema={"batch_id": pl.String, "district_code": pl.String, "approved_by": pl.String,
                             "approved_at": pl.Datetime("us"), "note": pl.String})
                 self.insert_frame("approvals", rows)
-                self._bump("approve", batch_id, by, {"districts": carried, "carried_from": from_batch})
+            if asked:  # what was compared, carried or not: a redraft's hint stops naming it (an audit)
+                self._bump("approve", batch_id, by, {"districts": carried, "carried_from": from_batch,
+                                                     "changed": sorted(differs)})
             self.run("commit")
         except BaseException:
             self._rollback()
@@ -1189,14 +1191,17 @@ class Ledger:
 
     def earlier_approvals(self, batch_id: str) -> dict[str, Any] | None:
         """The latest other draft of the same run as `batch_id` (kind, quarter, last month) with
-        district approvals this draft has not: {"from": its id, "districts": theirs}; else None.
-        A redraft's report names it, with the command that carries them (carry_approvals)."""
+        district approvals this draft has not, and not yet carried from: {"from": its id,
+        "districts": theirs}; else None. A redraft's report names it, with the command that
+        carries them (carry_approvals); once carried, the districts left are to approve again."""
         row = self.one(
             "select o.batch_id, list(a.district_code order by a.district_code) from batches n "
             "join batches o on o.kind = n.kind and o.quarter is not distinct from n.quarter "
             "and o.last_month is not distinct from n.last_month and o.batch_id <> n.batch_id and o.status = 'draft' "
             "join approvals a on a.batch_id = o.batch_id "
             "where n.batch_id = ? and a.district_code not in (select district_code from approvals where batch_id = ?) "
+            "and not exists (select 1 from events e where e.action = 'approve' and e.batch_id = n.batch_id "
+            "and e.detail->>'carried_from' = o.batch_id) "
             "group by o.batch_id, o.created_at order by o.created_at desc, o.batch_id desc limit 1",
             [batch_id, batch_id])
         return {"from": row[0], "districts": list(row[1])} if row else None

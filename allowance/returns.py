@@ -24,22 +24,30 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
             df = pl.read_parquet(path)
         elif path.suffix.lower() in (".csv", ".txt"):
             df = read_utf8_csv(path, f"a {what} is a .parquet or a UTF-8 .csv file")
-            refuse_repeated_header(path, (*RETURN_COLUMNS, *required))
+            refuse_repeated_header(path, (*RETURN_COLUMNS, *CHECKED_COLUMNS, *required))
         else:
             raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
         # a panic is polars' own failure on a damaged file's bytes (an audit): a page of Rust
         why = "its data cannot be decoded" if isinstance(e, pl.exceptions.PanicException) else first_line(e)
         raise InputError(f"{path}: cannot read the {what} ({why}); is the file whole?") from None
+    known = dict.fromkeys((*required, *RETURN_COLUMNS, *CHECKED_COLUMNS))
+    # A column named nearly as one the engine reads (`AMOUNT_FEN`, `batch_id `) would be ignored,
+    # and with it what the bank claims of its lines (an audit): refused, saying the exact name.
+    if near := [(c, k) for c in df.columns for k in known if c != k and c.strip().lower() == k]:
+        raise InputError(f"{path}: column {near[0][0]!r} is read as {near[0][1]} only when named exactly so; "
+                         "fix the header")
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    kept = [c for c in df.columns if c in RETURN_COLUMNS or c in CHECKED_COLUMNS or c in required]
+    kept = [c for c in df.columns if c in known]
     texts = df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in kept]).select(pl.all().replace("", None))
     # A row with nothing in it (a blank line at the end, Excel's `,,,`) is no row; it refused the
     # whole file (an audit), and the nightly job with it, every night until staff moved the file.
+    # A bank's own columns alone (a totals row: only an amount) make no row either.
     # `_row` is each row's line in the file (the header is line 1), kept for what is said of it.
-    return texts.with_row_index("_row", offset=2).filter(pl.any_horizontal(pl.exclude("_row").is_not_null()))
+    rows = [c for c in kept if c not in CHECKED_COLUMNS]
+    return texts.with_row_index("_row", offset=2).filter(pl.any_horizontal(pl.col(rows).is_not_null()))
 
 
 def read_bank_returns(path: Path) -> pl.DataFrame:
@@ -51,14 +59,17 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
             df = df.with_columns(pl.lit(None, pl.String).alias(c))
     checked = [c for c in CHECKED_COLUMNS if c in df.columns]
     df = df.select("_row", *RETURN_COLUMNS, *checked).with_columns(pl.col("status").str.to_uppercase())
-    if "amount_fen" in checked:  # fen as the lines carry them: a whole number, never yuan with a point
-        fen = pl.col("amount_fen").cast(pl.Int64, strict=False)
-        whole = pl.col("amount_fen").str.contains(r"^[+-]?[0-9]+$") & fen.is_not_null()  # not 450.00, 4.5e4
-        if (odd := df.filter(pl.col("amount_fen").is_not_null() & ~whole)).height:
+    if "amount_fen" in checked:
+        # Fen as the lines carry them: a whole number, read from its text (never through a float).
+        # `105000.0` is whole (a pandas integer column with a gap is written as floats: an
+        # audit); `450.50` and `4.5e4` are not, and a number past int64 is no amount.
+        digits = pl.col("amount_fen").str.extract(r"^([+-]?[0-9]+)(?:\.0*)?$")
+        fen = digits.cast(pl.Int64, strict=False)
+        if (odd := df.filter(pl.col("amount_fen").is_not_null() & fen.is_null())).height:
             r = odd.row(0, named=True)
-            raise InputError(f"{path}: row {r['_row']}: amount_fen {r['amount_fen']!r} is not a whole number of fen; "
-                             f"{odd.height} such row(s)")
-        df = df.with_columns(fen)
+            raise InputError(f"{path}: row {r['_row']}: amount_fen {r['amount_fen']!r} is not a whole number of fen "
+                             f"(an int64); {odd.height} such row(s)")
+        df = df.with_columns(amount_fen=fen)
     bad = df.filter(
         pl.col("line_id").is_null() | ~pl.col("status").is_in(["PAID", "FAILED"]).fill_null(False)
     )
@@ -69,6 +80,12 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
     conflict = df.group_by("line_id").agg(pl.col("status").n_unique().alias("n")).filter(pl.col("n") > 1)
     if conflict.height:
         raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file")
+    # A line listed twice is kept once: every copy must then say the same of it (an audit had a
+    # second row's other batch and amount dropped unchecked with the copy).
+    for c in checked:
+        twice = df.group_by("line_id", maintain_order=True).agg(pl.col(c).n_unique()).filter(pl.col(c) > 1)
+        if twice.height:
+            raise InputError(f"{path}: line {twice['line_id'][0]} is listed more than once with different {c}")
     return df.drop("_row").unique(subset=["line_id"], keep="first", maintain_order=True)
 
 

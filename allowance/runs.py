@@ -141,16 +141,23 @@ def draft_run(
                                  f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
-        if (ahead := (as_of - today_shanghai()).days) > 0:
-            # Not refused (simulations run as of days to come), but said: once published, a run as
-            # of any day before it is refused, so a mistyped year would stop every night's run.
-            summary["as_of_after_today"] = {"as_of": str(as_of), "days": ahead}
-            lg.warning("as_of_after_today", as_of=str(as_of), days=ahead)
+        if ahead := as_of_after_today(as_of):
+            summary["as_of_after_today"] = ahead
+            lg.warning("as_of_after_today", **ahead)
         if earlier := led.earlier_approvals(b["batch_id"]):  # a redraft: what review already approved
             summary["approvals_to_carry"] = earlier
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
                 recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])
         return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary, finished=finished)
+
+
+def as_of_after_today(as_of: dt.date) -> dict[str, Any] | None:
+    """A run's as-of after today (Shanghai), as said with its draft and its publication: not
+    refused (simulations run as of days to come), but once such a batch is published, a run as
+    of any earlier day is refused, so a mistyped year would stop every night's run (audit 16).
+    Never stored: a rerun on another day leaves the same ledger and files."""
+    ahead = (as_of - today_shanghai()).days
+    return {"as_of": str(as_of), "days": ahead} if ahead > 0 else None
 
 
 def finish_publications(ledger_path: Path, out: Path) -> list[str]:
@@ -368,4 +375,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 # audit) and a later publication would not know this copy.
                 led.record_bank_folder(batch_id, out, approved_by)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
+        if ahead := as_of_after_today(b["as_of"]):  # said when published too, by a job's --publish-as (an audit)
+            summary["as_of_after_today"] = ahead
+            lg.warning("as_of_after_today", **ahead)
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)

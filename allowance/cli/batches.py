@@ -12,6 +12,7 @@ from allowance.idcard import mask_ids_deep
 from allowance.ledger import Ledger
 from allowance.money import yuan
 from allowance.months import fmt
+from allowance.runs import as_of_after_today
 
 app = typer.Typer(help="Batches in the ledger.", no_args_is_help=True)
 
@@ -44,6 +45,8 @@ def show(
         # 五: which districts approved their list, and which have not yet
         approved = {a["district_code"]: a["approved_by"] for a in led.approvals(batch_id)}
         b["district_approvals"] = {d: approved.get(d) for d in led.districts_of(batch_id)}
+        if ahead := as_of_after_today(b["as_of"]):
+            b["as_of_after_today"] = ahead
         if b["status"] == "draft" and (earlier := led.earlier_approvals(batch_id)):
             b["approvals_to_carry"] = earlier  # a redraft: `allowance review carry` keeps the unchanged lists'
     b["summary"] = json.loads(b["summary"])

@@ -61,6 +61,9 @@ def publish(
              f"(`allowance publish {res.batch_id} --rewrite` writes them again, the same bytes, if the bank asks)")
         return
     echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
+    if ahead := res.summary.get("as_of_after_today"):
+        echo(f"  warning: published as of {ahead['as_of']}, {ahead['days']} day(s) after today (Shanghai): every run "
+             "as of an earlier day is now refused")
     assert res.out_dir is not None
     for line in district_table(pl.read_parquet(res.out_dir / "funding.parquet")):
         echo("  " + line)

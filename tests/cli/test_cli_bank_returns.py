@@ -86,11 +86,28 @@ def test_a_bank_s_batch_and_amount_are_held_to_the_ledger_s_line(isolated: Path)
                "1 line(s) differ", "nothing imported")
     send([bid, "Q2025Q4-0000abcd"], [str(fens[0]), str(fens[1])])
     user_error(cli("bank-returns", "import", f, "--ledger", led), f"line {failed} has batch_id Q2025Q4-0000abcd")
-    send([bid, bid], [str(fens[0]), f"{fens[1] / 100:.2f}"])  # yuan, not fen
-    user_error(cli("bank-returns", "import", f, "--ledger", led), "row 3: amount_fen", "not a whole number of fen")
+    send([bid, bid], [str(fens[0]), f"{fens[1] / 100:.2f}"])  # yuan, not fen: a whole number, but not the line's
+    user_error(cli("bank-returns", "import", f, "--ledger", led),
+               f"line {failed} has amount_fen {fens[1] // 100} in the bank's file but {fens[1]}")
+    for odd in (f"{fens[1]}.5", "4.5e4", "9" * 20):  # not whole, or past int64
+        send([bid, bid], [str(fens[0]), odd])
+        user_error(cli("bank-returns", "import", f, "--ledger", led), "row 3: amount_fen", "not a whole number")
+    # An audit: a line listed twice kept its first row only, the second's other amount unchecked;
+    # a header naming amount_fen twice, or nearly (`AMOUNT_FEN`), left the bank's claim unread.
+    f.write_text(f"line_id,status,amount_fen\n{failed},FAILED,{fens[1]}\n{failed},FAILED,999\n", encoding="utf-8")
+    user_error(cli("bank-returns", "import", f, "--ledger", led), f"line {failed} is listed more than once with "
+               "different amount_fen")
+    f.write_text(f"line_id,status,amount_fen,amount_fen\n{failed},FAILED,,999\n", encoding="utf-8")
+    user_error(cli("bank-returns", "import", f, "--ledger", led), "names column(s) amount_fen more than once")
+    for header in ("AMOUNT_FEN", "amount_fen ", "Batch_Id"):
+        f.write_text(f"line_id,status,{header}\n{failed},FAILED,999\n", encoding="utf-8")
+        user_error(cli("bank-returns", "import", f, "--ledger", led), f"column {header!r} is read as",
+                   "only when named exactly so")
     with Ledger.use(led, read_only=True) as lg:
         assert lg.run("select count(*) from bank_returns") == [(0,)]
-    send([bid, ""], [str(fens[0]), ""])  # a blank is no claim
+    # A blank is no claim; a totals row (an amount and nothing else) is no row; whole floats are whole.
+    f.write_text("line_id,status,batch_id,amount_fen\n"
+                 f"{paid},PAID,{bid},{fens[0]}.0\n{failed},FAILED,,\n,,,{sum(fens)}\n", encoding="utf-8")
     assert ok_json(cli("bank-returns", "import", f, "--ledger", led, "--json"))["new"] == 2
 
 

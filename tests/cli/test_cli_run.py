@@ -57,9 +57,26 @@ def test_an_as_of_after_today_is_drafted_with_a_warning(reg: Path, led: Path, mo
     assert ("warning: as-of 2025-07-01 is 11 day(s) after today (Shanghai); once this batch is published, every "
             "run as of an earlier day is refused") in out, out
     assert ok_json(cli(*quarterly(reg, led, "--json")))["as_of_after_today"] == {"as_of": "2025-07-01", "days": 11}
+    # Said again where it is published, and by a job publishing at once (--publish-as: an audit
+    # found the job's result silent), and by `batches show`.
+    from allowance import rules
+    from allowance.months import parse_quarter
+    from pipelines._job import publish_unless_empty
+
+    bid = ok_json(cli(*quarterly(reg, led, "--json")))["batch_id"]
+    ahead = {"as_of": "2025-07-01", "days": 11}
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["as_of_after_today"] == ahead
+    out, other = led.parent / "out", led.parent / "other.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", other))
+    res = allowance.runs.draft_run("quarterly", reg, other, rules.load(rules.DEFAULT_RULES_DIR),
+                                   dt.date(2025, 7, 1), parse_quarter("2025Q3"))
+    assert publish_unless_empty(res, "job", other, led.parent / "other-out")["as_of_after_today"] == ahead
+    said = ok(cli("publish", bid, "--approved-by", "x", "--ledger", led, "--out", out)).stdout
+    assert "warning: published as of 2025-07-01, 11 day(s) after today" in said, said
     monkeypatch.setattr(allowance.runs, "today_shanghai", lambda: dt.date(2025, 7, 1))
     assert "warning" not in ok(cli(*quarterly(reg, led))).stdout
     assert "as_of_after_today" not in ok_json(cli(*quarterly(reg, led, "--json")))
+    assert "as_of_after_today" not in ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))
 
 
 @pytest.mark.parametrize("quarter", ["2025Q5", "Q3-2025", "2025Q0", "2025-Q3", "2025"])

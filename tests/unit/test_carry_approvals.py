@@ -60,11 +60,13 @@ def test_only_the_district_whose_list_changed_approves_again(tmp_path: Path) -> 
         assert not led.draft_is_stale(redraft)  # carrying changes nothing paid
         event = led.df("select action, actor, detail from events order by seq desc limit 1").row(0)
         assert event[:2] == ("approve", "市大数据中心 陈")
-        assert json.loads(event[2]) == {"districts": ["310101", "310104"], "carried_from": q4}
-        # Twice: nothing more to carry, nothing recorded.
-        seq = led.seq
-        assert led.carry_approvals(redraft, q4, "x")["already"] == ["310101", "310104"]
-        assert led.seq == seq
+        assert json.loads(event[2]) == {"districts": ["310101", "310104"], "carried_from": q4, "changed": ["310115"]}
+        # An audit: the redraft still said to carry from q4, and doing so carried nothing.
+        assert led.earlier_approvals(redraft) is None
+        # Twice: nothing more to carry (310115 compared again: a hold since could have made it the same).
+        assert led.carry_approvals(redraft, q4, "x") == {"carried": [], "changed": ["310115"], "not_yet": [],
+                                                         "already": ["310101", "310104"]}
+        assert len(led.approvals(redraft)) == 2
     with pytest.raises(RefusedError, match="310115"):
         publish_batch(redraft, "市民政局", sc.ledger, sc.out, require_district_approvals=True)
     with Ledger.use(sc.ledger) as led:
@@ -115,7 +117,9 @@ def test_a_no_card_list_is_part_of_the_district_s_list(tmp_path: Path) -> None:
     renamed = [*people[:3], {**people[3], "name": "改名"}, people[4]]
     redraft = sc.quarterly("2025Q4", renamed, "2025-10-06", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger) as led:
+        assert led.earlier_approvals(redraft) == {"from": q4, "districts": ["310101", "310104", "310115"]}
         assert led.carry_approvals(redraft, q4, "x")["changed"] == ["310115"]
+        assert led.earlier_approvals(redraft) is None
 
 
 def test_a_line_s_months_are_part_of_its_list(tmp_path: Path) -> None:
