@@ -621,6 +621,19 @@ def validate(
     )
 
 
+NULL_MARKERS = ("NULL", "null", "\\N", "None", "NaN", "nan", "NA", "N/A")
+
+
+def _null_marker_hint(quarantine: pl.DataFrame) -> str:
+    """When the dates refused are another system's word for "no date" (Hive's and MySQL's `\\N`,
+    `NULL`: an audit), the hint says so: a date left empty is no date. They are not read as empty
+    here: a death date is never guessed."""
+    given = pl.concat([quarantine[c].cast(pl.String) for c in DATE_COLUMNS if c != "birth_date"])
+    seen = given.filter(given.is_in(NULL_MARKERS)).unique(maintain_order=True).head(3).to_list()
+    quoted = " or ".join("'" + m + "'" for m in seen)
+    return f"; no date is an empty field, not {quoted}" if seen else ""
+
+
 def _file_identity(p: Path) -> tuple[int, int, int, int] | None:
     """Which file `p` is, and its size and time: what changes when it is replaced or rewritten."""
     try:
@@ -674,7 +687,8 @@ def load_and_validate(
         top = ", ".join(f"{k} {n}" for k, n in ranked[:4])
         # the form a date must have, when that is most of what failed (an audit: 2025/07/01 or
         # 20250701 in every row was refused as 100 % BAD_DATE, without saying what is wanted)
-        hint = (" (dates must be YYYY-MM-DD text, or Parquet dates)" if ranked[0][0] == "BAD_DATE" else "")
+        hint = (" (dates must be YYYY-MM-DD text, or Parquet dates" + _null_marker_hint(v.quarantine) + ")"
+                if ranked[0][0] == "BAD_DATE" else "")
         raise RefusedError(
             f"{p}: {v.quarantine.height} of {v.rows_in} rows ({v.quarantine_share:.2%}) failed checks, "
             f"above the {max_quarantine_share:.2%} threshold ({top}){hint}; fix the extract or raise "

@@ -281,6 +281,19 @@ def test_an_extract_refused_for_its_dates_says_the_form_they_need(isolated: Path
     user_error(cli(*quarterly(f, led)), str(f), "BAD_DATE 3", "dates must be YYYY-MM-DD text")
 
 
+def test_dates_written_as_another_system_s_null_are_refused_saying_so(isolated: Path, led: Path) -> None:
+    """Audit 17B: a Hive or MySQL export writes no date as `\\N` or `NULL`. Such a date is not
+    guessed to be empty (a death date never is), but the refusal says what was found."""
+    frame = registry_frame(sample_rows(3)).with_columns(
+        pl.lit("\\N").alias("hukou_out_date"), pl.lit("NULL").alias("death_date"))
+    f = isolated / "hive.csv"
+    frame.write_csv(f)
+    user_error(cli(*quarterly(f, led)), "BAD_DATE 3", "no date is an empty field, not '\\N' or 'NULL'")
+    plain = frame.with_columns(pl.lit("2025/07/01").alias(c) for c in ("hukou_out_date", "death_date"))
+    plain.write_csv(f)
+    assert "no date is" not in user_error(cli(*quarterly(f, led)), "BAD_DATE 3")
+
+
 def test_a_two_digit_year_is_a_bad_date(isolated: Path, led: Path) -> None:
     """"25-06-20" was read as the year 25 and quarantined as DEATH_BEFORE_BIRTH, sending staff to
     the wrong fact (an audit); it is BAD_DATE, as any text that is not a YYYY-MM-DD date."""
