@@ -208,6 +208,8 @@ LISTED_LINE_COLUMNS = [
     "line_type", "person_id", "name", "district_code", "channel", "card_no", "period_from", "period_to", "months",
     "amount_fen", "municipal_fen", "district_fen", "reason", "cause", "rules_version",
 ]
+# A draft's lines and their pieces by district, as slices of its stored files (Ledger._stored_lists).
+StoredLists = dict[str, list[tuple[str, pl.DataFrame, pl.DataFrame]]]
 REVIEWED_PARTS = ("lines", "pieces", "no_card")  # what a review takes a person out of (not the quarantine)
 
 
@@ -1133,7 +1135,7 @@ class Ledger:
             raise
         return self.approvals(batch_id)
 
-    def carry_approvals(self, batch_id: str, from_batch: str, by: str) -> dict[str, list[str]]:
+    def carry_approvals(self, batch_id: str, from_batch: str, by: str, with_changes: bool = False) -> dict[str, Any]:
         """五 区民政部门资格审定 over a redraft: the approvals of an earlier draft of the same run
         (kind, quarter, last due month) stand for every district whose list in this draft is the
         same, line for line. A publication between them (a nightly supplement paying a newcomer
@@ -1148,7 +1150,9 @@ class Ledger:
         already approved in this draft are left as they are. Approving changes nothing paid, so
         no draft goes stale; the event keeps who carried them.
         Returns carried, changed (approved before, list different: approve again), not_yet
-        (nothing to carry), already (approved here before)."""
+        (nothing to carry), already (approved here before); with `with_changes`, also `changes`:
+        the rows of the changed lists that differ, on either side (_changed_rows), for the
+        districts to review again only what changed."""
         if not by.strip():
             raise LedgerError("carrying approvals needs --by")
         if from_batch == batch_id:
@@ -1167,7 +1171,7 @@ class Ledger:
             here = {a["district_code"] for a in self.approvals(batch_id)}
             before = {a["district_code"]: a for a in self.approvals(from_batch)}
             asked = [d for d in have if d in before and d not in here]
-            differs = self._lists_differ(from_batch, batch_id, asked) if asked else set()
+            differs, one, other = self._lists_differ(from_batch, batch_id, asked) if asked else (set(), {}, {})
             carried = [d for d in asked if d not in differs]
             if carried:
                 rows = pl.DataFrame(
@@ -1185,9 +1189,12 @@ class Ledger:
         except BaseException:
             self._rollback()
             raise
-        return {"carried": carried, "changed": sorted(differs),
-                "not_yet": [d for d in have if d not in before and d not in here],
-                "already": [d for d in have if d in here]}
+        got: dict[str, Any] = {"carried": carried, "changed": sorted(differs),
+                               "not_yet": [d for d in have if d not in before and d not in here],
+                               "already": [d for d in have if d in here]}
+        if with_changes:
+            got["changes"] = self._changed_rows(from_batch, batch_id, sorted(differs), one, other)
+        return got
 
     def earlier_approvals(self, batch_id: str) -> dict[str, Any] | None:
         """The latest other draft of the same run as `batch_id` (kind, quarter, last month) with
@@ -1206,7 +1213,7 @@ class Ledger:
             [batch_id, batch_id])
         return {"from": row[0], "districts": list(row[1])} if row else None
 
-    def _lists_differ(self, a: str, b: str, districts: list[str]) -> set[str]:
+    def _lists_differ(self, a: str, b: str, districts: list[str]) -> tuple[set[str], StoredLists, StoredLists]:
         """Of `districts`, those whose list differs between drafts a and b (see carry_approvals).
 
         Lines and their months are compared in the order stored, the line order (type, district,
@@ -1214,7 +1221,8 @@ class Ledger:
         pieces of those lines, so each is compared as slices, without a copy. Two equal lists
         have their rows in the same order, so rows out of step could only make a list count as
         changed, never the reverse. (DuckDB's EXCEPT ALL over these columns took 47 s at 15.35M,
-        and a polars join and partition of them 12 s and 5.4 GB.)"""
+        and a polars join and partition of them 12 s and 5.4 GB.) Returns the districts, and the
+        two drafts' slices (for _changed_rows)."""
         one, other = self._stored_lists(a, districts), self._stored_lists(b, districts)
         differs = {d for d in districts if len(one.get(d, [])) != len(other.get(d, []))
                    or not all(x[0] == y[0] and x[1].equals(y[1]) and x[2].equals(y[2])
@@ -1231,10 +1239,52 @@ class Ledger:
             differs |= {r[0] for r in self.con.execute(
                 f"select distinct district_code from (({p} except all {q}) union all ({q} except all {p}))",
                 {"x": a, "y": b, "d": districts}).fetchall()}
-        return differs
+        return differs, one, other
 
-    def _stored_lists(self, batch_id: str, districts: list[str]) -> dict[str, list[tuple[str, pl.DataFrame,
-                                                                                       pl.DataFrame]]]:
+    def _changed_rows(self, a: str, b: str, districts: list[str], one: StoredLists, other: StoredLists
+                      ) -> pl.DataFrame:
+        """What differs in `districts`' lists between drafts a (approved) and b (now), row by row:
+        side (approved / now), district_code, person_id, what (line, months, no_card,
+        cancelled_recovery) and the line's details where it is one. A row on one side only is
+        listed there; a changed line is listed on both sides."""
+        schema = {"side": pl.String, "district_code": pl.String, "person_id": pl.String, "what": pl.String,
+                  **{c: PART_SCHEMAS["lines"][c] for c in LISTED_LINE_COLUMNS if c not in ("district_code",
+                                                                                           "person_id")}}
+        found = [pl.DataFrame(schema=schema)]
+        none = {at: pl.DataFrame(schema={c: PART_SCHEMAS[part][c] for c in cols}) for at, part, cols in (
+            (1, "lines", LISTED_LINE_COLUMNS), (2, "pieces", ("person_id", "from_mi", "to_mi", "fen")))}
+        for d in districts:
+            for what, at in (("line", 1), ("months", 2)):
+                x, y = (pl.concat([r[at] for r in side[d]]) if side.get(d) else none[at] for side in (one, other))
+                for side, mine, theirs in (("approved", x, y), ("now", y, x)):
+                    only = mine.join(theirs, on=mine.columns, how="anti", nulls_equal=True)
+                    found.append(only.select([pl.lit(side).alias("side"), pl.lit(d).alias("district_code"),
+                                              "person_id", pl.lit(what).alias("what"),
+                                              *[c for c in only.columns if what == "line"
+                                                and c not in ("district_code", "person_id")]]))
+        if districts:
+            small = {
+                "no_card": "select person_id, name, period_from, period_to, months, amount_fen, district_code "
+                           "from batch_no_card where batch_id = $b and list_contains($d, district_code)",
+                "cancelled_recovery": f"select person_id_of(person_key) as person_id, {', '.join(CANCEL_COLUMNS)} "
+                                      "from batch_cancels where batch_id = $b and list_contains($d, district_code)",
+            }
+            for what, sql in small.items():
+                for side, p, q in (("approved", "$x", "$y"), ("now", "$y", "$x")):
+                    rows = self.con.sql(f"{sql.replace('$b', p)} except all {sql.replace('$b', q)}",
+                                        params={"x": a, "y": b, "d": districts}).pl()
+                    found.append(rows.select(pl.lit(side).alias("side"), "district_code", "person_id",
+                                             pl.lit(what).alias("what"),
+                                             *[c for c in ("name", "period_from", "period_to", "months",
+                                                           "amount_fen") if c in rows.columns]))
+        rows = pl.concat(found, how="diagonal_relaxed").select(list(schema)).unique(maintain_order=True)
+        # a line that changed changes its months too: its person is listed once, by the line
+        lined = rows.filter(pl.col("what") == "line").select("district_code", "person_id")
+        rows = rows.filter(pl.col("what") != "months").vstack(
+            rows.filter(pl.col("what") == "months").join(lined, on=["district_code", "person_id"], how="anti"))
+        return rows.sort("district_code", "person_id", "what", "side")
+
+    def _stored_lists(self, batch_id: str, districts: list[str]) -> StoredLists:
         """A draft's lines and pieces by district, as (line type, its lines, their pieces) slices of
         the stored files in their order, without batch or line ids (_lists_differ)."""
         lines = self.part(batch_id, "lines", [*LISTED_LINE_COLUMNS, "line_id"])

@@ -5,10 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 
-from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_json, errors_as_messages
-from allowance.errors import InputError, UserError
+from allowance import durable
+from allowance.cli.common import (
+    DEFAULT_LEDGER,
+    DEFAULT_OUT,
+    JsonOpt,
+    LedgerOpt,
+    OutOpt,
+    echo,
+    emit_json,
+    errors_as_messages,
+)
+from allowance.errors import InputError, UserError, os_reason
 from allowance.idcard import mask
 from allowance.ledger import Ledger
 from allowance.money import yuan
@@ -122,20 +133,41 @@ def approve(batch_id: Annotated[str, typer.Argument()], by: ByOpt,
 @errors_as_messages
 def carry(batch_id: Annotated[str, typer.Argument(help="The new draft (a redraft).")], by: ByOpt,
           from_batch: Annotated[str, typer.Option("--from", help="The earlier draft of the same run.")],
-          ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+          ledger: LedgerOpt = DEFAULT_LEDGER, out: OutOpt = DEFAULT_OUT, json_: JsonOpt = False) -> None:
     """Keep an earlier draft's district approvals in its redraft wherever a district's list is unchanged."""
     with Ledger.use(ledger) as led:
-        got = led.carry_approvals(batch_id, from_batch, by)
+        got = led.carry_approvals(batch_id, from_batch, by, with_changes=True)
         b = led.batch(batch_id)
         stale = led.draft_is_stale(batch_id)
+    changes: pl.DataFrame = got.pop("changes")
+    # What changed in the lists to approve again, person by person, beside the change reports (a
+    # districts' working list: whole IDs, as theirs): those districts review only that.
+    people = dict(changes.group_by("district_code").agg(pl.col("person_id").n_unique()).sort("district_code")
+                  .iter_rows())
+    where = None
+    if changes.height:
+        where = out / "reports" / f"{batch_id}-since-{from_batch}.parquet"
+        try:
+            where.parent.mkdir(parents=True, exist_ok=True)
+            tmp = where.with_name(f".{where.name}.partial")
+            changes.write_parquet(tmp)
+            durable.sync(tmp)
+            tmp.replace(where)
+        except OSError as e:  # the approvals are carried: only the listing could not be written
+            raise InputError(f"{out}: cannot write what changed ({os_reason(e)}); the approvals are carried: "
+                             f"fix the folder and run again for the list (nothing more is recorded)") from None
     if json_:  # the fields every batch command's JSON has (README), then what was carried
         emit_json({"batch_id": batch_id, "status": b["status"], "lines": b["lines"], "amount_fen": b["amount_fen"],
-                   "from": from_batch, **got, "stale": stale})
+                   "from": from_batch, **got, "changed_people": people,
+                   "changes_file": str(where) if where else None, "stale": stale})
         return
     echo(f"{batch_id}: {len(got['carried'])} district approval(s) carried from {from_batch}, their lists "
          f"unchanged" + (f": {', '.join(got['carried'])}" if got["carried"] else ""))
     if got["changed"]:
-        echo(f"list changed since approved, approve again: {', '.join(got['changed'])}")
+        echo("list changed since approved, approve again: "
+             + ", ".join(f"{d} ({people.get(d, 0)} people)" for d in got["changed"]))
+        if where:
+            echo(f"  who changed, both sides (approved, now): {where}")
     if got["not_yet"]:
         echo(f"not approved in {from_batch} either: {', '.join(got['not_yet'])}")
     if stale:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from cli_helpers import cli, ok, ok_json, sample_rows, user_error, write_sample
 
@@ -263,3 +264,22 @@ def test_a_redraft_names_the_approvals_it_can_keep_and_carry_keeps_them(isolated
     redraft = ok(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-02",
                      "--ledger", led)).stdout
     assert "review carry" not in redraft  # nothing left to carry
+    assert not list(isolated.rglob("*-since-*"))  # nothing changed: no list of changes
+    # A name corrected in 310115 before a third draft: only that district approves again, and
+    # who changed is listed for it (whole IDs, beside the change reports; masked nowhere else).
+    rows = pl.read_parquet(reg)
+    renamed = rows.filter(pl.col("district_code") == "310115")["person_id"][0]
+    rows.with_columns(name=pl.when(pl.col("person_id") == renamed).then(pl.lit("改名")).otherwise("name")
+                      ).write_parquet(reg)
+    third = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-03",
+                        "--ledger", led, "--json"))["batch_id"]
+    out = isolated / "out"
+    got = ok_json(cli("review", "carry", third, "--from", new, "--by", "x", "--ledger", led, "--out", out,
+                      "--json"))
+    assert (got["carried"], got["changed"], got["changed_people"]) == (["310101"], ["310115"], {"310115": 1})
+    listed = pl.read_parquet(got["changes_file"])
+    assert got["changes_file"] == str(out / "reports" / f"{third}-since-{new}.parquet")
+    assert listed.select("person_id", "side", "name").sort("side").rows() == [
+        (renamed, "approved", rows.filter(pl.col("person_id") == renamed)["name"][0]), (renamed, "now", "改名")]
+    said = ok(cli("review", "carry", third, "--from", new, "--by", "x", "--ledger", led, "--out", out)).stdout
+    assert "approve again: 310115 (1 people)" in said and renamed not in said

@@ -133,3 +133,22 @@ def test_a_line_s_months_are_part_of_its_list(tmp_path: Path) -> None:
     with Ledger.use(sc.ledger) as led:
         assert led.carry_approvals(redraft, q4, "x") == {
             "carried": ["310104", "310115"], "changed": ["310101"], "not_yet": [], "already": []}
+
+
+def test_what_changed_is_listed_person_by_person(tmp_path: Path) -> None:
+    """The districts to approve again get who changed, on both sides: a renamed person's line as
+    approved and as now, a card that arrived as the no-card entry approved and the line now."""
+    sc, people, q4 = _under_review(tmp_path)
+    now = [people[0], {**people[1], "name": "改名"}, people[2],
+           {**people[3], "channel": "senior_card", "card_no": "6217000000000099"}, people[4]]
+    redraft = sc.quarterly("2025Q4", now, "2025-10-06", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger) as led:
+        got = led.carry_approvals(redraft, q4, "x", with_changes=True)
+    assert got["changed"] == ["310104", "310115"]
+    changes = got["changes"]
+    renamed, carded = people[1]["person_id"], people[3]["person_id"]
+    assert sorted(changes.select("district_code", "person_id", "what", "side").rows()) == sorted([
+        ("310104", renamed, "line", "approved"), ("310104", renamed, "line", "now"),
+        ("310115", carded, "line", "now"), ("310115", carded, "no_card", "approved")])
+    assert changes.filter(pl.col("person_id") == renamed).sort("side")["name"].to_list() == ["测试", "改名"]
+    assert changes.filter(pl.col("what") == "no_card")["amount_fen"].to_list() == [6 * 18000]  # Q3 and Q4, aged 86
