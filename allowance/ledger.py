@@ -1928,6 +1928,14 @@ class Ledger:
             f"select coalesce(max(seq), 0) from events where action not in {NOT_STATE_ACTIONS}")
         return int(row[0]) if row else 0
 
+    def ledger_state_count(self) -> int:
+        """How many events have changed the ledger (as ledger_state_seq counts them): what a batch
+        id names of the ledger's state. Not the last one's sequence number, which every draft and
+        approval before it moves: a draft run twice, or killed after its commit and run again,
+        gave every later batch another id, and so other line ids and bank files (an audit)."""
+        row = self.one(f"select count(*) from events where action not in {NOT_STATE_ACTIONS}")
+        return int(row[0]) if row else 0
+
     def draft_is_stale(self, batch_id: str) -> bool:
         """Is `batch_id` a draft made before the ledger last changed (it can no longer be published)?"""
         b = self.batch(batch_id)

@@ -440,6 +440,29 @@ def test_rerun_of_a_draft_replaces_it(reg: Path, led: Path) -> None:
     assert len(ok_json(cli("batches", "list", "--ledger", led, "--json"))["batches"]) == 1
 
 
+def test_drafts_and_approvals_run_again_change_no_later_batch(isolated: Path, reg: Path) -> None:
+    """Audit 17A: a batch id named the ledger's state by the last state event's sequence number,
+    which every draft and approval before it moves; a draft run twice (or killed after its commit
+    and run again), or a second approval, gave the next quarter another id, and so other line
+    ids and bank files. Two ledgers, one with the extra commands, end with the same bytes."""
+    later = write_registry(registry_frame(sample_rows()), isolated / "later.parquet")
+    folders = {}
+    for flow in ("once", "twice"):
+        led, out = isolated / flow / "ledger.duckdb", isolated / flow / "out"
+        ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+        q3 = ok_json(cli(*quarterly(reg, led, "--json")))["batch_id"]
+        if flow == "twice":
+            assert ok_json(cli(*quarterly(reg, led, "--json")))["batch_id"] == q3
+            for _ in range(2):
+                ok(cli("review", "approve", q3, "--district", "310101", "--by", "x", "--ledger", led))
+        ok(cli("publish", q3, "--approved-by", "x", "--ledger", led, "--out", out))
+        q4 = ok_json(cli("run", "quarterly", "--quarter", "2025Q4", "--registry", later, "--as-of", "2025-10-01",
+                         "--ledger", led, "--json"))["batch_id"]
+        ok(cli("publish", q4, "--approved-by", "x", "--ledger", led, "--out", out))
+        folders[flow] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+    assert folders["once"] == folders["twice"]
+
+
 def test_quarantine_is_counted_not_dropped(isolated: Path, led: Path) -> None:
     rows = sample_rows(30)
     bad = person("1944-04-04", seq=500)
