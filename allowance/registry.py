@@ -145,13 +145,21 @@ def read_utf8_csv(p: Path, takes: str) -> pl.DataFrame:
                          "`iconv -f UTF-16 -t UTF-8`")
     if b"\x00" in head:
         raise InputError(f"{p}: not a text file (it holds NUL bytes); {takes}")
+    not_utf8 = InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
+                          f"for example `iconv -f GB18030 -t UTF-8`")
+    try:
+        # the header itself, whole: polars read a GBK header (one Chinese column name over ASCII
+        # rows) without a word, and the checks that read it as text then crashed (an audit)
+        with p.open("rb") as f:
+            f.readline(1 << 20).decode("utf-8")
+    except UnicodeDecodeError:
+        raise not_utf8 from None
     try:
         return pl.read_csv(p, infer_schema=False, encoding="utf8")
     except pl.exceptions.ComputeError as e:
         if "utf-8" not in str(e).lower():
             raise
-        raise InputError(f"{p}: not UTF-8 text (a GBK or GB18030 export?); convert it to UTF-8, "
-                         f"for example `iconv -f GB18030 -t UTF-8`") from None
+        raise not_utf8 from None
 
 
 def check_parquet_footer(p: Path) -> None:

@@ -46,6 +46,10 @@ def test_blank_rows_are_no_rows_and_a_file_in_another_encoding_or_with_a_repeate
     assert ok_json(cli("bank-returns", "import", f, "--ledger", led, "--json"))["new"] == 2
     f.write_bytes(f"line_id,status,reason\n{paid},PAID,销户\n".encode("gbk"))
     user_error(cli("bank-returns", "import", f, "--ledger", led), "not UTF-8 text (a GBK or GB18030 export?)", "iconv")
+    # Audit 17A: a GBK header (one Chinese column name) over ASCII rows crashed the import, and
+    # the nightly job with it, every night.
+    f.write_bytes("line_id,status,备注\n".encode("gbk") + f"{paid},PAID,x\n".encode())
+    user_error(cli("bank-returns", "import", f, "--ledger", led), "not UTF-8 text (a GBK or GB18030 export?)")
     f.write_bytes(f"line_id,status\n{paid},PAID\n".encode("utf-16"))
     user_error(cli("bank-returns", "import", f, "--ledger", led), "UTF-16 text, not UTF-8")
     f.write_text(f"line_id,status,line_id\n{paid},PAID,{failed}\n", encoding="utf-8")

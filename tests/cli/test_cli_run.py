@@ -191,6 +191,12 @@ def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path
     assert "张" in text or any(ord(c) > 0x3000 for c in text)  # the names are Chinese
     line = user_error(cli(*quarterly(gbk, led)), str(gbk), "not UTF-8", "iconv")
     assert rows[0]["person_id"] not in line
+    # Audit 17A: only the header in GBK (an extra Chinese column name, ASCII rows) crashed.
+    header = text.split("\n", 1)[0]
+    gbk.write_bytes(f"{header},备注\n".encode("gbk") + "".join(
+        f"{r},x\n" for r in registry_frame(rows).with_columns(name=pl.lit("Wang")).write_csv().split("\n")[1:] if r
+    ).encode())
+    user_error(cli(*quarterly(gbk, led)), str(gbk), "not UTF-8", "iconv")
     with_bom = isolated / "bom.csv"
     with_bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     assert ok_json(cli(*quarterly(with_bom, led, "--json")))["registry"]["clean"] == 5
