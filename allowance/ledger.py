@@ -52,7 +52,7 @@ import polars as pl
 from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
-from allowance.errors import AllowanceError, LedgerBusy, LedgerError, first_line, os_reason
+from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
 from allowance.months import fmt
 from allowance.segments import explode_months, net_segments
 
@@ -173,7 +173,20 @@ create table events (
 """.replace("{PAYEES}", PAYEES).replace("{PARTS_AS_FILES}", PARTS_AS_FILES).replace(
     "{SCHEMA_5_TABLES}", SCHEMA_5_TABLES)
 
-LOCK_WAIT_SECONDS = float(os.environ.get("ALLOWANCE_LOCK_WAIT", "30"))
+LOCK_WAIT_SECONDS: float | str = os.environ.get("ALLOWANCE_LOCK_WAIT", "30")  # read where it is waited: lock_wait
+
+
+def lock_wait(value: float | str) -> float:
+    """ALLOWANCE_LOCK_WAIT as seconds. A value that is none (`30s`) is the user's to fix, said in
+    one line where it is used: read when the engine loaded, it was a traceback (an audit)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UserError(f"ALLOWANCE_LOCK_WAIT={value!r}: not a number of seconds to wait for the ledger (for "
+                        "example 30)")
+    return seconds
 
 # The Parquet side of a batch: column types exactly those of batch_lines_schema / batch_pieces_schema,
 # and in lines and pieces files `person_key`, the exact int64 key of person_id (idcard.parse_ids), which
@@ -229,7 +242,7 @@ def _now() -> dt.datetime:
 
 
 def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + lock_wait(LOCK_WAIT_SECONDS)
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)

@@ -18,7 +18,7 @@ from allowance import durable, log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
 from allowance.constants import DISTRICTS
 from allowance.errors import InputError, LedgerError, RefusedError, UserError, os_reason
-from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, payee_rows
+from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, lock_wait, payee_rows
 from allowance.months import fmt, today_shanghai
 from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
 from allowance.rules import Rules
@@ -331,7 +331,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         # this ledger, or another ledger sharing the folder) never takes it for a leftover.
         with contextlib.ExitStack() as locked:
             try:
-                locked.enter_context(durable.folder_lock(out, LOCK_WAIT_SECONDS))
+                locked.enter_context(durable.folder_lock(out, lock_wait(LOCK_WAIT_SECONDS)))
                 partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
             except OSError as e:  # a folder the job may not write: the user's to fix
                 raise InputError(f"{out}: cannot write the batch files ({os_reason(e)}); " + (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import polars as pl
@@ -126,6 +127,19 @@ def test_a_ctrl_c_while_the_libraries_load_is_one_line() -> None:
     res = subprocess.run([sys.executable, "-c", "import allowance; raise ValueError('a bug')"], capture_output=True,
                          text=True)
     assert res.returncode == 1 and "Traceback" in res.stderr and "ValueError: a bug" in res.stderr, res
+
+
+def test_a_lock_wait_that_is_no_number_is_one_line(isolated: Path, led: Path) -> None:
+    """Audit 17A: ALLOWANCE_LOCK_WAIT=30s was read as the engine loaded: a traceback, every command."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", "from allowance.cli import main; main()", "ledger", "status",
+                          "--ledger", str(led)],
+                         capture_output=True, text=True, env={**os.environ, "ALLOWANCE_LOCK_WAIT": "30s"})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res
+    assert res.stderr.strip() == ("error: ALLOWANCE_LOCK_WAIT='30s': not a number of seconds to wait for the "
+                                  "ledger (for example 30)"), res
 
 
 def test_missing_registry(isolated: Path, led: Path) -> None:
