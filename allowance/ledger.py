@@ -1341,6 +1341,13 @@ class Ledger:
             raise LedgerError(f"{_who(bad, typed)} not a valid resident ID (18 characters, the right check "
                               "character); nothing recorded")
         ids = list(dict.fromkeys(norm["person_id"].to_list()))
+        if action in ("HOLD", "REJECT"):
+            # A decision run again (killed after its commit, a script rerun) finds it taken: it
+            # said the person had no line, as if the name were wrong (an audit). Nothing to do.
+            taken = set(self.blocked().filter(pl.col("action") == action)["person_id"].to_list())
+            if taken.issuperset(ids):
+                return {**self.batch(batch_id), "recovered_next_run": 0, "approvals_withdrawn": [], "people": ids,
+                        "already": True}
         self.run("begin")
         try:
             b = self._draft(batch_id, "only a draft can be reviewed")
@@ -1420,7 +1427,7 @@ class Ledger:
         finally:
             self._prune_files(batch_id)
         return {**self.batch(batch_id), "recovered_next_run": to_recover, "approvals_withdrawn": sorted(withdrawn),
-                "people": ids}
+                "people": ids, "already": False}
 
     def _refresh_totals(self, batch_id: str) -> None:
         pay = self.one(

@@ -62,7 +62,9 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
                    "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"],
-                   "stale": stale})
+                   "already": b["already"], "stale": stale})
+    elif b["already"]:
+        echo(f"{who} already {'held' if action == 'HOLD' else 'rejected'}: nothing recorded")
     else:
         echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")

@@ -283,3 +283,19 @@ def test_a_redraft_names_the_approvals_it_can_keep_and_carry_keeps_them(isolated
         (renamed, "approved", rows.filter(pl.col("person_id") == renamed)["name"][0]), (renamed, "now", "改名")]
     said = ok(cli("review", "carry", third, "--from", new, "--by", "x", "--ledger", led, "--out", out)).stdout
     assert "approve again: 310115 (1 people)" in said and renamed not in said
+
+
+def test_a_decision_run_again_is_already_taken(isolated: Path) -> None:
+    """Audit 17A: a hold run again (killed after its commit, a script rerun) said the person had no
+    line in the draft, exit 2, as if the ID were wrong. It is taken: nothing more is recorded."""
+    led, bid = _drafted(isolated)
+    paid, _ = _paid_and_unpaid(led, bid)
+    for action, done in (("hold", "held"), ("reject", "rejected")):
+        who = paid[0] if action == "hold" else paid[1]
+        args = ["review", action, bid, "--person", who, "--reason", "核实", "--by", "区民政", "--ledger", led]
+        assert ok_json(cli(*args, "--json"))["already"] is False
+        before = _state(led, bid)
+        said = ok(cli(*args)).stdout
+        assert said == f"{who[:6]}********{who[-4:]} already {done}: nothing recorded\n", said
+        assert ok_json(cli(*args, "--json"))["already"] is True
+        assert _state(led, bid) == before
