@@ -59,6 +59,7 @@ RECOVERY_CAUSES: tuple[str, ...] = ("DEATH", "MIGRATION", "AMOUNT_CORRECTION", "
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: SIGINT's status, as a shell reports it
 
 # Registry columns (SPEC §3).
 REGISTRY_COLUMNS: tuple[str, ...] = (

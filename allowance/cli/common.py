@@ -18,7 +18,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer 0
 from typer.core import TyperCommand, TyperGroup
 
 from allowance import rules as rules_mod
-from allowance.constants import EXIT_FAILURE
+from allowance.constants import EXIT_FAILURE, EXIT_INTERRUPTED
 from allowance.errors import AllowanceError, first_line, os_reason
 from allowance.idcard import mask_ids_deep, mask_ids_in
 
@@ -71,8 +71,14 @@ def errors_as_messages(fn: F) -> F:
             return fn(*args, **kwargs)
         except AllowanceError as e:
             raise fail(str(e), e.exit_code) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except (KeyboardInterrupt, duckdb.InterruptException):
+            # Ctrl-C: one word and SIGINT's status, as while the engine loads (allowance/__init__).
+            # typer ended it with 130 and nothing said, and DuckDB's own exception inside a query
+            # read as an internal error (an audit). Every command is safe to run again.
+            typer.echo("Aborted!", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None

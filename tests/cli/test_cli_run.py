@@ -414,6 +414,29 @@ def test_a_panic_that_still_escapes_is_one_line(isolated: Path, reg: Path, led: 
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "internal error: PanicException" in res.stderr
 
 
+def test_a_ctrl_c_inside_a_duckdb_query_is_an_interruption_not_a_bug(reg: Path, led: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 17A: DuckDB turns a Ctrl-C during a query into its own exception, which the CLI said
+    was an internal error and the jobs logged as a crash with a trace; a Ctrl-C elsewhere ended a
+    command with 130 and nothing said. Both are `Aborted!` and 130, as while the engine loads."""
+    import duckdb
+
+    import allowance.cli.run
+    from pipelines._job import run_job
+
+    def interrupted(*_a: object, **_k: object) -> dict[str, object]:
+        raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+    def ctrl_c(*_a: object, **_k: object) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+    for stop in (interrupted, ctrl_c):  # typer said nothing of a plain Ctrl-C either, exit 130
+        monkeypatch.setattr(allowance.cli.run, "draft_run", stop)
+        res = cli(*quarterly(reg, led))
+        assert (res.exit_code, res.stdout, res.stderr) == (130, "", "Aborted!\n")
+        assert run_job("nightly", stop) == 130
+
+
 def test_a_night_older_than_a_published_batch_is_refused(isolated: Path) -> None:
     """An audit: a missed night rerun later, as of its own day with its archived extract (no death
     yet), took its window from the quarter published since, and paid a person that quarter knew to
