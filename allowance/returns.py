@@ -15,7 +15,9 @@ RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
 CHECKED_COLUMNS = ("batch_id", "amount_fen")
 
 
-def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.DataFrame:
+def _read_text_table(path: Path, required: tuple[str, ...], what: str,
+                     optional: tuple[str, ...] = ()) -> pl.DataFrame:
+    """The columns `required` and `optional` of a return or confirmation file, as trimmed text."""
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:
@@ -24,14 +26,14 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
             df = pl.read_parquet(path)
         elif path.suffix.lower() in (".csv", ".txt"):
             df = read_utf8_csv(path, f"a {what} is a .parquet or a UTF-8 .csv file")
-            refuse_repeated_header(path, (*RETURN_COLUMNS, *CHECKED_COLUMNS, *required))
+            refuse_repeated_header(path, (*required, *optional))
         else:
             raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
         # a panic is polars' own failure on a damaged file's bytes (an audit): a page of Rust
         why = "its data cannot be decoded" if isinstance(e, pl.exceptions.PanicException) else first_line(e)
         raise InputError(f"{path}: cannot read the {what} ({why}); is the file whole?") from None
-    known = dict.fromkeys((*required, *RETURN_COLUMNS, *CHECKED_COLUMNS))
+    known = dict.fromkeys((*required, *optional))
     # A column named nearly as one the engine reads (`AMOUNT_FEN`, `batch_id `) would be ignored,
     # and with it what the bank claims of its lines (an audit): refused, saying the exact name.
     if near := [(c, k) for c in df.columns for k in known if c != k and c.strip().lower() == k]:
@@ -53,7 +55,7 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str) -> pl.Dat
 def read_bank_returns(path: Path) -> pl.DataFrame:
     """line_id, status (PAID|FAILED), reason, settled_at — one row per line, checked; with the
     bank's batch_id and amount_fen (int64) where the file has them, for the ledger to check."""
-    df = _read_text_table(path, ("line_id", "status"), "bank return file")
+    df = _read_text_table(path, ("line_id", "status"), "bank return file", (*RETURN_COLUMNS, *CHECKED_COLUMNS))
     for c in RETURN_COLUMNS:
         if c not in df.columns:
             df = df.with_columns(pl.lit(None, pl.String).alias(c))
@@ -83,7 +85,8 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
     # A line listed twice is kept once: every copy must then say the same of it (an audit had a
     # second row's other batch and amount dropped unchecked with the copy).
     for c in checked:
-        twice = df.group_by("line_id", maintain_order=True).agg(pl.col(c).n_unique()).filter(pl.col(c) > 1)
+        twice = (df.group_by("line_id", maintain_order=True).agg(pl.col(c).drop_nulls().n_unique())  # a blank: no claim
+                 .filter(pl.col(c) > 1))
         if twice.height:
             raise InputError(f"{path}: line {twice['line_id'][0]} is listed more than once with different {c}")
     return df.drop("_row").unique(subset=["line_id"], keep="first", maintain_order=True)

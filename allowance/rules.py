@@ -112,6 +112,8 @@ class Version(_Strict):
                 raise ValueError(f"bands: no band covers ages {prev.max_age + 1}–{nxt.min_age - 1} (gap)")
         if bands[-1].max_age is not None:
             raise ValueError("bands: the last band must be open-ended (max_age: null)")
+        if not self.channels.value:  # no channel: nobody could be paid, while `rules check` said ok (an audit)
+            raise ValueError("channels: a version must name at least one channel")
         bad = sorted(set(self.channels.value) - set(CHANNELS))
         if bad:
             raise ValueError(f"channels: unknown channel(s) {bad}; known: {list(CHANNELS)}")

@@ -148,6 +148,7 @@ BAD_FILES = [
     ("missing_payment_day", _del("payment_day"), "payment_day"),
     # an audit: [1, 7] was accepted and ignored (the runs are calendar quarters, SPEC §4)
     ("half_yearly_disbursement", _set_value("disbursement_months", [1, 7]), "disbursement_months"),
+    ("no_channel", _set_value("channels", []), "channels"),  # nobody could be paid (audit 17D)
     ("missing_effective_from", _del("effective_from"), "effective_from"),
     ("missing_funding", _del("funding"), "funding"),
     ("missing_bands", _del("bands"), "bands"),
