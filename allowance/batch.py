@@ -547,12 +547,16 @@ def build_draft(
     # filter costs what compacting its one-chunk-per-block rows would (measured: same time, and
     # about 0.25 GB less peak than leaving them in chunks).
     clean = validated.take_clean().filter(scope.keep("id_key")).rename({"id_key": "_k"}).with_row_index("pkey")
-    if (accepted := rules.channels(as_of)) != rules.channels():
-        # 四: the version in force now names the channels a payment goes through (a back-paid
-        # month too: it is paid now). A channel another version names is no card yet here: the
-        # person is listed for follow-up, and paid with arrears once a channel in force is known
-        # (an audit: every version's channels were paid through at once). Never with the rules
-        # shipped, whose version in force names both.
+    # 四: the version in force when the payment is made names the channels it goes through (a
+    # back-paid month too: it is paid now): a quarter's in its first month (四 按季度预拨, drafted
+    # the month before at the earliest), a night's on its day. A channel another version names is
+    # no card yet here: the person is listed for follow-up (and counted among the stops), and paid
+    # with arrears once a channel in force is known (audits: every version's channels were paid
+    # through at once; a quarter drafted before its first month took the month before's). A day
+    # no version covers is an error (SPEC §1.4). Never with the rules shipped from 2024-05: the
+    # version in force names both channels.
+    paid_in = max(month_index(as_of), window.current_from) if kind == "quarterly" else month_index(as_of)
+    if not window.empty and (accepted := rules.channels(paid_in)) != rules.channels():
         gone = ~pl.col("channel").is_in(accepted)
         clean = clean.with_columns(pl.when(gone).then(None).otherwise(pl.col(c)).alias(c)
                                    for c in ("channel", "card_no"))
@@ -1107,12 +1111,20 @@ def stopped_people(
     # (not a join of 4.4 million recipients); a recipient without a clean row is not entitled.
     alive = np.zeros(clean.height, dtype=np.bool_)
     alive[ent.select("pkey").collect()["pkey"].to_numpy()] = True
-    gone = recipients.filter(~pl.Series(alive).gather(recipients["pkey"]).fill_null(False))  # a handful
+    # Entitled but with no channel to be paid through (the extract's card gone, or a channel the
+    # version in force does not name): their payments stop too, to the no-card list. An audit
+    # had a whole channel go so, 60 % of the recipients, with no stop counted and nothing in the
+    # change report.
+    carded = np.asarray(clean["channel"].is_not_null().to_numpy(), dtype=np.bool_)
+    entitled = pl.Series(alive).gather(recipients["pkey"]).fill_null(False)
+    paid_on = entitled & pl.Series(carded).gather(recipients["pkey"]).fill_null(False)
+    gone = recipients.with_columns(entitled=entitled).filter(~paid_on)  # a handful
     at = gone["pkey"]
     stopped = (
         gone.with_columns(clean["death_date"].gather(at), clean["hukou_out_date"].gather(at))
         .with_columns(
-            cause=pl.when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
+            cause=pl.when(pl.col("entitled")).then(pl.lit("NO_CARD"))
+            .when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
             .when(pl.col("hukou_out_date").is_not_null()).then(pl.lit("MIGRATION"))
             .when(pl.col("pkey").is_null() & (pl.col("_k").is_in(absent.implode()) if absent is not None
                                               else pl.lit(True))).then(pl.lit("NOT_IN_EXTRACT"))
@@ -1197,7 +1209,7 @@ def change_report(
 
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
-                "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
+                "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_NO_CARD", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
                 "HELD_NOT_IN_EXTRACT")
 
 

@@ -200,11 +200,10 @@ class Rules:
 
     def channels(self, month: Month | None = None) -> tuple[str, ...]:
         """The channels a payment made in `month` may go through (四: the version in force then
-        names them; a back-paid month is paid now, on today's card, so the run's as-of month
-        decides, not the month paid). Without a month, or in a month no version covers, every
-        channel any version names: what the extract is checked against (BAD_CHANNEL)."""
-        covering = [v for v in self.versions if month is not None and v.covers(month)]
-        seen = {c for v in covering or self.versions for c in v.channels.value}
+        names them; a back-paid month is paid now, on today's card, so the month of payment
+        decides, not the month paid), an error in a month no version covers (SPEC §1.4). Without
+        a month, every channel any version names: what the extract is checked against (BAD_CHANNEL)."""
+        seen = {c for v in ([self.at(month)] if month is not None else self.versions) for c in v.channels.value}
         return tuple(c for c in CHANNELS if c in seen)
 
     def min_age(self) -> int:
