@@ -53,7 +53,7 @@ from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
-from allowance.months import fmt
+from allowance.months import fmt, month_date_expr
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -1162,9 +1162,10 @@ class Ledger:
         says where it came from. Districts
         already approved in this draft are left as they are. Approving changes nothing paid, so
         no draft goes stale; the event keeps who carried them.
-        Returns carried, changed (approved before, list different: approve again), not_yet
-        (nothing to carry), already (approved here before); with `with_changes`, also `changes`:
-        the rows of the changed lists that differ, on either side (_changed_rows), for the
+        Returns carried, changed (approved before, list different: approve again), emptied
+        (approved before, nothing left in this draft: nothing to approve), not_yet (nothing to
+        carry), already (approved here before); with `with_changes`, also `changes`: the rows of
+        the changed and emptied lists that differ, on either side (_changed_rows), for the
         districts to review again only what changed."""
         if not by.strip():
             raise LedgerError("carrying approvals needs --by")
@@ -1186,6 +1187,9 @@ class Ledger:
             asked = [d for d in have if d in before and d not in here]
             differs, one, other = self._lists_differ(from_batch, batch_id, asked) if asked else (set(), {}, {})
             carried = [d for d in asked if d not in differs]
+            # approved before, and nothing of theirs left here (everyone moved, died, was held):
+            # said, and listed, not silently dropped (an audit)
+            emptied = sorted(d for d in before if d not in have)
             if carried:
                 rows = pl.DataFrame(
                     [{"batch_id": batch_id, "district_code": d, "approved_by": before[d]["approved_by"],
@@ -1195,36 +1199,54 @@ class Ledger:
                     schema={"batch_id": pl.String, "district_code": pl.String, "approved_by": pl.String,
                             "approved_at": pl.Datetime("us"), "note": pl.String})
                 self.insert_frame("approvals", rows)
-            if asked:  # what was compared, carried or not: a redraft's hint stops naming it (an audit)
+            # What was compared, carried or not, so that the redraft's hint stops naming it (an
+            # audit); compared again with nothing carried and nothing approved since, not again.
+            if carried or ((asked or emptied) and not self._carried_since_approved(batch_id, from_batch)):
                 self._bump("approve", batch_id, by, {"districts": carried, "carried_from": from_batch,
-                                                     "changed": sorted(differs)})
+                                                     "changed": sorted(differs), "emptied": emptied})
             self.run("commit")
         except BaseException:
             self._rollback()
             raise
-        got: dict[str, Any] = {"carried": carried, "changed": sorted(differs),
+        got: dict[str, Any] = {"carried": carried, "changed": sorted(differs), "emptied": emptied,
                                "not_yet": [d for d in have if d not in before and d not in here],
                                "already": [d for d in have if d in here]}
         if with_changes:
-            got["changes"] = self._changed_rows(from_batch, batch_id, sorted(differs), one, other)
+            if emptied:
+                one = {**one, **self._stored_lists(from_batch, emptied)}
+            got["changes"] = self._changed_rows(from_batch, batch_id, sorted([*differs, *emptied]), one, other)
         return got
+
+    def _carried_since_approved(self, batch_id: str, from_batch: str) -> bool:
+        """Were `from_batch`'s approvals compared with `batch_id`'s lists (carried or not) after
+        its last approval?"""
+        row = self.one(
+            "select count(*) from events e where e.action = 'approve' and e.batch_id = ? "
+            "and e.detail->>'carried_from' = ? and e.seq > coalesce((select max(seq) from events a "
+            "where a.action = 'approve' and a.batch_id = ?), 0)", [batch_id, from_batch, from_batch])
+        return bool(row and row[0])
 
     def earlier_approvals(self, batch_id: str) -> dict[str, Any] | None:
         """The latest other draft of the same run as `batch_id` (kind, quarter, last month) with
         district approvals this draft has not, and not yet carried from: {"from": its id,
         "districts": theirs}; else None. A redraft's report names it, with the command that
         carries them (carry_approvals); once carried, the districts left are to approve again."""
-        row = self.one(
+        rows = self.run(
             "select o.batch_id, list(a.district_code order by a.district_code) from batches n "
             "join batches o on o.kind = n.kind and o.quarter is not distinct from n.quarter "
             "and o.last_month is not distinct from n.last_month and o.batch_id <> n.batch_id and o.status = 'draft' "
             "join approvals a on a.batch_id = o.batch_id "
             "where n.batch_id = ? and a.district_code not in (select district_code from approvals where batch_id = ?) "
-            "and not exists (select 1 from events e where e.action = 'approve' and e.batch_id = n.batch_id "
-            "and e.detail->>'carried_from' = o.batch_id) "
-            "group by o.batch_id, o.created_at order by o.created_at desc, o.batch_id desc limit 1",
-            [batch_id, batch_id])
-        return {"from": row[0], "districts": list(row[1])} if row else None
+            "group by o.batch_id, o.created_at order by o.created_at desc, o.batch_id desc", [batch_id, batch_id])
+        # Compared since its last approval (an approval there afterwards is new: named again),
+        # or nothing of those districts in this draft: nothing to carry (audits).
+        for old, districts in rows:
+            if self._carried_since_approved(batch_id, old):
+                continue
+            have = set(self.districts_of(batch_id))
+            if mine := [d for d in districts if d in have]:
+                return {"from": old, "districts": mine}
+        return None
 
     def _lists_differ(self, a: str, b: str, districts: list[str]) -> tuple[set[str], StoredLists, StoredLists]:
         """Of `districts`, those whose list differs between drafts a and b (see carry_approvals).
@@ -1286,6 +1308,11 @@ class Ledger:
                 for side, p, q in (("approved", "$x", "$y"), ("now", "$y", "$x")):
                     rows = self.con.sql(f"{sql.replace('$b', p)} except all {sql.replace('$b', q)}",
                                         params={"x": a, "y": b, "d": districts}).pl()
+                    if what == "cancelled_recovery":  # its months and what of them is cancelled
+                        rows = rows.with_columns(period_from=month_date_expr("from_mi"),
+                                                 period_to=month_date_expr("to_mi"),
+                                                 months=pl.col("to_mi") - pl.col("from_mi") + 1).with_columns(
+                            amount_fen=pl.col("fen") * pl.col("months"))
                     found.append(rows.select(pl.lit(side).alias("side"), "district_code", "person_id",
                                              pl.lit(what).alias("what"),
                                              *[c for c in ("name", "period_from", "period_to", "months",

@@ -155,9 +155,9 @@ def carry(batch_id: Annotated[str, typer.Argument(help="The new draft (a redraft
             changes.write_parquet(tmp)
             durable.sync(tmp)
             tmp.replace(where)
-        except OSError as e:  # the approvals are carried: only the listing could not be written
-            raise InputError(f"{out}: cannot write what changed ({os_reason(e)}); the approvals are carried: "
-                             f"fix the folder and run again for the list (nothing more is recorded)") from None
+        except OSError as e:  # the carry is recorded: only the listing could not be written
+            raise InputError(f"{out}: cannot write what changed ({os_reason(e)}); {len(got['carried'])} "
+                             "approval(s) carried all the same: fix the folder and run again for the list") from None
     if json_:  # the fields every batch command's JSON has (README), then what was carried
         emit_json({"batch_id": batch_id, "status": b["status"], "lines": b["lines"], "amount_fen": b["amount_fen"],
                    "from": from_batch, **got, "changed_people": people,
@@ -168,8 +168,11 @@ def carry(batch_id: Annotated[str, typer.Argument(help="The new draft (a redraft
     if got["changed"]:
         echo("list changed since approved, approve again: "
              + ", ".join(f"{d} ({people.get(d, 0)} people)" for d in got["changed"]))
-        if where:
-            echo(f"  who changed, both sides (approved, now): {where}")
+    if got["emptied"]:
+        echo("nothing left to approve in (approved before): "
+             + ", ".join(f"{d} ({people.get(d, 0)} people left)" for d in got["emptied"]))
+    if where:
+        echo(f"  who changed, both sides (approved, now): {where}")
     if got["not_yet"]:
         echo(f"not approved in {from_batch} either: {', '.join(got['not_yet'])}")
     if stale:

@@ -49,7 +49,8 @@ def test_only_the_district_whose_list_changed_approves_again(tmp_path: Path) -> 
     with Ledger.use(sc.ledger) as led:
         assert led.draft_is_stale(q4) and redraft != q4
         got = led.carry_approvals(redraft, q4, "市大数据中心 陈")
-        assert got == {"carried": ["310101", "310104"], "changed": ["310115"], "not_yet": [], "already": []}
+        assert got == {"carried": ["310101", "310104"], "changed": ["310115"], "emptied": [], "not_yet": [],
+                       "already": []}
         kept = {a["district_code"]: a for a in led.approvals(redraft)}
         before = {a["district_code"]: a for a in led.approvals(q4)}
         for d in ("310101", "310104"):  # the approver and time stand; the note says where it came from
@@ -60,13 +61,20 @@ def test_only_the_district_whose_list_changed_approves_again(tmp_path: Path) -> 
         assert not led.draft_is_stale(redraft)  # carrying changes nothing paid
         event = led.df("select action, actor, detail from events order by seq desc limit 1").row(0)
         assert event[:2] == ("approve", "市大数据中心 陈")
-        assert json.loads(event[2]) == {"districts": ["310101", "310104"], "carried_from": q4, "changed": ["310115"]}
-        # An audit: the redraft still said to carry from q4, and doing so carried nothing.
+        assert json.loads(event[2]) == {"districts": ["310101", "310104"], "carried_from": q4, "changed": ["310115"],
+                                        "emptied": []}
+        # An audit: the redraft still said to carry from q4, and doing so carried nothing; a second
+        # audit: an approval there since is new, and named again.
         assert led.earlier_approvals(redraft) is None
         # Twice: nothing more to carry (310115 compared again: a hold since could have made it the same).
-        assert led.carry_approvals(redraft, q4, "x") == {"carried": [], "changed": ["310115"], "not_yet": [],
-                                                         "already": ["310101", "310104"]}
+        assert led.carry_approvals(redraft, q4, "x") == {"carried": [], "changed": ["310115"], "emptied": [],
+                                                         "not_yet": [], "already": ["310101", "310104"]}
         assert len(led.approvals(redraft)) == 2
+        seq = led.seq
+        led.carry_approvals(redraft, q4, "x")  # compared again, nothing approved since: nothing recorded
+        assert led.seq == seq
+        led.approve(q4, ["310115"], "浦东民政 again", None)
+        assert led.earlier_approvals(redraft) == {"from": q4, "districts": ["310115"]}
     with pytest.raises(RefusedError, match="310115"):
         publish_batch(redraft, "市民政局", sc.ledger, sc.out, require_district_approvals=True)
     with Ledger.use(sc.ledger) as led:
@@ -89,9 +97,11 @@ def test_any_change_to_a_list_keeps_its_approval_out(tmp_path: Path, change: str
     with Ledger.use(sc.ledger) as led:
         got = led.carry_approvals(redraft, q4, "x")
     if change == "district_code":  # 310101's list gained the person; 310104 has nothing left (one held)
-        assert got == {"carried": ["310115"], "changed": ["310101"], "not_yet": [], "already": []}, got
+        assert got == {"carried": ["310115"], "changed": ["310101"], "emptied": ["310104"], "not_yet": [],
+                       "already": []}, got
     else:
-        assert got == {"carried": ["310101", "310115"], "changed": ["310104"], "not_yet": [], "already": []}, got
+        assert got == {"carried": ["310101", "310115"], "changed": ["310104"], "emptied": [], "not_yet": [],
+                       "already": []}, got
 
 
 def test_what_is_not_carried(tmp_path: Path) -> None:
@@ -132,7 +142,7 @@ def test_a_line_s_months_are_part_of_its_list(tmp_path: Path) -> None:
          for c in ("from_mi", "to_mi")]))
     with Ledger.use(sc.ledger) as led:
         assert led.carry_approvals(redraft, q4, "x") == {
-            "carried": ["310104", "310115"], "changed": ["310101"], "not_yet": [], "already": []}
+            "carried": ["310104", "310115"], "changed": ["310101"], "emptied": [], "not_yet": [], "already": []}
 
 
 def test_what_changed_is_listed_person_by_person(tmp_path: Path) -> None:
@@ -152,3 +162,39 @@ def test_what_changed_is_listed_person_by_person(tmp_path: Path) -> None:
         ("310115", carded, "line", "now"), ("310115", carded, "no_card", "approved")])
     assert changes.filter(pl.col("person_id") == renamed).sort("side")["name"].to_list() == ["测试", "改名"]
     assert changes.filter(pl.col("what") == "no_card")["amount_fen"].to_list() == [6 * 18000]  # Q3 and Q4, aged 86
+
+
+def test_a_list_emptied_is_said_and_who_left_is_listed(tmp_path: Path) -> None:
+    """Audit 17D: a district whose approved list emptied (its one payee moved) was not mentioned,
+    and the redraft's hint kept naming it."""
+    sc, people, q4 = _under_review(tmp_path)
+    moved = [people[0], {**people[1], "district_code": "310101"}, *people[2:]]
+    redraft = sc.quarterly("2025Q4", moved, "2025-10-06", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger) as led:
+        assert led.earlier_approvals(redraft) == {"from": q4, "districts": ["310101", "310115"]}  # not 310104
+        got = led.carry_approvals(redraft, q4, "x", with_changes=True)
+        assert (got["changed"], got["emptied"]) == (["310101"], ["310104"])
+        who = people[1]["person_id"]
+        assert sorted(got["changes"].select("district_code", "person_id", "what", "side").rows()) == [
+            ("310101", who, "line", "now"), ("310104", who, "line", "approved")]
+        assert led.earlier_approvals(redraft) is None
+
+
+def test_a_cancelled_recovery_is_listed_with_its_months_and_amount(tmp_path: Path) -> None:
+    """Audit 17D: a cancelled recovery that changed was listed with no months and no amount."""
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    alice = person("1948-06-06", seq=1, district_code="310104")
+    carol = person("1950-05-05", seq=2, district_code="310105")
+    sc.publish(sc.quarterly("2025Q3", [alice, carol], "2025-07-02"))
+    sc.publish(sc.supplement([carol], "2025-08-20", breakers=OPEN))  # alice missing: Q3 recovered
+    back = [{**alice, "district_code": "310105"}, carol]
+    q4 = sc.quarterly("2025Q4", back, "2025-10-02", breakers=OPEN).batch_id  # cancels it in 310104
+    with Ledger.use(sc.ledger) as led:
+        led.approve(q4, ["310104", "310105"], "区民政", None)
+    again = sc.quarterly("2025Q4", [carol], "2025-10-03", breakers=OPEN).batch_id  # alice gone again
+    with Ledger.use(sc.ledger) as led:
+        got = led.carry_approvals(again, q4, "x", with_changes=True)
+    cancelled = got["changes"].filter(pl.col("what") == "cancelled_recovery").sort("period_from")
+    assert cancelled.select("district_code", "person_id", "side", "months", "amount_fen").unique().rows() == [
+        ("310104", alice["person_id"], "approved", 1, 15000)]  # month by month, as cancelled
+    assert cancelled["period_from"].to_list() == [dt.date(2025, m, 1) for m in (7, 8, 9)]
