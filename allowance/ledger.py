@@ -221,6 +221,14 @@ LISTED_LINE_COLUMNS = [
     "line_type", "person_id", "name", "district_code", "channel", "card_no", "period_from", "period_to", "months",
     "amount_fen", "municipal_fen", "district_fen", "reason", "cause", "rules_version",
 ]
+# A district's no-card entries and cancelled recoveries in draft $b, for the districts $d: the few
+# rows of its list (besides its lines) that review carry compares and lists as they are.
+_SMALL_LISTS = {
+    "no_card": "select person_id, name, district_code, period_from, period_to, months, amount_fen "
+               "from batch_no_card where batch_id = $b and list_contains($d, district_code)",
+    "cancelled_recovery": f"select person_id_of(person_key) as person_id, {', '.join(CANCEL_COLUMNS)} "
+                          "from batch_cancels where batch_id = $b and list_contains($d, district_code)",
+}
 # A draft's lines and their pieces by district, as slices of its stored files (Ledger._stored_lists).
 StoredLists = dict[str, list[tuple[str, pl.DataFrame, pl.DataFrame]]]
 REVIEWED_PARTS = ("lines", "pieces", "no_card")  # what a review takes a person out of (not the quarantine)
@@ -1263,13 +1271,7 @@ class Ledger:
                    or not all(x[0] == y[0] and x[1].equals(y[1]) and x[2].equals(y[2])
                               for x, y in zip(one.get(d, []), other.get(d, []), strict=True))}
         # The no-card entries and the cancelled recoveries: a few rows, counted with their repeats.
-        small = {
-            "no_card": "select person_id, name, district_code, period_from, period_to, months, amount_fen "
-                       "from batch_no_card where batch_id = $b and list_contains($d, district_code)",
-            "cancels": f"select {', '.join(CANCEL_COLUMNS)} from batch_cancels "
-                       "where batch_id = $b and list_contains($d, district_code)",
-        }
-        for sql in small.values():
+        for sql in _SMALL_LISTS.values():
             p, q = sql.replace("$b", "$x"), sql.replace("$b", "$y")
             differs |= {r[0] for r in self.con.execute(
                 f"select distinct district_code from (({p} except all {q}) union all ({q} except all {p}))",
@@ -1298,13 +1300,7 @@ class Ledger:
                                               *[c for c in only.columns if what == "line"
                                                 and c not in ("district_code", "person_id")]]))
         if districts:
-            small = {
-                "no_card": "select person_id, name, period_from, period_to, months, amount_fen, district_code "
-                           "from batch_no_card where batch_id = $b and list_contains($d, district_code)",
-                "cancelled_recovery": f"select person_id_of(person_key) as person_id, {', '.join(CANCEL_COLUMNS)} "
-                                      "from batch_cancels where batch_id = $b and list_contains($d, district_code)",
-            }
-            for what, sql in small.items():
+            for what, sql in _SMALL_LISTS.items():
                 for side, p, q in (("approved", "$x", "$y"), ("now", "$y", "$x")):
                     rows = self.con.sql(f"{sql.replace('$b', p)} except all {sql.replace('$b', q)}",
                                         params={"x": a, "y": b, "d": districts}).pl()
