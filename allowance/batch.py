@@ -1112,10 +1112,12 @@ def stopped_people(
     alive = np.zeros(clean.height, dtype=np.bool_)
     alive[ent.select("pkey").collect()["pkey"].to_numpy()] = True
     # Entitled but with no channel to be paid through (the extract's card gone, or a channel the
-    # version in force does not name): their payments stop too, to the no-card list. An audit
-    # had a whole channel go so, 60 % of the recipients, with no stop counted and nothing in the
-    # change report.
-    carded = np.asarray(clean["channel"].is_not_null().to_numpy(), dtype=np.bool_)
+    # version in force does not name): at a quarter their payments stop too, to the no-card list.
+    # An audit had a whole channel go so, 60 % of the recipients, with no stop counted and nothing
+    # in the change report. A night stops nothing of theirs (the quarter's months stay paid), so
+    # it does not count them, night after night, until the quarter does.
+    carded = (np.asarray(clean["channel"].is_not_null().to_numpy(), dtype=np.bool_) if window.kind == "quarterly"
+              else np.ones(clean.height, dtype=np.bool_))
     entitled = pl.Series(alive).gather(recipients["pkey"]).fill_null(False)
     paid_on = entitled & pl.Series(carded).gather(recipients["pkey"]).fill_null(False)
     gone = recipients.with_columns(entitled=entitled).filter(~paid_on)  # a handful
