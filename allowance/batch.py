@@ -549,12 +549,12 @@ def build_draft(
     clean = validated.take_clean().filter(scope.keep("id_key")).rename({"id_key": "_k"}).with_row_index("pkey")
     # 四: the version in force when the payment is made names the channels it goes through (a
     # back-paid month too: it is paid now): a quarter's in its first month (四 按季度预拨, drafted
-    # the month before at the earliest), a night's on its day. A channel another version names is
-    # no card yet here: the person is listed for follow-up (and counted among the stops), and paid
-    # with arrears once a channel in force is known (audits: every version's channels were paid
-    # through at once; a quarter drafted before its first month took the month before's). A day
-    # no version covers is an error (SPEC §1.4). Never with the rules shipped from 2024-05: the
-    # version in force names both channels.
+    # the month before at the earliest), or on its as-of day when later; a night's on its day. A
+    # channel another version names is no card yet here: the person is listed for follow-up (at a
+    # quarter, counted among the stops), and paid with arrears once a channel in force is known
+    # (audits: every version's channels were paid through at once; a quarter drafted before its
+    # first month took the month before's). A month no version covers is an error (SPEC §1.4).
+    # Never with the rules shipped from 2024-05: the version in force names both channels.
     paid_in = max(month_index(as_of), window.current_from) if kind == "quarterly" else month_index(as_of)
     if not window.empty and (accepted := rules.channels(paid_in)) != rules.channels():
         gone = ~pl.col("channel").is_in(accepted)

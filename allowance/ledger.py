@@ -1364,13 +1364,7 @@ class Ledger:
             raise LedgerError(f"{_who(bad, typed)} not a valid resident ID (18 characters, the right check "
                               "character); nothing recorded")
         ids = list(dict.fromkeys(norm["person_id"].to_list()))
-        if action in ("HOLD", "REJECT"):
-            # A decision run again (killed after its commit, a script rerun) finds it taken: it
-            # said the person had no line, as if the name were wrong (an audit). Nothing to do.
-            taken = set(self.blocked().filter(pl.col("action") == action)["person_id"].to_list())
-            if taken.issuperset(ids):
-                return {**self.batch(batch_id), "recovered_next_run": 0, "approvals_withdrawn": [], "people": ids,
-                        "already": True}
+        named_all = ids
         self.run("begin")
         try:
             b = self._draft(batch_id, "only a draft can be reviewed")
@@ -1385,6 +1379,22 @@ class Ledger:
                 blocked = set(self.blocked()["person_id"].to_list())
                 if free := [p for p in ids if p not in blocked]:
                     raise LedgerError(f"{_who(free, ids)} not held or rejected; nothing to release")
+            already: list[str] = []
+            if action in ("HOLD", "REJECT"):
+                # A decision run again (killed after its commit, a script rerun) finds it taken: it
+                # said the person had no line, as if the name were wrong (an audit). Taken means
+                # the same decision, unreleased, from this draft's first month on (a hold from a
+                # later month does not cover this draft's earlier ones: a second audit), and then
+                # nothing of theirs is in this draft (made since, or rebased by that decision).
+                first = b["first_month"] or 0
+                taken = set(self.blocked().filter((pl.col("action") == action) & (pl.col("from_mi") <= first)
+                                                  & pl.col("to_mi").is_null())["person_id"].to_list())
+                already = [p for p in ids if p in taken]
+                ids = [p for p in ids if p not in taken]
+                if not ids:  # nothing to record
+                    self.run("commit")
+                    return {**b, "recovered_next_run": 0, "approvals_withdrawn": [], "people": named_all,
+                            "already": already}
             # The named people, visible to SQL while they are looked up and taken out of the draft.
             named = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
                 person_key=idcard.order_key_expr("person_id"))  # well formed: normalised and checked above
@@ -1450,7 +1460,7 @@ class Ledger:
         finally:
             self._prune_files(batch_id)
         return {**self.batch(batch_id), "recovered_next_run": to_recover, "approvals_withdrawn": sorted(withdrawn),
-                "people": ids, "already": False}
+                "people": named_all, "already": already}
 
     def _refresh_totals(self, batch_id: str) -> None:
         pay = self.one(

@@ -89,6 +89,9 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
                  .filter(pl.col(c) > 1))
         if twice.height:
             raise InputError(f"{path}: line {twice['line_id'][0]} is listed more than once with different {c}")
+    # The copy kept carries the claim any copy makes (they agree): a blank first copy dropped the
+    # second's, unchecked (an audit).
+    df = df.with_columns(pl.col(c).fill_null(pl.col(c).max().over("line_id")) for c in checked)
     return df.drop("_row").unique(subset=["line_id"], keep="first", maintain_order=True)
 
 

@@ -9,11 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from allowance import log
-from allowance.cli.common import MACHINE_ERRORS, emit_json, machine_error
+from allowance.cli.common import MACHINE_ERRORS, emit_json, interrupted, machine_error
 from allowance.constants import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED
 from allowance.errors import AllowanceError
 from allowance.ledger import Ledger
@@ -25,13 +24,16 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
     log.configure()
     lg = log.get(job=name)
     try:
-        result = body()
-    except (KeyboardInterrupt, duckdb.InterruptException):
-        # Ctrl-C (DuckDB's own exception inside a query): an interruption, not a crash with a
-        # trace (an audit); the job's one result says so, and a rerun is safe.
-        lg.error("job_interrupted", exit_code=EXIT_INTERRUPTED)
-        _print({"job": name, "ok": False, "error": "interrupted (Ctrl-C); running the job again is safe"})
-        return EXIT_INTERRUPTED
+        try:
+            result = body()
+        except (KeyboardInterrupt, Exception) as e:
+            if not interrupted(e):
+                raise
+            # Ctrl-C (or DuckDB's own word for it inside a query): an interruption, not a crash
+            # with a trace (an audit); the job's one result says so, and a rerun is safe.
+            lg.error("job_interrupted", exit_code=EXIT_INTERRUPTED)
+            _print({"job": name, "ok": False, "error": "interrupted (Ctrl-C); running the job again is safe"})
+            return EXIT_INTERRUPTED
     except AllowanceError as e:
         lg.error("job_refused" if e.exit_code == 2 else "job_failed", error=str(e), exit_code=e.exit_code)
         _print({"job": name, "ok": False, "error": str(e)})

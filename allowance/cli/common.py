@@ -62,6 +62,21 @@ def machine_error(e: BaseException) -> str:
     return f"{what}; free the space or fix the folder, then run again (a rerun is safe)"
 
 
+def interrupted(e: BaseException) -> bool:
+    """Is `e` a Ctrl-C: Python's, DuckDB's own inside a query, or the RuntimeError DuckDB raises
+    when one lands as a query is being written (an audit: 'Query interrupted', an internal error)?"""
+    return isinstance(e, KeyboardInterrupt | duckdb.InterruptException) or (
+        isinstance(e, RuntimeError) and str(e).strip() == "Query interrupted")
+
+
+def _aborted() -> typer.Exit:
+    """Ctrl-C: one word and SIGINT's status, as while the engine loads (allowance/__init__).
+    typer ended a command with 130 and nothing said, and DuckDB's own exceptions for it read as
+    internal errors (an audit). Every command is safe to run again."""
+    typer.echo("Aborted!", err=True)
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
 def errors_as_messages(fn: F) -> F:
     """The error boundary: a domain error is one line on stderr and its exit code, never a traceback."""
 
@@ -73,12 +88,8 @@ def errors_as_messages(fn: F) -> F:
             raise fail(str(e), e.exit_code) from None
         except (typer.Exit, typer.Abort):
             raise
-        except (KeyboardInterrupt, duckdb.InterruptException):
-            # Ctrl-C: one word and SIGINT's status, as while the engine loads (allowance/__init__).
-            # typer ended it with 130 and nothing said, and DuckDB's own exception inside a query
-            # read as an internal error (an audit). Every command is safe to run again.
-            typer.echo("Aborted!", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt:
+            raise _aborted() from None
         except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
@@ -87,6 +98,8 @@ def errors_as_messages(fn: F) -> F:
         # a bug, not a user mistake: still one line, trace on demand. polars' panic is a
         # BaseException (pyo3), which `except Exception` let through as a page of trace (an audit)
         except (Exception, pl.exceptions.PanicException) as e:
+            if interrupted(e):  # DuckDB's own word for a Ctrl-C
+                raise _aborted() from None
             if os.environ.get("ALLOWANCE_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
             raise fail(f"internal error: {type(e).__name__}: {first_line(e)} (set ALLOWANCE_DEBUG=1 for details)",

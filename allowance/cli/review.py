@@ -62,12 +62,15 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
                    "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"],
-                   "already": b["already"], "stale": stale})
-    elif b["already"]:
+                   "already": len(b["already"]), "stale": stale})
+    elif len(b["already"]) == len(people):
         echo(f"{who} already {'held' if action == 'HOLD' else 'rejected'}: nothing recorded")
     else:
         echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")
+        if b["already"]:
+            echo(f"{len(b['already'])} of them already {'held' if action == 'HOLD' else 'rejected'}: nothing recorded "
+                 "for them")
         if b["approvals_withdrawn"]:
             echo(f"approval of the list withdrawn for {', '.join(b['approvals_withdrawn'])} (it changed): "
                        f"allowance review approve {batch_id} --district CODE --by NAME")
@@ -169,8 +172,8 @@ def carry(batch_id: Annotated[str, typer.Argument(help="The new draft (a redraft
         echo("list changed since approved, approve again: "
              + ", ".join(f"{d} ({people.get(d, 0)} people)" for d in got["changed"]))
     if got["emptied"]:
-        echo("nothing left to approve in (approved before): "
-             + ", ".join(f"{d} ({people.get(d, 0)} people left)" for d in got["emptied"]))
+        echo("approved before, nothing left in this draft to approve: "
+             + ", ".join(f"{d} (gone from its list: {people.get(d, 0)} person(s))" for d in got["emptied"]))
     if where:
         echo(f"  who changed, both sides (approved, now): {where}")
     if got["not_yet"]:

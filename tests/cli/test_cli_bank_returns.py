@@ -101,6 +101,8 @@ def test_a_bank_s_batch_and_amount_are_held_to_the_ledger_s_line(isolated: Path)
     f.write_text(f"line_id,status,amount_fen\n{failed},FAILED,{fens[1]}\n{failed},FAILED,999\n", encoding="utf-8")
     user_error(cli("bank-returns", "import", f, "--ledger", led), f"line {failed} is listed more than once with "
                "different amount_fen")
+    f.write_text(f"line_id,status,amount_fen\n{failed},FAILED,\n{failed},FAILED,999\n", encoding="utf-8")  # audit 17E
+    user_error(cli("bank-returns", "import", f, "--ledger", led), f"line {failed} has amount_fen 999")
     f.write_text(f"line_id,status,amount_fen,amount_fen\n{failed},FAILED,,999\n", encoding="utf-8")
     user_error(cli("bank-returns", "import", f, "--ledger", led), "names column(s) amount_fen more than once")
     for header in ("AMOUNT_FEN", "amount_fen ", "Batch_Id"):

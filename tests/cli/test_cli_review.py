@@ -293,9 +293,23 @@ def test_a_decision_run_again_is_already_taken(isolated: Path) -> None:
     for action, done in (("hold", "held"), ("reject", "rejected")):
         who = paid[0] if action == "hold" else paid[1]
         args = ["review", action, bid, "--person", who, "--reason", "核实", "--by", "区民政", "--ledger", led]
-        assert ok_json(cli(*args, "--json"))["already"] is False
+        assert ok_json(cli(*args, "--json"))["already"] == 0
         before = _state(led, bid)
         said = ok(cli(*args)).stdout
         assert said == f"{who[:6]}********{who[-4:]} already {done}: nothing recorded\n", said
-        assert ok_json(cli(*args, "--json"))["already"] is True
+        assert ok_json(cli(*args, "--json"))["already"] == 1
         assert _state(led, bid) == before
+    # A list naming one already held and one not: the other is held, and the first said (audit 17E:
+    # refused, saying the first had no line).
+    listed = isolated / "people.txt"
+    listed.write_text(f"{paid[0]}\n{paid[2]}\n", encoding="utf-8")
+    said = ok(cli("review", "hold", bid, "--persons-file", listed, "--reason", "核实", "--by", "区民政",
+                  "--ledger", led)).stdout
+    assert said.startswith(f"hold 2 people in {bid}: ") and "1 of them already held: nothing recorded" in said, said
+    assert paid[2] not in _state(led, bid)[0]
+    with Ledger.use(led, read_only=True) as lg:  # one decision for the first, still
+        assert lg.decisions(bid)["person_id"].to_list().count(paid[0]) == 1
+    ok(cli("publish", bid, "--approved-by", "x", "--ledger", led, "--out", isolated / "out"))
+    # published: a hold is refused as on any published batch, already held or not (audit 17E)
+    user_error(cli("review", "hold", bid, "--person", paid[0], "--reason", "x", "--by", "y", "--ledger", led),
+               "is published", "only a draft")

@@ -430,7 +430,15 @@ def test_a_ctrl_c_inside_a_duckdb_query_is_an_interruption_not_a_bug(reg: Path, 
     def ctrl_c(*_a: object, **_k: object) -> dict[str, object]:
         raise KeyboardInterrupt
 
-    for stop in (interrupted, ctrl_c):  # typer said nothing of a plain Ctrl-C either, exit 130
+    def query_interrupted(*_a: object, **_k: object) -> dict[str, object]:
+        raise RuntimeError("Query interrupted")  # DuckDB's, as a query is being written (audit 17E)
+
+    def a_bug(*_a: object, **_k: object) -> dict[str, object]:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(allowance.cli.run, "draft_run", a_bug)  # any other RuntimeError is still a bug
+    assert "internal error: RuntimeError: something else" in cli(*quarterly(reg, led)).stderr
+    for stop in (interrupted, ctrl_c, query_interrupted):  # typer said nothing of a plain Ctrl-C, exit 130
         monkeypatch.setattr(allowance.cli.run, "draft_run", stop)
         res = cli(*quarterly(reg, led))
         assert (res.exit_code, res.stdout, res.stderr) == (130, "", "Aborted!\n")

@@ -31,3 +31,21 @@ def test_a_hold_withdraws_every_list_the_person_is_in_and_their_cancellation(tmp
         assert held["approvals_withdrawn"] == ["310104", "310105"]
         assert led.approvals(q4.batch_id) == []
         assert json.loads(held["summary"])["recoveries_cancelled"] == {"lines": 0, "people": 0, "fen": 0}
+
+
+def test_a_hold_from_later_months_does_not_make_an_earlier_hold_a_no_op(tmp_path: Path) -> None:
+    """Audit 17E: a hold recorded on a draft whose months start later covers only those months;
+    holding the person on a draft with earlier months said "already held", recorded nothing, and
+    the earlier months were paid."""
+    sc = Scenario(tmp_path, opening_month="2023-01")
+    p = person("1948-06-06", seq=1, channel=None)
+    sc.publish(sc.quarterly("2023Q1", [p], "2023-01-02"))  # no card yet: listed, not paid
+    later = sc.quarterly("2025Q2", [p], "2025-03-20", breakers=OPEN).batch_id  # months from 2023-03
+    with Ledger.use(sc.ledger) as led:
+        led.review(later, p["person_id"], "HOLD", "核实", "区民政")
+    carded = {**p, "channel": "senior_card", "card_no": "6217000000000001"}
+    night = sc.supplement([carded], "2023-02-15", breakers=OPEN).batch_id  # pays 2023-01 … 02
+    assert sc.lines(night)["person_id"].to_list() == [p["person_id"]]
+    with Ledger.use(sc.ledger) as led:
+        held = led.review(night, p["person_id"], "HOLD", "核实", "区民政")
+    assert held["already"] == [] and held["lines"] == 0
