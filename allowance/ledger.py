@@ -1365,6 +1365,22 @@ class Ledger:
                               "character); nothing recorded")
         ids = list(dict.fromkeys(norm["person_id"].to_list()))
         named_all = ids
+        already: list[str] = []
+        if action in ("HOLD", "REJECT"):
+            # A decision run again (killed after its commit, a script rerun) finds it taken: it
+            # said the person had no line, as if the name were wrong (an audit). Taken means the
+            # same decision, unreleased, from this draft's first month on (a hold from a later
+            # month does not cover this draft's earlier ones: a second audit), and then nothing
+            # of theirs is in this draft. Said whatever became of the draft since (published,
+            # stale): nothing is recorded, and a rerun of a decision that was taken succeeds.
+            first = self.batch(batch_id)["first_month"] or 0
+            taken = set(self.blocked().filter((pl.col("action") == action) & (pl.col("from_mi") <= first)
+                                              & pl.col("to_mi").is_null())["person_id"].to_list())
+            already = [p for p in ids if p in taken]
+            ids = [p for p in ids if p not in taken]
+            if not ids:
+                return {**self.batch(batch_id), "recovered_next_run": 0, "approvals_withdrawn": [],
+                        "people": named_all, "already": already}
         self.run("begin")
         try:
             b = self._draft(batch_id, "only a draft can be reviewed")
@@ -1379,22 +1395,6 @@ class Ledger:
                 blocked = set(self.blocked()["person_id"].to_list())
                 if free := [p for p in ids if p not in blocked]:
                     raise LedgerError(f"{_who(free, ids)} not held or rejected; nothing to release")
-            already: list[str] = []
-            if action in ("HOLD", "REJECT"):
-                # A decision run again (killed after its commit, a script rerun) finds it taken: it
-                # said the person had no line, as if the name were wrong (an audit). Taken means
-                # the same decision, unreleased, from this draft's first month on (a hold from a
-                # later month does not cover this draft's earlier ones: a second audit), and then
-                # nothing of theirs is in this draft (made since, or rebased by that decision).
-                first = b["first_month"] or 0
-                taken = set(self.blocked().filter((pl.col("action") == action) & (pl.col("from_mi") <= first)
-                                                  & pl.col("to_mi").is_null())["person_id"].to_list())
-                already = [p for p in ids if p in taken]
-                ids = [p for p in ids if p not in taken]
-                if not ids:  # nothing to record
-                    self.run("commit")
-                    return {**b, "recovered_next_run": 0, "approvals_withdrawn": [], "people": named_all,
-                            "already": already}
             # The named people, visible to SQL while they are looked up and taken out of the draft.
             named = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
                 person_key=idcard.order_key_expr("person_id"))  # well formed: normalised and checked above
@@ -1413,6 +1413,13 @@ class Ledger:
                 found = dict(lists.group_by("person_id").agg(pl.col("district_code").min()).iter_rows())
                 missing = [p for p in ids if p not in found]
                 if action != "RELEASE" and missing:
+                    # held named in a rejection (or rejected in a hold): no line, being decided
+                    # otherwise; said so, not as if the ID were wrong (an audit)
+                    decided = dict(self.blocked().select("person_id", "action").iter_rows())
+                    if other := [p for p in missing if p in decided]:
+                        was = "held" if decided[other[0]] == "HOLD" else "rejected"
+                        raise LedgerError(f"{_who(other, ids)} {was} already: release first to "
+                                          f"{action.lower()}; nothing recorded")
                     raise LedgerError(f"batch {batch_id} has no line for {_who(missing, ids, verb=False)}; "
                                       f"nothing to {action.lower()}")
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]

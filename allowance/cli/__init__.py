@@ -6,7 +6,7 @@ import typer
 
 from allowance import log
 from allowance.cli import batches, fixtures, ledger, money_back, publish, review, rules, run
-from allowance.cli.common import OneLineGroup
+from allowance.cli.common import OneLineGroup, run_to_exit
 
 app = typer.Typer(
     cls=OneLineGroup,
@@ -33,4 +33,4 @@ def _main() -> None:
 
 
 def main() -> None:
-    app()
+    run_to_exit(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -140,11 +141,21 @@ class OneLineCommand(_OneLineUsageErrors, TyperCommand):
     """A scheduled job's single command (see _OneLineUsageErrors)."""
 
 
+def run_to_exit(app: Callable[[], Any]) -> None:
+    """Run a command line to its exit. Once it has said its result and its exit code, a Ctrl-C
+    while the interpreter shuts down (the ledger closing, threads joining) is ignored: it made a
+    job that had printed `"ok": true` exit 130 without a word (an audit), its work done."""
+    try:
+        app()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_command(fn: Callable[..., Any]) -> None:
     """`typer.run(fn)` with one-line usage errors: how the scheduled jobs start."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(cls=OneLineCommand)(fn)
-    app()
+    run_to_exit(app)
 
 
 def echo(text: str) -> None:

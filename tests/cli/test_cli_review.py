@@ -309,7 +309,14 @@ def test_a_decision_run_again_is_already_taken(isolated: Path) -> None:
     assert paid[2] not in _state(led, bid)[0]
     with Ledger.use(led, read_only=True) as lg:  # one decision for the first, still
         assert lg.decisions(bid)["person_id"].to_list().count(paid[0]) == 1
+    # Rejecting someone held (or holding someone rejected) says so, not that the ID has no line
+    # (audit 17F): the decision must be released first.
+    user_error(cli("review", "reject", bid, "--person", paid[0], "--reason", "x", "--by", "y", "--ledger", led),
+               "that person is held already: release first to reject; nothing recorded")
     ok(cli("publish", bid, "--approved-by", "x", "--ledger", led, "--out", isolated / "out"))
-    # published: a hold is refused as on any published batch, already held or not (audit 17E)
-    user_error(cli("review", "hold", bid, "--person", paid[0], "--reason", "x", "--by", "y", "--ledger", led),
+    # A hold run again after its draft was published is still taken (audit 17F: a retried script
+    # failed once anything was published in between); someone not held is refused as before.
+    assert ok(cli("review", "hold", bid, "--person", paid[0], "--reason", "x", "--by", "y", "--ledger", led)
+              ).stdout.endswith("already held: nothing recorded\n")
+    user_error(cli("review", "hold", bid, "--person", paid[3], "--reason", "x", "--by", "y", "--ledger", led),
                "is published", "only a draft")

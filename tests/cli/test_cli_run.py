@@ -129,6 +129,19 @@ def test_a_ctrl_c_while_the_libraries_load_is_one_line() -> None:
     assert res.returncode == 1 and "Traceback" in res.stderr and "ValueError: a bug" in res.stderr, res
 
 
+def test_a_ctrl_c_after_the_result_is_said_changes_no_exit_code() -> None:
+    """Audit 17F: a Ctrl-C while the interpreter shut down, after a job had printed `"ok": true`
+    (or a command its result), made it exit 130 without a word. Here one lands at exit."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, os, signal; from allowance.cli import main; "
+            "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT)); main()")
+    res = subprocess.run([sys.executable, "-c", code, "rules", "show", "--month", "2025-07"], capture_output=True,
+                         text=True)
+    assert res.returncode == 0 and "Traceback" not in res.stderr and "senior_card" in res.stdout, res
+
+
 def test_a_lock_wait_that_is_no_number_is_one_line(isolated: Path, led: Path) -> None:
     """Audit 17A: ALLOWANCE_LOCK_WAIT=30s was read as the engine loaded: a traceback, every command."""
     import subprocess
