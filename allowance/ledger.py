@@ -1167,9 +1167,8 @@ class Ledger:
         person, name, channel, card, period, months, amounts, reason, cause, rules version) and
         their months are the same row for row, and its no-card entries and cancelled recoveries
         the same rows (see _lists_differ); the approval keeps its approver and time, and its note
-        says where it came from. Districts
-        already approved in this draft are left as they are. Approving changes nothing paid, so
-        no draft goes stale; the event keeps who carried them.
+        says where it came from. Districts already approved in this draft are left as they are.
+        Approving changes nothing paid, so no draft goes stale; the event keeps who carried them.
         Returns carried, changed (approved before, list different: approve again), emptied
         (approved before, nothing left in this draft: nothing to approve), not_yet (nothing to
         carry), already (approved here before); with `with_changes`, also `changes`: the rows of
@@ -1248,10 +1247,11 @@ class Ledger:
             "group by o.batch_id, o.created_at order by o.created_at desc, o.batch_id desc", [batch_id, batch_id])
         # Compared since its last approval (an approval there afterwards is new: named again),
         # or nothing of those districts in this draft: nothing to carry (audits).
+        have: set[str] | None = None  # this draft's districts, asked once, if at all
         for old, districts in rows:
             if self._carried_since_approved(batch_id, old):
                 continue
-            have = set(self.districts_of(batch_id))
+            have = set(self.districts_of(batch_id)) if have is None else have
             if mine := [d for d in districts if d in have]:
                 return {"from": old, "districts": mine}
         return None

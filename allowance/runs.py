@@ -141,9 +141,7 @@ def draft_run(
                                  f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
-        if ahead := as_of_after_today(as_of):
-            summary["as_of_after_today"] = ahead
-            lg.warning("as_of_after_today", **ahead)
+        _warn_if_ahead(summary, as_of, lg)
         if earlier := led.earlier_approvals(b["batch_id"]):  # a redraft: what review already approved
             summary["approvals_to_carry"] = earlier
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
@@ -158,6 +156,13 @@ def as_of_after_today(as_of: dt.date) -> dict[str, Any] | None:
     Never stored: a rerun on another day leaves the same ledger and files."""
     ahead = (as_of - today_shanghai()).days
     return {"as_of": str(as_of), "days": ahead} if ahead > 0 else None
+
+
+def _warn_if_ahead(summary: dict[str, Any], as_of: dt.date, lg: Any) -> None:
+    """as_of_after_today into a run's result (not its stored summary) and its log."""
+    if ahead := as_of_after_today(as_of):
+        summary["as_of_after_today"] = ahead
+        lg.warning("as_of_after_today", **ahead)
 
 
 def finish_publications(ledger_path: Path, out: Path) -> list[str]:
@@ -375,7 +380,5 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 # audit) and a later publication would not know this copy.
                 led.record_bank_folder(batch_id, out, approved_by)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
-        if ahead := as_of_after_today(b["as_of"]):  # said when published too, by a job's --publish-as (an audit)
-            summary["as_of_after_today"] = ahead
-            lg.warning("as_of_after_today", **ahead)
+        _warn_if_ahead(summary, b["as_of"], lg)  # said when published too, by a job's --publish-as (an audit)
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)

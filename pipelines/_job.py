@@ -24,16 +24,9 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
     log.configure()
     lg = log.get(job=name)
     try:
-        try:
-            result = body()
-        except (KeyboardInterrupt, Exception) as e:
-            if not interrupted(e):
-                raise
-            # Ctrl-C (or DuckDB's own word for it inside a query): an interruption, not a crash
-            # with a trace (an audit); the job's one result says so, and a rerun is safe.
-            lg.error("job_interrupted", exit_code=EXIT_INTERRUPTED)
-            _print({"job": name, "ok": False, "error": "interrupted (Ctrl-C); running the job again is safe"})
-            return EXIT_INTERRUPTED
+        result = body()
+    except KeyboardInterrupt:
+        return _interrupted(name, lg)
     except AllowanceError as e:
         lg.error("job_refused" if e.exit_code == 2 else "job_failed", error=str(e), exit_code=e.exit_code)
         _print({"job": name, "ok": False, "error": str(e)})
@@ -44,6 +37,8 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
         _print({"job": name, "ok": False, "error": error})
         return EXIT_FAILURE
     except (Exception, pl.exceptions.PanicException) as e:  # polars' panic is a BaseException (pyo3)
+        if interrupted(e):  # DuckDB's own word for a Ctrl-C
+            return _interrupted(name, lg)
         lg.error("job_crashed", error=f"{type(e).__name__}: {e}", trace=traceback.format_exc(limit=5))
         _print({"job": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
         return EXIT_FAILURE
@@ -54,6 +49,14 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
     lg.info("job_done", **{k: v for k, v in result.items() if isinstance(v, int | str | None) and k != "event"})
     _print({"job": name, "ok": True, **result})
     return EXIT_OK
+
+
+def _interrupted(name: str, lg: Any) -> int:
+    """Ctrl-C: an interruption, not a crash with a trace (an audit); the job's one result says
+    so, with SIGINT's status, and a rerun is safe."""
+    lg.error("job_interrupted", exit_code=EXIT_INTERRUPTED)
+    _print({"job": name, "ok": False, "error": "interrupted (Ctrl-C); running the job again is safe"})
+    return EXIT_INTERRUPTED
 
 
 def _print(result: dict[str, Any]) -> None:
