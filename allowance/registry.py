@@ -89,7 +89,13 @@ def file_sha256(path: Path) -> str:
 
 def read_extract(path: Path | str) -> pl.LazyFrame:
     """Parquet or CSV with the columns of SPEC §3, every column read as text or date."""
-    p = Path(path)
+    return _read_extract(Path(path))[0]
+
+
+def _read_extract(p: Path) -> tuple[pl.LazyFrame, pl.Series | None]:
+    """The extract, and where a CSV had blank rows (skipped), each row's number in the file
+    (None when every row is read: its place is its number)."""
+    file_rows: pl.Series | None = None
     if p.is_dir():
         raise InputError(f"{p}: is a folder; --registry takes the extract file (.parquet or .csv)")
     if not p.is_file():
@@ -106,16 +112,21 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
             df = read_utf8_csv(p, "--registry takes a .parquet or a UTF-8 .csv extract")
             # A row with nothing in it (blank lines at the end, Excel's `,,,,`, a line of spaces) is
             # no person: an audit had two trailing blank lines quarantined as MISSING_FIELD, which
-            # refused a small extract for its quarantine share. Rows are numbered without them.
+            # refused a small extract for its quarantine share. The rows after one keep their
+            # number in the file (data row n, the header not counted), which the quarantine and
+            # the refusals name: staff find a row by it (numbered without them, the quarantine
+            # named the row above or below: an audit).
             blank = pl.all_horizontal(pl.all().str.strip_chars().replace("", None).is_null())
             if skipped := int(df.select(blank.sum()).item()):
                 log.get(file=str(p)).warning("blank_rows_skipped", rows=skipped)
+                file_rows = pl.int_range(1, df.height + 1, dtype=pl.Int64, eager=True).filter(
+                    ~df.select(blank).to_series())
                 df = df.filter(~blank)
             lf = df.lazy()
             names = lf.collect_schema().names()
             refuse_repeated_header(p)
             _refuse_short_rows(p, len(names))
-            _refuse_line_breaks(p, lf)
+            _refuse_line_breaks(p, lf, file_rows)
         else:
             raise InputError(f"{p}: unknown extract format {suffix or '(none)'}; expected .parquet or .csv")
         missing = [c for c in REGISTRY_COLUMNS if c not in names]
@@ -127,7 +138,7 @@ def read_extract(path: Path | str) -> pl.LazyFrame:
         _refuse_times_of_day(p, lf)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
         raise _unreadable(p, e) from None
-    return lf
+    return lf, file_rows
 
 
 def read_utf8_csv(p: Path, takes: str) -> pl.DataFrame:
@@ -219,7 +230,7 @@ def refuse_repeated_header(p: Path, columns: tuple[str, ...] = REGISTRY_COLUMNS)
                          "data cannot be known: fix the export")
 
 
-def _refuse_line_breaks(p: Path, lf: pl.LazyFrame) -> None:
+def _refuse_line_breaks(p: Path, lf: pl.LazyFrame, file_rows: pl.Series | None = None) -> None:
     """A CSV field that swallowed rows is refused, with the file: a quote left open in a name
     makes every row up to the next quote part of that name (an audit lost 12 people so: neither
     clean nor quarantined). No field the engine reads holds a line break; another column's may,
@@ -239,7 +250,8 @@ def _refuse_line_breaks(p: Path, lf: pl.LazyFrame) -> None:
            .filter(pl.any_horizontal(*swallowed))
            .select("_row").head(1).collect())
     if hit.height:
-        raise InputError(f"{p}: data row {hit.item()} has a field holding a line break (a quote left open takes "
+        row = hit.item() if file_rows is None else file_rows[hit.item() - 1]
+        raise InputError(f"{p}: data row {row} has a field holding a line break (a quote left open takes "
                          "the rows after it into one field); fix the export and run again")
 
 
@@ -675,7 +687,7 @@ def load_and_validate(
     # here; that file replaced or rewritten refuses the run.
     p = Path(path).resolve() if Path(path).is_symlink() else Path(path)
     before = _file_identity(p)
-    lf = read_extract(p)
+    lf, file_rows = _read_extract(p)
     # The file's hash (for the manifest) is taken on a second thread while the extract is read
     # and checked: hashlib releases the GIL, and the checks rarely keep both cores busy.
     with ThreadPoolExecutor(1) as pool:
@@ -688,6 +700,8 @@ def load_and_validate(
             raise _unreadable(p, e, "; is the file whole? One cut short or copied in part reads so: copy it "
                                     "again") from None
     _refuse_if_changed(p, before)
+    if file_rows is not None:  # a CSV's blank rows were skipped: the quarantine names rows by their number in the file
+        v.quarantine = v.quarantine.with_columns(row_no=file_rows.gather(v.quarantine["row_no"] - 1))
     if v.rows_in == 0:
         raise RefusedError(f"{p}: the extract has no rows; refusing to run on an empty registry")
     if v.quarantine_share > max_quarantine_share:

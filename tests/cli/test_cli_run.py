@@ -194,18 +194,21 @@ def test_csv_registry_gives_the_same_draft(isolated: Path, reg: Path, led: Path)
 def test_blank_rows_of_a_csv_are_no_people(isolated: Path, reg: Path, led: Path) -> None:
     """An audit: two blank lines at the end were two MISSING_FIELD rows (on 300 people, over the
     quarantine threshold: refused); a line of spaces refused the whole file. A row with nothing
-    in it is skipped, and the rows after it are numbered without it."""
+    in it is skipped. The rows after it keep their number in the file (audit 17D: numbered without
+    it, the quarantine named another row than the one staff would open)."""
     csv = write_registry(registry_frame(sample_rows()), isolated / "registry.csv")
     text = csv.read_text(encoding="utf-8").splitlines()
-    text[3] = f"{text[3][:-1]}X"  # a card that is not digits: row 3 is quarantined
+    text[3] = f"{text[3][:-1]}X"  # a card that is not digits: the third person is quarantined
+    text[9] = f"{text[9][:-1]}X"  # and the ninth
     csv.write_text("\n".join([text[0], text[1], "", ",,,,,,,,", *text[2:5], "   ", *text[5:]]) + "\n\n\n",
                    encoding="utf-8")
+    # data rows: 1 the first person, 2 and 3 blank, 4-6 the second to fourth, 7 blank, 8 on the fifth on
     other = isolated / "other.duckdb"
     ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", other))
-    got = ok_json(cli(*quarterly(csv, other, "--json", "--max-quarantine-share", "0.05")))
-    assert (got["registry"]["rows_in"], got["registry"]["quarantine_by_reason"]) == (30, {"BAD_CARD": 1}), got
+    got = ok_json(cli(*quarterly(csv, other, "--json", "--max-quarantine-share", "0.1")))
+    assert (got["registry"]["rows_in"], got["registry"]["quarantine_by_reason"]) == (30, {"BAD_CARD": 2}), got
     with Ledger.use(other, read_only=True) as lg:
-        assert lg.df("select row_no from batch_quarantine")["row_no"].to_list() == [3]
+        assert lg.df("select row_no from batch_quarantine order by row_no")["row_no"].to_list() == [5, 12]
 
 
 def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path) -> None:
@@ -290,6 +293,10 @@ def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: 
     theirs = isolated / "open_quote_remark.csv"
     theirs.write_text("\n".join(lines) + "\n", encoding="utf-8")
     user_error(cli(*quarterly(theirs, led)), str(theirs), "data row 1 has a field holding a line break")
+    # after blank rows, the row is named by its place in the file
+    theirs.write_text("\n".join([lines[0], "", ",,,,,,,,,", *lines[1:]]) + "\n", encoding="utf-8")
+    res = cli(*quarterly(theirs, led))  # (with the warning that blank rows were skipped)
+    assert res.exit_code == 2 and "data row 3 has a field holding a line break" in res.stderr.splitlines()[-1], res
     # but a remark that holds a line break of its own is another system's business (a second audit)
     remark = isolated / "remark.csv"
     frame.with_columns(remark=pl.lit("first line\nsecond line")).write_csv(remark)
