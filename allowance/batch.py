@@ -122,9 +122,9 @@ class Draft:
     cancels: pl.DataFrame  # recoveries still owed, cancelled instead of paid again (cancel_owed_recoveries)
 
 
-def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, state: int, rules: Rules) -> str:
-    """Deterministic: the same run on the same ledger state (`state`: Ledger.ledger_state_count)
-    gets the same id (rerun-safe), however many drafts and approvals came before it."""
+def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, state: str, rules: Rules) -> str:
+    """Deterministic: the same run on the same ledger state (`state`: Ledger.ledger_state) gets
+    the same id (rerun-safe), however many drafts and approvals came before it."""
     rules_fp = json.dumps([v.model_dump(mode="json") for v in rules.versions], sort_keys=True)
     h = hashlib.sha256(
         f"{kind}|{window.quarter}|{window.first}|{window.last}|{as_of}|{registry_sha}|{state}|{rules_fp}".encode()
@@ -542,7 +542,7 @@ def build_draft(
     scope = scope or draft_scope(kind, quarter, as_of, ledger, rules)
     window, holdings = scope.window, scope.take_holdings()
     base_seq = ledger.ledger_state_seq()  # what staleness is judged from (changed_since)
-    batch_id = _batch_id(kind, window, as_of, validated.sha256, ledger.ledger_state_count(), rules)
+    batch_id = _batch_id(kind, window, as_of, validated.sha256, ledger.ledger_state(), rules)
     # Narrowed here too: validation may not have been given this scope, and when it was, the
     # filter costs what compacting its one-chunk-per-block rows would (measured: same time, and
     # about 0.25 GB less peak than leaving them in chunks).

@@ -1989,12 +1989,31 @@ class Ledger:
         return int(row[0]) if row else 0
 
     def ledger_state_count(self) -> int:
-        """How many events have changed the ledger (as ledger_state_seq counts them): what a batch
-        id names of the ledger's state. Not the last one's sequence number, which every draft and
-        approval before it moves: a draft run twice, or killed after its commit and run again,
-        gave every later batch another id, and so other line ids and bank files (an audit)."""
+        """How many events have changed the ledger (as ledger_state_seq counts them). Not the last
+        one's sequence number, which every draft and approval before it moves: a draft run twice,
+        or killed after its commit and run again, gave every later batch another id, and so other
+        line ids and bank files (an audit)."""
         row = self.one(f"select count(*) from events where action not in {NOT_STATE_ACTIONS}")
         return int(row[0]) if row else 0
+
+    def ledger_state(self) -> str:
+        """What a batch id names of the ledger: how many events changed it, and what they left
+        (the batches published, each bank return file imported, every review decision, each
+        recovery closed), as a digest; the count alone for a ledger with none of these, so a first
+        batch's id is what it always was. A count alone named two histories alike: a ledger
+        restored from its backup, then given another bank return, drafted a batch of another
+        content under the id of one already delivered (audit 18A). Times, actors and notes are
+        left out: two ledgers given the same commands draft the same batches."""
+        count = self.ledger_state_count()
+        row = self.one("""select string_agg(x, chr(10) order by x) from (
+            select 'published|' || batch_id as x from batches where status = 'published'
+            union all select 'returns|' || coalesce(detail->>'file_sha256', '') from events
+                where action = 'bank_returns'
+            union all select concat_ws('|', 'decision', batch_id, person_id, action, from_month, to_month)
+                from decisions
+            union all select concat_ws('|', 'recovery', line_id, state) from recoveries where state <> 'open')""")
+        facts = row[0] if row and row[0] else ""
+        return f"{count}:{hashlib.sha256(facts.encode()).hexdigest()[:16]}" if facts else str(count)
 
     def draft_is_stale(self, batch_id: str) -> bool:
         """Is `batch_id` a draft made before the ledger last changed (it can no longer be published)?"""

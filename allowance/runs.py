@@ -98,6 +98,8 @@ def draft_run(
     if out is not None:
         refuse_the_ledgers_store(out, ledger_path)
     finished = finish_publications(ledger_path, out) if out is not None else []
+    if out is not None:
+        refuse_unknown_bank_batches(ledger_path, out)
     lg = log.get(kind=kind, as_of=str(as_of))
     with Ledger.use(ledger_path) as led:
         # The ledger first: the draft's window and holdings say which clean rows it can use,
@@ -165,6 +167,37 @@ def _warn_if_ahead(summary: dict[str, Any], as_of: dt.date, lg: Any) -> None:
         lg.warning("as_of_after_today", **ahead)
 
 
+def unknown_bank_batches(led: Ledger, out: Path) -> list[str]:
+    """The batches whose bank files (a folder with a manifest) lie in `out` but which this ledger
+    does not hold as published: a ledger restored from a backup older than their publication, or
+    another ledger writing to the same folder."""
+    try:
+        found = sorted(m.parent.name for m in out.glob("*/manifest.json") if not m.parent.name.startswith("."))
+    except OSError:
+        return []
+    if not found:
+        return []
+    known = set(led.df("select batch_id from batches where status = 'published'")["batch_id"].to_list())
+    return [b for b in found if b not in known]
+
+
+def refuse_unknown_bank_batches(ledger_path: Path, out: Path) -> None:
+    """A run or a publication is refused while `out` holds bank files of a batch the ledger does
+    not hold as published. Found by audits 18A and 18B: a ledger restored from the night's backup,
+    after a quarter had been published since, drafted and published that quarter again (every
+    month paid twice, under other line ids), and `ledger check` said ok; restored and given
+    another bank return, it drafted another batch under the id of one delivered, and publishing it
+    replaced the bank's folder."""
+    with Ledger.use(ledger_path, read_only=True) as led:
+        unknown = unknown_bank_batches(led, out)
+    if unknown:
+        raise RefusedError(
+            f"{out}: holds the bank files of {len(unknown)} published batch(es) this ledger does not record "
+            f"({', '.join(unknown[:5])}{', …' if len(unknown) > 5 else ''}): was it restored from a backup older "
+            "than them? Run on, and their months are paid again: restore the backup taken after them (README: "
+            "Backups); nothing was drafted or published")
+
+
 def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     """The batches whose publication was interrupted between the ledger's commit and the rename
     of their folder into place (a kill, a power cut, a failed sync), finished: the ledger holds
@@ -221,9 +254,15 @@ def bank_folder_problems(led: Ledger) -> tuple[dict[str, int], list[str]]:
     gone is not a problem: the bank, or an archive job, takes it (publish does not write it again
     unasked). Before (an audit), a deleted manifest or an altered bank file checked as ok.
     Returns counts (verified, taken_away, unrecorded) and problems."""
-    counts = {"verified": 0, "taken_away": 0, "unrecorded": 0}
+    counts = {"verified": 0, "taken_away": 0, "unrecorded": 0, "not_in_ledger": 0}
     problems: list[str] = []
-    for bid, recorded in led.published_folders().items():
+    folders = led.published_folders()
+    for parent in sorted({p for p in folders.values() if p is not None}):
+        for bid in unknown_bank_batches(led, parent):  # audit 18B: a restored ledger checked as ok
+            counts["not_in_ledger"] += 1
+            problems.append(f"batch {bid}: bank files in {parent / bid}, but this ledger does not hold it as "
+                            "published: restored from a backup older than it? Its months would be paid again")
+    for bid, recorded in folders.items():
         if recorded is None:
             counts["unrecorded"] += 1
             continue
@@ -265,6 +304,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
     if not approved_by.strip():
         raise LedgerError("--approved-by must name who approved the batch")
     refuse_the_ledgers_store(out, ledger_path)
+    refuse_unknown_bank_batches(ledger_path, out)
     with Ledger.use(ledger_path) as led:
         b = led.batch(batch_id)
         summary = json.loads(b["summary"])

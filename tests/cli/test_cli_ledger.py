@@ -149,7 +149,7 @@ def test_check_verifies_the_bank_files_where_they_were_published(isolated: Path)
     A folder taken away (by the bank) is not a problem; a publication never moved into place is."""
     led, out, bid = published_sample(isolated, "l.duckdb")
     assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
-        "verified": 1, "taken_away": 0, "unrecorded": 0}
+        "verified": 1, "taken_away": 0, "unrecorded": 0, "not_in_ledger": 0}
     # a second audit: a part file no manifest lists (a bank reading the folder would take it), an
     # entry without its hash (an internal error), one naming a file outside the batch
     extra = out / bid / "payments" / "district_code=310101" / "channel=senior_card" / "part-1.parquet"
@@ -175,7 +175,8 @@ def test_check_verifies_the_bank_files_where_they_were_published(isolated: Path)
     _check_fails(led, f"batch {bid}: published, but its bank files were never moved into place")
     shutil.rmtree(out / f".{bid}.partial")
     info = ok_json(cli("ledger", "check", "--ledger", led, "--json"))
-    assert info["bank_folders"] == {"verified": 0, "taken_away": 1, "unrecorded": 0} and info["ok"], info
+    assert info["bank_folders"] == {"verified": 0, "taken_away": 1, "unrecorded": 0, "not_in_ledger": 0}, info
+    assert info["ok"], info
 
 
 def test_a_batch_published_before_folders_were_recorded_gets_its_folder_when_published_again(isolated: Path) -> None:
@@ -184,10 +185,10 @@ def test_a_batch_published_before_folders_were_recorded_gets_its_folder_when_pub
     led, out, bid = published_sample(isolated, "l.duckdb")
     _tamper(led, "update events set detail = json_object('lines', detail->'lines') where action = 'publish'")
     assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
-        "verified": 0, "taken_away": 0, "unrecorded": 1}
+        "verified": 0, "taken_away": 0, "unrecorded": 1, "not_in_ledger": 0}
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
     assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["bank_folders"] == {
-        "verified": 1, "taken_away": 0, "unrecorded": 0}
+        "verified": 1, "taken_away": 0, "unrecorded": 0, "not_in_ledger": 0}
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))  # recorded once
     with Ledger.use(led, read_only=True) as lg:
         assert lg.run("select count(*) from events where action = 'bank_folder'") == [(1,)]

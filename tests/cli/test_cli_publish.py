@@ -7,8 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
-from cli_helpers import cli, ok, ok_json, tree_hashes, user_error, write_sample
+from cli_helpers import cli, ok, ok_json, published_sample, tree_hashes, user_error, write_sample
 
 from allowance.ledger import Ledger
 from allowance.outputs import verify_batch
@@ -512,3 +513,70 @@ def test_an_install_moved_whole_finishes_its_interrupted_publication(
                       "--out", moved / "out", "--json"))
     assert res["publications_finished"] == [bid]
     assert verify_batch(moved / "out" / bid) == [] and not (moved / "out" / f".{bid}.partial").exists()
+
+
+def _restore(backup: Path, led: Path) -> None:
+    led.unlink()
+    shutil.rmtree(f"{led}.batches")
+    shutil.copy2(backup / led.name, led)
+    shutil.copytree(backup / f"{led.name}.batches", f"{led}.batches")
+
+
+def _back_up(led: Path, backup: Path) -> None:
+    backup.mkdir()
+    shutil.copy2(led, backup / led.name)
+    shutil.copytree(f"{led}.batches", backup / f"{led.name}.batches")
+
+
+def test_a_ledger_restored_from_before_a_publication_refuses_to_pay_it_again(isolated: Path) -> None:
+    """Audits 18A and 18B: a ledger restored from the night's backup, a quarter published since,
+    drafted and published that quarter again (every month paid twice under other line ids) and
+    `ledger check` said ok. While the bank folder holds a batch the ledger does not record as
+    published, runs and publications to it are refused, and `ledger check` lists it."""
+    led, out, q3 = published_sample(isolated)
+    reg = isolated / "registry.parquet"
+    _back_up(led, isolated / "backup")
+    q4 = ["run", "quarterly", "--quarter", "2025Q4", "--registry", reg, "--as-of", "2025-10-01", "--ledger", led,
+          "--out", out]
+    bid = ok_json(cli(*q4, "--json"))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    delivered = tree_hashes(out / bid)
+    assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["ok"] is True
+    _restore(isolated / "backup", led)
+    check = cli("ledger", "check", "--ledger", led, "--json")
+    assert check.exit_code == 1
+    report = json.loads(check.stdout)
+    assert report["bank_folders"]["not_in_ledger"] == 1
+    assert any(bid in p and "does not hold it as published" in p for p in report["problems"]), report["problems"]
+    user_error(cli(*q4), str(out), "does not record", bid, "restored from a backup")
+    # the draft the restored ledger held (none here: a redraft needs the run above) and a publication
+    # of any draft into that folder are refused alike; the bank's folder is left as delivered
+    other = isolated / "elsewhere"
+    redraft = ok_json(cli(*q4[:-2], "--out", other, "--json"))["batch_id"]
+    assert redraft == bid  # the same facts: the same batch, which the bank already has
+    user_error(cli("publish", redraft, "--approved-by", "t", "--ledger", led, "--out", out), "does not record", bid)
+    assert tree_hashes(out / bid) == delivered
+    assert ok_json(cli("batches", "show", q3, "--ledger", led, "--json"))["status"] == "published"
+
+
+def test_two_ledger_histories_of_as_many_events_draft_under_other_ids(isolated: Path) -> None:
+    """Audit 18A: the batch id named how many events had changed the ledger, so a ledger restored
+    from its backup and given another bank return drafted a batch of other lines under the id of
+    one already delivered. Two ledgers with the same count of events, one failing one person's line
+    and the other another's, now draft their supplements under different ids; the same return in
+    both gives the same id."""
+    ids = {}
+    for name, failed in (("a", 0), ("b", 1), ("c", 0)):
+        root = isolated / name
+        root.mkdir()
+        led, _, q3 = published_sample(root)
+        with Ledger.use(led, read_only=True) as lg:
+            line_ids = lg.part(q3, "lines").filter(pl.col("line_type") == "PAYMENT")["line_id"].sort().to_list()
+        f = root / "returns.csv"
+        f.write_text(f"line_id,status,reason,settled_at\n{line_ids[failed]},FAILED,closed,2025-07-20\n",
+                     encoding="utf-8")
+        ok(cli("bank-returns", "import", f, "--ledger", led))
+        ids[name] = ok_json(cli("run", "supplement", "--registry", root / "registry.parquet", "--as-of", "2025-07-25",
+                                "--ledger", led, "--json"))["batch_id"]
+    assert ids["a"] == ids["c"]
+    assert ids["a"] != ids["b"]
