@@ -211,6 +211,26 @@ def test_blank_rows_of_a_csv_are_no_people(isolated: Path, reg: Path, led: Path)
         assert lg.df("select row_no from batch_quarantine order by row_no")["row_no"].to_list() == [5, 12]
 
 
+def test_a_csv_cut_short_in_its_last_field_is_refused(isolated: Path, led: Path) -> None:
+    """Audit 18C: a CSV cut short inside its last row kept every field of that row, the last one
+    cut: a 16-digit card cut to 14 digits was paid into, and with the death date the last column, a
+    death cut away was paid for. A CSV whose last row has no line break after it is refused."""
+    rows = sample_rows(6)
+    frame = registry_frame(rows)
+    whole = frame.write_csv()
+    assert whole.endswith("\n") and frame["card_no"][-1] and len(frame["card_no"][-1]) > 3
+    cut = isolated / "cut.csv"
+    cut.write_text(whole[:-4], encoding="utf-8")  # the last card's last three digits, and the line break
+    user_error(cli(*quarterly(cut, led)), str(cut), "last row does not end with a line break", "copy it again")
+    death_last = frame.select(*[c for c in frame.columns if c != "death_date"], "death_date").write_csv()
+    cut.write_text(death_last[:death_last.rstrip("\n").rfind(",") + 1], encoding="utf-8")  # cut after the comma
+    user_error(cli(*quarterly(cut, led)), str(cut), "last row does not end with a line break")
+    # whole files end their last row with a line break (LF or CRLF), and may have blank lines after it
+    for ending in ("\n", "\r\n", "\n\n  \n"):
+        cut.write_text(whole.replace("\n", ending if ending == "\r\n" else "\n").rstrip() + ending, encoding="utf-8")
+        assert ok_json(cli(*quarterly(cut, led, "--json")))["registry"]["clean"] == 6, ending
+
+
 def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path) -> None:
     """A GBK export read leniently made every Chinese name replacement characters, in clean rows
     and in the bank files (a fifth audit); it is refused in one line, saying how to convert it."""
