@@ -39,6 +39,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -425,6 +426,7 @@ class Ledger:
                     ("opening_month", str(opening_month)),
                     ("seq", "0"),
                     ("opened_at", _now().isoformat()),
+                    ("ledger_id", uuid.uuid4().hex),
                 ],
             )
             con.execute("commit")
@@ -768,6 +770,16 @@ class Ledger:
         if row is None:
             raise LedgerError(f"{self.path}: ledger has no {key}")
         return str(row[0])
+
+    def identity(self, create: bool = False) -> str | None:
+        """This ledger's own id, which its manifests carry (`ledger_id`): a copy of it (its backup)
+        has the same one. Made at `ledger open`; a ledger opened by an earlier engine gets one at
+        its next publication (`create`)."""
+        row = self.one("select value from meta where key = 'ledger_id'")
+        if row is None and create:
+            self.run("insert into meta values ('ledger_id', ?)", [uuid.uuid4().hex])
+            return self.identity()
+        return str(row[0]) if row else None
 
     @property
     def opening_month(self) -> int:
@@ -1780,8 +1792,10 @@ class Ledger:
         if not rows:
             return None
         bid, as_of, sha, summary = rows[0]
-        return {"batch_id": bid, "as_of": as_of, "registry_sha256": sha,
-                "rows_in": json.loads(summary)["registry"]["rows_in"]}
+        reg = json.loads(summary)["registry"]
+        # rows_with: none in the summary of a batch drafted before it was counted
+        return {"batch_id": bid, "as_of": as_of, "registry_sha256": sha, "rows_in": reg["rows_in"],
+                "rows_with": reg.get("rows_with") or {}}
 
     def decisions(self, batch_id: str | None = None) -> pl.DataFrame:
         where, params = ("where batch_id = ?", [batch_id]) if batch_id else ("", [])

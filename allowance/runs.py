@@ -51,6 +51,9 @@ class RunResult:
 
 DEFAULT_MAX_STOP_SHARE = 0.02  # engine rule (issue 4): share of last quarter's recipients a run may stop
 DEFAULT_MAX_SHRINK_SHARE = 0.01  # engine rule (issue 4): how much smaller than the last extract one may be
+# engine rule (audit 18C): the rows with a death date (or a hukou out date) may fall by the shrink
+# share from one extract to the next, and by fewer than this many rows whatever the share
+MIN_FACTS_DROP = 100
 
 
 @dataclass
@@ -115,6 +118,16 @@ def draft_run(
                 f"the extract has {validated.rows_in} rows, {prev['rows_in'] - validated.rows_in} fewer than the "
                 f"previous run's {prev['rows_in']} (more than {br.max_shrink_share:.1%})"
             )
+        # A death or a move out, once in the registry, stays there. An extract with far fewer of them
+        # than the last (a join failed upstream and the column came empty) would pay every dead and
+        # moved-out person again, with arrears, and no other breaker sees it: they are starts, not
+        # stops (audit 18C: 173 dead people paid 275 065 yuan). The floor keeps a registry of a few
+        # dozen people, one death corrected, from being refused.
+        for c, was in (prev["rows_with"] if prev else {}).items():
+            now = validated.rows_with.get(c, 0)
+            if was - now >= MIN_FACTS_DROP and now < was * (1 - br.max_shrink_share):
+                tripped.append(f"the extract has {now} rows with a {c}, {was - now} fewer than the previous run's "
+                               f"{was} (more than {br.max_shrink_share:.1%}): were they lost on the way?")
         draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules, scope)
         st = draft.stops
         if st["recipients"] and st["stopped"] > st["recipients"] * br.max_stop_share:
@@ -168,17 +181,29 @@ def _warn_if_ahead(summary: dict[str, Any], as_of: dt.date, lg: Any) -> None:
 
 
 def unknown_bank_batches(led: Ledger, out: Path) -> list[str]:
-    """The batches whose bank files (a folder with a manifest) lie in `out` but which this ledger
-    does not hold as published: a ledger restored from a backup older than their publication, or
-    another ledger writing to the same folder."""
+    """The batches whose bank files lie in `out`, published by this ledger (their manifest names
+    its `ledger_id`), that it does not hold as published: it was restored from a backup older than
+    their publication, or a copy of it published them. Another ledger's batches in the same folder
+    (a test beside production, say) are its own business."""
+    me = led.identity()
+    if me is None:  # opened by an earlier engine and never published since: no manifest names it
+        return []
+    mine = []
     try:
-        found = sorted(m.parent.name for m in out.glob("*/manifest.json") if not m.parent.name.startswith("."))
+        for m in sorted(out.glob("*/manifest.json")):
+            if m.parent.name.startswith("."):  # a publication staged, not yet delivered
+                continue
+            try:
+                if json.loads(m.read_text(encoding="utf-8")).get("ledger_id") == me:
+                    mine.append(m.parent.name)
+            except (ValueError, AttributeError, OSError):  # not a manifest the engine wrote: not ours to judge
+                continue
     except OSError:
         return []
-    if not found:
+    if not mine:
         return []
     known = set(led.df("select batch_id from batches where status = 'published'")["batch_id"].to_list())
-    return [b for b in found if b not in known]
+    return [b for b in mine if b not in known]
 
 
 def refuse_unknown_bank_batches(ledger_path: Path, out: Path) -> None:
@@ -354,6 +379,10 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                     f"{', '.join(f'{d} {DISTRICTS.get(d, d)}' for d in missing)}; each runs "
                     f"`allowance review approve {batch_id} --district CODE --by NAME`")
         published_at = b["published_at"] or _now()
+        # Which ledger published it (a backup of this ledger restored later knows its batches by
+        # it: unknown_bank_batches); a published batch's files written again say what they said.
+        ledger_id = (json.loads(b["manifest"]).get("ledger_id") if b["status"] == "published" and b["manifest"]
+                     else led.identity(create=True))
         header = {
             "batch_id": batch_id,
             "kind": b["kind"],
@@ -369,6 +398,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             # 五: each district's approval of its list (review approve), as the ledger holds it
             "district_approvals": [{**a, "approved_at": a["approved_at"].isoformat()} for a in approvals],
             "published_at": published_at.isoformat(),
+            **({"ledger_id": ledger_id} if ledger_id else {}),
         }
         # Stage the files, commit the ledger, then rename the folder into place: a bank never
         # sees a batch the ledger does not hold, and a crash in between is mended by a rerun.

@@ -531,8 +531,9 @@ def _back_up(led: Path, backup: Path) -> None:
 def test_a_ledger_restored_from_before_a_publication_refuses_to_pay_it_again(isolated: Path) -> None:
     """Audits 18A and 18B: a ledger restored from the night's backup, a quarter published since,
     drafted and published that quarter again (every month paid twice under other line ids) and
-    `ledger check` said ok. While the bank folder holds a batch the ledger does not record as
-    published, runs and publications to it are refused, and `ledger check` lists it."""
+    `ledger check` said ok. While the bank folder holds a batch this ledger published (its manifest
+    names the ledger) that it does not record as published, runs and publications to it are
+    refused, and `ledger check` lists it."""
     led, out, q3 = published_sample(isolated)
     reg = isolated / "registry.parquet"
     _back_up(led, isolated / "backup")
@@ -557,6 +558,13 @@ def test_a_ledger_restored_from_before_a_publication_refuses_to_pay_it_again(iso
     user_error(cli("publish", redraft, "--approved-by", "t", "--ledger", led, "--out", out), "does not record", bid)
     assert tree_hashes(out / bid) == delivered
     assert ok_json(cli("batches", "show", q3, "--ledger", led, "--json"))["status"] == "published"
+    # the manifests name the ledger that published them: another ledger's batches in the folder
+    # (a test ledger beside production) are not this one's to answer for
+    assert json.loads((out / bid / "manifest.json").read_text(encoding="utf-8"))["ledger_id"]
+    stranger = isolated / "stranger.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", stranger))
+    ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01", "--ledger",
+                stranger, "--out", out, "--json"))
 
 
 def test_two_ledger_histories_of_as_many_events_draft_under_other_ids(isolated: Path) -> None:

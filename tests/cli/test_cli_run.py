@@ -671,3 +671,35 @@ def test_an_out_folder_that_cannot_be_written_is_one_line_and_the_draft_is_kept(
                       "is saved")
     bid = line.split("the draft ")[1].split()[0]
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+
+
+def test_an_extract_that_lost_its_death_dates_is_refused(isolated: Path, led: Path) -> None:
+    """Audit 18C: the death_date column arriving empty (a join failed upstream) paid every dead
+    person again, with arrears, and no breaker saw it (they are starts, not stops). The rows with a
+    death date (or a hukou out date) may not fall by more than the shrink share, and 100 rows, from
+    one run to the next; a death corrected in a small registry is no such fall."""
+    rows = sample_rows(400)
+    for i in range(1, 361, 3):  # 120 dead since 2024 (all with a card), never paid by this ledger
+        rows[i]["death_date"] = dt.date(2024, 3, 1 + i % 28)
+    whole = registry_frame(rows)
+    reg = write_registry(whole, isolated / "whole.parquet")
+    bid = ok_json(cli(*quarterly(reg, led, "--json")))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", isolated / "out"))
+    lost = write_registry(whole.with_columns(death_date=pl.lit(None, pl.Date)), isolated / "lost.parquet")
+    night = ["run", "supplement", "--registry", str(lost), "--as-of", "2025-07-10", "--ledger", str(led),
+             "--out", str(isolated / "out")]
+    user_error(cli(*night), "0 rows with a death_date, 120 fewer than the previous run's 120", "--force")
+    forced = ok_json(cli(*night, "--json", "--force", "--reason", "death dates withdrawn by the registry"))
+    assert forced["payments"]["lines"] > 0, forced  # what the check stood between: the dead paid
+    # a small registry: a death recorded in error and taken back is no lost column
+    small = isolated / "small"
+    small.mkdir()
+    few = sample_rows(30)
+    few[5]["death_date"] = few[8]["death_date"] = dt.date(2025, 5, 2)
+    other = small / "ledger.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", other))
+    bid = ok_json(cli(*quarterly(write_registry(few, small / "r.parquet"), other, "--json")))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", other, "--out", small / "out"))
+    few[8]["death_date"] = None
+    ok_json(cli("run", "supplement", "--registry", str(write_registry(few, small / "r2.parquet")), "--as-of",
+                "2025-07-10", "--ledger", str(other), "--out", str(small / "out"), "--json"))
