@@ -139,10 +139,22 @@ def draft_run(
             raise RefusedError(
                 "refused: " + "; and ".join(tripped) + ". Check the extract, or rerun with --force --reason TEXT"
             )
-        if tripped:
-            lg.warning("circuit_breaker_forced", reason=br.reason, tripped=tripped)
+        # A threshold raised above its default is kept with the batch and said, as --force is:
+        # the same run passes either way, and only --force had left a trace (audit 18B: a night
+        # with 4 963 recoveries published with the thresholds at 100 %, forced: null, no log line).
+        raised = {k: v for k, v, default in (
+            ("max_quarantine_share", max_quarantine_share, registry.DEFAULT_MAX_QUARANTINE_SHARE),
+            ("max_stop_share", br.max_stop_share, DEFAULT_MAX_STOP_SHARE),
+            ("max_shrink_share", br.max_shrink_share, DEFAULT_MAX_SHRINK_SHARE)) if v > default}
+        if raised:
+            lg.warning("breakers_raised", **raised, reason=br.reason)
+        if tripped or raised:
             summary = json.loads(draft.batch["summary"])
-            summary["forced"] = {"reason": br.reason, "tripped": tripped}
+            if tripped:
+                lg.warning("circuit_breaker_forced", reason=br.reason, tripped=tripped)
+                summary["forced"] = {"reason": br.reason, "tripped": tripped}
+            if raised:
+                summary["breakers_raised"] = {**raised, **({"reason": br.reason} if br.reason else {})}
             draft.batch["summary"] = json.dumps(summary, ensure_ascii=False)
         led.save_draft(draft.batch, draft.lines, draft.pieces, draft.no_card, draft.quarantine, draft.cancels)
         b = draft.batch

@@ -703,3 +703,19 @@ def test_an_extract_that_lost_its_death_dates_is_refused(isolated: Path, led: Pa
     few[8]["death_date"] = None
     ok_json(cli("run", "supplement", "--registry", str(write_registry(few, small / "r2.parquet")), "--as-of",
                 "2025-07-10", "--ledger", str(other), "--out", str(small / "out"), "--json"))
+
+
+def test_a_threshold_raised_is_kept_with_the_batch_and_said(reg: Path, led: Path) -> None:
+    """Audit 18B: the breakers' thresholds set to 100 % let a night of mass recoveries through
+    with no trace (forced: null, no log line), where --force needs a reason that is kept. A
+    threshold above its default is kept in the batch summary (with any --reason) and logged."""
+    res = cli(*quarterly(reg, led, "--json", "--max-stop-share", "1", "--max-quarantine-share", "0.2",
+                         "--reason", "pilot district, registry being cleaned"))
+    got = ok_json(res)
+    raised = {"max_stop_share": 1.0, "max_quarantine_share": 0.2, "reason": "pilot district, registry being cleaned"}
+    assert got["breakers_raised"] == raised, got
+    assert '"event": "breakers_raised"' in res.stderr
+    shown = ok_json(cli("batches", "show", got["batch_id"], "--ledger", led, "--json"))
+    assert shown["summary"]["breakers_raised"] == raised, shown
+    at_default = ok_json(cli(*quarterly(reg, led, "--json", "--max-stop-share", "0.02")))
+    assert "breakers_raised" not in at_default
