@@ -652,7 +652,7 @@ def validate(
         "reasons",
         pl.col("person_id_raw").alias("person_id"),
         "name",
-        *[pl.col(f"{c}_raw").alias(c) if c in textual else pl.col(c).dt.to_string("%Y-%m-%d") for c in DATE_COLUMNS],
+        *[pl.col(f"{c}_raw").alias(c) if c in textual else _date_text(c) for c in DATE_COLUMNS],
         "district_code",
         "channel",
         "card_no",
@@ -667,6 +667,17 @@ def validate(
         sha256=sha256,
         by_reason={k: int(v) for k, v in by_reason.items()},
     )
+
+
+def _date_text(c: str) -> pl.Expr:
+    """A typed date as the quarantine shows it: YYYY-MM-DD, or, beyond the years polars can
+    format (a sentinel such as date32's largest value), its day number. polars panicked
+    formatting such a date, and the run was refused as a damaged file (an audit)."""
+    d = pl.col(c)
+    ok = d.is_between(pl.date(-9999, 1, 1), pl.date(9999, 12, 31))
+    return (pl.when(ok).then(d).dt.to_string("%Y-%m-%d")
+            .fill_null(pl.when(d.is_not_null()).then(pl.lit("day ") + d.cast(pl.Int32).cast(pl.String)))
+            .alias(c))
 
 
 NULL_MARKERS = ("NULL", "null", "\\N", "None", "NaN", "nan", "NA", "N/A")

@@ -118,3 +118,22 @@ def test_an_id_or_a_card_number_stored_as_numbers_refuses_the_file(tmp_path: Pat
     v = _validated(base.with_columns(pl.col("district_code").cast(pl.Int64)), tmp_path)
     assert v.quarantine.height == 0 and v.clean["district_code"].to_list() == ["310104", "310104"]
     assert v.clean["card_no"].to_list() == ["0217000000000101", "6217000000000102"]
+
+
+def test_a_date_past_the_years_polars_formats_is_quarantined_not_a_refused_file(tmp_path: Path) -> None:
+    """Audit 18C: one row's Parquet death date at date32's largest (or smallest) value, a sentinel
+    some systems write, made polars panic formatting it for the quarantine, and the whole run was
+    refused as a damaged file. The row is judged (a fact after the as-of, or a death before birth)
+    and quarantined, its date shown as its day number."""
+    rows = [person("1950-01-01", seq=1), person("1950-01-02", seq=2), person("1950-01-03", seq=3)]
+    table = registry_frame(rows).to_arrow()
+    days = [None, 2**31 - 1, -(2**31)]
+    at = table.schema.get_field_index("death_date")
+    table = table.set_column(at, "death_date", pa.array(days, pa.int32()).cast(pa.date32()))
+    path = tmp_path / "extract.parquet"
+    pq.write_table(table, path)
+    v = registry.load_and_validate(path, AS_OF, rules.load(rules.DEFAULT_RULES_DIR).channels(),
+                                   max_quarantine_share=1.0)
+    assert v.clean["person_id"].to_list() == [rows[0]["person_id"]]
+    assert v.quarantine["person_id"].to_list() == [rows[1]["person_id"], rows[2]["person_id"]]
+    assert v.quarantine["death_date"].to_list() == [f"day {2**31 - 1}", f"day {-(2**31)}"]
