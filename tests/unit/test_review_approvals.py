@@ -49,3 +49,24 @@ def test_a_hold_from_later_months_does_not_make_an_earlier_hold_a_no_op(tmp_path
     with Ledger.use(sc.ledger) as led:
         held = led.review(night, p["person_id"], "HOLD", "核实", "区民政")
     assert held["already"] == [] and held["lines"] == 0
+
+
+def test_a_cancelled_recovery_is_listed_for_the_district_that_was_to_recover_it(tmp_path: Path) -> None:
+    """Audit 18A: a recovery cancelled (the person back in the extract, entitled to those months
+    again) was said only by `recoveries list`: the batch's files and change report had nothing for
+    the district told to recover it, which would go on asking the family. The change report lists
+    the person there as RECOVERY_CANCELLED, fen the amount no longer to recover."""
+    import polars as pl
+
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    alice = person("1948-06-06", seq=1, district_code="310104")
+    carol = person("1950-05-05", seq=2, district_code="310105")
+    sc.publish(sc.quarterly("2025Q3", [alice, carol], "2025-07-02"))
+    sc.publish(sc.supplement([carol], "2025-08-20", breakers=OPEN))
+    back = sc.supplement([{**alice, "district_code": "310105"}, carol], "2025-08-25", breakers=OPEN, out=sc.out)
+    assert back.summary["recoveries_cancelled"] == {"lines": 1, "people": 1, "fen": 45000}
+    assert back.summary["changes"]["RECOVERY_CANCELLED"] == {"people": 1, "fen": 45000}
+    report = pl.read_parquet(sc.out / "reports" / back.batch_id / "changes" / "**" / "*.parquet",
+                             hive_partitioning=False)
+    assert report.filter(pl.col("change") == "RECOVERY_CANCELLED").select(
+        "district_code", "person_id", "fen").rows() == [("310104", alice["person_id"], 45000)]
