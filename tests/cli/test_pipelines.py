@@ -127,12 +127,29 @@ def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_
     assert _job(nightly.main, *night, "--as-of", "2025-07-10")["bank_returns"] == []
     with Ledger.use(led, read_only=True) as lg:
         (line,) = lg.part(str(q["batch_id"]), "lines").sort("line_id")["line_id"].head(1).to_list()
-    # a bank's upper-case .CSV counts; a folder named like a file, or another file, does not
+    # a bank's upper-case .CSV counts; a folder named like a file, or a hidden file, does not
     pl.DataFrame({"line_id": [line], "status": ["PAID"]}).write_csv(inbox / "2025-07-16.CSV")
-    (inbox / "readme.txt").write_text("not a return file")
+    (inbox / ".upload-in-progress").write_text("")
     (inbox / "archive.csv").mkdir()
     (done,) = _job(nightly.main, *night, "--as-of", "2025-07-17")["bank_returns"]  # type: ignore[misc]
     assert done["file"] == str(inbox / "2025-07-16.CSV") and done["new"] == 1
+    # Audit 18B: a .parquet return was passed over, and so was a .csv.gz, the night saying ok, the
+    # failed payments in them never re-issued. A .parquet is read, as `bank-returns import` reads
+    # it; any other file is named as refused, and the job exits 2 so that the scheduler alerts.
+    other = _lines(led, str(q["batch_id"]))[1]
+    pl.DataFrame({"line_id": [other], "status": ["PAID"]}).write_parquet(inbox / "2025-07-17.parquet")
+    (inbox / "2025-07-18.csv.gz").write_bytes(b"\x1f\x8b")
+    app = typer.Typer()
+    app.command()(nightly.main)
+    res = CliRunner().invoke(app, [str(a) for a in [*night, "--as-of", "2025-07-18"]])
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    said = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [b["file"] for b in said["bank_returns"]] == [str(inbox / "2025-07-16.CSV"),
+                                                        str(inbox / "2025-07-17.parquet")]
+    assert said["bank_returns"][1]["new"] == 1
+    (refused,) = said["refused"]
+    assert str(inbox / "2025-07-18.csv.gz") in refused and "not read" in refused
+    (inbox / "2025-07-18.csv.gz").unlink()
 
     # a quarter that would stop payments for a third of last quarter's recipients
     shrunk = write_registry(rows[: len(rows) * 2 // 3], tmp_path / "shrunk.parquet")
@@ -143,6 +160,11 @@ def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_
     assert refused.exit_code == 2 and "would stop payments" in refused.stdout, refused.stdout
     forced = _job(quarterly.main, *quarter, "--force", "--reason", "区县合并核对")
     assert forced["forced"]["reason"] == "区县合并核对"  # type: ignore[index]
+
+
+def _lines(led: Path, batch_id: str) -> list[str]:
+    with Ledger.use(led, read_only=True) as lg:
+        return lg.part(batch_id, "lines").sort("line_id")["line_id"].to_list()
 
 
 def test_a_refused_bank_file_is_named_and_the_nights_supplement_still_runs(tmp_path: Path) -> None:
