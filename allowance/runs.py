@@ -463,4 +463,14 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 led.record_bank_folder(batch_id, out, approved_by)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         _warn_if_ahead(summary, b["as_of"], lg)  # said when published too, by a job's --publish-as (an audit)
+        if not published:
+            # Audit 18B: last night's draft published over tonight's, whose extract knew of two
+            # deaths, paid them (and the next night recovered it from their families). Said, not
+            # refused: which draft to publish is the reviewers' call.
+            later = led.one("select batch_id, as_of from batches where kind = ? and status = 'draft' and as_of > ? "
+                            "and quarter is not distinct from ? order by as_of desc, batch_id limit 1",
+                            [b["kind"], b["as_of"], b["quarter"]])
+            if later:
+                summary["later_draft"] = {"batch_id": later[0], "as_of": str(later[1])}
+                lg.warning("later_draft", **summary["later_draft"])
         return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)

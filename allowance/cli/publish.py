@@ -64,6 +64,9 @@ def publish(
     if ahead := res.summary.get("as_of_after_today"):
         echo(f"  warning: published as of {ahead['as_of']}, {ahead['days']} day(s) after today (Shanghai): every run "
              "as of an earlier day is now refused")
+    if later := res.summary.get("later_draft"):
+        echo(f"  warning: {later['batch_id']}, drafted as of {later['as_of']} from a later extract, is still a draft: "
+             "what that extract says since (a death, a move) is paid or recovered by the next run")
     assert res.out_dir is not None
     for line in district_table(pl.read_parquet(res.out_dir / "funding.parquet")):
         echo("  " + line)

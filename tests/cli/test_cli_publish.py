@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from cli_helpers import cli, ok, ok_json, published_sample, tree_hashes, user_error, write_sample
+from cli_helpers import cli, ok, ok_json, published_sample, sample_rows, tree_hashes, user_error, write_sample
 
 from allowance.ledger import Ledger
 from allowance.outputs import verify_batch
@@ -588,3 +588,21 @@ def test_two_ledger_histories_of_as_many_events_draft_under_other_ids(isolated: 
                                 "--ledger", led, "--json"))["batch_id"]
     assert ids["a"] == ids["c"]
     assert ids["a"] != ids["b"]
+
+
+def test_publishing_a_draft_older_than_another_says_so(isolated: Path) -> None:
+    """Audit 18B: last night's supplement published over tonight's draft, whose extract knew of two
+    deaths, paid them, and the next night recovered it from their families; nothing was said. The
+    publication says a later draft of the same run exists (a warning: which one to publish is the
+    reviewers' call)."""
+    from allowance.testing import person, write_registry
+
+    led, out, _ = published_sample(isolated)
+    rows = [*sample_rows(), person("1950-03-03", seq=90, district_code="310101")]
+    reg = write_registry(rows, isolated / "night.parquet")
+    night = ["run", "supplement", "--registry", reg, "--ledger", led, "--out", out, "--json"]
+    older = ok_json(cli(*night, "--as-of", "2025-07-18"))["batch_id"]
+    newer = ok_json(cli(*night, "--as-of", "2025-07-19"))["batch_id"]
+    res = ok(cli("publish", older, "--approved-by", "t", "--ledger", led, "--out", out))
+    assert f"warning: {newer}, drafted as of 2025-07-19" in res.stdout, res.stdout
+    assert '"event": "later_draft"' in res.stderr
