@@ -245,16 +245,34 @@ def verify_batch(folder: Path, unlisted: bool = False) -> list[str]:
     return problems
 
 
-def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame, summary: dict[str, Any]) -> Path:
-    """Issue 4: what changed since the ledger's last state, per district (Parquet) + a readable summary."""
-    folder = out / "reports" / batch_id
-    tmp = out / "reports" / f".{batch_id}.partial"
+def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame | None, summary: dict[str, Any],
+                        quarantine: pl.DataFrame | None = None, refused: str | None = None) -> Path:
+    """Issue 4: what changed since the ledger's last state, per district (Parquet) + a readable summary.
+
+    A run refused by a check writes one too, under `reports/refused-<name>/` (`refused`: why), with
+    the extract's quarantined rows (`quarantine`): what staff need to judge the extract before
+    fixing it or forcing the run (audit 18B: a refused night left nothing to look at)."""
+    name = f"refused-{batch_id}" if refused else batch_id
+    folder = out / "reports" / name
+    tmp = out / "reports" / f".{name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     files: dict[str, dict[str, Any]] = {}
+    lines = []
+    if refused:
+        lines.append(f"REFUSED, nothing drafted: {refused}")
+    if quarantine is not None:
+        _write(quarantine, tmp, "quarantine.parquet", files)
+        lines.append(f"quarantine.parquet: {quarantine.height} rows of the extract that failed checks")
+    if changes is None:
+        (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        durable.sync_tree(tmp)
+        finalize_batch(tmp, folder)
+        return folder
     _partitioned(changes, ["district_code"], tmp, "changes", files)
-    lines = [f"change report for {batch_id} (as of {summary.get('as_of')}, extract {summary.get('registry_sha256')})"]
+    lines.append(f"change report for {batch_id} (as of {summary.get('as_of')}, extract "
+                 f"{summary.get('registry_sha256')})")
     # The report comes ordered by district and change: its counts are sums over slices (two
     # group-bys over the texts of a first quarter's 4.4M new entrants took 0.18 s).
     keys = ["district_code", "change"]

@@ -708,6 +708,15 @@ def _refuse_if_changed(p: Path, before: tuple[int, int, int, int] | None) -> Non
                          "nothing was drafted: run again once it is complete")
 
 
+class QuarantineRefused(RefusedError):
+    """An extract refused for its quarantined share; `validated` holds its rows judged, so the run
+    can write the quarantine for staff to look at (runs.draft_run)."""
+
+    def __init__(self, validated: Validated, message: str) -> None:
+        super().__init__(message)
+        self.validated = validated
+
+
 def load_and_validate(
     path: Path | str,
     as_of: dt.date,
@@ -750,7 +759,8 @@ def load_and_validate(
         # 20250701 in every row was refused as 100 % BAD_DATE, without saying what is wanted)
         hint = (" (dates must be YYYY-MM-DD text, or Parquet dates" + _null_marker_hint(v.quarantine) + ")"
                 if ranked[0][0] == "BAD_DATE" else "")
-        raise RefusedError(
+        raise QuarantineRefused(
+            v,
             f"{p}: {v.quarantine.height} of {v.rows_in} rows ({v.quarantine_share:.2%}) failed checks, "
             f"above the {max_quarantine_share:.2%} threshold ({top}){hint}; fix the extract or raise "
             "--max-quarantine-share"

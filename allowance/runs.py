@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from allowance import durable, log, registry
 from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
 from allowance.constants import DISTRICTS
@@ -108,8 +110,13 @@ def draft_run(
         # The ledger first: the draft's window and holdings say which clean rows it can use,
         # and validation keeps only those (every row is still checked and counted).
         scope = draft_scope(kind, quarter, as_of, led, rules)
-        validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share,
-                                               keep=scope.keep("id_key"))
+        try:
+            validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share,
+                                                   keep=scope.keep("id_key"))
+        except registry.QuarantineRefused as e:
+            v = e.validated
+            where = _refused_report(out, f"{kind}-{as_of:%Y%m%d}-{v.sha256[:8]}", None, {}, v.quarantine, str(e))
+            raise RefusedError(f"{e}{where}") from None
         lg.info("registry_validated", **{k: v for k, v in validated.summary().items() if k != "quarantine_by_reason"})
         tripped: list[str] = []
         prev = led.previous_run()
@@ -136,9 +143,10 @@ def draft_run(
                 f"({st['stopped'] / st['recipients']:.2%}, more than {br.max_stop_share:.1%})"
             )
         if tripped and not br.force:
-            raise RefusedError(
-                "refused: " + "; and ".join(tripped) + ". Check the extract, or rerun with --force --reason TEXT"
-            )
+            said = "refused: " + "; and ".join(tripped) + ". Check the extract, or rerun with --force --reason TEXT"
+            where = _refused_report(out, draft.batch["batch_id"], draft.changes,
+                                    {"as_of": str(as_of), "registry_sha256": validated.sha256}, draft.quarantine, said)
+            raise RefusedError(f"{said}{where}")
         # A threshold raised above its default is kept with the batch and said, as --force is:
         # the same run passes either way, and only --force had left a trace (audit 18B: a night
         # with 4 963 recoveries published with the thresholds at 100 %, forced: null, no log line).
@@ -174,6 +182,19 @@ def draft_run(
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
                 recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])
         return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary, finished=finished)
+
+
+def _refused_report(out: Path | None, name: str, changes: pl.DataFrame | None, summary: dict[str, Any],
+                    quarantine: pl.DataFrame, why: str) -> str:
+    """A refused run's report (write_change_report's `refused`), and where it is, for the refusal's
+    message; nothing when there is no --out, or the folder cannot be written (the refusal stands)."""
+    if out is None:
+        return ""
+    try:
+        folder = write_change_report(out, name, changes, summary, quarantine, refused=why)
+    except OSError:
+        return ""
+    return f" (what it found, to check: {folder})"
 
 
 def as_of_after_today(as_of: dt.date) -> dict[str, Any] | None:

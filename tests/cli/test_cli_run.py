@@ -719,3 +719,34 @@ def test_a_threshold_raised_is_kept_with_the_batch_and_said(reg: Path, led: Path
     assert shown["summary"]["breakers_raised"] == raised, shown
     at_default = ok_json(cli(*quarterly(reg, led, "--json", "--max-stop-share", "0.02")))
     assert "breakers_raised" not in at_default
+
+
+def test_a_refused_run_leaves_what_it_found_for_staff(isolated: Path, led: Path) -> None:
+    """Audit 18B: a night refused for its quarantine share or by a breaker left nothing to look at
+    (no quarantine file, no change report), only counts: "check the extract" with nothing to check.
+    A refused run writes its report under reports/refused-…/ (the quarantined rows; for a breaker,
+    the change report as well) and its one-line refusal says where."""
+    rows = sample_rows(40)
+    for r in rows[:4]:
+        r["district_code"] = "319999"
+    out = isolated / "out"
+    line = user_error(cli(*quarterly(write_registry(rows, isolated / "bad.parquet"), led, "--out", str(out))),
+                      "4 of 40 rows", "what it found, to check:")
+    (folder,) = (out / "reports").glob("refused-quarterly-20250701-*")
+    assert str(folder) in line
+    bad = pl.read_parquet(folder / "quarantine.parquet")
+    assert bad["person_id"].to_list() == [r["person_id"] for r in rows[:4]]
+    assert set(bad["reason"]) == {"UNKNOWN_DISTRICT"}
+    assert (folder / "summary.txt").read_text(encoding="utf-8").startswith("REFUSED, nothing drafted: ")
+    # a breaker: the change report says who would stop
+    good = write_registry(sample_rows(40), isolated / "good.parquet")
+    bid = ok_json(cli(*quarterly(good, led, "--json", "--out", str(out))))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    shrunk = write_registry(sample_rows(40)[:30], isolated / "shrunk.parquet")
+    line = user_error(cli("run", "supplement", "--registry", str(shrunk), "--as-of", "2025-07-10", "--ledger", str(led),
+                          "--out", str(out)), "would stop payments", "what it found, to check:")
+    (folder,) = (out / "reports").glob("refused-S20250710-*")
+    assert str(folder) in line
+    changes = pl.read_parquet(folder / "changes" / "**" / "*.parquet", hive_partitioning=False)
+    assert changes.filter(pl.col("change") == "STOP_NOT_IN_EXTRACT").height > 0
+    assert not any((out / "reports").glob("S20250710-*"))  # no draft, no report of one
