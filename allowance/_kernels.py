@@ -184,7 +184,9 @@ def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: i
                   out: np.ndarray) -> None:
     """out[i]: row i is longer than max_bytes, or holds a control character: C0 (a byte below
     0x20) or DEL (0x7F), which in UTF-8 no byte of another character is; C1 (U+0080-U+009F: 0xC2
-    then 0x80-0x9F); or a line or paragraph separator (U+2028, U+2029: 0xE2 0x80 0xA8/0xA9)."""
+    then 0x80-0x9F); a line or paragraph separator (U+2028, U+2029: 0xE2 0x80 0xA8/0xA9); or the
+    replacement character U+FFFD (0xEF 0xBF 0xBD), what a lossy decode upstream (GBK read as UTF-8)
+    leaves of a name: no bank matches it (audit 18C)."""
     for i in range(lo, hi):
         at, n = _row(views, first_view, buffers, i)
         bad = n > max_bytes
@@ -196,6 +198,8 @@ def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: i
                 bad = 0x80 <= _byte(at + j + 1) <= 0x9F
             elif b == 0xE2 and j + 2 < n and _byte(at + j + 1) == 0x80:
                 bad = _byte(at + j + 2) == 0xA8 or _byte(at + j + 2) == 0xA9
+            elif b == 0xEF and j + 2 < n and _byte(at + j + 1) == 0xBF:
+                bad = _byte(at + j + 2) == 0xBD
             j += 1
         out[i] = bad
 

@@ -42,7 +42,8 @@ def test_chunked_and_sliced_columns_are_read_from_their_own_rows() -> None:
 SPACES = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u2005\u200a\u2028\u2029\u202f\u205f\u3000\u180e\u200b\ufeff"
 NAME_LIKE = st.one_of(
     st.none(),
-    st.text(alphabet=SPACES + "张王李a1é😀", max_size=8),  # CJK, a 2- and a 4-byte character, spaces
+    # CJK, a 2- and a 4-byte character, spaces, U+FFFD and characters whose bytes start as its do
+    st.text(alphabet=SPACES + "张王李a1é😀\ufffd\uffef\ufeff", max_size=8),
     st.text(max_size=16),
 )
 
@@ -63,8 +64,8 @@ def test_bad_text_is_a_control_character_or_too_many_bytes(values: list[str | No
     s = pl.Series("name", values, dtype=pl.String)
     got = bad_text(s, max_bytes)
     assert got.name == "name" and got.dtype == pl.Boolean
-    def control(c: str) -> bool:  # C0, DEL, C1, and the line and paragraph separators
-        return ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029"
+    def control(c: str) -> bool:  # C0, DEL, C1, the line and paragraph separators, the replacement character
+        return ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029\ufffd"
 
     expected = [None if v is None else (len(v.encode()) > max_bytes or any(control(c) for c in v)) for v in values]
     assert got.to_list() == expected
