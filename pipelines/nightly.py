@@ -95,11 +95,19 @@ def main(
             res = draft_run("supplement", registry_path, ledger, rules.load(rules_path), day, None,
                             max_quarantine_share, br, out)
         except AllowanceError as e:
-            if not refused:
+            if not (refused or imported):
                 raise
             # The night's error is the job's result: the files refused are said in it too (found
-            # by an audit: with a breaker tripped, they were named only in the log).
-            raise type(e)(f"{e}; and bank return file(s) refused tonight: {'; '.join(refused)}") from None
+            # by an audit: with a breaker tripped, they were named only in the log), and so are
+            # those imported, which stay imported (audit 18B: the next night said only that they
+            # were already recorded).
+            said = str(e)
+            if imported:
+                said += "; bank return file(s) imported tonight all the same: " + ", ".join(
+                    f"{i['file']} ({i['new']} new, {i['failed']} failed)" for i in imported)
+            if refused:
+                said += f"; and bank return file(s) refused tonight: {'; '.join(refused)}"
+            raise type(e)(said) from None
         result = publish_unless_empty(res, publish_as, ledger, out) if publish_as else res.as_json()
         return {**result, "bank_returns": imported, **({"refused": refused} if refused else {})}
 

@@ -295,3 +295,31 @@ def test_a_full_disk_in_a_job_is_said_as_the_command_line_says_it(tmp_path: Path
     assert json.loads(res.stdout)["error"] == (f"{wal}: No space left on device; free the space "
                                                "or fix the folder, then run again (a rerun is safe)")
     assert '"event": "job_failed"' in res.stderr and "job_crashed" not in res.stderr and "trace" not in res.stderr
+
+
+def test_a_refused_night_says_the_bank_files_it_imported(tmp_path: Path) -> None:
+    """Audit 18B: a night that imported a bank return (its failed line reversed, committed) and was
+    then refused by a breaker said only the refusal; the next night called the file already
+    recorded, so nobody was told it had been read. The refusal names the files imported."""
+    from cli_helpers import sample_rows
+
+    from allowance.testing import write_registry
+
+    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
+    inbox.mkdir()
+    Ledger.create(led, parse_month("2025-07")).close()
+    rows = sample_rows(40)
+    reg = write_registry(rows, tmp_path / "registry.parquet")
+    q = _job(quarterly.main, "--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01",
+             "--ledger", led, "--out", out, "--publish-as", "tester")
+    pl.DataFrame({"line_id": [_lines(led, str(q["batch_id"]))[0]], "status": ["FAILED"],
+                  "reason": ["card closed"]}).write_csv(inbox / "r.csv")
+    shrunk = write_registry(rows[: len(rows) * 2 // 3], tmp_path / "shrunk.parquet")
+    app = typer.Typer()
+    app.command()(nightly.main)
+    res = CliRunner().invoke(app, [str(a) for a in ["--registry", shrunk, "--returns", inbox, "--ledger", led,
+                                                    "--out", out, "--as-of", "2025-07-17"]])
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    said = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "would stop payments" in said["error"]
+    assert f"imported tonight all the same: {inbox / 'r.csv'} (1 new, 1 failed)" in said["error"], said
