@@ -257,19 +257,17 @@ def _refuse_unterminated(p: Path) -> None:
 def _refuse_line_breaks(p: Path, lf: pl.LazyFrame, file_rows: pl.Series | None = None) -> None:
     """A CSV field that swallowed rows is refused, with the file: a quote left open in a name
     makes every row up to the next quote part of that name (an audit lost 12 people so: neither
-    clean nor quarantined). No field the engine reads holds a line break; another column's may,
-    unless a resident ID follows it (a swallowed row). Read from the frame polars parsed, so
-    quoting is judged as it was for the data."""
+    clean nor quarantined). A field holding a line break and a resident ID's 15 or 18 characters,
+    before or after it, is such a field: the rows it swallowed hold one (an ID after the break, or
+    the row's own before it when the ID column comes after the one left open). Any other line
+    break is a value's fault, for validation to quarantine the row (a name: BAD_NAME), as it does
+    in a Parquet extract (audit 18C: one person's two-line name refused the whole night). Read from
+    the frame polars parsed, so quoting is judged as it was for the data."""
     texts = [c for c, t in lf.collect_schema().items() if t == pl.String]
     if not texts:
         return
-    # In a column the engine reads, any line break; in another (a remark may hold one, and the
-    # engine before read such files: a second audit), one followed by what a swallowed row
-    # would hold: a resident ID's 15 or 18 characters.
-    ours, theirs = [c for c in texts if c in REGISTRY_COLUMNS], [c for c in texts if c not in REGISTRY_COLUMNS]
-    swallowed = [pl.col(ours).str.contains(r"[\r\n]")] if ours else []
-    if theirs:
-        swallowed.append(pl.col(theirs).str.contains(r"(?s)[\r\n].*(?:\d{17}[\dXx]|\d{15})"))
+    resident_id = r"(?:\d{17}[\dXx]|\d{15})"
+    swallowed = [pl.col(texts).str.contains(rf"(?s){resident_id}.*[\r\n]|[\r\n].*{resident_id}")]
     hit = (lf.with_row_index("_row", offset=1)
            .filter(pl.any_horizontal(*swallowed))
            .select("_row").head(1).collect())

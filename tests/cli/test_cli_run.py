@@ -317,6 +317,20 @@ def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: 
     theirs.write_text("\n".join([lines[0], "", ",,,,,,,,,", *lines[1:]]) + "\n", encoding="utf-8")
     res = cli(*quarterly(theirs, led))  # (with the warning that blank rows were skipped)
     assert res.exit_code == 2 and "data row 3 has a field holding a line break" in res.stderr.splitlines()[-1], res
+    # a quote left open in the first column, the IDs after it: the swallowed field holds the row's
+    # own ID before the break, and the next row's name after it (its ID then read as this row's)
+    name_first = registry_frame(rows).select("name", pl.exclude("name")).write_csv().splitlines()
+    name_first[1], name_first[2] = '"' + name_first[1], name_first[2].replace(",", '",', 1)
+    f.write_text("\n".join(name_first) + "\n", encoding="utf-8")
+    user_error(cli(*quarterly(f, led)), str(f), "data row 1 has a field holding a line break")
+    # Audit 18C: a name quoted whole with a line break in it is one person's fault: quarantined
+    # (BAD_NAME, as from a Parquet extract), not the whole night refused
+    two_lines = isolated / "two_lines.csv"
+    registry_frame(rows).with_columns(
+        name=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("张\n三")).otherwise(pl.col("name"))
+    ).write_csv(two_lines)
+    got = ok_json(cli(*quarterly(two_lines, led, "--json", "--max-quarantine-share", "0.5")))
+    assert got["registry"]["quarantine_by_reason"] == {"BAD_NAME": 1}, got["registry"]
     # but a remark that holds a line break of its own is another system's business (a second audit)
     remark = isolated / "remark.csv"
     frame.with_columns(remark=pl.lit("first line\nsecond line")).write_csv(remark)
