@@ -376,6 +376,9 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 led.record_bank_folder(batch_id, out, approved_by)
             # a staged copy left beside the batch (finish_publications would look at it each run)
             shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
+            # Said as such: a second publish printed "published …" as if it had paid again, and
+            # another --approved-by was dropped unsaid (audit 18B). The first approval stands.
+            summary["already_published"] = {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
         first = led.published_elsewhere(batch_id, out) if b["status"] == "published" else None
         if first is not None:

@@ -60,6 +60,13 @@ def publish(
              f"were delivered to {res.taken_away} and have been taken away since: nothing written "
              f"(`allowance publish {res.batch_id} --rewrite` writes them again, the same bytes, if the bank asks)")
         return
+    if before := res.summary.get("already_published"):
+        other = "" if before["approved_by"] == approved_by else (
+            f"; it stands as approved by {before['approved_by']}, not {approved_by}")
+        echo(f"{res.batch_id} was published before ({res.lines} payment lines, {yuan(res.amount_fen)} yuan, approved "
+             f"by {before['approved_by']} at {before['published_at']}): nothing paid again, its files are in "
+             f"{res.out_dir}{other}")
+        return
     echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
     if ahead := res.summary.get("as_of_after_today"):
         echo(f"  warning: published as of {ahead['as_of']}, {ahead['days']} day(s) after today (Shanghai): every run "

@@ -67,6 +67,12 @@ def test_publish_twice_is_a_no_op(isolated: Path, drafted: tuple[Path, Path, str
     assert tree_hashes(out / bid) == before
     assert ok_json(cli("batches", "list", "--ledger", led, "--json")) == batches
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["approved_by"] == "tester"
+    # Audit 18B: it printed "published …" as if it had paid again, and dropped the other name unsaid
+    assert "already_published" not in first
+    assert second["already_published"]["approved_by"] == "tester"
+    text = ok(cli("publish", bid, "--approved-by", "someone else", "--ledger", led, "--out", out)).stdout
+    assert text.startswith(f"{bid} was published before (") and "nothing paid again" in text, text
+    assert "it stands as approved by tester, not someone else" in text
 
 
 def test_files_deleted_after_publication_are_rewritten_identically(
