@@ -177,6 +177,12 @@ def draft_run(
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
         _warn_if_ahead(summary, as_of, lg)
+        if prev and prev["registry_sha256"] == validated.sha256 and prev["as_of"] < as_of:
+            # The same file as an earlier day's run: the big-data center's extract did not come, and
+            # tonight pays as of a registry that knows nothing since (audit 18B: not a word said).
+            # Said, not refused: a quiet registry may send the same bytes, and tomorrow's run catches up.
+            summary["same_extract_as"] = {"batch_id": prev["batch_id"], "as_of": str(prev["as_of"])}
+            lg.warning("same_extract_as", **summary["same_extract_as"])
         if earlier := led.earlier_approvals(b["batch_id"]):  # a redraft: what review already approved
             summary["approvals_to_carry"] = earlier
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],

@@ -62,6 +62,9 @@ def _report(res: RunResult, json_: bool) -> None:
     if ahead := s.get("as_of_after_today"):
         echo(f"  warning: as-of {ahead['as_of']} is {ahead['days']} day(s) after today (Shanghai); once this batch "
              "is published, every run as of an earlier day is refused: check the date before publishing")
+    if same := s.get("same_extract_as"):
+        echo(f"  warning: the extract is the very file {same['batch_id']} was drafted from, as of {same['as_of']}: "
+             "has tonight's extract not come?")
     if s.get("window"):
         echo(f"  due months {s['window']['first']} … {s['window']['last']}")
     else:

@@ -764,3 +764,18 @@ def test_a_refused_run_leaves_what_it_found_for_staff(isolated: Path, led: Path)
     changes = pl.read_parquet(folder / "changes" / "**" / "*.parquet", hive_partitioning=False)
     assert changes.filter(pl.col("change") == "STOP_NOT_IN_EXTRACT").height > 0
     assert not any((out / "reports").glob("S20250710-*"))  # no draft, no report of one
+
+
+def test_a_run_on_the_extract_of_an_earlier_day_says_so(isolated: Path, reg: Path, led: Path) -> None:
+    """Audit 18B: the nightly job run on the same file as the night before (tonight's extract had not
+    come) said nothing, paying as of a registry that knew nothing since. It is said (not refused)."""
+    first = ok_json(cli(*quarterly(reg, led, "--json")))
+    assert "same_extract_as" not in first
+    ok(cli("publish", first["batch_id"], "--approved-by", "t", "--ledger", led, "--out", isolated / "out"))
+    night = ["run", "supplement", "--registry", str(reg), "--as-of", "2025-07-10", "--ledger", str(led)]
+    got = ok_json(cli(*night, "--json"))
+    assert got["same_extract_as"] == {"batch_id": first["batch_id"], "as_of": "2025-07-01"}, got
+    again = ok_json(cli(*night, "--json"))  # the same night run again: the same day's file, nothing to say
+    assert "same_extract_as" not in again
+    night[night.index("2025-07-10")] = "2025-07-11"
+    assert "has tonight's extract not come?" in ok(cli(*night)).stdout
