@@ -26,6 +26,20 @@ def _job(main: object, *args: str) -> dict[str, object]:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _published_quarter(tmp_path: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path, Path, Path, dict[str, Any]]:
+    """A ledger opened at 2025-07 with `rows`' 2025Q3 published by the quarterly job, and an empty
+    inbox: (ledger, out, inbox, registry, the job's result)."""
+    from allowance.testing import write_registry
+
+    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
+    inbox.mkdir()
+    Ledger.create(led, parse_month("2025-07")).close()
+    reg = write_registry(rows, tmp_path / "registry.parquet")
+    q = _job(quarterly.main, "--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01",
+             "--ledger", led, "--out", out, "--publish-as", "tester")
+    return led, out, inbox, reg, q
+
+
 def test_quarterly_and_nightly_jobs_write_their_change_reports(tmp_path: Path) -> None:
     led, out = tmp_path / "l.duckdb", tmp_path / "out"
     Ledger.create(led, parse_month("2025-07")).close()
@@ -116,13 +130,8 @@ def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_
 
     from allowance.testing import write_registry
 
-    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
-    inbox.mkdir()
-    Ledger.create(led, parse_month("2025-07")).close()
     rows = sample_rows(40)
-    reg = write_registry(rows, tmp_path / "registry.parquet")
-    q = _job(quarterly.main, "--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01",
-             "--ledger", led, "--out", out, "--publish-as", "tester")
+    led, out, inbox, reg, q = _published_quarter(tmp_path, rows)
     night = ["--registry", reg, "--returns", inbox, "--ledger", led, "--out", out]
     assert _job(nightly.main, *night, "--as-of", "2025-07-10")["bank_returns"] == []
     with Ledger.use(led, read_only=True) as lg:
@@ -305,13 +314,8 @@ def test_a_refused_night_says_the_bank_files_it_imported(tmp_path: Path) -> None
 
     from allowance.testing import write_registry
 
-    led, out, inbox = tmp_path / "l.duckdb", tmp_path / "out", tmp_path / "inbox"
-    inbox.mkdir()
-    Ledger.create(led, parse_month("2025-07")).close()
     rows = sample_rows(40)
-    reg = write_registry(rows, tmp_path / "registry.parquet")
-    q = _job(quarterly.main, "--registry", reg, "--quarter", "2025Q3", "--as-of", "2025-07-01",
-             "--ledger", led, "--out", out, "--publish-as", "tester")
+    led, out, inbox, _, q = _published_quarter(tmp_path, rows)
     pl.DataFrame({"line_id": [_lines(led, str(q["batch_id"]))[0]], "status": ["FAILED"],
                   "reason": ["card closed"]}).write_csv(inbox / "r.csv")
     shrunk = write_registry(rows[: len(rows) * 2 // 3], tmp_path / "shrunk.parquet")
