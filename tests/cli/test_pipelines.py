@@ -26,6 +26,15 @@ def _job(main: object, *args: str) -> dict[str, object]:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _job_refused(main: object, *args: str | Path) -> dict[str, Any]:
+    """A job's run that exits 2 (refused): its one JSON result."""
+    app = typer.Typer()
+    app.command()(main)  # type: ignore[arg-type]
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def _published_quarter(tmp_path: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path, Path, Path, dict[str, Any]]:
     """A ledger opened at 2025-07 with `rows`' 2025Q3 published by the quarterly job, and an empty
     inbox: (ledger, out, inbox, registry, the job's result)."""
@@ -148,11 +157,7 @@ def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_
     other = _lines(led, str(q["batch_id"]))[1]
     pl.DataFrame({"line_id": [other], "status": ["PAID"]}).write_parquet(inbox / "2025-07-17.parquet")
     (inbox / "2025-07-18.csv.gz").write_bytes(b"\x1f\x8b")
-    app = typer.Typer()
-    app.command()(nightly.main)
-    res = CliRunner().invoke(app, [str(a) for a in [*night, "--as-of", "2025-07-18"]])
-    assert res.exit_code == 2, (res.stdout, res.stderr)
-    said = json.loads(res.stdout.strip().splitlines()[-1])
+    said = _job_refused(nightly.main, *night, "--as-of", "2025-07-18")
     assert [b["file"] for b in said["bank_returns"]] == [str(inbox / "2025-07-16.CSV"),
                                                         str(inbox / "2025-07-17.parquet")]
     assert said["bank_returns"][1]["new"] == 1
@@ -197,12 +202,8 @@ def test_a_refused_bank_file_is_named_and_the_nights_supplement_still_runs(tmp_p
     pl.DataFrame({"line_id": ["Q2025Q3-00000000-00000099"], "status": ["PAID"]}).write_csv(inbox / "a-bad.csv")
     pl.DataFrame({"line_id": [first, second], "status": ["FAILED", "PAID"],
                   "reason": ["card closed", ""]}).write_csv(inbox / "b-good.csv")
-    app = typer.Typer()
-    app.command()(nightly.main)
-    res = CliRunner().invoke(app, [str(a) for a in ["--registry", reg, "--returns", inbox, "--ledger", led,
-                                                    "--out", out, "--as-of", "2025-07-17"]])
-    assert res.exit_code == 2, (res.stdout, res.stderr)
-    said = json.loads(res.stdout.strip().splitlines()[-1])
+    said = _job_refused(nightly.main, "--registry", reg, "--returns", inbox, "--ledger", led, "--out", out,
+                        "--as-of", "2025-07-17")
     assert said["ok"] is False
     (refused,) = said["refused"]
     assert str(inbox / "a-bad.csv") in refused and "Q2025Q3-00000000-00000099" in refused
@@ -319,11 +320,7 @@ def test_a_refused_night_says_the_bank_files_it_imported(tmp_path: Path) -> None
     pl.DataFrame({"line_id": [_lines(led, str(q["batch_id"]))[0]], "status": ["FAILED"],
                   "reason": ["card closed"]}).write_csv(inbox / "r.csv")
     shrunk = write_registry(rows[: len(rows) * 2 // 3], tmp_path / "shrunk.parquet")
-    app = typer.Typer()
-    app.command()(nightly.main)
-    res = CliRunner().invoke(app, [str(a) for a in ["--registry", shrunk, "--returns", inbox, "--ledger", led,
-                                                    "--out", out, "--as-of", "2025-07-17"]])
-    assert res.exit_code == 2, (res.stdout, res.stderr)
-    said = json.loads(res.stdout.strip().splitlines()[-1])
+    said = _job_refused(nightly.main, "--registry", shrunk, "--returns", inbox, "--ledger", led, "--out", out,
+                        "--as-of", "2025-07-17")
     assert "would stop payments" in said["error"]
     assert f"imported tonight all the same: {inbox / 'r.csv'} (1 new, 1 failed)" in said["error"], said
