@@ -257,18 +257,27 @@ def _refuse_unterminated(p: Path) -> None:
 def _refuse_line_breaks(p: Path, lf: pl.LazyFrame, file_rows: pl.Series | None = None) -> None:
     """A CSV field that swallowed rows is refused, with the file: a quote left open in a name
     makes every row up to the next quote part of that name (an audit lost 12 people so: neither
-    clean nor quarantined). A field holding a line break and a resident ID's 15 or 18 characters,
-    before or after it, is such a field: the rows it swallowed hold one (an ID after the break, or
-    the row's own before it when the ID column comes after the one left open). Any other line
-    break is a value's fault, for validation to quarantine the row (a name: BAD_NAME), as it does
-    in a Parquet extract (audit 18C: one person's two-line name refused the whole night). Read from
-    the frame polars parsed, so quoting is judged as it was for the data."""
+    clean nor quarantined). A field holding a line break and a row's worth of commas, or a resident
+    ID's 15 or 18 characters after the break, is such a field (below). Any other line break is a
+    value's fault, for validation to quarantine the row (a name: BAD_NAME), as it does in a Parquet
+    extract (audit 18C: one person's two-line name refused the whole night). Read from the frame
+    polars parsed, so quoting is judged as it was for the data."""
     texts = [c for c, t in lf.collect_schema().items() if t == pl.String]
     if not texts:
         return
+    # A field that swallowed rows holds the rest of its own row and the start of the row its quote
+    # closed in: as many commas as a row has between its fields, at least (when the record it
+    # ended up in has the header's fields, which _refuse_short_rows and polars hold it to), whatever
+    # the rows held; IDs among them or not (a row with its ID missing or mistyped was lost so).
+    # A resident ID after the break is such a field too (a file whose rows are ragged).
     resident_id = r"(?:\d{17}[\dXx]|\d{15})"
-    swallowed = [pl.col(texts).str.contains(rf"(?s){resident_id}.*[\r\n]|[\r\n].*{resident_id}")]
+    seps = max(len(lf.collect_schema()) - 1, 1)
+    swallowed = [pl.col(texts).str.contains(r"[\r\n]")
+                 & (pl.col(texts).str.count_matches(",", literal=True) >= seps)
+                 | pl.col(texts).str.contains(rf"(?s)[\r\n].*{resident_id}")]
+    # the rows with a line break anywhere first (a few, if any), then the commas counted in them
     hit = (lf.with_row_index("_row", offset=1)
+           .filter(pl.any_horizontal(pl.col(texts).str.contains(r"[\r\n]")))
            .filter(pl.any_horizontal(*swallowed))
            .select("_row").head(1).collect())
     if hit.height:

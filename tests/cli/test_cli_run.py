@@ -323,6 +323,12 @@ def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: 
     name_first[1], name_first[2] = '"' + name_first[1], name_first[2].replace(",", '",', 1)
     f.write_text("\n".join(name_first) + "\n", encoding="utf-8")
     user_error(cli(*quarterly(f, led)), str(f), "data row 1 has a field holding a line break")
+    # audit 18E: and so when the row left open has no valid ID (its row was lost: rows in 3 of 4)
+    cols = name_first[0].split(",")
+    broken = name_first[1].split(",")
+    broken[cols.index("person_id")] = "320102195 003030025"
+    f.write_text("\n".join([name_first[0], ",".join(broken), *name_first[2:]]) + "\n", encoding="utf-8")
+    user_error(cli(*quarterly(f, led)), str(f), "data row 1 has a field holding a line break")
     # Audit 18C: a name quoted whole with a line break in it is one person's fault: quarantined
     # (BAD_NAME, as from a Parquet extract), not the whole night refused
     two_lines = isolated / "two_lines.csv"
@@ -331,6 +337,10 @@ def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: 
     ).write_csv(two_lines)
     got = ok_json(cli(*quarterly(two_lines, led, "--json", "--max-quarantine-share", "0.5")))
     assert got["registry"]["quarantine_by_reason"] == {"BAD_NAME": 1}, got["registry"]
+    # a remark naming an old card number, then a line break, is a remark (audit 18E: refused)
+    card_remark = isolated / "card_remark.csv"
+    registry_frame(rows).with_columns(remark=pl.lit("原卡号6217000012345678已挂失\n新卡已办")).write_csv(card_remark)
+    assert ok_json(cli(*quarterly(card_remark, led, "--json")))["registry"]["clean"] == 4
     # but a remark that holds a line break of its own is another system's business (a second audit)
     remark = isolated / "remark.csv"
     frame.with_columns(remark=pl.lit("first line\nsecond line")).write_csv(remark)
