@@ -4,8 +4,8 @@
         [--as-of DATE] [--ledger var/ledger.duckdb] [--out out] [--publish-as NAME]
         [--force --reason TEXT]
 
-1. imports each bank return file given, or every .csv and .parquet in a folder given (any other
-   file there is named as refused, not read; idempotent: a file
+1. imports each bank return file given, or every .csv, .txt and .parquet in a folder given (any
+   other file there is named as refused, not read, and its subfolders are not read; idempotent: a file
    imported before changes nothing); a file refused is named in the result's `refused`, the
    rest of the job still runs, and it exits 2 so that the scheduler alerts;
 2. drafts the supplement: new entrants, band corrections, new cards, re-issues, recoveries;
@@ -35,7 +35,8 @@ from allowance.returns import read_bank_returns
 from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run
 from pipelines._job import publish_unless_empty, run_job
 
-INBOX_SUFFIXES = (".csv", ".parquet")  # a --returns folder's files that are read (any case)
+# a --returns folder's files that are read (any case): what `bank-returns import` reads
+INBOX_SUFFIXES = (".csv", ".parquet", ".txt")
 
 
 def main(
@@ -59,19 +60,33 @@ def main(
         day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
         imported = []
         # A folder is an inbox: a night with no new file imports nothing (a file imported before
-        # changes nothing, so files may stay there until archived). It reads .csv and .parquet
+        # changes nothing, so files may stay there until archived). It reads .csv, .txt and .parquet
         # files, as `bank-returns import` does; any other file (a .csv.gz, an .xlsx) is named as
         # refused, not passed over: a return file left unread leaves its failed payments never
         # re-issued (audit 18B: a .parquet and a .csv.gz in the inbox, and the night said ok).
         # Hidden files (an upload under way, .DS_Store) are left alone.
+        # Anything else there that is not a hidden name or a folder (an archive of imported files;
+        # a folder's files are not read, as the README says) is named too: a link to nothing (a
+        # share not mounted), a pipe; none is read.
         named: list[tuple[Path, bool]] = []  # each file, and whether it was found in a folder
+        not_files: list[Path] = []
         for p in returns or []:
-            named += ([(f, True) for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")]
-                      if p.is_dir() else [(p, False)])
+            if not p.is_dir():
+                named.append((p, False))
+                continue
+            for f in sorted(p.iterdir()):
+                if f.name.startswith("."):
+                    continue
+                if f.is_file():
+                    named.append((f, True))
+                elif not f.is_dir():
+                    not_files.append(f)
         files = [f for f, found in named if not found or f.suffix.lower() in INBOX_SUFFIXES]
-        refused = [f"{f}: not a bank return file (.csv or .parquet), not read: move it out of the inbox, or "
-                   "convert it and import it with `allowance bank-returns import`"
+        refused = [f"{f}: not a bank return file ({' or '.join(INBOX_SUFFIXES)}), not read: move it out of the inbox, "
+                   "or convert it and import it with `allowance bank-returns import`"
                    for f, found in named if found and f.suffix.lower() not in INBOX_SUFFIXES]
+        refused += [f"{f}: not a readable file (a link to nothing?), not read: restore what it names, or move it "
+                    "out of the inbox" for f in not_files]
         for said in refused:
             log.get(job="nightly").error("bank_returns_refused", error=said)
         for f in files:

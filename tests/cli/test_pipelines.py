@@ -157,13 +157,16 @@ def test_the_nightly_job_reads_an_inbox_and_the_quarterly_job_can_be_forced(tmp_
     other = _lines(led, str(q["batch_id"]))[1]
     pl.DataFrame({"line_id": [other], "status": ["PAID"]}).write_parquet(inbox / "2025-07-17.parquet")
     (inbox / "2025-07-18.csv.gz").write_bytes(b"\x1f\x8b")
+    (inbox / "2025-07-18b.csv").symlink_to(tmp_path / "share-not-mounted" / "b.csv")  # audit 18E: skipped unsaid
     said = _job_refused(nightly.main, *night, "--as-of", "2025-07-18")
     assert [b["file"] for b in said["bank_returns"]] == [str(inbox / "2025-07-16.CSV"),
                                                         str(inbox / "2025-07-17.parquet")]
     assert said["bank_returns"][1]["new"] == 1
-    (refused,) = said["refused"]
-    assert str(inbox / "2025-07-18.csv.gz") in refused and "not read" in refused
+    gz, link = said["refused"]
+    assert str(inbox / "2025-07-18.csv.gz") in gz and "not read" in gz
+    assert str(inbox / "2025-07-18b.csv") in link and "a link to nothing" in link
     (inbox / "2025-07-18.csv.gz").unlink()
+    (inbox / "2025-07-18b.csv").unlink()
 
     # a quarter that would stop payments for a third of last quarter's recipients
     shrunk = write_registry(rows[: len(rows) * 2 // 3], tmp_path / "shrunk.parquet")
