@@ -1784,9 +1784,12 @@ class Ledger:
                 raise
 
     def previous_run(self) -> dict[str, Any] | None:
-        """The latest run (draft or published) by creation: its as-of and extract size."""
+        """The latest run (draft or published) by creation: its as-of and extract size. Creation
+        times are whole seconds: of two made in the same second, the later as-of (a quarter and a
+        night drafted in one second had the quarter taken for the later run)."""
         cur = self.con.execute(
-            "select batch_id, as_of, registry_sha256, summary from batches order by created_at desc, batch_id limit 1"
+            "select batch_id, as_of, registry_sha256, summary from batches "
+            "order by created_at desc, as_of desc, batch_id desc limit 1"
         )
         rows = cur.fetchall()
         if not rows:
