@@ -881,7 +881,7 @@ def build_draft(
     lap("no_card_checks")
 
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
-                            switched, batch_id, overpaid, held_absent, cancels)
+                            switched, batch_id, overpaid, held_absent)
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -1141,7 +1141,6 @@ def stopped_people(
 def change_report(
     lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str,
     overpaid: pl.DataFrame | None = None, held_absent: pl.DataFrame | None = None,
-    cancelled: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """What changed, person by person: new entrants, stops (death, migration, …), band and channel
     changes, and who was overpaid for months older than the retroactive window (`overpaid`,
@@ -1155,10 +1154,6 @@ def change_report(
     than they have now (a payment line's channel and card are its person's).
     `held_absent` (held_not_in_extract): people under a hold who are in no row of the extract,
     listed as HELD_NOT_IN_EXTRACT with all the ledger holds for them, on every run.
-    `cancelled` (the batch's cancels, CANCEL_COLUMNS): recoveries owed that this batch cancels
-    (the person entitled to those months again), listed as RECOVERY_CANCELLED in the recovery
-    line's district, fen the amount no longer to recover: the district was told to recover it
-    and would go on asking the family for it (audit 18A: only `recoveries list` said so).
     """
     o1 = pl.col("_o1") if "_o1" in lines.columns else district_rank("district_code")
     o3 = pl.col("_o3") if "_o3" in lines.columns else idcard.order_key_expr("person_id")
@@ -1170,12 +1165,7 @@ def change_report(
                 "person_id", pl.col("last_fen").alias("fen"), pl.col("_k").alias("_o3"))
         .collect()
     )
-    if cancelled is not None and cancelled.height:
-        cancelled = (cancelled.group_by("person_key", "district_code")
-                     .agg(fen=(pl.col("fen") * (pl.col("to_mi") - pl.col("from_mi") + 1)).sum())
-                     .select("district_code", "fen", _k="person_key", person_id=idcard.id_from_key_expr("person_key")))
-    for listed, code in ((overpaid, "OVERPAID_BEFORE_WINDOW"), (held_absent, "HELD_NOT_IN_EXTRACT"),
-                         (cancelled, "RECOVERY_CANCELLED")):
+    for listed, code in ((overpaid, "OVERPAID_BEFORE_WINDOW"), (held_absent, "HELD_NOT_IN_EXTRACT")):
         if listed is not None and listed.height:
             stopped = pl.concat([stopped, listed.select(
                 "district_code", change=pl.lit(code), person_id="person_id", fen="fen", _o3="_k")],
@@ -1222,7 +1212,7 @@ def change_report(
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
                 "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_NO_CARD", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
-                "HELD_NOT_IN_EXTRACT", "RECOVERY_CANCELLED")
+                "HELD_NOT_IN_EXTRACT")
 
 
 def district_rank(col: str) -> pl.Expr:

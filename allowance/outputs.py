@@ -245,6 +245,39 @@ def verify_batch(folder: Path, unlisted: bool = False) -> list[str]:
     return problems
 
 
+def write_cancelled_recoveries(out: Path, batch_id: str, cancels: pl.DataFrame) -> Path | None:
+    """The recoveries a published batch cancelled (the person entitled to those months again), by
+    district, beside its change report: `<out>/reports/<batch_id>/recoveries_cancelled.parquet`, one
+    row per cancelled recovery line and person, `amount_fen` what is no longer to recover. Written at
+    publication, from what the ledger recorded: a hold or rejection in review takes a cancellation
+    out of the draft, and a list written with the draft named it still (audit 18E), while the
+    district had been told to recover the money and would go on asking the family (audit 18A).
+    None when nothing was cancelled. The same rows give the same bytes (rerun-safe)."""
+    if not cancels.height:
+        return None
+    from allowance import idcard
+    from allowance.months import month_date_expr
+
+    months = pl.col("to_mi") - pl.col("from_mi") + 1
+    rows = (
+        cancels.group_by("district_code", "person_key", "line_id")
+        .agg(pl.col("from_mi").min(), pl.col("to_mi").max(), months.sum().cast(pl.Int32).alias("months"),
+             (pl.col("fen") * months).sum().cast(pl.Int64).alias("amount_fen"))
+        .select(pl.lit(batch_id).alias("batch_id"), "district_code", idcard.id_from_key_expr("person_key")
+                .alias("person_id"), "line_id", month_date_expr("from_mi").alias("period_from"),
+                month_date_expr("to_mi").alias("period_to"), "months", "amount_fen")
+        .sort("district_code", "person_id", "line_id")
+    )
+    folder = out / "reports" / batch_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "recoveries_cancelled.parquet"
+    files: dict[str, dict[str, Any]] = {}
+    _write(rows, folder, ".recoveries_cancelled.parquet.partial", files)
+    os.replace(folder / ".recoveries_cancelled.parquet.partial", path)
+    durable.sync(folder)
+    return path
+
+
 def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame | None, summary: dict[str, Any],
                         quarantine: pl.DataFrame | None = None, refused: str | None = None) -> Path:
     """Issue 4: what changed since the ledger's last state, per district (Parquet) + a readable summary.

@@ -22,7 +22,13 @@ from allowance.constants import DISTRICTS
 from allowance.errors import InputError, LedgerError, RefusedError, UserError, os_reason
 from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, lock_wait, payee_rows
 from allowance.months import fmt, today_shanghai
-from allowance.outputs import finalize_batch, stage_batch, verify_batch, write_change_report
+from allowance.outputs import (
+    finalize_batch,
+    stage_batch,
+    verify_batch,
+    write_cancelled_recoveries,
+    write_change_report,
+)
 from allowance.rules import Rules
 
 
@@ -262,6 +268,21 @@ def refuse_unknown_bank_batches(ledger_path: Path, out: Path) -> None:
             "Backups); nothing was drafted or published")
 
 
+def _list_cancelled(led: Ledger, out: Path, batch_id: str, summary: dict[str, Any], lg: Any) -> None:
+    """The district's list of the recoveries a published batch cancelled, as the ledger recorded
+    them (write_cancelled_recoveries), and where it is, in the result. A folder it cannot be written
+    to is said in the log; publishing again writes it (the batch itself is published)."""
+    try:
+        cancelled = write_cancelled_recoveries(out, batch_id, led.df(
+            "select line_id, person_key, district_code, from_mi, to_mi, fen from batch_cancels where batch_id = ?",
+            [batch_id]))
+    except OSError as e:
+        lg.error("cancelled_recoveries_not_written", error=os_reason(e))
+        return
+    if cancelled is not None:
+        summary["recoveries_cancelled_list"] = str(cancelled)
+
+
 def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     """The batches whose publication was interrupted between the ledger's commit and the rename
     of their folder into place (a kill, a power cut, a failed sync), finished: the ledger holds
@@ -385,6 +406,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             # Said as such: a second publish printed "published …" as if it had paid again, and
             # another --approved-by was dropped unsaid (audit 18B). The first approval stands.
             summary["already_published"] = {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}
+            _list_cancelled(led, out, batch_id, summary, lg)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
         first = led.published_elsewhere(batch_id, out) if b["status"] == "published" else None
         if first is not None:
@@ -491,6 +513,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 # none was recorded): recorded now, or `ledger check` would look for them there (an
                 # audit) and a later publication would not know this copy.
                 led.record_bank_folder(batch_id, out, approved_by)
+        _list_cancelled(led, out, batch_id, summary, lg)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         _warn_if_ahead(summary, b["as_of"], lg)  # said when published too, by a job's --publish-as (an audit)
         if not published:

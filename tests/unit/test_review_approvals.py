@@ -51,22 +51,39 @@ def test_a_hold_from_later_months_does_not_make_an_earlier_hold_a_no_op(tmp_path
     assert held["already"] == [] and held["lines"] == 0
 
 
-def test_a_cancelled_recovery_is_listed_for_the_district_that_was_to_recover_it(tmp_path: Path) -> None:
+def test_the_recoveries_a_publication_cancels_are_listed_for_their_district(tmp_path: Path) -> None:
     """Audit 18A: a recovery cancelled (the person back in the extract, entitled to those months
-    again) was said only by `recoveries list`: the batch's files and change report had nothing for
-    the district told to recover it, which would go on asking the family. The change report lists
-    the person there as RECOVERY_CANCELLED, fen the amount no longer to recover."""
+    again) was said only by `recoveries list`: the district told to recover it would go on asking
+    the family. Audit 18E: listed with the draft, a cancellation a hold then took out was listed
+    still, telling the district to stop recovering money still owed. The publication lists what the
+    ledger recorded, per district, beside the change report."""
     import polars as pl
 
-    sc = Scenario(tmp_path, opening_month="2025-07")
-    alice = person("1948-06-06", seq=1, district_code="310104")
-    carol = person("1950-05-05", seq=2, district_code="310105")
-    sc.publish(sc.quarterly("2025Q3", [alice, carol], "2025-07-02"))
-    sc.publish(sc.supplement([carol], "2025-08-20", breakers=OPEN))
-    back = sc.supplement([{**alice, "district_code": "310105"}, carol], "2025-08-25", breakers=OPEN, out=sc.out)
-    assert back.summary["recoveries_cancelled"] == {"lines": 1, "people": 1, "fen": 45000}
-    assert back.summary["changes"]["RECOVERY_CANCELLED"] == {"people": 1, "fen": 45000}
-    report = pl.read_parquet(sc.out / "reports" / back.batch_id / "changes" / "**" / "*.parquet",
-                             hive_partitioning=False)
-    assert report.filter(pl.col("change") == "RECOVERY_CANCELLED").select(
-        "district_code", "person_id", "fen").rows() == [("310104", alice["person_id"], 45000)]
+    from allowance.ledger import Ledger as L
+
+    def cancelling(root: Path) -> tuple[Scenario, dict[str, object], str]:
+        sc = Scenario(root, opening_month="2025-07")
+        alice = person("1948-06-06", seq=1, district_code="310104")
+        carol = person("1950-05-05", seq=2, district_code="310105")
+        sc.publish(sc.quarterly("2025Q3", [alice, carol], "2025-07-02"))
+        sc.publish(sc.supplement([carol], "2025-08-20", breakers=OPEN))
+        back = sc.supplement([{**alice, "district_code": "310105"}, carol], "2025-08-25", breakers=OPEN)
+        assert back.summary["recoveries_cancelled"] == {"lines": 1, "people": 1, "fen": 45000}
+        return sc, alice, back.batch_id
+
+    sc, alice, bid = cancelling(tmp_path / "as drafted")
+    res = sc.publish(bid)
+    listed = pl.read_parquet(sc.out / "reports" / bid / "recoveries_cancelled.parquet")
+    assert res.summary["recoveries_cancelled_list"] == str(sc.out / "reports" / bid / "recoveries_cancelled.parquet")
+    assert listed.select("district_code", "person_id", "months", "amount_fen").rows() == [
+        ("310104", alice["person_id"], 3, 45000)]
+    with L.use(sc.ledger, read_only=True) as led:  # the recovery line it cancels
+        (line,) = led.df("select line_id from recoveries where person_id = ?", [alice["person_id"]])["line_id"]
+    assert listed["line_id"].to_list() == [line]
+    # a hold in review takes the cancellation out: nothing is listed, the recovery stays owed
+    sc, alice, bid = cancelling(tmp_path / "held")
+    with L.use(sc.ledger) as led:
+        led.review(bid, str(alice["person_id"]), "HOLD", "核实", "区民政")
+    res = sc.publish(bid)
+    assert not (sc.out / "reports" / bid / "recoveries_cancelled.parquet").exists()
+    assert "recoveries_cancelled_list" not in res.summary
