@@ -133,7 +133,7 @@ def _read_extract(p: Path) -> tuple[pl.LazyFrame, pl.Series | None]:
             lf = df.lazy()
             names = lf.collect_schema().names()
             refuse_repeated_header(p)
-            _refuse_unterminated(p)
+            refuse_unterminated(p)
             _refuse_short_rows(p, len(names))
             _refuse_line_breaks(p, lf, file_rows)
         else:
@@ -239,17 +239,21 @@ def refuse_repeated_header(p: Path, columns: tuple[str, ...] = REGISTRY_COLUMNS)
                          "data cannot be known: fix the export")
 
 
-def _refuse_unterminated(p: Path) -> None:
-    """A CSV whose last row has no line break after it is refused: a copy or a transfer cut short
-    inside its last field leaves a row with every field there and the last one cut, which no check
+def refuse_unterminated(p: Path) -> None:
+    """A CSV (an extract, a bank return) whose last row has no line break after it is refused: a
+    copy or a transfer cut short inside its last field leaves a row with every field there and the
+    last one cut, which no check
     can tell from a whole value (audit 18C: a 16-digit card cut to 14 digits was paid into; with the
     death date the last column, a death date cut away entirely paid the dead). Every export tool
     ends its last row with one; a file written by hand without it is refused in one line saying so."""
     with p.open("rb") as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - 4096))
-        tail = f.read().rstrip(b" \t")
-    if tail and not tail.endswith((b"\n", b"\r")):
+        tail = f.read()
+    # What follows the last line break may be nothing a row is made of: white space (an ideographic
+    # space too), DOS's end-of-file mark, a blank row of commas (audit 18E: such files were refused)
+    last = re.split(rb"[\r\n]", tail)[-1].decode("utf-8", "replace")
+    if tail and re.sub(r"[\s,\x1a\u3000]", "", last) != "":
         raise InputError(f"{p}: the last row does not end with a line break, as a file cut short in its last "
                          "field would not: copy it again (or, if it is whole, end it with a line break)")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from allowance.errors import InputError, first_line
-from allowance.registry import check_parquet_footer, read_utf8_csv, refuse_repeated_header
+from allowance.registry import check_parquet_footer, read_utf8_csv, refuse_repeated_header, refuse_unterminated
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
 # Columns a bank may send back beside SPEC §8's, as its own record of the line: when present, each
@@ -27,6 +27,7 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
         elif path.suffix.lower() in (".csv", ".txt"):
             df = read_utf8_csv(path, f"a {what} is a .parquet or a UTF-8 .csv file")
             refuse_repeated_header(path, (*required, *optional))
+            refuse_unterminated(path)  # cut short in its last field (audit 18E: settled_at '202' recorded)
         else:
             raise InputError(f"{path}: unknown {what} format {path.suffix or '(none)'}; expected .parquet or .csv")
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:

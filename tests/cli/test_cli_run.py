@@ -229,6 +229,15 @@ def test_a_csv_cut_short_in_its_last_field_is_refused(isolated: Path, led: Path)
     for ending in ("\n", "\r\n", "\n\n  \n"):
         cut.write_text(whole.replace("\n", ending if ending == "\r\n" else "\n").rstrip() + ending, encoding="utf-8")
         assert ok_json(cli(*quarterly(cut, led, "--json")))["registry"]["clean"] == 6, ending
+    # audit 18E: nor is what may follow the last line break and holds no row refused (a blank row
+    # of commas, an ideographic space, DOS's end-of-file mark with its own quarantined row)
+    for after in (",,,,,,,,", "\u3000", "  \t"):
+        cut.write_text(whole + after, encoding="utf-8")
+        assert ok_json(cli(*quarterly(cut, led, "--json")))["registry"]["clean"] == 6, repr(after)
+    # and a bank return cut short in its last field is refused too (its settled_at had been kept cut)
+    ret = isolated / "return.csv"
+    ret.write_text("line_id,status,reason,settled_at\nQ2025Q3-00000000-00000001,PAID,,2025-07-2", encoding="utf-8")
+    user_error(cli("bank-returns", "import", ret, "--ledger", led), str(ret), "last row does not end with a line break")
 
 
 def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path) -> None:
