@@ -771,15 +771,24 @@ class Ledger:
             raise LedgerError(f"{self.path}: ledger has no {key}")
         return str(row[0])
 
-    def identity(self, create: bool = False) -> str | None:
+    def identity(self, create: bool = False) -> str:
         """This ledger's own id, which its manifests carry (`ledger_id`): a copy of it (its backup)
-        has the same one. Made at `ledger open`; a ledger opened by an earlier engine gets one at
-        its next publication (`create`)."""
+        has the same one. Made at `ledger open`. A ledger opened by an earlier engine has one derived
+        from when it was opened (audit 18D: a random one, made at its first publication, was not in
+        a backup taken before it, and that backup restored paid the publication again unseen); it
+        is stored at its next publication (`create`)."""
         row = self.one("select value from meta where key = 'ledger_id'")
-        if row is None and create:
-            self.run("insert into meta values ('ledger_id', ?)", [uuid.uuid4().hex])
-            return self.identity()
-        return str(row[0]) if row else None
+        if row is not None:
+            return str(row[0])
+        # A ledger opened by an earlier engine: its id is derived from what it has held since its
+        # opening (every backup of it holds the same), so a backup taken before its first
+        # publication by this engine still knows that publication's manifest as its own.
+        opened = self.one("select value from meta where key = 'opened_at'")
+        derived = hashlib.sha256(
+            f"{opened[0] if opened else ''}|{self._meta('opening_month')}".encode()).hexdigest()[:32]
+        if create:
+            self.run("insert into meta values ('ledger_id', ?)", [derived])
+        return derived
 
     @property
     def opening_month(self) -> int:
@@ -1788,17 +1797,31 @@ class Ledger:
         times are whole seconds: of two made in the same second, the later as-of (a quarter and a
         night drafted in one second had the quarter taken for the later run)."""
         cur = self.con.execute(
-            "select batch_id, as_of, registry_sha256, summary from batches "
-            "order by created_at desc, as_of desc, batch_id desc limit 1"
+            "select b.batch_id, b.as_of, b.registry_sha256, b.summary from batches b left join (select batch_id, "
+            "max(seq) as seq from events where action = 'draft' group by batch_id) d using (batch_id) "
+            "order by b.created_at desc, d.seq desc nulls last, b.as_of desc, b.batch_id desc limit 1"
         )
         rows = cur.fetchall()
         if not rows:
             return None
         bid, as_of, sha, summary = rows[0]
         reg = json.loads(summary)["registry"]
-        # rows_with: none in the summary of a batch drafted before it was counted
+        # rows_with: the most each fact had in any run since the last published quarter (audit 18D:
+        # a column leaking 99 rows a night never fell 100 against the night before, and paid them
+        # all); a forced run (a purge, said with a reason) is the new baseline. None in the summary
+        # of a batch drafted before they were counted.
+        high: dict[str, int] = {}
+        for (s,) in self.con.execute(
+                "select summary from batches where created_at >= coalesce((select max(created_at) from batches "
+                "where kind = 'quarterly' and status = 'published'), timestamp '1970-01-01') "
+                "order by created_at, batch_id").fetchall():
+            one = json.loads(s)
+            if one.get("forced"):
+                high = {}
+            for k, v in (one["registry"].get("rows_with") or {}).items():
+                high[k] = max(high.get(k, 0), int(v))
         return {"batch_id": bid, "as_of": as_of, "registry_sha256": sha, "rows_in": reg["rows_in"],
-                "rows_with": reg.get("rows_with") or {}}
+                "rows_with": high or reg.get("rows_with") or {}}
 
     def decisions(self, batch_id: str | None = None) -> pl.DataFrame:
         where, params = ("where batch_id = ?", [batch_id]) if batch_id else ("", [])

@@ -139,8 +139,9 @@ def draft_run(
         for c, was in (prev["rows_with"] if prev else {}).items():
             now = validated.rows_with.get(c, 0)
             if was - now >= MIN_FACTS_DROP and now < was * (1 - br.max_shrink_share):
-                tripped.append(f"the extract has {now} rows with a {c}, {was - now} fewer than the previous run's "
-                               f"{was} (more than {br.max_shrink_share:.1%}): were they lost on the way?")
+                tripped.append(f"the extract has {now} rows with a {c}, {was - now} fewer than the {was} of the runs "
+                               f"since the last published quarter (more than {br.max_shrink_share:.1%}): were they "
+                               "lost on the way?")
         draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules, scope)
         st = draft.stops
         if st["recipients"] and st["stopped"] > st["recipients"] * br.max_stop_share:
@@ -231,9 +232,11 @@ def unknown_bank_batches(led: Ledger, out: Path) -> list[str]:
     their publication, or a copy of it published them. Another ledger's batches in the same folder
     (a test beside production, say) are its own business."""
     me = led.identity()
-    if me is None:  # opened by an earlier engine and never published since: no manifest names it
-        return []
     mine = []
+    try:  # the marks publications leave beside the batches (.ledgers/<id>/<batch>): a folder the bank took leaves them
+        mine += [m.name for m in sorted((out / ".ledgers" / me).glob("*"))]
+    except OSError:
+        pass
     try:
         for m in sorted(out.glob("*/manifest.json")):
             if m.parent.name.startswith("."):  # a publication staged, not yet delivered
@@ -248,7 +251,13 @@ def unknown_bank_batches(led: Ledger, out: Path) -> list[str]:
     if not mine:
         return []
     known = set(led.df("select batch_id from batches where status = 'published'")["batch_id"].to_list())
-    return [b for b in mine if b not in known]
+    return sorted({b for b in mine if b not in known})
+
+
+def bank_folders_to_scan(led: Ledger, out: Path) -> list[Path]:
+    """`out`, and every folder this ledger has published to: a restored ledger run with another --out
+    (a new disk, the nightly's folder not the quarter's) must still see what it published there."""
+    return sorted({out.resolve(), *(p for p in led.published_folders().values() if p is not None)})
 
 
 def refuse_unknown_bank_batches(ledger_path: Path, out: Path) -> None:
@@ -259,7 +268,7 @@ def refuse_unknown_bank_batches(ledger_path: Path, out: Path) -> None:
     another bank return, it drafted another batch under the id of one delivered, and publishing it
     replaced the bank's folder."""
     with Ledger.use(ledger_path, read_only=True) as led:
-        unknown = unknown_bank_batches(led, out)
+        unknown = sorted({b for d in bank_folders_to_scan(led, out) for b in unknown_bank_batches(led, d)})
     if unknown:
         raise RefusedError(
             f"{out}: holds the bank files of {len(unknown)} published batch(es) this ledger does not record "
@@ -501,6 +510,10 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                     if not committed and not _published_or_unknown(led, batch_id):
                         shutil.rmtree(partial, ignore_errors=True)
                     raise
+            if not published:  # a mark that outlives the batch folder (the bank takes that away)
+                with contextlib.suppress(OSError):
+                    (out / ".ledgers" / ledger_id).mkdir(parents=True, exist_ok=True)
+                    (out / ".ledgers" / ledger_id / batch_id).touch()
             try:
                 finalize_batch(partial, folder)
             except OSError as e:
@@ -520,9 +533,13 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             # Audit 18B: last night's draft published over tonight's, whose extract knew of two
             # deaths, paid them (and the next night recovered it from their families). Said, not
             # refused: which draft to publish is the reviewers' call.
-            later = led.one("select batch_id, as_of from batches where kind = ? and status = 'draft' and as_of > ? "
-                            "and quarter is not distinct from ? order by as_of desc, batch_id limit 1",
-                            [b["kind"], b["as_of"], b["quarter"]])
+            # later by as-of, or drafted later the same day from another file (a corrected extract re-sent)
+            later = led.one("select batch_id, as_of from batches where kind = ? and status = 'draft' "
+                            "and quarter is not distinct from ? and (as_of > ? or (as_of = ? and created_at >= ? "
+                            "and registry_sha256 <> ? and batch_id <> ?)) order by as_of desc, created_at desc, "
+                            "batch_id limit 1",
+                            [b["kind"], b["quarter"], b["as_of"], b["as_of"], b["created_at"], b["registry_sha256"],
+                             batch_id])
             if later:
                 summary["later_draft"] = {"batch_id": later[0], "as_of": str(later[1])}
                 lg.warning("later_draft", **summary["later_draft"])

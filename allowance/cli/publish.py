@@ -72,8 +72,8 @@ def publish(
         echo(f"  warning: published as of {ahead['as_of']}, {ahead['days']} day(s) after today (Shanghai): every run "
              "as of an earlier day is now refused")
     if later := res.summary.get("later_draft"):
-        echo(f"  warning: {later['batch_id']}, drafted as of {later['as_of']} from a later extract, is still a draft: "
-             "what that extract says since (a death, a move) is paid or recovered by the next run")
+        echo(f"  warning: {later['batch_id']}, a later draft of this run (as of {later['as_of']}), is still a draft: "
+             "what its extract says since (a death, a move) is paid or recovered by the next run")
     assert res.out_dir is not None
     for line in district_table(pl.read_parquet(res.out_dir / "funding.parquet")):
         echo("  " + line)

@@ -214,7 +214,8 @@ def test_a_stale_draft_leaves_no_files_and_no_entries(isolated: Path, drafted: t
     held = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
     user_error(cli("publish", stale, "--approved-by", "tester", "--ledger", led, "--out", out),
                "drafted before the ledger last changed")
-    assert sorted(p.name for p in out.iterdir()) == [newer]  # no batch folder, no staging folder
+    # no batch folder, no staging folder (beside the marks publications leave: audit 18D)
+    assert sorted(p.name for p in out.iterdir() if p.name != ".ledgers") == [newer]
     assert ok_json(cli("ledger", "status", "--ledger", led, "--json")) == held
     assert ok_json(cli("batches", "show", stale, "--ledger", led, "--json"))["status"] == "draft"
 
@@ -558,11 +559,16 @@ def test_a_ledger_restored_from_before_a_publication_refuses_to_pay_it_again(iso
     user_error(cli(*q4), str(out), "does not record", bid, "restored from a backup")
     # the draft the restored ledger held (none here: a redraft needs the run above) and a publication
     # of any draft into that folder are refused alike; the bank's folder is left as delivered
-    other = isolated / "elsewhere"
-    redraft = ok_json(cli(*q4[:-2], "--out", other, "--json"))["batch_id"]
-    assert redraft == bid  # the same facts: the same batch, which the bank already has
-    user_error(cli("publish", redraft, "--approved-by", "t", "--ledger", led, "--out", out), "does not record", bid)
+    # nor to another folder (audit 18D: a new disk, the same quarter paid again): every folder the
+    # ledger published to is looked at, and marks the publications left beside their batches
+    user_error(cli(*q4[:-2], "--out", isolated / "elsewhere"), "does not record", bid)
     assert tree_hashes(out / bid) == delivered
+    # nor when the bank has taken the batch's folder away (the mark outlives it)
+    shutil.move(out / bid, isolated / "at the bank")
+    user_error(cli(*q4), "does not record", bid)
+    check = cli("ledger", "check", "--ledger", led, "--json")
+    assert check.exit_code == 1 and json.loads(check.stdout)["bank_folders"]["not_in_ledger"] == 1
+    shutil.move(isolated / "at the bank", out / bid)
     assert ok_json(cli("batches", "show", q3, "--ledger", led, "--json"))["status"] == "published"
     # the manifests name the ledger that published them: another ledger's batches in the folder
     # (a test ledger beside production) are not this one's to answer for
@@ -610,5 +616,23 @@ def test_publishing_a_draft_older_than_another_says_so(isolated: Path) -> None:
     older = ok_json(cli(*night, "--as-of", "2025-07-18"))["batch_id"]
     newer = ok_json(cli(*night, "--as-of", "2025-07-19"))["batch_id"]
     res = ok(cli("publish", older, "--approved-by", "t", "--ledger", led, "--out", out))
-    assert f"warning: {newer}, drafted as of 2025-07-19" in res.stdout, res.stdout
+    assert f"warning: {newer}, a later draft of this run (as of 2025-07-19)" in res.stdout, res.stdout
     assert '"event": "later_draft"' in res.stderr
+
+
+def test_a_ledger_opened_by_older_code_knows_its_batches_after_a_restore(isolated: Path) -> None:
+    """Audit 18D: a ledger opened by an earlier engine (no ledger_id) got a random id at its first
+    publication by this one; a backup taken before it had none, so restored it drafted and published
+    that quarter again unseen, and `ledger check` stayed ok. Its id is derived from when it was
+    opened, which every backup holds."""
+    led, out, _ = published_sample(isolated)
+    with Ledger.use(led) as lg:  # as an earlier engine left it
+        lg.run("delete from meta where key = 'ledger_id'")
+    reg = isolated / "registry.parquet"
+    _back_up(led, isolated / "backup")
+    q4 = ["run", "quarterly", "--quarter", "2025Q4", "--registry", reg, "--as-of", "2025-10-01", "--ledger", led,
+          "--out", out]
+    bid = ok_json(cli(*q4, "--json"))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    _restore(isolated / "backup", led)
+    user_error(cli(*q4), "does not record", bid)

@@ -721,7 +721,7 @@ def test_an_extract_that_lost_its_death_dates_is_refused(isolated: Path, led: Pa
     lost = write_registry(whole.with_columns(death_date=pl.lit(None, pl.Date)), isolated / "lost.parquet")
     night = ["run", "supplement", "--registry", str(lost), "--as-of", "2025-07-10", "--ledger", str(led),
              "--out", str(isolated / "out")]
-    user_error(cli(*night), "0 rows with a death_date, 120 fewer than the previous run's 120", "--force")
+    user_error(cli(*night), "0 rows with a death_date, 120 fewer than the 120 of the runs since", "--force")
     forced = ok_json(cli(*night, "--json", "--force", "--reason", "death dates withdrawn by the registry"))
     assert forced["payments"]["lines"] > 0, forced  # what the check stood between: the dead paid
     # a small registry: a death recorded in error and taken back is no lost column
@@ -798,3 +798,24 @@ def test_a_run_on_the_extract_of_an_earlier_day_says_so(isolated: Path, reg: Pat
     assert "same_extract_as" not in again
     night[night.index("2025-07-10")] = "2025-07-11"
     assert "has tonight's extract not come?" in ok(cli(*night)).stdout
+
+
+def test_death_dates_leaking_a_little_each_night_are_refused(isolated: Path, led: Path) -> None:
+    """Audit 18D: the breaker compared with the night before only, so 99 death dates lost a night
+    (under the 100-row floor) paid the dead night after night. Each count is held to the most it
+    had since the last published quarter."""
+    rows = sample_rows(400)
+    dead = list(range(1, 361, 3))  # 120 dead since 2024, all with a card
+    for i in dead:
+        rows[i]["death_date"] = dt.date(2024, 3, 1 + i % 28)
+    out = isolated / "out"
+    bid = ok_json(cli(*quarterly(write_registry(rows, isolated / "r0.parquet"), led, "--json", "--out", str(out))))
+    ok(cli("publish", bid["batch_id"], "--approved-by", "t", "--ledger", led, "--out", out))
+    for night, lost in ((10, 60), (11, 120)):  # 60 lost, then 60 more: neither night 100 fewer than the last
+        leaky = [{**r, "death_date": None} if i in dead[:lost] else r for i, r in enumerate(rows)]
+        run = ["run", "supplement", "--registry", str(write_registry(leaky, isolated / f"r{night}.parquet")),
+               "--as-of", f"2025-07-{night}", "--ledger", str(led), "--out", str(out)]
+        if lost < 100:
+            ok(cli(*run, "--max-stop-share", "1"))
+        else:
+            user_error(cli(*run), "0 rows with a death_date, 120 fewer than the 120 of the runs since the last")
