@@ -117,9 +117,9 @@ def main(
             # those imported, which stay imported (audit 18B: the next night said only that they
             # were already recorded).
             said = str(e)
-            if imported:
+            if fresh := [i for i in imported if i["new"]]:  # a file recorded on an earlier night is no news
                 said += "; bank return file(s) imported tonight all the same: " + ", ".join(
-                    f"{i['file']} ({i['new']} new, {i['failed']} failed)" for i in imported)
+                    f"{i['file']} ({i['new']} new, {i['failed']} failed)" for i in fresh)
             if refused:
                 said += f"; and bank return file(s) refused tonight: {'; '.join(refused)}"
             raise type(e)(said) from None
