@@ -183,6 +183,9 @@ def draft_run(
                                  f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
+            # its refusal's report, if this run was refused before (forced now): not left beside it
+            # saying "nothing drafted" of a batch that exists (audit 18E)
+            shutil.rmtree(out / "reports" / f"refused-{b['batch_id']}", ignore_errors=True)
         _warn_if_ahead(summary, as_of, lg)
         if prev and prev["registry_sha256"] == validated.sha256 and prev["as_of"] < as_of:
             # The same file as an earlier day's run: the big-data center's extract did not come, and

@@ -783,6 +783,10 @@ def test_a_refused_run_leaves_what_it_found_for_staff(isolated: Path, led: Path)
     changes = pl.read_parquet(folder / "changes" / "**" / "*.parquet", hive_partitioning=False)
     assert changes.filter(pl.col("change") == "STOP_NOT_IN_EXTRACT").height > 0
     assert not any((out / "reports").glob("S20250710-*"))  # no draft, no report of one
+    # forced, the run drafts, and its refusal's report is not left beside its own (audit 18E)
+    forced = ok_json(cli("run", "supplement", "--registry", str(shrunk), "--as-of", "2025-07-10", "--ledger", str(led),
+                         "--out", str(out), "--json", "--force", "--reason", "district merger checked"))
+    assert (out / "reports" / forced["batch_id"]).is_dir() and not folder.exists()
 
 
 def test_a_run_on_the_extract_of_an_earlier_day_says_so(isolated: Path, reg: Path, led: Path) -> None:
