@@ -482,8 +482,10 @@ def _normalised_ids(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
 CHUNK_ROWS = 1 << 21  # rows checked at a time (a Python loop over a handful of blocks, never over people)
 
 
-def _checks(as_of: dt.date, textual: list[str]) -> dict[str, pl.Expr]:
-    """Every reason of SPEC §3 as a boolean expression over one block of the extract."""
+def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None) -> dict[str, pl.Expr]:
+    """Every reason of SPEC §3 as a boolean expression over one block of the extract. `stamped`:
+    the date columns held as timestamps, each with a `<column>_lost` flag (a value there that
+    gives no date)."""
     bd, hs, ho, dd = (pl.col(c) for c in DATE_COLUMNS)
     well_formed = pl.col("id_shape_ok") & pl.col("id_date_ok")
     checks: dict[str, pl.Expr] = {
@@ -495,6 +497,7 @@ def _checks(as_of: dt.date, textual: list[str]) -> dict[str, pl.Expr]:
         "ID_CHECKSUM": well_formed & ~pl.col("id_checksum_ok"),
         "BAD_DATE": pl.any_horizontal(
             [pl.lit(False)] + [pl.col(f"{c}_raw").is_not_null() & pl.col(c).is_null() for c in textual]
+            + [pl.col(f"{c}_lost") for c in stamped or []]
         ),
         "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd != pl.col("id_birth")),
         "BIRTH_IN_FUTURE": bd > pl.lit(as_of),
@@ -581,7 +584,10 @@ def validate(
     id_part = pl.concat([person_raw.to_frame(), ids], how="horizontal").with_columns(
         id_duplicated=idcard.duplicated(ids["id_key"], repeated))
     del person_raw, ids
-    checks = _checks(as_of, textual)
+    # Timestamps beyond the dates polars can give (a sentinel at the type's largest value) come out
+    # as no date: a death read as none (audit 18E). Such a value is BAD_DATE.
+    stamped = [c for c in DATE_COLUMNS if isinstance(schema[c], pl.Datetime)]
+    checks = _checks(as_of, textual, stamped)
     trim = _text_fix(pl.String)
     # District, channel and card are trimmed only where they could need it: a value that is
     # already one of the codes, or all digits, has nothing to trim (trimming 15 million of them
@@ -610,6 +616,7 @@ def validate(
             **as_read,
             **{f"{c}_raw": _as_text(schema, c) for c in textual},
             **{c: _as_date(schema, c) for c in DATE_COLUMNS},
+            **{f"{c}_lost": pl.col(c).is_not_null() & _as_date(schema, c).is_null() for c in stamped},
             # judged as the block is read: polars runs these beside the other columns' decoding
             district_known=known_district(as_read["district_code"]),
             channel_known=known_channel(as_read["channel"]),

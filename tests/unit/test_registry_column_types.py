@@ -137,3 +137,20 @@ def test_a_date_past_the_years_polars_formats_is_quarantined_not_a_refused_file(
     assert v.clean["person_id"].to_list() == [rows[0]["person_id"]]
     assert v.quarantine["person_id"].to_list() == [rows[1]["person_id"], rows[2]["person_id"]]
     assert v.quarantine["death_date"].to_list() == [f"day {2**31 - 1}", f"day {-(2**31)}"]
+
+
+def test_a_timestamp_that_gives_no_date_is_bad_date_not_no_date(tmp_path: Path) -> None:
+    """Audit 18E: a death date stored as timestamp[ms] at the largest whole day the type holds (a
+    sentinel) came out of the conversion as no date: the row was clean and the person alive. A
+    timestamp that gives no date is BAD_DATE."""
+    rows = [person("1950-01-01", seq=1), person("1950-01-02", seq=2), person("1950-01-03", seq=3)]
+    table = registry_frame(rows).to_arrow()
+    at = table.schema.get_field_index("death_date")
+    biggest = (2**63 - 1) // 86_400_000 * 86_400_000
+    table = table.set_column(at, "death_date", pa.array([None, biggest, None], pa.int64()).cast(pa.timestamp("ms")))
+    path = tmp_path / "extract.parquet"
+    pq.write_table(table, path)
+    v = registry.load_and_validate(path, AS_OF, rules.load(rules.DEFAULT_RULES_DIR).channels(),
+                                   max_quarantine_share=1.0)
+    assert v.clean["person_id"].to_list() == [rows[0]["person_id"], rows[2]["person_id"]]
+    assert v.quarantine.select("person_id", "reason").rows() == [(rows[1]["person_id"], "BAD_DATE")]
