@@ -236,7 +236,7 @@ def unknown_bank_batches(led: Ledger, out: Path) -> list[str]:
     (a test beside production, say) are its own business."""
     me = led.identity()
     mine = []
-    try:  # the marks publications leave beside the batches (.ledgers/<id>/<batch>): a folder the bank took leaves them
+    try:  # the marks publications leave (.ledgers/<id>/<batch>), which outlive a folder the bank took
         mine += [m.name for m in sorted((out / ".ledgers" / me).glob("*"))]
     except OSError:
         pass
@@ -270,11 +270,11 @@ def refuse_unknown_bank_batches(ledger_path: Path, out: Path) -> None:
     month paid twice, under other line ids), and `ledger check` said ok; restored and given
     another bank return, it drafted another batch under the id of one delivered, and publishing it
     replaced the bank's folder."""
-    with Ledger.use(ledger_path, read_only=True) as led:
-        unknown = sorted({b for d in bank_folders_to_scan(led, out) for b in unknown_bank_batches(led, d)})
+    with Ledger.use(ledger_path, read_only=True) as led:  # named where they are (audit 18D: --out named instead)
+        unknown = sorted({str(d / b) for d in bank_folders_to_scan(led, out) for b in unknown_bank_batches(led, d)})
     if unknown:
         raise RefusedError(
-            f"{out}: holds the bank files of {len(unknown)} published batch(es) this ledger does not record "
+            f"{out}: this ledger published {len(unknown)} batch(es) it does not record "
             f"({', '.join(unknown[:5])}{', …' if len(unknown) > 5 else ''}): was it restored from a backup older "
             "than them? Run on, and their months are paid again: restore the backup taken after them (README: "
             "Backups); nothing was drafted or published")

@@ -535,6 +535,17 @@ def _back_up(led: Path, backup: Path) -> None:
     shutil.copytree(f"{led}.batches", backup / f"{led.name}.batches")
 
 
+def _q4_published_after_a_backup(isolated: Path, led: Path, out: Path) -> tuple[list[str | Path], str]:
+    """A backup of the ledger taken (to isolated/backup), then the sample's 2025Q4 drafted and
+    published: (the Q4 run's command line, its batch id)."""
+    _back_up(led, isolated / "backup")
+    q4: list[str | Path] = ["run", "quarterly", "--quarter", "2025Q4", "--registry", isolated / "registry.parquet",
+                            "--as-of", "2025-10-01", "--ledger", led, "--out", out]
+    bid = ok_json(cli(*q4, "--json"))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    return q4, bid
+
+
 def test_a_ledger_restored_from_before_a_publication_refuses_to_pay_it_again(isolated: Path) -> None:
     """Audits 18A and 18B: a ledger restored from the night's backup, a quarter published since,
     drafted and published that quarter again (every month paid twice under other line ids) and
@@ -543,11 +554,7 @@ def test_a_ledger_restored_from_before_a_publication_refuses_to_pay_it_again(iso
     refused, and `ledger check` lists it."""
     led, out, q3 = published_sample(isolated)
     reg = isolated / "registry.parquet"
-    _back_up(led, isolated / "backup")
-    q4 = ["run", "quarterly", "--quarter", "2025Q4", "--registry", reg, "--as-of", "2025-10-01", "--ledger", led,
-          "--out", out]
-    bid = ok_json(cli(*q4, "--json"))["batch_id"]
-    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    q4, bid = _q4_published_after_a_backup(isolated, led, out)
     delivered = tree_hashes(out / bid)
     assert ok_json(cli("ledger", "check", "--ledger", led, "--json"))["ok"] is True
     _restore(isolated / "backup", led)
@@ -628,11 +635,6 @@ def test_a_ledger_opened_by_older_code_knows_its_batches_after_a_restore(isolate
     led, out, _ = published_sample(isolated)
     with Ledger.use(led) as lg:  # as an earlier engine left it
         lg.run("delete from meta where key = 'ledger_id'")
-    reg = isolated / "registry.parquet"
-    _back_up(led, isolated / "backup")
-    q4 = ["run", "quarterly", "--quarter", "2025Q4", "--registry", reg, "--as-of", "2025-10-01", "--ledger", led,
-          "--out", out]
-    bid = ok_json(cli(*q4, "--json"))["batch_id"]
-    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    q4, bid = _q4_published_after_a_backup(isolated, led, out)
     _restore(isolated / "backup", led)
     user_error(cli(*q4), "does not record", bid)
