@@ -530,6 +530,8 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 # audit) and a later publication would not know this copy.
                 led.record_bank_folder(batch_id, out, approved_by)
         _list_cancelled(led, out, batch_id, summary, lg)
+        if published:  # its files written again (--rewrite, or missing or altered): not a publication (audit 18D)
+            summary["files_rewritten"] = {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         _warn_if_ahead(summary, b["as_of"], lg)  # said when published too, by a job's --publish-as (an audit)
         if not published:

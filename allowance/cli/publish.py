@@ -67,6 +67,11 @@ def publish(
              f"by {before['approved_by']} at {before['published_at']}): nothing paid again, its files are in "
              f"{res.out_dir}{other}")
         return
+    if before := res.summary.get("files_rewritten"):
+        echo(f"{res.batch_id} was published before ({res.lines} payment lines, {yuan(res.amount_fen)} yuan, approved "
+             f"by {before['approved_by']} at {before['published_at']}): its files written to {res.out_dir} as its "
+             "manifest lists them; nothing paid again")
+        return
     echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
     if ahead := res.summary.get("as_of_after_today"):
         echo(f"  warning: published as of {ahead['as_of']}, {ahead['days']} day(s) after today (Shanghai): every run "

@@ -103,8 +103,10 @@ def test_files_taken_away_after_delivery_are_not_written_again_unless_asked(
     again = ok_json(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--json"))
     assert again["files_taken_away"] == str(out / bid) and again["out_dir"] is None, again
     assert not (out / bid).exists()
-    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--rewrite"))
+    text = ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--rewrite")).stdout
     assert tree_hashes(out / bid) == before
+    # said as a rewrite, not as a publication (audit 18D: it printed "published …")
+    assert text.startswith(f"{bid} was published before (") and "its files written to" in text, text
     assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
 
 
@@ -304,7 +306,8 @@ def test_an_interrupt_just_after_the_commit_keeps_the_files_owed(
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "published"
     assert (out / f".{bid}.partial").is_dir() and not (out / bid).exists()
     text = ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out)).stdout
-    assert text.startswith(f"published {bid}") and verify_batch(out / bid) == []
+    assert text.startswith(f"{bid} was published before (") and "its files written to" in text, text
+    assert verify_batch(out / bid) == []
 
 
 def test_a_kill_while_a_publication_is_being_finished_leaves_its_staged_folder(
