@@ -344,7 +344,7 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     return [bid for bid, _ in todo]
 
 
-def bank_folder_problems(led: Ledger) -> tuple[dict[str, int], list[str]]:
+def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str, int], list[str]]:
     """`ledger check`'s look at the bank files of every published batch, in the folder recorded at
     its publication: each file its manifest lists is there with its SHA-256 (what a bank checks),
     and no publication is left unfinished (its staged folder never moved into place). A folder
@@ -354,7 +354,10 @@ def bank_folder_problems(led: Ledger) -> tuple[dict[str, int], list[str]]:
     counts = {"verified": 0, "taken_away": 0, "unrecorded": 0, "not_in_ledger": 0}
     problems: list[str] = []
     folders = led.published_folders()
-    for parent in sorted({p for p in folders.values() if p is not None}):
+    # `out` too (the folder runs are given): a ledger restored from before its first publication
+    # has no folder recorded to look in (audit 18D: it checked as ok)
+    for parent in bank_folders_to_scan(led, out) if out is not None else sorted(
+            {p for p in folders.values() if p is not None}):
         for bid in unknown_bank_batches(led, parent):  # audit 18B: a restored ledger checked as ok
             counts["not_in_ledger"] += 1
             problems.append(f"batch {bid}: bank files in {parent / bid}, but this ledger does not hold it as "

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from allowance.cli.common import DEFAULT_LEDGER, JsonOpt, LedgerOpt, echo, emit_json, errors_as_messages
+from allowance.cli.common import (
+    DEFAULT_LEDGER,
+    DEFAULT_OUT,
+    JsonOpt,
+    LedgerOpt,
+    OutOpt,
+    echo,
+    emit_json,
+    errors_as_messages,
+)
 from allowance.constants import EXIT_FAILURE
 from allowance.ledger import Ledger
 from allowance.months import fmt, parse_month
@@ -79,11 +88,11 @@ def upgrade(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
 
 @app.command("check")
 @errors_as_messages
-def check(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+def check(ledger: LedgerOpt = DEFAULT_LEDGER, out: OutOpt = DEFAULT_OUT, json_: JsonOpt = False) -> None:
     """Recompute the holdings from the journal and each published batch's totals; exit 1 on a difference."""
     with Ledger.use(ledger, read_only=True) as led:
         info = {"ledger": str(ledger), **led.check()}
-        folders, problems = bank_folder_problems(led)
+        folders, problems = bank_folder_problems(led, out)
     info["bank_folders"] = folders
     info["problems"] += problems
     info["ok"] = not info["problems"]

@@ -527,15 +527,17 @@ def test_an_install_moved_whole_finishes_its_interrupted_publication(
 
 def _restore(backup: Path, led: Path) -> None:
     led.unlink()
-    shutil.rmtree(f"{led}.batches")
+    shutil.rmtree(f"{led}.batches", ignore_errors=True)
     shutil.copy2(backup / led.name, led)
-    shutil.copytree(backup / f"{led.name}.batches", f"{led}.batches")
+    if (backup / f"{led.name}.batches").exists():  # a ledger that never stored a batch has none
+        shutil.copytree(backup / f"{led.name}.batches", f"{led}.batches")
 
 
 def _back_up(led: Path, backup: Path) -> None:
     backup.mkdir()
     shutil.copy2(led, backup / led.name)
-    shutil.copytree(f"{led}.batches", backup / f"{led.name}.batches")
+    if Path(f"{led}.batches").exists():
+        shutil.copytree(f"{led}.batches", backup / f"{led.name}.batches")
 
 
 def _q4_published_after_a_backup(isolated: Path, led: Path, out: Path) -> tuple[list[str | Path], str]:
@@ -641,3 +643,21 @@ def test_a_ledger_opened_by_older_code_knows_its_batches_after_a_restore(isolate
     q4, bid = _q4_published_after_a_backup(isolated, led, out)
     _restore(isolated / "backup", led)
     user_error(cli(*q4), "does not record", bid)
+
+
+def test_ledger_check_looks_in_the_out_folder_too(isolated: Path) -> None:
+    """Audit 18D: restored from a backup taken before its first publication, a ledger had no folder
+    recorded to look in, and `ledger check` said ok. It looks in --out (the folder runs are given)
+    as well."""
+    led = isolated / "ledger.duckdb"
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    _back_up(led, isolated / "backup")
+    reg = write_sample(isolated / "registry.parquet")
+    out = isolated / "out"
+    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))["batch_id"]
+    ok(cli("publish", bid, "--approved-by", "t", "--ledger", led, "--out", out))
+    _restore(isolated / "backup", led)
+    check = cli("ledger", "check", "--ledger", led, "--out", out, "--json")
+    assert check.exit_code == 1, check.stdout
+    assert json.loads(check.stdout)["bank_folders"]["not_in_ledger"] == 1
