@@ -1816,7 +1816,10 @@ class Ledger:
                 "where kind = 'quarterly' and status = 'published'), timestamp '1970-01-01') "
                 "order by created_at, batch_id").fetchall():
             one = json.loads(s)
-            if one.get("forced"):
+            # a forced run, or one let through by a shrink share raised with a reason (breakers_raised),
+            # accepted its extract's counts: they are the new baseline (else every night after it is
+            # refused again at the default, until a quarter is published)
+            if one.get("forced") or "max_shrink_share" in (one.get("breakers_raised") or {}):
                 high = {}
             for k, v in (one["registry"].get("rows_with") or {}).items():
                 high[k] = max(high.get(k, 0), int(v))

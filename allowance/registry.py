@@ -275,10 +275,24 @@ def _refuse_line_breaks(p: Path, lf: pl.LazyFrame, file_rows: pl.Series | None =
     # the rows held; IDs among them or not (a row with its ID missing or mistyped was lost so).
     # A resident ID after the break is such a field too (a file whose rows are ragged).
     resident_id = r"(?:\d{17}[\dXx]|\d{15})"
-    seps = max(len(lf.collect_schema()) - 1, 1)
-    swallowed = [pl.col(texts).str.contains(r"[\r\n]")
-                 & (pl.col(texts).str.count_matches(",", literal=True) >= seps)
-                 | pl.col(texts).str.contains(rf"(?s)[\r\n].*{resident_id}")]
+    # Where the commas are says it, not how many: the field of column j (0-based, of n) that
+    # swallowed rows starts with the rest of its own row (n - 1 - j commas before its first line
+    # break) and ends with the start of the row its quote closed in (j commas after its last one).
+    # A remark's commas all in one line, a name's before its break, are a value's fault, not a
+    # swallow (audit 18F: a remark with 9 commas refused the extract). A resident ID after the
+    # break counts only where a row starts: at the start of a line, before a comma.
+    names = lf.collect_schema().names()
+    n = len(names)
+
+    def commas(part: pl.Expr) -> pl.Expr:
+        return part.str.count_matches(",", literal=True)
+
+    swallowed = [
+        pl.col(c).str.contains(r"[\r\n]")
+        & (commas(pl.col(c).str.extract(r"^([^\r\n]*)")) >= n - 1 - j)
+        & (commas(pl.col(c).str.extract(r"([^\r\n]*)$")) >= j)
+        | pl.col(c).str.contains(rf"[\r\n][ \t\"]*{resident_id}[ \t\"]*,")
+        for j, c in enumerate(names) if c in texts]
     # the rows with a line break anywhere first (a few, if any), then the commas counted in them
     hit = (lf.with_row_index("_row", offset=1)
            .filter(pl.any_horizontal(pl.col(texts).str.contains(r"[\r\n]")))
@@ -415,7 +429,15 @@ def _local_date(e: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
     Spark exports write a date as its local midnight in UTC: 16:00 the day before) is converted
     first; taking its UTC date would move every date a day early (a death on the 1st of a month
     read as the last day of the one before). A naive timestamp is a local one already."""
-    return (e.dt.convert_time_zone(SHANGHAI.key) if dtype.time_zone else e).dt.date()
+    if dtype.time_zone:
+        # An instant beyond what the time zone conversion can take (a sentinel at the type's
+        # largest or smallest value) made polars panic: the whole extract refused as "cut short".
+        # Such a value gives no date here, and `<column>_lost` makes its row BAD_DATE.
+        per_day = {"ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}[dtype.time_unit or "us"]
+        limit = min(per_day * 3_000_000, 1 << 62)  # about 8 000 years either side of 1970 (ns: its whole range)
+        e = pl.when(e.cast(pl.Int64).is_between(-limit, limit)).then(e)
+        return e.dt.convert_time_zone(SHANGHAI.key).dt.date()
+    return e.dt.date()
 
 
 def _as_date(schema: pl.Schema, col: str) -> pl.Expr:

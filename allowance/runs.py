@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class RunResult:
         }
 
 
+BATCH_ID = re.compile(r"[QS]\d{4,8}(?:Q\d)?-[0-9a-f]{8}")  # the names a mark can have
 DEFAULT_MAX_STOP_SHARE = 0.02  # engine rule (issue 4): share of last quarter's recipients a run may stop
 DEFAULT_MAX_SHRINK_SHARE = 0.01  # engine rule (issue 4): how much smaller than the last extract one may be
 # engine rule (audit 18C): the rows with a death date (or a hukou out date) may fall by the shrink
@@ -115,6 +117,7 @@ def draft_run(
     with Ledger.use(ledger_path) as led:
         # The ledger first: the draft's window and holdings say which clean rows it can use,
         # and validation keeps only those (every row is still checked and counted).
+        leave_marks(led, lg)  # a publication finished above, or made before marks existed
         scope = draft_scope(kind, quarter, as_of, led, rules)
         try:
             validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share,
@@ -237,7 +240,8 @@ def unknown_bank_batches(led: Ledger, out: Path) -> list[str]:
     me = led.identity()
     mine = []
     try:  # the marks publications leave (.ledgers/<id>/<batch>), which outlive a folder the bank took
-        mine += [m.name for m in sorted((out / ".ledgers" / me).glob("*"))]
+        mine += [m.name for m in sorted((out / ".ledgers" / me).glob("*"))
+                 if not m.name.startswith(".") and BATCH_ID.fullmatch(m.name)]
     except OSError:
         pass
     try:
@@ -255,6 +259,25 @@ def unknown_bank_batches(led: Ledger, out: Path) -> list[str]:
         return []
     known = set(led.df("select batch_id from batches where status = 'published'")["batch_id"].to_list())
     return sorted({b for b in mine if b not in known})
+
+
+def leave_marks(led: Ledger, lg: Any = None) -> None:
+    """Every batch this ledger holds as published has its mark (.ledgers/<id>/<batch>) in the folder
+    recorded for it, whenever that folder is here: a publication finished by a later run, written
+    again (--rewrite, a moved folder) or made before marks existed gets one too. A mark that cannot
+    be written is said (error log), never passed over: without it a restored backup pays again."""
+    me = led.identity()
+    for bid, folder in led.published_folders().items():
+        if folder is None or not folder.is_dir():
+            continue
+        mark = folder / ".ledgers" / me / bid
+        if mark.exists():
+            continue
+        try:
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.touch()
+        except OSError as e:
+            (lg or log.get(batch_id=bid)).error("ledger_mark_not_written", mark=str(mark), error=os_reason(e))
 
 
 def bank_folders_to_scan(led: Ledger, out: Path) -> list[Path]:
@@ -421,6 +444,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             # Said as such: a second publish printed "published …" as if it had paid again, and
             # another --approved-by was dropped unsaid (audit 18B). The first approval stands.
             summary["already_published"] = {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}
+            leave_marks(led, lg)
             _list_cancelled(led, out, batch_id, summary, lg)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
         first = led.published_elsewhere(batch_id, out) if b["status"] == "published" else None
@@ -516,10 +540,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                     if not committed and not _published_or_unknown(led, batch_id):
                         shutil.rmtree(partial, ignore_errors=True)
                     raise
-            if not published:  # a mark that outlives the batch folder (the bank takes that away)
-                with contextlib.suppress(OSError):
-                    (out / ".ledgers" / ledger_id).mkdir(parents=True, exist_ok=True)
-                    (out / ".ledgers" / ledger_id / batch_id).touch()
+            leave_marks(led, lg)  # right after the commit; and again below for what was finished or rewritten
             try:
                 finalize_batch(partial, folder)
             except OSError as e:
@@ -532,6 +553,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 # none was recorded): recorded now, or `ledger check` would look for them there (an
                 # audit) and a later publication would not know this copy.
                 led.record_bank_folder(batch_id, out, approved_by)
+        leave_marks(led, lg)
         _list_cancelled(led, out, batch_id, summary, lg)
         if published:  # its files written again (--rewrite, or missing or altered): not a publication (audit 18D)
             summary["files_rewritten"] = {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}

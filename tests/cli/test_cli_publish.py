@@ -661,3 +661,19 @@ def test_ledger_check_looks_in_the_out_folder_too(isolated: Path) -> None:
     check = cli("ledger", "check", "--ledger", led, "--out", out, "--json")
     assert check.exit_code == 1, check.stdout
     assert json.loads(check.stdout)["bank_folders"]["not_in_ledger"] == 1
+
+
+def test_the_marks_are_left_by_any_run_and_only_batch_names_count(isolated: Path) -> None:
+    """Audit 18F: a publication interrupted after its commit left no mark (nor did finishing it,
+    publishing again or --rewrite), so once the bank took the folder a restored backup paid it again;
+    and any stray file among the marks (a Mac's .DS_Store) refused every run. Every run and
+    publication leaves the marks its published batches lack; only batch ids count as marks."""
+    led, out, q3 = published_sample(isolated)
+    (marks,) = (out / ".ledgers").iterdir()
+    assert [m.name for m in marks.iterdir()] == [q3]
+    (marks / q3).unlink()  # as an interruption before it was written leaves it
+    (marks / ".DS_Store").write_text("")
+    (marks / "notes.txt").write_text("")
+    ok_json(cli("run", "supplement", "--registry", isolated / "registry.parquet", "--as-of", "2025-07-10",
+                "--ledger", led, "--out", out, "--json"))
+    assert (marks / q3).is_file()

@@ -346,6 +346,15 @@ def test_a_csv_field_holding_a_line_break_refuses_the_file(isolated: Path, led: 
     ).write_csv(two_lines)
     got = ok_json(cli(*quarterly(two_lines, led, "--json", "--max-quarantine-share", "0.5")))
     assert got["registry"]["quarantine_by_reason"] == {"BAD_NAME": 1}, got["registry"]
+    # audit 18F: a remark with a row's worth of commas on one line, a card number after its break,
+    # and a name with commas before its break are values' faults (the name: BAD_NAME), not a swallow
+    commas = isolated / "commas.csv"
+    registry_frame(rows).with_columns(
+        remark=pl.lit("a,b,c,d,e,f,g,h,i,j\n旧卡已注销 新卡 6217000012345678"),
+        name=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("a,b,c,d,e,f,g,h,\ni")).otherwise(pl.col("name")),
+    ).write_csv(commas)
+    got = ok_json(cli(*quarterly(commas, led, "--json", "--max-quarantine-share", "0.5")))
+    assert got["registry"]["quarantine_by_reason"] == {"BAD_NAME": 1}, got["registry"]
     # a remark naming an old card number, then a line break, is a remark (audit 18E: refused)
     card_remark = isolated / "card_remark.csv"
     registry_frame(rows).with_columns(remark=pl.lit("原卡号6217000012345678已挂失\n新卡已办")).write_csv(card_remark)
@@ -823,3 +832,8 @@ def test_death_dates_leaking_a_little_each_night_are_refused(isolated: Path, led
             ok(cli(*run, "--max-stop-share", "1"))
         else:
             user_error(cli(*run), "0 rows with a death_date, 120 fewer than the 120 of the runs since the last")
+    # let through with the shrink share raised and a reason (a purge), the counts are the new
+    # baseline: the next night is not refused again at the default (audit 18F)
+    ok(cli(*run, "--max-shrink-share", "1", "--max-stop-share", "1", "--reason", "registry purged its dead"))
+    run[run.index("2025-07-11")] = "2025-07-12"
+    ok(cli(*run, "--max-stop-share", "1"))

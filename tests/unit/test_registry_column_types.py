@@ -154,3 +154,19 @@ def test_a_timestamp_that_gives_no_date_is_bad_date_not_no_date(tmp_path: Path) 
                                    max_quarantine_share=1.0)
     assert v.clean["person_id"].to_list() == [rows[0]["person_id"], rows[2]["person_id"]]
     assert v.quarantine.select("person_id", "reason").rows() == [(rows[1]["person_id"], "BAD_DATE")]
+
+
+def test_a_time_zone_timestamp_that_gives_no_date_is_bad_date_not_a_refused_file(tmp_path: Path) -> None:
+    """Audit 18F: the same sentinel in a timestamp labelled with its time zone made polars panic in
+    the conversion, and the whole extract was refused as cut short. It is BAD_DATE too."""
+    rows = [person("1950-01-01", seq=1), person("1950-01-02", seq=2)]
+    table = registry_frame(rows).to_arrow()
+    at = table.schema.get_field_index("death_date")
+    biggest = (2**63 - 1) // 86_400_000 * 86_400_000
+    for zone in ("UTC", "Asia/Shanghai"):
+        stamped = pa.array([None, biggest], pa.int64()).cast(pa.timestamp("ms", tz=zone))
+        path = tmp_path / f"extract-{zone.replace('/', '_')}.parquet"
+        pq.write_table(table.set_column(at, "death_date", stamped), path)
+        v = registry.load_and_validate(path, AS_OF, rules.load(rules.DEFAULT_RULES_DIR).channels(),
+                                       max_quarantine_share=1.0)
+        assert v.quarantine.select("person_id", "reason").rows() == [(rows[1]["person_id"], "BAD_DATE")], zone
