@@ -124,7 +124,8 @@ def draft_run(
                                                    keep=scope.keep("id_key"))
         except registry.QuarantineRefused as e:
             v = e.validated
-            where = _refused_report(out, f"{kind}-{as_of:%Y%m%d}-{v.sha256[:8]}", None, {}, v.quarantine, str(e))
+            where = _refused_report(out, _quarantine_refusal(kind, as_of, v.sha256)[len("refused-"):], None, {},
+                                    v.quarantine, str(e))
             raise RefusedError(f"{e}{where}") from None
         lg.info("registry_validated", **{k: v for k, v in validated.summary().items() if k != "quarantine_by_reason"})
         tripped: list[str] = []
@@ -189,6 +190,7 @@ def draft_run(
             # its refusal's report, if this run was refused before (forced now): not left beside it
             # saying "nothing drafted" of a batch that exists (audit 18E)
             shutil.rmtree(out / "reports" / f"refused-{b['batch_id']}", ignore_errors=True)
+            shutil.rmtree(out / "reports" / _quarantine_refusal(kind, as_of, validated.sha256), ignore_errors=True)
         _warn_if_ahead(summary, as_of, lg)
         if prev and prev["registry_sha256"] == validated.sha256 and prev["as_of"] < as_of:
             # The same file as an earlier day's run: the big-data center's extract did not come, and
@@ -201,6 +203,11 @@ def draft_run(
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
                 recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])
         return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary, finished=finished)
+
+
+def _quarantine_refusal(kind: str, as_of: dt.date, sha256: str) -> str:
+    """The report folder of a run refused for its extract's quarantined share (no batch id yet)."""
+    return f"refused-{kind}-{as_of:%Y%m%d}-{sha256[:8]}"
 
 
 def _refused_report(out: Path | None, name: str, changes: pl.DataFrame | None, summary: dict[str, Any],

@@ -780,6 +780,9 @@ def test_a_refused_run_leaves_what_it_found_for_staff(isolated: Path, led: Path)
     assert bad["person_id"].to_list() == [r["person_id"] for r in rows[:4]]
     assert set(bad["reason"]) == {"UNKNOWN_DISTRICT"}
     assert (folder / "summary.txt").read_text(encoding="utf-8").startswith("REFUSED, nothing drafted: ")
+    # let through with the share raised, the run drafts, and the refusal's report goes (audit 18F)
+    ok(cli(*quarterly(isolated / "bad.parquet", led, "--out", str(out), "--max-quarantine-share", "0.2")))
+    assert not folder.exists()
     # a breaker: the change report says who would stop
     good = write_registry(sample_rows(40), isolated / "good.parquet")
     bid = ok_json(cli(*quarterly(good, led, "--json", "--out", str(out))))["batch_id"]
