@@ -60,17 +60,14 @@ def publish(
              f"were delivered to {res.taken_away} and have been taken away since: nothing written "
              f"(`allowance publish {res.batch_id} --rewrite` writes them again, the same bytes, if the bank asks)")
         return
-    if before := res.summary.get("already_published"):
+    # published before this command: a no-op, or its files written again as its manifest lists them
+    if before := res.summary.get("already_published") or res.summary.get("files_rewritten"):
+        done = (f"nothing paid again, its files are in {res.out_dir}" if "already_published" in res.summary else
+                f"its files written to {res.out_dir} as its manifest lists them; nothing paid again")
         other = "" if before["approved_by"] == approved_by else (
             f"; it stands as approved by {before['approved_by']}, not {approved_by}")
         echo(f"{res.batch_id} was published before ({res.lines} payment lines, {yuan(res.amount_fen)} yuan, approved "
-             f"by {before['approved_by']} at {before['published_at']}): nothing paid again, its files are in "
-             f"{res.out_dir}{other}")
-        return
-    if before := res.summary.get("files_rewritten"):
-        echo(f"{res.batch_id} was published before ({res.lines} payment lines, {yuan(res.amount_fen)} yuan, approved "
-             f"by {before['approved_by']} at {before['published_at']}): its files written to {res.out_dir} as its "
-             "manifest lists them; nothing paid again")
+             f"by {before['approved_by']} at {before['published_at']}): {done}{other}")
         return
     echo(f"published {res.batch_id}: {res.lines} payment lines, {yuan(res.amount_fen)} yuan")
     if ahead := res.summary.get("as_of_after_today"):
