@@ -18,8 +18,9 @@ from typing import Any
 
 import polars as pl
 
-from allowance import durable
+from allowance import durable, idcard
 from allowance.constants import DISTRICTS, PARQUET_ROW_GROUP_ROWS
+from allowance.months import month_date_expr
 from allowance.registry import file_sha256
 
 PAYMENT_COLUMNS = [
@@ -255,9 +256,6 @@ def write_cancelled_recoveries(out: Path, batch_id: str, cancels: pl.DataFrame) 
     None when nothing was cancelled. The same rows give the same bytes (rerun-safe)."""
     if not cancels.height:
         return None
-    from allowance import idcard
-    from allowance.months import month_date_expr
-
     months = pl.col("to_mi") - pl.col("from_mi") + 1
     rows = (
         cancels.group_by("district_code", "person_key", "line_id")
@@ -268,14 +266,25 @@ def write_cancelled_recoveries(out: Path, batch_id: str, cancels: pl.DataFrame) 
                 month_date_expr("to_mi").alias("period_to"), "months", "amount_fen")
         .sort("district_code", "person_id", "line_id")
     )
-    folder = out / "reports" / batch_id
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "recoveries_cancelled.parquet"
-    files: dict[str, dict[str, Any]] = {}
-    _write(rows, folder, ".recoveries_cancelled.parquet.partial", files)
-    os.replace(folder / ".recoveries_cancelled.parquet.partial", path)
-    durable.sync(folder)
+    return write_file(rows, out / "reports" / batch_id / "recoveries_cancelled.parquet")
+
+
+def write_file(df: pl.DataFrame, path: Path) -> Path:
+    """One Parquet file on its own (a list beside the change reports), written as the batch files
+    are (_write: fixed row groups, the same rows the same bytes), under a hidden name first and
+    renamed into place once on disk: a reader never finds it half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = f".{path.name}.partial"
+    _write(df, path.parent, partial, {})
+    durable.sync(path.parent / partial)
+    os.replace(path.parent / partial, path)
+    durable.sync(path.parent)
     return path
+
+
+def refused_folder(out: Path, name: str) -> Path:
+    """Where a run refused by a check leaves what it found (write_change_report's `refused`)."""
+    return out / "reports" / f"refused-{name}"
 
 
 def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame | None, summary: dict[str, Any],
@@ -285,27 +294,31 @@ def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame | None, 
     A run refused by a check writes one too, under `reports/refused-<name>/` (`refused`: why), with
     the extract's quarantined rows (`quarantine`): what staff need to judge the extract before
     fixing it or forcing the run (audit 18B: a refused night left nothing to look at)."""
-    name = f"refused-{batch_id}" if refused else batch_id
-    folder = out / "reports" / name
-    tmp = out / "reports" / f".{name}.partial"
+    folder = refused_folder(out, batch_id) if refused else out / "reports" / batch_id
+    tmp = folder.with_name(f".{folder.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     files: dict[str, dict[str, Any]] = {}
-    lines = []
-    if refused:
-        lines.append(f"REFUSED, nothing drafted: {refused}")
+    lines = [f"REFUSED, nothing drafted: {refused}"] if refused else []
     if quarantine is not None:
         _write(quarantine, tmp, "quarantine.parquet", files)
         lines.append(f"quarantine.parquet: {quarantine.height} rows of the extract that failed checks")
-    if changes is None:
-        (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        durable.sync_tree(tmp)
-        finalize_batch(tmp, folder)
-        return folder
+    if changes is not None:
+        lines += _change_lines(changes, batch_id, summary, tmp, files)
+    (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # On disk before its name is: staff act on a report, and a power cut must not leave one
+    # whose files are there by name and empty.
+    durable.sync_tree(tmp)
+    finalize_batch(tmp, folder)
+    return folder
+
+
+def _change_lines(changes: pl.DataFrame, batch_id: str, summary: dict[str, Any], tmp: Path,
+                  files: dict[str, dict[str, Any]]) -> list[str]:
+    """The change report's files per district, written into `tmp`, and its summary's lines."""
     _partitioned(changes, ["district_code"], tmp, "changes", files)
-    lines.append(f"change report for {batch_id} (as of {summary.get('as_of')}, extract "
-                 f"{summary.get('registry_sha256')})")
+    lines = [f"change report for {batch_id} (as of {summary.get('as_of')}, extract {summary.get('registry_sha256')})"]
     # The report comes ordered by district and change: its counts are sums over slices (two
     # group-bys over the texts of a first quarter's 4.4M new entrants took 0.18 s).
     keys = ["district_code", "change"]
@@ -319,9 +332,4 @@ def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame | None, 
     lines.append("all districts: " + "; ".join(
         f"{r['change']} {r['people']} ({r['fen']} fen)" for r in total.iter_rows(named=True)) if total.height
                  else "all districts: no changes")
-    (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    # On disk before its name is: staff act on a report, and a power cut must not leave one
-    # whose files are there by name and empty.
-    durable.sync_tree(tmp)
-    finalize_batch(tmp, folder)
-    return folder
+    return lines

@@ -25,6 +25,7 @@ from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, lock_wait, payee_r
 from allowance.months import fmt, today_shanghai
 from allowance.outputs import (
     finalize_batch,
+    refused_folder,
     stage_batch,
     verify_batch,
     write_cancelled_recoveries,
@@ -111,21 +112,20 @@ def draft_run(
     if out is not None:
         refuse_the_ledgers_store(out, ledger_path)
     finished = finish_publications(ledger_path, out) if out is not None else []
-    if out is not None:
-        refuse_unknown_bank_batches(ledger_path, out)
     lg = log.get(kind=kind, as_of=str(as_of))
     with Ledger.use(ledger_path) as led:
+        leave_marks(led, lg)  # a publication finished above, or made before marks existed
+        if out is not None:
+            refuse_unknown_bank_batches(led, out)
         # The ledger first: the draft's window and holdings say which clean rows it can use,
         # and validation keeps only those (every row is still checked and counted).
-        leave_marks(led, lg)  # a publication finished above, or made before marks existed
         scope = draft_scope(kind, quarter, as_of, led, rules)
         try:
             validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share,
                                                    keep=scope.keep("id_key"))
         except registry.QuarantineRefused as e:
             v = e.validated
-            where = _refused_report(out, _quarantine_refusal(kind, as_of, v.sha256)[len("refused-"):], None, {},
-                                    v.quarantine, str(e))
+            where = _refused_report(out, _quarantine_refusal(kind, as_of, v.sha256), None, {}, v.quarantine, str(e))
             raise RefusedError(f"{e}{where}") from None
         lg.info("registry_validated", **{k: v for k, v in validated.summary().items() if k != "quarantine_by_reason"})
         tripped: list[str] = []
@@ -187,10 +187,10 @@ def draft_run(
                                  f"the draft {b['batch_id']} is saved: fix the folder and run again for its "
                                  "report (the same draft)") from None
             summary["change_report"] = str(report)
-            # its refusal's report, if this run was refused before (forced now): not left beside it
-            # saying "nothing drafted" of a batch that exists (audit 18E)
-            shutil.rmtree(out / "reports" / f"refused-{b['batch_id']}", ignore_errors=True)
-            shutil.rmtree(out / "reports" / _quarantine_refusal(kind, as_of, validated.sha256), ignore_errors=True)
+            # its refusal's report, if this run was refused before (let through now): not left beside
+            # it saying "nothing drafted" of a batch that exists (audits 18E, 18F)
+            for name in (b["batch_id"], _quarantine_refusal(kind, as_of, validated.sha256)):
+                shutil.rmtree(refused_folder(out, name), ignore_errors=True)
         _warn_if_ahead(summary, as_of, lg)
         if prev and prev["registry_sha256"] == validated.sha256 and prev["as_of"] < as_of:
             # The same file as an earlier day's run: the big-data center's extract did not come, and
@@ -206,8 +206,8 @@ def draft_run(
 
 
 def _quarantine_refusal(kind: str, as_of: dt.date, sha256: str) -> str:
-    """The report folder of a run refused for its extract's quarantined share (no batch id yet)."""
-    return f"refused-{kind}-{as_of:%Y%m%d}-{sha256[:8]}"
+    """The name of a run refused for its extract's quarantined share (it has no batch id yet)."""
+    return f"{kind}-{as_of:%Y%m%d}-{sha256[:8]}"
 
 
 def _refused_report(out: Path | None, name: str, changes: pl.DataFrame | None, summary: dict[str, Any],
@@ -287,27 +287,34 @@ def leave_marks(led: Ledger, lg: Any = None) -> None:
             (lg or log.get(batch_id=bid)).error("ledger_mark_not_written", mark=str(mark), error=os_reason(e))
 
 
-def bank_folders_to_scan(led: Ledger, out: Path) -> list[Path]:
-    """`out`, and every folder this ledger has published to: a restored ledger run with another --out
-    (a new disk, the nightly's folder not the quarter's) must still see what it published there."""
-    return sorted({out.resolve(), *(p for p in led.published_folders().values() if p is not None)})
+def bank_folders_to_scan(led: Ledger, out: Path | None) -> list[Path]:
+    """`out` (when given), and every folder this ledger has published to: a restored ledger run
+    with another --out (a new disk, the nightly's folder not the quarter's) must still see what it
+    published there."""
+    recorded = {p for p in led.published_folders().values() if p is not None}
+    return sorted(recorded | ({out.resolve()} if out is not None else set()))
 
 
-def refuse_unknown_bank_batches(ledger_path: Path, out: Path) -> None:
+def refuse_unknown_bank_batches(led: Ledger, out: Path) -> None:
     """A run or a publication is refused while `out` holds bank files of a batch the ledger does
     not hold as published. Found by audits 18A and 18B: a ledger restored from the night's backup,
     after a quarter had been published since, drafted and published that quarter again (every
     month paid twice, under other line ids), and `ledger check` said ok; restored and given
     another bank return, it drafted another batch under the id of one delivered, and publishing it
     replaced the bank's folder."""
-    with Ledger.use(ledger_path, read_only=True) as led:  # named where they are (audit 18D: --out named instead)
-        unknown = sorted({str(d / b) for d in bank_folders_to_scan(led, out) for b in unknown_bank_batches(led, d)})
+    # named where they are (audit 18D: --out was named instead)
+    unknown = sorted({str(d / b) for d in bank_folders_to_scan(led, out) for b in unknown_bank_batches(led, d)})
     if unknown:
         raise RefusedError(
             f"{out}: this ledger published {len(unknown)} batch(es) it does not record "
             f"({', '.join(unknown[:5])}{', …' if len(unknown) > 5 else ''}): was it restored from a backup older "
             "than them? Run on, and their months are paid again: restore the backup taken after them (README: "
             "Backups); nothing was drafted or published")
+
+
+def _published_before(b: dict[str, Any]) -> dict[str, str]:
+    """Who approved a batch published before this command, and when (already_published, files_rewritten)."""
+    return {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}
 
 
 def _list_cancelled(led: Ledger, out: Path, batch_id: str, summary: dict[str, Any], lg: Any) -> None:
@@ -386,8 +393,7 @@ def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str
     folders = led.published_folders()
     # `out` too (the folder runs are given): a ledger restored from before its first publication
     # has no folder recorded to look in (audit 18D: it checked as ok)
-    for parent in bank_folders_to_scan(led, out) if out is not None else sorted(
-            {p for p in folders.values() if p is not None}):
+    for parent in bank_folders_to_scan(led, out):
         for bid in unknown_bank_batches(led, parent):  # audit 18B: a restored ledger checked as ok
             counts["not_in_ledger"] += 1
             problems.append(f"batch {bid}: bank files in {parent / bid}, but this ledger does not hold it as "
@@ -434,8 +440,8 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
     if not approved_by.strip():
         raise LedgerError("--approved-by must name who approved the batch")
     refuse_the_ledgers_store(out, ledger_path)
-    refuse_unknown_bank_batches(ledger_path, out)
     with Ledger.use(ledger_path) as led:
+        refuse_unknown_bank_batches(led, out)
         b = led.batch(batch_id)
         summary = json.loads(b["summary"])
         folder = out / batch_id
@@ -450,7 +456,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
             # Said as such: a second publish printed "published …" as if it had paid again, and
             # another --approved-by was dropped unsaid (audit 18B). The first approval stands.
-            summary["already_published"] = {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}
+            summary["already_published"] = _published_before(b)
             leave_marks(led, lg)
             _list_cancelled(led, out, batch_id, summary, lg)
             return RunResult(batch_id, "published", b["lines"], b["amount_fen"], summary, folder)
@@ -563,7 +569,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         leave_marks(led, lg)
         _list_cancelled(led, out, batch_id, summary, lg)
         if published:  # its files written again (--rewrite, or missing or altered): not a publication (audit 18D)
-            summary["files_rewritten"] = {"approved_by": b["approved_by"], "published_at": str(b["published_at"])}
+            summary["files_rewritten"] = _published_before(b)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         _warn_if_ahead(summary, b["as_of"], lg)  # said when published too, by a job's --publish-as (an audit)
         if not published:

@@ -8,7 +8,6 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from allowance import durable
 from allowance.cli.common import (
     DEFAULT_LEDGER,
     DEFAULT_OUT,
@@ -23,6 +22,7 @@ from allowance.errors import InputError, UserError, os_reason
 from allowance.idcard import mask
 from allowance.ledger import Ledger
 from allowance.money import yuan
+from allowance.outputs import write_file
 
 app = typer.Typer(help="Review a draft: hold, reject or release people; approve a district's list.",
                   no_args_is_help=True)
@@ -151,13 +151,8 @@ def carry(batch_id: Annotated[str, typer.Argument(help="The new draft (a redraft
                   .iter_rows())
     where = None
     if changes.height:
-        where = out / "reports" / f"{batch_id}-since-{from_batch}.parquet"
         try:
-            where.parent.mkdir(parents=True, exist_ok=True)
-            tmp = where.with_name(f".{where.name}.partial")
-            changes.write_parquet(tmp)
-            durable.sync(tmp)
-            tmp.replace(where)
+            where = write_file(changes, out / "reports" / f"{batch_id}-since-{from_batch}.parquet")
         except OSError as e:  # the carry is recorded: only the listing could not be written
             raise InputError(f"{out}: cannot write what changed ({os_reason(e)}); {len(got['carried'])} "
                              "approval(s) carried all the same: fix the folder and run again for the list") from None
