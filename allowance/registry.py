@@ -242,10 +242,11 @@ def refuse_repeated_header(p: Path, columns: tuple[str, ...] = REGISTRY_COLUMNS)
 def refuse_unterminated(p: Path) -> None:
     """A CSV (an extract, a bank return) whose last row has no line break after it is refused: a
     copy or a transfer cut short inside its last field leaves a row with every field there and the
-    last one cut, which no check
-    can tell from a whole value (audit 18C: a 16-digit card cut to 14 digits was paid into; with the
-    death date the last column, a death date cut away entirely paid the dead). Every export tool
-    ends its last row with one; a file written by hand without it is refused in one line saying so."""
+    last one cut, which no check can tell from a whole value (audit 18C: a 16-digit card cut to 14
+    digits was paid into; with the death date the last column, a death date cut away entirely paid
+    the dead). Every export tool ends its last row with one; a file written by hand without it is
+    refused in one line saying so. What follows the last line break may hold no row (white space,
+    a row of commas, DOS's end-of-file mark)."""
     with p.open("rb") as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - 4096))
