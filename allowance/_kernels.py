@@ -179,6 +179,16 @@ def needs_trim_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo:
         out[i] = _is_space(_char_at(at, n, 0)) or _is_space(_char_at(at, n, last))
 
 
+@numba.njit(inline="always", nogil=True)
+def _is_invisible(cp: int) -> bool:
+    """White space, or a character that prints as nothing: zero-width and joiner characters,
+    the word joiner and invisible operators, the byte-order mark, the soft hyphen, the Mongolian
+    vowel separator, the Hangul fillers and the directional marks and isolates."""
+    return (_is_space(cp) or 0x200B <= cp <= 0x200F or 0x202A <= cp <= 0x202E or 0x2060 <= cp <= 0x206F
+            or cp == 0xFEFF or cp == 0xAD or cp == 0x34F or cp == 0x61C or cp == 0x180E or cp == 0x115F
+            or cp == 0x1160 or cp == 0x3164 or cp == 0xFFA0)
+
+
 @_jit
 def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: int, hi: int, max_bytes: int,
                   out: np.ndarray) -> None:
@@ -186,7 +196,9 @@ def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: i
     0x20) or DEL (0x7F), which in UTF-8 no byte of another character is; C1 (U+0080-U+009F: 0xC2
     then 0x80-0x9F); a line or paragraph separator (U+2028, U+2029: 0xE2 0x80 0xA8/0xA9); or the
     replacement character U+FFFD (0xEF 0xBF 0xBD), what a lossy decode upstream (GBK read as UTF-8)
-    leaves of a name: no bank matches it (audit 18C)."""
+    leaves of a name: no bank matches it (audit 18C). Or it says nothing: no character of it
+    prints (zero-width spaces, a byte-order mark, a Hangul filler: `_is_invisible`), or it is
+    an export's null marker, `NULL` in any case or `\\N` (audit 18C: such names were paid)."""
     for i in range(lo, hi):
         at, n = _row(views, first_view, buffers, i)
         bad = n > max_bytes
@@ -201,7 +213,20 @@ def bad_text_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo: i
             elif b == 0xEF and j + 2 < n and _byte(at + j + 1) == 0xBF:
                 bad = _byte(at + j + 2) == 0xBD
             j += 1
-        out[i] = bad
+        # Then up to its first character that prints: a printable ASCII one, or one that starts at
+        # j and prints (0xE4-0xEE lead U+4000-U+EFFF, Chinese among them: none is invisible).
+        visible = False
+        j = 0
+        while not bad and not visible and j < n:
+            b = _byte(at + j)
+            visible = 0x21 <= b <= 0x7E or 0xE4 <= b <= 0xEE or (b >= 0xC2 and not _is_invisible(_char_at(at, n, j)))
+            j += 1
+        if not bad and n == 4:
+            bad = ((_byte(at) | 0x20) == 110 and (_byte(at + 1) | 0x20) == 117 and (_byte(at + 2) | 0x20) == 108
+                   and (_byte(at + 3) | 0x20) == 108)  # "null", any case
+        if not bad and n == 2:
+            bad = _byte(at) == 92 and _byte(at + 1) == 78  # "\\N"
+        out[i] = bad or not visible
 
 
 @_jit

@@ -101,8 +101,9 @@ def needs_trim(s: pl.Series) -> pl.Series:
 
 
 def bad_text(s: pl.Series, max_bytes: int) -> pl.Series:
-    """True where the text is longer than `max_bytes` or holds a control character (NUL, a tab,
-    a line break, ...); null where `s` is null. One pass over the bytes, on both threads."""
+    """True where the text is longer than `max_bytes`, holds a control character (NUL, a tab,
+    a line break, ...), has no character that prints, or is a null marker (`NULL`, `\\N`); null
+    where `s` is null. One pass over the bytes, on both threads (`_kernels.bad_text_rows`)."""
     from allowance._kernels import bad_text_rows
 
     return _flags(s, lambda *a: bad_text_rows(*a[:5], max_bytes, *a[5:]))

@@ -41,7 +41,8 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "BAD_CHANNEL",  # channel not one of CHANNELS
     "CARD_MISSING",  # a channel without a card number
     "BAD_CARD",  # a card number that is not digits
-    "BAD_NAME",  # a name holding a control character (C0, DEL, C1, U+2028/9) or longer than NAME_MAX_BYTES
+    "BAD_NAME",  # a control character (C0, DEL, C1, U+2028/9, U+FFFD), over NAME_MAX_BYTES, no character
+    # that prints (zero-width ones only), or an export's null marker (NULL, \N) for a name
     "DUPLICATE_ID",  # the same person twice in one extract: every such row is quarantined
 )
 
