@@ -44,8 +44,20 @@ NAME_LIKE = st.one_of(
     st.none(),
     # CJK, a 2- and a 4-byte character, spaces, U+FFFD and characters whose bytes start as its do
     st.text(alphabet=SPACES + "张王李a1é😀\ufffd\uffef\ufeff", max_size=8),
+    # characters that print as nothing, a few that print next to them, and the null markers' letters
+    st.text(alphabet="\u200b\u200d\u2060\u206f\u3164\uffa0\u00ad\u202e\u3000 李é\u2070NnUuLl\\",
+            max_size=5),
+    st.sampled_from(["NULL", "null", "NuLl", "\\N", "\\n", "N", "NULLS", " NULL"]),
     st.text(max_size=16),
 )
+
+# Unicode's White_Space (Rust's char::is_whitespace) and the characters that print as nothing: an
+# independent list of bad_text's `_is_invisible`.
+WHITE_SPACE = (set("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000")
+               | {chr(c) for c in range(0x2000, 0x200B)})
+PRINTS_AS_NOTHING = (WHITE_SPACE | {chr(c) for c in range(0x200B, 0x2010)} | {chr(c) for c in range(0x202A, 0x202F)}
+                     | {chr(c) for c in range(0x2060, 0x2070)}
+                     | set("\ufeff\xad\u034f\u061c\u180e\u115f\u1160\u3164\uffa0"))
 
 
 @settings(max_examples=400, deadline=None)
@@ -60,12 +72,17 @@ def test_needs_trim_is_where_strip_chars_changes_the_text(values: list[str | Non
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(NAME_LIKE, max_size=40), st.integers(min_value=0, max_value=20))
-def test_bad_text_is_a_control_character_or_too_many_bytes(values: list[str | None], max_bytes: int) -> None:
+def test_bad_text_is_a_control_character_too_many_bytes_or_says_nothing(values: list[str | None],
+                                                                         max_bytes: int) -> None:
     s = pl.Series("name", values, dtype=pl.String)
     got = bad_text(s, max_bytes)
     assert got.name == "name" and got.dtype == pl.Boolean
     def control(c: str) -> bool:  # C0, DEL, C1, the line and paragraph separators, the replacement character
         return ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029\ufffd"
 
-    expected = [None if v is None else (len(v.encode()) > max_bytes or any(control(c) for c in v)) for v in values]
+    def says_nothing(v: str) -> bool:  # no character that prints, or an export's null marker
+        return all(c in PRINTS_AS_NOTHING for c in v) or v.lower() == "null" or v == "\\N"
+
+    expected = [None if v is None
+                else (len(v.encode()) > max_bytes or any(control(c) for c in v) or says_nothing(v)) for v in values]
     assert got.to_list() == expected
