@@ -34,6 +34,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "BAD_DATE",  # a date column that cannot be read as a date
     "BIRTH_MISMATCH",  # birth_date differs from the date inside the ID
     "BIRTH_IN_FUTURE",  # born after the run's as-of date
+    "AGE_IMPLAUSIBLE",  # older than MAX_AGE_ALIVE at the as-of date, or at death: a birth date no one has
     "DEATH_BEFORE_BIRTH",
     "HUKOU_DATES",  # moved in before birth, or moved out before moving in
     "FUTURE_FACT",  # a death or hukou date after the as-of date (SPEC §4: never used early)
@@ -45,6 +46,14 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     # that prints (zero-width ones only), or an export's null marker (NULL, \N) for a name
     "DUPLICATE_ID",  # the same person twice in one extract: every such row is quarantined
 )
+
+# Engine rule (audit 18C: a resident born in 1800 was paid 600 yuan a month, with arrears): no one
+# is older than this. The oldest person ever verified died at 122; Shanghai's oldest residents have
+# been 110-odd. A row that makes someone alive at 121 or over (at the as-of date, or at a recorded
+# death) carries a wrong birth date, or an unrecorded death, and is quarantined as AGE_IMPLAUSIBLE
+# for the district to check, as any other row the engine cannot pay on. Were a resident ever
+# verified older, this is the number to raise.
+MAX_AGE_ALIVE = 120
 
 # Engine rule: the longest name a bank line carries, in bytes of UTF-8 (100 Chinese characters).
 # No registered name comes near it; a longer one is an export fault (an audit had 100 000 characters).
