@@ -187,3 +187,11 @@ def test_rejects_nonsense_arguments() -> None:
         generate_registry(0, 1, AS_OF)
     with pytest.raises(ValueError):
         generate_registry(10, 1, AS_OF, bad_share=0.5)
+
+
+def test_a_card_is_one_persons(reg: pl.DataFrame) -> None:
+    # A bank account is one person's; the draws put several holders on one short number before
+    # _redraw_shared_cards (some 1 500 rows of a million). The engine lists shared cards (CARD_SHARED).
+    cards = reg["card_no"].drop_nulls()
+    assert cards.len() > 0.9 * reg.height
+    assert not cards.is_duplicated().any()
