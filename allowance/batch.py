@@ -650,7 +650,9 @@ def build_draft(
     # hashes. Asked here rather than once the lines are built, it is over (and DuckDB has let its
     # memory go, see ledger._connect) before the draft's largest frames exist: compared as texts,
     # it took 0.5 GB and a later quarter's draft peaked during it at 3.9-4.0 GiB.
-    switched = ledger.channel_changes(
+    # The same join names who would be paid to a card new to them that is another person's last
+    # paid card (`card_taken`; CARD_SHARED in the change report).
+    switched, card_taken = ledger.channel_changes(
         people.select(pl.col("_k", "channel", "card_no").gather(differing)).filter(pl.col("channel").is_not_null()))
     # Each rules version of the window as one bit: a line's versions are the OR of its pieces'.
     vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
@@ -881,7 +883,7 @@ def build_draft(
     lap("no_card_checks")
 
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
-                            switched, batch_id, overpaid, held_absent)
+                            switched, batch_id, overpaid, held_absent, card_shared(lines, card_taken))
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -1138,9 +1140,26 @@ def stopped_people(
     return stopped, {"recipients": recipients.height, "stopped": stopped.height}
 
 
+def card_shared(lines: pl.DataFrame, taken: pl.DataFrame) -> pl.DataFrame:
+    """The payment lines to a card that another person is paid to: in this batch (the same
+    card_with on another person's payment line: a batch pays a person once, check_lines), or,
+    where the card is new to its person, the card the ledger last paid someone else to (`taken`,
+    Ledger.channel_changes). A card is one person's (a 社保卡 or a 敬老卡, each a bank account of
+    its own): a card number under two IDs sends one person's allowance to another's account, or
+    is a registry error. SPEC §1 still entitles both, so they are paid, and listed for the district
+    to check and to hold (五 资格审定) in the change report as CARD_SHARED: district_code,
+    person_id, fen (the line's amount), _k."""
+    pay = pl.col("line_type") == "PAYMENT"
+    keys = lines.select(pl.col("card_with").filter(pay)).to_series()
+    shared = idcard.duplicated(keys)
+    return (lines.filter(pay).filter(shared | pl.col("person_key").is_in(taken["_k"].implode()))
+            .select("district_code", "person_id", fen="amount_fen", _k="person_key"))
+
+
 def change_report(
     lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str,
     overpaid: pl.DataFrame | None = None, held_absent: pl.DataFrame | None = None,
+    card_shared: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """What changed, person by person: new entrants, stops (death, migration, …), band and channel
     changes, and who was overpaid for months older than the retroactive window (`overpaid`,
@@ -1154,6 +1173,7 @@ def change_report(
     than they have now (a payment line's channel and card are its person's).
     `held_absent` (held_not_in_extract): people under a hold who are in no row of the extract,
     listed as HELD_NOT_IN_EXTRACT with all the ledger holds for them, on every run.
+    `card_shared` (card_shared): people paid to a card another person is paid to, CARD_SHARED.
     """
     o1 = pl.col("_o1") if "_o1" in lines.columns else district_rank("district_code")
     o3 = pl.col("_o3") if "_o3" in lines.columns else idcard.order_key_expr("person_id")
@@ -1165,7 +1185,8 @@ def change_report(
                 "person_id", pl.col("last_fen").alias("fen"), pl.col("_k").alias("_o3"))
         .collect()
     )
-    for listed, code in ((overpaid, "OVERPAID_BEFORE_WINDOW"), (held_absent, "HELD_NOT_IN_EXTRACT")):
+    for listed, code in ((overpaid, "OVERPAID_BEFORE_WINDOW"), (held_absent, "HELD_NOT_IN_EXTRACT"),
+                         (card_shared, "CARD_SHARED")):
         if listed is not None and listed.height:
             stopped = pl.concat([stopped, listed.select(
                 "district_code", change=pl.lit(code), person_id="person_id", fen="fen", _o3="_k")],
@@ -1212,7 +1233,7 @@ def change_report(
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
                 "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_NO_CARD", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
-                "HELD_NOT_IN_EXTRACT")
+                "HELD_NOT_IN_EXTRACT", "CARD_SHARED")
 
 
 def district_rank(col: str) -> pl.Expr:

@@ -54,7 +54,27 @@ def test_channel_changes_are_the_people_paid_to_another_card_or_channel(tmp_path
         "card_no": [rows[0]["card_no"], "6217999900000001", rows[2]["card_no"], rows[3]["card_no"], "1"],
     }).with_columns(_k=idcard.order_key_expr("person_id"))
     with Ledger.use(sc.ledger, read_only=True) as led:
-        switched = led.channel_changes(now.select("_k", "channel", "card_no"))
+        switched, taken = led.channel_changes(now.select("_k", "channel", "card_no"))
     assert switched.columns == ["_k"]
     # the card of one, the channel of another; the same two, and one never paid, are no change
     assert set(now.join(switched, on="_k", how="semi")["person_id"]) == {rows[1]["person_id"], rows[2]["person_id"]}
+    # nobody's card is another's: new cards, a new channel, a card never paid
+    assert taken.height == 0
+
+
+def test_a_card_new_to_its_person_that_another_was_last_paid_to_is_taken(tmp_path: Path) -> None:
+    sc = Scenario(tmp_path)
+    rows = [person(dt.date(1940 + i, 3, 1), seq=i) for i in range(3)]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    newcomer = "11010119400101001X"
+    now = pl.DataFrame({
+        "person_id": [r["person_id"] for r in rows] + [newcomer],
+        # 0 keeps its card; 1 moves to 2's card; 2 keeps its own; the newcomer brings 0's
+        "channel": [rows[0]["channel"], rows[2]["channel"], rows[2]["channel"], rows[0]["channel"]],
+        "card_no": [rows[0]["card_no"], rows[2]["card_no"], rows[2]["card_no"], rows[0]["card_no"]],
+    }).with_columns(_k=idcard.order_key_expr("person_id"))
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        switched, taken = led.channel_changes(now.select("_k", "channel", "card_no"))
+    assert set(now.join(switched, on="_k", how="semi")["person_id"]) == {rows[1]["person_id"]}
+    # those whose card is new to them and was last paid to someone else; not those who keep theirs
+    assert set(now.join(taken, on="_k", how="semi")["person_id"]) == {rows[1]["person_id"], newcomer}
