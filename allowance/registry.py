@@ -506,16 +506,11 @@ def _normalised_ids(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
 CHUNK_ROWS = 1 << 21  # rows checked at a time (a Python loop over a handful of blocks, never over people)
 
 
-# The most days MAX_AGE_ALIVE + 1 years can span: 365 each, and a leap day in every fourth.
-_LONGEST_DAYS = (MAX_AGE_ALIVE + 1) * 365 + (MAX_AGE_ALIVE + 1 + 3) // 4
-
-
-def _years_before(day: dt.date, years: int) -> dt.date:
-    """The date `years` years before `day`; 29 February in a common year is the 28th."""
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:
-        return day.replace(year=day.year - years, day=28)
+def _oldest_birth(as_of: dt.date) -> dt.date:
+    """The last birth date at which someone is over MAX_AGE_ALIVE in the as-of date's month by
+    SPEC §1's age: the last day of that month, MAX_AGE_ALIVE + 1 years before."""
+    first = dt.date(as_of.year - MAX_AGE_ALIVE - 1, as_of.month, 1)
+    return (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
 
 
 def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None) -> dict[str, pl.Expr]:
@@ -537,12 +532,11 @@ def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None
         ),
         "BIRTH_MISMATCH": well_formed & bd.is_not_null() & (bd != pl.col("id_birth")),
         "BIRTH_IN_FUTURE": bd > pl.lit(as_of),
-        # Aged MAX_AGE_ALIVE + 1 or over at the as-of date (exactly, by SPEC §1's age: born on or
-        # before that many years before it), and alive then or at death. A death's age is taken in
-        # days, at least as many as those years can hold (one leap day in four), so no one younger
-        # at death is caught (a 2M-row block's calendar shift cost 9 ms, the days 2 ms).
-        "AGE_IMPLAUSIBLE": (bd <= pl.lit(_years_before(as_of, MAX_AGE_ALIVE + 1)))
-        & (dd.is_null() | (dd.cast(pl.Int32) - bd.cast(pl.Int32) >= _LONGEST_DAYS)),
+        # Alive and registered (no death, no move out: a recorded death or move out ends the
+        # payments whatever the age, and its recovery must not be stopped, audit 19A) and, by
+        # SPEC §1's age (the month of a birthday counts at the new age), over MAX_AGE_ALIVE in
+        # the as-of date's month: born in that month MAX_AGE_ALIVE + 1 years before, or earlier.
+        "AGE_IMPLAUSIBLE": dd.is_null() & ho.is_null() & (bd <= pl.lit(_oldest_birth(as_of))),
         "DEATH_BEFORE_BIRTH": dd < bd,
         "HUKOU_DATES": (hs < bd) | (ho < hs) | (ho < bd),
         "FUTURE_FACT": (dd > pl.lit(as_of)) | (hs > pl.lit(as_of)) | (ho > pl.lit(as_of)),
