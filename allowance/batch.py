@@ -432,6 +432,20 @@ def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame, ledger: Led
     return absent, not_clean.height - gone.height
 
 
+def quarantined_districts(stopped: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
+    """_k, district_code of the people stopped (`stopped`: _k) because their row is quarantined,
+    where that row names one of SPEC §7's districts: the change report listed them all under
+    `unknown`, where the district that must mend the row never looked (audit 19A). A row whose
+    district is itself what is broken stays under `unknown` (the ledger's last district would mean
+    reading every batch's lines for a few people, seconds at 15.35M). A handful of rows: the
+    quarantine's IDs are keyed, not the extract's."""
+    return (quarantine.select(idcard.order_key_expr(idcard.normalized_id_expr("person_id")).alias("_k"),
+                              "district_code")
+            .join(stopped.select("_k"), on="_k", how="semi")
+            .filter(pl.col("district_code").is_in(DISTRICT_CODES))
+            .unique("_k", keep="first", maintain_order=True))  # a duplicated ID: its first row's
+
+
 def held_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings: pl.DataFrame) -> pl.DataFrame:
     """People under a review HOLD (五) who are in no row of the extract: _k, person_id,
     district_code, fen (all the ledger holds for them). A hold freezes their months, so what they
@@ -866,6 +880,8 @@ def build_draft(
     # a 15.35M quarter) is let go before the pieces, the checks and the report, where drafts peak.
     stopped_districts = people.select("_k", "district_code").join(stops_frame.select("_k"), on="_k", how="semi")
     del people
+    stopped_districts = pl.concat([stopped_districts, quarantined_districts(
+        stops_frame.join(stopped_districts, on="_k", how="anti"), validated.quarantine)])
     # What the checks, the change report and the totals below still read of the lines' integers
     # (narrowed before the pieces are built: the draft peaks there).
     grouped = grouped.select("line_type", "amount_fen", "reason", "_o1", "_o3")
