@@ -183,10 +183,16 @@ def needs_trim_rows(views: np.ndarray, first_view: int, buffers: np.ndarray, lo:
 def _is_invisible(cp: int) -> bool:
     """White space, or a character that prints as nothing: zero-width and joiner characters,
     the word joiner and invisible operators, the byte-order mark, the soft hyphen, the Mongolian
-    vowel separator, the Hangul fillers and the directional marks and isolates."""
+    vowel separator and free variation selectors, the Hangul fillers, the directional marks and
+    isolates, and (audit 19A) the braille blank, the Khmer inherent vowels, the object
+    replacement and interlinear annotation characters, variation selectors, tag characters and
+    the musical and shorthand format controls."""
     return (_is_space(cp) or 0x200B <= cp <= 0x200F or 0x202A <= cp <= 0x202E or 0x2060 <= cp <= 0x206F
-            or cp == 0xFEFF or cp == 0xAD or cp == 0x34F or cp == 0x61C or cp == 0x180E or cp == 0x115F
-            or cp == 0x1160 or cp == 0x3164 or cp == 0xFFA0)
+            or cp == 0xFEFF or cp == 0xAD or cp == 0x34F or cp == 0x61C or 0x180B <= cp <= 0x180F
+            or cp == 0x115F or cp == 0x1160 or cp == 0x3164 or cp == 0xFFA0 or cp == 0x2800
+            or cp == 0x17B4 or cp == 0x17B5 or 0xFFF9 <= cp <= 0xFFFC or 0xFE00 <= cp <= 0xFE0F
+            or 0xE0000 <= cp <= 0xE007F or 0xE0100 <= cp <= 0xE01EF or 0x1D173 <= cp <= 0x1D17A
+            or 0x1BCA0 <= cp <= 0x1BCA3)
 
 
 @_jit

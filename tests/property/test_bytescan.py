@@ -45,7 +45,8 @@ NAME_LIKE = st.one_of(
     # CJK, a 2- and a 4-byte character, spaces, U+FFFD and characters whose bytes start as its do
     st.text(alphabet=SPACES + "张王李a1é😀\ufffd\uffef\ufeff", max_size=8),
     # characters that print as nothing, a few that print next to them, and the null markers' letters
-    st.text(alphabet="\u200b\u200d\u2060\u206f\u3164\uffa0\u00ad\u202e\u3000 李é\u2070NnUuLl\\",
+    st.text(alphabet="\u200b\u200d\u2060\u206f\u3164\uffa0\u00ad\u202e\u3000 李é\u2070NnUuLl\\"
+                     "\u2800\u2801\ufffc\ufe0f\U000e0041\U000e0100\U0001d173\u17b4\u180b\U0001bca3\u1810",
             max_size=5),
     st.sampled_from(["NULL", "null", "NuLl", "\\N", "\\n", "N", "NULLS", " NULL"]),
     st.text(max_size=16),
@@ -56,8 +57,10 @@ NAME_LIKE = st.one_of(
 WHITE_SPACE = (set("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000")
                | {chr(c) for c in range(0x2000, 0x200B)})
 PRINTS_AS_NOTHING = (WHITE_SPACE | {chr(c) for c in range(0x200B, 0x2010)} | {chr(c) for c in range(0x202A, 0x202F)}
-                     | {chr(c) for c in range(0x2060, 0x2070)}
-                     | set("\ufeff\xad\u034f\u061c\u180e\u115f\u1160\u3164\uffa0"))
+                     | {chr(c) for c in range(0x2060, 0x2070)} | {chr(c) for c in range(0x180B, 0x1810)}
+                     | set("\ufeff\xad\u034f\u061c\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
+                     | {chr(c) for c in (*range(0xFFF9, 0xFFFD), *range(0xFE00, 0xFE10), *range(0xE0000, 0xE0080),
+                                         *range(0xE0100, 0xE01F0), *range(0x1D173, 0x1D17B), *range(0x1BCA0, 0x1BCA4))})
 
 
 @settings(max_examples=400, deadline=None)
