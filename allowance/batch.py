@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from allowance import __version__, idcard
-from allowance.bytescan import numbered
+from allowance.bytescan import hash_columns, numbered
 from allowance.constants import CHANNELS, DISTRICT_CODES
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
@@ -120,6 +120,7 @@ class Draft:
     changes: pl.DataFrame
     stops: dict[str, int]
     cancels: pl.DataFrame  # recoveries still owed, cancelled instead of paid again (cancel_owed_recoveries)
+    card_holders: pl.DataFrame | None = None  # every holder of a card paid to two people (card_shared)
 
 
 def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, state: str, rules: Rules) -> str:
@@ -898,8 +899,9 @@ def build_draft(
     check_lines(lines, grouped["_o3"])
     lap("no_card_checks")
 
+    shared, card_holders = card_shared(lines, card_taken)
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
-                            switched, batch_id, overpaid, held_absent, card_shared(lines, card_taken))
+                            switched, batch_id, overpaid, held_absent, shared)
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -952,7 +954,7 @@ def build_draft(
     }
     lap("summary")
     lap.done("draft_stages", batch_id=batch_id)
-    return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops, cancels)
+    return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops, cancels, card_holders)
 
 
 def place_order(group: pl.Series, key: pl.Series) -> np.ndarray:
@@ -1156,23 +1158,34 @@ def stopped_people(
     return stopped, {"recipients": recipients.height, "stopped": stopped.height}
 
 
-def card_shared(lines: pl.DataFrame, taken: pl.DataFrame) -> pl.DataFrame:
-    """The payment lines to a card that another person is paid to: in this batch (the same
-    card_with on another person's payment line: a batch pays a person once, check_lines), or,
-    where the card is new to its person, the card the ledger last paid someone else to (`taken`,
-    Ledger.channel_changes). A card is one person's (a 社保卡 or a 敬老卡, each a bank account of
-    its own): a card number under two IDs sends one person's allowance to another's account, or
-    is a registry error. SPEC §1 still entitles both, so they are paid, and listed for the district
-    to check and to hold (五 资格审定) in the change report as CARD_SHARED: district_code,
-    person_id, fen (the line's amount), _k."""
+def card_shared(lines: pl.DataFrame, taken: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The payment lines to a card number that another person is paid to: in this batch (the same
+    number on another person's payment line, whatever channel either names: a batch pays a person
+    once, check_lines), or, where the card is new to its person, the number the ledger last paid
+    someone else to (`taken`: _k, other_k, Ledger.channel_changes). A card is one person's (a
+    社保卡 or a 敬老卡, each a bank account of its own): a number under two IDs sends one person's
+    allowance to another's account, or is a registry error. SPEC §1 still entitles both, so they
+    are paid, and listed for the district to check and to hold (五 资格审定).
+
+    Returns the change report's CARD_SHARED rows (district_code, person_id, fen: the line's
+    amount, _k) and every holder of each such card (card_no, person_id, district_code, seen:
+    `batch` for a line of this batch, `ledger` for the person the ledger last paid to it, whose
+    district the ledger does not keep), ordered by card and ID, for `card_shared.parquet`."""
     # Rows, then the few columns of the few rows listed: filtering the lines whole would copy a
-    # quarter's 4.4M lines where the draft peaks.
+    # quarter's 4.4M lines where the draft peaks. The number alone is hashed (card_with hashes the
+    # channel too, and a number under two channel labels is the same account: audit 19B).
     pay = (lines["line_type"] == "PAYMENT").arg_true()
-    listed = idcard.duplicated(lines["card_with"].gather(pay)) | lines["person_key"].gather(pay).is_in(
-        taken["_k"].implode())
-    at = pay.filter(listed)
-    return lines.select(pl.col("district_code", "person_id").gather(at), fen=pl.col("amount_fen").gather(at),
-                        _k=pl.col("person_key").gather(at))
+    in_batch = idcard.duplicated(hash_columns([lines["card_no"].gather(pay)]))
+    at = pay.filter(in_batch | lines["person_key"].gather(pay).is_in(taken["_k"].implode()))
+    listed = lines.select(pl.col("district_code", "person_id", "card_no").gather(at),
+                          fen=pl.col("amount_fen").gather(at), _k=pl.col("person_key").gather(at))
+    holders = pl.concat([
+        listed.select("card_no", "person_id", "district_code", seen=pl.lit("batch")),
+        taken.join(listed.select("_k", "card_no"), on="_k").select(
+            "card_no", person_id=idcard.id_from_key_expr("other_k"), district_code=pl.lit(None, pl.String),
+            seen=pl.lit("ledger")),
+    ]).unique(["card_no", "person_id"], keep="first").sort("card_no", "person_id")
+    return listed.drop("card_no"), holders
 
 
 def change_report(

@@ -288,12 +288,16 @@ def refused_folder(out: Path, name: str) -> Path:
 
 
 def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame | None, summary: dict[str, Any],
-                        quarantine: pl.DataFrame | None = None, refused: str | None = None) -> Path:
+                        quarantine: pl.DataFrame | None = None, refused: str | None = None,
+                        card_holders: pl.DataFrame | None = None) -> Path:
     """Issue 4: what changed since the ledger's last state, per district (Parquet) + a readable summary.
 
     A run refused by a check writes one too, under `reports/refused-<name>/` (`refused`: why), with
     the extract's quarantined rows (`quarantine`): what staff need to judge the extract before
-    fixing it or forcing the run (audit 18B: a refused night left nothing to look at)."""
+    fixing it or forcing the run (audit 18B: a refused night left nothing to look at).
+    `card_holders` (batch.card_shared): every holder of each card listed as CARD_SHARED, written
+    as `card_shared.parquet` when there is one (audit 19B: the district saw its own person and
+    not who else the card is paid to)."""
     folder = refused_folder(out, batch_id) if refused else out / "reports" / batch_id
     tmp = folder.with_name(f".{folder.name}.partial")
     if tmp.exists():
@@ -306,6 +310,10 @@ def write_change_report(out: Path, batch_id: str, changes: pl.DataFrame | None, 
         lines.append(f"quarantine.parquet: {quarantine.height} rows of the extract that failed checks")
     if changes is not None:
         lines += _change_lines(changes, batch_id, summary, tmp, files)
+    if card_holders is not None and card_holders.height:
+        _write(card_holders.select(pl.lit(batch_id).alias("batch_id"), pl.all()), tmp, "card_shared.parquet", files)
+        lines.append(f"card_shared.parquet: {card_holders['card_no'].n_unique()} card(s) paid to more than one "
+                     f"person, every holder of each ({card_holders.height} rows)")
     (tmp / "summary.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # On disk before its name is: staff act on a report, and a power cut must not leave one
     # whose files are there by name and empty.

@@ -78,3 +78,31 @@ def test_a_card_new_to_its_person_that_another_was_last_paid_to_is_taken(tmp_pat
     assert set(now.join(switched, on="_k", how="semi")["person_id"]) == {rows[1]["person_id"]}
     # those whose card is new to them and was last paid to someone else; not those who keep theirs
     assert set(now.join(taken, on="_k", how="semi")["person_id"]) == {rows[1]["person_id"], newcomer}
+
+
+def test_a_card_number_under_two_ids_is_listed_with_every_holder(tmp_path: Path) -> None:
+    # Audit 19B: the same number under two channel labels was not seen, and the report named each
+    # district's own person but not who else the card is paid to.
+    sc = Scenario(tmp_path)
+    ann = person(dt.date(1950, 5, 5), seq=1, district_code="310101", card_no="6228480000000001")
+    bob = person(dt.date(1952, 3, 3), seq=2, district_code="310104", channel="social_security_card",
+                 card_no="6228480000000001")
+    cat = person(dt.date(1951, 1, 1), seq=3, card_no="6228480000000003")
+    first = sc.quarterly("2025Q3", [ann, bob, cat], "2025-07-01", out=sc.out)
+    sc.publish(first)
+    assert first.summary["changes"]["CARD_SHARED"] == {"people": 2, "fen": 90000}
+    held = pl.read_parquet(sc.out / "reports" / first.batch_id / "card_shared.parquet")
+    assert held.select("card_no", "person_id", "district_code", "seen").rows() == [
+        ("6228480000000001", ann["person_id"], "310101", "batch"),
+        ("6228480000000001", bob["person_id"], "310104", "batch")]
+    # a newcomer in a supplement, on cat's number under the other channel: listed, with cat as the
+    # ledger's holder (the ledger keeps no district)
+    dan = person(dt.date(1948, 2, 2), seq=4, channel="social_security_card", card_no="6228480000000003")
+    night = sc.supplement([ann, bob, cat, dan], "2025-08-10", out=sc.out)
+    assert night.summary["changes"]["CARD_SHARED"] == {"people": 1, "fen": 45000}
+    held = pl.read_parquet(sc.out / "reports" / night.batch_id / "card_shared.parquet")
+    assert held.select("card_no", "person_id", "district_code", "seen").rows() == sorted([
+        ("6228480000000003", dan["person_id"], "310115", "batch"),
+        ("6228480000000003", cat["person_id"], None, "ledger")], key=lambda r: r[1])
+    said = (sc.out / "reports" / night.batch_id / "summary.txt").read_text(encoding="utf-8")
+    assert "card_shared.parquet: 1 card(s)" in said
