@@ -264,17 +264,25 @@ def _date(name: str, days: np.ndarray, valid: np.ndarray | None = None) -> pl.Se
 def _redraw_shared_cards(head: np.ndarray, mid: np.ndarray, tail: np.ndarray, seed: int) -> None:
     """A card is one person's (a bank account is): where the draws gave two people the same card
     number (15.35M people drew about 350 000 of them into 10^8 short numbers), every holder but the
-    first gets new middle and last digits, from a stream of its own, until no number is shared. The
-    rest of the registry is what the same seed always gave. In place."""
+    first gets new middle and last digits, from a stream of its own, until no number is shared. A
+    number drawn again that lands on an untouched row's card is drawn again itself: the untouched
+    row keeps its card (audit 19B), so the rest of the registry is what the same seed always gave.
+    In place."""
     rng = np.random.default_rng([seed, 0xCA2D])
     has_card = head < len(CHANNELS) * 10_000  # the last head is no card
+    redrawn = np.zeros(len(head), dtype=bool)
     while True:
         # one number per card text: its head (channel and first digits), middle, and last digits
         # (0-99 two of them, 100 on five: a five-digit tail never reads as a two-digit one)
         key = (head.astype(np.int64) * 10_000 + mid) * 100_100 + tail
-        again = np.flatnonzero(has_card & ~pl.Series(key).is_first_distinct().to_numpy())
+        # untouched rows first, so of a number shared they keep it and a redrawn row gives way
+        order = np.concatenate([np.flatnonzero(~redrawn), np.flatnonzero(redrawn)])
+        later = np.zeros(len(head), dtype=bool)
+        later[order] = ~pl.Series(key[order]).is_first_distinct().to_numpy()
+        again = np.flatnonzero(has_card & later)
         if not len(again):
             return
+        redrawn[again] = True
         mid[again] = rng.integers(0, 10_000, len(again), dtype=np.int16)
         long_tail = tail[again] >= 100
         tail[again] = np.where(long_tail, 100 + rng.integers(0, 100_000, len(again), dtype=np.int32),

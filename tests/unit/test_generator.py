@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -195,3 +196,21 @@ def test_a_card_is_one_persons(reg: pl.DataFrame) -> None:
     cards = reg["card_no"].drop_nulls()
     assert cards.len() > 0.9 * reg.height
     assert not cards.is_duplicated().any()
+
+
+def test_only_the_later_holders_of_a_drawn_card_are_drawn_again() -> None:
+    # Audit 19B: a number drawn again that landed on a later untouched row's card made that row give
+    # it up. Half of one head's numbers are taken by untouched rows; between their two halves, 2 000
+    # rows repeat numbers of the first half (the later holders, drawn again).
+    from allowance.generator import _redraw_shared_cards
+
+    rng = np.random.default_rng(5)
+    taken = rng.choice(1_000_000, 500_000, replace=False)
+    again = rng.choice(taken[:250_000], 2_000, replace=False)
+    keys = np.concatenate([taken[:250_000], again, taken[250_000:]])
+    head = np.zeros(len(keys), dtype=np.int32)
+    mid, tail = (keys // 100).astype(np.int16), (keys % 100).astype(np.int32)
+    _redraw_shared_cards(head, mid, tail, seed=1)
+    got = mid.astype(np.int64) * 100 + tail
+    assert (np.concatenate([got[:250_000], got[252_000:]]) == taken).all(), "every untouched row keeps its card"
+    assert (got[250_000:252_000] != again).all() and len(np.unique(got)) == len(got)
