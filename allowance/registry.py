@@ -519,6 +519,12 @@ def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None
     gives no date)."""
     bd, hs, ho, dd = (pl.col(c) for c in DATE_COLUMNS)
     well_formed = pl.col("id_shape_ok") & pl.col("id_date_ok")
+
+    def none_given(c: str) -> pl.Expr:  # the column is empty, not a value that gave no date (BAD_DATE)
+        if c in textual:
+            return pl.col(f"{c}_raw").is_null()
+        return pl.col(c).is_null() & ~pl.col(f"{c}_lost") if c in (stamped or []) else pl.col(c).is_null()
+
     checks: dict[str, pl.Expr] = {
         "MISSING_FIELD": pl.any_horizontal(
             [pl.col(c).is_null() for c in ("person_id", "name", "district_code")]
@@ -536,7 +542,8 @@ def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None
         # payments whatever the age, and its recovery must not be stopped, audit 19A) and, by
         # SPEC §1's age (the month of a birthday counts at the new age), over MAX_AGE_ALIVE in
         # the as-of date's month: born in that month MAX_AGE_ALIVE + 1 years before, or earlier.
-        "AGE_IMPLAUSIBLE": dd.is_null() & ho.is_null() & (bd <= pl.lit(_oldest_birth(as_of))),
+        "AGE_IMPLAUSIBLE": none_given("death_date") & none_given("hukou_out_date")
+        & (bd <= pl.lit(_oldest_birth(as_of))),
         "DEATH_BEFORE_BIRTH": dd < bd,
         "HUKOU_DATES": (hs < bd) | (ho < hs) | (ho < bd),
         "FUTURE_FACT": (dd > pl.lit(as_of)) | (hs > pl.lit(as_of)) | (ho > pl.lit(as_of)),
