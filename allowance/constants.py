@@ -34,7 +34,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "BAD_DATE",  # a date column that cannot be read as a date
     "BIRTH_MISMATCH",  # birth_date differs from the date inside the ID
     "BIRTH_IN_FUTURE",  # born after the run's as-of date
-    "AGE_IMPLAUSIBLE",  # alive, registered and over MAX_AGE_ALIVE in the as-of month: no one is
+    "AGE_IMPLAUSIBLE",  # over MAX_AGE_ALIVE in the as-of month, alive or at an end no month was paid at
     "DEATH_BEFORE_BIRTH",
     "HUKOU_DATES",  # moved in before birth, or moved out before moving in
     "FUTURE_FACT",  # a death or hukou date after the as-of date (SPEC §4: never used early)
@@ -49,12 +49,12 @@ QUARANTINE_REASONS: tuple[str, ...] = (
 
 # Engine rule (audit 18C: a resident born in 1800 was paid 600 yuan a month, with arrears): no one
 # alive is older than this. The oldest person ever verified died at 122; Shanghai's oldest
-# residents have been 110-odd. A row with no death and no move out that makes someone over it in
-# the as-of date's month (SPEC §1's age) carries a wrong birth date or an unrecorded death, and is
-# quarantined as AGE_IMPLAUSIBLE for the district to check. A row with a death or a move out is
-# not judged by age: the recorded fact ends the payments and its recovery must go through (audit
-# 19A: a death at 121 of someone paid at 120 went unrecovered). Were a resident ever verified
-# older, this is the number to raise.
+# residents have been 110-odd. A row that makes someone over it in the as-of date's month (SPEC
+# §1's age), alive and registered, or dead or moved out at MAX_AGE_ALIVE + 2 or over, carries a
+# wrong birth date or an unrecorded death, and is quarantined as AGE_IMPLAUSIBLE for the district
+# to check. A death or move out at MAX_AGE_ALIVE + 1 is not judged: its recovery must go through
+# (audit 19A: a death at 121 of someone paid at 120 went unrecovered). Were a resident ever
+# verified older, this is the number to raise.
 MAX_AGE_ALIVE = 120
 
 # Engine rule: the longest name a bank line carries, in bytes of UTF-8 (100 Chinese characters).
