@@ -184,15 +184,15 @@ def _is_invisible(cp: int) -> bool:
     """White space, or a character that prints as nothing: zero-width and joiner characters,
     the word joiner and invisible operators, the byte-order mark, the soft hyphen, the Mongolian
     vowel separator and free variation selectors, the Hangul fillers, the directional marks and
-    isolates, and (audit 19A) the braille blank, the Khmer inherent vowels, the object
-    replacement and interlinear annotation characters, variation selectors, tag characters and
-    the musical and shorthand format controls."""
+    isolates, and (audits 19A, 19C) the braille blank, the Khmer inherent vowels, the object
+    replacement and interlinear annotation characters and the specials before them, variation
+    selectors, the tag block, and the musical, shorthand, hieroglyph and Khitan format controls."""
     return (_is_space(cp) or 0x200B <= cp <= 0x200F or 0x202A <= cp <= 0x202E or 0x2060 <= cp <= 0x206F
             or cp == 0xFEFF or cp == 0xAD or cp == 0x34F or cp == 0x61C or 0x180B <= cp <= 0x180F
             or cp == 0x115F or cp == 0x1160 or cp == 0x3164 or cp == 0xFFA0 or cp == 0x2800
             or cp == 0x17B4 or cp == 0x17B5 or 0xFFF9 <= cp <= 0xFFFC or 0xFE00 <= cp <= 0xFE0F
-            or 0xE0000 <= cp <= 0xE007F or 0xE0100 <= cp <= 0xE01EF or 0x1D173 <= cp <= 0x1D17A
-            or 0x1BCA0 <= cp <= 0x1BCA3)
+            or 0xE0000 <= cp <= 0xE0FFF or 0xFFF0 <= cp <= 0xFFF8 or 0x1D173 <= cp <= 0x1D17A
+            or 0x1BCA0 <= cp <= 0x1BCA3 or 0x13430 <= cp <= 0x1343F or cp == 0x16FE4)
 
 
 @_jit

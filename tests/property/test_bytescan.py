@@ -46,7 +46,8 @@ NAME_LIKE = st.one_of(
     st.text(alphabet=SPACES + "张王李a1é😀\ufffd\uffef\ufeff", max_size=8),
     # characters that print as nothing, a few that print next to them, and the null markers' letters
     st.text(alphabet="\u200b\u200d\u2060\u206f\u3164\uffa0\u00ad\u202e\u3000 李é\u2070NnUuLl\\"
-                     "\u2800\u2801\ufffc\ufe0f\U000e0041\U000e0100\U0001d173\u17b4\u180b\U0001bca3\u1810",
+                     "\u2800\u2801\ufffc\ufe0f\U000e0041\U000e0100\U0001d173\u17b4\u180b\U0001bca3\u1810"
+                     "\U000e0fff\ufff0\U00013430\U00016fe4\U00013440",
             max_size=5),
     st.sampled_from(["NULL", "null", "NuLl", "\\N", "\\n", "N", "NULLS", " NULL"]),
     st.text(max_size=16),
@@ -59,8 +60,9 @@ WHITE_SPACE = (set("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
 PRINTS_AS_NOTHING = (WHITE_SPACE | {chr(c) for c in range(0x200B, 0x2010)} | {chr(c) for c in range(0x202A, 0x202F)}
                      | {chr(c) for c in range(0x2060, 0x2070)} | {chr(c) for c in range(0x180B, 0x1810)}
                      | set("\ufeff\xad\u034f\u061c\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
-                     | {chr(c) for c in (*range(0xFFF9, 0xFFFD), *range(0xFE00, 0xFE10), *range(0xE0000, 0xE0080),
-                                         *range(0xE0100, 0xE01F0), *range(0x1D173, 0x1D17B), *range(0x1BCA0, 0x1BCA4))})
+                     | {chr(c) for c in (*range(0xFFF0, 0xFFFD), *range(0xFE00, 0xFE10), *range(0xE0000, 0xE1000),
+                                         *range(0x1D173, 0x1D17B), *range(0x1BCA0, 0x1BCA4), *range(0x13430, 0x13440),
+                                         0x16FE4)})
 
 
 @settings(max_examples=400, deadline=None)
