@@ -669,6 +669,11 @@ def build_draft(
     # paid card (`card_taken`; CARD_SHARED in the change report).
     switched, card_taken = ledger.channel_changes(
         people.select(pl.col("_k", "channel", "card_no").gather(differing)).filter(pl.col("channel").is_not_null()))
+    # and the district of each other holder tonight (a handful): their row's, or for someone absent
+    # from the extract the one the ledger last paid them in (audit 19D: listed with none)
+    card_taken = card_taken.join(people.select(pl.col("_k").alias("other_k"), pl.col("district_code").alias(
+        "other_district")), on="other_k", how="left") if card_taken.height else card_taken.with_columns(
+        other_district=pl.lit(None, pl.String))
     # Each rules version of the window as one bit: a line's versions are the OR of its pieces'.
     vbit = {vid: 1 << i for i, vid in enumerate(sorted({rules.at(m).id for m in months}))}
     masks = {m: "+".join(v for v, bit in vbit.items() if m & bit) for m in range(1, 1 << len(vbit))}
@@ -1167,7 +1172,7 @@ def card_shared(lines: pl.DataFrame, card_key: pl.Series, taken: pl.DataFrame) -
     """The payment lines to a card number that another person is paid to: in this batch (the same
     number on another person's payment line, whatever channel either names: a batch pays a person
     once, check_lines), or, where the card is new to its person, the number the ledger last paid
-    someone else to (`taken`: _k, other_k, Ledger.channel_changes). A card is one person's (a
+    someone else to (`taken`: _k, other_k, other_district; Ledger.channel_changes). A card is one person's (a
     社保卡 or a 敬老卡, each a bank account of its own): a number under two IDs sends one person's
     allowance to another's account, or is a registry error. SPEC §1 still entitles both, so they
     are paid, and listed for the district to check and to hold (五 资格审定). `card_key`: each
@@ -1175,8 +1180,9 @@ def card_shared(lines: pl.DataFrame, card_key: pl.Series, taken: pl.DataFrame) -
 
     Returns the change report's CARD_SHARED rows (district_code, person_id, fen: the line's
     amount, _k) and every holder of each such card (card_no, person_id, district_code, seen:
-    `batch` for a line of this batch, `ledger` for the person the ledger last paid to it, whose
-    district the ledger does not keep), ordered by card and ID, for `card_shared.parquet`."""
+    `batch` for a line of this batch, `ledger` for the person the ledger last paid to it, with the
+    district of their row tonight, or the ledger's if absent from the extract: `taken`'s
+    other_district), ordered by card and ID, for `card_shared.parquet`."""
     # Rows, then the few columns of the few rows listed: filtering the lines whole would copy a
     # quarter's 4.4M lines where the draft peaks. The number alone is compared (card_with hashes
     # the channel too, and a number under two channel labels is the same account: audit 19B).
@@ -1188,7 +1194,7 @@ def card_shared(lines: pl.DataFrame, card_key: pl.Series, taken: pl.DataFrame) -
     holders = pl.concat([
         listed.select("card_no", "person_id", "district_code", seen=pl.lit("batch")),
         taken.join(listed.select("_k", "card_no"), on="_k").select(
-            "card_no", person_id=idcard.id_from_key_expr("other_k"), district_code=pl.lit(None, pl.String),
+            "card_no", person_id=idcard.id_from_key_expr("other_k"), district_code="other_district",
             seen=pl.lit("ledger")),
     ]).unique(["card_no", "person_id"], keep="first").sort("card_no", "person_id")
     return listed.drop("card_no"), holders

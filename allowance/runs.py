@@ -156,7 +156,8 @@ def draft_run(
         if tripped and not br.force:
             said = "refused: " + "; and ".join(tripped) + ". Check the extract, or rerun with --force --reason TEXT"
             where = _refused_report(out, draft.batch["batch_id"], draft.changes,
-                                    {"as_of": str(as_of), "registry_sha256": validated.sha256}, draft.quarantine, said)
+                                    {"as_of": str(as_of), "registry_sha256": validated.sha256}, draft.quarantine, said,
+                                    draft.card_holders)
             raise RefusedError(f"{said}{where}")
         # A threshold raised above its default is kept with the batch and said, as --force is:
         # the same run passes either way, and only --force had left a trace (audit 18B: a night
@@ -212,13 +213,14 @@ def _quarantine_refusal(kind: str, as_of: dt.date, sha256: str) -> str:
 
 
 def _refused_report(out: Path | None, name: str, changes: pl.DataFrame | None, summary: dict[str, Any],
-                    quarantine: pl.DataFrame, why: str) -> str:
+                    quarantine: pl.DataFrame, why: str, card_holders: pl.DataFrame | None = None) -> str:
     """A refused run's report (write_change_report's `refused`), and where it is, for the refusal's
-    message; nothing when there is no --out, or the folder cannot be written (the refusal stands)."""
+    message; nothing when there is no --out, or the folder cannot be written (the refusal stands).
+    A breaker's refusal has a draft: its card holders too (audit 19D)."""
     if out is None:
         return ""
     try:
-        folder = write_change_report(out, name, changes, summary, quarantine, refused=why)
+        folder = write_change_report(out, name, changes, summary, quarantine, refused=why, card_holders=card_holders)
     except OSError:
         return ""
     return f" (what it found, to check: {folder})"

@@ -6,8 +6,10 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from allowance import idcard
+from allowance.errors import RefusedError
 from allowance.ledger import Ledger
 from allowance.testing import Scenario, person
 
@@ -87,7 +89,7 @@ def test_a_card_number_under_two_ids_is_listed_with_every_holder(tmp_path: Path)
     ann = person(dt.date(1950, 5, 5), seq=1, district_code="310101", card_no="6228480000000001")
     bob = person(dt.date(1952, 3, 3), seq=2, district_code="310104", channel="social_security_card",
                  card_no="6228480000000001")
-    cat = person(dt.date(1951, 1, 1), seq=3, card_no="6228480000000003")
+    cat = person(dt.date(1951, 1, 1), seq=3, district_code="310106", card_no="6228480000000003")
     first = sc.quarterly("2025Q3", [ann, bob, cat], "2025-07-01", out=sc.out)
     sc.publish(first)
     assert first.summary["changes"]["CARD_SHARED"] == {"people": 2, "fen": 90000}
@@ -96,13 +98,27 @@ def test_a_card_number_under_two_ids_is_listed_with_every_holder(tmp_path: Path)
         ("6228480000000001", ann["person_id"], "310101", "batch"),
         ("6228480000000001", bob["person_id"], "310104", "batch")]
     # a newcomer in a supplement, on cat's number under the other channel: listed, with cat as the
-    # ledger's holder (the ledger keeps no district)
+    # ledger's holder, in the district of cat's row tonight (audit 19D: listed with none)
     dan = person(dt.date(1948, 2, 2), seq=4, channel="social_security_card", card_no="6228480000000003")
     night = sc.supplement([ann, bob, cat, dan], "2025-08-10", out=sc.out)
     assert night.summary["changes"]["CARD_SHARED"] == {"people": 1, "fen": 45000}
     held = pl.read_parquet(sc.out / "reports" / night.batch_id / "card_shared.parquet")
     assert held.select("card_no", "person_id", "district_code", "seen").rows() == sorted([
         ("6228480000000003", dan["person_id"], "310115", "batch"),
-        ("6228480000000003", cat["person_id"], None, "ledger")], key=lambda r: r[1])
+        ("6228480000000003", cat["person_id"], "310106", "ledger")], key=lambda r: r[1])
     said = (sc.out / "reports" / night.batch_id / "summary.txt").read_text(encoding="utf-8")
     assert "card_shared.parquet: 1 card(s)" in said
+
+
+def test_a_refused_run_leaves_the_card_holders_too(tmp_path: Path) -> None:
+    # Audit 19D: a run refused by a breaker listed CARD_SHARED rows in the report it leaves, but
+    # not who else each card is paid to.
+    sc = Scenario(tmp_path)
+    rows = [person(dt.date(1950, 5, 5), seq=i) for i in range(1, 8)]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    bob = person(dt.date(1952, 3, 3), seq=9, card_no=rows[0]["card_no"])
+    with pytest.raises(RefusedError) as refused:
+        sc.quarterly("2025Q4", [rows[0], bob], "2025-10-01", out=sc.out)
+    held = pl.read_parquet(next((sc.out / "reports").glob("refused-*")) / "card_shared.parquet")
+    assert sorted(held["person_id"]) == sorted([rows[0]["person_id"], bob["person_id"]])
+    assert "stop payments" in str(refused.value)
