@@ -438,13 +438,16 @@ def quarantined_districts(stopped: pl.DataFrame, quarantine: pl.DataFrame) -> pl
     where that row names one of SPEC §7's districts: the change report listed them all under
     `unknown`, where the district that must mend the row never looked (audit 19A). A row whose
     district is itself what is broken stays under `unknown` (the ledger's last district would mean
-    reading every batch's lines for a few people, seconds at 15.35M). A handful of rows: the
-    quarantine's IDs are keyed, not the extract's."""
+    reading every batch's lines for a few people, seconds at 15.35M). An ID quarantined in rows
+    of two districts is listed in both. A handful of rows: the quarantine's IDs are keyed, not the
+    extract's."""
     return (quarantine.select(idcard.order_key_expr(idcard.normalized_id_expr("person_id")).alias("_k"),
                               "district_code")
             .join(stopped.select("_k"), on="_k", how="semi")
             .filter(pl.col("district_code").is_in(DISTRICT_CODES))
-            .unique("_k", keep="first", maintain_order=True))  # a duplicated ID: its first row's
+            # an ID quarantined in two districts (DUPLICATE_ID): in each, the one that paid them
+            # among them (audit 19C: listed only in its first row's, which may not be)
+            .unique(["_k", "district_code"], keep="first", maintain_order=True))
 
 
 def held_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings: pl.DataFrame) -> pl.DataFrame:

@@ -20,3 +20,20 @@ def test_a_recipient_whose_row_is_quarantined_stops_as_quarantined_not_as_missin
                           max_quarantine_share=1.0)
     assert night.summary["changes"] == {"STOP_NOT_IN_EXTRACT": {"people": 1, "fen": 15000},
                                         "STOP_QUARANTINED": {"people": 1, "fen": 15000}}
+
+
+def test_an_id_quarantined_in_two_districts_is_listed_in_both(tmp_path: Path) -> None:
+    """Audit 19C: a recipient quarantined as DUPLICATE_ID, with rows in two districts, was listed
+    only in the district of the first row, which need not be the one that paid them."""
+    import polars as pl
+
+    sc = Scenario(tmp_path)
+    ann, dup = person("1950-05-05", seq=1), person("1948-03-03", seq=2, district_code="310106")
+    sc.publish(sc.quarterly("2025Q3", [ann, dup], "2025-07-01"))
+    night = sc.supplement([ann, {**dup, "district_code": "310110"}, dup], "2025-07-05", breakers=OPEN,
+                          max_quarantine_share=1.0, out=sc.out)
+    report = pl.read_parquet(sc.out / "reports" / night.batch_id / "changes" / "*" / "*.parquet",
+                             hive_partitioning=True)
+    listed = report.filter(pl.col("change") == "STOP_QUARANTINED")
+    assert sorted(listed["district_code"].cast(pl.String)) == ["310106", "310110"]
+    assert set(listed["person_id"]) == {dup["person_id"]}
