@@ -361,10 +361,15 @@ def _refuse_times_of_day(p: Path, lf: pl.LazyFrame) -> None:
     schema = lf.collect_schema()
     naive = [c for c in DATE_COLUMNS if isinstance(schema[c], pl.Datetime) and not schema[c].time_zone]  # type: ignore[union-attr]
     for c in naive:
-        off = lf.select(pl.col(c).filter(pl.col(c) != pl.col(c).dt.truncate("1d")).first()).collect().item()
+        # On the integers, and only within the dates a registry can hold: a sentinel at the type's
+        # largest value made polars panic here (audit 19C), and is BAD_DATE in its row instead.
+        dtype = schema[c]
+        v = pl.col(c)
+        off = lf.select(v.filter(_within_dates(v, dtype) & (v.cast(pl.Int64) % _per_day(dtype) != 0))  # type: ignore[arg-type]
+                        .first().dt.to_string("%Y-%m-%d %H:%M:%S")).collect().item()
         if off is not None:
             raise InputError(
-                f"{p}: {c} holds times of day ({off:%Y-%m-%d %H:%M:%S}), not dates, with no time zone: a date "
+                f"{p}: {c} holds times of day ({off}), not dates, with no time zone: a date "
                 "exported as a UTC instant would be read a day early; export dates (YYYY-MM-DD, or the Parquet "
                 "date type), or timestamps labelled with their time zone")
 
@@ -431,15 +436,24 @@ def _local_date(e: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
     Spark exports write a date as its local midnight in UTC: 16:00 the day before) is converted
     first; taking its UTC date would move every date a day early (a death on the 1st of a month
     read as the last day of the one before). A naive timestamp is a local one already."""
+    # An instant beyond what the time zone conversion can take (a sentinel at the type's largest
+    # or smallest value) made polars panic: the whole extract refused as "cut short". Such a value
+    # gives no date here, and `<column>_lost` makes its row BAD_DATE; a naive one too (audit 19C).
+    e = pl.when(_within_dates(e, dtype)).then(e)
     if dtype.time_zone:
-        # An instant beyond what the time zone conversion can take (a sentinel at the type's
-        # largest or smallest value) made polars panic: the whole extract refused as "cut short".
-        # Such a value gives no date here, and `<column>_lost` makes its row BAD_DATE.
-        per_day = {"ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}[dtype.time_unit or "us"]
-        limit = min(per_day * 3_000_000, 1 << 62)  # about 8 000 years either side of 1970 (ns: its whole range)
-        e = pl.when(e.cast(pl.Int64).is_between(-limit, limit)).then(e)
         return e.dt.convert_time_zone(SHANGHAI.key).dt.date()
     return e.dt.date()
+
+
+def _per_day(dtype: pl.Datetime) -> int:
+    return {"ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}[dtype.time_unit or "us"]
+
+
+def _within_dates(e: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
+    """A timestamp within about 8 000 years either side of 1970 (ns: its whole range): what can
+    be a date of the registry; a sentinel at the type's largest or smallest value is not."""
+    limit = min(_per_day(dtype) * 3_000_000, 1 << 62)
+    return e.cast(pl.Int64).is_between(-limit, limit)
 
 
 def _as_date(schema: pl.Schema, col: str) -> pl.Expr:

@@ -170,3 +170,26 @@ def test_a_time_zone_timestamp_that_gives_no_date_is_bad_date_not_a_refused_file
         v = registry.load_and_validate(path, AS_OF, rules.load(rules.DEFAULT_RULES_DIR).channels(),
                                        max_quarantine_share=1.0)
         assert v.quarantine.select("person_id", "reason").rows() == [(rows[1]["person_id"], "BAD_DATE")], zone
+
+
+def test_a_naive_timestamp_sentinel_is_bad_date_not_a_panic(tmp_path: Path) -> None:
+    """Audit 19C: a naive timestamp at int64's largest value (not a midnight) made polars panic in
+    the times-of-day check, and the whole extract was refused as undecodable, naming no column. It
+    is BAD_DATE in its row; a real time of day in the same file is still refused, naming it."""
+    rows = [person("1950-01-01", seq=1), person("1950-01-02", seq=2)]
+    table = registry_frame(rows).to_arrow()
+    at = table.schema.get_field_index("death_date")
+    for unit in ("ms", "us"):
+        stamped = pa.array([None, 2**63 - 1], pa.int64()).cast(pa.timestamp(unit))
+        path = tmp_path / f"extract-{unit}.parquet"
+        pq.write_table(table.set_column(at, "death_date", stamped), path)
+        v = registry.load_and_validate(path, AS_OF, rules.load(rules.DEFAULT_RULES_DIR).channels(),
+                                       max_quarantine_share=1.0)
+        assert v.quarantine.select("person_id", "reason").rows() == [(rows[1]["person_id"], "BAD_DATE")], unit
+    hours = 86_400_000_000 * 20_000 + 3_600_000_000 * 16  # 2024-10-04 16:00, beside the sentinel
+    stamped = pa.array([hours, 2**63 - 1], pa.int64()).cast(pa.timestamp("us"))
+    path = tmp_path / "extract-hours.parquet"
+    pq.write_table(table.set_column(at, "death_date", stamped), path)
+    with pytest.raises(InputError, match=r"death_date holds times of day \(2024-10-04 16:00:00\)"):
+        registry.load_and_validate(path, AS_OF, rules.load(rules.DEFAULT_RULES_DIR).channels(),
+                                   max_quarantine_share=1.0)
