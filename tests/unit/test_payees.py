@@ -122,3 +122,20 @@ def test_a_refused_run_leaves_the_card_holders_too(tmp_path: Path) -> None:
     held = pl.read_parquet(next((sc.out / "reports").glob("refused-*")) / "card_shared.parquet")
     assert sorted(held["person_id"]) == sorted([rows[0]["person_id"], bob["person_id"]])
     assert "stop payments" in str(refused.value)
+
+
+def test_a_ledger_holder_whose_row_is_quarantined_is_listed_in_its_district(tmp_path: Path) -> None:
+    # Audit 19E: a holder known from the ledger whose row tonight is quarantined was listed with no
+    # district; the district of their row is known.
+    from allowance.runs import Breakers
+
+    sc = Scenario(tmp_path)
+    ann = person(dt.date(1950, 5, 5), seq=1, district_code="310104", card_no="6228480000000001")
+    cat = person(dt.date(1951, 1, 1), seq=3, card_no="6228480000000003")
+    sc.publish(sc.quarterly("2025Q3", [ann, cat], "2025-07-01"))
+    dan = person(dt.date(1948, 2, 2), seq=4, card_no="6228480000000001")
+    night = sc.supplement([{**ann, "name": "NULL"}, cat, dan], "2025-08-10", out=sc.out, max_quarantine_share=1.0,
+                          breakers=Breakers(max_stop_share=1.0, max_shrink_share=1.0))
+    held = pl.read_parquet(sc.out / "reports" / night.batch_id / "card_shared.parquet")
+    assert held.select("person_id", "district_code", "seen").sort("seen").rows() == [
+        (dan["person_id"], "310115", "batch"), (ann["person_id"], "310104", "ledger")]
