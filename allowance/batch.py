@@ -903,6 +903,11 @@ def build_draft(
     del people
     stopped_districts = pl.concat([stopped_districts, quarantined_districts(
         stops_frame.join(stopped_districts, on="_k", how="anti"), validated.quarantine)])
+    # A person quarantined in two districts is listed in each, and counted once (audit 19E): the
+    # listings beyond the first, and their monthly amounts, come off the summary's counts.
+    again = (stopped_districts.filter(pl.col("_k").is_duplicated()).join(stops_frame.select("_k", "last_fen"), on="_k")
+             .filter(pl.col("_k").is_first_distinct().not_()))
+    listed_again = {"people": again.height, "fen": int(again["last_fen"].sum())}
     # What the checks, the change report and the totals below still read of the lines' integers
     # (narrowed before the pieces are built: the draft peaks there).
     grouped = grouped.select("line_type", "amount_fen", "reason", "_o1", "_o3")
@@ -952,7 +957,8 @@ def build_draft(
         "overpaid_before_window": {"people": overpaid.height, "months": int(overpaid["months"].sum()),
                                    "fen": int(overpaid["fen"].sum())},
         "stops": stops,
-        "changes": {k: {"people": int(p), "fen": int(f)} for k, p, f in
+        "changes": {k: {"people": int(p) - (listed_again["people"] if k == "STOP_QUARANTINED" else 0),
+                        "fen": int(f) - (listed_again["fen"] if k == "STOP_QUARANTINED" else 0)} for k, p, f in
                     changes.lazy().group_by("change").agg(pl.len(), pl.col("fen").sum()).sort("change").collect()
                     .iter_rows()},
     }

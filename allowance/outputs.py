@@ -337,7 +337,9 @@ def _change_lines(changes: pl.DataFrame, batch_id: str, summary: dict[str, Any],
         lines.append(f"{code} {name}: " + "; ".join(
             f"{r['change']} {r['people']} ({r['fen']} fen)" for r in part.iter_rows(named=True)))
     total = counts.group_by("change").agg(pl.col("people", "fen").sum()).sort("change")
+    # the batch summary's counts where given: a person listed in two districts counts once there
+    counted = summary.get("changes") or {r["change"]: r for r in total.iter_rows(named=True)}
     lines.append("all districts: " + "; ".join(
-        f"{r['change']} {r['people']} ({r['fen']} fen)" for r in total.iter_rows(named=True)) if total.height
+        f"{k} {v['people']} ({v['fen']} fen)" for k, v in sorted(counted.items())) if counted
                  else "all districts: no changes")
     return lines

@@ -182,7 +182,8 @@ def draft_run(
         if out is not None:
             try:
                 report = write_change_report(out, b["batch_id"], draft.changes,
-                                             {"as_of": str(as_of), "registry_sha256": validated.sha256},
+                                             {"as_of": str(as_of), "registry_sha256": validated.sha256,
+                                              "changes": summary["changes"]},
                                              card_holders=draft.card_holders)
             except OSError as e:  # a folder the run may not write: the user's to fix, and the draft is saved
                 raise InputError(f"{out}: cannot write the change report ({os_reason(e)}); "

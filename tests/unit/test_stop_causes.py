@@ -37,3 +37,7 @@ def test_an_id_quarantined_in_two_districts_is_listed_in_both(tmp_path: Path) ->
     listed = report.filter(pl.col("change") == "STOP_QUARANTINED")
     assert sorted(listed["district_code"].cast(pl.String)) == ["310106", "310110"]
     assert set(listed["person_id"]) == {dup["person_id"]}
+    # and counted once (audit 19E: the summary said two people, 30 000 fen)
+    assert night.summary["changes"]["STOP_QUARANTINED"] == {"people": 1, "fen": 15000}
+    said = (sc.out / "reports" / night.batch_id / "summary.txt").read_text(encoding="utf-8")
+    assert "all districts: STOP_QUARANTINED 1 (15000 fen)" in said
