@@ -36,7 +36,7 @@ from allowance.months import (
     month_start,
     quarter_label,
 )
-from allowance.registry import Validated
+from allowance.registry import Validated, oldest_birth
 from allowance.rules import Rules
 from allowance.segments import by_key_then_month, clip, explode_months, sweep_diff
 
@@ -610,6 +610,14 @@ def build_draft(
         # Computed once: the differences and the stop count (its check month is in the window).
         entitled = entitlement_segments(clean.lazy(), rules, window.first, window.last).collect()
         pieces = diff_pieces(entitled, rules, window, held, blocked, ids)
+        # A clean row over MAX_AGE_ALIVE in the as-of month is one the age rule let through for
+        # its recovery (a death or move out at MAX_AGE_ALIVE + 1): nothing is paid on it, only
+        # recovered. Its positive differences would be back pay at a band the row cannot give:
+        # audit 19E had 12 months of arrears drafted for months the engine had refused while the
+        # person was alive, the night their death was recorded. A handful of rows, if any.
+        too_old = clean.filter(pl.col("birth_date") <= oldest_birth(as_of))["pkey"]
+        if too_old.len():
+            pieces = pieces.filter(~(pl.col("pkey").is_in(too_old.implode()) & (pl.col("diff_fen") > 0)))
     # Never paid twice (SPEC §4): months someone is entitled to again while their recovery is
     # still owed (missing from one night's extract, a death recorded in error) are not paid again;
     # that much of the recovery is cancelled instead, when this batch is published.

@@ -524,7 +524,7 @@ CHUNK_ROWS = 1 << 21  # rows checked at a time (a Python loop over a handful of 
 _LONGEST_DAYS = (MAX_AGE_ALIVE + 2) * 365 + (MAX_AGE_ALIVE + 2 + 3) // 4
 
 
-def _oldest_birth(as_of: dt.date) -> dt.date:
+def oldest_birth(as_of: dt.date) -> dt.date:
     """The last birth date at which someone is over MAX_AGE_ALIVE in the as-of date's month by
     SPEC §1's age: the last day of that month, MAX_AGE_ALIVE + 1 years before."""
     first = dt.date(as_of.year - MAX_AGE_ALIVE - 1, as_of.month, 1)
@@ -567,7 +567,7 @@ def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None
         # MAX_AGE_ALIVE, and a quarter runs two months past it), so an end at MAX_AGE_ALIVE + 2
         # or over recovers nothing; its age is counted in days, at least as many as those years
         # can hold, so no one younger is caught (a calendar age per row cost 50 ms a 2M block).
-        "AGE_IMPLAUSIBLE": (bd <= pl.lit(_oldest_birth(as_of))) & (
+        "AGE_IMPLAUSIBLE": (bd <= pl.lit(oldest_birth(as_of))) & (
             (none_given("death_date") & none_given("hukou_out_date"))
             | (pl.min_horizontal(dd, ho).cast(pl.Int32) - bd.cast(pl.Int32) >= _LONGEST_DAYS)),
         "DEATH_BEFORE_BIRTH": dd < bd,
