@@ -22,7 +22,7 @@ import polars as pl
 
 from allowance import __version__, idcard
 from allowance.bytescan import hash_columns, numbered
-from allowance.constants import CHANNELS, DISTRICT_CODES
+from allowance.constants import CHANNELS, DISTRICT_CODES, MAX_AGE_ALIVE
 from allowance.entitlement import entitlement_segments, without_blocked
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, keyed, line_hashes, taken_off_owed
@@ -611,13 +611,22 @@ def build_draft(
         entitled = entitlement_segments(clean.lazy(), rules, window.first, window.last).collect()
         pieces = diff_pieces(entitled, rules, window, held, blocked, ids)
         # A clean row over MAX_AGE_ALIVE in the as-of month is one the age rule let through for
-        # its recovery (a death or move out at MAX_AGE_ALIVE + 1): nothing is paid on it, only
-        # recovered. Its positive differences would be back pay at a band the row cannot give:
-        # audit 19E had 12 months of arrears drafted for months the engine had refused while the
-        # person was alive, the night their death was recorded. A handful of rows, if any.
-        too_old = clean.filter(pl.col("birth_date") <= oldest_birth(as_of))["pkey"]
-        if too_old.len():
-            pieces = pieces.filter(~(pl.col("pkey").is_in(too_old.implode()) & (pl.col("diff_fen") > 0)))
+        # its recovery (a death or move out at MAX_AGE_ALIVE + 1). It is paid only what a quarter
+        # that began while the person was MAX_AGE_ALIVE or younger would have paid (the README: such
+        # a quarter stays paid): its positive differences end with that quarter. Later ones would
+        # be back pay at a band the row cannot give (audit 19E: 12 months of arrears drafted for
+        # months refused while the person was alive, the night the death came); dropping them all
+        # (c8cfb76) also dropped months due at 120, a re-issue after a failed payment and the
+        # cancellation of a recovery (audit 19F). A handful of rows, if any: the join is skipped
+        # when there are none.
+        too_old = clean.filter(pl.col("birth_date") <= oldest_birth(as_of)).select(
+            "pkey", _last=month_index_expr("birth_date") + (MAX_AGE_ALIVE + 1) * 12 - 1)
+        if too_old.height:
+            ok_to = (pl.col("_last") - pl.col("_last") % 3 + 2).cast(pl.Int32)  # that quarter's last month
+            pieces = (pieces.join(too_old.select("pkey", _ok_to=ok_to), on="pkey", how="left", maintain_order="left")
+                      .with_columns(to_mi=pl.when((pl.col("diff_fen") > 0) & pl.col("_ok_to").is_not_null())
+                                    .then(pl.min_horizontal("to_mi", "_ok_to")).otherwise("to_mi"))
+                      .filter(pl.col("from_mi") <= pl.col("to_mi")).drop("_ok_to"))
     # Never paid twice (SPEC §4): months someone is entitled to again while their recovery is
     # still owed (missing from one night's extract, a death recorded in error) are not paid again;
     # that much of the recovery is cancelled instead, when this batch is published.
