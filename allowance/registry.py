@@ -450,10 +450,13 @@ def _per_day(dtype: pl.Datetime) -> int:
 
 
 def _within_dates(e: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
-    """A timestamp within about 8 000 years either side of 1970 (ns: its whole range): what can
-    be a date of the registry; a sentinel at the type's largest or smallest value is not."""
-    limit = min(_per_day(dtype) * 3_000_000, 1 << 62)
-    return e.cast(pl.Int64).is_between(-limit, limit)
+    """A timestamp within about 8 000 years either side of 1970: what can be a date of the
+    registry; a sentinel at the type's largest or smallest value is not. Nanoseconds span only
+    1677-2262: all of it but the two extreme values (audit 19F: a 1<<62 bound lost 1800 and 2200)."""
+    if (dtype.time_unit or "us") == "ns":  # two days off each end: a time zone's offset must not overflow
+        edge = 2**63 - 1 - 2 * _per_day(dtype)
+        return e.cast(pl.Int64).is_between(-edge, edge)
+    return e.cast(pl.Int64).is_between(-_per_day(dtype) * 3_000_000, _per_day(dtype) * 3_000_000)
 
 
 def _as_date(schema: pl.Schema, col: str) -> pl.Expr:
@@ -546,7 +549,7 @@ def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None
     checks: dict[str, pl.Expr] = {
         "MISSING_FIELD": pl.any_horizontal(
             [pl.col(c).is_null() for c in ("person_id", "name", "district_code")]
-            + [pl.col("birth_date_raw" if "birth_date" in textual else "birth_date").is_null()]
+            + [none_given("birth_date")]  # a value that gives no date is BAD_DATE (audit 19F)
         ),
         "ID_FORMAT": pl.col("person_id").is_not_null() & ~well_formed,
         "ID_CHECKSUM": well_formed & ~pl.col("id_checksum_ok"),

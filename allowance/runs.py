@@ -156,7 +156,8 @@ def draft_run(
         if tripped and not br.force:
             said = "refused: " + "; and ".join(tripped) + ". Check the extract, or rerun with --force --reason TEXT"
             where = _refused_report(out, draft.batch["batch_id"], draft.changes,
-                                    {"as_of": str(as_of), "registry_sha256": validated.sha256}, draft.quarantine, said,
+                                    {"as_of": str(as_of), "registry_sha256": validated.sha256,
+                                     "changes": json.loads(draft.batch["summary"])["changes"]}, draft.quarantine, said,
                                     draft.card_holders)
             raise RefusedError(f"{said}{where}")
         # A threshold raised above its default is kept with the batch and said, as --force is:

@@ -503,8 +503,10 @@ def _check_run(st: Story, res: RunResult, view: DraftView, want: dict[str, Any])
         files = sorted(folder.glob("changes/district_code=*/part-0.parquet"))
         rep = pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame(
             schema={"change": pl.String, "person_id": pl.String, "fen": pl.Int64})
+        # a person is counted once per change, though listed in each district of their rows
         per_change = {c: {"people": int(n), "fen": int(f)} for c, n, f in
-                      rep.group_by("change").agg(pl.len(), pl.col("fen").sum()).iter_rows()}
+                      rep.unique(["change", "person_id"]).group_by("change").agg(pl.len(), pl.col("fen").sum())
+                      .iter_rows()}
         assert per_change == s["changes"], "the report files say what the summary says"
         text = (folder / "summary.txt").read_text(encoding="utf-8")
         for change in s["changes"]:

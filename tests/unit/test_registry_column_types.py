@@ -193,3 +193,24 @@ def test_a_naive_timestamp_sentinel_is_bad_date_not_a_panic(tmp_path: Path) -> N
     with pytest.raises(InputError, match=r"death_date holds times of day \(2024-10-04 16:00:00\)"):
         registry.load_and_validate(path, AS_OF, rules.load(rules.DEFAULT_RULES_DIR).channels(),
                                    max_quarantine_share=1.0)
+
+
+def test_nanosecond_dates_keep_their_range_and_a_birth_sentinel_is_bad_date(tmp_path: Path) -> None:
+    """Audit 19F: nanosecond timestamps were bounded at 1<<62 (1823-2116), so a death dated 2200
+    gave no date (BAD_DATE, not FUTURE_FACT); and a birth date at the type's largest value was
+    MISSING_FIELD, not BAD_DATE."""
+    rows = [person("1950-01-01", seq=1), person("1950-01-02", seq=2)]
+    table = registry_frame(rows).to_arrow()
+    channels = rules.load(rules.DEFAULT_RULES_DIR).channels()
+    later = (dt.date(2200, 1, 1) - dt.date(1970, 1, 1)).days * 86_400 * 10**9
+    for zone in (None, "UTC"):
+        died = pa.array([None, later], pa.int64()).cast(pa.timestamp("ns", tz=zone))
+        path = tmp_path / f"died-{zone}.parquet"
+        pq.write_table(table.set_column(table.schema.get_field_index("death_date"), "death_date", died), path)
+        v = registry.load_and_validate(path, AS_OF, channels, max_quarantine_share=1.0)
+        assert v.quarantine.select("person_id", "reasons").rows() == [(rows[1]["person_id"], "FUTURE_FACT")], zone
+        born = pa.array([None, 2**63 - 1], pa.int64()).cast(pa.timestamp("us", tz=zone))
+        path = tmp_path / f"born-{zone}.parquet"
+        pq.write_table(table.set_column(table.schema.get_field_index("birth_date"), "birth_date", born), path)
+        v = registry.load_and_validate(path, AS_OF, channels, max_quarantine_share=1.0)
+        assert v.quarantine.select("reason").to_series().to_list() == ["MISSING_FIELD", "BAD_DATE"], zone

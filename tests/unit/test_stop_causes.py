@@ -41,3 +41,20 @@ def test_an_id_quarantined_in_two_districts_is_listed_in_both(tmp_path: Path) ->
     assert night.summary["changes"]["STOP_QUARANTINED"] == {"people": 1, "fen": 15000}
     said = (sc.out / "reports" / night.batch_id / "summary.txt").read_text(encoding="utf-8")
     assert "all districts: STOP_QUARANTINED 1 (15000 fen)" in said
+
+
+def test_a_refused_runs_report_counts_a_person_in_two_districts_once(tmp_path: Path) -> None:
+    """Audit 19F: the report a breaker's refusal leaves counted a person listed in two districts
+    twice in its all-districts line, beside a refusal that said one recipient."""
+    import pytest
+
+    from allowance.errors import RefusedError
+
+    sc = Scenario(tmp_path)
+    ann, dup = person("1950-05-05", seq=1), person("1948-03-03", seq=2, district_code="310106")
+    sc.publish(sc.quarterly("2025Q3", [ann, dup], "2025-07-01"))
+    with pytest.raises(RefusedError, match="1 of last quarter's 2 recipients"):
+        sc.supplement([ann, {**dup, "district_code": "310110"}, dup], "2025-07-05", max_quarantine_share=1.0,
+                      out=sc.out)
+    said = next((sc.out / "reports").glob("refused-*/summary.txt")).read_text(encoding="utf-8")
+    assert "all districts: STOP_QUARANTINED 1 (15000 fen)" in said
