@@ -619,7 +619,7 @@ def build_draft(
         # (c8cfb76) also dropped months due at 120, a re-issue after a failed payment and the
         # cancellation of a recovery (audit 19F). A handful of rows, if any: the join is skipped
         # when there are none.
-        too_old = clean.filter(pl.col("birth_date") <= oldest_birth(as_of)).select(
+        too_old = clean.filter(pl.col("birth_date") <= oldest_birth(month_start(paid_in))).select(
             "pkey", _last=month_index_expr("birth_date") + (MAX_AGE_ALIVE + 1) * 12 - 1)
         if too_old.height:
             ok_to = (pl.col("_last") - pl.col("_last") % 3 + 2).cast(pl.Int32)  # that quarter's last month

@@ -534,7 +534,8 @@ def oldest_birth(as_of: dt.date) -> dt.date:
     return (first + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
 
 
-def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None) -> dict[str, pl.Expr]:
+def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None,
+            age_on: dt.date | None = None) -> dict[str, pl.Expr]:
     """Every reason of SPEC §3 as a boolean expression over one block of the extract. `stamped`:
     the date columns held as timestamps, each with a `<column>_lost` flag (a value there that
     gives no date)."""
@@ -570,7 +571,7 @@ def _checks(as_of: dt.date, textual: list[str], stamped: list[str] | None = None
         # MAX_AGE_ALIVE, and a quarter runs two months past it), so an end at MAX_AGE_ALIVE + 2
         # or over recovers nothing; its age is counted in days, at least as many as those years
         # can hold, so no one younger is caught (a calendar age per row cost 50 ms a 2M block).
-        "AGE_IMPLAUSIBLE": (bd <= pl.lit(oldest_birth(as_of))) & (
+        "AGE_IMPLAUSIBLE": (bd <= pl.lit(oldest_birth(age_on or as_of))) & (
             (none_given("death_date") & none_given("hukou_out_date"))
             | (pl.min_horizontal(dd, ho).cast(pl.Int32) - bd.cast(pl.Int32) >= _LONGEST_DAYS)),
         "DEATH_BEFORE_BIRTH": dd < bd,
@@ -600,6 +601,7 @@ def validate(
     sha256: str = "",
     keep: pl.Expr | None = None,
     block_rows: int = CHUNK_ROWS,
+    age_on: dt.date | None = None,
 ) -> Validated:
     """Split an extract into clean and quarantined rows (SPEC §3), judged as of `as_of`.
 
@@ -659,7 +661,7 @@ def validate(
     # Timestamps beyond the dates polars can give (a sentinel at the type's largest value) come out
     # as no date: a death read as none (audit 18E). Such a value is BAD_DATE.
     stamped = [c for c in DATE_COLUMNS if isinstance(schema[c], pl.Datetime)]
-    checks = _checks(as_of, textual, stamped)
+    checks = _checks(as_of, textual, stamped, age_on)
     trim = _text_fix(pl.String)
     # District, channel and card are trimmed only where they could need it: a value that is
     # already one of the codes, or all digits, has nothing to trim (trimming 15 million of them
@@ -813,10 +815,13 @@ def load_and_validate(
     channels: tuple[str, ...],
     max_quarantine_share: float = DEFAULT_MAX_QUARANTINE_SHARE,
     keep: pl.Expr | None = None,
+    age_on: dt.date | None = None,
 ) -> Validated:
     """Read, hash and validate an extract; refuse it when too much of it is broken.
 
     `keep` (see `validate`) narrows the clean rows returned, never the checks or the counts.
+    `age_on`: the day whose month AGE_IMPLAUSIBLE judges the age in, when not the as-of date's (a
+    quarter drafted the month before it is paid for its own first month: audit 19G).
     """
     # The file as it was when the run began: the extract is read in blocks, each opening it again,
     # so one replaced meanwhile (a scheduler swapping `latest.parquet`, a copy still being written)
@@ -831,7 +836,7 @@ def load_and_validate(
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(file_sha256, p)
         try:
-            v = validate(lf, as_of, channels, keep=keep)
+            v = validate(lf, as_of, channels, keep=keep, age_on=age_on)
             v.sha256 = digest.result()
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
             _refuse_if_changed(p, before)

@@ -18,11 +18,11 @@ from typing import Any
 import polars as pl
 
 from allowance import durable, log, registry
-from allowance.batch import Draft, build_draft, check_lines, code_version, draft_scope
+from allowance.batch import Draft, Scope, build_draft, check_lines, code_version, draft_scope
 from allowance.constants import DISTRICTS
 from allowance.errors import InputError, LedgerError, RefusedError, UserError, os_reason
 from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, lock_wait, payee_rows
-from allowance.months import fmt, today_shanghai
+from allowance.months import fmt, month_start, today_shanghai
 from allowance.outputs import (
     finalize_batch,
     refused_folder,
@@ -122,7 +122,7 @@ def draft_run(
         scope = draft_scope(kind, quarter, as_of, led, rules)
         try:
             validated = registry.load_and_validate(registry_path, as_of, rules.channels(), max_quarantine_share,
-                                                   keep=scope.keep("id_key"))
+                                                   keep=scope.keep("id_key"), age_on=age_judged_on(kind, as_of, scope))
         except registry.QuarantineRefused as e:
             v = e.validated
             where = _refused_report(out, _quarantine_refusal(kind, as_of, v.sha256), None, {}, v.quarantine, str(e))
@@ -207,6 +207,16 @@ def draft_run(
         lg.info("draft_saved", batch_id=b["batch_id"], lines=b["lines"], fen=b["amount_fen"],
                 recoveries=summary["recoveries"]["lines"], stopped=st["stopped"])
         return RunResult(b["batch_id"], "draft", b["lines"], b["amount_fen"], summary, finished=finished)
+
+
+def age_judged_on(kind: str, as_of: dt.date, scope: Scope) -> dt.date:
+    """The day whose month AGE_IMPLAUSIBLE judges the age in: a quarter's first day when the
+    quarter is drafted before it begins (it pays its first month at the age then: audit 19G had a
+    quarter begun at 121 paid, drafted the month before at 120), else the as-of date. The same as
+    batch's `paid_in`, where a row over 120 has its payments clipped."""
+    if kind == "quarterly" and not scope.window.empty:
+        return max(as_of, month_start(scope.window.current_from))
+    return as_of
 
 
 def _quarantine_refusal(kind: str, as_of: dt.date, sha256: str) -> str:

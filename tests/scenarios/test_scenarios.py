@@ -67,7 +67,7 @@ from allowance.constants import LINE_REASONS, RECOVERY_CAUSES
 from allowance.entitlement import person_months
 from allowance.idcard import make_id
 from allowance.ledger import Ledger
-from allowance.months import fmt, month_index, parse_month
+from allowance.months import fmt, month_index, month_start, parse_month
 from allowance.registry import read_extract, validate
 from allowance.returns import read_bank_returns
 from allowance.runs import Breakers, RunResult
@@ -553,7 +553,10 @@ class Due:
 def _entitled(st: Story, registry: Path, as_of: dt.date, first: int, last: int) -> Due:
     key = (registry, as_of, first, last)
     if key not in st.ent_cache:
-        v = validate(read_extract(registry), as_of, st.sc.rules.channels())
+        # the age judged in the batch's quarter's first month when drafted before it (audit 19G;
+        # runs.age_judged_on); a supplement is judged on its as-of date, which comes after its quarter begins
+        age_on = max(as_of, month_start(last - 2))
+        v = validate(read_extract(registry), as_of, st.sc.rules.channels(), age_on=age_on)
         clean = v.clean.with_row_index("pkey")
         pm = person_months(clean.lazy(), st.sc.rules, first, last).collect().join(
             clean.select("pkey", "person_id"), on="pkey")
