@@ -499,6 +499,15 @@ class Scope:
         return old_enough | pl.col(key).is_in(self.young_held.implode())
 
 
+def paid_in_month(kind: str, as_of: dt.date, window: Window) -> int:
+    """The month a run pays in (四): a quarter's first month when it is drafted before it begins
+    (按季度预拨), else the as-of date's. The channels in force are that month's, and so is the age
+    AGE_IMPLAUSIBLE judges (runs.age_judged_on; audit 19G)."""
+    if kind == "quarterly" and not window.empty:
+        return max(month_index(as_of), window.current_from)
+    return month_index(as_of)
+
+
 def draft_scope(kind: str, quarter: tuple[int, int] | None, as_of: dt.date, ledger: Ledger, rules: Rules) -> Scope:
     """The window of a run and the ledger's holdings, read before the extract is."""
     window = window_for(kind, as_of, ledger, rules, quarter)
@@ -573,7 +582,7 @@ def build_draft(
     # (audits: every version's channels were paid through at once; a quarter drafted before its
     # first month took the month before's). A month no version covers is an error (SPEC §1.4).
     # Never with the rules shipped from 2024-05: the version in force names both channels.
-    paid_in = max(month_index(as_of), window.current_from) if kind == "quarterly" else month_index(as_of)
+    paid_in = paid_in_month(kind, as_of, window)
     if not window.empty and (accepted := rules.channels(paid_in)) != rules.channels():
         gone = ~pl.col("channel").is_in(accepted)
         clean = clean.with_columns(pl.when(gone).then(None).otherwise(pl.col(c)).alias(c)

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from allowance import durable, log, registry
-from allowance.batch import Draft, Scope, build_draft, check_lines, code_version, draft_scope
+from allowance.batch import Draft, Scope, build_draft, check_lines, code_version, draft_scope, paid_in_month
 from allowance.constants import DISTRICTS
 from allowance.errors import InputError, LedgerError, RefusedError, UserError, os_reason
 from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, lock_wait, payee_rows
@@ -210,13 +210,11 @@ def draft_run(
 
 
 def age_judged_on(kind: str, as_of: dt.date, scope: Scope) -> dt.date:
-    """The day whose month AGE_IMPLAUSIBLE judges the age in: a quarter's first day when the
-    quarter is drafted before it begins (it pays its first month at the age then: audit 19G had a
-    quarter begun at 121 paid, drafted the month before at 120), else the as-of date. The same as
-    batch's `paid_in`, where a row over 120 has its payments clipped."""
-    if kind == "quarterly" and not scope.window.empty:
-        return max(as_of, month_start(scope.window.current_from))
-    return as_of
+    """A day of the month AGE_IMPLAUSIBLE judges the age in: the month the draft pays in
+    (batch.paid_in_month), where a row over 120 also has its payments clipped. A quarter drafted
+    before it begins pays its first month at the age then (audit 19G had a quarter begun at 121
+    paid, drafted the month before at 120)."""
+    return month_start(paid_in_month(kind, as_of, scope.window))
 
 
 def _quarantine_refusal(kind: str, as_of: dt.date, sha256: str) -> str:
