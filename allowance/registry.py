@@ -366,7 +366,8 @@ def _refuse_times_of_day(p: Path, lf: pl.LazyFrame) -> None:
         dtype = schema[c]
         v = pl.col(c)
         off = lf.select(v.filter(_within_dates(v, dtype) & (v.cast(pl.Int64) % _per_day(dtype) != 0))  # type: ignore[arg-type]
-                        .first().dt.to_string("%Y-%m-%d %H:%M:%S")).collect().item()
+                        # with any fraction of a second: 1 ns past midnight was said as "00:00:00" (audit 19F)
+                        .first().dt.to_string("%Y-%m-%d %H:%M:%S%.f")).collect().item()
         if off is not None:
             raise InputError(
                 f"{p}: {c} holds times of day ({off}), not dates, with no time zone: a date "

@@ -86,6 +86,15 @@ def test_a_naive_timestamp_holding_a_time_of_day_refuses_the_file(tmp_path: Path
         _validated(utc_instants, tmp_path)
 
 
+def test_a_time_just_past_midnight_is_named_with_its_fraction_of_a_second(tmp_path: Path) -> None:
+    """Audit 19F: a death date 1 ns past midnight was refused naming the time as `00:00:00`, which
+    reads as a midnight: the message shows the fraction that makes it a time of day."""
+    rows = [person("1950-01-01", seq=1, death_date=dt.date(2025, 7, 1)), person("1950-01-02", seq=2)]
+    frame = registry_frame(rows).with_columns(pl.col("death_date").cast(pl.Datetime("ns")) + pl.duration(nanoseconds=1))
+    with pytest.raises(InputError, match=r"death_date holds times of day \(2025-07-01 00:00:00\.000000001\)"):
+        _validated(frame, tmp_path)
+
+
 def test_an_unknown_time_zone_label_is_one_message_naming_the_column(tmp_path: Path) -> None:
     """An audit: a timestamp column labelled 'CST' (or 'GMT+8'), even one the engine does not read,
     made polars panic while reading the schema: 240 lines of trace, not a message."""
