@@ -36,7 +36,7 @@ from allowance.months import (
     month_start,
     quarter_label,
 )
-from allowance.registry import Validated, oldest_birth
+from allowance.registry import Validated
 from allowance.rules import Rules
 from allowance.segments import by_key_then_month, clip, explode_months, sweep_diff
 
@@ -619,17 +619,20 @@ def build_draft(
         # Computed once: the differences and the stop count (its check month is in the window).
         entitled = entitlement_segments(clean.lazy(), rules, window.first, window.last).collect()
         pieces = diff_pieces(entitled, rules, window, held, blocked, ids)
-        # A clean row over MAX_AGE_ALIVE in the as-of month is one the age rule let through for
-        # its recovery (a death or move out at MAX_AGE_ALIVE + 1). It is paid only what a quarter
-        # that began while the person was MAX_AGE_ALIVE or younger would have paid (the README: such
-        # a quarter stays paid): its positive differences end with that quarter. Later ones would
-        # be back pay at a band the row cannot give (audit 19E: 12 months of arrears drafted for
-        # months refused while the person was alive, the night the death came); dropping them all
-        # (c8cfb76) also dropped months due at 120, a re-issue after a failed payment and the
-        # cancellation of a recovery (audit 19F). A handful of rows, if any: the join is skipped
-        # when there are none.
-        too_old = clean.filter(pl.col("birth_date") <= oldest_birth(month_start(paid_in))).select(
-            "pkey", _last=month_index_expr("birth_date") + (MAX_AGE_ALIVE + 1) * 12 - 1)
+        # A clean row whose person is over MAX_AGE_ALIVE in a month of the window (SPEC §1's month
+        # age: from the month of their 121st birthday) is paid only what a quarter that began while
+        # they were MAX_AGE_ALIVE or younger would have paid (the README: such a quarter stays
+        # paid): its positive differences end with that quarter. Over it in the as-of month, it is
+        # a row the age rule let through for its recovery (a death or move out at MAX_AGE_ALIVE + 1),
+        # and later months would be back pay at a band the row cannot give (audit 19E: 12 months of
+        # arrears drafted for months refused while the person was alive, the night the death came);
+        # dropping every positive difference (c8cfb76) also dropped months due at 120, a re-issue
+        # after a failed payment and the cancellation of a recovery (audit 19F). Under it in the
+        # as-of month, a night's window reaching into a quarter published before it began (drafted
+        # early) paid that quarter to someone it had quarantined, 121 from its first month (audit
+        # 20C: 180 000 fen). A handful of rows, if any: the join is skipped when there are none.
+        last_at_120 = month_index_expr("birth_date") + (MAX_AGE_ALIVE + 1) * 12 - 1
+        too_old = clean.filter(last_at_120 < window.last).select("pkey", _last=last_at_120)
         if too_old.height:
             ok_to = (pl.col("_last") - pl.col("_last") % 3 + 2).cast(pl.Int32)  # that quarter's last month
             pieces = (pieces.join(too_old.select("pkey", _ok_to=ok_to), on="pkey", how="left", maintain_order="left")
