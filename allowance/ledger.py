@@ -1647,16 +1647,22 @@ class Ledger:
                 # paid them twice; that is for staff and the bank to settle, and nothing is imported.
                 # (a PAID already recorded is skipped as any row seen before: the file that said it,
                 # read again after the bounce's, is no news; an audit had it refused every night)
+                # A PAID settled before the recorded FAILED is the bounce's credit, arriving after its
+                # return (two files of one night, read in name order: audit 20A had the settlement
+                # refused, and the nightly job with it every night): recorded, nothing reversed again.
                 clash = [r[0] for r in self.run(
                     "select distinct r.line_id from _ret r join bank_returns b using (line_id) "
                     "where b.status = 'FAILED' and r.status = 'PAID' and not exists (select 1 from bank_returns p "
-                    "where p.line_id = r.line_id and p.status = 'PAID') order by 1 limit 5"
+                    "where p.line_id = r.line_id and p.status = 'PAID') and not coalesce("
+                    "try_cast(replace(r.settled_at, 'T', ' ') as timestamp) "
+                    "< try_cast(replace(b.settled_at, 'T', ' ') as timestamp), false) order by 1 limit 5"
                 )]
                 if clash:
                     raise LedgerError(
                         f"line(s) {', '.join(clash)} already recorded FAILED, and their months reversed to be "
-                        "re-issued: a PAID now says the bank paid them after all; settle it with the bank (if it "
-                        "paid, the re-issue is to be recovered by hand); nothing imported"
+                        "re-issued: a PAID now says the bank paid them after all (a PAID whose settled_at is "
+                        "before the failure's is taken as the credit a bounce returned); settle it with the bank "
+                        "(if it paid, the re-issue is to be recovered by hand); nothing imported"
                     )
                 fresh = self.df(
                     "select r.line_id, r.status, r.reason, r.settled_at from _ret r "

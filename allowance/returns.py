@@ -53,6 +53,15 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
     return texts.with_row_index("_row", offset=2).filter(pl.any_horizontal(pl.col(rows).is_not_null()))
 
 
+def settled_time(col: str) -> pl.Expr:
+    """A return row's settled_at as a timestamp where it reads as one (YYYY-MM-DD, with a time of
+    day or not), else null: what orders a bounce's PAID before its FAILED."""
+    t = pl.col(col).str.replace("T", " ", literal=True)
+    return pl.coalesce(t.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False),
+                       t.str.to_datetime("%Y-%m-%d %H:%M", strict=False),
+                       t.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")))
+
+
 def read_bank_returns(path: Path) -> pl.DataFrame:
     """line_id, status (PAID|FAILED), reason, settled_at — one row per line, checked; with the
     bank's batch_id and amount_fen (int64) where the file has them, for the ledger to check."""
@@ -80,9 +89,18 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
         r = bad.row(0, named=True)
         raise InputError(f"{path}: row {r['_row']}: needs a line_id and status PAID or FAILED "
                          f"(got {r['line_id']!r}, {r['status']!r}); {bad.height} such row(s)")
-    conflict = df.group_by("line_id").agg(pl.col("status").n_unique().alias("n")).filter(pl.col("n") > 1)
+    # Both PAID and FAILED for one line is a bounce (退汇) when every PAID is settled before every
+    # FAILED: the credit, then its return, both kept (as from two files). Otherwise, or undated, the
+    # file contradicts itself (audit 20A: a bank's statement of a bounce was refused whole).
+    conflict = (df.group_by("line_id", maintain_order=True)
+                .agg(n=pl.col("status").n_unique(),
+                     paid=settled_time("settled_at").filter(pl.col("status") == "PAID").max(),
+                     undated=settled_time("settled_at").is_null().any(),
+                     failed=settled_time("settled_at").filter(pl.col("status") == "FAILED").min())
+                .filter((pl.col("n") > 1) & (pl.col("undated") | (pl.col("paid") >= pl.col("failed")))))
     if conflict.height:
-        raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file")
+        raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file, "
+                         "and not as a bounce (a PAID settled before the FAILED, both dated in settled_at)")
     # A line listed twice is kept once: every copy must then say the same of it (an audit had a
     # second row's other batch and amount dropped unchecked with the copy).
     for c in checked:
@@ -93,7 +111,7 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
     # The copy kept carries the claim any copy makes (they agree): a blank first copy dropped the
     # second's, unchecked (an audit).
     df = df.with_columns(pl.col(c).fill_null(pl.col(c).max().over("line_id")) for c in checked)
-    return df.drop("_row").unique(subset=["line_id"], keep="first", maintain_order=True)
+    return df.drop("_row").unique(subset=["line_id", "status"], keep="first", maintain_order=True)
 
 
 def read_line_ids(path: Path, what: str) -> list[str]:
