@@ -1677,7 +1677,7 @@ class Ledger:
                 failed = fresh.filter(pl.col("status") == "FAILED").select("line_id")
                 reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                  "fen": pl.Int64})
-                cancelled, returned = 0, _refunds()
+                cancelled, returned = 0, {**_refunds(), "reduced": []}
                 if failed.height:
                     with self._registered(_failed=failed):
                         self.run(
@@ -1703,6 +1703,8 @@ class Ledger:
                     "reversed_fen": int(-(reversed_["fen"] * (reversed_["to_mi"] - reversed_["from_mi"] + 1)).sum())
                     if reversed_.height else 0,
                     "recoveries_cancelled": cancelled,
+                    # each recovery that now owes less (district, fen taken off, what it owes now)
+                    "recoveries_reduced": returned.pop("reduced"),
                     # months a confirmed recovery got back, of payments that never arrived: to refund by hand
                     "recovered_but_never_delivered": returned,
                 }
@@ -1726,7 +1728,7 @@ class Ledger:
         the district refunds it."""
         neg = self.df("select person_key as _k, from_mi, to_mi, -fen as fen from holdings where fen < 0")
         if neg.height == 0:
-            return 0, _refunds()
+            return 0, {**_refunds(), "reduced": []}
         counts = self._cancel_months(explode_months(neg.lazy()).select("_k", "month_idx", need="fen"), failed, now)
         self.apply_to_holdings(neg.rename({"_k": "person_key"}))
         return counts
@@ -1774,9 +1776,15 @@ class Ledger:
             )
             self._owe_less("select line_id, sum(cancel) as fen from _taken group by line_id", [], now,
                            "bank return", "the payment recovered failed at the bank: ")
-        return taken["line_id"].n_unique(), returned
+            # Said to the districts, line by line (audit 20A: only a count was said, and a district
+            # collecting the amount its recovery file listed took back months never delivered).
+            reduced = self.df(
+                "select t.line_id, r.district_code, sum(t.cancel)::bigint as cancelled_fen, "
+                "any_value(r.amount_fen) as owed_fen, any_value(r.state) as state "
+                "from _taken t join recoveries r using (line_id) group by all order by r.district_code, t.line_id")
+        return taken["line_id"].n_unique(), {**returned, "reduced": reduced.to_dicts()}
 
-    def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, int]:
+    def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, Any]:
         """open → recovered (confirmed by the district) or open → written_off (with a reason)."""
         if not by.strip():
             raise LedgerError("say who made the change (--by)")
@@ -1801,18 +1809,37 @@ class Ledger:
                 n = int(self.one(
                     "select count(*) from recoveries join _ids using (line_id) where state = 'open'"
                 )[0])  # type: ignore[index]
+                less = self._less_than_listed()
+                # The note is added to, not replaced: it says why a recovery owes less than its line
+                # (a cancellation), which a confirmation had wiped out (audit 20A).
                 self.run(
-                    "update recoveries set state=?, changed_at=?, changed_by=?, note=? "
+                    "update recoveries set state=?, changed_at=?, changed_by=?, "
+                    "note=case when note is null or note = '' then ? else note || '; ' || ? end "
                     "where state='open' and line_id in (select line_id from _ids)",
-                    [state, _now(), by, note],
+                    [state, _now(), by, note, note],
                 )
                 if n:
                     self._bump(f"recovery_{state}", None, by, {"lines": n, "note": note})
                 self.run("commit")
-                return {"changed": n, "unchanged": len(set(line_ids)) - n}
+                return {"changed": n, "unchanged": len(set(line_ids)) - n, "less_than_listed": less}
             except BaseException:
                 self._rollback()
                 raise
+
+    def _less_than_listed(self) -> list[dict[str, Any]]:
+        """Inside set_recovery_state: the open recoveries among `_ids` that owe less than their
+        recovery line listed (a cancellation since: a bank return of months never delivered, or
+        entitled again), with both amounts: a district that collected what its file listed has
+        the difference to refund (audit 20A). Read from the few batches' lines files concerned."""
+        mine = self.df("select r.line_id, r.batch_id, r.district_code, r.amount_fen as recorded_fen "
+                       "from recoveries r join _ids using (line_id) where r.state = 'open' order by r.line_id")
+        if mine.height == 0:
+            return []
+        listed = pl.concat([self.part(b, "lines", ["line_id", "amount_fen"]).filter(
+            pl.col("line_id").is_in(mine["line_id"].implode())) for b in mine["batch_id"].unique().sort()])
+        return (mine.join(listed.select("line_id", listed_fen=-pl.col("amount_fen")), on="line_id")
+                .filter(pl.col("recorded_fen") < pl.col("listed_fen"))
+                .select("line_id", "district_code", "listed_fen", "recorded_fen").to_dicts())
 
     def previous_run(self) -> dict[str, Any] | None:
         """The latest run (draft or published) by creation: its as-of and extract size. Creation

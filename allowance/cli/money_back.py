@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,11 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
         echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
                    f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed{cancelled}; "
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
+        for r in counts["recoveries_reduced"]:
+            # each recovery that owes less now, for its district before it collects (audit 20A)
+            echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['cancelled_fen'])} yuan of months the bank "
+                 f"never delivered taken off; it owes {yuan(r['owed_fen'])} yuan ({r['state']}): the district "
+                 "collects that, not what its recovery file listed")
         if (back := counts["recovered_but_never_delivered"])["fen"]:
             echo(f"{back['people']} people had {yuan(back['fen'])} yuan of those months recovered (confirmed) though "
                  "the bank never delivered them: no run pays it back; the district refunds it (recovery line(s) "
@@ -73,11 +78,17 @@ def write_off(line_ids: Annotated[list[str], typer.Argument(help="Recovery line 
     _say(res, "written off", json_)
 
 
-def _say(res: dict[str, int], what: str, json_: bool) -> None:
+def _say(res: dict[str, Any], what: str, json_: bool) -> None:
     if json_:
         emit_json(res)
-    else:
-        echo(f"{res['changed']} recovery line(s) {what}; {res['unchanged']} already so")
+        return
+    echo(f"{res['changed']} recovery line(s) {what}; {res['unchanged']} already so")
+    for r in res["less_than_listed"]:
+        # audit 20A: a recovery cut by a bank return was confirmed for less than its file listed, unsaid
+        echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['recorded_fen'])} yuan {what}, less than the "
+             f"{yuan(r['listed_fen'])} yuan its recovery file listed (the rest was cancelled since: "
+             "`allowance recoveries list --json` gives its notes); if the district collected "
+             f"{yuan(r['listed_fen'])} yuan, it refunds {yuan(r['listed_fen'] - r['recorded_fen'])} yuan")
 
 
 @recoveries.command("list")

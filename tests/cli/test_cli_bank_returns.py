@@ -177,3 +177,61 @@ def test_no_refund_reported_is_an_empty_list(isolated: Path) -> None:
     text = ok(cli("recoveries", "refunds", "--ledger", led)).stdout
     assert text == "0 import(s), 0 people, 0.00 yuan to refund by hand\n", text
     assert ok_json(cli("ledger", "status", "--ledger", led, "--json"))["refunds_reported"] == {"people": 0, "fen": 0}
+
+
+def test_a_recovery_cut_by_a_bank_return_is_said_line_by_line_and_again_when_confirmed(isolated: Path) -> None:
+    """Audit 20A: a death recovers August to December (5 months); the bank then fails the Q4 line
+    (October to December, never delivered), which takes those months off the recovery. The import
+    said only a count, and the confirmation recorded 2 months without a word, overwriting the note
+    that said why: a district that collected the 5 months its recovery file listed had 3 months to
+    refund, and no one told it. Both now say it, with the line, its district and the amounts."""
+    from allowance.testing import Scenario, person
+
+    sc = Scenario(isolated / "s", opening_month="2025-07")
+    rows = [person("1944-11-20", seq=911, district_code="310104"), *[person("1950-05-05", seq=s) for s in range(3)]]
+    open_ = {"max_stop_share": 1.0}
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    q4 = sc.publish(sc.quarterly("2025Q4", rows, "2025-10-01"))
+    pid = rows[0]["person_id"]
+    q4_line = sc.lines(q4.batch_id).filter(pl.col("person_id") == pid)["line_id"][0]
+    rows[0]["death_date"] = dt.date(2025, 7, 10)
+    from allowance.runs import Breakers
+
+    sup = sc.publish(sc.supplement(rows, "2025-10-15", breakers=Breakers(**open_)))
+    rec = sc.lines(sup.batch_id).filter(pl.col("line_type") == "RECOVERY")
+    (rec_line,), (listed,) = rec["line_id"].to_list(), (-rec["amount_fen"]).to_list()
+    monthly = listed // 5
+    f = isolated / "returns.csv"
+    pl.DataFrame({"line_id": [q4_line], "status": ["FAILED"], "reason": ["account closed"],
+                  "settled_at": ["2025-10-20"]}).write_csv(f)
+    import shutil
+
+    twin = isolated / "twin"  # the same ledger, to import the file once as text and once as JSON
+    twin.mkdir()
+    shutil.copy2(sc.ledger, twin / sc.ledger.name)
+    shutil.copytree(Ledger.store_of(sc.ledger), Ledger.store_of(twin / sc.ledger.name))
+    said = ok_json(cli("bank-returns", "import", f, "--ledger", twin / sc.ledger.name, "--json"))
+    assert said["recoveries_reduced"] == [{"line_id": rec_line, "district_code": "310104",
+                                           "cancelled_fen": 3 * monthly, "owed_fen": 2 * monthly, "state": "open"}]
+    text = ok(cli("bank-returns", "import", f, "--ledger", sc.ledger)).stdout
+    assert (f"recovery {rec_line} (310104): {yuan(3 * monthly)} yuan of months the bank never delivered taken off; "
+            f"it owes {yuan(2 * monthly)} yuan (open)") in text, text
+    f.unlink()
+    text = ok(cli("bank-returns", "import", _returns_again(isolated, q4_line), "--ledger", sc.ledger)).stdout
+    assert "taken off" not in text, text  # the same file again: nothing new to say
+    conf = isolated / "confirm.csv"
+    pl.DataFrame({"line_id": [rec_line]}).write_csv(conf)
+    text = ok(cli("recoveries", "confirm", conf, "--by", "区民政 李", "--ledger", sc.ledger)).stdout
+    assert (f"recovery {rec_line} (310104): {yuan(2 * monthly)} yuan recovered, less than the {yuan(listed)} yuan "
+            "its recovery file listed") in text, text
+    assert f"it refunds {yuan(3 * monthly)} yuan" in text, text
+    with Ledger.use(sc.ledger, read_only=True) as lg:
+        (note,) = lg.run("select note from recoveries where line_id = ?", [rec_line])[0]
+    assert "failed at the bank" in note and "confirmed by confirm.csv" in note, note
+
+
+def _returns_again(isolated: Path, line_id: str) -> Path:
+    f = isolated / "returns-again.csv"
+    pl.DataFrame({"line_id": [line_id], "status": ["FAILED"], "reason": ["account closed"],
+                  "settled_at": ["2025-10-20"]}).write_csv(f)
+    return f
