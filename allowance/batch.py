@@ -43,7 +43,7 @@ from allowance.segments import by_key_then_month, clip, explode_months, sweep_di
 LINE_NO_DIGITS = 8  # a line id is its batch id, "-", and the line's number in 8 digits (more when it has more)
 LINE_COLUMNS = [
     "batch_id", "line_id", "line_type", "person_id", "name", "district_code", "channel", "card_no",
-    "period_from", "period_to", "months", "amount_fen", "municipal_fen", "district_fen",
+    "period_from", "period_to", "months", "periods", "amount_fen", "municipal_fen", "district_fen",
     "reason", "cause", "rules_version",
 ]
 
@@ -853,6 +853,7 @@ def build_draft(
     ever_paid_of = pl.repeat(False, n_people, eager=True).scatter(ever_paid["pkey"], True)
     line_rows = per_line(line_pieces, window.current_from)
     line_pieces = line_pieces.select("seq", "from_mi", "to_mi", "diff_fen")  # all batch_pieces needs of them
+    periods = line_periods(line_rows, line_pieces)
     grouped = (
         line_rows
         .lazy()
@@ -921,11 +922,12 @@ def build_draft(
             period_to=month_date_in("to_mi", window.first, window.last),
             municipal_fen=pl.col("amount_fen") - pl.col("district_fen"),
             person_key=pl.col("_o3"),
+            periods=periods,
             **hashes,
         )
         .select(*LINE_COLUMNS, "paid_with", "card_with", "person_key")
     )
-    del text, hashes
+    del text, hashes, periods
     # Of the people, the change report needs only the stopped ones' districts: the rest (0.17 GB at
     # a 15.35M quarter) is let go before the pieces, the checks and the report, where drafts peak.
     stopped_districts = people.select("_k", "district_code").join(stops_frame.select("_k"), on="_k", how="semi")
@@ -1064,6 +1066,34 @@ def per_line(line_pieces: pl.DataFrame, current_from: int) -> pl.DataFrame:
         pl.col("months").cast(pl.Int32),
         pl.when(pl.col("first_stop_mi") >= 0).then(pl.col("first_stop_mi")).alias("first_stop_mi"),
     )
+
+
+def month_text(col: str) -> pl.Expr:
+    """Month index → `YYYY-MM`."""
+    return pl.format("{}-{}", pl.col(col) // 12, (pl.col(col) % 12 + 1).cast(pl.String).str.zfill(2))
+
+
+def line_periods(line_rows: pl.DataFrame, line_pieces: pl.DataFrame) -> pl.Series:
+    """Each line's months as text where they are not every month from its first to its last
+    (`2025-07,2025-10..2025-12`), null where they are (nearly every line): SPEC §6 gives a line a
+    period and a count of months, and one line per person per batch; a line paying July and
+    October to December (August and September paid before, or a quarter paid between two failed
+    ones re-issued together) read as a second payment of the months between (audits 20A, 20C).
+    Built from the few such lines' pieces (`seq`, in line order, by month within a line)."""
+    gapped = line_rows.filter(pl.col("months") != pl.col("to_mi") - pl.col("from_mi") + 1)["seq"]
+    column = pl.repeat(None, line_rows.height, dtype=pl.String, eager=True)
+    if gapped.len() == 0:
+        return column.alias("periods")
+    runs = (
+        line_pieces.filter(pl.col("seq").is_in(gapped.implode())).select("seq", "from_mi", "to_mi")
+        .with_columns(run=((pl.col("seq") != pl.col("seq").shift(1))
+                           | (pl.col("from_mi") != pl.col("to_mi").shift(1) + 1)).fill_null(True).cum_sum())
+        .group_by("run", maintain_order=True).agg(pl.col("seq").first(), pl.col("from_mi").min(), pl.col("to_mi").max())
+        .with_columns(text=pl.when(pl.col("from_mi") == pl.col("to_mi")).then(month_text("from_mi"))
+                      .otherwise(pl.format("{}..{}", month_text("from_mi"), month_text("to_mi"))))
+        .group_by("seq", maintain_order=True).agg(pl.col("text").str.join(","))
+    )
+    return column.scatter(runs["seq"] - 1, runs["text"]).alias("periods")
 
 
 def per_line_grouped(line_pieces: pl.DataFrame, current_from: int) -> pl.DataFrame:
@@ -1353,6 +1383,13 @@ def check_lines(lines: pl.DataFrame, id_keys: pl.Series | None = None) -> None:
             pl.col("municipal_fen") + pl.col("district_fen") != pl.col("amount_fen"),
         "payment line(s) without a card": pay & (pl.col("channel").is_null() | pl.col("card_no").is_null()),
     }
+    if "periods" in lines.columns:  # lines drafted before it have none (outputs.PAYMENT_COLUMNS)
+        def month(c: str) -> pl.Expr:
+            return pl.col(c).dt.year().cast(pl.Int32) * 12 + pl.col(c).dt.month().cast(pl.Int32)
+
+        every = pl.col("months") == month("period_to") - month("period_from") + 1
+        checks["line(s) whose `periods` does not say that they skip months of their period"] = (
+            every == pl.col("periods").is_not_null())
     counts = lines.select(**{k: e.fill_null(False).sum() for k, e in checks.items()}).row(0, named=True)
     problems: list[str] = []
     for what, count in counts.items():

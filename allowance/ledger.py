@@ -198,9 +198,10 @@ PART_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "lines": {
         "batch_id": pl.String(), "line_id": pl.String(), "line_type": pl.String(), "person_id": pl.String(),
         "name": pl.String(), "district_code": pl.String(), "channel": pl.String(), "card_no": pl.String(),
-        "period_from": pl.Date(), "period_to": pl.Date(), "months": pl.Int32(), "amount_fen": pl.Int64(),
-        "municipal_fen": pl.Int64(), "district_fen": pl.Int64(), "reason": pl.String(), "cause": pl.String(),
-        "rules_version": pl.String(), "paid_with": pl.UInt64(), "card_with": pl.UInt64(), "person_key": pl.Int64(),
+        "period_from": pl.Date(), "period_to": pl.Date(), "months": pl.Int32(), "periods": pl.String(),
+        "amount_fen": pl.Int64(), "municipal_fen": pl.Int64(), "district_fen": pl.Int64(), "reason": pl.String(),
+        "cause": pl.String(), "rules_version": pl.String(), "paid_with": pl.UInt64(), "card_with": pl.UInt64(),
+        "person_key": pl.Int64(),
     },
     "pieces": {
         "batch_id": pl.String(), "line_id": pl.String(), "person_id": pl.String(), "from_mi": pl.Int32(),
@@ -682,6 +683,8 @@ class Ledger:
             frame = frame.with_columns(**line_hashes(frame))
         if part in KEYED_PARTS and "person_key" not in frame.columns:
             frame = keyed(frame, part).rename({"_k": "person_key"})
+        if part == "lines" and "periods" not in frame.columns:  # a review of a file written before them
+            frame = frame.with_columns(periods=pl.lit(None, pl.String))
         buf = io.BytesIO()
         # No column statistics: a file holds one batch, so they could only ever skip a whole
         # file for `where batch_id = ?`, and reading its one-value batch_id column instead costs

@@ -23,12 +23,15 @@ from allowance.constants import DISTRICTS, PARQUET_ROW_GROUP_ROWS
 from allowance.months import month_date_expr
 from allowance.registry import file_sha256
 
+# `periods` (the months a line pays or recovers, where they are not every month from period_from
+# to period_to; null where they are) is in the files of batches drafted since it existed: a batch
+# drafted before has none in its stored lines, and its files written again stay as they were.
 PAYMENT_COLUMNS = [
     "batch_id", "line_id", "person_id", "name", "district_code", "channel", "card_no", "period_from",
-    "period_to", "months", "amount_fen", "municipal_fen", "district_fen", "reason", "rules_version",
+    "period_to", "months", "periods", "amount_fen", "municipal_fen", "district_fen", "reason", "rules_version",
 ]
 RECOVERY_COLUMNS = [
-    "batch_id", "line_id", "person_id", "name", "district_code", "period_from", "period_to", "months",
+    "batch_id", "line_id", "person_id", "name", "district_code", "period_from", "period_to", "months", "periods",
     "amount_fen", "municipal_fen", "district_fen", "reason", "cause", "rules_version",
 ]
 
@@ -159,13 +162,15 @@ def stage_batch(
     files: dict[str, dict[str, Any]] = {}
 
     # Payment lines come first in line order: then they are a slice of the lines, not a copy.
+    pay_cols = [c for c in PAYMENT_COLUMNS if c in lines.columns]
+    rec_cols = [c for c in RECOVERY_COLUMNS if c in lines.columns]
     n_pay = int((lines["line_type"] == "PAYMENT").sum())
     if (lines.head(n_pay)["line_type"] == "PAYMENT").all():
-        payments = lines.head(n_pay).select(PAYMENT_COLUMNS)
+        payments = lines.head(n_pay).select(pay_cols)
     else:
-        payments = lines.filter(pl.col("line_type") == "PAYMENT").select(PAYMENT_COLUMNS)
+        payments = lines.filter(pl.col("line_type") == "PAYMENT").select(pay_cols)
     # A recovery list states what to get back: positive amounts (the ledger holds them negative).
-    recoveries = lines.filter(pl.col("line_type") == "RECOVERY").select(RECOVERY_COLUMNS).with_columns(
+    recoveries = lines.filter(pl.col("line_type") == "RECOVERY").select(rec_cols).with_columns(
         pl.col("amount_fen", "municipal_fen", "district_fen").neg()
     )
     keys = ["district_code", "channel"]

@@ -81,7 +81,7 @@ HERE = Path(__file__).resolve().parent
 OPEN = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
 FACT_FIELDS = ("birth_date", "hukou_since", "hukou_out_date", "death_date", "channel", "card_no", "district_code")
 DATE_FIELDS = ("birth_date", "hukou_since", "hukou_out_date", "death_date")
-LINE_KEYS = ("reason", "cause", "months", "amount_fen", "period_from", "period_to", "channel", "card_no",
+LINE_KEYS = ("reason", "cause", "months", "amount_fen", "period_from", "period_to", "periods", "channel", "card_no",
              "municipal_fen", "district_fen", "rules_version", "by_month")
 
 
@@ -447,6 +447,19 @@ def _check_lines(st: Story, view: DraftView, want: list[dict[str, Any]]) -> None
         key = (st.label(line["person_id"]), line["line_type"])
         assert key not in got, f"two {key[1]} lines for {key[0]}"
         got[key] = line
+        # Every line: `periods` names its months exactly when they are not every month of its
+        # period (audits 20A, 20C), as its pieces give them.
+        mine = sorted(int(m) for m in months.filter(pl.col("line_id") == line["line_id"])["month_idx"].unique())
+        runs: list[list[int]] = []
+        for m in mine:
+            if runs and m == runs[-1][1] + 1:
+                runs[-1][1] = m
+            else:
+                runs.append([m, m])
+        said = ",".join(fmt(a) if a == b else f"{fmt(a)}..{fmt(b)}" for a, b in runs)
+        whole = len(runs) == 1 and (fmt(runs[0][0]), fmt(runs[0][1])) == (fmt(line["period_from"]),
+                                                                             fmt(line["period_to"]))
+        assert line["periods"] == (None if whole else said), f"periods of {key}: {line['periods']!r}, pieces {said}"
     want_keys = []
     for w in want:
         for name in _expand(w["person"]):

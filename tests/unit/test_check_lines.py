@@ -72,3 +72,17 @@ def test_a_hash_collision_is_not_a_person_paid_twice(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(pl.Series, "hash", lambda s, *a, **k: pl.repeat(7, s.len(), dtype=pl.UInt64, eager=True))
     assert repeated_rows(pl.Series([A, B, A, "310101195001011"])) == 2
     check_lines(lines(("L1", "PAYMENT", A, 45000, 0, "bank"), ("L3", "PAYMENT", B, 45000, 0, "bank")))
+
+
+def test_a_line_skipping_months_of_its_period_must_say_which() -> None:
+    """Audits 20A, 20C: a line's period may hold months it does not pay (one line per person per
+    batch); `periods` names them then, and only then."""
+    base = lines(("L1", "PAYMENT", A, 60000, 0, "bank"), ("L2", "PAYMENT", B, 45000, 0, "bank")).with_columns(
+        period_from=pl.lit(dt.date(2025, 7, 1)), period_to=pl.Series([dt.date(2025, 12, 1), dt.date(2025, 9, 1)]),
+        months=pl.Series([4, 3], dtype=pl.Int32), periods=pl.Series(["2025-07,2025-10..2025-12", None]))
+    check_lines(base)
+    with pytest.raises(RefusedError, match=r"1 line\(s\) whose `periods` does not say that they skip months of "
+                                           r"their period, e.g. L1"):
+        check_lines(base.with_columns(periods=pl.lit(None, pl.String)))
+    with pytest.raises(RefusedError, match=r"1 line\(s\) whose `periods`.*e.g. L2"):
+        check_lines(base.with_columns(periods=pl.Series(["2025-07,2025-10..2025-12", "2025-07..2025-09"])))
