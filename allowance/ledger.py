@@ -218,6 +218,8 @@ PART_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "channel": pl.String(), "card_no": pl.String(),
     },
 }
+# Columns of PART_SCHEMAS that files written before them lack (outputs.PAYMENT_COLUMNS).
+OPTIONAL_COLUMNS = ("periods",)
 # What a district approves of a line (五 资格审定): all but the batch and line ids, which a redraft renumbers.
 LISTED_LINE_COLUMNS = [
     "line_type", "person_id", "name", "district_code", "channel", "card_no", "period_from", "period_to", "months",
@@ -683,14 +685,15 @@ class Ledger:
             frame = frame.with_columns(**line_hashes(frame))
         if part in KEYED_PARTS and "person_key" not in frame.columns:
             frame = keyed(frame, part).rename({"_k": "person_key"})
-        if part == "lines" and "periods" not in frame.columns:  # a review of a file written before them
-            frame = frame.with_columns(periods=pl.lit(None, pl.String))
         buf = io.BytesIO()
         # No column statistics: a file holds one batch, so they could only ever skip a whole
         # file for `where batch_id = ?`, and reading its one-value batch_id column instead costs
         # nothing; computing min and max of 4.4 million names, IDs and cards cost 0.25 s a draft.
         # The cast makes a draft's enum codes (batch.LINE_TYPES …) the text every file holds.
-        frame.select(list(PART_SCHEMAS[part])).cast(PART_SCHEMAS[part]).write_parquet(
+        # A review of a draft stored before `periods` existed keeps it without: its lines' periods
+        # cannot be told from the lines alone, and null would say "every month" (check_lines).
+        schema = {c: t for c, t in PART_SCHEMAS[part].items() if c in frame.columns or c not in OPTIONAL_COLUMNS}
+        frame.select(list(schema)).cast(schema).write_parquet(
             buf, compression="zstd", compression_level=1, statistics=False, row_group_size=PARQUET_ROW_GROUP_ROWS)
         data = buf.getbuffer()
         sha = hashlib.sha256(data).hexdigest()
