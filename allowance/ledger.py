@@ -55,6 +55,7 @@ from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
 from allowance.months import fmt, month_date_expr
+from allowance.returns import settled_before
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -1076,7 +1077,10 @@ class Ledger:
             f"""
             update recoveries r set amount_fen = r.amount_fen - c.fen,
                    state = case when r.amount_fen <= c.fen then 'cancelled' else r.state end,
-                   changed_at = ?, changed_by = ?, note = ? || c.fen || ' fen not to be recovered'
+                   changed_at = ?, changed_by = ?,
+                   -- added to, not replaced: a second cancellation wiped out the first's (audit 20D)
+                   note = case when r.note is null or r.note = '' then '' else r.note || '; ' end
+                          || ? || c.fen || ' fen not to be recovered'
             from ({cancelled}) c
             where r.line_id = c.line_id
             """,
@@ -1656,13 +1660,16 @@ class Ledger:
                 # A PAID settled before the recorded FAILED is the bounce's credit, arriving after its
                 # return (two files of one night, read in name order: audit 20A had the settlement
                 # refused, and the nightly job with it every night): recorded, nothing reversed again.
-                clash = [r[0] for r in self.run(
-                    "select distinct r.line_id from _ret r join bank_returns b using (line_id) "
-                    "where b.status = 'FAILED' and r.status = 'PAID' and not exists (select 1 from bank_returns p "
-                    "where p.line_id = r.line_id and p.status = 'PAID') and not coalesce("
-                    "try_cast(replace(r.settled_at, 'T', ' ') as timestamp) "
-                    "< try_cast(replace(b.settled_at, 'T', ' ') as timestamp), false) order by 1 limit 5"
-                )]
+                # The order is judged as read_bank_returns judges it in one file (returns.settled_before),
+                # and a PAID already recorded is no news only when it is that same row (audit 20D: once a
+                # bounce's credit was recorded, a PAID after the failure passed as "already recorded").
+                paid_after = self.df(
+                    "select r.line_id, r.settled_at, b.settled_at as failed_at from _ret r "
+                    "join bank_returns b using (line_id) where b.status = 'FAILED' and r.status = 'PAID' "
+                    "and not exists (select 1 from bank_returns p where p.line_id = r.line_id and p.status = 'PAID' "
+                    "and p.settled_at is not distinct from r.settled_at)")
+                clash = (paid_after.filter(~settled_before("settled_at", "failed_at"))["line_id"]
+                         .unique().sort().head(5).to_list())
                 if clash:
                     raise LedgerError(
                         f"line(s) {', '.join(clash)} already recorded FAILED, and their months reversed to be "
@@ -1788,6 +1795,10 @@ class Ledger:
                 "select t.line_id, r.district_code, sum(t.cancel)::bigint as cancelled_fen, "
                 "any_value(r.amount_fen) as owed_fen, any_value(r.state) as state "
                 "from _taken t join recoveries r using (line_id) group by all order by r.district_code, t.line_id")
+            if reduced.height:  # in the log too: a night whose run is refused prints no import's lines (audit 20D)
+                log.get().warning("recoveries_reduced", recoveries=reduced.to_dicts(),
+                                  why="a payment these recoveries claimed failed at the bank: the district "
+                                      "collects what each owes now, not what its recovery file listed")
         return taken["line_id"].n_unique(), {**returned, "reduced": reduced.to_dicts()}
 
     def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, Any]:

@@ -53,13 +53,30 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
     return texts.with_row_index("_row", offset=2).filter(pl.any_horizontal(pl.col(rows).is_not_null()))
 
 
-def settled_time(col: str) -> pl.Expr:
-    """A return row's settled_at as a timestamp where it reads as one (YYYY-MM-DD, with a time of
-    day or not), else null: what orders a bounce's PAID before its FAILED."""
-    t = pl.col(col).str.replace("T", " ", literal=True)
-    return pl.coalesce(t.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False),
-                       t.str.to_datetime("%Y-%m-%d %H:%M", strict=False),
-                       t.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")))
+# settled_at as the engine orders it: a local date, with a time of day or not; anything else (a
+# time zone or offset, `2025/07/16`, `20250716`) gives no order (audit 20D: DuckDB's cast dropped an
+# offset, and a PAID three hours after a failure was taken for the credit before it).
+SETTLED = r"^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2})?))?$"
+
+
+def settled_day(col: str) -> pl.Expr:
+    """The date of a row's settled_at, null where it is not one of SETTLED's forms."""
+    return pl.col(col).str.extract(SETTLED, 1).str.to_date("%Y-%m-%d", strict=False)
+
+
+def settled_clock(col: str) -> pl.Expr:
+    """Its time of day as `HH:MM:SS`, null where it gives none (or gives no date)."""
+    t = pl.col(col).str.extract(SETTLED, 2)
+    return pl.when(settled_day(col).is_not_null()).then(pl.when(t.str.len_chars() == 5).then(t + ":00").otherwise(t))
+
+
+def settled_before(a: str, b: str) -> pl.Expr:
+    """Row settled_at `a` is known to be before `b`: an earlier date, or on the same date both
+    with a time and `a`'s earlier. A date without a time beside a time on that day gives no order,
+    and nor does a value in no form SETTLED reads: neither is known to be before."""
+    da, db = settled_day(a), settled_day(b)
+    ca, cb = settled_clock(a), settled_clock(b)
+    return ((da < db) | ((da == db) & (ca < cb))).fill_null(False)
 
 
 def read_bank_returns(path: Path) -> pl.DataFrame:
@@ -89,18 +106,23 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
         r = bad.row(0, named=True)
         raise InputError(f"{path}: row {r['_row']}: needs a line_id and status PAID or FAILED "
                          f"(got {r['line_id']!r}, {r['status']!r}); {bad.height} such row(s)")
-    # Both PAID and FAILED for one line is a bounce (退汇) when every PAID is settled before every
-    # FAILED: the credit, then its return, both kept (as from two files). Otherwise, or undated, the
-    # file contradicts itself (audit 20A: a bank's statement of a bounce was refused whole).
-    conflict = (df.group_by("line_id", maintain_order=True)
-                .agg(n=pl.col("status").n_unique(),
-                     paid=settled_time("settled_at").filter(pl.col("status") == "PAID").max(),
-                     undated=settled_time("settled_at").is_null().any(),
-                     failed=settled_time("settled_at").filter(pl.col("status") == "FAILED").min())
-                .filter((pl.col("n") > 1) & (pl.col("undated") | (pl.col("paid") >= pl.col("failed")))))
-    if conflict.height:
+    # A line listed twice with one status says one settled_at (audit 20D: of two PAID rows the first
+    # was kept, and whether it was a bounce's credit depended on the rows' order).
+    twice = (df.group_by("line_id", "status", maintain_order=True).agg(pl.col("settled_at").n_unique())
+             .filter(pl.col("settled_at") > 1))
+    if twice.height:
+        raise InputError(f"{path}: line {twice['line_id'][0]} is listed {twice['status'][0]} more than once "
+                         "with different settled_at")
+    # Both PAID and FAILED for one line is a bounce (退汇) when the PAID is settled before the
+    # FAILED (settled_before): the credit, then its return, both kept (as from two files).
+    # Otherwise, or without a known order, the file contradicts itself (audit 20A: a bank's
+    # statement of a bounce was refused whole).
+    both = df.filter(pl.col("status") == "PAID").join(
+        df.filter(pl.col("status") == "FAILED").select("line_id", failed_at="settled_at"), on="line_id")
+    if (conflict := both.filter(~settled_before("settled_at", "failed_at"))).height:
         raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file, "
-                         "and not as a bounce (a PAID settled before the FAILED, both dated in settled_at)")
+                         "and not as a bounce (a PAID settled before the FAILED: settled_at YYYY-MM-DD, with "
+                         "a time of day on both when they fall on one day)")
     # A line listed twice is kept once: every copy must then say the same of it (an audit had a
     # second row's other batch and amount dropped unchecked with the copy).
     for c in checked:

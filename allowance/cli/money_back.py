@@ -85,10 +85,11 @@ def _say(res: dict[str, Any], what: str, json_: bool) -> None:
     echo(f"{res['changed']} recovery line(s) {what}; {res['unchanged']} already so")
     for r in res["less_than_listed"]:
         # audit 20A: a recovery cut by a bank return was confirmed for less than its file listed, unsaid
+        refund = (f"; if the district collected {yuan(r['listed_fen'])} yuan, it refunds "
+                  f"{yuan(r['listed_fen'] - r['recorded_fen'])} yuan" if what == "recovered" else "")
         echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['recorded_fen'])} yuan {what}, less than the "
              f"{yuan(r['listed_fen'])} yuan its recovery file listed (the rest was cancelled since: "
-             "`allowance recoveries list --json` gives its notes); if the district collected "
-             f"{yuan(r['listed_fen'])} yuan, it refunds {yuan(r['listed_fen'] - r['recorded_fen'])} yuan")
+             f"`allowance recoveries list --json` gives its notes){refund}")
 
 
 @recoveries.command("list")

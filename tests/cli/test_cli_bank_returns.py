@@ -190,7 +190,7 @@ def test_a_recovery_cut_by_a_bank_return_is_said_line_by_line_and_again_when_con
     sc = Scenario(isolated / "s", opening_month="2025-07")
     rows = [person("1944-11-20", seq=911, district_code="310104"), *[person("1950-05-05", seq=s) for s in range(3)]]
     open_ = {"max_stop_share": 1.0}
-    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    q3 = sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
     q4 = sc.publish(sc.quarterly("2025Q4", rows, "2025-10-01"))
     pid = rows[0]["person_id"]
     q4_line = sc.lines(q4.batch_id).filter(pl.col("person_id") == pid)["line_id"][0]
@@ -213,6 +213,14 @@ def test_a_recovery_cut_by_a_bank_return_is_said_line_by_line_and_again_when_con
     said = ok_json(cli("bank-returns", "import", f, "--ledger", twin / sc.ledger.name, "--json"))
     assert said["recoveries_reduced"] == [{"line_id": rec_line, "district_code": "310104",
                                            "cancelled_fen": 3 * monthly, "owed_fen": 2 * monthly, "state": "open"}]
+    # on the twin, a second failure (Q3: August and September) takes the rest: both notes kept (audit 20D)
+    q3_line = sc.lines(q3.batch_id).filter(pl.col("person_id") == pid)["line_id"][0]
+    pl.DataFrame({"line_id": [q3_line], "status": ["FAILED"], "reason": ["account closed"],
+                  "settled_at": ["2025-10-21"]}).write_csv(isolated / "q3.csv")
+    ok(cli("bank-returns", "import", isolated / "q3.csv", "--ledger", twin / sc.ledger.name))
+    with Ledger.use(twin / sc.ledger.name, read_only=True) as lg:
+        (note, state) = lg.run("select note, state from recoveries where line_id = ?", [rec_line])[0]
+    assert state == "cancelled" and f"{3 * monthly} fen not" in note and f"{2 * monthly} fen not" in note, note
     text = ok(cli("bank-returns", "import", f, "--ledger", sc.ledger)).stdout
     assert (f"recovery {rec_line} (310104): {yuan(3 * monthly)} yuan of months the bank never delivered taken off; "
             f"it owes {yuan(2 * monthly)} yuan (open)") in text, text
