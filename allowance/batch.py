@@ -1398,6 +1398,8 @@ def check_lines(lines: pl.DataFrame, id_keys: pl.Series | None = None) -> None:
         if count:
             first = lines.filter(checks[what].fill_null(False))["line_id"][0]
             problems.append(f"{count} {what}, e.g. {first}")
+    if "periods" in lines.columns and (wrong := periods_not_months(lines)):
+        problems.append(f"{len(wrong)} line(s) whose `periods` does not name its months, e.g. {wrong[0]}")
     if id_keys is not None:  # the draft's own exact keys
         dup = int(idcard.duplicated(lines.select(pl.lit(id_keys).filter(pay)).to_series()).sum())
     else:  # a publication judges the IDs' text as stored, independently of the stored keys
@@ -1406,6 +1408,32 @@ def check_lines(lines: pl.DataFrame, id_keys: pl.Series | None = None) -> None:
         problems.append(f"{dup} payment line(s) of a person paid twice in one batch")
     if problems:
         raise RefusedError("output checks failed: " + "; ".join(problems))
+
+
+def periods_not_months(lines: pl.DataFrame) -> list[str]:
+    """The line ids whose `periods` text is not runs of months (`YYYY-MM` or `YYYY-MM..YYYY-MM`, in
+    order, apart, at least two) from period_from to period_to adding up to `months` (audit 20D: the
+    checks read only whether it was empty). The few lines that have one are read."""
+    said = lines.filter(pl.col("periods").is_not_null()).select("line_id", "periods", "months", "period_from",
+                                                                 "period_to")
+    if said.height == 0:
+        return []
+    month = r"(\d{4})-(\d{2})"
+    runs = (said.with_columns(run=pl.col("periods").str.split(",")).explode("run")
+            .with_columns(ok=pl.col("run").str.contains(rf"^{month}(\.\.{month})?$"),
+                          a=pl.col("run").str.slice(0, 7), b=pl.col("run").str.slice(-7, 7))
+            .with_columns([(pl.col(c).str.slice(0, 4).cast(pl.Int32, strict=False) * 12
+                            + pl.col(c).str.slice(5, 2).cast(pl.Int32, strict=False) - 1).alias(c) for c in ("a", "b")])
+            .with_columns(apart=(pl.col("a") > pl.col("b").shift(1).over("line_id") + 1).fill_null(True)))
+    first_last = {c: pl.col(c).dt.year().cast(pl.Int32) * 12 + pl.col(c).dt.month().cast(pl.Int32) - 1
+                  for c in ("period_from", "period_to")}
+    judged = runs.group_by("line_id", maintain_order=True).agg(
+        good=(pl.col("ok") & (pl.col("a") <= pl.col("b")) & pl.col("apart")).all().fill_null(False)
+        & (pl.len() > 1)
+        & ((pl.col("b") - pl.col("a") + 1).sum() == pl.col("months").first())
+        & (pl.col("a").first() == first_last["period_from"].first())
+        & (pl.col("b").last() == first_last["period_to"].first()))
+    return judged.filter(~pl.col("good").fill_null(False))["line_id"].to_list()
 
 
 def repeated_rows(texts: pl.Series) -> int:

@@ -86,3 +86,17 @@ def test_a_line_skipping_months_of_its_period_must_say_which() -> None:
         check_lines(base.with_columns(periods=pl.lit(None, pl.String)))
     with pytest.raises(RefusedError, match=r"1 line\(s\) whose `periods`.*e.g. L2"):
         check_lines(base.with_columns(periods=pl.Series(["2025-07,2025-10..2025-12", "2025-07..2025-09"])))
+
+
+@pytest.mark.parametrize("text", ["garbage", "", "2024-01..2024-12", "2025-10..2025-12,2025-07",
+                                  "2025-07,2025-10..2025-11", "2025-07..2025-08,2025-09..2025-12",
+                                  "2025-07,2025-10..2025-12,", "2025-7,2025-10..2025-12", "2025-07..2025-12"])
+def test_periods_that_do_not_name_the_lines_months_are_refused(text: str) -> None:
+    """Audit 20D: the checks read only whether `periods` was empty; its text must name the line's
+    months: runs in order and apart, from its first month to its last, as many as `months`."""
+    base = lines(("L1", "PAYMENT", A, 60000, 0, "bank")).with_columns(
+        period_from=pl.lit(dt.date(2025, 7, 1)), period_to=pl.lit(dt.date(2025, 12, 1)),
+        months=pl.lit(4, pl.Int32), periods=pl.lit("2025-07,2025-10..2025-12"))
+    check_lines(base)
+    with pytest.raises(RefusedError, match=r"1 line\(s\) whose `periods` does not name its months, e.g. L1"):
+        check_lines(base.with_columns(periods=pl.lit(text)))
