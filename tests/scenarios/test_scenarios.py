@@ -157,6 +157,7 @@ class Published:
     first: int
     last: int
     blocked: set[str]
+    kind: str = "quarterly"
     failed_since: list[str] = field(default_factory=list)  # lines the bank failed after it
 
 
@@ -282,7 +283,8 @@ def _publish(st: Story, batch_id: str, view: DraftView | None = None) -> None:
     if b["kind"] == "quarterly":
         st.quarter_end = max(st.quarter_end or 0, int(b["last_month"]))
     reg, as_of = st.draft_inputs[batch_id]
-    st.published = Published(batch_id, reg, as_of, int(b["first_month"]), int(b["last_month"]), view.blocked)
+    st.published = Published(batch_id, reg, as_of, int(b["first_month"]), int(b["last_month"]), view.blocked,
+                             str(b["kind"]))
 
 
 def _batch_ref(st: Story, ref: Any) -> str:
@@ -570,16 +572,21 @@ class Due:
     quarantined: set[str]
 
 
-def _entitled(st: Story, registry: Path, as_of: dt.date, first: int, last: int) -> Due:
-    key = (registry, as_of, first, last)
+def _entitled(st: Story, registry: Path, as_of: dt.date, first: int, last: int, kind: str) -> Due:
+    key = (registry, as_of, first, last, kind)
     if key not in st.ent_cache:
-        # the age judged in the batch's quarter's first month when drafted before it (audit 19G;
-        # runs.age_judged_on); a supplement is judged on its as-of date, which comes after its quarter begins
-        age_on = max(as_of, month_start(last - 2))
+        # The age judged in the month the batch pays in: a quarter's first month when drafted before
+        # it (audit 19G), a night's as-of date (runs.age_judged_on); and no month is due after the
+        # quarter whose first month found the person at 120, whatever run pays it (audit 20C: a night
+        # reaching into a quarter published early). Written from the README's rule, not the code's.
+        age_on = as_of if kind == "supplement" else max(as_of, month_start(last - 2))
         v = validate(read_extract(registry), as_of, st.sc.rules.channels(), age_on=age_on)
         clean = v.clean.with_row_index("pkey")
-        pm = person_months(clean.lazy(), st.sc.rules, first, last).collect().join(
-            clean.select("pkey", "person_id"), on="pkey")
+        born = pl.col("birth_date")
+        last_at_120 = born.dt.year().cast(pl.Int32) * 12 + born.dt.month().cast(pl.Int32) - 1 + 121 * 12 - 1
+        pm = (person_months(clean.lazy(), st.sc.rules, first, last).collect()
+              .join(clean.select("pkey", "person_id", quarter_at_120=last_at_120 - last_at_120 % 3 + 2), on="pkey")
+              .filter(pl.col("month_idx") <= pl.col("quarter_at_120")))
         st.ent_cache[key] = Due(
             {(p, int(m)): int(f) for p, m, f in pm.select("person_id", "month_idx", "monthly_fen").iter_rows()},
             set(clean["person_id"].to_list()),
@@ -622,7 +629,7 @@ def _check_invariants(st: Story) -> None:
         assert beyond.height == 0, f"months after the latest published quarter are held: {beyond}"
     if p is None:
         return
-    due = _entitled(st, p.registry, p.as_of, p.first, p.last)
+    due = _entitled(st, p.registry, p.as_of, p.first, p.last, p.kind)
     failed: dict[tuple[str, int], int] = {}
     if pieces is not None:
         for pid, a, b, fen in pieces.iter_rows():
@@ -667,7 +674,7 @@ def _check_draft_pays_only_what_is_due(st: Story, view: DraftView) -> None:
     if b["first_month"] is None:
         assert months.height == 0
         return
-    ent = _entitled(st, reg, as_of, int(b["first_month"]), int(b["last_month"])).fen
+    ent = _entitled(st, reg, as_of, int(b["first_month"]), int(b["last_month"]), str(b["kind"])).fen
     for pid, m, fen in months.select("person_id", "month_idx", "amount_fen").iter_rows():
         assert 0 < fen <= ent.get((pid, m), 0), (
             f"{b['batch_id']} pays {st.label(pid)} {fen} fen for {fmt(m)}, entitled to {ent.get((pid, m), 0)}")
