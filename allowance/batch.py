@@ -1386,10 +1386,12 @@ def check_lines(lines: pl.DataFrame, id_keys: pl.Series | None = None) -> None:
         "payment line(s) without a card": pay & (pl.col("channel").is_null() | pl.col("card_no").is_null()),
     }
     if "periods" in lines.columns:  # lines drafted before it have none (outputs.PAYMENT_COLUMNS)
-        def month(c: str) -> pl.Expr:
-            return pl.col(c).dt.year().cast(pl.Int32) * 12 + pl.col(c).dt.month().cast(pl.Int32)
-
-        every = pl.col("months") == month("period_to") - month("period_from") + 1
+        # Months from one first of a month to another, from the days between them in integers: the
+        # nearest whole number of average months (30.436875 days), exact for every pair of month
+        # starts 1900-2200 up to 50 years apart (checked exhaustively); calendar years and months of
+        # 2 × 4.4M dates had cost a publication 0.2 s.
+        days = pl.col("period_to").cast(pl.Int64) - pl.col("period_from").cast(pl.Int64)
+        every = pl.col("months") == (days * 1_000_000 + 15_218_437) // 30_436_875 + 1
         checks["line(s) whose `periods` does not say that they skip months of their period"] = (
             every == pl.col("periods").is_not_null())
     counts = lines.select(**{k: e.fill_null(False).sum() for k, e in checks.items()}).row(0, named=True)

@@ -100,3 +100,16 @@ def test_periods_that_do_not_name_the_lines_months_are_refused(text: str) -> Non
     check_lines(base)
     with pytest.raises(RefusedError, match=r"1 line\(s\) whose `periods` does not name its months, e.g. L1"):
         check_lines(base.with_columns(periods=pl.lit(text)))
+
+
+def test_the_months_of_a_period_are_counted_exactly_from_its_days() -> None:
+    """check_lines counts a line's months from the days between two firsts of a month (integers,
+    no calendar): exact for every pair of month starts 1900-2200 up to 50 years apart."""
+    starts = pl.date_range(dt.date(1900, 1, 1), dt.date(2200, 12, 1), "1mo", eager=True)
+    pairs = pl.DataFrame({"i": range(starts.len())}).join(pl.DataFrame({"k": range(601)}), how="cross").filter(
+        pl.col("i") + pl.col("k") < starts.len())
+    frame = pairs.select(
+        "k", period_from=pl.lit(starts).gather(pl.col("i")), period_to=pl.lit(starts).gather(pl.col("i") + pl.col("k")))
+    days = pl.col("period_to").cast(pl.Int64) - pl.col("period_from").cast(pl.Int64)
+    assert frame.filter((days * 1_000_000 + 15_218_437) // 30_436_875 != pl.col("k")).height == 0
+    assert frame.height == 1_990_512  # every pair
