@@ -56,7 +56,7 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
 # settled_at as the engine orders it: a local date, with a time of day or not; anything else (a
 # time zone or offset, `2025/07/16`, `20250716`) gives no order (audit 20D: DuckDB's cast dropped an
 # offset, and a PAID three hours after a failure was taken for the credit before it).
-SETTLED = r"^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2})?))?$"
+SETTLED = r"^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?$"
 
 
 def settled_day(col: str) -> pl.Expr:
@@ -65,7 +65,9 @@ def settled_day(col: str) -> pl.Expr:
 
 
 def settled_clock(col: str) -> pl.Expr:
-    """Its time of day as `HH:MM:SS`, null where it gives none (or gives no date)."""
+    """Its time of day as `HH:MM:SS` and any fraction of a second (a Parquet timestamp read as text
+    has six digits of it), null where it gives none (or gives no date). Compared as text: one with
+    a fraction of zeros counts as after the same second without one, never before."""
     t = pl.col(col).str.extract(SETTLED, 2)
     return pl.when(settled_day(col).is_not_null()).then(pl.when(t.str.len_chars() == 5).then(t + ":00").otherwise(t))
 

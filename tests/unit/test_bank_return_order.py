@@ -21,6 +21,10 @@ from allowance.returns import read_bank_returns, settled_before
         ("2025-07-16 15:00", "2025-07-16 09:00", False),
         ("2025-07-16", "2025-07-16 15:00", False),  # a date beside a time that day: which came first is unknown
         ("2025-07-16 09:00", "2025-07-16", False),
+        ("2025-07-16 09:00:00.000000", "2025-07-16 10:00:00.000000", True),  # a Parquet timestamp read as text
+        ("2025-07-16 10:00:00.000500", "2025-07-16 10:00:00.000600", True),
+        ("2025-07-16 10:00:00.000000", "2025-07-16 10:00:00", False),
+        ("2025-07-16 09:00:00.000000+08:00", "2025-07-16 10:00:00.000000+08:00", False),
         ("2025-07-16", "2025-07-16", False),
         ("2025-07-16T05:00:00Z", "2025-07-16T10:00:00+08:00", False),  # an offset: no order (audit 20D)
         ("2025-07-16T05:00:00+08:00", "2025-07-20", False),
@@ -60,3 +64,15 @@ def test_a_line_listed_twice_with_one_status_says_one_settled_at(tmp_path: Path)
     assert same.height == 1
     with pytest.raises(InputError, match="line L1 is listed PAID more than once with different settled_at"):
         read_bank_returns(_file(tmp_path, [("L1", "PAID", "2025-07-16"), ("L1", "PAID", "2025-07-25")]))
+
+
+def test_a_parquet_return_with_date_or_timestamp_settled_at_orders_a_bounce(tmp_path: Path) -> None:
+    """A bank's Parquet file may hold settled_at as a date or a timestamp, read as text."""
+    import datetime as dt
+
+    for paid, failed in ((dt.date(2025, 7, 16), dt.date(2025, 7, 20)),
+                         (dt.datetime(2025, 7, 16, 9), dt.datetime(2025, 7, 16, 15))):
+        f = tmp_path / "returns.parquet"
+        pl.DataFrame({"line_id": ["L1", "L1"], "status": ["PAID", "FAILED"], "settled_at": [paid, failed]}
+                     ).write_parquet(f)
+        assert read_bank_returns(f).select("status").to_series().to_list() == ["PAID", "FAILED"]
