@@ -1677,6 +1677,22 @@ class Ledger:
                         "before the failure's is taken as the credit a bounce returned); settle it with the bank "
                         "(if it paid, the re-issue is to be recovered by hand); nothing imported"
                     )
+                # The other way round: a FAILED known to be before the line's recorded PAID says the
+                # bank paid after the failure (a retry that went through), not a bounce; reversing it
+                # re-issued money the bank had delivered (audit 20E: 1 800 yuan). Refused; unknown
+                # order stays a bounce, as it was.
+                failed_before = self.df(
+                    "select r.line_id, r.settled_at, p.settled_at as paid_at from _ret r "
+                    "join bank_returns p using (line_id) where p.status = 'PAID' and r.status = 'FAILED' "
+                    "and not exists (select 1 from bank_returns f where f.line_id = r.line_id "
+                    "and f.status = 'FAILED' and f.settled_at is not distinct from r.settled_at)")
+                early = (failed_before.filter(settled_before("settled_at", "paid_at"))["line_id"]
+                         .unique().sort().head(5).to_list())
+                if early:
+                    raise LedgerError(
+                        f"line(s) {', '.join(early)} recorded PAID after the FAILED now reported (by settled_at): "
+                        "the bank says it paid after the failure, and a re-issue would pay twice; settle it "
+                        "with the bank; nothing imported")
                 fresh = self.df(
                     "select r.line_id, r.status, r.reason, r.settled_at from _ret r "
                     "anti join bank_returns b using (line_id, status) order by line_id"

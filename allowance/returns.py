@@ -56,7 +56,7 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
 # settled_at as the engine orders it: a local date, with a time of day or not; anything else (a
 # time zone or offset, `2025/07/16`, `20250716`) gives no order (audit 20D: DuckDB's cast dropped an
 # offset, and a PAID three hours after a failure was taken for the credit before it).
-SETTLED = r"^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?$"
+SETTLED = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[ T]((?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]+)?)?))?$"
 
 
 def settled_day(col: str) -> pl.Expr:
