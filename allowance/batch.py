@@ -1420,7 +1420,7 @@ def periods_not_months(lines: pl.DataFrame) -> list[str]:
                                                                  "period_to")
     if said.height == 0:
         return []
-    month = r"(\d{4})-(\d{2})"
+    month = r"[0-9]{4}-(?:0[1-9]|1[0-2])"  # ASCII digits, a month 01-12 (audit 20E: 2025-14, 2025-00, ２０２５)
     runs = (said.with_columns(run=pl.col("periods").str.split(",")).explode("run")
             .with_columns(ok=pl.col("run").str.contains(rf"^{month}(\.\.{month})?$"),
                           a=pl.col("run").str.slice(0, 7), b=pl.col("run").str.slice(-7, 7))
@@ -1430,7 +1430,7 @@ def periods_not_months(lines: pl.DataFrame) -> list[str]:
     first_last = {c: pl.col(c).dt.year().cast(pl.Int32) * 12 + pl.col(c).dt.month().cast(pl.Int32) - 1
                   for c in ("period_from", "period_to")}
     judged = runs.group_by("line_id", maintain_order=True).agg(
-        good=(pl.col("ok") & (pl.col("a") <= pl.col("b")) & pl.col("apart")).all().fill_null(False)
+        good=(pl.col("ok") & (pl.col("a") <= pl.col("b")) & pl.col("apart")).fill_null(False).all()
         & (pl.len() > 1)
         & ((pl.col("b") - pl.col("a") + 1).sum() == pl.col("months").first())
         & (pl.col("a").first() == first_last["period_from"].first())

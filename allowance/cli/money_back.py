@@ -44,9 +44,11 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
         for r in counts["recoveries_reduced"]:
             # each recovery that owes less now, for its district before it collects (audit 20A)
+            owes = ("it owes nothing now (cancelled): the district collects nothing of it" if r["state"] == "cancelled"
+                    else f"it owes {yuan(r['owed_fen'])} yuan ({r['state']}): the district collects that, not what "
+                    "its recovery file listed")
             echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['cancelled_fen'])} yuan of months the bank "
-                 f"never delivered taken off; it owes {yuan(r['owed_fen'])} yuan ({r['state']}): the district "
-                 "collects that, not what its recovery file listed")
+                 f"never delivered taken off; {owes}")
         if (back := counts["recovered_but_never_delivered"])["fen"]:
             echo(f"{back['people']} people had {yuan(back['fen'])} yuan of those months recovered (confirmed) though "
                  "the bank never delivered them: no run pays it back; the district refunds it (recovery line(s) "

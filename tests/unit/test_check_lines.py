@@ -113,3 +113,18 @@ def test_the_months_of_a_period_are_counted_exactly_from_its_days() -> None:
     days = pl.col("period_to").cast(pl.Int64) - pl.col("period_from").cast(pl.Int64)
     assert frame.filter((days * 1_000_000 + 15_218_437) // 30_436_875 != pl.col("k")).height == 0
     assert frame.height == 1_990_512  # every pair
+
+
+@pytest.mark.parametrize(("first", "last", "months", "text"), [
+    (dt.date(2025, 12, 1), dt.date(2026, 2, 1), 2, "2025-12,2025-14"),
+    (dt.date(2024, 12, 1), dt.date(2025, 2, 1), 2, "2025-00,2025-02"),
+    (dt.date(2025, 7, 1), dt.date(2025, 9, 1), 2, "2025-07,\uff12\uff10\uff12\uff15-\uff10\uff18,2025-09"),
+])
+def test_periods_with_impossible_months_or_other_digits_are_refused(first: dt.date, last: dt.date, months: int,
+                                                                      text: str) -> None:
+    """Audit 20E: a month 14 or 00 was read as the next or the last year's, and a run in full-width
+    digits was skipped as if it were not there."""
+    line = lines(("L1", "PAYMENT", A, 30000, 0, "bank")).with_columns(
+        period_from=pl.lit(first), period_to=pl.lit(last), months=pl.lit(months, pl.Int32), periods=pl.lit(text))
+    with pytest.raises(RefusedError, match=r"1 line\(s\) whose `periods` does not name its months"):
+        check_lines(line)
