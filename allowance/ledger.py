@@ -1681,11 +1681,13 @@ class Ledger:
                 # bank paid after the failure (a retry that went through), not a bounce; reversing it
                 # re-issued money the bank had delivered (audit 20E: 1 800 yuan). Refused; unknown
                 # order stays a bounce, as it was.
+                # (a line already recorded FAILED is reversed already: another FAILED of it changes
+                # nothing, whatever its date, and is not refused)
                 failed_before = self.df(
                     "select r.line_id, r.settled_at, p.settled_at as paid_at from _ret r "
                     "join bank_returns p using (line_id) where p.status = 'PAID' and r.status = 'FAILED' "
                     "and not exists (select 1 from bank_returns f where f.line_id = r.line_id "
-                    "and f.status = 'FAILED' and f.settled_at is not distinct from r.settled_at)")
+                    "and f.status = 'FAILED')")
                 early = (failed_before.filter(settled_before("settled_at", "paid_at"))["line_id"]
                          .unique().sort().head(5).to_list())
                 if early:
