@@ -1849,9 +1849,10 @@ class Ledger:
                 # (a cancellation), which a confirmation had wiped out (audit 20A).
                 self.run(
                     "update recoveries set state=?, changed_at=?, changed_by=?, "
-                    "note=case when note is null or note = '' then ? else note || '; ' || ? end "
+                    "note=case when ?::varchar is null then note when note is null or note = '' then ? "
+                    "else note || '; ' || ? end "
                     "where state='open' and line_id in (select line_id from _ids)",
-                    [state, _now(), by, note, note],
+                    [state, _now(), by, note, note, note],
                 )
                 if n:
                     self._bump(f"recovery_{state}", None, by, {"lines": n, "note": note})
