@@ -65,11 +65,14 @@ def settled_day(col: str) -> pl.Expr:
 
 
 def settled_clock(col: str) -> pl.Expr:
-    """Its time of day as `HH:MM:SS` and any fraction of a second (a Parquet timestamp read as text
-    has six digits of it), null where it gives none (or gives no date). Compared as text: one with
-    a fraction of zeros counts as after the same second without one, never before."""
+    """Its time of day as `HH:MM:SS.fffffffff` (seconds and nine digits of a fraction filled in with
+    zeros: a Parquet timestamp read as text has six), null where it gives none (or gives no date):
+    text of one width, so that one instant spelled two ways compares equal (audit 20F: `10:00:00`
+    and `10:00:00.000000` had compared as two instants)."""
     t = pl.col(col).str.extract(SETTLED, 2)
-    return pl.when(settled_day(col).is_not_null()).then(pl.when(t.str.len_chars() == 5).then(t + ":00").otherwise(t))
+    whole = pl.when(t.str.len_chars() == 5).then(t + ":00").otherwise(t.str.slice(0, 8))
+    fraction = pl.coalesce(t.str.extract(r"\.([0-9]+)$", 1), pl.lit("")).str.slice(0, 9).str.pad_end(9, "0")
+    return pl.when(settled_day(col).is_not_null() & t.is_not_null()).then(whole + "." + fraction)
 
 
 def settled_before(a: str, b: str) -> pl.Expr:
