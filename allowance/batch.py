@@ -1070,11 +1070,6 @@ def per_line(line_pieces: pl.DataFrame, current_from: int) -> pl.DataFrame:
     )
 
 
-def month_text(col: str) -> pl.Expr:
-    """Month index → `YYYY-MM`."""
-    return pl.format("{}-{}", pl.col(col) // 12, (pl.col(col) % 12 + 1).cast(pl.String).str.zfill(2))
-
-
 def line_periods(line_rows: pl.DataFrame, line_pieces: pl.DataFrame) -> pl.Series:
     """Each line's months as text where they are not every month from its first to its last
     (`2025-07,2025-10..2025-12`), null where they are (nearly every line): SPEC §6 gives a line a
@@ -1091,8 +1086,9 @@ def line_periods(line_rows: pl.DataFrame, line_pieces: pl.DataFrame) -> pl.Serie
         .with_columns(run=((pl.col("seq") != pl.col("seq").shift(1))
                            | (pl.col("from_mi") != pl.col("to_mi").shift(1) + 1)).fill_null(True).cum_sum())
         .group_by("run", maintain_order=True).agg(pl.col("seq").first(), pl.col("from_mi").min(), pl.col("to_mi").max())
-        .with_columns(text=pl.when(pl.col("from_mi") == pl.col("to_mi")).then(month_text("from_mi"))
-                      .otherwise(pl.format("{}..{}", month_text("from_mi"), month_text("to_mi"))))
+        .with_columns(month_date_expr(c).dt.to_string("%Y-%m").alias(c) for c in ("from_mi", "to_mi"))
+        .with_columns(text=pl.when(pl.col("from_mi") == pl.col("to_mi")).then(pl.col("from_mi"))
+                      .otherwise(pl.format("{}..{}", "from_mi", "to_mi")))
         .group_by("seq", maintain_order=True).agg(pl.col("text").str.join(","))
     )
     return column.scatter(runs["seq"] - 1, runs["text"]).alias("periods")
@@ -1424,17 +1420,15 @@ def periods_not_months(lines: pl.DataFrame) -> list[str]:
     runs = (said.with_columns(run=pl.col("periods").str.split(",")).explode("run")
             .with_columns(ok=pl.col("run").str.contains(rf"^{month}(\.\.{month})?$"),
                           a=pl.col("run").str.slice(0, 7), b=pl.col("run").str.slice(-7, 7))
-            .with_columns([(pl.col(c).str.slice(0, 4).cast(pl.Int32, strict=False) * 12
-                            + pl.col(c).str.slice(5, 2).cast(pl.Int32, strict=False) - 1).alias(c) for c in ("a", "b")])
+            .with_columns(month_index_expr((pl.col(c) + "-01").str.to_date("%Y-%m-%d", strict=False)).alias(c)
+                          for c in ("a", "b"))
             .with_columns(apart=(pl.col("a") > pl.col("b").shift(1).over("line_id") + 1).fill_null(True)))
-    first_last = {c: pl.col(c).dt.year().cast(pl.Int32) * 12 + pl.col(c).dt.month().cast(pl.Int32) - 1
-                  for c in ("period_from", "period_to")}
     judged = runs.group_by("line_id", maintain_order=True).agg(
         good=(pl.col("ok") & (pl.col("a") <= pl.col("b")) & pl.col("apart")).fill_null(False).all()
         & (pl.len() > 1)
         & ((pl.col("b") - pl.col("a") + 1).sum() == pl.col("months").first())
-        & (pl.col("a").first() == first_last["period_from"].first())
-        & (pl.col("b").last() == first_last["period_to"].first()))
+        & (pl.col("a").first() == month_index_expr("period_from").first())
+        & (pl.col("b").last() == month_index_expr("period_to").first()))
     return judged.filter(~pl.col("good").fill_null(False))["line_id"].to_list()
 
 

@@ -69,7 +69,7 @@ from allowance.constants import LINE_REASONS, RECOVERY_CAUSES
 from allowance.entitlement import person_months
 from allowance.idcard import make_id
 from allowance.ledger import Ledger
-from allowance.months import fmt, month_index, month_start, parse_month
+from allowance.months import fmt, month_index, month_index_expr, month_start, parse_month
 from allowance.registry import read_extract, validate
 from allowance.returns import read_bank_returns
 from allowance.runs import Breakers, RunResult
@@ -582,8 +582,7 @@ def _entitled(st: Story, registry: Path, as_of: dt.date, first: int, last: int, 
         age_on = as_of if kind == "supplement" else max(as_of, month_start(last - 2))
         v = validate(read_extract(registry), as_of, st.sc.rules.channels(), age_on=age_on)
         clean = v.clean.with_row_index("pkey")
-        born = pl.col("birth_date")
-        last_at_120 = born.dt.year().cast(pl.Int32) * 12 + born.dt.month().cast(pl.Int32) - 1 + 121 * 12 - 1
+        last_at_120 = month_index_expr("birth_date") + 121 * 12 - 1
         pm = (person_months(clean.lazy(), st.sc.rules, first, last).collect()
               .join(clean.select("pkey", "person_id", quarter_at_120=last_at_120 - last_at_120 % 3 + 2), on="pkey")
               .filter(pl.col("month_idx") <= pl.col("quarter_at_120")))
