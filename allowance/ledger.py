@@ -2,7 +2,8 @@
 
 `entries` is the append-only journal of runs of months ([from_mi, to_mi] at fen per month): a
 published payment line holds PAY entries (+fen), a published recovery line RECOVERY entries
-(−fen, an open recovery counts as recovered), a bank failure REVERSAL entries (−fen), a
+(−fen, an open recovery counts as recovered), a bank failure REVERSAL entries (−fen), the
+bank's paying a failed line on a retry RETRY_PAID entries (+fen: the reversal undone), a
 recovery of a failed payment CANCEL entries (+fen). What a person-month holds is the sum of its
 entries, so paid − reversed − recovered = net, and a run pays exactly entitlement − net (SPEC
 §4). `holdings` is that net, kept canonical per person (maximal runs, zeros dropped) and
@@ -15,8 +16,8 @@ SHA-256, written and synced before the transaction that records it in `batch_fil
 SHA-256, rows) commits. Every connection sees them as the views `batch_lines`, `batch_pieces`,
 `batch_no_card` and `batch_quarantine`. A published batch's
 pieces *are* its PAY and RECOVERY entries: `entries` is a view of the published batches'
-pieces (kind by sign, recorded when the batch was published) and of `bank_entries` (REVERSAL
-and CANCEL rows, in DuckDB). Publishing a batch flips its status in the same transaction that
+pieces (kind by sign, recorded when the batch was published) and of `bank_entries` (REVERSAL,
+RETRY_PAID and CANCEL rows, in DuckDB). Publishing a batch flips its status in the same transaction that
 updates the holdings; nothing is copied. Storing a quarter's 4.4 million lines and pieces as
 DuckDB rows cost 6 s of each draft and copying the pieces into a journal table 2 s of each
 publication. The ledger is the DuckDB file and that folder together (back them up together);
@@ -55,7 +56,7 @@ from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
 from allowance.months import fmt, month_date_expr
-from allowance.returns import settled_before
+from allowance.returns import line_fates
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -331,6 +332,11 @@ _STILL_OWED_MONTHS = """
     ) group by line_id"""
 
 
+def _run_fen(runs: pl.DataFrame) -> int:
+    """The fen in runs of months (from_mi, to_mi, fen a month)."""
+    return int((runs["fen"] * (runs["to_mi"] - runs["from_mi"] + 1)).sum()) if runs.height else 0
+
+
 def taken_off_owed(owed: pl.LazyFrame, need: pl.LazyFrame, key: str) -> pl.DataFrame:
     """Each month's `need` (key, month_idx, need) taken off what the recoveries still owe for that
     month (`owed`: key, month_idx, line_id, fen, month by month), oldest recovery first: the
@@ -378,7 +384,8 @@ NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder')"
 
 # The events after which a draft is stale (its differences were taken against another ledger):
 # every one that changes what is paid or owed. Not drafts, upgrades or district approvals; not a
-# bank return file of PAID rows only (it confirms what the ledger holds); not the publication of a
+# bank return file that reverses nothing and pays no failed line on a retry (it confirms what the
+# ledger holds); not the publication of a
 # batch with no line and no cancellation. Found by an audit: with the nightly job importing the
 # bank's inbox and publishing its supplement every night, a quarterly draft under district review
 # went stale on the first night after payment day, and every redraft (a new batch id) needed
@@ -386,7 +393,8 @@ NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder')"
 # (batches.lines counts payment lines only: a recovery-only supplement, as after a death, had
 # left an older draft publishable, and the month was recovered twice: found by an audit of this).
 STATE_EVENTS = f"""(action not in {NOT_STATE_ACTIONS}
-    and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0)
+    and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0
+             and coalesce((detail->>'paid_on_retry')::bigint, 0) = 0)
     and not (action = 'publish' and batch_id in (
         select b.batch_id from batches b where b.lines = 0 and b.recovery_fen = 0
         and not exists (select 1 from batch_files f where f.batch_id = b.batch_id and f.part = 'lines'
@@ -833,8 +841,12 @@ class Ledger:
         return self.df("select person_key as _k, from_mi, to_mi, fen from holdings")
 
     def reversals(self) -> pl.DataFrame:
-        """Months whose payment the bank returned (REVERSAL entries): the next run re-issues them."""
-        return self.df("select person_id, from_mi, to_mi from bank_entries where kind = 'REVERSAL'")
+        """Months whose payment the bank returned (REVERSAL entries of lines it did not pay on a
+        retry since): the next run re-issues them."""
+        return self.df(
+            "select distinct person_id, from_mi, to_mi from bank_entries where kind = 'REVERSAL' and line_id in ("
+            "select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') group by line_id "
+            "having sum(fen * (to_mi - from_mi + 1)) < 0)")
 
     def apply_to_holdings(self, delta: pl.DataFrame) -> None:
         """Inside a transaction: add signed runs to the holdings and store them canonical again."""
@@ -1613,13 +1625,13 @@ class Ledger:
         return pl.concat(found)
 
     def import_bank_returns(self, returns: pl.DataFrame, file_sha256: str) -> dict[str, int]:
-        """§8: PAID is recorded; FAILED reverses the line's months so the next run re-issues them.
+        """§8: each line ends as its latest notice says (returns.line_fates): a FAILED reverses the
+        line's months so the next run re-issues them (a bounce, 退汇, after a PAID too); a PAID
+        after the FAILED (a retry the bank paid) undoes the reversal. Every row not recorded before
+        is recorded; importing the same file twice changes nothing.
 
-        Refuses unknown line ids (naming them), recovery lines, and a PAID for a line already
-        recorded FAILED (reversed, and re-issued since: the bank says it paid twice); a FAILED
-        for a line recorded PAID is a payment bounced after it was reported paid (退汇: the
-        account closed, say), reversed as any failure; a line already recorded with the same
-        status is skipped, so importing the same file twice changes nothing.
+        Refuses unknown line ids (naming them), recovery lines, lines whose batch or amount the
+        bank's file states otherwise, and a PAID and a FAILED of one line with no known order.
         """
         with self._registered(_ret=returns):
             self.run("begin")
@@ -1651,61 +1663,63 @@ class Ledger:
                 )]
                 if rec:
                     raise LedgerError(f"bank returns name recovery lines ({', '.join(rec)}); nothing imported")
-                # A bounce (PAID, then FAILED) is a failure like any other (an audit: refused, the
-                # months were never re-issued, and no command could record it). PAID after FAILED is
-                # not: the months were reversed and a run re-issues them, so the bank would have
-                # paid them twice; that is for staff and the bank to settle, and nothing is imported.
-                # (a PAID already recorded is skipped as any row seen before: the file that said it,
-                # read again after the bounce's, is no news; an audit had it refused every night)
-                # A PAID settled before the recorded FAILED is the bounce's credit, arriving after its
-                # return (two files of one night, read in name order: audit 20A had the settlement
-                # refused, and the nightly job with it every night): recorded, nothing reversed again.
-                # The order is judged as read_bank_returns judges it in one file (returns.settled_before),
-                # and a PAID already recorded is no news only when it is that same row (audit 20D: once a
-                # bounce's credit was recorded, a PAID after the failure passed as "already recorded").
-                paid_after = self.df(
-                    "select r.line_id, r.settled_at, b.settled_at as failed_at from _ret r "
-                    "join bank_returns b using (line_id) where b.status = 'FAILED' and r.status = 'PAID' "
-                    "and not exists (select 1 from bank_returns p where p.line_id = r.line_id and p.status = 'PAID' "
-                    "and p.settled_at is not distinct from r.settled_at)")
-                clash = (paid_after.filter(~settled_before("settled_at", "failed_at"))["line_id"]
-                         .unique().sort().head(5).to_list())
-                if clash:
-                    raise LedgerError(
-                        f"line(s) {', '.join(clash)} already recorded FAILED, and their months reversed to be "
-                        "re-issued: a PAID now says the bank paid them after all (a PAID whose settled_at is "
-                        "before the failure's is taken as the credit a bounce returned); settle it with the bank "
-                        "(if it paid, the re-issue is to be recovered by hand); nothing imported"
-                    )
-                # The other way round: a FAILED known to be before the line's recorded PAID says the
-                # bank paid after the failure (a retry that went through), not a bounce; reversing it
-                # re-issued money the bank had delivered (audit 20E: 1 800 yuan). Refused; unknown
-                # order stays a bounce, as it was.
-                # (a line already recorded FAILED is reversed already: another FAILED of it changes
-                # nothing, whatever its date, and is not refused)
-                failed_before = self.df(
-                    "select r.line_id, r.settled_at, p.settled_at as paid_at from _ret r "
-                    "join bank_returns p using (line_id) where p.status = 'PAID' and r.status = 'FAILED' "
-                    "and not exists (select 1 from bank_returns f where f.line_id = r.line_id "
-                    "and f.status = 'FAILED')")
-                early = (failed_before.filter(settled_before("settled_at", "paid_at"))["line_id"]
-                         .unique().sort().head(5).to_list())
-                if early:
-                    raise LedgerError(
-                        f"line(s) {', '.join(early)} recorded PAID after the FAILED now reported (by settled_at): "
-                        "the bank says it paid after the failure, and a re-issue would pay twice; settle it "
-                        "with the bank; nothing imported")
+                # A line's fate is its latest status by settled_at (returns.line_fates): PAID then
+                # FAILED is a bounce (退汇), reversed; FAILED then PAID a retry the bank paid, whose
+                # reversal is undone (RETRY_PAID entries): refused, the night's supplement re-issued
+                # the months all the same, and the bank had paid them (audit 20F: 450 yuan). Every
+                # row not recorded before is recorded (only the identical row is no news: importing a
+                # file twice changes nothing), so three notices of one line (a failed attempt, the
+                # retry's credit, its bounce) come to the same end in any order of reading (audit 20F:
+                # a second notice of one status was dropped as no news, and an order left the
+                # bounce unreversed). Where the order is not known the file is refused, as before.
                 fresh = self.df(
                     "select r.line_id, r.status, r.reason, r.settled_at from _ret r "
-                    "anti join bank_returns b using (line_id, status) order by line_id"
+                    "where not exists (select 1 from bank_returns b where b.line_id = r.line_id "
+                    "and b.status = r.status and b.settled_at is not distinct from r.settled_at) "
+                    "order by line_id, status, settled_at nulls first, reason nulls first",
+                ).unique(["line_id", "status", "settled_at"], keep="first", maintain_order=True)
+                fates = line_fates(
+                    self.df("select line_id, status, settled_at from bank_returns "
+                            "where line_id in (select line_id from _ret)"),
+                    fresh.select("line_id", "status", "settled_at"),
+                    self.df("select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') "
+                            "and line_id in (select line_id from _ret) group by line_id "
+                            "having sum(fen * (to_mi - from_mi + 1)) < 0"),
                 )
+                if (unknown_order := fates.filter(pl.col("fate").is_null())).height:
+                    first = unknown_order.row(0, named=True)
+                    more = f" (+{unknown_order.height - 1} more)" if unknown_order.height > 1 else ""
+                    raise LedgerError(
+                        f"line {first['line_id']}{more} is reported PAID and FAILED with no known order "
+                        f"({', '.join(first['said'])}): whether the bank paid it in the end cannot "
+                        "be told; ask the bank for the settlement dates (YYYY-MM-DD, with a time of day on both "
+                        "when they fall on one day); nothing imported")
                 now = _now()
                 if fresh.height:
                     self.insert_frame(
                         "bank_returns",
                         fresh.with_columns(imported_at=pl.lit(now), file_sha256=pl.lit(file_sha256)),
                     )
-                failed = fresh.filter(pl.col("status") == "FAILED").select("line_id")
+                restored = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
+                                                "fen": pl.Int64})
+                retried = fates.filter(pl.col("was_reversed") & (pl.col("fate") == "PAID")).select("line_id")
+                if retried.height:
+                    with self._registered(_retried=retried):
+                        self.run(
+                            """
+                            insert into bank_entries
+                            select p.person_id, p.from_mi, p.to_mi, p.fen, 'RETRY_PAID', p.line_id, p.batch_id, ?
+                            from batch_pieces p join _retried using (line_id)
+                            """,
+                            [now],
+                        )
+                        restored = self.df("select p.person_id, p.from_mi, p.to_mi, p.fen "
+                                           "from batch_pieces p join _retried using (line_id)")
+                    self.apply_to_holdings(restored)
+                    log.get().warning("paid_on_retry", lines=retried.height, fen=_run_fen(restored),
+                                      why="the bank paid these lines after it had failed them: their reversal is "
+                                          "undone, and months a run re-issued since are recovered by the next run")
+                failed = fates.filter(~pl.col("was_reversed") & (pl.col("fate") == "FAILED")).select("line_id")
                 reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                  "fen": pl.Int64})
                 cancelled, returned = 0, {**_refunds(), "reduced": []}
@@ -1731,8 +1745,10 @@ class Ledger:
                     "already_recorded": returns.height - fresh.height,
                     "paid": int((fresh["status"] == "PAID").sum()) if fresh.height else 0,
                     "failed": failed.height,
-                    "reversed_fen": int(-(reversed_["fen"] * (reversed_["to_mi"] - reversed_["from_mi"] + 1)).sum())
-                    if reversed_.height else 0,
+                    "reversed_fen": -_run_fen(reversed_),
+                    # lines the bank failed and then paid (a retry): their reversal undone
+                    "paid_on_retry": retried.height,
+                    "restored_fen": _run_fen(restored),
                     "recoveries_cancelled": cancelled,
                     # each recovery that now owes less (district, fen taken off, what it owes now)
                     "recoveries_reduced": returned.pop("reduced"),

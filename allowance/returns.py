@@ -84,8 +84,43 @@ def settled_before(a: str, b: str) -> pl.Expr:
     return ((da < db) | ((da == db) & (ca < cb))).fill_null(False)
 
 
+def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.DataFrame) -> pl.DataFrame:
+    """How each line a bank return file brings news of ended (SPEC §8): its latest status by
+    settled_at, over the rows recorded before (`recorded`) and the new ones (`fresh`), each
+    line_id, status, settled_at. PAID then FAILED is a bounce (退汇): FAILED; FAILED then PAID is
+    a retry the bank paid: PAID. `reversed_lines` (line_id) are the lines the ledger holds
+    reversed now. One row per line with a fresh row: line_id, was_reversed, fate (PAID, FAILED,
+    or null where the order is not known: the import is refused) and said (its rows' statuses
+    and settled_at).
+
+    The latest rows are those no other row is known to be after (settled_before). Where they do
+    not agree: a new FAILED against a line never failed before is a bounce, as it always was (the
+    bank's return comes after its credit); no new row among them leaves the line as it was (a
+    notice of an earlier attempt); anything else has no known order."""
+    ev = pl.concat([recorded.with_columns(new=pl.lit(False)), fresh.with_columns(new=pl.lit(True))],
+                   how="vertical_relaxed").filter(pl.col("line_id").is_in(fresh["line_id"].implode()))
+    ev = ev.with_row_index("_e")
+    later = (ev.join(ev.select("line_id", _after="settled_at"), on="line_id")
+             .filter(settled_before("settled_at", "_after")).select("_e").unique())
+    latest = ev.join(later, on="_e", how="anti").group_by("line_id").agg(
+        statuses=pl.col("status").unique(),
+        new_failed=(pl.col("new") & (pl.col("status") == "FAILED")).any(),
+        new_latest=pl.col("new").any())
+    lines = ev.group_by("line_id").agg(
+        failed_before=(~pl.col("new") & (pl.col("status") == "FAILED")).any(),
+        said=(pl.col("status") + " " + pl.col("settled_at").fill_null("undated")).unique().sort())
+    was = pl.col("line_id").is_in(reversed_lines["line_id"].implode())
+    return lines.join(latest, on="line_id").sort("line_id").select(
+        "line_id", was_reversed=was,
+        fate=pl.when(pl.col("statuses").list.len() == 1).then(pl.col("statuses").list.first())
+        .when(~pl.col("new_latest")).then(pl.when(was).then(pl.lit("FAILED")).otherwise(pl.lit("PAID")))
+        .when(pl.col("new_failed") & ~pl.col("failed_before")).then(pl.lit("FAILED")),
+        said="said")
+
+
 def read_bank_returns(path: Path) -> pl.DataFrame:
-    """line_id, status (PAID|FAILED), reason, settled_at — one row per line, checked; with the
+    """line_id, status (PAID|FAILED), reason, settled_at — one row per line and status and
+    settled_at, checked; with the
     bank's batch_id and amount_fen (int64) where the file has them, for the ledger to check."""
     df = _read_text_table(path, ("line_id", "status"), "bank return file", (*RETURN_COLUMNS, *CHECKED_COLUMNS))
     for c in RETURN_COLUMNS:
@@ -111,23 +146,19 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
         r = bad.row(0, named=True)
         raise InputError(f"{path}: row {r['_row']}: needs a line_id and status PAID or FAILED "
                          f"(got {r['line_id']!r}, {r['status']!r}); {bad.height} such row(s)")
-    # A line listed twice with one status says one settled_at (audit 20D: of two PAID rows the first
-    # was kept, and whether it was a bounce's credit depended on the rows' order).
-    twice = (df.group_by("line_id", "status", maintain_order=True).agg(pl.col("settled_at").n_unique())
-             .filter(pl.col("settled_at") > 1))
-    if twice.height:
-        raise InputError(f"{path}: line {twice['line_id'][0]} is listed {twice['status'][0]} more than once "
-                         "with different settled_at")
-    # Both PAID and FAILED for one line is a bounce (退汇) when the PAID is settled before the
-    # FAILED (settled_before): the credit, then its return, both kept (as from two files).
-    # Otherwise, or without a known order, the file contradicts itself (audit 20A: a bank's
-    # statement of a bounce was refused whole).
+    # Both PAID and FAILED for one line, each PAID in a known order with each FAILED, say how it ended
+    # (line_fates): the credit then its return is a bounce (退汇), the failure then a retry's credit
+    # is paid; a line's whole story (a failed attempt, the retry's credit, its bounce) may be told in
+    # one file. Without a known order the file contradicts itself (audit 20A: a bank's statement of a
+    # bounce was refused whole). Every row is kept, so that no row's order decides anything (audit
+    # 20D: of two PAID rows the first had been kept, and whether it was a bounce's credit with it).
     both = df.filter(pl.col("status") == "PAID").join(
         df.filter(pl.col("status") == "FAILED").select("line_id", failed_at="settled_at"), on="line_id")
-    if (conflict := both.filter(~settled_before("settled_at", "failed_at"))).height:
+    if (conflict := both.filter(~settled_before("settled_at", "failed_at")
+                                & ~settled_before("failed_at", "settled_at"))).height:
         raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file, "
-                         "and not as a bounce (a PAID settled before the FAILED: settled_at YYYY-MM-DD, with "
-                         "a time of day on both when they fall on one day)")
+                         "with no known order (settled_at YYYY-MM-DD, with a time of day on both when they fall "
+                         "on one day)")
     # A line listed twice is kept once: every copy must then say the same of it (an audit had a
     # second row's other batch and amount dropped unchecked with the copy).
     for c in checked:
@@ -138,7 +169,7 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
     # The copy kept carries the claim any copy makes (they agree): a blank first copy dropped the
     # second's, unchecked (an audit).
     df = df.with_columns(pl.col(c).fill_null(pl.col(c).max().over("line_id")) for c in checked)
-    return df.drop("_row").unique(subset=["line_id", "status"], keep="first", maintain_order=True)
+    return df.drop("_row").unique(subset=["line_id", "status", "settled_at"], keep="first", maintain_order=True)
 
 
 def read_line_ids(path: Path, what: str) -> list[str]:

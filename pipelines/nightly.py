@@ -90,7 +90,7 @@ def main(
         for said in refused:
             log.get(job="nightly").error("bank_returns_refused", error=said)
         for f in files:
-            # A file refused (unknown line ids, a line already recorded with another status, not a
+            # A file refused (unknown line ids, a PAID and a FAILED of one line in no known order, not a
             # return file) is named and left for staff; the other files and tonight's supplement
             # still run, and the job ends refused (exit 2) so that the scheduler alerts. Before
             # (found by an audit), one bad file in the inbox stopped every night's supplement,

@@ -93,7 +93,13 @@ class LedgerMachine(RuleBasedStateMachine):
         self.drafts: list[tuple[str, Path, dt.date]] = []  # batch id, extract, as-of
         self.last_run: tuple[str, str | None, Path, dt.date, RunResult, int] | None = None
         self.published: dict[str, Any] | None = None  # what the latest publication was computed on
-        self.failed_since: list[str] = []  # lines the bank failed after that publication
+        # the machine's own account of the bank (SPEC §8): lines it takes as reversed (failed, not
+        # paid on a retry since), as they were at that publication, every line it has news of, and
+        # a clock of the bank's settlements (each notice later than the one before)
+        self.reversed: set[str] = set()
+        self.reversed_then: frozenset[str] = frozenset()
+        self.noticed: set[str] = set()
+        self.ticks = 0
         self.quarter_end: int | None = None
         self.extract_path: Path | None = None  # the current extract, written once per change
         self._ent_cache: dict[tuple[Path, int, int], Any] = {}
@@ -182,7 +188,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.quarter_end = max(self.quarter_end or 0, int(b["last_month"]))
         self.published = {"batch_id": batch_id, "registry": reg, "as_of": as_of,
                           "first": int(b["first_month"]), "last": int(b["last_month"])}
-        self.failed_since = []
+        self.reversed_then = frozenset(self.reversed)
 
     @rule(publish=st.booleans())
     def quarterly(self, publish: bool) -> None:
@@ -286,32 +292,47 @@ class LedgerMachine(RuleBasedStateMachine):
         self._set(seq, r)
 
     # ---- the bank -------------------------------------------------------------------------
+    @precondition(lambda self: self.published is not None)  # a line to return: drawn only then
     @rule(i=st.integers(0, 10**6), status=st.sampled_from(["FAILED", "FAILED", "PAID"]), twice=st.booleans())
     def bank_return(self, i: int, status: str, twice: bool) -> None:
         with Ledger.use(self.sc.ledger, read_only=True) as led:
             # Lines of people who also have a recovery come first (small `i` is drawn most), so that
-            # a failure meeting a recovery — the delicate case — is tried often. A line reported
-            # PAID can still fail (a bounce, 退汇); one reported FAILED has had its say.
-            open_lines = led.df(
+            # a failure meeting a recovery — the delicate case — is tried often. Each notice is
+            # settled after every one before it, and changes how its line ends: a FAILED of a line
+            # paid (never heard of, a credit, or a retry's: a bounce, 退汇), a PAID of a line failed
+            # (a retry the bank paid) or never heard of.
+            lines = led.df(
                 "select l.line_id from batch_lines l join batches b using (batch_id) "
                 "where b.status = 'published' and l.line_type = 'PAYMENT' "
-                "and l.line_id not in (select line_id from bank_returns where status = 'FAILED' or ? = 'PAID') "
-                "order by l.person_id not in (select person_id from recoveries), l.line_id", [status]
+                "order by l.person_id not in (select person_id from recoveries), l.line_id"
             )["line_id"].to_list()
+        if status == "FAILED":
+            open_lines = [x for x in lines if x not in self.reversed]
+        else:
+            # lines failed first: a retry after a re-issue is the case to try
+            open_lines = ([x for x in lines if x in self.reversed]
+                          + [x for x in lines if x not in self.noticed and x not in self.reversed])
         if not open_lines:
             return
         line_id = open_lines[i % len(open_lines)]
-        df = pl.DataFrame({"line_id": [line_id], "status": [status], "reason": ["stateful"],
-                           "settled_at": [self.clock.isoformat()]})
+        self.ticks += 1
+        settled = f"{self.clock.isoformat()} {self.ticks // 3600:02d}:{self.ticks // 60 % 60:02d}:{self.ticks % 60:02d}"
+        df = pl.DataFrame({"line_id": [line_id], "status": [status], "reason": ["stateful"], "settled_at": [settled]})
+        retry = line_id in self.reversed
         with Ledger.use(self.sc.ledger) as led:
-            counts = led.import_bank_returns(df, f"sha-{line_id}")
+            counts = led.import_bank_returns(df, f"sha-{line_id}-{self.ticks}")
         assert counts["new"] == 1
+        assert counts["failed"] == (status == "FAILED"), counts
+        assert counts["paid_on_retry"] == (status == "PAID" and retry), counts
+        self.noticed.add(line_id)
         if status == "FAILED":
-            self.failed_since.append(line_id)
+            self.reversed.add(line_id)
+        else:
+            self.reversed.discard(line_id)
         if twice:
             before = self._ledger_state()
             with Ledger.use(self.sc.ledger) as led:
-                again = led.import_bank_returns(df, f"sha-{line_id}")
+                again = led.import_bank_returns(df, f"sha-{line_id}-{self.ticks}")
             assert again["new"] == 0 and again["already_recorded"] == 1
             assert self._ledger_state() == before, "importing the same return twice changes nothing"
 
@@ -344,22 +365,26 @@ class LedgerMachine(RuleBasedStateMachine):
         with Ledger.use(self.sc.ledger, read_only=True) as led:
             lines = led.one("select coalesce(sum(l.amount_fen), 0) from batch_lines l join batches b using (batch_id) "
                             "where b.status = 'published'")
-            failed = led.one("select coalesce(sum(l.amount_fen), 0) from batch_lines l join bank_returns r "
-                             "using (line_id) where r.status = 'FAILED'")
+            failed = led.one("select coalesce(sum(amount_fen), 0) from batch_lines where list_contains(?, line_id)",
+                             [sorted(self.reversed)])
             cancelled = led.one("select coalesce(sum(fen * (to_mi - from_mi + 1)), 0) from entries "
                                 "where kind = 'CANCEL'")
             per_month = led.df(
-                "with m as (select person_id, unnest(generate_series(from_mi, to_mi)) as mi, fen from entries "
-                "where kind in ('PAY', 'REVERSAL')) select person_id, mi::integer as mi, sum(fen)::bigint as paid "
+                "with m as (select person_id, unnest(generate_series(from_mi, to_mi)) as mi, fen, kind from entries "
+                "where kind in ('PAY', 'REVERSAL', 'RETRY_PAID')) select person_id, mi::integer as mi, "
+                "sum(fen)::bigint as paid, coalesce(sum(fen) filter (where kind = 'RETRY_PAID'), 0)::bigint as retried "
                 "from m group by all"
             )
         assert lines is not None and failed is not None and cancelled is not None
         assert int(cancelled[0]) >= 0, "a cancelled recovery gives back, never takes"
         assert int(lines[0]) - int(failed[0]) + int(cancelled[0]) == held, (
             f"published lines {lines[0]} − failed {failed[0]} + cancelled recoveries {cancelled[0]} ≠ held {held}")
-        for pid, mi, paid in per_month.iter_rows():
+        for pid, mi, paid, retried in per_month.iter_rows():
             band = band_fen(self.sc.rules, self.births[pid], mi)
-            assert 0 <= paid <= band, f"{pid} month {mi}: paid − reversed = {paid}, one band is {band}"
+            # only the bank's paying a failed line on a retry, after its months were re-issued, puts a
+            # month over its band (until the next run recovers it)
+            assert 0 <= paid <= band + retried, (f"{pid} month {mi}: paid − reversed + paid on a retry = {paid}, "
+                                                 f"one band is {band}, {retried} of it paid on a retry")
 
     @invariant()
     def ledger_check_passes(self) -> None:
@@ -381,27 +406,31 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         ent, clean_ids, no_card = self._entitled(p["registry"], p["as_of"], p["first"], p["last"])
         failed: dict[tuple[str, int], int] = {}
-        if self.failed_since:
+        retried: dict[tuple[str, int], int] = {}  # failed before that publication, paid on a retry since
+        failed_since, retried_since = self.reversed - self.reversed_then, self.reversed_then - self.reversed
+        if failed_since or retried_since:
             with Ledger.use(self.sc.ledger, read_only=True) as led:
-                pieces = led.df("select person_id, from_mi, to_mi, fen from batch_pieces "
-                                "where list_contains(?, line_id)", [self.failed_since])
-            for pid, a, z, fen in pieces.iter_rows():
+                pieces = led.df("select person_id, from_mi, to_mi, fen, list_contains(?, line_id) from batch_pieces "
+                                "where list_contains(?, line_id)", [sorted(retried_since),
+                                                                    sorted(failed_since | retried_since)])
+            for pid, a, z, fen, was_retried in pieces.iter_rows():
+                into = retried if was_retried else failed
                 for m in range(a, z + 1):
-                    failed[(pid, m)] = failed.get((pid, m), 0) + int(fen)
+                    into[(pid, m)] = into.get((pid, m), 0) + int(fen)
         held = {(pid, int(m)): int(f) for pid, m, f in net.iter_rows()}
         negative = {k: v for k, v in held.items() if v < 0}
         assert not negative, f"months held below zero: {negative}"
         ids = clean_ids | {pid for pid, _ in held}
         for pid in sorted(ids):
             for m in range(p["first"], p["last"] + 1):
-                want = max(ent.get((pid, m), 0) - failed.get((pid, m), 0), 0)
+                want = max(ent.get((pid, m), 0) - failed.get((pid, m), 0), 0) + retried.get((pid, m), 0)
                 got = held.get((pid, m), 0)
                 where = (f"{pid} {month_start(m):%Y-%m} after {p['batch_id']} (window {month_start(p['first'])} … "
                          f"{month_end(p['last'])})")
                 if pid in no_card:
                     assert got <= want, f"{where} (no card): held {got} > due {want}"
                 else:
-                    assert got == want, f"{where}: held {got}, entitlement − failed since = {want}"
+                    assert got == want, f"{where}: held {got}, entitlement − failed since + retried since = {want}"
 
 
 # Reproducible (derandomize, no example database in the tree) and bounded in time: a failing

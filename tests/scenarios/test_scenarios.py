@@ -158,7 +158,7 @@ class Published:
     last: int
     blocked: set[str]
     kind: str = "quarterly"
-    failed_since: list[str] = field(default_factory=list)  # lines the bank failed after it
+    reversed_then: frozenset[str] = frozenset()  # lines the bank had failed, and not paid since, then
 
 
 @dataclass
@@ -179,6 +179,10 @@ class Story:
     undeclared: list[str] = field(default_factory=list)  # reason / cause codes not in allowance.constants
     published: Published | None = None
     last_returns: tuple[pl.DataFrame, str] | None = None
+    # the harness's own account of the bank's notices (SPEC §8): every row imported, by line, and
+    # the lines it takes as reversed (failed, and not paid on a retry since)
+    notices: dict[str, set[tuple[str, str | None]]] = field(default_factory=dict)
+    reversed: set[str] = field(default_factory=set)
 
     # -- registry
     def rows(self) -> list[dict[str, Any]]:
@@ -284,7 +288,7 @@ def _publish(st: Story, batch_id: str, view: DraftView | None = None) -> None:
         st.quarter_end = max(st.quarter_end or 0, int(b["last_month"]))
     reg, as_of = st.draft_inputs[batch_id]
     st.published = Published(batch_id, reg, as_of, int(b["first_month"]), int(b["last_month"]), view.blocked,
-                             str(b["kind"]))
+                             str(b["kind"]), frozenset(st.reversed))
 
 
 def _batch_ref(st: Story, ref: Any) -> str:
@@ -337,8 +341,6 @@ def _bank_returns(st: Story, step: dict[str, Any], want: dict[str, Any], tmp: Pa
             df = read_bank_returns(path)
     net_before = st.sc.net()
     with Ledger.use(st.sc.ledger) as led:
-        # lines already recorded FAILED (one recorded PAID can still fail: a bounce, reversed then)
-        known = set(led.df("select line_id from bank_returns where status = 'FAILED'")["line_id"].to_list())
         before = (led.seq, net_before)
         if "error" in want:
             with pytest.raises(_error_class(want["error"])) as exc:
@@ -349,14 +351,71 @@ def _bank_returns(st: Story, step: dict[str, Any], want: dict[str, Any], tmp: Pa
             return None
         counts = led.import_bank_returns(df, sha)
     st.last_returns = (df, sha)
-    if st.published is not None:
-        fresh_failed = df.filter((pl.col("status") == "FAILED") & ~pl.col("line_id").is_in(list(known)))
-        st.published.failed_since += fresh_failed["line_id"].to_list()
+    _take_notices(st, df.select("line_id", "status", "settled_at").rows())
     if counts["new"] == 0:
         with Ledger.use(st.sc.ledger, read_only=True) as led:
             assert led.seq == before[0], "an import with nothing new must not change the ledger"
         assert st.sc.net().equals(before[1]), "an import with nothing new must not change what is held"
     return counts
+
+
+_SETTLED = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})"
+                      r"(?:[ T]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?)?$")
+
+
+def _when(settled: str | None) -> tuple[dt.date, tuple[int, int, int, int] | None] | None:
+    """The harness's own reading of settled_at (README, bank returns): a local date, with a time of
+    day or not; anything else, or no such date or time, gives no order."""
+    m = _SETTLED.match(settled or "")
+    if not m:
+        return None
+    y, mo, d, h, mi, sec, frac = m.groups()
+    try:
+        day = dt.date(int(y), int(mo), int(d))
+    except ValueError:
+        return None
+    if h is None:
+        return day, None
+    if int(h) > 23 or int(mi) > 59 or int(sec or 0) > 59:
+        return None
+    return day, (int(h), int(mi), int(sec or 0), int((frac or "").ljust(9, "0")[:9]))
+
+
+def _known_before(a: str | None, b: str | None) -> bool:
+    wa, wb = _when(a), _when(b)
+    if wa is None or wb is None:
+        return False
+    if wa[0] != wb[0]:
+        return wa[0] < wb[0]
+    return wa[1] is not None and wb[1] is not None and wa[1] < wb[1]
+
+
+def _take_notices(st: Story, rows: list[tuple[str, str, str | None]]) -> None:
+    """An import's rows into the harness's own account: a line ends as its latest notice says
+    (PAID then FAILED a bounce, FAILED then PAID a retry the bank paid); where its latest notices
+    disagree, a new FAILED of a line never failed before is a bounce, and no new notice among
+    them leaves the line as it was (the engine refuses the rest, so it is not reached here)."""
+    fresh: dict[str, set[tuple[str, str | None]]] = {}
+    for line, status, settled in rows:
+        if (status, settled) not in st.notices.get(line, set()):
+            fresh.setdefault(line, set()).add((status, settled))
+    for line, new in fresh.items():
+        old = st.notices.setdefault(line, set())
+        every = [(s, t, (s, t) in new) for s, t in old | new]
+        latest = [e for e in every if not any(_known_before(e[1], o[1]) for o in every)]
+        if len({s for s, _, _ in latest}) == 1:
+            fate = latest[0][0]
+        elif not any(n for _, _, n in latest):
+            fate = "FAILED" if line in st.reversed else "PAID"
+        else:
+            assert any(s == "FAILED" and n for s, _, n in latest) and not any(s == "FAILED" for s, _ in old), (
+                f"line {line}: imported although its notices have no known order: {sorted(every, key=str)}")
+            fate = "FAILED"
+        old |= new
+        if fate == "FAILED":
+            st.reversed.add(line)
+        else:
+            st.reversed.discard(line)
 
 
 def _recovery_lines(st: Story, names: list[str]) -> list[str]:
@@ -617,10 +676,13 @@ def _check_invariants(st: Story) -> None:
     p = st.published
     q_end = st.quarter_end
     pieces = None
-    if p is not None and p.failed_since:
+    failed_since = sorted(st.reversed - p.reversed_then) if p is not None else []
+    retried_since = sorted(p.reversed_then - st.reversed) if p is not None else []
+    if failed_since or retried_since:
         with Ledger.use(st.sc.ledger, read_only=True) as led:
-            pieces = led.df("select person_id, from_mi, to_mi, fen from batch_pieces where list_contains(?, line_id)",
-                            [p.failed_since])
+            pieces = led.df("select person_id, from_mi, to_mi, fen, list_contains(?, line_id) as retried "
+                            "from batch_pieces where list_contains(?, line_id)",
+                            [retried_since, failed_since + retried_since])
     if q_end is None:
         assert net.height == 0, f"nothing is held before any quarter is published: {net}"
     else:
@@ -630,17 +692,19 @@ def _check_invariants(st: Story) -> None:
         return
     due = _entitled(st, p.registry, p.as_of, p.first, p.last, p.kind)
     failed: dict[tuple[str, int], int] = {}
+    retried: dict[tuple[str, int], int] = {}
     if pieces is not None:
-        for pid, a, b, fen in pieces.iter_rows():
+        for pid, a, b, fen, was_retried in pieces.iter_rows():
+            into = retried if was_retried else failed
             for m in range(a, b + 1):
-                failed[(pid, m)] = failed.get((pid, m), 0) + int(fen)
+                into[(pid, m)] = into.get((pid, m), 0) + int(fen)
     held = {(pid, int(m)): int(f) for pid, m, f in net.iter_rows()}
     for (pid, m), fen in held.items():
         assert fen >= 0, f"{st.label(pid)} {fmt(m)}: the ledger holds {fen} (< 0)"
     absent = {pid for pid, _ in held} - due.clean - due.quarantined
     for pid in sorted((due.clean | absent) - p.blocked):
         for m in range(p.first, p.last + 1):
-            want = max(due.fen.get((pid, m), 0) - failed.get((pid, m), 0), 0)
+            want = max(due.fen.get((pid, m), 0) - failed.get((pid, m), 0), 0) + retried.get((pid, m), 0)
             got = held.get((pid, m), 0)
             if pid in due.no_card:
                 assert got <= want, f"{st.label(pid)} {fmt(m)} (no card): held {got} > due {want}"

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from allowance.errors import InputError
-from allowance.returns import read_bank_returns, settled_before
+from allowance.returns import line_fates, read_bank_returns, settled_before
 
 
 @pytest.mark.parametrize(
@@ -53,23 +53,29 @@ def _file(tmp_path: Path, rows: list[tuple[str, str, str | None]]) -> Path:
     return f
 
 
-def test_one_file_states_a_bounce_only_in_a_known_order(tmp_path: Path) -> None:
+def test_one_file_states_a_bounce_or_a_retry_only_in_a_known_order(tmp_path: Path) -> None:
     ok = read_bank_returns(_file(tmp_path, [("L1", "PAID", "2025-07-16"), ("L1", "FAILED", "2025-07-20")]))
     assert ok.select("line_id", "status").rows() == [("L1", "PAID"), ("L1", "FAILED")]
-    for paid, failed in (("2025-07-20", "2025-07-16"), ("2025-07-16", "2025-07-16 10:00"),
+    retry = read_bank_returns(_file(tmp_path, [("L1", "PAID", "2025-07-20"), ("L1", "FAILED", "2025-07-16")]))
+    assert retry.select("line_id", "status").rows() == [("L1", "PAID"), ("L1", "FAILED")]
+    for paid, failed in (("2025-07-16", "2025-07-16 10:00"), ("2025-07-16", "2025-07-16"),
                          ("2025-07-16T05:00:00Z", "2025-07-16T10:00:00+08:00"), ("2025/07/16", "2025-07-20"),
-                         (None, None)):
-        with pytest.raises(InputError, match="is both PAID and FAILED in this file, and not as a bounce"):
+                         (None, "2025-07-20"), (None, None)):
+        with pytest.raises(InputError, match="is both PAID and FAILED in this file, with no known order"):
             read_bank_returns(_file(tmp_path, [("L1", "PAID", paid), ("L1", "FAILED", failed)]))
 
 
-def test_a_line_listed_twice_with_one_status_says_one_settled_at(tmp_path: Path) -> None:
+def test_every_notice_of_a_line_is_kept_and_each_paid_is_ordered_with_each_failure(tmp_path: Path) -> None:
     """Audit 20D: of two PAID rows the first was kept, so whether it passed as a bounce's credit
-    depended on the rows' order."""
+    depended on the rows' order. Every row is kept now (a failed attempt, the retry's credit and
+    its bounce may come in one file); the same row twice is one."""
     same = read_bank_returns(_file(tmp_path, [("L1", "PAID", "2025-07-16"), ("L1", "PAID", "2025-07-16")]))
     assert same.height == 1
-    with pytest.raises(InputError, match="line L1 is listed PAID more than once with different settled_at"):
-        read_bank_returns(_file(tmp_path, [("L1", "PAID", "2025-07-16"), ("L1", "PAID", "2025-07-25")]))
+    story = [("L1", "FAILED", "2025-07-09"), ("L1", "PAID", "2025-07-10"), ("L1", "FAILED", "2025-07-20")]
+    assert read_bank_returns(_file(tmp_path, story)).select("status", "settled_at").rows() == [
+        ("FAILED", "2025-07-09"), ("PAID", "2025-07-10"), ("FAILED", "2025-07-20")]
+    with pytest.raises(InputError, match="line L1 is both PAID and FAILED in this file, with no known order"):
+        read_bank_returns(_file(tmp_path, [*story, ("L1", "PAID", "2025-07-20")]))
 
 
 def test_a_parquet_return_with_date_or_timestamp_settled_at_orders_a_bounce(tmp_path: Path) -> None:
@@ -82,3 +88,48 @@ def test_a_parquet_return_with_date_or_timestamp_settled_at_orders_a_bounce(tmp_
         pl.DataFrame({"line_id": ["L1", "L1"], "status": ["PAID", "FAILED"], "settled_at": [paid, failed]}
                      ).write_parquet(f)
         assert read_bank_returns(f).select("status").to_series().to_list() == ["PAID", "FAILED"]
+
+
+def _fates(recorded: list[tuple[str, str | None]], fresh: list[tuple[str, str | None]],
+           was_reversed: bool) -> str | None:
+    schema = {"status": pl.String, "settled_at": pl.String}
+    def frame(rows: list[tuple[str, str | None]]) -> pl.DataFrame:
+        return pl.DataFrame(rows, schema=schema, orient="row").select(line_id=pl.lit("L1"), status="status",
+                                                                       settled_at="settled_at")
+    out = line_fates(frame(recorded), frame(fresh), pl.DataFrame({"line_id": ["L1"] if was_reversed else []},
+                                                                 schema={"line_id": pl.String}))
+    assert out["line_id"].to_list() == ["L1"] and out["was_reversed"].to_list() == [was_reversed]
+    return out["fate"][0]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "fresh", "was_reversed", "fate"),
+    [
+        ([], [("PAID", "2025-08-10")], False, "PAID"),
+        ([], [("FAILED", "2025-08-10")], False, "FAILED"),
+        ([("FAILED", "2025-08-16")], [("PAID", "2025-08-20")], True, "PAID"),  # a retry the bank paid
+        ([("FAILED", "2025-08-20")], [("PAID", "2025-08-10")], True, "FAILED"),  # a bounce's credit, read late
+        ([("PAID", "2025-08-20")], [("FAILED", "2025-08-16")], False, "PAID"),  # an earlier attempt
+        ([("PAID", "2025-08-20")], [("FAILED", "2025-08-25")], False, "FAILED"),  # a bounce
+        ([("PAID", "2025-08-20")], [("FAILED", None)], False, "FAILED"),  # undated after a credit: a bounce
+        ([("FAILED", "2025-08-20")], [("PAID", None)], True, None),  # undated after a failure: unknown
+        ([("FAILED", "2025-08-20")], [("PAID", "2025-08-20")], True, None),  # one day, no time: unknown
+        ([("FAILED", "2025-08-09"), ("PAID", "2025-08-10")], [("FAILED", None)], False, None),  # a retry's bounce?
+        ([("FAILED", "2025-08-09"), ("PAID", "2025-08-10")], [("FAILED", "2025-08-20")], False, "FAILED"),
+        ([("FAILED", "2025-08-09"), ("PAID", "2025-08-10")], [("FAILED", "2025-08-01")], False, "PAID"),
+        ([("FAILED", "2025-08-09"), ("FAILED", "2025-08-20")], [("PAID", "2025-08-10")], True, "FAILED"),
+        ([("PAID", None), ("FAILED", None)], [("PAID", "2025-07-01")], True, None),  # an undated row: no order
+        # a bounce of no known order (recorded as one), and a notice before both: nothing new is latest
+        ([("PAID", "2025-08-20"), ("FAILED", "2025-08-20 10:00")], [("FAILED", "2025-08-01")], True, "FAILED"),
+        ([("PAID", "2025-08-20"), ("FAILED", "2025-08-20 10:00")], [("PAID", "2025-08-01")], True, "FAILED"),
+        ([("PAID", None), ("FAILED", None)], [("PAID", "2025-08-25")], True, None),
+        ([("FAILED", "2025-08-20")], [("FAILED", "2025-08-22")], True, "FAILED"),
+    ],
+)
+def test_a_line_ends_as_its_latest_notice_says(recorded: list[tuple[str, str | None]],
+                                                fresh: list[tuple[str, str | None]], was_reversed: bool,
+                                                fate: str | None) -> None:
+    """SPEC §8 with returns.line_fates: PAID then FAILED a bounce, FAILED then PAID a retry the bank
+    paid; no known order is refused (None), except a new FAILED of a line never failed before,
+    which is a bounce as it always was."""
+    assert _fates(recorded, fresh, was_reversed) == fate
