@@ -28,7 +28,8 @@ ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: the OS us
 @errors_as_messages
 def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, status, reason, settled_at.")],
             ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
-    """Record PAID lines; reverse FAILED ones so the next run re-issues them. Twice changes nothing."""
+    """Record PAID lines; reverse FAILED ones so the next run re-issues them (a PAID after the FAILED, a
+    retry the bank paid, undoes it). Twice changes nothing."""
     df = read_bank_returns(file)
     with Ledger.use(ledger) as led:
         counts = led.import_bank_returns(df, file_sha256(file))
@@ -42,6 +43,11 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
         echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
                    f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed{cancelled}; "
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
+        if counts["paid_on_retry"]:
+            # a failure the bank then paid on a retry: nothing to re-issue (audit 20F: re-issued twice)
+            echo(f"{counts['paid_on_retry']} line(s) the bank had failed it then paid on a retry: "
+                 f"{yuan(counts['restored_fen'])} yuan no longer to be re-issued (what a run re-issued already is "
+                 "recovered by the next run)")
         for r in counts["recoveries_reduced"]:
             # each recovery that owes less now, for its district before it collects (audit 20A)
             owes = ("it owes nothing now (cancelled): the district collects nothing of it" if r["state"] == "cancelled"

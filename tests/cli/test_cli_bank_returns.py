@@ -34,6 +34,27 @@ def test_a_return_file_is_imported_once_and_says_what_it_reversed(isolated: Path
     assert (again["new"], again["already_recorded"], again["reversed_fen"]) == (0, 2, 0), again
 
 
+def test_a_retry_the_bank_paid_is_said_and_undoes_the_reversal(isolated: Path) -> None:
+    """Audit 20F: a PAID after the line's FAILED (a retry the bank paid) was refused, and the
+    night's supplement re-issued the months the bank had paid."""
+    led, (_, failed) = _published(isolated)
+    with Ledger.use(led, read_only=True) as lg:
+        (fen,) = lg.run("select sum(fen * (to_mi - from_mi + 1)) from batch_pieces where line_id = ?", [failed])[0]
+    f1, f2 = isolated / "failed.csv", isolated / "retry.csv"
+    pl.DataFrame({"line_id": [failed], "status": ["FAILED"], "settled_at": ["2025-07-16"]}).write_csv(f1)
+    pl.DataFrame({"line_id": [failed], "status": ["PAID"], "settled_at": ["2025-07-18 10:00"]}).write_csv(f2)
+    ok(cli("bank-returns", "import", f1, "--ledger", led))
+    text = ok(cli("bank-returns", "import", f2, "--ledger", led)).stdout
+    assert text.splitlines()[1] == (f"1 line(s) the bank had failed it then paid on a retry: {yuan(fen)} yuan no "
+                                    "longer to be re-issued (what a run re-issued already is recovered by the next "
+                                    "run)"), text
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.reversals().height == 0
+        assert lg.run("select sum(fen * (to_mi - from_mi + 1)) from bank_entries where line_id = ?", [failed]) == [(0,)]
+    again = ok_json(cli("bank-returns", "import", f2, "--ledger", led, "--json"))
+    assert (again["new"], again["paid_on_retry"], again["restored_fen"]) == (0, 0, 0), again
+
+
 def test_blank_rows_are_no_rows_and_a_file_in_another_encoding_or_with_a_repeated_column_says_so(
         isolated: Path) -> None:
     """An audit: a blank line at the end of a CRLF file, or Excel's `,,,`, refused the whole file
