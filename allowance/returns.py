@@ -99,7 +99,13 @@ def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.D
     notice of an earlier attempt); anything else has no known order."""
     ev = pl.concat([recorded.with_columns(new=pl.lit(False)), fresh.with_columns(new=pl.lit(True))],
                    how="vertical_relaxed").filter(pl.col("line_id").is_in(fresh["line_id"].implode()))
-    ev = ev.with_row_index("_e")
+    was = pl.col("line_id").is_in(reversed_lines["line_id"].implode())
+    cols = {"line_id": pl.String, "was_reversed": pl.Boolean, "fate": pl.String, "said": pl.List(pl.String)}
+    # A line's only notice is how it ended (a quarter's return file: millions of lines, each once):
+    # no pair of notices to order.
+    alone = pl.len().over("line_id") == 1
+    single = ev.filter(alone).select("line_id", was_reversed=was, fate="status", said=pl.lit([], pl.List(pl.String)))
+    ev = ev.filter(~alone).with_row_index("_e")
     later = (ev.join(ev.select("line_id", _after="settled_at"), on="line_id")
              .filter(settled_before("settled_at", "_after")).select("_e").unique())
     latest = ev.join(later, on="_e", how="anti").group_by("line_id").agg(
@@ -109,13 +115,13 @@ def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.D
     lines = ev.group_by("line_id").agg(
         failed_before=(~pl.col("new") & (pl.col("status") == "FAILED")).any(),
         said=(pl.col("status") + " " + pl.col("settled_at").fill_null("undated")).unique().sort())
-    was = pl.col("line_id").is_in(reversed_lines["line_id"].implode())
-    return lines.join(latest, on="line_id").sort("line_id").select(
+    several = lines.join(latest, on="line_id").select(
         "line_id", was_reversed=was,
         fate=pl.when(pl.col("statuses").list.len() == 1).then(pl.col("statuses").list.first())
         .when(~pl.col("new_latest")).then(pl.when(was).then(pl.lit("FAILED")).otherwise(pl.lit("PAID")))
         .when(pl.col("new_failed") & ~pl.col("failed_before")).then(pl.lit("FAILED")),
         said="said")
+    return pl.concat([single.cast(cols), several.cast(cols)]).sort("line_id")
 
 
 def read_bank_returns(path: Path) -> pl.DataFrame:
