@@ -1673,11 +1673,10 @@ class Ledger:
                 # a second notice of one status was dropped as no news, and an order left the
                 # bounce unreversed). Where the order is not known the file is refused, as before.
                 fresh = self.df(
-                    "select r.line_id, r.status, r.reason, r.settled_at from _ret r "
+                    "select r.line_id, r.status, min(r.reason) as reason, r.settled_at from _ret r "
                     "where not exists (select 1 from bank_returns b where b.line_id = r.line_id "
                     "and b.status = r.status and b.settled_at is not distinct from r.settled_at) "
-                    "order by line_id, status, settled_at nulls first, reason nulls first",
-                ).unique(["line_id", "status", "settled_at"], keep="first", maintain_order=True)
+                    "group by r.line_id, r.status, r.settled_at order by line_id, status, settled_at nulls first")
                 fates = line_fates(
                     self.df("select line_id, status, settled_at from bank_returns "
                             "where line_id in (select line_id from _ret)"),
@@ -1686,7 +1685,7 @@ class Ledger:
                             "and line_id in (select line_id from _ret) group by line_id "
                             "having sum(fen * (to_mi - from_mi + 1)) < 0"),
                 )
-                if (unknown_order := fates.filter(pl.col("fate").is_null())).height:
+                if (unknown_order := fates.filter(pl.col("fate").is_null()).sort("line_id")).height:
                     first = unknown_order.row(0, named=True)
                     more = f" (+{unknown_order.height - 1} more)" if unknown_order.height > 1 else ""
                     raise LedgerError(

@@ -89,7 +89,7 @@ def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.D
     settled_at, over the rows recorded before (`recorded`) and the new ones (`fresh`), each
     line_id, status, settled_at. PAID then FAILED is a bounce (退汇): FAILED; FAILED then PAID is
     a retry the bank paid: PAID. `reversed_lines` (line_id) are the lines the ledger holds
-    reversed now. One row per line with a fresh row: line_id, was_reversed, fate (PAID, FAILED,
+    reversed now. One row per line with a fresh row, in no order: line_id, was_reversed, fate (PAID, FAILED,
     or null where the order is not known: the import is refused) and said (its rows' statuses
     and settled_at).
 
@@ -97,15 +97,24 @@ def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.D
     not agree: a new FAILED against a line never failed before is a bounce, as it always was (the
     bank's return comes after its credit); no new row among them leaves the line as it was (a
     notice of an earlier attempt); anything else has no known order."""
-    ev = pl.concat([recorded.with_columns(new=pl.lit(False)), fresh.with_columns(new=pl.lit(True))],
-                   how="vertical_relaxed").filter(pl.col("line_id").is_in(fresh["line_id"].implode()))
-    was = pl.col("line_id").is_in(reversed_lines["line_id"].implode())
     cols = {"line_id": pl.String, "was_reversed": pl.Boolean, "fate": pl.String, "said": pl.List(pl.String)}
+    if not fresh["line_id"].is_sorted():
+        fresh = fresh.sort("line_id")
+    ids = fresh["line_id"]
     # A line's only notice is how it ended (a quarter's return file: millions of lines, each once):
-    # no pair of notices to order.
-    alone = pl.len().over("line_id") == 1
-    single = ev.filter(alone).select("line_id", was_reversed=was, fate="status", said=pl.lit([], pl.List(pl.String)))
-    ev = ev.filter(~alone).with_row_index("_e")
+    # no pair of notices to order. Told apart without hashing millions of ids: the fresh rows are
+    # sorted, so a line's other fresh rows are next to it, and rows recorded before are few.
+    alone = ((ids != ids.shift(1)).fill_null(True) & (ids != ids.shift(-1)).fill_null(True))
+    if recorded.height:
+        recorded = recorded.filter(pl.col("line_id").is_in(ids.implode()))
+        alone &= ~ids.is_in(recorded["line_id"].implode())
+    was = (pl.col("line_id").is_in(reversed_lines["line_id"].implode()) if reversed_lines.height
+           else pl.repeat(False, pl.len()))
+    single = fresh.filter(alone).select("line_id", was_reversed=was, fate="status",
+                                        said=pl.lit(None, pl.List(pl.String)))
+    ev = pl.concat([recorded.with_columns(new=pl.lit(False)), fresh.filter(~alone).with_columns(new=pl.lit(True))],
+                   how="vertical_relaxed")
+    ev = ev.with_row_index("_e")
     later = (ev.join(ev.select("line_id", _after="settled_at"), on="line_id")
              .filter(settled_before("settled_at", "_after")).select("_e").unique())
     latest = ev.join(later, on="_e", how="anti").group_by("line_id").agg(
@@ -121,7 +130,7 @@ def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.D
         .when(~pl.col("new_latest")).then(pl.when(was).then(pl.lit("FAILED")).otherwise(pl.lit("PAID")))
         .when(pl.col("new_failed") & ~pl.col("failed_before")).then(pl.lit("FAILED")),
         said="said")
-    return pl.concat([single.cast(cols), several.cast(cols)]).sort("line_id")
+    return pl.concat([single.cast(cols), several.cast(cols)])
 
 
 def read_bank_returns(path: Path) -> pl.DataFrame:

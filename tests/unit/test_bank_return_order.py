@@ -133,3 +133,23 @@ def test_a_line_ends_as_its_latest_notice_says(recorded: list[tuple[str, str | N
     paid; no known order is refused (None), except a new FAILED of a line never failed before,
     which is a bounce as it always was."""
     assert _fates(recorded, fresh, was_reversed) == fate
+
+
+def test_lines_alone_and_lines_with_several_notices_in_one_import() -> None:
+    """A quarter's file names each line once; the few lines with other notices (in the file or
+    recorded before) are ordered pair by pair. Rows in any order."""
+    schema = {"line_id": pl.String, "status": pl.String, "settled_at": pl.String}
+    fresh = pl.DataFrame([("L4", "PAID", "2025-08-20"), ("L1", "PAID", "2025-08-10"), ("L2", "PAID", "2025-08-10"),
+                          ("L3", "FAILED", "2025-08-25"), ("L1", "FAILED", "2025-08-09"), ("L5", "FAILED", None)],
+                         schema=schema, orient="row")
+    recorded = pl.DataFrame([("L3", "PAID", "2025-08-20"), ("L4", "FAILED", "2025-08-16"), ("L9", "PAID", None)],
+                            schema=schema, orient="row")
+    out = line_fates(recorded, fresh, pl.DataFrame({"line_id": ["L4"]})).sort("line_id")
+    assert out.select("line_id", "was_reversed", "fate").rows() == [
+        ("L1", False, "PAID"),  # a failed attempt and the retry's credit, in one file
+        ("L2", False, "PAID"),
+        ("L3", False, "FAILED"),  # a bounce
+        ("L4", True, "PAID"),  # a retry the bank paid
+        ("L5", False, "FAILED"),
+    ]
+    assert out.filter(pl.col("line_id") == "L3")["said"].to_list() == [["FAILED 2025-08-25", "PAID 2025-08-20"]]
