@@ -89,6 +89,15 @@ class Scenario:
         self._n = 0
         Ledger.create(self.ledger, parse_month(opening_month)).close()
 
+    @classmethod
+    def at(cls, root: Path, rules_path: Path | None = None) -> Scenario:
+        """The scenario whose ledger is already in `root` (a copy of another's, say)."""
+        sc = cls.__new__(cls)
+        sc.root, sc.ledger, sc.out = root, root / "ledger.duckdb", root / "out"
+        sc.rules = rules_mod.load(rules_path or rules_mod.DEFAULT_RULES_DIR)
+        sc._n = len(list(root.glob("registry-*.parquet")))
+        return sc
+
     def registry(self, rows: list[dict[str, Any]] | pl.DataFrame) -> Path:
         self._n += 1
         return write_registry(rows, self.root / f"registry-{self._n}.parquet")
