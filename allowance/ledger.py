@@ -912,18 +912,25 @@ class Ledger:
         event, so the list stands after the night that reported it (and in a schema-4 ledger's
         upgrade's, for the imports schema 4 made without saying so). One row per import:
         imported_at, file_sha256 (null for an upgrade), people, fen, recovery_lines (a few rows:
-        imports, not people)."""
+        imports, not people). An import that found the bank paid such a payment on a retry after
+        all (`refunds_not_due`) is a row too, its fen negative: not to be refunded."""
         return self.df(
             "select event_at as imported_at, detail->>'$.file_sha256' as file_sha256, "
             "cast(detail->>'$.recovered_but_never_delivered.people' as bigint) as people, "
             "cast(detail->>'$.recovered_but_never_delivered.fen' as bigint) as fen, "
             "cast(detail->'$.recovered_but_never_delivered.recovery_lines' as varchar[]) as recovery_lines "
             "from events where action in ('bank_returns', 'upgrade') "
-            "and coalesce(cast(detail->>'$.recovered_but_never_delivered.fen' as bigint), 0) > 0 order by seq")
+            "and coalesce(cast(detail->>'$.recovered_but_never_delivered.fen' as bigint), 0) > 0 "
+            # an import that found the bank paid such a line on a retry: that much is not due after all
+            "union all select event_at, detail->>'$.file_sha256', "
+            "cast(detail->>'$.refunds_not_due.people' as bigint), -cast(detail->>'$.refunds_not_due.fen' as bigint), "
+            "cast(detail->'$.refunds_not_due.recovery_lines' as varchar[]) from events where action = 'bank_returns' "
+            "and coalesce(cast(detail->>'$.refunds_not_due.fen' as bigint), 0) > 0 order by imported_at")
 
     def refunds_total(self, refunds: pl.DataFrame) -> dict[str, int]:
-        """People and fen of `refunds_reported`: each person once, however many imports named them."""
-        lines = refunds["recovery_lines"].explode().drop_nulls().unique().to_list()
+        """People and fen of `refunds_reported`: each person a refund names once, however many imports
+        named them; the fen net of what was found not due after all."""
+        lines = refunds.filter(pl.col("fen") > 0)["recovery_lines"].explode().drop_nulls().unique().to_list()
         people = self.one("select count(distinct person_id) from recoveries where list_contains(?, line_id)",
                           [lines]) if lines else (0,)
         return {"people": int(people[0]), "fen": int(refunds["fen"].sum())}  # type: ignore[index]
@@ -1701,6 +1708,7 @@ class Ledger:
                     )
                 restored = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                 "fen": pl.Int64})
+                not_due = _refunds()
                 retried = fates.filter(pl.col("was_reversed") & (pl.col("fate") == "PAID")).select("line_id")
                 if retried.height:
                     with self._registered(_retried=retried):
@@ -1715,6 +1723,13 @@ class Ledger:
                         restored = self.df("select p.person_id, p.from_mi, p.to_mi, p.fen "
                                            "from batch_pieces p join _retried using (line_id)")
                     self.apply_to_holdings(restored)
+                    with self._registered(_retried=retried):
+                        not_due = self._refunds_not_due()
+                    if not_due["fen"]:
+                        log.get().warning("refund_not_due", **not_due,
+                                          why="a refund reported when these lines failed is of months the bank has "
+                                              "now delivered: not to be refunded (the next run recovers what was "
+                                              "refunded already)")
                     log.get().warning("paid_on_retry", lines=retried.height, fen=_run_fen(restored),
                                       why="the bank paid these lines after it had failed them: their reversal is "
                                           "undone, and months a run re-issued since are recovered by the next run")
@@ -1748,6 +1763,8 @@ class Ledger:
                     # lines the bank failed and then paid (a retry): their reversal undone
                     "paid_on_retry": retried.height,
                     "restored_fen": _run_fen(restored),
+                    # of refunds reported when those lines failed, what is no longer due
+                    "refunds_not_due": not_due,
                     "recoveries_cancelled": cancelled,
                     # each recovery that now owes less (district, fen taken off, what it owes now)
                     "recoveries_reduced": returned.pop("reduced"),
@@ -1761,6 +1778,26 @@ class Ledger:
             except BaseException:
                 self._rollback()
                 raise
+
+    def _refunds_not_due(self) -> dict[str, Any]:
+        """Inside an import, for the lines in `_retried` (failed, then paid on a retry): of the
+        refunds reported when each last failed (`recovered_but_never_delivered`: months its
+        failure brought back to zero in its own name that a confirmed recovery had got back), what
+        the bank has now delivered after all, as `_refunds` says it. Reckoned as _cancel_months
+        reckoned it, from that failure's CANCEL entries."""
+        rest = self.df(
+            "select person_key_of(e.person_id) as _k, e.from_mi, e.to_mi, e.fen as cancel from bank_entries e "
+            "join _retried using (line_id) where e.kind = 'CANCEL' and e.recorded_at = (select max(v.recorded_at) "
+            "from bank_entries v where v.line_id = e.line_id and v.kind = 'REVERSAL')")
+        if rest.height == 0:
+            return _refunds()
+        month = ["_k", "month_idx"]
+        got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen from recovery_months m "
+                           "join recoveries r using (line_id) where r.state = 'recovered'")
+        by_month = explode_months(got_back.lazy()).group_by(month).agg(pl.col("fen").sum(), pl.col("line_id"))
+        refund = (explode_months(rest.rename({"cancel": "fen"}).lazy()).rename({"fen": "cancel"})
+                  .join(by_month, on=month).select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
+        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
 
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
         """A payment that failed at the bank never reached the person: months of it that were

@@ -48,6 +48,10 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
             echo(f"{counts['paid_on_retry']} line(s) the bank had failed it then paid on a retry: "
                  f"{yuan(counts['restored_fen'])} yuan no longer to be re-issued (what a run re-issued already is "
                  "recovered by the next run)")
+        if (not_due := counts["refunds_not_due"])["fen"]:
+            echo(f"{not_due['people']} people's refund of {yuan(not_due['fen'])} yuan reported when those lines "
+                 "failed is not due: the bank delivered those months after all (recovery line(s) "
+                 f"{', '.join(not_due['recovery_lines'])}); what was refunded already is recovered by the next run")
         for r in counts["recoveries_reduced"]:
             # each recovery that owes less now, for its district before it collects (audit 20A)
             owes = ("it owes nothing now (cancelled): the district collects nothing of it" if r["state"] == "cancelled"
@@ -127,7 +131,8 @@ def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
 
     Each bank-return import that found months a confirmed recovery had got back of a payment the
     bank then said failed, with its recovery lines (`recoveries list --state recovered` shows
-    them with their districts). The list stands: it is read from the imports' events.
+    them with their districts); and each that found the bank paid such a payment on a retry
+    after all, its amount negative: not due. The list stands: it is read from the imports' events.
     """
     with Ledger.use(ledger, read_only=True) as led:
         df = led.refunds_reported()
@@ -138,5 +143,6 @@ def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     for r in df.to_dicts():
         source = f"return file {r['file_sha256'][:12]}" if r["file_sha256"] else "schema-4 ledger upgraded"
         echo(f"{r['imported_at']:%Y-%m-%d %H:%M}  {source}  {r['people']} people  "
-             f"{yuan(r['fen']):>12} yuan  recovery line(s) {', '.join(r['recovery_lines'])}")
+             f"{yuan(r['fen']):>12} yuan  recovery line(s) {', '.join(r['recovery_lines'])}"
+             + ("  (not due: the bank paid on a retry)" if r["fen"] < 0 else ""))
     echo(f"{total['imports']} import(s), {total['people']} people, {yuan(total['fen'])} yuan to refund by hand")

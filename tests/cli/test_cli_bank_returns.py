@@ -191,6 +191,23 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
     assert line["person_id"] not in text
     status = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
     assert status["refunds_reported"] == {"people": 1, "fen": 2 * monthly}, status
+    # The bank then pays the line on a retry (audit 20F): the refund is not due, and the months,
+    # delivered after all, are recovered by the next run.
+    retry = isolated / "retry.csv"
+    pl.DataFrame({"line_id": [line["line_id"]], "status": ["PAID"], "settled_at": ["2025-08-25"]}).write_csv(retry)
+    said = ok(cli("bank-returns", "import", retry, "--ledger", led)).stdout
+    assert (f"1 people's refund of {yuan(2 * monthly)} yuan reported when those lines failed is not due: the bank "
+            f"delivered those months after all (recovery line(s) {rec_line})") in said, said
+    listed = ok_json(cli("recoveries", "refunds", "--ledger", led, "--json"))
+    assert (listed["imports"], listed["fen"]) == (2, 0), listed
+    assert [r["fen"] for r in listed["refunds"]] == [2 * monthly, -2 * monthly], listed
+    assert "(not due: the bank paid on a retry)" in ok(cli("recoveries", "refunds", "--ledger", led)).stdout
+    after = ok_json(cli("run", "supplement", "--registry", late, "--as-of", "2025-08-26", "--ledger", led,
+                        "--force", "--reason", "test", "--json"))
+    with Ledger.use(led, read_only=True) as lg:
+        again = lg.part(after["batch_id"], "lines").select("person_id", "line_type", "cause", "amount_fen").rows()
+    assert again == [(line["person_id"], "RECOVERY", "DEATH", -2 * monthly)], again
+    assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
 
 
 def test_no_refund_reported_is_an_empty_list(isolated: Path) -> None:
