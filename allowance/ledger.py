@@ -1643,17 +1643,28 @@ class Ledger:
         with self._registered(_ret=returns):
             self.run("begin")
             try:
-                unknown = [r[0] for r in self.run(
-                    "select r.line_id from _ret r left join batch_lines l using (line_id) "
+                # In the same pass, a settled_at before its line's batch was drafted (by its first ten
+                # characters, a date): a wrong year decided a line's end with no word (audit 21A: a
+                # credit typed 2052 made the real bounce an earlier attempt, and the person unpaid).
+                odd = self.df(
+                    "select r.line_id, l.line_id is null or b.status <> 'published' as unknown, r.settled_at, "
+                    "b.as_of from _ret r left join batch_lines l using (line_id) "
                     "left join batches b on b.batch_id = l.batch_id "
-                    "where l.line_id is null or b.status <> 'published' order by 1"
-                )]
+                    "where l.line_id is null or b.status <> 'published' "
+                    "or try_cast(left(r.settled_at, 10) as date) < b.as_of order by 1")
+                unknown = odd.filter("unknown")["line_id"].to_list()
                 if unknown:
                     more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
                     raise LedgerError(
                         f"{len(unknown)} unknown or unpublished line id(s): {', '.join(unknown[:5])}{more}; "
                         "nothing imported"
                     )
+                if odd.height:
+                    r = odd.row(0, named=True)
+                    raise LedgerError(
+                        f"line {r['line_id']} is settled_at {r['settled_at']}, before its batch was drafted (as of "
+                        f"{r['as_of']}); {odd.height} such row(s): a wrong date decides how a line ended, so "
+                        "nothing is imported: ask the bank for the right one")
                 # A bank's own record of a line, where its file has one, is the ledger's: a file
                 # answering for other lines (another batch's, amounts not paid) is not recorded.
                 for col, ours in (("batch_id", "l.batch_id"), ("amount_fen", "l.amount_fen")):
@@ -1708,7 +1719,7 @@ class Ledger:
                     )
                 restored = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                                 "fen": pl.Int64})
-                not_due = _refunds()
+                not_due, recoveries_restored = _refunds(), []
                 retried = fates.filter(pl.col("was_reversed") & (pl.col("fate") == "PAID")).select("line_id")
                 if retried.height:
                     with self._registered(_retried=retried):
@@ -1722,14 +1733,18 @@ class Ledger:
                         )
                         restored = self.df("select p.person_id, p.from_mi, p.to_mi, p.fen "
                                            "from batch_pieces p join _retried using (line_id)")
-                    self.apply_to_holdings(restored)
                     with self._registered(_retried=retried):
-                        not_due = self._refunds_not_due()
+                        uncancelled, not_due, recoveries_restored = self._undo_failure_cancels(now)
+                    self.apply_to_holdings(pl.concat([restored, uncancelled], how="vertical_relaxed"))
+                    if recoveries_restored:
+                        log.get().warning("recoveries_restored", recoveries=recoveries_restored,
+                                          why="a payment these recoveries had been cut for (it failed at the bank) "
+                                              "was paid on a retry after all: they owe that again")
                     if not_due["fen"]:
                         log.get().warning("refund_not_due", **not_due,
                                           why="a refund reported when these lines failed is of months the bank has "
-                                              "now delivered: not to be refunded (the next run recovers what was "
-                                              "refunded already)")
+                                              "now delivered: not to be refunded (if it was, the district recovers "
+                                              "it by hand)")
                     log.get().warning("paid_on_retry", lines=retried.height, fen=_run_fen(restored),
                                       why="the bank paid these lines after it had failed them: their reversal is "
                                           "undone, and months a run re-issued since are recovered by the next run")
@@ -1765,6 +1780,8 @@ class Ledger:
                     "restored_fen": _run_fen(restored),
                     # of refunds reported when those lines failed, what is no longer due
                     "refunds_not_due": not_due,
+                    # each recovery its failure had cut that owes that again (district, fen, what it owes now)
+                    "recoveries_restored": recoveries_restored,
                     "recoveries_cancelled": cancelled,
                     # each recovery that now owes less (district, fen taken off, what it owes now)
                     "recoveries_reduced": returned.pop("reduced"),
@@ -1779,25 +1796,72 @@ class Ledger:
                 self._rollback()
                 raise
 
-    def _refunds_not_due(self) -> dict[str, Any]:
-        """Inside an import, for the lines in `_retried` (failed, then paid on a retry): of the
-        refunds reported when each last failed (`recovered_but_never_delivered`: months its
-        failure brought back to zero in its own name that a confirmed recovery had got back), what
-        the bank has now delivered after all, as `_refunds` says it. Reckoned as _cancel_months
-        reckoned it, from that failure's CANCEL entries."""
-        rest = self.df(
-            "select person_key_of(e.person_id) as _k, e.from_mi, e.to_mi, e.fen as cancel from bank_entries e "
-            "join _retried using (line_id) where e.kind = 'CANCEL' and e.recorded_at = (select max(v.recorded_at) "
-            "from bank_entries v where v.line_id = e.line_id and v.kind = 'REVERSAL')")
-        if rest.height == 0:
-            return _refunds()
-        month = ["_k", "month_idx"]
+    def _undo_failure_cancels(self, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, Any], list[dict[str, Any]]]:
+        """Inside an import, for the lines in `_retried` (failed, then paid on a retry): what each
+        one's last failure cancelled is taken back, as if it had never failed (audit 21A: the
+        cancellations stood, the next run recovered those months again, and the district was still
+        told to refund them): CANCEL entries of the opposite sign, each month no more than the
+        line paid for it, for the months brought to zero in a failed line's name first, then for
+        those taken off recoveries (newest first) still open or written off, which owe that much
+        again (reopened if cancelled). A recovery confirmed recovered since keeps its cut (the
+        district collected that much): those months stay over what is due, and the next run
+        recovers them. Returns the runs added (person_id, from_mi, to_mi, fen, for the holdings),
+        the refunds no longer due (`_refunds`: what those months' refunds had been reckoned from,
+        as _cancel_months reckoned them) and each recovery restored."""
+        month = ["person_id", "month_idx"]
+        made = self.df(
+            "with t as (select e.line_id, any_value(e.person_id) as person_id, max(e.recorded_at) as at "
+            "           from bank_entries e join _retried using (line_id) where e.kind = 'REVERSAL' group by 1) "
+            "select e.person_id, e.from_mi, e.to_mi, e.fen, e.line_id, e.batch_id, r.line_id is null as own "
+            "from t join bank_entries e on e.kind = 'CANCEL' and e.recorded_at = t.at and e.person_id = t.person_id "
+            "left join recoveries r on r.line_id = e.line_id where coalesce(r.state, '') <> 'recovered' "
+            "and e.fen > 0")
+        paid = self.df("select person_id, from_mi, to_mi, fen from batch_pieces join _retried using (line_id)")
+        if made.height == 0:
+            return made.select("person_id", "from_mi", "to_mi", "fen").clear(), _refunds(), []
+        cap = explode_months(paid.lazy()).group_by(month).agg(cap=pl.col("fen").sum())
+        undo = (
+            explode_months(made.unique().lazy()).join(cap, on=month)
+            .sort([*month, "own", "line_id"], descending=[False, False, True, True])
+            .with_columns(before=pl.col("fen").cum_sum().over(month) - pl.col("fen"))
+            .with_columns(undo=pl.min_horizontal("fen", pl.col("cap") - pl.col("before")).clip(lower_bound=0))
+            .filter(pl.col("undo") > 0).collect()
+        )
+        with self._registered(_undo=undo):
+            self.run("insert into bank_entries select person_id, month_idx, month_idx, -undo, 'CANCEL', line_id, "
+                     "batch_id, ? from _undo", [now])
+            self.run(
+                """
+                update recoveries r set amount_fen = r.amount_fen + u.fen,
+                       state = case when r.state = 'cancelled' then 'open' else r.state end,
+                       changed_at = ?, changed_by = 'bank return',
+                       note = case when r.note is null or r.note = '' then '' else r.note || '; ' end
+                              || 'the payment recovered was paid by the bank on a retry after all: ' || u.fen
+                              || ' fen to be recovered again'
+                from (select line_id, sum(undo) as fen from _undo where not own group by line_id) u
+                where r.line_id = u.line_id
+                """,
+                [now],
+            )
+            self._recount_recovery_months()
+            restored = self.df(
+                "select u.line_id, r.district_code, sum(u.undo)::bigint as restored_fen, "
+                "any_value(r.amount_fen) as owed_fen, any_value(r.state) as state "
+                "from _undo u join recoveries r using (line_id) group by all order by r.district_code, u.line_id"
+            ).to_dicts()
+        # what a confirmed recovery had got back of the months undone in a failed line's name: the
+        # refund reported at the failure, not due now that the bank delivered them
+        own = undo.filter(pl.col("own")).with_columns(_k=idcard.order_key_expr("person_id")).select(
+            "_k", "month_idx", "undo")
         got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen from recovery_months m "
                            "join recoveries r using (line_id) where r.state = 'recovered'")
-        by_month = explode_months(got_back.lazy()).group_by(month).agg(pl.col("fen").sum(), pl.col("line_id"))
-        refund = (explode_months(rest.rename({"cancel": "fen"}).lazy()).rename({"fen": "cancel"})
-                  .join(by_month, on=month).select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
-        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
+        by_month = explode_months(got_back.lazy()).group_by("_k", "month_idx").agg(pl.col("fen").sum(),
+                                                                                     pl.col("line_id"))
+        refund = (own.lazy().join(by_month, on=["_k", "month_idx"])
+                  .select("_k", "line_id", fen=pl.min_horizontal("undo", "fen")).collect())
+        not_due = _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
+        runs = undo.select("person_id", from_mi="month_idx", to_mi="month_idx", fen=-pl.col("undo"))
+        return runs, not_due, restored
 
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
         """A payment that failed at the bank never reached the person: months of it that were

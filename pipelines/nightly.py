@@ -119,7 +119,8 @@ def main(
             said = str(e)
             if fresh := [i for i in imported if i["new"]]:  # a file recorded on an earlier night is no news
                 said += "; bank return file(s) imported tonight all the same: " + ", ".join(
-                    f"{i['file']} ({i['new']} new, {i['failed']} failed)" for i in fresh)
+                    f"{i['file']} ({i['new']} new, {i['failed']} failed, {i['paid_on_retry']} paid on a retry)"
+                    for i in fresh)
             if refused:
                 said += f"; and bank return file(s) refused tonight: {'; '.join(refused)}"
             raise type(e)(said) from None

@@ -156,7 +156,7 @@ def main(
             ret = pay.select("line_id").with_columns(
                 status=pl.when(pl.Series(failed)).then(pl.lit("FAILED")).otherwise(pl.lit("PAID")),
                 reason=pl.when(pl.Series(failed)).then(pl.lit("account closed")).otherwise(None),
-                settled_at=pl.lit(f"{day:%Y-%m}-15"),
+                settled_at=pl.lit(f"{day:%Y-%m-%d}"),  # settled on the day it was published, not before it
             )
             rpath = root / f"returns-{res.batch_id}.csv"
             ret.write_csv(rpath)

@@ -45,13 +45,18 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
         if counts["paid_on_retry"]:
             # a failure the bank then paid on a retry: nothing to re-issue (audit 20F: re-issued twice)
-            echo(f"{counts['paid_on_retry']} line(s) the bank had failed it then paid on a retry: "
-                 f"{yuan(counts['restored_fen'])} yuan no longer to be re-issued (what a run re-issued already is "
-                 "recovered by the next run)")
+            echo(f"{counts['paid_on_retry']} line(s) failed at the bank and since paid on a retry: their "
+                 f"{yuan(counts['restored_fen'])} yuan count as delivered again, and are not re-issued (what a run "
+                 "re-issued already is recovered by the next run)")
+        for r in counts["recoveries_restored"]:
+            echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['restored_fen'])} yuan taken off it when "
+                 f"the payment failed is owed again (the bank paid it on a retry); it owes {yuan(r['owed_fen'])} yuan "
+                 f"({r['state']})")
         if (not_due := counts["refunds_not_due"])["fen"]:
             echo(f"{not_due['people']} people's refund of {yuan(not_due['fen'])} yuan reported when those lines "
                  "failed is not due: the bank delivered those months after all (recovery line(s) "
-                 f"{', '.join(not_due['recovery_lines'])}); what was refunded already is recovered by the next run")
+                 f"{', '.join(not_due['recovery_lines'])}); if it was refunded already, the district recovers it "
+                 "by hand")
         for r in counts["recoveries_reduced"]:
             # each recovery that owes less now, for its district before it collects (audit 20A)
             owes = ("it owes nothing now (cancelled): the district collects nothing of it" if r["state"] == "cancelled"

@@ -45,14 +45,29 @@ def test_a_retry_the_bank_paid_is_said_and_undoes_the_reversal(isolated: Path) -
     pl.DataFrame({"line_id": [failed], "status": ["PAID"], "settled_at": ["2025-07-18 10:00"]}).write_csv(f2)
     ok(cli("bank-returns", "import", f1, "--ledger", led))
     text = ok(cli("bank-returns", "import", f2, "--ledger", led)).stdout
-    assert text.splitlines()[1] == (f"1 line(s) the bank had failed it then paid on a retry: {yuan(fen)} yuan no "
-                                    "longer to be re-issued (what a run re-issued already is recovered by the next "
-                                    "run)"), text
+    assert text.splitlines()[1] == (f"1 line(s) failed at the bank and since paid on a retry: their {yuan(fen)} yuan "
+                                    "count as delivered again, and are not re-issued (what a run re-issued already "
+                                    "is recovered by the next run)"), text
     with Ledger.use(led, read_only=True) as lg:
         assert lg.reversals().height == 0
         assert lg.run("select sum(fen * (to_mi - from_mi + 1)) from bank_entries where line_id = ?", [failed]) == [(0,)]
     again = ok_json(cli("bank-returns", "import", f2, "--ledger", led, "--json"))
     assert (again["new"], again["paid_on_retry"], again["restored_fen"]) == (0, 0, 0), again
+
+
+def test_a_settled_at_before_the_line_s_batch_is_refused(isolated: Path) -> None:
+    """Audit 21A: a wrong year decides how a line ended (a credit typed 2024 made nothing of the
+    failure after it); a line cannot be settled before its batch was drafted."""
+    led, (paid, failed) = _published(isolated)
+    f = isolated / "returns.csv"
+    pl.DataFrame({"line_id": [paid, failed], "status": ["PAID", "FAILED"],
+                  "settled_at": ["2025-07-16", "2024-07-16 09:00"]}).write_csv(f)
+    msg = user_error(cli("bank-returns", "import", f, "--ledger", led))
+    assert msg == (f"error: line {failed} is settled_at 2024-07-16 09:00, before its batch was drafted (as of "
+                   "2025-07-01); 1 such row(s): a wrong date decides how a line ended, so nothing is imported: ask "
+                   "the bank for the right one"), msg
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*) from bank_returns") == [(0,)]
 
 
 def test_blank_rows_are_no_rows_and_a_file_in_another_encoding_or_with_a_repeated_column_says_so(
@@ -192,12 +207,14 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
     status = ok_json(cli("ledger", "status", "--ledger", led, "--json"))
     assert status["refunds_reported"] == {"people": 1, "fen": 2 * monthly}, status
     # The bank then pays the line on a retry (audit 20F): the refund is not due, and the months,
-    # delivered after all, are recovered by the next run.
+    # delivered after all, are as recovered as they were: the next run recovers nothing (audit 21A:
+    # it recovered them again, from a family that had returned them).
     retry = isolated / "retry.csv"
     pl.DataFrame({"line_id": [line["line_id"]], "status": ["PAID"], "settled_at": ["2025-08-25"]}).write_csv(retry)
     said = ok(cli("bank-returns", "import", retry, "--ledger", led)).stdout
     assert (f"1 people's refund of {yuan(2 * monthly)} yuan reported when those lines failed is not due: the bank "
-            f"delivered those months after all (recovery line(s) {rec_line})") in said, said
+            f"delivered those months after all (recovery line(s) {rec_line}); if it was refunded already, the "
+            "district recovers it by hand") in said, said
     listed = ok_json(cli("recoveries", "refunds", "--ledger", led, "--json"))
     assert (listed["imports"], listed["fen"]) == (2, 0), listed
     assert [r["fen"] for r in listed["refunds"]] == [2 * monthly, -2 * monthly], listed
@@ -206,7 +223,7 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
                         "--force", "--reason", "test", "--json"))
     with Ledger.use(led, read_only=True) as lg:
         again = lg.part(after["batch_id"], "lines").select("person_id", "line_type", "cause", "amount_fen").rows()
-    assert again == [(line["person_id"], "RECOVERY", "DEATH", -2 * monthly)], again
+    assert again == [], again
     assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
 
 

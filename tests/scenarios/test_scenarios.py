@@ -683,6 +683,18 @@ def _check_invariants(st: Story) -> None:
             pieces = led.df("select person_id, from_mi, to_mi, fen, list_contains(?, line_id) as retried "
                             "from batch_pieces where list_contains(?, line_id)",
                             [retried_since, failed_since + retried_since])
+    kept_cuts = None
+    if p is not None:
+        # A failure since P that cut a recovery since confirmed (the district collected the cut
+        # amount), then paid on a retry: the cut stays, and those months are held over what is due
+        # until the next run recovers them (README, bank returns).
+        with Ledger.use(st.sc.ledger, read_only=True) as led:
+            kept_cuts = led.df(
+                "select e.person_id, e.from_mi, e.to_mi, e.fen from bank_entries e join recoveries r using (line_id) "
+                "where e.kind = 'CANCEL' and e.fen > 0 and r.state = 'recovered' "
+                "and e.recorded_at >= (select published_at from batches where batch_id = ?) "
+                "and e.recorded_at in (select recorded_at from bank_entries v where v.kind = 'REVERSAL' "
+                "and not coalesce(list_contains(?::varchar[], v.line_id), false))", [p.batch_id, sorted(st.reversed)])
     if q_end is None:
         assert net.height == 0, f"nothing is held before any quarter is published: {net}"
     else:
@@ -698,13 +710,20 @@ def _check_invariants(st: Story) -> None:
             into = retried if was_retried else failed
             for m in range(a, b + 1):
                 into[(pid, m)] = into.get((pid, m), 0) + int(fen)
+    kept: dict[tuple[str, int], int] = {}
+    for pid, a, b, fen in (kept_cuts.iter_rows() if kept_cuts is not None else []):
+        for m in range(a, b + 1):
+            kept[(pid, m)] = kept.get((pid, m), 0) + int(fen)
     held = {(pid, int(m)): int(f) for pid, m, f in net.iter_rows()}
     for (pid, m), fen in held.items():
         assert fen >= 0, f"{st.label(pid)} {fmt(m)}: the ledger holds {fen} (< 0)"
     absent = {pid for pid, _ in held} - due.clean - due.quarantined
     for pid in sorted((due.clean | absent) - p.blocked):
         for m in range(p.first, p.last + 1):
-            want = max(due.fen.get((pid, m), 0) - failed.get((pid, m), 0), 0) + retried.get((pid, m), 0)
+            # a failure before P (P re-issued what was due) and its retry since: as if it had never
+            # failed, so the months P re-issued are held twice until the next run
+            want = (max(due.fen.get((pid, m), 0) - failed.get((pid, m), 0), 0)
+                    + min(retried.get((pid, m), 0), due.fen.get((pid, m), 0)) + kept.get((pid, m), 0))
             got = held.get((pid, m), 0)
             if pid in due.no_card:
                 assert got <= want, f"{st.label(pid)} {fmt(m)} (no card): held {got} > due {want}"
