@@ -1733,7 +1733,6 @@ class Ledger:
                         )
                         restored = self.df("select p.person_id, p.from_mi, p.to_mi, p.fen "
                                            "from batch_pieces p join _retried using (line_id)")
-                    with self._registered(_retried=retried):
                         uncancelled, not_due, recoveries_restored = self._undo_failure_cancels(now)
                     self.apply_to_holdings(pl.concat([restored, uncancelled], how="vertical_relaxed"))
                     if recoveries_restored:
@@ -1815,7 +1814,9 @@ class Ledger:
             "select e.person_id, e.from_mi, e.to_mi, e.fen, e.line_id, e.batch_id, r.line_id is null as own "
             "from t join bank_entries e on e.kind = 'CANCEL' and e.recorded_at = t.at and e.person_id = t.person_id "
             "left join recoveries r on r.line_id = e.line_id where coalesce(r.state, '') <> 'recovered' "
-            "and e.fen > 0")
+            # a failure's CANCEL names a recovery under the recovery's own batch; a publication's
+            # (entitled again) under the publishing batch: that one stands (recorded_at is to the second)
+            "and e.fen > 0 and (r.line_id is null or e.batch_id = r.batch_id)")
         paid = self.df("select person_id, from_mi, to_mi, fen from batch_pieces join _retried using (line_id)")
         if made.height == 0:
             return made.select("person_id", "from_mi", "to_mi", "fen").clear(), _refunds(), []

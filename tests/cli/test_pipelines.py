@@ -326,7 +326,8 @@ def test_a_refused_night_says_the_bank_files_it_imported(tmp_path: Path) -> None
     said = _job_refused(nightly.main, "--registry", shrunk, "--returns", inbox, "--ledger", led, "--out", out,
                         "--as-of", "2025-07-17")
     assert "would stop payments" in said["error"]
-    assert f"imported tonight all the same: {inbox / 'r.csv'} (1 new, 1 failed, 0 paid on a retry)" in said["error"], said
+    assert (f"imported tonight all the same: {inbox / 'r.csv'} (1 new, 1 failed, 0 paid on a retry)"
+            in said["error"]), said
     # the next night, refused again: the file recorded the night before is no news (audit 18E)
     again = _job_refused(nightly.main, "--registry", shrunk, "--returns", inbox, "--ledger", led, "--out", out,
                          "--as-of", "2025-07-18")

@@ -27,10 +27,10 @@ Steps (one action each):
 - `publish: <name>|latest` — publish a draft.
 - `change: {name: {field: value}}` — new facts in the registry from now on.
 - `bank_returns: {name: PAID|FAILED}` (or `STATUS@SETTLED_AT`, or a list of them for one person: a
-  bounce in one file; settled_at is 2025-08-15 unless given, `@none` for none) — a return file for
-  each person's latest published payment line (`batch: <name>` to pick the batch; `via_file: true`
-  to go through a CSV file and `allowance.returns.read_bank_returns`); `bank_returns: again`
-  re-imports the last file;
+  bounce in one file; settled_at is 2025-08-15, or the batch's as-of if later, unless given; `@none`
+  for none) — a return file for each person's latest published payment line (`batch: <name>` to
+  pick the batch; `via_file: true` to go through a CSV file and `allowance.returns.read_bank_returns`);
+  `bank_returns: again` re-imports the last file;
   `bank_returns: {unknown: LINE_ID}` a file naming a line id the ledger never issued.
 - `recoveries: {confirm|write_off: [names], by, note}` — the district closes the recovery
   lines of those people (`confirm_lines: [LINE_ID]` names line ids as written).
@@ -327,8 +327,13 @@ def _bank_returns(st: Story, step: dict[str, Any], want: dict[str, Any], tmp: Pa
                 # STATUS, or STATUS@SETTLED_AT, or a list of them (a bounce's credit and return in one file)
                 for said in status if isinstance(status, list) else [status]:
                     code, _, settled = str(said).partition("@")
-                    rows.append({"line_id": _payment_line(st, name, batch), "status": code,
-                                 "settled_at": None if settled == "none" else settled or "2025-08-15"})
+                    line = _payment_line(st, name, batch)
+                    # undated in the story: 2025-08-15, or its batch's as-of if later (a line is never
+                    # settled before its batch was drafted: the import refuses that)
+                    drafted = st.draft_inputs[line.rsplit("-", 1)[0]][1]
+                    rows.append({"line_id": line, "status": code,
+                                 "settled_at": None if settled == "none"
+                                 else settled or max(dt.date(2025, 8, 15), drafted).isoformat()})
         df = pl.DataFrame(rows, schema={"line_id": pl.String, "status": pl.String, "settled_at": pl.String}).select(
             "line_id", "status",
             reason=pl.when(pl.col("status") == "FAILED").then(pl.lit("account closed")).otherwise(pl.lit(None)),
