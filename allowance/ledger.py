@@ -56,7 +56,7 @@ from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
 from allowance.months import fmt, month_date_expr
-from allowance.returns import line_fates
+from allowance.returns import SETTLED, line_fates
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -915,17 +915,17 @@ class Ledger:
         imports, not people). An import that found the bank paid such a payment on a retry after
         all (`refunds_not_due`) is a row too, its fen negative: not to be refunded."""
         return self.df(
-            "select event_at as imported_at, detail->>'$.file_sha256' as file_sha256, "
+            "select seq, event_at as imported_at, detail->>'$.file_sha256' as file_sha256, "
             "cast(detail->>'$.recovered_but_never_delivered.people' as bigint) as people, "
             "cast(detail->>'$.recovered_but_never_delivered.fen' as bigint) as fen, "
             "cast(detail->'$.recovered_but_never_delivered.recovery_lines' as varchar[]) as recovery_lines "
             "from events where action in ('bank_returns', 'upgrade') "
             "and coalesce(cast(detail->>'$.recovered_but_never_delivered.fen' as bigint), 0) > 0 "
             # an import that found the bank paid such a line on a retry: that much is not due after all
-            "union all select event_at, detail->>'$.file_sha256', "
+            "union all select seq, event_at, detail->>'$.file_sha256', "
             "cast(detail->>'$.refunds_not_due.people' as bigint), -cast(detail->>'$.refunds_not_due.fen' as bigint), "
             "cast(detail->'$.refunds_not_due.recovery_lines' as varchar[]) from events where action = 'bank_returns' "
-            "and coalesce(cast(detail->>'$.refunds_not_due.fen' as bigint), 0) > 0 order by imported_at")
+            "and coalesce(cast(detail->>'$.refunds_not_due.fen' as bigint), 0) > 0 order by seq").drop("seq")
 
     def refunds_total(self, refunds: pl.DataFrame) -> dict[str, int]:
         """People and fen of `refunds_reported`: each person a refund names once, however many imports
@@ -1646,12 +1646,16 @@ class Ledger:
                 # In the same pass, a settled_at before its line's batch was drafted (by its first ten
                 # characters, a date): a wrong year decided a line's end with no word (audit 21A: a
                 # credit typed 2052 made the real bounce an earlier attempt, and the person unpaid).
+                # Read as the engine orders it (returns.SETTLED: an offset gives no date, audit 21B: a
+                # UTC timestamp's date refused a line paid at 01:30 in Shanghai); a row recorded before
+                # is no news whatever its date (audit 21B: a file left in the inbox refused every night).
                 odd = self.df(
-                    "select r.line_id, l.line_id is null or b.status <> 'published' as unknown, r.settled_at, "
-                    "b.as_of from _ret r left join batch_lines l using (line_id) "
+                    "select r.line_id, r.status, l.line_id is null or b.status <> 'published' as unknown, "
+                    "r.settled_at, b.as_of from _ret r left join batch_lines l using (line_id) "
                     "left join batches b on b.batch_id = l.batch_id "
                     "where l.line_id is null or b.status <> 'published' "
-                    "or try_cast(left(r.settled_at, 10) as date) < b.as_of order by 1")
+                    f"or (regexp_full_match(r.settled_at, '{SETTLED}') "
+                    "and try_cast(left(r.settled_at, 10) as date) < b.as_of) order by 1")
                 unknown = odd.filter("unknown")["line_id"].to_list()
                 if unknown:
                     more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
@@ -1659,6 +1663,12 @@ class Ledger:
                         f"{len(unknown)} unknown or unpublished line id(s): {', '.join(unknown[:5])}{more}; "
                         "nothing imported"
                     )
+                if odd.height:
+                    with self._registered(_early=odd.select("line_id", "status", "settled_at")):
+                        odd = odd.join(self.df(
+                            "select e.* from _early e semi join bank_returns b on b.line_id = e.line_id "
+                            "and b.status = e.status and b.settled_at is not distinct from e.settled_at"),
+                            on=["line_id", "status", "settled_at"], how="anti", nulls_equal=True)
                 if odd.height:
                     r = odd.row(0, named=True)
                     raise LedgerError(
@@ -1711,7 +1721,13 @@ class Ledger:
                         f"({', '.join(first['said'])}): whether the bank paid it in the end cannot "
                         "be told; ask the bank for the settlement dates (YYYY-MM-DD, with a time of day on both "
                         "when they fall on one day); nothing imported")
+                # Each import's entries at an instant of their own, after every earlier one: a retry
+                # takes back what its line's last failure cancelled by that instant, and two imports
+                # in one second (the nightly inbox) had looked like one (audit 21B; _now is to the second).
                 now = _now()
+                last = self.one("select max(recorded_at) from bank_entries")
+                if last and last[0] is not None and now <= last[0]:
+                    now = last[0] + dt.timedelta(microseconds=1)
                 if fresh.height:
                     self.insert_frame(
                         "bank_returns",
@@ -1811,18 +1827,24 @@ class Ledger:
         made = self.df(
             "with t as (select e.line_id, any_value(e.person_id) as person_id, max(e.recorded_at) as at "
             "           from bank_entries e join _retried using (line_id) where e.kind = 'REVERSAL' group by 1) "
-            "select e.person_id, e.from_mi, e.to_mi, e.fen, e.line_id, e.batch_id, r.line_id is null as own "
-            "from t join bank_entries e on e.kind = 'CANCEL' and e.recorded_at = t.at and e.person_id = t.person_id "
+            "select distinct e.person_id, e.from_mi, e.to_mi, e.fen, e.line_id, e.batch_id, "
+            "r.line_id is null as own, e.recorded_at "
+            "from t join bank_entries e on e.kind = 'CANCEL' and e.person_id = t.person_id "
+            "and (e.recorded_at = t.at and e.fen > 0 or e.recorded_at > t.at and e.fen < 0) "
             "left join recoveries r on r.line_id = e.line_id where coalesce(r.state, '') <> 'recovered' "
             # a failure's CANCEL names a recovery under the recovery's own batch; a publication's
             # (entitled again) under the publishing batch: that one stands (recorded_at is to the second)
-            "and e.fen > 0 and (r.line_id is null or e.batch_id = r.batch_id)")
+            "and (r.line_id is null or e.batch_id = r.batch_id)")
         paid = self.df("select person_id, from_mi, to_mi, fen from batch_pieces join _retried using (line_id)")
         if made.height == 0:
             return made.select("person_id", "from_mi", "to_mi", "fen").clear(), _refunds(), []
         cap = explode_months(paid.lazy()).group_by(month).agg(cap=pl.col("fen").sum())
+        # what an earlier retry undid already (a line failed with another of the same months, in one
+        # import) is not undone again (audit 21B: a recovery was restored twice, to twice its line)
+        left = (explode_months(made.lazy()).group_by([*month, "line_id", "batch_id", "own"])
+                .agg(pl.col("fen").sum()).filter(pl.col("fen") > 0))
         undo = (
-            explode_months(made.unique().lazy()).join(cap, on=month)
+            left.join(cap, on=month)
             .sort([*month, "own", "line_id"], descending=[False, False, True, True])
             .with_columns(before=pl.col("fen").cum_sum().over(month) - pl.col("fen"))
             .with_columns(undo=pl.min_horizontal("fen", pl.col("cap") - pl.col("before")).clip(lower_bound=0))

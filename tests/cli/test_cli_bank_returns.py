@@ -68,6 +68,16 @@ def test_a_settled_at_before_the_line_s_batch_is_refused(isolated: Path) -> None
                    "the bank for the right one"), msg
     with Ledger.use(led, read_only=True) as lg:
         assert lg.run("select count(*) from bank_returns") == [(0,)]
+    # Audit 21B: only a date the engine reads as a local date is compared (a UTC timestamp's date is
+    # not Shanghai's), and a row recorded before is no news whatever its date (an older engine
+    # recorded it; the file still in the inbox had refused every night).
+    pl.DataFrame({"line_id": [paid], "status": ["PAID"], "settled_at": ["2025-06-30T17:30:00Z"]}).write_csv(f)
+    assert ok_json(cli("bank-returns", "import", f, "--ledger", led, "--json"))["new"] == 1
+    with Ledger.use(led) as lg:
+        lg.run("insert into bank_returns values (?, 'FAILED', null, '2025-06-20', now()::timestamp, 'old')", [failed])
+    pl.DataFrame({"line_id": [failed], "status": ["FAILED"], "settled_at": ["2025-06-20"]}).write_csv(f)
+    again = ok_json(cli("bank-returns", "import", f, "--ledger", led, "--json"))
+    assert (again["new"], again["already_recorded"]) == (0, 1), again
 
 
 def test_blank_rows_are_no_rows_and_a_file_in_another_encoding_or_with_a_repeated_column_says_so(
