@@ -1856,7 +1856,14 @@ class Ledger:
             self.run(
                 """
                 update recoveries r set amount_fen = r.amount_fen + u.fen,
-                       state = case when r.state = 'cancelled' then 'open' else r.state end,
+                       -- back to what it was before the cut: written off where staff wrote it off
+                       -- (the write-off's event names it; audit 21B: reopened, the district was told
+                       -- to collect a debt it had written off), else open
+                       state = case when r.state <> 'cancelled' then r.state
+                                    when exists (select 1 from events e where e.action = 'recovery_written_off'
+                                                 and list_contains(cast(e.detail->'$.line_ids' as varchar[]),
+                                                                   r.line_id)) then 'written_off'
+                                    else 'open' end,
                        changed_at = ?, changed_by = 'bank return',
                        note = case when r.note is null or r.note = '' then '' else r.note || '; ' end
                               || 'the payment recovered was paid by the bank on a retry after all: ' || u.fen
@@ -1994,7 +2001,12 @@ class Ledger:
                     [state, _now(), by, note, note, note],
                 )
                 if n:
-                    self._bump(f"recovery_{state}", None, by, {"lines": n, "note": note})
+                    # which lines, for a retry that restores one cut to nothing since (_undo_failure_cancels)
+                    changed = self.df("select line_id from recoveries join _ids using (line_id) "
+                                      "where state = 'written_off' order by 1")["line_id"].to_list() \
+                        if state == "written_off" else None
+                    self._bump(f"recovery_{state}", None, by, {"lines": n, "note": note,
+                                                              **({"line_ids": changed} if changed else {})})
                 self.run("commit")
                 return {"changed": n, "unchanged": len(set(line_ids)) - n, "less_than_listed": less}
             except BaseException:
