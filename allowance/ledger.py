@@ -1705,7 +1705,10 @@ class Ledger:
                     "where not exists (select 1 from bank_returns b where b.line_id = r.line_id "
                     "and b.status = r.status and b.settled_at is not distinct from r.settled_at) "
                     "group by r.line_id, r.status, r.settled_at order by line_id, status, settled_at nulls first")
-                fates = line_fates(
+                # a file read again (the nightly inbox) has no news: nothing more is read for it
+                no_fates = pl.DataFrame(schema={"line_id": pl.String, "was_reversed": pl.Boolean,
+                                                "fate": pl.String, "said": pl.List(pl.String)})
+                fates = no_fates if fresh.height == 0 else line_fates(
                     self.df("select line_id, status, settled_at from bank_returns "
                             "where line_id in (select line_id from _ret)"),
                     fresh.select("line_id", "status", "settled_at"),
@@ -1881,17 +1884,24 @@ class Ledger:
             ).to_dicts()
         # what a confirmed recovery had got back of the months undone in a failed line's name: the
         # refund reported at the failure, not due now that the bank delivered them
-        own = undo.filter(pl.col("own")).with_columns(_k=idcard.order_key_expr("person_id")).select(
-            "_k", "month_idx", "undo")
+        own = undo.filter(pl.col("own")).select(_k=idcard.order_key_expr("person_id"), month_idx="month_idx",
+                                                cancel="undo")
+        not_due = self._refund_of(own)
+        runs = undo.select("person_id", from_mi="month_idx", to_mi="month_idx", fen=-pl.col("undo"))
+        return runs, not_due, restored
+
+    def _refund_of(self, cancel: pl.DataFrame) -> dict[str, Any]:
+        """Of months brought back to zero in a failed payment's own name (`cancel`: _k, month_idx,
+        cancel fen), what a recovery confirmed as recovered had got back: money a family returned
+        that the bank never delivered, as `_refunds` says it. The refund a failure reports, and the
+        one a retry says is not due after all."""
         got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen from recovery_months m "
                            "join recoveries r using (line_id) where r.state = 'recovered'")
         by_month = explode_months(got_back.lazy()).group_by("_k", "month_idx").agg(pl.col("fen").sum(),
                                                                                      pl.col("line_id"))
-        refund = (own.lazy().join(by_month, on=["_k", "month_idx"])
-                  .select("_k", "line_id", fen=pl.min_horizontal("undo", "fen")).collect())
-        not_due = _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
-        runs = undo.select("person_id", from_mi="month_idx", to_mi="month_idx", fen=-pl.col("undo"))
-        return runs, not_due, restored
+        refund = (cancel.lazy().join(by_month, on=["_k", "month_idx"])
+                  .select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
+        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
 
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
         """A payment that failed at the bank never reached the person: months of it that were
@@ -1921,12 +1931,7 @@ class Ledger:
         # in the name of the failed line.
         rest = (need.collect().join(taken.group_by(month).agg(pl.col("cancel").sum()), on=month, how="left")
                 .with_columns(cancel=pl.col("need") - pl.col("cancel").fill_null(0)).filter(pl.col("cancel") > 0))
-        got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen from recovery_months m "
-                           "join recoveries r using (line_id) where r.state = 'recovered'")
-        by_month = explode_months(got_back.lazy()).group_by(month).agg(pl.col("fen").sum(), pl.col("line_id"))
-        refund = (rest.lazy().join(by_month, on=month)
-                  .select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
-        returned = _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
+        returned = self._refund_of(rest.select(*month, "cancel"))
         if returned["fen"]:
             log.get().warning("recovered_but_never_delivered", **returned,
                               why="a recovery confirmed as recovered covered months of a payment the bank now "
