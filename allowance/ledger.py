@@ -38,6 +38,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -55,8 +56,8 @@ from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
-from allowance.months import fmt, month_date_expr
-from allowance.returns import SETTLED, line_fates
+from allowance.months import fmt, month_date_expr, today_shanghai
+from allowance.returns import SETTLED, line_fates, settled_clock
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -380,7 +381,18 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
 
 
 # Events that never change what is paid or owed: neither a batch id's base nor a stale draft.
-NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder')"
+# (A notice dated by staff never changes how its line ended: Ledger.date_bank_notice refuses that.)
+NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder', 'notice_dated')"
+
+# The bank's notices on record as line_fates orders them: each with the date staff gave it where
+# it had none the engine can order by (`allowance bank-returns date`, an event of its own; the
+# notice as recorded stays as the bank sent it, and a file read again matches it as it was).
+RECORDED_NOTICES = """select b.line_id, b.status, coalesce(d.settled_at, b.settled_at) as settled_at
+from bank_returns b left join (
+    select detail->>'line_id' as line_id, detail->>'status' as status, detail->>'recorded' as recorded,
+           detail->>'settled_at' as settled_at
+    from events where action = 'notice_dated') d
+on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at"""
 
 # The events after which a draft is stale (its differences were taken against another ledger):
 # every one that changes what is paid or owed. Not drafts, upgrades or district approvals; not a
@@ -833,7 +845,7 @@ class Ledger:
         return seq
 
     # ---- reads -------------------------------------------------------------------------------
-    def df(self, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
+    def df(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         return self.con.sql(sql, params=params or None).pl()
 
     def holdings(self) -> pl.DataFrame:
@@ -1631,15 +1643,23 @@ class Ledger:
             found.append(got.select("_k", *cols))
         return pl.concat(found)
 
-    def import_bank_returns(self, returns: pl.DataFrame, file_sha256: str) -> dict[str, int]:
+    def import_bank_returns(self, returns: pl.DataFrame, file_sha256: str,
+                            today: dt.date | None = None) -> dict[str, int]:
         """§8: each line ends as its latest notice says (returns.line_fates): a FAILED reverses the
         line's months so the next run re-issues them (a bounce, 退汇, after a PAID too); a PAID
         after the FAILED (a retry the bank paid) undoes the reversal. Every row not recorded before
         is recorded; importing the same file twice changes nothing.
 
         Refuses unknown line ids (naming them), recovery lines, lines whose batch or amount the
-        bank's file states otherwise, and a PAID and a FAILED of one line with no known order.
+        bank's file states otherwise, a PAID and a FAILED of one line with no known order, and a
+        settled_at before its line's batch or after `today` (Shanghai's date; a simulation gives
+        its own) and the day after: a wrong year decides how a line ended.
         """
+        latest_day = (today or today_shanghai()) + dt.timedelta(days=1)
+        # reason and settled_at may be left out (SPEC §8 names line_id and status): read_bank_returns
+        # gives them as blanks, and so does this for a frame given directly (it had failed in DuckDB)
+        returns = returns.with_columns(pl.lit(None, pl.String).alias(c) for c in ("reason", "settled_at")
+                                       if c not in returns.columns)
         with self._registered(_ret=returns):
             self.run("begin")
             try:
@@ -1649,13 +1669,18 @@ class Ledger:
                 # Read as the engine orders it (returns.SETTLED: an offset gives no date, audit 21B: a
                 # UTC timestamp's date refused a line paid at 01:30 in Shanghai); a row recorded before
                 # is no news whatever its date (audit 21B: a file left in the inbox refused every night).
+                # A date after tomorrow's (audit 21A: a credit typed 2052 decided the line's end, silently)
+                # cannot be a settlement yet, and is refused the same way.
                 odd = self.df(
                     "select r.line_id, r.status, l.line_id is null or b.status <> 'published' as unknown, "
-                    "r.settled_at, b.as_of from _ret r left join batch_lines l using (line_id) "
+                    "r.settled_at, b.as_of, try_cast(left(r.settled_at, 10) as date) > $latest as late "
+                    "from _ret r left join batch_lines l using (line_id) "
                     "left join batches b on b.batch_id = l.batch_id "
                     "where l.line_id is null or b.status <> 'published' "
                     f"or (regexp_full_match(r.settled_at, '{SETTLED}') "
-                    "and try_cast(left(r.settled_at, 10) as date) < b.as_of) order by 1")
+                    "and (try_cast(left(r.settled_at, 10) as date) < b.as_of "
+                    "or try_cast(left(r.settled_at, 10) as date) > $latest)) order by 1",
+                    {"latest": latest_day})
                 unknown = odd.filter("unknown")["line_id"].to_list()
                 if unknown:
                     more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
@@ -1670,11 +1695,13 @@ class Ledger:
                             "and b.status = e.status and b.settled_at is not distinct from e.settled_at"),
                             on=["line_id", "status", "settled_at"], how="anti", nulls_equal=True)
                 if odd.height:
-                    r = odd.row(0, named=True)
+                    r = odd.sort("late", "line_id", descending=[True, False]).row(0, named=True)
+                    when = (f"after today ({latest_day - dt.timedelta(days=1)}, Shanghai)" if r["late"] else
+                            f"before its batch was drafted (as of {r['as_of']})")
                     raise LedgerError(
-                        f"line {r['line_id']} is settled_at {r['settled_at']}, before its batch was drafted (as of "
-                        f"{r['as_of']}); {odd.height} such row(s): a wrong date decides how a line ended, so "
-                        "nothing is imported: ask the bank for the right one")
+                        f"line {r['line_id']} is settled_at {r['settled_at']}, {when}; {odd.height} such row(s): "
+                        "a wrong date decides how a line ended, so nothing is imported: ask the bank for the "
+                        "right one")
                 # A bank's own record of a line, where its file has one, is the ledger's: a file
                 # answering for other lines (another batch's, amounts not paid) is not recorded.
                 for col, ours in (("batch_id", "l.batch_id"), ("amount_fen", "l.amount_fen")):
@@ -1709,8 +1736,7 @@ class Ledger:
                 no_fates = pl.DataFrame(schema={"line_id": pl.String, "was_reversed": pl.Boolean,
                                                 "fate": pl.String, "said": pl.List(pl.String)})
                 fates = no_fates if fresh.height == 0 else line_fates(
-                    self.df("select line_id, status, settled_at from bank_returns "
-                            "where line_id in (select line_id from _ret)"),
+                    self.df(f"select * from ({RECORDED_NOTICES}) where line_id in (select line_id from _ret)"),
                     fresh.select("line_id", "status", "settled_at"),
                     self.df("select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') "
                             "and line_id in (select line_id from _ret) group by line_id "
@@ -1723,7 +1749,8 @@ class Ledger:
                         f"line {first['line_id']}{more} is reported PAID and FAILED with no known order "
                         f"({', '.join(first['said'])}): whether the bank paid it in the end cannot "
                         "be told; ask the bank for the settlement dates (YYYY-MM-DD, with a time of day on both "
-                        "when they fall on one day); nothing imported")
+                        "when they fall on one day), put them in the file, and give a notice already on record "
+                        "its date with `allowance bank-returns date`; nothing imported")
                 # Each import's entries at an instant of their own, after every earlier one: a retry
                 # takes back what its line's last failure cancelled by that instant, and two imports
                 # in one second (the nightly inbox) had looked like one (audit 21B; _now is to the second).
@@ -1813,6 +1840,113 @@ class Ledger:
             except BaseException:
                 self._rollback()
                 raise
+
+    def date_bank_notice(self, line_id: str, status: str, settled_at: str, by: str, reason: str,
+                         recorded: str | None = None, today: dt.date | None = None) -> dict[str, Any]:
+        """Give a bank notice on record the settlement date the bank has since confirmed, where it has
+        none the engine can order by (no date, a date alone, another spelling: returns.SETTLED).
+
+        Without it such a notice can never be ordered against the line's next one: the bank's
+        retry or bounce of that line refused its whole file every night, and asking the bank for
+        the dates could not help, since the notice on record stayed undated (audit 21A). The
+        notice stays as the bank sent it; the date is an event (who, why) that every later import
+        orders it by (RECORDED_NOTICES). A date that would change how the line ended by the
+        notices on record is refused: it is the bank's next notice, imported, that changes it.
+        `recorded` picks the notice (its settled_at as recorded, `undated` for none) when the line
+        has more than one of that status without a usable date. Giving the same date again
+        changes nothing.
+        """
+        status = status.strip().upper()
+        if status not in ("PAID", "FAILED"):
+            raise UserError(f"--status {status!r}: a bank notice is PAID or FAILED")
+        if not by.strip():
+            raise UserError("say who dates the notice (--by)")
+        if not reason.strip():
+            raise UserError("say why (--reason): the bank's confirmation, for the record")
+        settled_at = settled_at.strip()
+        m = re.match(SETTLED, settled_at)
+        try:
+            day = dt.date.fromisoformat(m.group(1)) if m else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise UserError(f"--settled-at {settled_at!r}: give the bank's settlement date as YYYY-MM-DD, with its "
+                            "time of day (HH:MM or HH:MM:SS) when the line's other notice falls on the same day")
+        latest_day = (today or today_shanghai()) + dt.timedelta(days=1)
+        self.run("begin")
+        try:
+            line = self.one("select b.as_of from batch_lines l join batches b using (batch_id) "
+                            "where l.line_id = ? and b.status = 'published'", [line_id])
+            if line is None:
+                raise LedgerError(f"line {line_id}: no such published line")
+            if not line[0] <= day < latest_day:
+                raise LedgerError(f"--settled-at {settled_at}: "
+                                  + (f"before the line's batch was drafted (as of {line[0]})" if day < line[0]
+                                     else f"after today ({latest_day - dt.timedelta(days=1)}, Shanghai)"))
+            notices = self.df(
+                "select b.status, b.settled_at as recorded, d.settled_at as given from bank_returns b left join ("
+                "select detail->>'line_id' as line_id, detail->>'status' as status, detail->>'recorded' as recorded, "
+                "detail->>'settled_at' as settled_at from events where action = 'notice_dated') d "
+                "on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at "
+                "where b.line_id = ? order by b.status, b.settled_at nulls first", [line_id])
+            said = ", ".join(f"{r['status']} {r['recorded'] or 'undated'}" for r in notices.to_dicts()) or "none"
+            mine = notices.filter(pl.col("status") == status)
+            if recorded is not None:
+                mine = mine.filter(pl.col("recorded").is_null() if recorded.strip().lower() == "undated"
+                                   else pl.col("recorded") == recorded.strip())
+            if mine.height == 0:
+                raise LedgerError(f"line {line_id} has no {status} notice on record"
+                                  + (f" recorded as {recorded!r}" if recorded is not None else "")
+                                  + f" (its notices: {said})")
+            if (same := mine.filter(pl.col("given") == settled_at)).height:
+                r = same.row(0, named=True)
+                return {"line_id": line_id, "status": status, "recorded": r["recorded"], "settled_at": settled_at,
+                        "changed": False}
+            # What the engine cannot order by: no date, another form, or a date alone (no time of day).
+            undated = (pl.col("recorded").is_null() | settled_clock("recorded").is_null()) & pl.col("given").is_null()
+            open_ = mine.filter(undated)
+            if open_.height == 0:
+                given = mine.filter(pl.col("given").is_not_null())
+                raise LedgerError(
+                    f"line {line_id}: its {status} notice is dated already ("
+                    + ", ".join(f"{r['recorded'] or 'undated'}" + (f", given {r['given']}" if r["given"] else "")
+                                for r in (given if given.height else mine).to_dicts())
+                    + "): a date the bank gave, or one given before, stands")
+            if open_.height > 1:
+                raise LedgerError(
+                    f"line {line_id} has {open_.height} {status} notices with no date to order by ("
+                    + ", ".join(r or "undated" for r in open_["recorded"].to_list())
+                    + "): say which with --recorded (its settled_at as recorded, or `undated`)")
+            was = open_["recorded"][0]
+            if was is not None and (m_was := re.match(SETTLED, was)) and m_was.group(1) != str(day):
+                raise LedgerError(f"line {line_id}: its {status} notice is recorded as settled on {m_was.group(1)}; "
+                                  f"--settled-at {settled_at} is another day: give its time of day on that date")
+            # How the line ends by its notices on record, this one dated so: as it ends now, or
+            # refused (line_fates: the dated notice taken as news against the others).
+            others = notices.join(open_.select("status", "recorded"), on=["status", "recorded"], how="anti",
+                                  nulls_equal=True)
+            reversed_now = self.one(
+                "select coalesce(sum(fen * (to_mi - from_mi + 1)), 0) < 0 from bank_entries "
+                "where kind in ('REVERSAL', 'RETRY_PAID') and line_id = ?", [line_id])[0]  # type: ignore[index]
+            fate = line_fates(
+                others.select(pl.lit(line_id).alias("line_id"), "status",
+                              settled_at=pl.coalesce("given", "recorded")),
+                pl.DataFrame({"line_id": [line_id], "status": [status], "settled_at": [settled_at]}),
+                pl.DataFrame({"line_id": [line_id] if reversed_now else []}, schema={"line_id": pl.String}),
+            )["fate"][0]
+            now_ends = "FAILED" if reversed_now else "PAID"
+            if fate is not None and fate != now_ends:
+                raise LedgerError(
+                    f"line {line_id}: dated {settled_at}, its {status} notice would be the line's latest, and the "
+                    f"line would end {fate} where the ledger holds it {now_ends} (notices: {said}); nothing changed: "
+                    f"import the bank's notice of how it ended instead")
+            self._bump("notice_dated", None, by, {"line_id": line_id, "status": status, "recorded": was,
+                                                   "settled_at": settled_at, "reason": reason})
+            self.run("commit")
+            return {"line_id": line_id, "status": status, "recorded": was, "settled_at": settled_at, "changed": True}
+        except BaseException:
+            self._rollback()
+            raise
 
     def _undo_failure_cancels(self, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, Any], list[dict[str, Any]]]:
         """Inside an import, for the lines in `_retried` (failed, then paid on a retry): what each

@@ -161,8 +161,9 @@ def main(
             rpath = root / f"returns-{res.batch_id}.csv"
             ret.write_csv(rpath)
             with Ledger.use(ledger) as led:
-                first = led.import_bank_returns(read_bank_returns(rpath), rpath.name)
-                again = led.import_bank_returns(read_bank_returns(rpath), rpath.name)
+                # the simulation's day is its today (a settlement after the real today is refused)
+                first = led.import_bank_returns(read_bank_returns(rpath), rpath.name, today=day)
+                again = led.import_bank_returns(read_bank_returns(rpath), rpath.name, today=day)
             assert again["new"] == 0, "a return file imported twice changed the ledger"
             s["failed"] += first["failed"]
         # Districts: most open recoveries are confirmed, a few written off.

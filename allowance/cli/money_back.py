@@ -71,6 +71,35 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
                  "`allowance recoveries refunds` lists every such refund)")
 
 
+@bank.command("date")
+@errors_as_messages
+def date_(line_id: Annotated[str, typer.Argument(help="The payment line whose notice on record is dated.")],
+          status: Annotated[str, typer.Option("--status", help="PAID or FAILED: which of its notices.")],
+          settled_at: Annotated[str, typer.Option("--settled-at", help="When the bank says it settled: YYYY-MM-DD, "
+                                                  "with HH:MM[:SS] when the line's other notice is on that day.")],
+          reason: Annotated[str, typer.Option("--reason", help="The bank's confirmation, for the record.")],
+          recorded: Annotated[str | None, typer.Option(
+              "--recorded", help="Which notice, where the line has two of that status with no usable date: its "
+              "settled_at as recorded, or `undated`.")] = None,
+          by: ByOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+    """Give a notice on record the settlement date the bank confirmed, where it has none to order by.
+
+    A notice with no date (or a date alone, or another spelling) cannot be ordered against the
+    line's next one, and the file bringing that one is refused until it can: this dates the notice
+    on record (the notice itself stays as the bank sent it). Refused if the date would change how
+    the line ended; the same date again changes nothing.
+    """
+    with Ledger.use(ledger) as led:
+        res = led.date_bank_notice(line_id, status, settled_at, by or getpass.getuser(), reason, recorded)
+    if json_:
+        emit_json(res)
+        return
+    was = res["recorded"] or "undated"
+    echo(f"line {line_id}: its {res['status']} notice (recorded {was}) "
+         + ("is now" if res["changed"] else "was already") + f" dated {res['settled_at']}; how the line ended is "
+         "unchanged, and the next import of its bank notices orders them by that date")
+
+
 @recoveries.command("confirm")
 @errors_as_messages
 def confirm(file: Annotated[Path, typer.Argument(help="Parquet or CSV with a line_id column.")],

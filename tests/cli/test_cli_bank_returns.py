@@ -80,6 +80,106 @@ def test_a_settled_at_before_the_line_s_batch_is_refused(isolated: Path) -> None
     assert (again["new"], again["already_recorded"]) == (0, 1), again
 
 
+def test_a_settled_at_after_tomorrow_is_refused(isolated: Path) -> None:
+    """Audit 21A: a credit typed 2052 made the real bounce before it an earlier attempt, silently,
+    and the person went unpaid. A settlement cannot be later than tomorrow (a bank's clock a little
+    ahead of the engine's is tomorrow at most)."""
+    led, (paid, failed) = _published(isolated)
+    f = isolated / "returns.csv"
+    ok(cli("bank-returns", "import", _notices(f, [(failed, "FAILED", "2025-08-02 10:00")]), "--ledger", led))
+    pl.DataFrame({"line_id": [paid, failed], "status": ["PAID", "PAID"],
+                  "settled_at": ["2025-07-16", "2052-08-01 09:00"]}).write_csv(f)
+    msg = user_error(cli("bank-returns", "import", f, "--ledger", led))
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    assert msg == (f"error: line {failed} is settled_at 2052-08-01 09:00, after today ({today}, Shanghai); 1 such "
+                   "row(s): a wrong date decides how a line ended, so nothing is imported: ask the bank for the "
+                   "right one"), msg
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*) from bank_returns") == [(1,)]
+        assert lg.reversals().height > 0  # the bounce stands
+    # tomorrow is not refused (the bank's clock may be ahead of ours)
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    assert ok_json(cli("bank-returns", "import", _notices(f, [(paid, "PAID", tomorrow)]), "--ledger", led,
+                       "--json"))["new"] == 1
+
+
+def _notices(f: Path, rows: list[tuple[str, str, str | None]]) -> Path:
+    pl.DataFrame(rows, schema={"line_id": pl.String, "status": pl.String, "settled_at": pl.String},
+                 orient="row").write_csv(f)
+    return f
+
+
+def test_an_undated_notice_on_record_is_dated_by_staff_and_the_retry_then_imports(isolated: Path) -> None:
+    """Audit 21A (3): a notice on record with no date to order by (SPEC §8 names no settled_at)
+    could never be ordered against the line's next notice: the bank's retry refused its whole file
+    every night, and asking the bank for the dates could not help. Staff give the recorded notice
+    the date the bank confirms; the retry then imports."""
+    led, (paid, failed) = _published(isolated)
+    with Ledger.use(led, read_only=True) as lg:
+        (fen,) = lg.run("select sum(fen * (to_mi - from_mi + 1)) from batch_pieces where line_id = ?", [failed])[0]
+    f1, f2 = isolated / "failed.csv", isolated / "retry.csv"
+    ok(cli("bank-returns", "import", _notices(f1, [(failed, "FAILED", None), (paid, "PAID", None)]), "--ledger", led))
+    _notices(f2, [(failed, "PAID", "2025-08-20 10:00")])
+    user_error(cli("bank-returns", "import", f2, "--ledger", led), "with no known order (FAILED undated, PAID "
+               "2025-08-20 10:00)", "`allowance bank-returns date`")
+    # what staff may not do: a date the engine cannot order by, one out of range, a notice not on record
+    date = ("bank-returns", "date", failed, "--status", "FAILED", "--reason", "bank letter 2025-09-01", "--by", "li",
+            "--ledger", led)
+    user_error(cli(*date, "--settled-at", "2025/08/10"), "give the bank's settlement date as YYYY-MM-DD")
+    user_error(cli(*date, "--settled-at", "2024-08-10"), "before the line's batch was drafted (as of 2025-07-01)")
+    user_error(cli(*date, "--settled-at", "2099-08-10"), "after today")
+    user_error(cli(*date[:3], "--status", "PAID", *date[5:], "--settled-at", "2025-08-10"),
+               f"line {failed} has no PAID notice on record (its notices: FAILED undated)")
+    text = ok(cli(*date, "--settled-at", "2025-08-10")).stdout
+    assert text == (f"line {failed}: its FAILED notice (recorded undated) is now dated 2025-08-10; how the line ended "
+                    "is unchanged, and the next import of its bank notices orders them by that date\n"), text
+    again = ok_json(cli(*date, "--settled-at", "2025-08-10", "--json"))
+    assert again == {"line_id": failed, "status": "FAILED", "recorded": None, "settled_at": "2025-08-10",
+                     "changed": False}, again
+    user_error(cli(*date, "--settled-at", "2025-08-11"), "is dated already", "stands")
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*) from events where action = 'notice_dated'") == [(1,)]
+        assert lg.run("select settled_at from bank_returns where line_id = ?", [failed]) == [(None,)]
+    res = ok_json(cli("bank-returns", "import", f2, "--ledger", led, "--json"))
+    assert (res["paid_on_retry"], res["restored_fen"]) == (1, fen), res
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.reversals().height == 0
+    # the first file read again is no news: its undated row is the one on record
+    assert ok_json(cli("bank-returns", "import", f1, "--ledger", led, "--json"))["new"] == 0
+
+
+def test_a_date_that_would_change_how_the_line_ended_is_refused(isolated: Path) -> None:
+    """Dating is not the bank's news: an undated credit dated after the line's recorded bounce
+    would make the line paid, which only the bank's notice of a retry may say."""
+    led, (paid, _) = _published(isolated)
+    f = isolated / "r.csv"
+    ok(cli("bank-returns", "import", _notices(f, [(paid, "PAID", None)]), "--ledger", led))
+    ok(cli("bank-returns", "import", _notices(f, [(paid, "FAILED", "2025-08-02 10:00")]), "--ledger", led))
+    base = ("bank-returns", "date", paid, "--status", "PAID", "--reason", "bank letter", "--by", "li", "--ledger", led)
+    msg = user_error(cli(*base, "--settled-at", "2025-08-03"))
+    assert msg == (f"error: line {paid}: dated 2025-08-03, its PAID notice would be the line's latest, and the line "
+                   "would end PAID where the ledger holds it FAILED (notices: FAILED 2025-08-02 10:00, PAID undated); "
+                   "nothing changed: import the bank's notice of how it ended instead"), msg
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*) from events where action = 'notice_dated'") == [(0,)]
+    # dated before the bounce it changes nothing, and the bank's second bounce after a retry then orders
+    ok(cli(*base, "--settled-at", "2025-07-16"))
+    ok(cli("bank-returns", "import", _notices(f, [(paid, "PAID", "2025-08-05 10:00")]), "--ledger", led))
+    res = ok_json(cli("bank-returns", "import", _notices(f, [(paid, "FAILED", "2025-08-09 10:00")]), "--ledger", led,
+                      "--json"))
+    assert res["failed"] == 1, res
+
+
+def test_a_frame_of_line_id_and_status_alone_imports(isolated: Path) -> None:
+    """SPEC §8 names line_id and status (and a reason); a frame given to the ledger without reason
+    or settled_at failed in DuckDB, not saying which column (an audit)."""
+    led, (paid, failed) = _published(isolated)
+    with Ledger.use(led) as lg:
+        res = lg.import_bank_returns(pl.DataFrame({"line_id": [paid, failed], "status": ["PAID", "FAILED"]}), "api")
+        assert (res["new"], res["failed"]) == (2, 1), res
+        assert lg.run("select count(*) from bank_returns where reason is null and settled_at is null") == [(2,)]
+
+
 def test_blank_rows_are_no_rows_and_a_file_in_another_encoding_or_with_a_repeated_column_says_so(
         isolated: Path) -> None:
     """An audit: a blank line at the end of a CRLF file, or Excel's `,,,`, refused the whole file

@@ -328,7 +328,7 @@ class LedgerMachine(RuleBasedStateMachine):
         df = pl.DataFrame({"line_id": [line_id], "status": [status], "reason": ["stateful"], "settled_at": [settled]})
         retry = line_id in self.reversed
         with Ledger.use(self.sc.ledger) as led:
-            counts = led.import_bank_returns(df, f"sha-{line_id}-{self.ticks}")
+            counts = led.import_bank_returns(df, f"sha-{line_id}-{self.ticks}", today=self.clock)
         assert counts["new"] == 1
         assert counts["failed"] == (status == "FAILED"), counts
         assert counts["paid_on_retry"] == (status == "PAID" and retry), counts
@@ -340,7 +340,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if twice:
             before = self._ledger_state()
             with Ledger.use(self.sc.ledger) as led:
-                again = led.import_bank_returns(df, f"sha-{line_id}-{self.ticks}")
+                again = led.import_bank_returns(df, f"sha-{line_id}-{self.ticks}", today=self.clock)
             assert again["new"] == 0 and again["already_recorded"] == 1
             assert self._ledger_state() == before, "importing the same return twice changes nothing"
 
