@@ -57,7 +57,7 @@ from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
 from allowance.months import fmt, month_date_expr, today_shanghai
-from allowance.returns import SETTLED, line_fates, settled_clock
+from allowance.returns import SETTLED, line_fates, settled_before, settled_clock
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -381,8 +381,10 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
 
 
 # Events that never change what is paid or owed: neither a batch id's base nor a stale draft.
-# (A notice dated by staff never changes how its line ended: Ledger.date_bank_notice refuses that.)
-NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder', 'notice_dated')"
+NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder')"
+
+# No line's end changed (Ledger._apply_fates of nothing: its counts, all naught).
+_NO_FATES = pl.DataFrame(schema={"line_id": pl.String, "was_reversed": pl.Boolean, "fate": pl.String})
 
 # The bank's notices on record as line_fates orders them: each with the date staff gave it where
 # it had none the engine can order by (`allowance bank-returns date`, an event of its own; the
@@ -405,7 +407,7 @@ on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct 
 # (batches.lines counts payment lines only: a recovery-only supplement, as after a death, had
 # left an older draft publishable, and the month was recovered twice: found by an audit of this).
 STATE_EVENTS = f"""(action not in {NOT_STATE_ACTIONS}
-    and not (action = 'bank_returns' and coalesce((detail->>'failed')::bigint, 1) = 0
+    and not (action in ('bank_returns', 'notice_dated') and coalesce((detail->>'failed')::bigint, 1) = 0
              and coalesce((detail->>'paid_on_retry')::bigint, 0) = 0)
     and not (action = 'publish' and batch_id in (
         select b.batch_id from batches b where b.lines = 0 and b.recovery_fen = 0
@@ -925,18 +927,21 @@ class Ledger:
         upgrade's, for the imports schema 4 made without saying so). One row per import:
         imported_at, file_sha256 (null for an upgrade), people, fen, recovery_lines (a few rows:
         imports, not people). An import that found the bank paid such a payment on a retry after
-        all (`refunds_not_due`) is a row too, its fen negative: not to be refunded."""
+        all (`refunds_not_due`) is a row too, its fen negative: not to be refunded. A notice staff
+        dated (`bank-returns date`) that changed how its line ended is read as an import; `source`
+        says which event each row is (bank_returns, notice_dated, upgrade)."""
         return self.df(
-            "select seq, event_at as imported_at, detail->>'$.file_sha256' as file_sha256, "
+            "select seq, event_at as imported_at, detail->>'$.file_sha256' as file_sha256, action as source, "
             "cast(detail->>'$.recovered_but_never_delivered.people' as bigint) as people, "
             "cast(detail->>'$.recovered_but_never_delivered.fen' as bigint) as fen, "
             "cast(detail->'$.recovered_but_never_delivered.recovery_lines' as varchar[]) as recovery_lines "
-            "from events where action in ('bank_returns', 'upgrade') "
+            "from events where action in ('bank_returns', 'notice_dated', 'upgrade') "
             "and coalesce(cast(detail->>'$.recovered_but_never_delivered.fen' as bigint), 0) > 0 "
             # an import that found the bank paid such a line on a retry: that much is not due after all
-            "union all select seq, event_at, detail->>'$.file_sha256', "
+            "union all select seq, event_at, detail->>'$.file_sha256', action, "
             "cast(detail->>'$.refunds_not_due.people' as bigint), -cast(detail->>'$.refunds_not_due.fen' as bigint), "
-            "cast(detail->'$.refunds_not_due.recovery_lines' as varchar[]) from events where action = 'bank_returns' "
+            "cast(detail->'$.refunds_not_due.recovery_lines' as varchar[]) from events "
+            "where action in ('bank_returns', 'notice_dated') "
             "and coalesce(cast(detail->>'$.refunds_not_due.fen' as bigint), 0) > 0 order by seq").drop("seq")
 
     def refunds_total(self, refunds: pl.DataFrame) -> dict[str, int]:
@@ -1751,87 +1756,18 @@ class Ledger:
                         "be told; ask the bank for the settlement dates (YYYY-MM-DD, with a time of day on both "
                         "when they fall on one day), put them in the file, and give a notice already on record "
                         "its date with `allowance bank-returns date`; nothing imported")
-                # Each import's entries at an instant of their own, after every earlier one: a retry
-                # takes back what its line's last failure cancelled by that instant, and two imports
-                # in one second (the nightly inbox) had looked like one (audit 21B; _now is to the second).
-                now = _now()
-                last = self.one("select max(recorded_at) from bank_entries")
-                if last and last[0] is not None and now <= last[0]:
-                    now = last[0] + dt.timedelta(microseconds=1)
+                now = self._entries_now()
                 if fresh.height:
                     self.insert_frame(
                         "bank_returns",
                         fresh.with_columns(imported_at=pl.lit(now), file_sha256=pl.lit(file_sha256)),
                     )
-                restored = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
-                                                "fen": pl.Int64})
-                not_due, recoveries_restored = _refunds(), []
-                retried = fates.filter(pl.col("was_reversed") & (pl.col("fate") == "PAID")).select("line_id")
-                if retried.height:
-                    with self._registered(_retried=retried):
-                        self.run(
-                            """
-                            insert into bank_entries
-                            select p.person_id, p.from_mi, p.to_mi, p.fen, 'RETRY_PAID', p.line_id, p.batch_id, ?
-                            from batch_pieces p join _retried using (line_id)
-                            """,
-                            [now],
-                        )
-                        restored = self.df("select p.person_id, p.from_mi, p.to_mi, p.fen "
-                                           "from batch_pieces p join _retried using (line_id)")
-                        uncancelled, not_due, recoveries_restored = self._undo_failure_cancels(now)
-                    self.apply_to_holdings(pl.concat([restored, uncancelled], how="vertical_relaxed"))
-                    if recoveries_restored:
-                        log.get().warning("recoveries_restored", recoveries=recoveries_restored,
-                                          why="a payment these recoveries had been cut for (it failed at the bank) "
-                                              "was paid on a retry after all: they owe that again")
-                    if not_due["fen"]:
-                        log.get().warning("refund_not_due", **not_due,
-                                          why="a refund reported when these lines failed is of months the bank has "
-                                              "now delivered: not to be refunded (if it was, the district recovers "
-                                              "it by hand)")
-                    log.get().warning("paid_on_retry", lines=retried.height, fen=_run_fen(restored),
-                                      why="the bank paid these lines after it had failed them: their reversal is "
-                                          "undone, and months a run re-issued since are recovered by the next run")
-                failed = fates.filter(~pl.col("was_reversed") & (pl.col("fate") == "FAILED")).select("line_id")
-                reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
-                                                 "fen": pl.Int64})
-                cancelled, returned = 0, {**_refunds(), "reduced": []}
-                if failed.height:
-                    with self._registered(_failed=failed):
-                        self.run(
-                            """
-                            insert into bank_entries
-                            select p.person_id, p.from_mi, p.to_mi, -p.fen, 'REVERSAL', p.line_id, p.batch_id, ?
-                            from batch_pieces p join _failed f using (line_id)
-                            """,
-                            [now],
-                        )
-                        reversed_ = self.df(
-                            "select p.person_id, p.from_mi, p.to_mi, -p.fen as fen "
-                            "from batch_pieces p join _failed f using (line_id)"
-                        )
-                    self.apply_to_holdings(reversed_)
-                    cancelled, returned = self._cancel_recoveries_of_failed(failed, now)
                 counts = {
                     "rows": returns.height,
                     "new": fresh.height,
                     "already_recorded": returns.height - fresh.height,
                     "paid": int((fresh["status"] == "PAID").sum()) if fresh.height else 0,
-                    "failed": failed.height,
-                    "reversed_fen": -_run_fen(reversed_),
-                    # lines the bank failed and then paid (a retry): their reversal undone
-                    "paid_on_retry": retried.height,
-                    "restored_fen": _run_fen(restored),
-                    # of refunds reported when those lines failed, what is no longer due
-                    "refunds_not_due": not_due,
-                    # each recovery its failure had cut that owes that again (district, fen, what it owes now)
-                    "recoveries_restored": recoveries_restored,
-                    "recoveries_cancelled": cancelled,
-                    # each recovery that now owes less (district, fen taken off, what it owes now)
-                    "recoveries_reduced": returned.pop("reduced"),
-                    # months a confirmed recovery got back, of payments that never arrived: to refund by hand
-                    "recovered_but_never_delivered": returned,
+                    **self._apply_fates(fates, now),
                 }
                 if fresh.height:
                     self._bump("bank_returns", None, None, {**counts, "file_sha256": file_sha256})
@@ -1840,6 +1776,89 @@ class Ledger:
             except BaseException:
                 self._rollback()
                 raise
+
+    def _entries_now(self) -> dt.datetime:
+        """Inside a transaction: the instant of this change's bank entries, after every earlier one.
+        A retry takes back what its line's last failure cancelled by that instant, and two imports
+        in one second (the nightly inbox) had looked like one (audit 21B; _now is to the second)."""
+        now = _now()
+        last = self.one("select max(recorded_at) from bank_entries")
+        if last and last[0] is not None and now <= last[0]:
+            now = last[0] + dt.timedelta(microseconds=1)
+        return now
+
+    def _apply_fates(self, fates: pl.DataFrame, now: dt.datetime) -> dict[str, Any]:
+        """Inside a transaction: each line's end (returns.line_fates) put into the ledger at `now`. A
+        line the ledger holds reversed that ended PAID (a retry the bank paid) has its reversal
+        undone (RETRY_PAID), and what its failure cancelled; one not reversed that ended FAILED is
+        reversed (REVERSAL) and its months taken off the recoveries still claiming them. What
+        changed, as import_bank_returns counts it."""
+        restored = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
+                                        "fen": pl.Int64})
+        not_due, recoveries_restored = _refunds(), []
+        retried = fates.filter(pl.col("was_reversed") & (pl.col("fate") == "PAID")).select("line_id")
+        if retried.height:
+            with self._registered(_retried=retried):
+                self.run(
+                    """
+                    insert into bank_entries
+                    select p.person_id, p.from_mi, p.to_mi, p.fen, 'RETRY_PAID', p.line_id, p.batch_id, ?
+                    from batch_pieces p join _retried using (line_id)
+                    """,
+                    [now],
+                )
+                restored = self.df("select p.person_id, p.from_mi, p.to_mi, p.fen "
+                                   "from batch_pieces p join _retried using (line_id)")
+                uncancelled, not_due, recoveries_restored = self._undo_failure_cancels(now)
+            self.apply_to_holdings(pl.concat([restored, uncancelled], how="vertical_relaxed"))
+            if recoveries_restored:
+                log.get().warning("recoveries_restored", recoveries=recoveries_restored,
+                                  why="a payment these recoveries had been cut for (it failed at the bank) "
+                                      "was paid on a retry after all: they owe that again")
+            if not_due["fen"]:
+                log.get().warning("refund_not_due", **not_due,
+                                  why="a refund reported when these lines failed is of months the bank has "
+                                      "now delivered: not to be refunded (if it was, the district recovers "
+                                      "it by hand)")
+            log.get().warning("paid_on_retry", lines=retried.height, fen=_run_fen(restored),
+                              why="the bank paid these lines after it had failed them: their reversal is "
+                                  "undone, and months a run re-issued since are recovered by the next run")
+        failed = fates.filter(~pl.col("was_reversed") & (pl.col("fate") == "FAILED")).select("line_id")
+        reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
+                                         "fen": pl.Int64})
+        cancelled, returned = 0, {**_refunds(), "reduced": []}
+        if failed.height:
+            with self._registered(_failed=failed):
+                self.run(
+                    """
+                    insert into bank_entries
+                    select p.person_id, p.from_mi, p.to_mi, -p.fen, 'REVERSAL', p.line_id, p.batch_id, ?
+                    from batch_pieces p join _failed f using (line_id)
+                    """,
+                    [now],
+                )
+                reversed_ = self.df(
+                    "select p.person_id, p.from_mi, p.to_mi, -p.fen as fen "
+                    "from batch_pieces p join _failed f using (line_id)"
+                )
+            self.apply_to_holdings(reversed_)
+            cancelled, returned = self._cancel_recoveries_of_failed(failed, now)
+        return {
+            "failed": failed.height,
+            "reversed_fen": -_run_fen(reversed_),
+            # lines the bank failed and then paid (a retry): their reversal undone
+            "paid_on_retry": retried.height,
+            "restored_fen": _run_fen(restored),
+            # of refunds reported when those lines failed, what is no longer due
+            "refunds_not_due": not_due,
+            # each recovery its failure had cut that owes that again (district, fen, what it owes now)
+            "recoveries_restored": recoveries_restored,
+            "recoveries_cancelled": cancelled,
+            # each recovery that now owes less (district, fen taken off, what it owes now)
+            "recoveries_reduced": returned.pop("reduced"),
+            # months a confirmed recovery got back, of payments that never arrived: to refund by hand
+            "recovered_but_never_delivered": returned,
+        }
 
     def date_bank_notice(self, line_id: str, status: str, settled_at: str, by: str, reason: str,
                          recorded: str | None = None, today: dt.date | None = None) -> dict[str, Any]:
@@ -1850,8 +1869,9 @@ class Ledger:
         retry or bounce of that line refused its whole file every night, and asking the bank for
         the dates could not help, since the notice on record stayed undated (audit 21A). The
         notice stays as the bank sent it; the date is an event (who, why) that every later import
-        orders it by (RECORDED_NOTICES). A date that would change how the line ended by the
-        notices on record is refused: it is the bank's next notice, imported, that changes it.
+        orders it by (RECORDED_NOTICES). If, so dated, the line's notices on record say it ended
+        otherwise than the ledger holds (an undated failure read as a bounce that was a failed
+        attempt before the credit), the ledger is put right as an import would (_apply_fates).
         `recorded` picks the notice (its settled_at as recorded, `undated` for none) when the line
         has more than one of that status without a usable date. Giving the same date again
         changes nothing.
@@ -1900,8 +1920,9 @@ class Ledger:
                                   + f" (its notices: {said})")
             if (same := mine.filter(pl.col("given") == settled_at)).height:
                 r = same.row(0, named=True)
+                self._rollback()
                 return {"line_id": line_id, "status": status, "recorded": r["recorded"], "settled_at": settled_at,
-                        "changed": False}
+                        "changed": False, **self._apply_fates(_NO_FATES, dt.datetime.min)}
             # What the engine cannot order by: no date, another form, or a date alone (no time of day).
             undated = (pl.col("recorded").is_null() | settled_clock("recorded").is_null()) & pl.col("given").is_null()
             open_ = mine.filter(undated)
@@ -1921,29 +1942,35 @@ class Ledger:
             if was is not None and (m_was := re.match(SETTLED, was)) and m_was.group(1) != str(day):
                 raise LedgerError(f"line {line_id}: its {status} notice is recorded as settled on {m_was.group(1)}; "
                                   f"--settled-at {settled_at} is another day: give its time of day on that date")
-            # How the line ends by its notices on record, this one dated so: as it ends now, or
-            # refused (line_fates: the dated notice taken as news against the others).
-            others = notices.join(open_.select("status", "recorded"), on=["status", "recorded"], how="anti",
-                                  nulls_equal=True)
-            reversed_now = self.one(
+            # How the line ends by its notices on record, this one dated so: the status of its
+            # latest (those no other is known to be after; returns.settled_before), where they
+            # agree. Where that is not how the ledger holds it, the ledger is put right as an
+            # import would have (_apply_fates): an undated FAILED read as a bounce after the
+            # credit, dated before it, was a failed attempt (the reversal is undone and nothing
+            # re-issued); an undated credit dated after the bounce was the bank's retry. Where
+            # they do not agree, the line is left as it is (the next notice, dated, decides).
+            dated = notices.with_columns(
+                settled_at=pl.when((pl.col("status") == status) & pl.col("recorded").eq_missing(was))
+                .then(pl.lit(settled_at)).otherwise(pl.coalesce("given", "recorded"))).with_row_index("_e")
+            later = (dated.join(dated.select(_after="settled_at"), how="cross")
+                     .filter(settled_before("settled_at", "_after"))["_e"].unique())
+            ends = dated.filter(~pl.col("_e").is_in(later.implode()))["status"].unique().to_list()
+            reversed_now = bool(self.one(
                 "select coalesce(sum(fen * (to_mi - from_mi + 1)), 0) < 0 from bank_entries "
-                "where kind in ('REVERSAL', 'RETRY_PAID') and line_id = ?", [line_id])[0]  # type: ignore[index]
-            fate = line_fates(
-                others.select(pl.lit(line_id).alias("line_id"), "status",
-                              settled_at=pl.coalesce("given", "recorded")),
-                pl.DataFrame({"line_id": [line_id], "status": [status], "settled_at": [settled_at]}),
-                pl.DataFrame({"line_id": [line_id] if reversed_now else []}, schema={"line_id": pl.String}),
-            )["fate"][0]
-            now_ends = "FAILED" if reversed_now else "PAID"
-            if fate is not None and fate != now_ends:
-                raise LedgerError(
-                    f"line {line_id}: dated {settled_at}, its {status} notice would be the line's latest, and the "
-                    f"line would end {fate} where the ledger holds it {now_ends} (notices: {said}); nothing changed: "
-                    f"import the bank's notice of how it ended instead")
+                "where kind in ('REVERSAL', 'RETRY_PAID') and line_id = ?", [line_id])[0])  # type: ignore[index]
+            fates = pl.DataFrame({"line_id": [line_id], "was_reversed": [reversed_now],
+                                  "fate": [ends[0] if len(ends) == 1 else None]})
+            counts = self._apply_fates(fates, self._entries_now())
+            for kind in ("paid_on_retry", "failed"):
+                if counts[kind]:
+                    log.get().warning("notice_dated_changed_line", line_id=line_id, now_ends=ends[0],
+                                      why="a bank notice on record, dated by staff, is the line's latest notice "
+                                          "now, and says otherwise of how it ended than the ledger held")
             self._bump("notice_dated", None, by, {"line_id": line_id, "status": status, "recorded": was,
-                                                   "settled_at": settled_at, "reason": reason})
+                                                   "settled_at": settled_at, "reason": reason, **counts})
             self.run("commit")
-            return {"line_id": line_id, "status": status, "recorded": was, "settled_at": settled_at, "changed": True}
+            return {"line_id": line_id, "status": status, "recorded": was, "settled_at": settled_at, "changed": True,
+                    **counts}
         except BaseException:
             self._rollback()
             raise
@@ -2427,6 +2454,9 @@ class Ledger:
             select 'published|' || batch_id as x from batches where status = 'published'
             union all select 'returns|' || coalesce(detail->>'file_sha256', '') from events
                 where action = 'bank_returns'
+            union all select concat_ws('|', 'dated', detail->>'line_id', detail->>'status', detail->>'settled_at')
+                from events where action = 'notice_dated' and ((detail->>'failed')::bigint > 0
+                                                               or (detail->>'paid_on_retry')::bigint > 0)
             union all select concat_ws('|', 'decision', batch_id, person_id, action, from_month, to_month)
                 from decisions
             union all select concat_ws('|', 'recovery', line_id, state) from recoveries where state <> 'open')""")

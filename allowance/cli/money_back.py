@@ -43,32 +43,37 @@ def import_(file: Annotated[Path, typer.Argument(help="Parquet or CSV: line_id, 
         echo(f"{file}: {counts['rows']} rows, {counts['new']} new ({counts['paid']} paid, "
                    f"{counts['failed']} failed, {yuan(counts['reversed_fen'])} yuan reversed{cancelled}; "
                    f"the next run re-issues what is still due), {counts['already_recorded']} already recorded")
-        if counts["paid_on_retry"]:
-            # a failure the bank then paid on a retry: nothing to re-issue (audit 20F: re-issued twice)
-            echo(f"{counts['paid_on_retry']} line(s) failed at the bank and since paid on a retry: their "
-                 f"{yuan(counts['restored_fen'])} yuan count as delivered again, and are not re-issued (what a run "
-                 "re-issued already is recovered by the next run)")
-        for r in counts["recoveries_restored"]:
-            echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['restored_fen'])} yuan taken off it when "
-                 f"the payment failed is owed again (the bank paid it on a retry); it owes {yuan(r['owed_fen'])} yuan "
-                 f"({r['state']})")
-        if (not_due := counts["refunds_not_due"])["fen"]:
-            echo(f"{not_due['people']} people's refund of {yuan(not_due['fen'])} yuan reported when those lines "
-                 "failed is not due: the bank delivered those months after all (recovery line(s) "
-                 f"{', '.join(not_due['recovery_lines'])}); if it was refunded already, the district recovers it "
-                 "by hand")
-        for r in counts["recoveries_reduced"]:
-            # each recovery that owes less now, for its district before it collects (audit 20A)
-            owes = ("it owes nothing now (cancelled): the district collects nothing of it" if r["state"] == "cancelled"
-                    else f"it owes {yuan(r['owed_fen'])} yuan ({r['state']}): the district collects that, not what "
-                    "its recovery file listed")
-            echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['cancelled_fen'])} yuan of months the bank "
-                 f"never delivered taken off; {owes}")
-        if (back := counts["recovered_but_never_delivered"])["fen"]:
-            echo(f"{back['people']} people had {yuan(back['fen'])} yuan of those months recovered (confirmed) though "
-                 "the bank never delivered them: no run pays it back; the district refunds it (recovery line(s) "
-                 f"{', '.join(back['recovery_lines'])} in `allowance recoveries list --state recovered`; "
-                 "`allowance recoveries refunds` lists every such refund)")
+        _say_what_changed(counts)
+
+
+def _say_what_changed(counts: dict[str, Any]) -> None:
+    """What an import (or a notice dated) did beyond reversing lines: retries, recoveries, refunds."""
+    if counts["paid_on_retry"]:
+        # a failure the bank then paid on a retry: nothing to re-issue (audit 20F: re-issued twice)
+        echo(f"{counts['paid_on_retry']} line(s) failed at the bank and since paid on a retry: their "
+             f"{yuan(counts['restored_fen'])} yuan count as delivered again, and are not re-issued (what a run "
+             "re-issued already is recovered by the next run)")
+    for r in counts["recoveries_restored"]:
+        echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['restored_fen'])} yuan taken off it when "
+             f"the payment failed is owed again (the bank paid it on a retry); it owes {yuan(r['owed_fen'])} yuan "
+             f"({r['state']})")
+    if (not_due := counts["refunds_not_due"])["fen"]:
+        echo(f"{not_due['people']} people's refund of {yuan(not_due['fen'])} yuan reported when those lines "
+             "failed is not due: the bank delivered those months after all (recovery line(s) "
+             f"{', '.join(not_due['recovery_lines'])}); if it was refunded already, the district recovers it "
+             "by hand")
+    for r in counts["recoveries_reduced"]:
+        # each recovery that owes less now, for its district before it collects (audit 20A)
+        owes = ("it owes nothing now (cancelled): the district collects nothing of it" if r["state"] == "cancelled"
+                else f"it owes {yuan(r['owed_fen'])} yuan ({r['state']}): the district collects that, not what "
+                "its recovery file listed")
+        echo(f"recovery {r['line_id']} ({r['district_code']}): {yuan(r['cancelled_fen'])} yuan of months the bank "
+             f"never delivered taken off; {owes}")
+    if (back := counts["recovered_but_never_delivered"])["fen"]:
+        echo(f"{back['people']} people had {yuan(back['fen'])} yuan of those months recovered (confirmed) though "
+             "the bank never delivered them: no run pays it back; the district refunds it (recovery line(s) "
+             f"{', '.join(back['recovery_lines'])} in `allowance recoveries list --state recovered`; "
+             "`allowance recoveries refunds` lists every such refund)")
 
 
 @bank.command("date")
@@ -95,9 +100,17 @@ def date_(line_id: Annotated[str, typer.Argument(help="The payment line whose no
         emit_json(res)
         return
     was = res["recorded"] or "undated"
+    if res["failed"]:
+        ended = (f"it is now the line's latest notice, and the line ended FAILED (the bank returned it after the "
+                 f"credit): {yuan(res['reversed_fen'])} yuan reversed; the next run re-issues what is still due")
+    elif res["paid_on_retry"]:
+        ended = "it is no longer the line's latest notice, and the line ended PAID"
+    else:
+        ended = "how the line ended is unchanged"
     echo(f"line {line_id}: its {res['status']} notice (recorded {was}) "
-         + ("is now" if res["changed"] else "was already") + f" dated {res['settled_at']}; how the line ended is "
-         "unchanged, and the next import of its bank notices orders them by that date")
+         + ("is now" if res["changed"] else "was already") + f" dated {res['settled_at']}; {ended}; the next import "
+         "of its bank notices orders them by that date")
+    _say_what_changed(res)
 
 
 @recoveries.command("confirm")
@@ -175,7 +188,8 @@ def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
         emit_json({"refunds": [{**r, "imported_at": r["imported_at"].isoformat()} for r in df.to_dicts()], **total})
         return
     for r in df.to_dicts():
-        source = f"return file {r['file_sha256'][:12]}" if r["file_sha256"] else "schema-4 ledger upgraded"
+        source = (f"return file {r['file_sha256'][:12]}" if r["file_sha256"] else
+                  {"notice_dated": "a notice staff dated"}.get(r["source"], "schema-4 ledger upgraded"))
         echo(f"{r['imported_at']:%Y-%m-%d %H:%M}  {source}  {r['people']} people  "
              f"{yuan(r['fen']):>12} yuan  recovery line(s) {', '.join(r['recovery_lines'])}"
              + ("  (not due: the bank paid on a retry)" if r["fen"] < 0 else ""))

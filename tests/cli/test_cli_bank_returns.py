@@ -132,10 +132,12 @@ def test_an_undated_notice_on_record_is_dated_by_staff_and_the_retry_then_import
                f"line {failed} has no PAID notice on record (its notices: FAILED undated)")
     text = ok(cli(*date, "--settled-at", "2025-08-10")).stdout
     assert text == (f"line {failed}: its FAILED notice (recorded undated) is now dated 2025-08-10; how the line ended "
-                    "is unchanged, and the next import of its bank notices orders them by that date\n"), text
+                    "is unchanged; the next import of its bank notices orders them by that date\n"), text
     again = ok_json(cli(*date, "--settled-at", "2025-08-10", "--json"))
-    assert again == {"line_id": failed, "status": "FAILED", "recorded": None, "settled_at": "2025-08-10",
-                     "changed": False}, again
+    assert {k: again[k] for k in ("line_id", "status", "recorded", "settled_at", "changed", "failed",
+                                  "paid_on_retry")} == {
+        "line_id": failed, "status": "FAILED", "recorded": None, "settled_at": "2025-08-10", "changed": False,
+        "failed": 0, "paid_on_retry": 0}, again
     user_error(cli(*date, "--settled-at", "2025-08-11"), "is dated already", "stands")
     with Ledger.use(led, read_only=True) as lg:
         assert lg.run("select count(*) from events where action = 'notice_dated'") == [(1,)]
@@ -148,26 +150,59 @@ def test_an_undated_notice_on_record_is_dated_by_staff_and_the_retry_then_import
     assert ok_json(cli("bank-returns", "import", f1, "--ledger", led, "--json"))["new"] == 0
 
 
-def test_a_date_that_would_change_how_the_line_ended_is_refused(isolated: Path) -> None:
-    """Dating is not the bank's news: an undated credit dated after the line's recorded bounce
-    would make the line paid, which only the bank's notice of a retry may say."""
-    led, (paid, _) = _published(isolated)
-    f = isolated / "r.csv"
-    ok(cli("bank-returns", "import", _notices(f, [(paid, "PAID", None)]), "--ledger", led))
-    ok(cli("bank-returns", "import", _notices(f, [(paid, "FAILED", "2025-08-02 10:00")]), "--ledger", led))
-    base = ("bank-returns", "date", paid, "--status", "PAID", "--reason", "bank letter", "--by", "li", "--ledger", led)
-    msg = user_error(cli(*base, "--settled-at", "2025-08-03"))
-    assert msg == (f"error: line {paid}: dated 2025-08-03, its PAID notice would be the line's latest, and the line "
-                   "would end PAID where the ledger holds it FAILED (notices: FAILED 2025-08-02 10:00, PAID undated); "
-                   "nothing changed: import the bank's notice of how it ended instead"), msg
+def test_a_date_that_changes_how_the_line_ended_puts_the_ledger_right(isolated: Path) -> None:
+    """An undated notice is read as best it can be: a FAILED after the line's credit is a bounce,
+    reversed, and the next run re-issues it. When the bank then says that failure was an attempt
+    before the credit, dating it so must undo the reversal as a retry's credit would (else the
+    re-issue pays the months twice, and no file could ever say otherwise: every later notice of
+    the line met the undated one). A draft made before is stale; a dating that changes nothing
+    leaves a draft as it was."""
+    led, (paid, failed) = _published(isolated)
     with Ledger.use(led, read_only=True) as lg:
-        assert lg.run("select count(*) from events where action = 'notice_dated'") == [(0,)]
-    # dated before the bounce it changes nothing, and the bank's second bounce after a retry then orders
-    ok(cli(*base, "--settled-at", "2025-07-16"))
-    ok(cli("bank-returns", "import", _notices(f, [(paid, "PAID", "2025-08-05 10:00")]), "--ledger", led))
-    res = ok_json(cli("bank-returns", "import", _notices(f, [(paid, "FAILED", "2025-08-09 10:00")]), "--ledger", led,
-                      "--json"))
-    assert res["failed"] == 1, res
+        fen = {line: lg.run("select sum(fen * (to_mi - from_mi + 1)) from batch_pieces where line_id = ?", [line])[0][0]
+               for line in (paid, failed)}
+    f = isolated / "r.csv"
+    ok(cli("bank-returns", "import", _notices(f, [(paid, "PAID", "2025-07-16 09:00"), (failed, "PAID", None)]),
+           "--ledger", led))
+    res = ok_json(cli("bank-returns", "import", _notices(f, [(paid, "FAILED", None), (failed, "FAILED", "2025-08-02")]),
+                      "--ledger", led, "--json"))
+    assert (res["failed"], res["reversed_fen"]) == (2, fen[paid] + fen[failed]), res
+    reg = isolated / "registry.parquet"
+    draft = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-08-20", "--ledger", led, "--json"))
+    with Ledger.use(led, read_only=True) as lg:
+        assert not lg.draft_is_stale(draft["batch_id"])
+    # the undated failure was an attempt before the credit: the line was paid
+    text = ok(cli("bank-returns", "date", paid, "--status", "FAILED", "--settled-at", "2025-07-15", "--reason",
+                  "bank letter 2025-09-01", "--by", "li", "--ledger", led)).stdout.splitlines()
+    assert text[0] == (f"line {paid}: its FAILED notice (recorded undated) is now dated 2025-07-15; it is no longer "
+                       "the line's latest notice, and the line ended PAID; the next import of its bank notices orders "
+                       "them by that date"), text
+    assert text[1].startswith(f"1 line(s) failed at the bank and since paid on a retry: their {yuan(fen[paid])} "
+                              "yuan"), text
+    # the undated credit came after the bounce: the bank's retry
+    res = ok_json(cli("bank-returns", "date", failed, "--status", "PAID", "--settled-at", "2025-08-03", "--reason",
+                      "bank letter", "--by", "li", "--ledger", led, "--json"))
+    assert (res["changed"], res["paid_on_retry"], res["restored_fen"], res["failed"]) == (True, 1, fen[failed], 0), res
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.reversals().height == 0
+        assert lg.run("select sum(fen * (to_mi - from_mi + 1)) from bank_entries") == [(0,)]
+        assert lg.draft_is_stale(draft["batch_id"])
+    again = ok_json(cli("bank-returns", "date", failed, "--status", "PAID", "--settled-at", "2025-08-03", "--reason",
+                        "bank letter", "--by", "li", "--ledger", led, "--json"))
+    assert (again["changed"], again["paid_on_retry"]) == (False, 0), again
+    # a dating that changes nothing (a credit dated before its line's bounce) leaves a draft publishable
+    with Ledger.use(led, read_only=True) as lg:
+        third = lg.run("select line_id from batch_lines where line_id not in (?, ?) and line_type = 'PAYMENT' "
+                       "order by line_id limit 1", [paid, failed])[0][0]
+    ok(cli("bank-returns", "import", _notices(f, [(third, "PAID", None)]), "--ledger", led))
+    ok(cli("bank-returns", "import", _notices(f, [(third, "FAILED", "2025-08-04")]), "--ledger", led))
+    draft = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-08-21", "--ledger", led, "--json"))
+    res = ok_json(cli("bank-returns", "date", third, "--status", "PAID", "--settled-at", "2025-07-16", "--reason",
+                      "bank letter", "--by", "li", "--ledger", led, "--json"))
+    assert (res["changed"], res["paid_on_retry"], res["failed"]) == (True, 0, 0), res
+    with Ledger.use(led, read_only=True) as lg:
+        assert not lg.draft_is_stale(draft["batch_id"])
+        assert lg.reversals()["person_id"].n_unique() == 1
 
 
 def test_a_frame_of_line_id_and_status_alone_imports(isolated: Path) -> None:
