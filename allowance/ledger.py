@@ -57,7 +57,15 @@ from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
 from allowance.months import fmt, month_date_expr, today_shanghai
-from allowance.returns import SETTLED, line_fates, settled_before, settled_clock
+from allowance.returns import (
+    SETTLED,
+    day_given,
+    line_fates,
+    settled_before,
+    settled_clock,
+    settled_day,
+    unordered_in_file,
+)
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -389,11 +397,15 @@ _NO_FATES = pl.DataFrame(schema={"line_id": pl.String, "was_reversed": pl.Boolea
 # The bank's notices on record as line_fates orders them: each with the date staff gave it where
 # it had none the engine can order by (`allowance bank-returns date`, an event of its own; the
 # notice as recorded stays as the bank sent it, and a file read again matches it as it was).
-RECORDED_NOTICES = """select b.line_id, b.status, coalesce(d.settled_at, b.settled_at) as settled_at
-from bank_returns b left join (
+# The date staff last gave each notice (a later one corrects an earlier: audit 25A).
+NOTICE_DATES = """select line_id, status, recorded, settled_at from (
     select detail->>'line_id' as line_id, detail->>'status' as status, detail->>'recorded' as recorded,
-           detail->>'settled_at' as settled_at
-    from events where action = 'notice_dated') d
+           detail->>'settled_at' as settled_at,
+           row_number() over (partition by detail->>'line_id', detail->>'status', detail->>'recorded'
+                              order by seq desc) as k
+    from events where action = 'notice_dated') where k = 1"""
+RECORDED_NOTICES = f"""select b.line_id, b.status, coalesce(d.settled_at, b.settled_at) as settled_at
+from bank_returns b left join ({NOTICE_DATES}) d
 on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at"""
 
 # The events after which a draft is stale (its differences were taken against another ledger):
@@ -1701,7 +1713,7 @@ class Ledger:
                             on=["line_id", "status", "settled_at"], how="anti", nulls_equal=True)
                 if odd.height:
                     r = odd.sort("late", "line_id", descending=[True, False]).row(0, named=True)
-                    when = (f"after today ({latest_day - dt.timedelta(days=1)}, Shanghai)" if r["late"] else
+                    when = (f"after tomorrow ({latest_day}, Shanghai)" if r["late"] else
                             f"before its batch was drafted (as of {r['as_of']})")
                     raise LedgerError(
                         f"line {r['line_id']} is settled_at {r['settled_at']}, {when}; {odd.height} such row(s): "
@@ -1737,6 +1749,12 @@ class Ledger:
                     "where not exists (select 1 from bank_returns b where b.line_id = r.line_id "
                     "and b.status = r.status and b.settled_at is not distinct from r.settled_at) "
                     "group by r.line_id, r.status, r.settled_at order by line_id, status, settled_at nulls first")
+                if (mixed := unordered_in_file(fresh)).height:
+                    raise LedgerError(
+                        f"line {mixed['line_id'][0]} is both PAID and FAILED in this file, with no known order "
+                        f"(PAID {mixed['settled_at'][0] or 'undated'}, FAILED {mixed['failed_at'][0] or 'undated'}; "
+                        "settled_at YYYY-MM-DD, with a time of day on both when they fall on one day); nothing "
+                        "imported")
                 # a file read again (the nightly inbox) has no news: nothing more is read for it
                 no_fates = pl.DataFrame(schema={"line_id": pl.String, "was_reversed": pl.Boolean,
                                                 "fate": pl.String, "said": pl.List(pl.String)})
@@ -1862,19 +1880,24 @@ class Ledger:
 
     def date_bank_notice(self, line_id: str, status: str, settled_at: str, by: str, reason: str,
                          recorded: str | None = None, today: dt.date | None = None) -> dict[str, Any]:
-        """Give a bank notice on record the settlement date the bank has since confirmed, where it has
-        none the engine can order by (no date, a date alone, another spelling: returns.SETTLED).
+        """Give a bank notice on record the settlement date and time the bank has since confirmed,
+        where it has none the engine can order by (no date, a date alone, another spelling or an
+        offset: returns.SETTLED).
 
         Without it such a notice can never be ordered against the line's next one: the bank's
         retry or bounce of that line refused its whole file every night, and asking the bank for
         the dates could not help, since the notice on record stayed undated (audit 21A). The
         notice stays as the bank sent it; the date is an event (who, why) that every later import
-        orders it by (RECORDED_NOTICES). If, so dated, the line's notices on record say it ended
-        otherwise than the ledger holds (an undated failure read as a bounce that was a failed
-        attempt before the credit), the ledger is put right as an import would (_apply_fates).
+        orders it by (RECORDED_NOTICES): the latest one given, so a date mistyped is corrected by
+        giving the right one (audit 25A). A time of day is required: a date alone is no order
+        against a notice later that day (audit 25A: a retry on the day given was refused for
+        good). A notice whose own value gives a day (`20250810`, an offset: read in Shanghai) is
+        dated on that day only. If, so dated, the line's notices on record say it ended otherwise
+        than the ledger holds (an undated failure read as a bounce that was a failed attempt
+        before the credit), the ledger is put right as an import would (_apply_fates).
         `recorded` picks the notice (its settled_at as recorded, `undated` for none) when the line
-        has more than one of that status without a usable date. Giving the same date again
-        changes nothing.
+        has more than one of that status without a time the engine orders by. The same instant
+        again changes nothing.
         """
         status = status.strip().upper()
         if status not in ("PAID", "FAILED"):
@@ -1886,12 +1909,13 @@ class Ledger:
         settled_at = settled_at.strip()
         m = re.match(SETTLED, settled_at)
         try:
-            day = dt.date.fromisoformat(m.group(1)) if m else None
+            day = dt.date.fromisoformat(m.group(1)) if m and m.group(2) else None
         except ValueError:
             day = None
         if day is None:
-            raise UserError(f"--settled-at {settled_at!r}: give the bank's settlement date as YYYY-MM-DD, with its "
-                            "time of day (HH:MM or HH:MM:SS) when the line's other notice falls on the same day")
+            raise UserError(f"--settled-at {settled_at!r}: give the bank's settlement date and time as YYYY-MM-DD "
+                            "HH:MM or YYYY-MM-DD HH:MM:SS (Shanghai time): a date alone gives no order against a "
+                            "notice later that day")
         latest_day = (today or today_shanghai()) + dt.timedelta(days=1)
         self.run("begin")
         try:
@@ -1899,17 +1923,18 @@ class Ledger:
                             "where l.line_id = ? and b.status = 'published'", [line_id])
             if line is None:
                 raise LedgerError(f"line {line_id}: no such published line")
-            if not line[0] <= day < latest_day:
+            if not line[0] <= day <= latest_day:
                 raise LedgerError(f"--settled-at {settled_at}: "
                                   + (f"before the line's batch was drafted (as of {line[0]})" if day < line[0]
-                                     else f"after today ({latest_day - dt.timedelta(days=1)}, Shanghai)"))
+                                     else f"after tomorrow ({latest_day}, Shanghai)"))
             notices = self.df(
-                "select b.status, b.settled_at as recorded, d.settled_at as given from bank_returns b left join ("
-                "select detail->>'line_id' as line_id, detail->>'status' as status, detail->>'recorded' as recorded, "
-                "detail->>'settled_at' as settled_at from events where action = 'notice_dated') d "
-                "on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at "
+                f"select b.status, b.settled_at as recorded, d.settled_at as given from bank_returns b "
+                f"left join ({NOTICE_DATES}) d on d.line_id = b.line_id and d.status = b.status "
+                "and d.recorded is not distinct from b.settled_at "
                 "where b.line_id = ? order by b.status, b.settled_at nulls first", [line_id])
-            said = ", ".join(f"{r['status']} {r['recorded'] or 'undated'}" for r in notices.to_dicts()) or "none"
+            said = ", ".join(f"{r['status']} {r['recorded'] or 'undated'}"
+                             + (f" (dated {r['given']} by staff)" if r["given"] else "")
+                             for r in notices.to_dicts()) or "none"
             mine = notices.filter(pl.col("status") == status)
             if recorded is not None:
                 mine = mine.filter(pl.col("recorded").is_null() if recorded.strip().lower() == "undated"
@@ -1918,30 +1943,26 @@ class Ledger:
                 raise LedgerError(f"line {line_id} has no {status} notice on record"
                                   + (f" recorded as {recorded!r}" if recorded is not None else "")
                                   + f" (its notices: {said})")
-            if (same := mine.filter(pl.col("given") == settled_at)).height:
-                r = same.row(0, named=True)
-                self._rollback()
-                return {"line_id": line_id, "status": status, "recorded": r["recorded"], "settled_at": settled_at,
-                        "changed": False, **self._apply_fates(_NO_FATES, dt.datetime.min)}
-            # What the engine cannot order by: no date, another form, or a date alone (no time of day).
-            undated = (pl.col("recorded").is_null() | settled_clock("recorded").is_null()) & pl.col("given").is_null()
-            open_ = mine.filter(undated)
+            # What the engine cannot order by as recorded: no date, another form, or a date alone.
+            open_ = mine.filter(pl.col("recorded").is_null() | settled_clock("recorded").is_null())
             if open_.height == 0:
-                given = mine.filter(pl.col("given").is_not_null())
-                raise LedgerError(
-                    f"line {line_id}: its {status} notice is dated already ("
-                    + ", ".join(f"{r['recorded'] or 'undated'}" + (f", given {r['given']}" if r["given"] else "")
-                                for r in (given if given.height else mine).to_dicts())
-                    + "): a date the bank gave, or one given before, stands")
+                raise LedgerError(f"line {line_id}: the bank dated its {status} notice with a time of day ("
+                                  + ", ".join(mine["recorded"].to_list()) + "): its date stands")
             if open_.height > 1:
                 raise LedgerError(
-                    f"line {line_id} has {open_.height} {status} notices with no date to order by ("
+                    f"line {line_id} has {open_.height} {status} notices with no time to order by ("
                     + ", ".join(r or "undated" for r in open_["recorded"].to_list())
                     + "): say which with --recorded (its settled_at as recorded, or `undated`)")
-            was = open_["recorded"][0]
-            if was is not None and (m_was := re.match(SETTLED, was)) and m_was.group(1) != str(day):
-                raise LedgerError(f"line {line_id}: its {status} notice is recorded as settled on {m_was.group(1)}; "
-                                  f"--settled-at {settled_at} is another day: give its time of day on that date")
+            was, before = open_["recorded"][0], open_["given"][0]
+            instant = pl.DataFrame({"a": [before], "b": [settled_at]}, schema={"a": pl.String, "b": pl.String})
+            if before is not None and instant.select(
+                    (settled_day("a") == settled_day("b")) & (settled_clock("a") == settled_clock("b"))).item():
+                self._rollback()
+                return {"line_id": line_id, "status": status, "recorded": was, "settled_at": before,
+                        "changed": False, **self._apply_fates(_NO_FATES, dt.datetime.min)}
+            if (its := day_given(was)) is not None and its != day:
+                raise LedgerError(f"line {line_id}: its {status} notice is recorded as {was!r}, settled on {its} "
+                                  f"(Shanghai); --settled-at {settled_at} is another day: give its time on that day")
             # How the line ends by its notices on record, this one dated so: the status of its
             # latest (those no other is known to be after; returns.settled_before), where they
             # agree. Where that is not how the ledger holds it, the ledger is put right as an
@@ -1961,16 +1982,16 @@ class Ledger:
             fates = pl.DataFrame({"line_id": [line_id], "was_reversed": [reversed_now],
                                   "fate": [ends[0] if len(ends) == 1 else None]})
             counts = self._apply_fates(fates, self._entries_now())
-            for kind in ("paid_on_retry", "failed"):
-                if counts[kind]:
-                    log.get().warning("notice_dated_changed_line", line_id=line_id, now_ends=ends[0],
-                                      why="a bank notice on record, dated by staff, is the line's latest notice "
-                                          "now, and says otherwise of how it ended than the ledger held")
+            if counts["paid_on_retry"] or counts["failed"]:
+                log.get().warning("notice_dated_changed_line", line_id=line_id, now_ends=ends[0],
+                                  why="a bank notice on record, dated by staff, makes the line's notices say "
+                                      "otherwise of how it ended than the ledger held")
             self._bump("notice_dated", None, by, {"line_id": line_id, "status": status, "recorded": was,
-                                                   "settled_at": settled_at, "reason": reason, **counts})
+                                                   "settled_at": settled_at, "previous": before, "reason": reason,
+                                                   **counts})
             self.run("commit")
             return {"line_id": line_id, "status": status, "recorded": was, "settled_at": settled_at, "changed": True,
-                    **counts}
+                    "previous": before, **counts}
         except BaseException:
             self._rollback()
             raise

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 
 import polars as pl
 
 from allowance.errors import InputError, first_line
+from allowance.months import SHANGHAI
 from allowance.registry import check_parquet_footer, read_utf8_csv, refuse_repeated_header, refuse_unterminated
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
@@ -59,6 +62,27 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
 SETTLED = r"^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[ T]((?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]+)?)?))?$"
 
 
+def day_given(value: str | None) -> dt.date | None:
+    """The day (in Shanghai) a settled_at value names, however it is spelled: `YYYY-MM-DD` with a
+    time or not, `20250810`, `2025/08/10` or `2025.08.10`, or an ISO timestamp with an offset
+    (`Z`, `+08:00`) read in Shanghai. None where it names none. Not an order (settled_before
+    keeps to SETTLED's forms): what a date staff give a notice must agree with (audit 25A)."""
+    if value is None:
+        return None
+    v = value.strip()
+    m = re.match(r"^([0-9]{4})[-/.]?([0-9]{2})[-/.]?([0-9]{2})(?:$|[ T])", v)
+    try:
+        stamp = dt.datetime.fromisoformat(v.replace(" ", "T", 1)) if m else None
+    except ValueError:
+        stamp = None
+    try:
+        if stamp is not None and stamp.tzinfo is not None:
+            return stamp.astimezone(SHANGHAI).date()
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+    except ValueError:
+        return None
+
+
 def settled_day(col: str) -> pl.Expr:
     """The date of a row's settled_at, null where it is not one of SETTLED's forms."""
     return pl.col(col).str.extract(SETTLED, 1).str.to_date("%Y-%m-%d", strict=False)
@@ -82,6 +106,22 @@ def settled_before(a: str, b: str) -> pl.Expr:
     da, db = settled_day(a), settled_day(b)
     ca, cb = settled_clock(a), settled_clock(b)
     return ((da < db) | ((da == db) & (ca < cb))).fill_null(False)
+
+
+def unordered_in_file(notices: pl.DataFrame) -> pl.DataFrame:
+    """The lines of one file's new notices (line_id, status, settled_at) with a PAID and a FAILED
+    in no known order (settled_before), each such pair once: line_id, settled_at (the PAID's),
+    failed_at. Both PAID and FAILED for one line, each PAID in a known order with each FAILED, say
+    how it ended (line_fates): the credit then its return is a bounce (退汇), the failure then a
+    retry's credit is paid, and a line's whole story (a failed attempt, the retry's credit, its
+    bounce) may be told in one file. Without a known order the file contradicts itself (audit 20A:
+    a bank's statement of a bounce was refused whole). Only rows not on record are held to it
+    (audit 25A: a bank re-sending its statement with an undated failure staff had since dated,
+    and the retry's credit, was refused every night)."""
+    both = notices.filter(pl.col("status") == "PAID").join(
+        notices.filter(pl.col("status") == "FAILED").select("line_id", failed_at="settled_at"), on="line_id")
+    return both.filter(~settled_before("settled_at", "failed_at") & ~settled_before("failed_at", "settled_at")
+                       ).select("line_id", "settled_at", "failed_at")
 
 
 def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.DataFrame) -> pl.DataFrame:
@@ -161,19 +201,6 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
         r = bad.row(0, named=True)
         raise InputError(f"{path}: row {r['_row']}: needs a line_id and status PAID or FAILED "
                          f"(got {r['line_id']!r}, {r['status']!r}); {bad.height} such row(s)")
-    # Both PAID and FAILED for one line, each PAID in a known order with each FAILED, say how it ended
-    # (line_fates): the credit then its return is a bounce (退汇), the failure then a retry's credit
-    # is paid; a line's whole story (a failed attempt, the retry's credit, its bounce) may be told in
-    # one file. Without a known order the file contradicts itself (audit 20A: a bank's statement of a
-    # bounce was refused whole). Every row is kept, so that no row's order decides anything (audit
-    # 20D: of two PAID rows the first had been kept, and whether it was a bounce's credit with it).
-    both = df.filter(pl.col("status") == "PAID").join(
-        df.filter(pl.col("status") == "FAILED").select("line_id", failed_at="settled_at"), on="line_id")
-    if (conflict := both.filter(~settled_before("settled_at", "failed_at")
-                                & ~settled_before("failed_at", "settled_at"))).height:
-        raise InputError(f"{path}: line {conflict['line_id'][0]} is both PAID and FAILED in this file, "
-                         "with no known order (settled_at YYYY-MM-DD, with a time of day on both when they fall "
-                         "on one day)")
     # A line listed twice is kept once: every copy must then say the same of it (an audit had a
     # second row's other batch and amount dropped unchecked with the copy).
     for c in checked:
@@ -184,6 +211,10 @@ def read_bank_returns(path: Path) -> pl.DataFrame:
     # The copy kept carries the claim any copy makes (they agree): a blank first copy dropped the
     # second's, unchecked (an audit).
     df = df.with_columns(pl.col(c).fill_null(pl.col(c).max().over("line_id")) for c in checked)
+    # Every row is kept, so that no row's order decides anything (audit 20D: of two PAID rows the
+    # first had been kept, and whether it was a bounce's credit with it). A PAID and a FAILED of one
+    # line in no known order are the ledger's to refuse (unordered_in_file): only it knows the rows
+    # on record, and the dates staff gave them.
     return df.drop("_row").unique(subset=["line_id", "status", "settled_at"], keep="first", maintain_order=True)
 
 

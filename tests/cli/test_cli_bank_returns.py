@@ -91,7 +91,8 @@ def test_a_settled_at_after_tomorrow_is_refused(isolated: Path) -> None:
                   "settled_at": ["2025-07-16", "2052-08-01 09:00"]}).write_csv(f)
     msg = user_error(cli("bank-returns", "import", f, "--ledger", led))
     today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-    assert msg == (f"error: line {failed} is settled_at 2052-08-01 09:00, after today ({today}, Shanghai); 1 such "
+    assert msg == (f"error: line {failed} is settled_at 2052-08-01 09:00, after tomorrow "
+                   f"({today + dt.timedelta(days=1)}, Shanghai); 1 such "
                    "row(s): a wrong date decides how a line ended, so nothing is imported: ask the bank for the "
                    "right one"), msg
     with Ledger.use(led, read_only=True) as lg:
@@ -125,29 +126,73 @@ def test_an_undated_notice_on_record_is_dated_by_staff_and_the_retry_then_import
     # what staff may not do: a date the engine cannot order by, one out of range, a notice not on record
     date = ("bank-returns", "date", failed, "--status", "FAILED", "--reason", "bank letter 2025-09-01", "--by", "li",
             "--ledger", led)
-    user_error(cli(*date, "--settled-at", "2025/08/10"), "give the bank's settlement date as YYYY-MM-DD")
-    user_error(cli(*date, "--settled-at", "2024-08-10"), "before the line's batch was drafted (as of 2025-07-01)")
-    user_error(cli(*date, "--settled-at", "2099-08-10"), "after today")
-    user_error(cli(*date[:3], "--status", "PAID", *date[5:], "--settled-at", "2025-08-10"),
+    user_error(cli(*date, "--settled-at", "2025/08/10 09:00"), "give the bank's settlement date and time")
+    # a date alone is no order against a notice later that day (audit 25A: a retry that day refused for good)
+    user_error(cli(*date, "--settled-at", "2025-08-10"), "a date alone gives no order")
+    user_error(cli(*date, "--settled-at", "2024-08-10 09:00"), "before the line's batch was drafted (as of 2025-07-01)")
+    user_error(cli(*date, "--settled-at", "2099-08-10 09:00"), "after tomorrow")
+    user_error(cli(*date[:3], "--status", "PAID", *date[5:], "--settled-at", "2025-08-10 09:00"),
                f"line {failed} has no PAID notice on record (its notices: FAILED undated)")
-    text = ok(cli(*date, "--settled-at", "2025-08-10")).stdout
-    assert text == (f"line {failed}: its FAILED notice (recorded undated) is now dated 2025-08-10; how the line ended "
-                    "is unchanged; the next import of its bank notices orders them by that date\n"), text
-    again = ok_json(cli(*date, "--settled-at", "2025-08-10", "--json"))
+    # a date mistyped (the 19th for the 9th: after the retry) is corrected by giving the right one (audit 25A)
+    text = ok(cli(*date, "--settled-at", "2025-08-21 09:00")).stdout
+    assert text == (f"line {failed}: its FAILED notice (recorded undated) is now dated 2025-08-21 09:00; how the line "
+                    "ended is unchanged; the next import of its bank notices orders them by that date\n"), text
+    text = ok(cli(*date, "--settled-at", "2025-08-10 09:00")).stdout
+    assert "is now dated 2025-08-10 09:00" in text, text
+    # the same instant again, however spelled, changes nothing
+    again = ok_json(cli(*date, "--settled-at", "2025-08-10T09:00:00", "--json"))
     assert {k: again[k] for k in ("line_id", "status", "recorded", "settled_at", "changed", "failed",
                                   "paid_on_retry")} == {
-        "line_id": failed, "status": "FAILED", "recorded": None, "settled_at": "2025-08-10", "changed": False,
+        "line_id": failed, "status": "FAILED", "recorded": None, "settled_at": "2025-08-10 09:00", "changed": False,
         "failed": 0, "paid_on_retry": 0}, again
-    user_error(cli(*date, "--settled-at", "2025-08-11"), "is dated already", "stands")
     with Ledger.use(led, read_only=True) as lg:
-        assert lg.run("select count(*) from events where action = 'notice_dated'") == [(1,)]
+        assert lg.run("select count(*) from events where action = 'notice_dated'") == [(2,)]
         assert lg.run("select settled_at from bank_returns where line_id = ?", [failed]) == [(None,)]
-    res = ok_json(cli("bank-returns", "import", f2, "--ledger", led, "--json"))
-    assert (res["paid_on_retry"], res["restored_fen"]) == (1, fen), res
+    # the bank re-sends its statement, the undated failure (on record, dated since) with the retry (audit 25A:
+    # refused every night as "no known order in this file")
+    f3 = _notices(isolated / "statement.csv", [(failed, "FAILED", None), (failed, "PAID", "2025-08-20 10:00")])
+    res = ok_json(cli("bank-returns", "import", f3, "--ledger", led, "--json"))
+    assert (res["new"], res["already_recorded"], res["paid_on_retry"], res["restored_fen"]) == (1, 1, 1, fen), res
     with Ledger.use(led, read_only=True) as lg:
         assert lg.reversals().height == 0
-    # the first file read again is no news: its undated row is the one on record
+    # the first file and the retry's read again are no news: their undated row is the one on record
     assert ok_json(cli("bank-returns", "import", f1, "--ledger", led, "--json"))["new"] == 0
+    assert ok_json(cli("bank-returns", "import", f2, "--ledger", led, "--json"))["new"] == 0
+    # a file's own new notices of a line still need a known order
+    with Ledger.use(led, read_only=True) as lg:
+        third = lg.run("select line_id from batch_lines where line_id not in (?, ?) and line_type = 'PAYMENT' "
+                       "order by line_id limit 1", [paid, failed])[0][0]
+    user_error(cli("bank-returns", "import", _notices(f3, [(third, "PAID", None), (third, "FAILED", "2025-08-20")]),
+                   "--ledger", led), f"line {third} is both PAID and FAILED in this file, with no known order "
+               "(PAID undated, FAILED 2025-08-20;")
+
+
+def test_a_notice_s_own_day_and_time_stand(isolated: Path) -> None:
+    """Audit 25A: a notice recorded as `20250810`, or with an offset, could be dated any day; the
+    day it names (in Shanghai) stands, and a notice the bank dated with a time is not dated."""
+    led, (paid, failed) = _published(isolated)
+    f = isolated / "r.csv"
+    ok(cli("bank-returns", "import", _notices(f, [(paid, "PAID", "20250716"), (failed, "FAILED", "2025-08-02 10:00"),
+                                                 ]), "--ledger", led))
+    base = ("--reason", "bank letter", "--by", "li", "--ledger", led)
+    msg = user_error(cli("bank-returns", "date", paid, "--status", "PAID", "--settled-at", "2025-07-17 09:00", *base))
+    assert msg == (f"error: line {paid}: its PAID notice is recorded as '20250716', settled on 2025-07-16 (Shanghai); "
+                   "--settled-at 2025-07-17 09:00 is another day: give its time on that day"), msg
+    ok(cli("bank-returns", "date", paid, "--status", "PAID", "--settled-at", "2025-07-16 09:00", *base))
+    user_error(cli("bank-returns", "date", failed, "--status", "FAILED", "--settled-at", "2025-08-02 11:00", *base),
+               "the bank dated its FAILED notice with a time of day (2025-08-02 10:00): its date stands")
+    # an offset is read in Shanghai; tomorrow is in range for staff as for the bank's files
+    with Ledger.use(led, read_only=True) as lg:
+        third, fourth = [r[0] for r in lg.run(
+            "select line_id from batch_lines where line_id not in (?, ?) and line_type = 'PAYMENT' "
+            "order by line_id limit 2", [paid, failed])]
+    ok(cli("bank-returns", "import", _notices(f, [(third, "PAID", "2025-06-30T17:30:00Z"), (fourth, "PAID", None)]),
+           "--ledger", led))
+    tomorrow = f"{dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date() + dt.timedelta(days=1)} 09:00"
+    msg = user_error(cli("bank-returns", "date", third, "--status", "PAID", "--settled-at", tomorrow, *base))
+    assert "is another day" in msg and "settled on 2025-07-01 (Shanghai)" in msg, msg
+    ok(cli("bank-returns", "date", third, "--status", "PAID", "--settled-at", "2025-07-01 01:30", *base))
+    ok(cli("bank-returns", "date", fourth, "--status", "PAID", "--settled-at", tomorrow, *base))
 
 
 def test_a_date_that_changes_how_the_line_ended_puts_the_ledger_right(isolated: Path) -> None:
@@ -172,23 +217,23 @@ def test_a_date_that_changes_how_the_line_ended_puts_the_ledger_right(isolated: 
     with Ledger.use(led, read_only=True) as lg:
         assert not lg.draft_is_stale(draft["batch_id"])
     # the undated failure was an attempt before the credit: the line was paid
-    text = ok(cli("bank-returns", "date", paid, "--status", "FAILED", "--settled-at", "2025-07-15", "--reason",
+    text = ok(cli("bank-returns", "date", paid, "--status", "FAILED", "--settled-at", "2025-07-15 09:00", "--reason",
                   "bank letter 2025-09-01", "--by", "li", "--ledger", led)).stdout.splitlines()
-    assert text[0] == (f"line {paid}: its FAILED notice (recorded undated) is now dated 2025-07-15; it is no longer "
-                       "the line's latest notice, and the line ended PAID; the next import of its bank notices orders "
-                       "them by that date"), text
+    assert text[0] == (f"line {paid}: its FAILED notice (recorded undated) is now dated 2025-07-15 09:00; it is no "
+                       "longer the line's latest notice, and the line ended PAID; the next import of its bank notices "
+                       "orders them by that date"), text
     assert text[1].startswith(f"1 line(s) failed at the bank and since paid on a retry: their {yuan(fen[paid])} "
                               "yuan"), text
     # the undated credit came after the bounce: the bank's retry
-    res = ok_json(cli("bank-returns", "date", failed, "--status", "PAID", "--settled-at", "2025-08-03", "--reason",
-                      "bank letter", "--by", "li", "--ledger", led, "--json"))
+    res = ok_json(cli("bank-returns", "date", failed, "--status", "PAID", "--settled-at", "2025-08-03 09:00",
+                      "--reason", "bank letter", "--by", "li", "--ledger", led, "--json"))
     assert (res["changed"], res["paid_on_retry"], res["restored_fen"], res["failed"]) == (True, 1, fen[failed], 0), res
     with Ledger.use(led, read_only=True) as lg:
         assert lg.reversals().height == 0
         assert lg.run("select sum(fen * (to_mi - from_mi + 1)) from bank_entries") == [(0,)]
         assert lg.draft_is_stale(draft["batch_id"])
-    again = ok_json(cli("bank-returns", "date", failed, "--status", "PAID", "--settled-at", "2025-08-03", "--reason",
-                        "bank letter", "--by", "li", "--ledger", led, "--json"))
+    again = ok_json(cli("bank-returns", "date", failed, "--status", "PAID", "--settled-at", "2025-08-03 09:00",
+                        "--reason", "bank letter", "--by", "li", "--ledger", led, "--json"))
     assert (again["changed"], again["paid_on_retry"]) == (False, 0), again
     # a dating that changes nothing (a credit dated before its line's bounce) leaves a draft publishable
     with Ledger.use(led, read_only=True) as lg:
@@ -197,7 +242,7 @@ def test_a_date_that_changes_how_the_line_ended_puts_the_ledger_right(isolated: 
     ok(cli("bank-returns", "import", _notices(f, [(third, "PAID", None)]), "--ledger", led))
     ok(cli("bank-returns", "import", _notices(f, [(third, "FAILED", "2025-08-04")]), "--ledger", led))
     draft = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-08-21", "--ledger", led, "--json"))
-    res = ok_json(cli("bank-returns", "date", third, "--status", "PAID", "--settled-at", "2025-07-16", "--reason",
+    res = ok_json(cli("bank-returns", "date", third, "--status", "PAID", "--settled-at", "2025-07-16 08:00", "--reason",
                       "bank letter", "--by", "li", "--ledger", led, "--json"))
     assert (res["changed"], res["paid_on_retry"], res["failed"]) == (True, 0, 0), res
     with Ledger.use(led, read_only=True) as lg:

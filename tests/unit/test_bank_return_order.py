@@ -8,8 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from allowance.errors import InputError
-from allowance.returns import line_fates, read_bank_returns, settled_before
+from allowance.returns import line_fates, read_bank_returns, settled_before, unordered_in_file
 
 
 @pytest.mark.parametrize(
@@ -54,15 +53,19 @@ def _file(tmp_path: Path, rows: list[tuple[str, str, str | None]]) -> Path:
 
 
 def test_one_file_states_a_bounce_or_a_retry_only_in_a_known_order(tmp_path: Path) -> None:
+    """The file's rows are all kept; a PAID and a FAILED of one line in no known order are the
+    ledger's to refuse, among the rows not on record (unordered_in_file; audit 25A)."""
     ok = read_bank_returns(_file(tmp_path, [("L1", "PAID", "2025-07-16"), ("L1", "FAILED", "2025-07-20")]))
     assert ok.select("line_id", "status").rows() == [("L1", "PAID"), ("L1", "FAILED")]
+    assert unordered_in_file(ok).height == 0
     retry = read_bank_returns(_file(tmp_path, [("L1", "PAID", "2025-07-20"), ("L1", "FAILED", "2025-07-16")]))
     assert retry.select("line_id", "status").rows() == [("L1", "PAID"), ("L1", "FAILED")]
+    assert unordered_in_file(retry).height == 0
     for paid, failed in (("2025-07-16", "2025-07-16 10:00"), ("2025-07-16", "2025-07-16"),
                          ("2025-07-16T05:00:00Z", "2025-07-16T10:00:00+08:00"), ("2025/07/16", "2025-07-20"),
                          (None, "2025-07-20"), (None, None)):
-        with pytest.raises(InputError, match="is both PAID and FAILED in this file, with no known order"):
-            read_bank_returns(_file(tmp_path, [("L1", "PAID", paid), ("L1", "FAILED", failed)]))
+        both = read_bank_returns(_file(tmp_path, [("L1", "PAID", paid), ("L1", "FAILED", failed)]))
+        assert unordered_in_file(both).rows() == [("L1", paid, failed)]
 
 
 def test_every_notice_of_a_line_is_kept_and_each_paid_is_ordered_with_each_failure(tmp_path: Path) -> None:
@@ -74,8 +77,9 @@ def test_every_notice_of_a_line_is_kept_and_each_paid_is_ordered_with_each_failu
     story = [("L1", "FAILED", "2025-07-09"), ("L1", "PAID", "2025-07-10"), ("L1", "FAILED", "2025-07-20")]
     assert read_bank_returns(_file(tmp_path, story)).select("status", "settled_at").rows() == [
         ("FAILED", "2025-07-09"), ("PAID", "2025-07-10"), ("FAILED", "2025-07-20")]
-    with pytest.raises(InputError, match="line L1 is both PAID and FAILED in this file, with no known order"):
-        read_bank_returns(_file(tmp_path, [*story, ("L1", "PAID", "2025-07-20")]))
+    assert unordered_in_file(story_df := read_bank_returns(_file(tmp_path, story))).height == 0, story_df
+    late = read_bank_returns(_file(tmp_path, [*story, ("L1", "PAID", "2025-07-20")]))
+    assert unordered_in_file(late).rows() == [("L1", "2025-07-20", "2025-07-20")]
 
 
 def test_a_parquet_return_with_date_or_timestamp_settled_at_orders_a_bounce(tmp_path: Path) -> None:
