@@ -1943,8 +1943,12 @@ class Ledger:
                 raise LedgerError(f"line {line_id} has no {status} notice on record"
                                   + (f" recorded as {recorded!r}" if recorded is not None else "")
                                   + f" (its notices: {said})")
-            # What the engine cannot order by as recorded: no date, another form, or a date alone.
-            open_ = mine.filter(pl.col("recorded").is_null() | settled_clock("recorded").is_null())
+            # What the engine cannot order by as recorded: no date, another form, or a date alone; or a
+            # day that cannot be, before the line's batch or after tomorrow (recorded before either
+            # was refused: audit 25A, a credit typed 2052 on record decided every later notice).
+            impossible = ~settled_day("recorded").is_between(pl.lit(line[0]), pl.lit(latest_day)).fill_null(True)
+            open_ = mine.filter(pl.col("recorded").is_null() | settled_clock("recorded").is_null()
+                                | impossible).with_columns(impossible=impossible)
             if open_.height == 0:
                 raise LedgerError(f"line {line_id}: the bank dated its {status} notice with a time of day ("
                                   + ", ".join(mine["recorded"].to_list()) + "): its date stands")
@@ -1960,7 +1964,7 @@ class Ledger:
                 self._rollback()
                 return {"line_id": line_id, "status": status, "recorded": was, "settled_at": before,
                         "changed": False, **self._apply_fates(_NO_FATES, dt.datetime.min)}
-            if (its := day_given(was)) is not None and its != day:
+            if not open_["impossible"][0] and (its := day_given(was)) is not None and its != day:
                 raise LedgerError(f"line {line_id}: its {status} notice is recorded as {was!r}, settled on {its} "
                                   f"(Shanghai); --settled-at {settled_at} is another day: give its time on that day")
             # How the line ends by its notices on record, this one dated so: the status of its
@@ -2326,6 +2330,7 @@ class Ledger:
                 problems.append(f"batch {bid}: journal holds {paid} fen paid and {recovered} fen recovered, "
                                 f"the batch {amount} and {recovery}")
         problems += self._check_recoveries()
+        problems += self._check_notice_days()
         return {
             "ok": not problems,
             "entries": entries.height,
@@ -2334,6 +2339,23 @@ class Ledger:
             "batches": len(totals),
             "problems": problems,
         }
+
+    def _check_notice_days(self, today: dt.date | None = None) -> list[str]:
+        """`check`'s part for the bank's notices: one on record settled after tomorrow cannot be (a
+        year typed wrong), and it decides every later notice of its line. Imports refuse such a
+        date since bf463ea; a ledger may hold some recorded before (audit 25A). Staff give each
+        the bank's date (`bank-returns date`), which this reads instead."""
+        latest = (today or today_shanghai()) + dt.timedelta(days=1)
+        rows = self.run(
+            f"select line_id, status, settled_at, count(*) over () from ({RECORDED_NOTICES}) "
+            f"where regexp_full_match(settled_at, '{SETTLED}') and try_cast(left(settled_at, 10) as date) > ? "
+            "order by line_id, status limit 1", [latest])
+        if not rows:
+            return []
+        line, status, settled, n = rows[0]
+        return [f"{n} bank notice(s) on record settled after tomorrow ({latest}), e.g. line {line}: {status} "
+                f"{settled}: a wrong date decides how its line ended; give each the bank's date with "
+                "`allowance bank-returns date`"]
 
     def _check_recoveries(self) -> list[str]:
         """`check`'s part for the recovery register: every published recovery line has one row;

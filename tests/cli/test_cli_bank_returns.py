@@ -250,6 +250,33 @@ def test_a_date_that_changes_how_the_line_ended_puts_the_ledger_right(isolated: 
         assert lg.reversals()["person_id"].n_unique() == 1
 
 
+def test_a_future_date_on_record_is_found_by_the_check_and_dated_by_staff(isolated: Path) -> None:
+    """Audit 25A (5): a credit typed 2052, recorded before imports refused such dates, still decided
+    every later notice of its line (the real bounce read as an earlier attempt), and `date`
+    refused it as dated by the bank. `ledger check` names it; staff give it the bank's date."""
+    led, (paid, _) = _published(isolated)
+    with Ledger.use(led) as lg:
+        lg.run("insert into bank_returns values (?, 'PAID', null, '2052-07-16 09:00', now()::timestamp, 'old')", [paid])
+        problems = lg.check()["problems"]
+    assert [p for p in problems if "settled after tomorrow" in p] == [
+        f"1 bank notice(s) on record settled after tomorrow ({_tomorrow()}), e.g. line {paid}: PAID 2052-07-16 09:00: "
+        "a wrong date decides how its line ended; give each the bank's date with `allowance bank-returns date`"
+    ], problems
+    f = _notices(isolated / "r.csv", [(paid, "FAILED", "2025-08-02 10:00")])
+    # the 2052 credit decides: the bounce is read as an earlier attempt
+    assert ok_json(cli("bank-returns", "import", f, "--ledger", led, "--json"))["failed"] == 0
+    res = ok_json(cli("bank-returns", "date", paid, "--status", "PAID", "--settled-at", "2025-07-16 09:00",
+                      "--reason", "bank letter", "--by", "li", "--ledger", led, "--json"))
+    assert (res["changed"], res["failed"]) == (True, 1), res  # the bounce after the credit is the line's end now
+    with Ledger.use(led, read_only=True) as lg:
+        assert not [p for p in lg.check()["problems"] if "settled after tomorrow" in p]
+        assert lg.reversals().height > 0
+
+
+def _tomorrow() -> dt.date:
+    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date() + dt.timedelta(days=1)
+
+
 def test_a_frame_of_line_id_and_status_alone_imports(isolated: Path) -> None:
     """SPEC §8 names line_id and status (and a reason); a frame given to the ledger without reason
     or settled_at failed in DuckDB, not saying which column (an audit)."""
