@@ -960,7 +960,7 @@ def build_draft(
     shared, card_holders = card_shared(lines, card_key, card_taken)
     del card_key
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
-                            switched, batch_id, overpaid, held_absent, shared)
+                            switched, batch_id, overpaid, held_absent, shared, *paid_again(lines, ledger, cancels))
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -1274,10 +1274,41 @@ def card_shared(lines: pl.DataFrame, card_key: pl.Series, taken: pl.DataFrame) -
     return listed.drop("card_no"), holders
 
 
+def paid_again(lines: pl.DataFrame, ledger: Ledger, cancels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """People a draft pays or stops recovering from again after a stop, for their district to
+    check before it approves (五 资格审定). Audit 25B: a death date gone from one night's extract
+    paid a person dead since February 18 months of arrears, cancelled the recovery of the month
+    after the death, and the change report said "no changes". SPEC §1 entitles whoever the
+    extract says is alive; the district is the one who can tell a death withdrawn by mistake.
+    (RESUMED, RECOVERY_CANCELLED), each district_code, person_id, fen, _k:
+    - RESUMED: a payment line (not NEW, not REISSUE) whose first month a published batch had
+      covered and the ledger does not hold for the person: a run went past that month without
+      paying them (a death or move-out withdrawn, back in the extract or out of quarantine, a
+      hold released, a card again, a hukou date corrected). fen: the line's amount. At a quarter
+      only lines with back months are asked (the new quarter is covered by none).
+    - RECOVERY_CANCELLED: a recovery still owed that this draft cancels, the person being
+      entitled again to its months. fen: what it no longer claims."""
+    schema = {"district_code": pl.String, "person_id": pl.String, "fen": pl.Int64, "_k": pl.Int64}
+    back = lines.filter((pl.col("line_type") == "PAYMENT")
+                        & ~pl.col("reason").cast(pl.String).is_in(["NEW", "REISSUE"])).select(
+        "district_code", "person_id", fen="amount_fen", _k="person_key", mi=month_index_expr("period_from"))
+    # only months before the latest published batch's end can have been gone past (none at a fresh quarter)
+    last = ledger.one("select max(last_month) from batches where status = 'published'")
+    last_mi = last[0] if last and last[0] is not None else None
+    resumed = (ledger.not_held_after_cover(back.filter(pl.col("mi") <= last_mi)) if last_mi is not None
+               else back.clear()).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    cancelled = (cancels.group_by("person_key", "district_code")
+                 .agg((pl.col("fen") * (pl.col("to_mi") - pl.col("from_mi") + 1)).sum().alias("fen"))
+                 .select("district_code", person_id=idcard.id_from_key_expr("person_key"), fen="fen",
+                         _k="person_key").cast(schema))  # type: ignore[arg-type]
+    return resumed.sort("_k"), cancelled.sort("_k")
+
+
 def change_report(
     lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str,
     overpaid: pl.DataFrame | None = None, held_absent: pl.DataFrame | None = None,
-    card_shared: pl.DataFrame | None = None,
+    card_shared: pl.DataFrame | None = None, resumed: pl.DataFrame | None = None,
+    recovery_cancelled: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """What changed, person by person: new entrants, stops (death, migration, …), band and channel
     changes, and who was overpaid for months older than the retroactive window (`overpaid`,
@@ -1292,6 +1323,8 @@ def change_report(
     `held_absent` (held_not_in_extract): people under a hold who are in no row of the extract,
     listed as HELD_NOT_IN_EXTRACT with all the ledger holds for them, on every run.
     `card_shared` (card_shared): people paid to a card another person is paid to, CARD_SHARED.
+    `resumed`, `recovery_cancelled` (paid_again): people paid, or no longer recovered from, again
+    after a stop: RESUMED, RECOVERY_CANCELLED.
     """
     o1 = pl.col("_o1") if "_o1" in lines.columns else district_rank("district_code")
     o3 = pl.col("_o3") if "_o3" in lines.columns else idcard.order_key_expr("person_id")
@@ -1304,7 +1337,8 @@ def change_report(
         .collect()
     )
     for listed, code in ((overpaid, "OVERPAID_BEFORE_WINDOW"), (held_absent, "HELD_NOT_IN_EXTRACT"),
-                         (card_shared, "CARD_SHARED")):
+                         (card_shared, "CARD_SHARED"), (resumed, "RESUMED"),
+                         (recovery_cancelled, "RECOVERY_CANCELLED")):
         if listed is not None and listed.height:
             stopped = pl.concat([stopped, listed.select(
                 "district_code", change=pl.lit(code), person_id="person_id", fen="fen", _o3="_k")],
@@ -1351,7 +1385,7 @@ def change_report(
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
                 "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_NO_CARD", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
-                "HELD_NOT_IN_EXTRACT", "CARD_SHARED")
+                "HELD_NOT_IN_EXTRACT", "CARD_SHARED", "RESUMED", "RECOVERY_CANCELLED")
 
 
 def district_rank(col: str) -> pl.Expr:

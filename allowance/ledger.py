@@ -1607,6 +1607,18 @@ class Ledger:
         with self._registered(_people=people):
             return self.df("select * from _people where _k in (select person_key from payees)")
 
+    def not_held_after_cover(self, lines: pl.DataFrame) -> pl.DataFrame:
+        """The rows of `lines` (_k, mi: a person and a month) whose month a published batch had
+        covered (mi at most the last month any published batch ran to) and for which the ledger
+        holds nothing: a month a run went past without paying them. A handful of rows asked."""
+        if lines.height == 0:
+            return lines
+        with self._registered(_lines=lines):
+            return self.df(
+                "select l.* from _lines l where l.mi <= (select max(last_month) from batches where status = "
+                "'published') and not exists (select 1 from holdings h where h.person_key = l._k "
+                "and l.mi between h.from_mi and h.to_mi and h.fen > 0)")
+
     def channel_changes(self, paid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Of the people in `paid` (_k, channel, card_no): those last paid to another channel or
         card (_k), and, of those whose card is new to them (never paid, or last paid elsewhere),
