@@ -60,6 +60,7 @@ from allowance.months import fmt, month_date_expr, today_shanghai
 from allowance.returns import (
     SETTLED,
     day_given,
+    days_given,
     line_fates,
     settled_before,
     settled_clock,
@@ -959,7 +960,12 @@ class Ledger:
     def refunds_total(self, refunds: pl.DataFrame) -> dict[str, int]:
         """People and fen of `refunds_reported`: each person a refund names once, however many imports
         named them; the fen net of what was found not due after all."""
-        lines = refunds.filter(pl.col("fen") > 0)["recovery_lines"].explode().drop_nulls().unique().to_list()
+        # A line is still to refund where more imports reported a refund for it than found one not
+        # due (a failure, then its retry: audit 21B, "1 people, 0.00 yuan" after a refund withdrawn).
+        named = refunds.select(pl.col("recovery_lines").explode().alias("line"),
+                               pl.col("fen").sign().repeat_by(pl.col("recovery_lines").list.len()).explode())
+        lines = (named.drop_nulls().group_by("line").agg(pl.col("fen").sum()).filter(pl.col("fen") > 0)["line"]
+                 .sort().to_list())
         people = self.one("select count(distinct person_id) from recoveries where list_contains(?, line_id)",
                           [lines]) if lines else (0,)
         return {"people": int(people[0]), "fen": int(refunds["fen"].sum())}  # type: ignore[index]
@@ -1689,26 +1695,24 @@ class Ledger:
         # gives them as blanks, and so does this for a frame given directly (it had failed in DuckDB)
         returns = returns.with_columns(pl.lit(None, pl.String).alias(c) for c in ("reason", "settled_at")
                                        if c not in returns.columns)
+        # each row's day however spelled (returns.days_given), held to the line's batch and to tomorrow
+        returns = returns.with_columns(_day=days_given(returns["settled_at"]))
         with self._registered(_ret=returns):
             self.run("begin")
             try:
-                # In the same pass, a settled_at before its line's batch was drafted (by its first ten
-                # characters, a date): a wrong year decided a line's end with no word (audit 21A: a
-                # credit typed 2052 made the real bounce an earlier attempt, and the person unpaid).
-                # Read as the engine orders it (returns.SETTLED: an offset gives no date, audit 21B: a
-                # UTC timestamp's date refused a line paid at 01:30 in Shanghai); a row recorded before
+                # In the same pass, a settled_at before its line's batch was drafted, or after tomorrow: a
+                # wrong year decided a line's end with no word (audit 21A: a credit typed 2052 made the
+                # real bounce an earlier attempt, and the person unpaid). Its day however it is spelled
+                # (returns.days_given: `20240802` too, audit 25B; an offset read in Shanghai, audit 21B: a
+                # UTC timestamp's date had refused a line paid at 01:30 in Shanghai); a row recorded before
                 # is no news whatever its date (audit 21B: a file left in the inbox refused every night).
-                # A date after tomorrow's (audit 21A: a credit typed 2052 decided the line's end, silently)
-                # cannot be a settlement yet, and is refused the same way.
                 odd = self.df(
                     "select r.line_id, r.status, l.line_id is null or b.status <> 'published' as unknown, "
-                    "r.settled_at, b.as_of, try_cast(left(r.settled_at, 10) as date) > $latest as late "
+                    "r.settled_at, b.as_of, r._day > $latest as late "
                     "from _ret r left join batch_lines l using (line_id) "
                     "left join batches b on b.batch_id = l.batch_id "
                     "where l.line_id is null or b.status <> 'published' "
-                    f"or (regexp_full_match(r.settled_at, '{SETTLED}') "
-                    "and (try_cast(left(r.settled_at, 10) as date) < b.as_of "
-                    "or try_cast(left(r.settled_at, 10) as date) > $latest)) order by 1",
+                    "or r._day < b.as_of or r._day > $latest order by 1",
                     {"latest": latest_day})
                 unknown = odd.filter("unknown")["line_id"].to_list()
                 if unknown:
@@ -1958,9 +1962,10 @@ class Ledger:
             # What the engine cannot order by as recorded: no date, another form, or a date alone; or a
             # day that cannot be, before the line's batch or after tomorrow (recorded before either
             # was refused: audit 25A, a credit typed 2052 on record decided every later notice).
-            impossible = ~settled_day("recorded").is_between(pl.lit(line[0]), pl.lit(latest_day)).fill_null(True)
+            mine = mine.with_columns(impossible=~days_given(mine["recorded"]).is_between(line[0], latest_day)
+                                     .fill_null(False))
             open_ = mine.filter(pl.col("recorded").is_null() | settled_clock("recorded").is_null()
-                                | impossible).with_columns(impossible=impossible)
+                                | pl.col("impossible"))
             if open_.height == 0:
                 raise LedgerError(f"line {line_id}: the bank dated its {status} notice with a time of day ("
                                   + ", ".join(mine["recorded"].to_list()) + "): its date stands")
@@ -1975,7 +1980,8 @@ class Ledger:
                     (settled_day("a") == settled_day("b")) & (settled_clock("a") == settled_clock("b"))).item():
                 self._rollback()
                 return {"line_id": line_id, "status": status, "recorded": was, "settled_at": before,
-                        "changed": False, **self._apply_fates(_NO_FATES, dt.datetime.min)}
+                        "changed": False, "previous": before, "notices_end": None,
+                        **self._apply_fates(_NO_FATES, dt.datetime.min)}
             if not open_["impossible"][0] and (its := day_given(was)) is not None and its != day:
                 raise LedgerError(f"line {line_id}: its {status} notice is recorded as {was!r}, settled on {its} "
                                   f"(Shanghai); --settled-at {settled_at} is another day: give its time on that day")
@@ -2006,8 +2012,9 @@ class Ledger:
                                                    "settled_at": settled_at, "previous": before, "reason": reason,
                                                    **counts})
             self.run("commit")
+            # None: the notices, so dated, give no order (the ledger holds what it held: audit 25B)
             return {"line_id": line_id, "status": status, "recorded": was, "settled_at": settled_at, "changed": True,
-                    "previous": before, **counts}
+                    "previous": before, "notices_end": ends[0] if len(ends) == 1 else None, **counts}
         except BaseException:
             self._rollback()
             raise
@@ -2358,10 +2365,15 @@ class Ledger:
         date since bf463ea; a ledger may hold some recorded before (audit 25A). Staff give each
         the bank's date (`bank-returns date`), which this reads instead."""
         latest = (today or today_shanghai()) + dt.timedelta(days=1)
-        rows = self.run(
-            f"select line_id, status, settled_at, count(*) over () from ({RECORDED_NOTICES}) "
-            f"where regexp_full_match(settled_at, '{SETTLED}') and try_cast(left(settled_at, 10) as date) > ? "
-            "order by line_id, status limit 1", [latest])
+        # every spelling (returns.days_given): the distinct values not in SETTLED's forms, few or none
+        spelt = self.df(f"select distinct settled_at from ({RECORDED_NOTICES}) where settled_at is not null "
+                        f"and not regexp_full_match(settled_at, '{SETTLED}')")
+        late = spelt.filter(days_given(spelt["settled_at"]) > latest)
+        with self._registered(_late=late):
+            rows = self.run(
+                f"select line_id, status, settled_at, count(*) over () from ({RECORDED_NOTICES}) "
+                f"where (regexp_full_match(settled_at, '{SETTLED}') and try_cast(left(settled_at, 10) as date) > ?) "
+                "or settled_at in (select settled_at from _late) order by line_id, status limit 1", [latest])
         if not rows:
             return []
         line, status, settled, n = rows[0]

@@ -83,6 +83,20 @@ def day_given(value: str | None) -> dt.date | None:
         return None
 
 
+def days_given(settled_at: pl.Series) -> pl.Series:
+    """day_given of each value, as a Date column: the values in SETTLED's forms (nearly all, or
+    all) by one expression; the few distinct others one by one (audit 25B: `20240802`, a wrong
+    year in another spelling, was not held to the batch's dates, and could then never be dated)."""
+    frame = settled_at.cast(pl.String).to_frame("s")
+    days = frame.select(settled_day("s")).to_series()
+    other = frame.filter(pl.col("s").is_not_null() & days.is_null())["s"].unique()
+    if other.len() == 0:
+        return days.alias("day")
+    named = pl.DataFrame({"s": other, "d": [day_given(v) for v in other]}, schema={"s": pl.String, "d": pl.Date})
+    return frame.join(named, on="s", how="left", maintain_order="left").select(
+        pl.coalesce(days, pl.col("d")).alias("day")).to_series()
+
+
 def settled_day(col: str) -> pl.Expr:
     """The date of a row's settled_at, null where it is not one of SETTLED's forms."""
     return pl.col(col).str.extract(SETTLED, 1).str.to_date("%Y-%m-%d", strict=False)

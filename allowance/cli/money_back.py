@@ -105,6 +105,10 @@ def date_(line_id: Annotated[str, typer.Argument(help="The payment line whose no
                  f"credit): {yuan(res['reversed_fen'])} yuan reversed; the next run re-issues what is still due")
     elif res["paid_on_retry"]:
         ended = "it is no longer the line's latest notice, and the line ended PAID"
+    elif res["changed"] and res["notices_end"] is None:
+        # audit 25B: a correction that left the notices in no order said "unchanged"
+        ended = ("the line's notices give no order now, so how it ended cannot be told: the ledger holds what it "
+                 "held; give its other notice its date too")
     else:
         ended = "how the line ended is unchanged"
     echo(f"line {line_id}: its {res['status']} notice (recorded {was}) "

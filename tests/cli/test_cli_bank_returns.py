@@ -273,6 +273,63 @@ def test_a_future_date_on_record_is_found_by_the_check_and_dated_by_staff(isolat
         assert lg.reversals().height > 0
 
 
+def test_a_wrong_year_in_another_spelling_is_refused_or_dated(isolated: Path) -> None:
+    """Audit 25B: `FAILED 20240802` (a year typed wrong, in a form the engine does not order by)
+    passed the date checks and was reversed as a bounce; the bank's retry was then refused, and
+    `bank-returns date` refused every date for it (another day than 2024-08-02; 2024-08-02 before
+    the batch), so the re-issue paid twice. Its day is held to the batch and to tomorrow however it
+    is spelled, and one already on record may be dated."""
+    led, (paid, failed) = _published(isolated)
+    f = isolated / "r.csv"
+    for wrong, said in (("20240802", "before its batch was drafted"),
+                        ("2052-08-02T10:00:00+08:00", "after tomorrow")):
+        user_error(cli("bank-returns", "import", _notices(f, [(failed, "FAILED", wrong)]), "--ledger", led),
+                   f"line {failed} is settled_at {wrong}, {said}")
+    with Ledger.use(led) as lg:
+        lg.run("insert into bank_returns values (?, 'FAILED', null, '2052-08-02T10:00:00+08:00', now()::timestamp, "
+               "'old')", [failed])
+        lg.run("insert into bank_returns values (?, 'FAILED', null, '20240802', now()::timestamp, 'old')", [paid])
+        assert [p for p in lg.check()["problems"] if "settled after tomorrow" in p] == [
+            f"1 bank notice(s) on record settled after tomorrow ({_tomorrow()}), e.g. line {failed}: FAILED "
+            "2052-08-02T10:00:00+08:00: a wrong date decides how its line ended; give each the bank's date with "
+            "`allowance bank-returns date`"]
+    base = ("--reason", "bank letter", "--by", "li", "--ledger", led)
+    for line in (paid, failed):
+        ok(cli("bank-returns", "date", line, "--status", "FAILED", "--settled-at", "2025-08-02 10:00", *base))
+    with Ledger.use(led, read_only=True) as lg:
+        assert not [p for p in lg.check()["problems"] if "settled after tomorrow" in p]
+
+
+def test_a_correction_that_leaves_no_order_says_so_and_the_other_date_decides(isolated: Path) -> None:
+    """Audit 25B: corrected so that the line's notices give no order, the command said "how the
+    line ended is unchanged" though the ledger held what the withdrawn date had decided. It says
+    so now; dating the other notice then decides, and the ledger follows, once each way."""
+    led, (paid, _) = _published(isolated)
+    with Ledger.use(led, read_only=True) as lg:
+        (fen,) = lg.run("select sum(fen * (to_mi - from_mi + 1)) from batch_pieces where line_id = ?", [paid])[0]
+    f = isolated / "r.csv"
+    ok(cli("bank-returns", "import", _notices(f, [(paid, "PAID", "2025-07-16")]), "--ledger", led))
+    assert ok_json(cli("bank-returns", "import", _notices(f, [(paid, "FAILED", None)]), "--ledger", led,
+                       "--json"))["failed"] == 1
+    date = ("bank-returns", "date", paid, "--reason", "bank letter", "--by", "li", "--ledger", led, "--json")
+    res = ok_json(cli(*date, "--status", "FAILED", "--settled-at", "2025-07-15 09:00"))
+    assert (res["paid_on_retry"], res["restored_fen"], res["notices_end"]) == (1, fen, "PAID"), res
+    text = ok(cli(*date[:-1], "--status", "FAILED", "--settled-at", "2025-07-16 10:00")).stdout
+    assert text == (f"line {paid}: its FAILED notice (recorded undated) is now dated 2025-07-16 10:00; the line's "
+                    "notices give no order now, so how it ended cannot be told: the ledger holds what it held; give "
+                    "its other notice its date too; the next import of its bank notices orders them by that "
+                    "date\n"), text
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.reversals().height == 0
+    res = ok_json(cli(*date, "--status", "PAID", "--settled-at", "2025-07-16 09:00"))
+    assert (res["failed"], res["reversed_fen"], res["notices_end"]) == (1, fen, "FAILED"), res
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.reversals().height > 0
+        assert lg.run("select sum(fen * (to_mi - from_mi + 1)) from bank_entries where line_id = ?", [paid]) == [
+            (-fen,)]
+        assert lg.check()["problems"] == []
+
+
 def _tomorrow() -> dt.date:
     return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date() + dt.timedelta(days=1)
 
@@ -433,7 +490,8 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
             f"delivered those months after all (recovery line(s) {rec_line}); if it was refunded already, the "
             "district recovers it by hand") in said, said
     listed = ok_json(cli("recoveries", "refunds", "--ledger", led, "--json"))
-    assert (listed["imports"], listed["fen"]) == (2, 0), listed
+    # nobody is left to refund (audit 21B: "1 people, 0.00 yuan")
+    assert (listed["imports"], listed["people"], listed["fen"]) == (2, 0, 0), listed
     assert [r["fen"] for r in listed["refunds"]] == [2 * monthly, -2 * monthly], listed
     assert "(not due: the bank paid on a retry)" in ok(cli("recoveries", "refunds", "--ledger", led)).stdout
     after = ok_json(cli("run", "supplement", "--registry", late, "--as-of", "2025-08-26", "--ledger", led,
