@@ -118,7 +118,14 @@ def _read_extract(p: Path) -> tuple[pl.LazyFrame, pl.Series | None]:
         elif suffix in (".csv", ".txt"):
             # Read whole, once: validation takes the extract in blocks, and each block of a lazy
             # CSV scan would parse the file again from its start.
-            df = read_utf8_csv(p, "--registry takes a .parquet or a UTF-8 .csv extract")
+            try:
+                df = read_utf8_csv(p, "--registry takes a .parquet or a UTF-8 .csv extract")
+            except pl.exceptions.PolarsError as e:
+                # a row with more fields than the header: said as one with fewer is, naming it (audit
+                # 25B: polars' own "found more fields than defined in 'Schema'" named no row)
+                if "more fields" in str(e):
+                    _refuse_short_rows(p, len(pl.read_csv(p, n_rows=0, infer_schema=False).columns))
+                raise
             # A row with nothing in it (blank lines at the end, Excel's `,,,,`, a line of spaces) is
             # no person: an audit had two trailing blank lines quarantined as MISSING_FIELD, which
             # refused a small extract for its quarantine share. The rows after one keep their
@@ -378,9 +385,10 @@ def _refuse_times_of_day(p: Path, lf: pl.LazyFrame) -> None:
 def _refuse_short_rows(p: Path, columns: int) -> None:
     """A CSV row with fewer fields than its header is refused, with the file: polars reads the
     fields it lacks as empty, and an audit had such a row (cut before its death date, the columns
-    in another order) paid as if the person were alive. A row with more fields is refused by the
-    reader itself. pyarrow's reader counts each row's fields (quoted newlines and all); only the
-    first column is converted, and nothing is kept. Blank lines are skipped by read_extract."""
+    in another order) paid as if the person were alive. A row with more fields, which polars
+    refuses in its own words, is said the same way (_read_extract). pyarrow's reader counts each
+    row's fields (quoted newlines and all); only the first column is converted, and nothing is
+    kept. Blank lines are skipped by read_extract."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 

@@ -261,7 +261,7 @@ def test_a_csv_that_is_not_utf8_is_refused_not_garbled(isolated: Path, led: Path
     assert ok_json(cli(*quarterly(with_bom, led, "--json")))["registry"]["clean"] == 5
 
 
-def test_a_csv_row_with_fewer_fields_than_its_header_refuses_the_file(isolated: Path, led: Path) -> None:
+def test_a_csv_row_with_fewer_or_more_fields_than_its_header_refuses_the_file(isolated: Path, led: Path) -> None:
     """An audit: a row cut short was read with its missing fields empty, and with the columns in
     another order (allowed: they are found by name) a row cut before its death date was paid as
     if the person were alive. The file is refused in one line, naming the row with its ID masked."""
@@ -275,6 +275,13 @@ def test_a_csv_row_with_fewer_fields_than_its_header_refuses_the_file(isolated: 
     line = user_error(cli(*quarterly(f, led)), str(f), "1 row(s) have fewer fields than the header's 9",
                       "the first has 6")
     assert rows[1]["person_id"] not in line and rows[1]["person_id"][:6] in line
+    # one with more fields is said the same way (audit 25B: polars' own words named no row)
+    lines = frame.select(cols).write_csv().splitlines()
+    lines[3] += ",extra,more"
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    line = user_error(cli(*quarterly(f, led)), str(f), "1 row(s) have more fields than the header's 9",
+                      "the first has 11")
+    assert rows[2]["person_id"] not in line and rows[2]["person_id"][:6] in line
     whole = isolated / "whole.csv"
     whole.write_text("\n".join(frame.select(cols).write_csv().splitlines()) + "\n", encoding="utf-8")
     assert ok_json(cli(*quarterly(whole, led, "--json")))["registry"]["clean"] == 3
