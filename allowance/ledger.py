@@ -1468,7 +1468,10 @@ class Ledger:
                         "people": named_all, "already": already}
         self.run("begin")
         try:
-            b = self._draft(batch_id, "only a draft can be reviewed")
+            # a release (or a decision) is recorded against a draft: say which (audit 25B: staff releasing
+            # a hold on the published batch that placed it were told only that it was published)
+            b = self._draft(batch_id, "only a draft can be reviewed: record it against the latest draft "
+                                      "(`allowance batches list`); a hold or rejection stands until released there")
             if action in ("HOLD", "REJECT") and self.changed_since(b["base_seq"]):
                 # A hold or a rejection rebases the draft (it stays publishable): on a draft made
                 # before the ledger last changed, that would let it be published after all, and
