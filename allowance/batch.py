@@ -1289,14 +1289,17 @@ def paid_again(lines: pl.DataFrame, ledger: Ledger, cancels: pl.DataFrame) -> tu
     - RECOVERY_CANCELLED: a recovery still owed that this draft cancels, the person being
       entitled again to its months. fen: what it no longer claims."""
     schema = {"district_code": pl.String, "person_id": pl.String, "fen": pl.Int64, "_k": pl.Int64}
-    back = lines.filter((pl.col("line_type") == "PAYMENT")
-                        & ~pl.col("reason").cast(pl.String).is_in(["NEW", "REISSUE"])).select(
-        "district_code", "person_id", fen="amount_fen", _k="person_key", mi=month_index_expr("period_from"))
-    # only months before the latest published batch's end can have been gone past (none at a fresh quarter)
+    # Only months up to the latest published batch's end can have been gone past (none at a fresh
+    # quarter, nor the new quarter's), so one filter keeps the few lines asked about: filtering
+    # the 4.4 million payment lines first copied their texts (a later quarter's draft peaked
+    # 0.28 GB higher, over 3 GiB).
     last = ledger.one("select max(last_month) from batches where status = 'published'")
     last_mi = last[0] if last and last[0] is not None else None
-    resumed = (ledger.not_held_after_cover(back.filter(pl.col("mi") <= last_mi)) if last_mi is not None
-               else back.clear()).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    back = lines.clear() if last_mi is None else lines.filter(pl.col("period_from") <= month_start(last_mi))
+    back = back.filter((pl.col("line_type") == "PAYMENT") & ~pl.col("reason").cast(pl.String).is_in(["NEW", "REISSUE"])
+                       ).select("district_code", "person_id", fen="amount_fen", _k="person_key",
+                                mi=month_index_expr("period_from"))
+    resumed = ledger.not_held_after_cover(back).select(list(schema)).cast(schema)  # type: ignore[arg-type]
     cancelled = (cancels.group_by("person_key", "district_code")
                  .agg((pl.col("fen") * (pl.col("to_mi") - pl.col("from_mi") + 1)).sum().alias("fen"))
                  .select("district_code", person_id=idcard.id_from_key_expr("person_key"), fen="fen",
