@@ -951,6 +951,10 @@ def build_draft(
         pl.lit(lines["person_id"]).gather(at_line).alias("person_id"),
         "from_mi", "to_mi", pl.col("diff_fen").alias("fen"), pl.lit(lines["person_key"]).gather(at_line),
     )
+    # the pieces of months a published batch had covered (paid_again; none at a fresh quarter)
+    covered = ledger.last_covered()
+    back_pieces = line_pieces.filter(pl.col("from_mi") <= (covered if covered is not None else -1)).select(
+        "seq", "from_mi", to_mi=pl.min_horizontal("to_mi", pl.lit(covered if covered is not None else -1)))
     del line_pieces, theirs
     lap("line_ids_pieces")
     quarantine = validated.quarantine.select(pl.lit(batch_id).alias("batch_id"), pl.all())
@@ -960,7 +964,8 @@ def build_draft(
     shared, card_holders = card_shared(lines, card_key, card_taken)
     del card_key
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
-                            switched, batch_id, overpaid, held_absent, shared, *paid_again(lines, ledger, cancels))
+                            switched, batch_id, overpaid, held_absent, shared,
+                            *paid_again(lines, back_pieces, ledger, cancels))
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -1274,32 +1279,34 @@ def card_shared(lines: pl.DataFrame, card_key: pl.Series, taken: pl.DataFrame) -
     return listed.drop("card_no"), holders
 
 
-def paid_again(lines: pl.DataFrame, ledger: Ledger, cancels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def paid_again(lines: pl.DataFrame, back_pieces: pl.DataFrame, ledger: Ledger,
+               cancels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """People a draft pays or stops recovering from again after a stop, for their district to
     check before it approves (五 资格审定). Audit 25B: a death date gone from one night's extract
     paid a person dead since February 18 months of arrears, cancelled the recovery of the month
     after the death, and the change report said "no changes". SPEC §1 entitles whoever the
     extract says is alive; the district is the one who can tell a death withdrawn by mistake.
     (RESUMED, RECOVERY_CANCELLED), each district_code, person_id, fen, _k:
-    - RESUMED: a payment line (not NEW, not REISSUE) whose first month a published batch had
-      covered and the ledger does not hold for the person: a run went past that month without
-      paying them (a death or move-out withdrawn, back in the extract or out of quarantine, a
-      hold released, a card again, a hukou date corrected). fen: the line's amount. At a quarter
-      only lines with back months are asked (the new quarter is covered by none).
+    - RESUMED: a payment line (not NEW) that pays a month a published batch had covered and the
+      ledger does not hold for the person, other than a month the bank returned: a run went
+      past that month without paying them (a death or move-out withdrawn, back in the extract or
+      out of quarantine, a hold released, a card again, a hukou date corrected). Month by month,
+      from `back_pieces` (seq: the line's row + 1, from_mi, to_mi: the draft's pieces up to the
+      last month covered): a re-issue's line pays such months too (audit 25C: a dead person's
+      failed payment, re-issued with the months after the death once it was withdrawn, was a
+      REISSUE line, and listed nothing). fen: the line's amount.
     - RECOVERY_CANCELLED: a recovery still owed that this draft cancels, the person being
       entitled again to its months. fen: what it no longer claims."""
     schema = {"district_code": pl.String, "person_id": pl.String, "fen": pl.Int64, "_k": pl.Int64}
-    # Only months up to the latest published batch's end can have been gone past (none at a fresh
-    # quarter, nor the new quarter's), so one filter keeps the few lines asked about: filtering
-    # the 4.4 million payment lines first copied their texts (a later quarter's draft peaked
-    # 0.28 GB higher, over 3 GiB).
-    last = ledger.one("select max(last_month) from batches where status = 'published'")
-    last_mi = last[0] if last and last[0] is not None else None
-    back = lines.clear() if last_mi is None else lines.filter(pl.col("period_from") <= month_start(last_mi))
-    back = back.filter((pl.col("line_type") == "PAYMENT") & ~pl.col("reason").cast(pl.String).is_in(["NEW", "REISSUE"])
-                       ).select("district_code", "person_id", fen="amount_fen", _k="person_key",
-                                mi=month_index_expr("period_from"))
-    resumed = ledger.not_held_after_cover(back).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    keyed = back_pieces.with_columns(
+        pl.lit(lines["line_type"]).gather(pl.col("seq") - 1).alias("line_type"),
+        pl.lit(lines["reason"]).cast(pl.String).gather(pl.col("seq") - 1).alias("reason"),
+        pl.lit(lines["person_key"]).gather(pl.col("seq") - 1).alias("_k"),
+    ).filter((pl.col("line_type") == "PAYMENT") & (pl.col("reason") != "NEW"))
+    months = explode_months(keyed.lazy()).select("seq", "_k", mi="month_idx").collect()
+    rows = ledger.not_held_after_cover(months)["seq"].unique().sort() - 1
+    resumed = lines.select(pl.col("district_code", "person_id").gather(rows), pl.col("amount_fen").gather(rows)
+                           .alias("fen"), pl.col("person_key").gather(rows).alias("_k")).cast(schema)  # type: ignore[arg-type]
     cancelled = (cancels.group_by("person_key", "district_code")
                  .agg((pl.col("fen") * (pl.col("to_mi") - pl.col("from_mi") + 1)).sum().alias("fen"))
                  .select("district_code", person_id=idcard.id_from_key_expr("person_key"), fen="fen",

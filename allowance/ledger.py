@@ -1616,17 +1616,25 @@ class Ledger:
         with self._registered(_people=people):
             return self.df("select * from _people where _k in (select person_key from payees)")
 
-    def not_held_after_cover(self, lines: pl.DataFrame) -> pl.DataFrame:
-        """The rows of `lines` (_k, mi: a person and a month) whose month a published batch had
-        covered (mi at most the last month any published batch ran to) and for which the ledger
-        holds nothing: a month a run went past without paying them. A handful of rows asked."""
-        if lines.height == 0:
-            return lines
-        with self._registered(_lines=lines):
+    def last_covered(self) -> int | None:
+        """The last month any published batch ran to (None before the first publication)."""
+        row = self.one("select max(last_month) from batches where status = 'published'")
+        return None if row is None or row[0] is None else int(row[0])
+
+    def not_held_after_cover(self, months: pl.DataFrame) -> pl.DataFrame:
+        """The rows of `months` (_k, mi: a person and a month) whose month a published batch had
+        covered (mi at most last_covered) and for which the ledger holds nothing, other than a
+        month the bank returned (a REVERSAL: its re-issue is no news): a month a run went past
+        without paying them. A handful of rows asked."""
+        if months.height == 0:
+            return months
+        with self._registered(_months=months):
             return self.df(
-                "select l.* from _lines l where l.mi <= (select max(last_month) from batches where status = "
-                "'published') and not exists (select 1 from holdings h where h.person_key = l._k "
-                "and l.mi between h.from_mi and h.to_mi and h.fen > 0)")
+                "select m.* from _months m where m.mi <= (select max(last_month) from batches where status = "
+                "'published') and not exists (select 1 from holdings h where h.person_key = m._k "
+                "and m.mi between h.from_mi and h.to_mi and h.fen > 0) "
+                "and not exists (select 1 from bank_entries e where e.kind = 'REVERSAL' "
+                "and e.person_id = person_id_of(m._k) and m.mi between e.from_mi and e.to_mi)")
 
     def channel_changes(self, paid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Of the people in `paid` (_k, channel, card_no): those last paid to another channel or
