@@ -322,11 +322,13 @@ def _who(some: list[str], of: list[str], verb: bool = True) -> str:
             + (" are" if verb else ""))
 
 
-def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = None) -> dict[str, Any]:
+def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = None,
+             by_line: dict[str, int] | None = None) -> dict[str, Any]:
     """A bank return's `recovered_but_never_delivered`: how many people, how much, and which
-    recoveries (their line ids: staff find them in `recoveries list`; no resident ID is named)."""
+    recoveries (their line ids: staff find them in `recoveries list`; no resident ID is named),
+    with how much of it each (`by_line`: a month two recoveries share counts to the first)."""
     lines = [] if recovery_lines is None else recovery_lines.unique().sort().to_list()
-    return {"people": people, "fen": fen, "recovery_lines": lines}
+    return {"people": people, "fen": fen, "recovery_lines": lines, **({"by_line": by_line} if by_line else {})}
 
 
 # Each recovery's months still owed something (the register's `months`): its line's months less
@@ -947,25 +949,37 @@ class Ledger:
             "select seq, event_at as imported_at, detail->>'$.file_sha256' as file_sha256, action as source, "
             "cast(detail->>'$.recovered_but_never_delivered.people' as bigint) as people, "
             "cast(detail->>'$.recovered_but_never_delivered.fen' as bigint) as fen, "
-            "cast(detail->'$.recovered_but_never_delivered.recovery_lines' as varchar[]) as recovery_lines "
+            "cast(detail->'$.recovered_but_never_delivered.recovery_lines' as varchar[]) as recovery_lines, "
+            "(detail->'$.recovered_but_never_delivered.by_line')::varchar as by_line "
             "from events where action in ('bank_returns', 'notice_dated', 'upgrade') "
             "and coalesce(cast(detail->>'$.recovered_but_never_delivered.fen' as bigint), 0) > 0 "
             # an import that found the bank paid such a line on a retry: that much is not due after all
             "union all select seq, event_at, detail->>'$.file_sha256', action, "
             "cast(detail->>'$.refunds_not_due.people' as bigint), -cast(detail->>'$.refunds_not_due.fen' as bigint), "
-            "cast(detail->'$.refunds_not_due.recovery_lines' as varchar[]) from events "
+            "cast(detail->'$.refunds_not_due.recovery_lines' as varchar[]), "
+            "(detail->'$.refunds_not_due.by_line')::varchar from events "
             "where action in ('bank_returns', 'notice_dated') "
             "and coalesce(cast(detail->>'$.refunds_not_due.fen' as bigint), 0) > 0 order by seq").drop("seq")
 
     def refunds_total(self, refunds: pl.DataFrame) -> dict[str, int]:
         """People and fen of `refunds_reported`: each person a refund names once, however many imports
         named them; the fen net of what was found not due after all."""
-        # A line is still to refund where more imports reported a refund for it than found one not
-        # due (a failure, then its retry: audit 21B, "1 people, 0.00 yuan" after a refund withdrawn).
-        named = refunds.select(pl.col("recovery_lines").explode().alias("line"),
-                               pl.col("fen").sign().repeat_by(pl.col("recovery_lines").list.len()).explode())
-        lines = (named.drop_nulls().group_by("line").agg(pl.col("fen").sum()).filter(pl.col("fen") > 0)["line"]
-                 .sort().to_list())
+        # A line is still to refund where what imports reported for it, less what they found not
+        # due, is above nothing (a failure, then its retry: audit 21B, "1 people, 0.00 yuan" after a
+        # refund withdrawn; audit 25C, "0 people, 180.00 yuan" after one of two payments retried).
+        # Each report's fen by line (`by_line`); a report made before it had none is shared out
+        # among its lines. A handful of reports: one per import that found any.
+        net: dict[str, int] = {}
+        for r in refunds.iter_rows(named=True):
+            sign = 1 if r["fen"] > 0 else -1
+            by = json.loads(r["by_line"]) if r.get("by_line") else None
+            if not by:
+                named = sorted(r["recovery_lines"] or [])
+                share, rest = divmod(abs(r["fen"]), len(named)) if named else (0, 0)
+                by = {line: share + (rest if i == 0 else 0) for i, line in enumerate(named)}
+            for line, fen in by.items():
+                net[line] = net.get(line, 0) + sign * abs(int(fen))
+        lines = sorted(line for line, fen in net.items() if fen > 0)
         people = self.one("select count(distinct person_id) from recoveries where list_contains(?, line_id)",
                           [lines]) if lines else (0,)
         return {"people": int(people[0]), "fen": int(refunds["fen"].sum())}  # type: ignore[index]
@@ -2117,7 +2131,9 @@ class Ledger:
                                                                                      pl.col("line_id"))
         refund = (cancel.lazy().join(by_month, on=["_k", "month_idx"])
                   .select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
-        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode())
+        by_line = refund.group_by(pl.col("line_id").list.sort().list.first()).agg(pl.col("fen").sum())
+        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode(),
+                        {line: int(fen) for line, fen in by_line.sort("line_id").iter_rows()})
 
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
         """A payment that failed at the bank never reached the person: months of it that were

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -189,7 +190,9 @@ def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
         df = led.refunds_reported()
         total = {"imports": df.height, **led.refunds_total(df)}
     if json_:
-        emit_json({"refunds": [{**r, "imported_at": r["imported_at"].isoformat()} for r in df.to_dicts()], **total})
+        emit_json({"refunds": [{**r, "imported_at": r["imported_at"].isoformat(),
+                                "by_line": json.loads(r["by_line"]) if r["by_line"] else None}
+                               for r in df.to_dicts()], **total})
         return
     for r in df.to_dicts():
         source = (f"return file {r['file_sha256'][:12]}" if r["file_sha256"] else

@@ -467,8 +467,8 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
     with Ledger.use(led, read_only=True) as lg:
         (detail,) = lg.run("select detail from events where action = 'bank_returns'")[0]
     assert f"recovery line(s) {rec_line} in `allowance recoveries list --state recovered`" in res.stdout
-    assert (f'"recovered_but_never_delivered": {{"people": 1, "fen": {2 * monthly}, "recovery_lines": ["{rec_line}"]}}'
-            in detail), detail
+    assert (f'"recovered_but_never_delivered": {{"people": 1, "fen": {2 * monthly}, "recovery_lines": ["{rec_line}"], '
+            f'"by_line": {{"{rec_line}": {2 * monthly}}}}}' in detail), detail
     assert "ok: True" in ok(cli("ledger", "check", "--ledger", led)).stdout
     # The list stands after the night that reported it, and a second import of the file adds nothing.
     ok(cli("bank-returns", "import", returns, "--ledger", led))
