@@ -382,6 +382,9 @@ def _refuse_times_of_day(p: Path, lf: pl.LazyFrame) -> None:
                 "date type), or timestamps labelled with their time zone")
 
 
+NEWLINE = b"\n"
+
+
 def _refuse_short_rows(p: Path, columns: int) -> None:
     """A CSV row with fewer fields than its header is refused, with the file: polars reads the
     fields it lacks as empty, and an audit had such a row (cut before its death date, the columns
@@ -413,8 +416,13 @@ def _refuse_short_rows(p: Path, columns: int) -> None:
     if ragged:
         first = ragged[0]
         fewer = "fewer" if first.actual_columns < columns else "more"
+        # where it is, as an editor counts lines (the reader gives no row number with quoted line
+        # breaks allowed; audit 25C: a row shown by its text alone is hard to find in 15 million)
+        data = p.read_bytes()
+        at = data.find((first.text or "").encode()) if first.text else -1
+        where = f", line {data.count(NEWLINE, 0, at) + 1} of the file" if at >= 0 else ""
         raise InputError(
-            f"{p}: {len(ragged)} row(s) have {fewer} fields than the header's {columns} (the first has "
+            f"{p}: {len(ragged)} row(s) have {fewer} fields than the header's {columns} (the first{where}, has "
             f"{first.actual_columns}: {idcard.mask_ids_in(first.text or '')[:80]!r}); a truncated or malformed "
             "export: fix it and run again")
 

@@ -273,14 +273,14 @@ def test_a_csv_row_with_fewer_or_more_fields_than_its_header_refuses_the_file(is
     f = isolated / "short.csv"
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     line = user_error(cli(*quarterly(f, led)), str(f), "1 row(s) have fewer fields than the header's 9",
-                      "the first has 6")
+                      "the first, line 3 of the file, has 6")
     assert rows[1]["person_id"] not in line and rows[1]["person_id"][:6] in line
     # one with more fields is said the same way (audit 25B: polars' own words named no row)
     lines = frame.select(cols).write_csv().splitlines()
     lines[3] += ",extra,more"
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     line = user_error(cli(*quarterly(f, led)), str(f), "1 row(s) have more fields than the header's 9",
-                      "the first has 11")
+                      "the first, line 4 of the file, has 11")
     assert rows[2]["person_id"] not in line and rows[2]["person_id"][:6] in line
     whole = isolated / "whole.csv"
     whole.write_text("\n".join(frame.select(cols).write_csv().splitlines()) + "\n", encoding="utf-8")
