@@ -969,16 +969,17 @@ class Ledger:
         # refund withdrawn; audit 25C, "0 people, 180.00 yuan" after one of two payments retried).
         # Each report's fen by line (`by_line`); a report made before it had none is shared out
         # among its lines. A handful of reports: one per import that found any.
+        # A report made before by_line existed says no amounts by line: a line any such report
+        # names is netted by how many reports name it, as before (audit 25D: shared out equally, two
+        # people's refund of 840 yuan left one of them owed 120 after their own 300 was withdrawn).
+        rows = list(refunds.iter_rows(named=True))
+        counted = {line for r in rows if not r.get("by_line") for line in r["recovery_lines"] or []}
         net: dict[str, int] = {}
-        for r in refunds.iter_rows(named=True):
+        for r in rows:
             sign = 1 if r["fen"] > 0 else -1
-            by = json.loads(r["by_line"]) if r.get("by_line") else None
-            if not by:
-                named = sorted(r["recovery_lines"] or [])
-                share, rest = divmod(abs(r["fen"]), len(named)) if named else (0, 0)
-                by = {line: share + (rest if i == 0 else 0) for i, line in enumerate(named)}
-            for line, fen in by.items():
-                net[line] = net.get(line, 0) + sign * abs(int(fen))
+            by = json.loads(r["by_line"]) if r.get("by_line") else {}
+            for line in set(r["recovery_lines"] or []) | set(by):
+                net[line] = net.get(line, 0) + sign * (1 if line in counted else abs(int(by.get(line, 0))))
         lines = sorted(line for line, fen in net.items() if fen > 0)
         people = self.one("select count(distinct person_id) from recoveries where list_contains(?, line_id)",
                           [lines]) if lines else (0,)
@@ -1638,17 +1639,41 @@ class Ledger:
     def not_held_after_cover(self, months: pl.DataFrame) -> pl.DataFrame:
         """The rows of `months` (_k, mi: a person and a month) whose month a published batch had
         covered (mi at most last_covered) and for which the ledger holds nothing, other than a
-        month the bank returned (a REVERSAL: its re-issue is no news): a month a run went past
-        without paying them. A handful of rows asked."""
+        month the bank returned that no publication drafted since its return has covered (its
+        re-issue is no news; a returned month a publication has gone past since without paying
+        it is, and so is one re-issued and recovered since: audit 25D): a month a run went past
+        without paying them. A handful of rows asked.
+
+        "Drafted since" is by the ledger's sequence, not by the clock (both are to the second:
+        an import and a publication in one second were in no known order): a REVERSAL's import
+        is the event of the return file that brought its line's notice at that instant (or the
+        notice dating that reversed the line), and a batch's draft saw it when its base_seq is at
+        least that event's seq. A return not traced to its event counts as fresh."""
         if months.height == 0:
             return months
         with self._registered(_months=months):
             return self.df(
-                "select m.* from _months m where m.mi <= (select max(last_month) from batches where status = "
-                "'published') and not exists (select 1 from holdings h where h.person_key = m._k "
-                "and m.mi between h.from_mi and h.to_mi and h.fen > 0) "
-                "and not exists (select 1 from bank_entries e where e.kind = 'REVERSAL' "
-                "and e.person_id = person_id_of(m._k) and m.mi between e.from_mi and e.to_mi)")
+                """
+                with rev as (
+                    select e.person_id, e.from_mi, e.to_mi, coalesce(
+                        (select min(ev.seq) from bank_returns r join events ev on ev.action = 'bank_returns'
+                             and ev.detail->>'file_sha256' = r.file_sha256
+                         where r.line_id = e.line_id and r.imported_at = e.recorded_at),
+                        (select min(ev.seq) from events ev where ev.action = 'notice_dated'
+                             and ev.detail->>'line_id' = e.line_id and coalesce((ev.detail->>'failed')::bigint, 0) > 0
+                             and ev.event_at >= date_trunc('second', e.recorded_at))) as seq
+                    from bank_entries e
+                    where e.kind = 'REVERSAL' and e.person_id in (select person_id_of(_k) from _months))
+                select m.* from _months m
+                where m.mi <= (select max(last_month) from batches where status = 'published')
+                and not exists (select 1 from holdings h where h.person_key = m._k
+                                and m.mi between h.from_mi and h.to_mi and h.fen > 0)
+                and not exists (
+                    select 1 from rev
+                    where rev.person_id = person_id_of(m._k) and m.mi between rev.from_mi and rev.to_mi
+                    and not exists (select 1 from batches b where b.status = 'published'
+                                    and m.mi between b.first_month and b.last_month and b.base_seq >= rev.seq))
+                """)
 
     def channel_changes(self, paid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Of the people in `paid` (_k, channel, card_no): those last paid to another channel or
