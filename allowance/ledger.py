@@ -1647,8 +1647,10 @@ class Ledger:
         "Drafted since" is by the ledger's sequence, not by the clock (both are to the second:
         an import and a publication in one second were in no known order): a REVERSAL's import
         is the event of the return file that brought its line's notice at that instant (or the
-        notice dating that reversed the line), and a batch's draft saw it when its base_seq is at
-        least that event's seq. A return not traced to its event counts as fresh."""
+        notice dating that reversed the line), the first at or after its second (a caller's hash
+        that is not the file's content may name two imports: audit 25E), and a batch's draft saw
+        it when its base_seq is at least that event's seq. A return not traced to its event counts
+        as fresh."""
         if months.height == 0:
             return months
         with self._registered(_months=months):
@@ -1658,6 +1660,7 @@ class Ledger:
                     select e.person_id, e.from_mi, e.to_mi, coalesce(
                         (select min(ev.seq) from bank_returns r join events ev on ev.action = 'bank_returns'
                              and ev.detail->>'file_sha256' = r.file_sha256
+                             and ev.event_at >= date_trunc('second', r.imported_at)
                          where r.line_id = e.line_id and r.imported_at = e.recorded_at),
                         (select min(ev.seq) from events ev where ev.action = 'notice_dated'
                              and ev.detail->>'line_id' = e.line_id and coalesce((ev.detail->>'failed')::bigint, 0) > 0

@@ -53,6 +53,7 @@ reason and cause code must be one declared in `allowance.constants`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -339,7 +340,9 @@ def _bank_returns(st: Story, step: dict[str, Any], want: dict[str, Any], tmp: Pa
             reason=pl.when(pl.col("status") == "FAILED").then(pl.lit("account closed")).otherwise(pl.lit(None)),
             settled_at="settled_at",
         )
-        sha = f"returns-{len(rows)}-{'-'.join(df['line_id'])}"
+        # the file's content, as the CLI hashes the file (audit 25E: by its line ids alone, two files
+        # of one line shared a hash, and a return was traced to the older import)
+        sha = "returns-" + hashlib.sha256(df.write_csv().encode()).hexdigest()
         if step.get("via_file"):
             path = tmp / f"returns-{sha[-12:]}.csv"
             df.write_csv(path)
