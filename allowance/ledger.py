@@ -1661,7 +1661,7 @@ class Ledger:
                         (select min(ev.seq) from bank_returns r join events ev on ev.action = 'bank_returns'
                              and ev.detail->>'file_sha256' = r.file_sha256
                              and ev.event_at >= date_trunc('second', r.imported_at)
-                         where r.line_id = e.line_id and r.imported_at = e.recorded_at),
+                         where r.line_id = e.line_id and r.status = 'FAILED' and r.imported_at = e.recorded_at),
                         (select min(ev.seq) from events ev where ev.action = 'notice_dated'
                              and ev.detail->>'line_id' = e.line_id and coalesce((ev.detail->>'failed')::bigint, 0) > 0
                              and ev.event_at >= date_trunc('second', e.recorded_at))) as seq
@@ -1865,11 +1865,14 @@ class Ledger:
                 raise
 
     def _entries_now(self) -> dt.datetime:
-        """Inside a transaction: the instant of this change's bank entries, after every earlier one.
-        A retry takes back what its line's last failure cancelled by that instant, and two imports
-        in one second (the nightly inbox) had looked like one (audit 21B; _now is to the second)."""
+        """Inside a transaction: the instant of this change's bank entries and notices, after every
+        earlier one of either. A retry takes back what its line's last failure cancelled by that
+        instant, and two imports in one second (the nightly inbox) had looked like one (audit 21B;
+        _now is to the second); a return is traced to its own import by it (not_held_after_cover:
+        a credit's import and its bounce's in one second were taken for one, audit 25E)."""
         now = _now()
-        last = self.one("select max(recorded_at) from bank_entries")
+        last = self.one("select greatest((select max(recorded_at) from bank_entries), "
+                        "(select max(imported_at) from bank_returns))")
         if last and last[0] is not None and now <= last[0]:
             now = last[0] + dt.timedelta(microseconds=1)
         return now
