@@ -61,8 +61,8 @@ from allowance.returns import (
     SETTLED,
     day_given,
     days_given,
+    latest_notices,
     line_fates,
-    settled_before,
     settled_clock,
     settled_day,
     unordered_in_file,
@@ -407,9 +407,14 @@ NOTICE_DATES = """select line_id, status, recorded, settled_at from (
            row_number() over (partition by detail->>'line_id', detail->>'status', detail->>'recorded'
                               order by seq desc) as k
     from events where action = 'notice_dated') where k = 1"""
-RECORDED_NOTICES = f"""select b.line_id, b.status, coalesce(d.settled_at, b.settled_at) as settled_at
+# Each notice on record with the date staff gave it, if any: line_id, status, recorded, given.
+DATED_NOTICES = f"""select b.line_id, b.status, b.settled_at as recorded, d.settled_at as given
 from bank_returns b left join ({NOTICE_DATES}) d
 on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at"""
+RECORDED_NOTICES = f"""select line_id, status, coalesce(given, recorded) as settled_at from ({DATED_NOTICES})"""
+# The lines the ledger holds reversed now: a REVERSAL not undone by a RETRY_PAID since.
+REVERSED_LINES = """select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') group by line_id
+having sum(fen * (to_mi - from_mi + 1)) < 0"""
 
 # The events after which a draft is stale (its differences were taken against another ledger):
 # every one that changes what is paid or owed. Not drafts, upgrades or district approvals; not a
@@ -873,9 +878,8 @@ class Ledger:
         """Months whose payment the bank returned (REVERSAL entries of lines it did not pay on a
         retry since): the next run re-issues them."""
         return self.df(
-            "select distinct person_id, from_mi, to_mi from bank_entries where kind = 'REVERSAL' and line_id in ("
-            "select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') group by line_id "
-            "having sum(fen * (to_mi - from_mi + 1)) < 0)")
+            f"select distinct person_id, from_mi, to_mi from bank_entries where kind = 'REVERSAL' and line_id in ("
+            f"{REVERSED_LINES})")
 
     def apply_to_holdings(self, delta: pl.DataFrame) -> None:
         """Inside a transaction: add signed runs to the holdings and store them canonical again."""
@@ -966,12 +970,11 @@ class Ledger:
         named them; the fen net of what was found not due after all."""
         # A line is still to refund where what imports reported for it, less what they found not
         # due, is above nothing (a failure, then its retry: audit 21B, "1 people, 0.00 yuan" after a
-        # refund withdrawn; audit 25C, "0 people, 180.00 yuan" after one of two payments retried).
-        # Each report's fen by line (`by_line`); a report made before it had none is shared out
-        # among its lines. A handful of reports: one per import that found any.
-        # A report made before by_line existed says no amounts by line: a line any such report
-        # names is netted by how many reports name it, as before (audit 25D: shared out equally, two
-        # people's refund of 840 yuan left one of them owed 120 after their own 300 was withdrawn).
+        # refund withdrawn; audit 25C, "0 people, 180.00 yuan" after one of two payments retried),
+        # by each report's fen by line (`by_line`). A report made before by_line existed says no
+        # amounts by line: a line any such report names is netted by how many reports name it, as
+        # before (audit 25D: shared out equally, two people's refund of 840 yuan left one of them
+        # owed 120 after their own 300 was withdrawn). A handful of reports: one per import.
         rows = list(refunds.iter_rows(named=True))
         counted = {line for r in rows if not r.get("by_line") for line in r["recovery_lines"] or []}
         net: dict[str, int] = {}
@@ -1830,9 +1833,7 @@ class Ledger:
                 fates = no_fates if fresh.height == 0 else line_fates(
                     self.df(f"select * from ({RECORDED_NOTICES}) where line_id in (select line_id from _ret)"),
                     fresh.select("line_id", "status", "settled_at"),
-                    self.df("select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') "
-                            "and line_id in (select line_id from _ret) group by line_id "
-                            "having sum(fen * (to_mi - from_mi + 1)) < 0"),
+                    self.df(f"select * from ({REVERSED_LINES}) where line_id in (select line_id from _ret)"),
                 )
                 if (unknown_order := fates.filter(pl.col("fate").is_null()).sort("line_id")).height:
                     first = unknown_order.row(0, named=True)
@@ -1999,11 +2000,8 @@ class Ledger:
                 raise LedgerError(f"--settled-at {settled_at}: "
                                   + (f"before the line's batch was drafted (as of {line[0]})" if day < line[0]
                                      else f"after tomorrow ({latest_day}, Shanghai)"))
-            notices = self.df(
-                f"select b.status, b.settled_at as recorded, d.settled_at as given from bank_returns b "
-                f"left join ({NOTICE_DATES}) d on d.line_id = b.line_id and d.status = b.status "
-                "and d.recorded is not distinct from b.settled_at "
-                "where b.line_id = ? order by b.status, b.settled_at nulls first", [line_id])
+            notices = self.df(f"select status, recorded, given from ({DATED_NOTICES}) where line_id = ? "
+                              "order by status, recorded nulls first", [line_id])
             said = ", ".join(f"{r['status']} {r['recorded'] or 'undated'}"
                              + (f" (dated {r['given']} by staff)" if r["given"] else "")
                              for r in notices.to_dicts()) or "none"
@@ -2048,15 +2046,13 @@ class Ledger:
             # credit, dated before it, was a failed attempt (the reversal is undone and nothing
             # re-issued); an undated credit dated after the bounce was the bank's retry. Where
             # they do not agree, the line is left as it is (the next notice, dated, decides).
-            dated = notices.with_columns(
+            dated = notices.select(
+                pl.lit(line_id).alias("line_id"), "status",
                 settled_at=pl.when((pl.col("status") == status) & pl.col("recorded").eq_missing(was))
-                .then(pl.lit(settled_at)).otherwise(pl.coalesce("given", "recorded"))).with_row_index("_e")
-            later = (dated.join(dated.select(_after="settled_at"), how="cross")
-                     .filter(settled_before("settled_at", "_after"))["_e"].unique())
-            ends = dated.filter(~pl.col("_e").is_in(later.implode()))["status"].unique().to_list()
-            reversed_now = bool(self.one(
-                "select coalesce(sum(fen * (to_mi - from_mi + 1)), 0) < 0 from bank_entries "
-                "where kind in ('REVERSAL', 'RETRY_PAID') and line_id = ?", [line_id])[0])  # type: ignore[index]
+                .then(pl.lit(settled_at)).otherwise(pl.coalesce("given", "recorded")))
+            ends = latest_notices(dated)["status"].unique().to_list()
+            reversed_now = self.one(f"select count(*) > 0 from ({REVERSED_LINES}) where line_id = ?",
+                                    [line_id])[0]  # type: ignore[index]
             fates = pl.DataFrame({"line_id": [line_id], "was_reversed": [reversed_now],
                                   "fate": [ends[0] if len(ends) == 1 else None]})
             counts = self._apply_fates(fates, self._entries_now())

@@ -138,6 +138,16 @@ def unordered_in_file(notices: pl.DataFrame) -> pl.DataFrame:
                        ).select("line_id", "settled_at", "failed_at")
 
 
+def latest_notices(notices: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `notices` (line_id, settled_at, …) that no other row of their line is known to
+    be after (settled_before): a line's latest notices, one or several where their order is not
+    known. What line_fates and a notice staff date (Ledger.date_bank_notice) read a line's end from."""
+    ev = notices.with_row_index("_e")
+    later = (ev.join(ev.select("line_id", _after="settled_at"), on="line_id")
+             .filter(settled_before("settled_at", "_after")).select("_e").unique())
+    return ev.join(later, on="_e", how="anti").drop("_e")
+
+
 def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.DataFrame) -> pl.DataFrame:
     """How each line a bank return file brings news of ended (SPEC §8): its latest status by
     settled_at, over the rows recorded before (`recorded`) and the new ones (`fresh`), each
@@ -168,10 +178,7 @@ def line_fates(recorded: pl.DataFrame, fresh: pl.DataFrame, reversed_lines: pl.D
                                         said=pl.lit(None, pl.List(pl.String)))
     ev = pl.concat([recorded.with_columns(new=pl.lit(False)), fresh.filter(~alone).with_columns(new=pl.lit(True))],
                    how="vertical_relaxed")
-    ev = ev.with_row_index("_e")
-    later = (ev.join(ev.select("line_id", _after="settled_at"), on="line_id")
-             .filter(settled_before("settled_at", "_after")).select("_e").unique())
-    latest = ev.join(later, on="_e", how="anti").group_by("line_id").agg(
+    latest = latest_notices(ev).group_by("line_id").agg(
         statuses=pl.col("status").unique(),
         new_failed=(pl.col("new") & (pl.col("status") == "FAILED")).any(),
         new_latest=pl.col("new").any())

@@ -81,8 +81,8 @@ def _say_what_changed(counts: dict[str, Any]) -> None:
 @errors_as_messages
 def date_(line_id: Annotated[str, typer.Argument(help="The payment line whose notice on record is dated.")],
           status: Annotated[str, typer.Option("--status", help="PAID or FAILED: which of its notices.")],
-          settled_at: Annotated[str, typer.Option("--settled-at", help="When the bank says it settled: YYYY-MM-DD, "
-                                                  "with HH:MM[:SS] when the line's other notice is on that day.")],
+          settled_at: Annotated[str, typer.Option("--settled-at", help="When the bank says it settled, Shanghai "
+                                                  "time: 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DD HH:MM:SS'.")],
           reason: Annotated[str, typer.Option("--reason", help="The bank's confirmation, for the record.")],
           recorded: Annotated[str | None, typer.Option(
               "--recorded", help="Which notice, where the line has two of that status with no usable date: its "
@@ -92,8 +92,9 @@ def date_(line_id: Annotated[str, typer.Argument(help="The payment line whose no
 
     A notice with no date (or a date alone, or another spelling) cannot be ordered against the
     line's next one, and the file bringing that one is refused until it can: this dates the notice
-    on record (the notice itself stays as the bank sent it). Refused if the date would change how
-    the line ended; the same date again changes nothing.
+    on record (the notice itself stays as the bank sent it; a later date given corrects this one).
+    If, so dated, the line's notices say it ended otherwise than the ledger holds, the ledger is
+    put right as an import would; the same instant again changes nothing.
     """
     with Ledger.use(ledger) as led:
         res = led.date_bank_notice(line_id, status, settled_at, by or getpass.getuser(), reason, recorded)
