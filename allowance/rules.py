@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from allowance.constants import CHANNELS
 from allowance.errors import RulesError
@@ -80,6 +81,8 @@ class Funding(_Strict):
 class Version(_Strict):
     """One rules version: everything in it is in force from effective_from to effective_to."""
 
+    # Letters, digits, `.`, `_` and `-`: a line spanning two versions names them joined by `+`
+    # (the manifest splits them back), so a `+` or a space in an id corrupted both (audit 26A).
     id: str = Field(min_length=1)
     title: str = ""
     source: Cite
@@ -92,6 +95,14 @@ class Version(_Strict):
     payment_day: CitedInt
     channels: CitedStrs
     exit_month_paid: CitedBool
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, v: str) -> str:
+        if not re.fullmatch(r"[^\W_][\w.-]*", v):
+            raise ValueError(f"{v!r}: an id is letters, digits, '.', '_' and '-', starting with a letter or digit "
+                             "(a line spanning two versions names them joined by '+')")
+        return v
 
     @model_validator(mode="after")
     def _coherent(self) -> Version:
@@ -282,6 +293,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """A whole number only as plain decimal digits: YAML 1.1 reads `07500` as octal (3904),
+        `024` as 20, `0x1D4C`, `7_500` and `125:00` (sexagesimal) as other numbers, and `rules
+        check` said ok while the table paid 39.04 yuan (audit 26A)."""
+        text = str(self.construct_scalar(node))  # type: ignore[no-untyped-call]
+        if not re.fullmatch(r"[-+]?(0|[1-9][0-9]*)", text):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"number {text} is not written in plain decimal digits (YAML reads a leading zero as "
+                "octal, and 0x, 0b, _ and : as other numbers): write it without them", node.start_mark)
+        return int(text)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
 
 
 def _load_file(path: Path) -> list[Version]:

@@ -231,3 +231,35 @@ def test_the_rules_loader_refuses_a_key_twice_but_keeps_yaml_merges() -> None:
     for text, says in [("a: 1\nb: 2\na: 3\n", "'a' appears twice"), ("? [1, 2]\n: 3\n", "plain value")]:
         with pytest.raises(yaml.constructor.ConstructorError, match=says):
             yaml.load(text, Loader=_UniqueKeyLoader)
+
+
+@pytest.mark.parametrize(("written", "yaml_reads"), [
+    ("monthly_fen: 07500", 3904),  # octal
+    ("monthly_fen: 0x1D4C", 7500),
+    ("monthly_fen: 7_500", 7500),
+    ("monthly_fen: 125:00", 7500),  # sexagesimal
+])
+def test_a_number_yaml_would_read_otherwise_is_refused_naming_file_and_line(
+    tmp_path: Path, written: str, yaml_reads: int
+) -> None:
+    """Audit 26A: `07500` passed `rules check` and paid 39.04 yuan a month (YAML 1.1 octal);
+    only plain decimal digits are a whole number in a rules file."""
+    assert yaml.safe_load(written)["monthly_fen"] == yaml_reads  # what a plain YAML loader makes of it
+    text = (RULES_DIR / FILE_2024).read_text(encoding="utf-8")
+    assert text.count("monthly_fen: 7500,") == 1
+    (tmp_path / FILE_2024).write_text(text.replace("monthly_fen: 7500,", written + ","), encoding="utf-8")
+    (tmp_path / FILE_2016).write_text((RULES_DIR / FILE_2016).read_text(encoding="utf-8"), encoding="utf-8")
+    line = 1 + text[:text.index("monthly_fen: 7500,")].count("\n")
+    msg = _load_error(tmp_path)
+    assert_names(msg, FILE_2024, f"line {line}", written.split(": ")[1], "plain decimal")
+
+
+@pytest.mark.parametrize("vid", ["raise+2026", "raise 2026", "-raise", "raise\t1"])
+def test_a_version_id_is_plain_letters_digits_and_dashes(tmp_path: Path, vid: str) -> None:
+    """Audit 26A: `raise+2026` passed, and a line spanning it and the version before named
+    `hufugui-2024-1+raise+2026`, which the manifest split into three versions."""
+    doc = _real(FILE_2024)
+    doc["id"] = vid
+    _write(tmp_path, FILE_2016, _real(FILE_2016))
+    _write(tmp_path, FILE_2024, doc)
+    assert_names(_load_error(tmp_path), FILE_2024, vid, "field id", "'+'")
