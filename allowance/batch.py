@@ -104,8 +104,13 @@ def window_for(kind: str, as_of: dt.date, ledger: Ledger, rules: Rules, quarter:
     # SPEC §1.4: a month no version covers is an error; the first such month of the quarter is named.
     for m in range(current_from, last + 1):
         rules.at(m)
-    # 四 追溯期: the engine rule `retro_months` of the version in force at the window's end.
-    retro = rules.at(last).retro_months.value
+    # 四 追溯期: the engine rule `retro_months` of the version in force when the payment is made
+    # (paid_in_month: a quarter's first month, or the as-of month when later; a night's as-of
+    # month), as for the channels. The window's end's version let the same person on the same day
+    # be back-paid 24 months by the night's run and 12 by the quarter's, whose last month a raise
+    # with a shorter window had reached (audit 26A).
+    paid_in = max(as_of_mi, current_from) if kind == "quarterly" else as_of_mi
+    retro = rules.at(paid_in).retro_months.value
     expired_before = max(opening, as_of_mi - retro)
     return Window(kind, max(expired_before, opening), last, current_from, label, expired_before)
 
