@@ -23,7 +23,7 @@ import polars as pl
 from allowance import __version__, idcard
 from allowance.bytescan import hash_columns, numbered
 from allowance.constants import CHANNELS, DISTRICT_CODES, MAX_AGE_ALIVE
-from allowance.entitlement import entitlement_segments, without_blocked
+from allowance.entitlement import entitlement_segments, exit_paid_by_month, without_blocked
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, keyed, line_hashes, taken_off_owed
 from allowance.log import Laps
@@ -826,6 +826,16 @@ def build_draft(
     ever_paid = ledger.ever_paid(theirs.select("pkey", "_k")).select("pkey")
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
+    exit_paid = pl.lit(exit_paid_by_month(rules, window.first, window.last))
+
+    def stopped_by(exit_mi: pl.Expr) -> pl.Expr:
+        """The recovery starts at or after the first month an exit (death, moving out) in `exit_mi`
+        leaves unpaid: the next, or that month itself where the version in force then does not pay
+        it (`exit_month_paid`; audit 26A: deaths under such a version were recovered as NOT_ENTITLED,
+        the change report saying STOP_DEATH)."""
+        inside = (exit_mi >= window.first) & (exit_mi <= window.last)
+        unpaid = pl.when(inside).then(~exit_paid.gather((exit_mi - window.first).clip(0, window.last - window.first)))
+        return exit_mi.is_not_null() & (pl.col("first_stop_mi") >= exit_mi + 1 - unpaid.fill_null(False).cast(pl.Int32))
 
     def reason_is(code: str) -> pl.Expr:
         return pl.lit(code, REASONS)
@@ -845,8 +855,8 @@ def build_draft(
     cause = (
         pl.when(pl.col("line_type") != "RECOVERY").then(pl.lit(None, CAUSES))
         .when(pl.col("absent")).then(cause_is("NOT_IN_EXTRACT"))
-        .when(death_mi.is_not_null() & (pl.col("first_stop_mi") > death_mi)).then(cause_is("DEATH"))
-        .when(out_mi.is_not_null() & (pl.col("first_stop_mi") > out_mi)).then(cause_is("MIGRATION"))
+        .when(stopped_by(death_mi)).then(cause_is("DEATH"))
+        .when(stopped_by(out_mi)).then(cause_is("MIGRATION"))
         # Still entitled in those months, for less than was paid: the same ID has the same birth
         # date (SPEC §3 BIRTH_MISMATCH; a corrected date comes as a new ID, NOT_IN_EXTRACT), so
         # what lowered the amount is the rules table, corrected after the payment.

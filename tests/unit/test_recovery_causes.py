@@ -75,3 +75,31 @@ def test_upgrade_mends_the_months_a_ledger_made_before_kept(tmp_path: Path) -> N
         assert led.run("select months, amount_fen from recoveries") == [(1, 15000)]
         assert led.check()["problems"] == []
         assert led.run("select detail->>'recovery_months_mended' from events where action = 'upgrade'") == [("1",)]
+
+
+def test_a_death_or_move_under_a_version_not_paying_the_exit_month_is_recovered_as_such(tmp_path: Path) -> None:
+    """Audit 26A: with `exit_month_paid: false` the month of death is itself unpaid, so the
+    recovery starts in it; it was labelled NOT_ENTITLED (the test was `first stop > death month`)
+    while the change report said STOP_DEATH. A death in September, paid through September, and a
+    move out in August: recovered from the exit month, as DEATH and MIGRATION."""
+    import shutil
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(RAISE, rules_dir)
+    raise_file = rules_dir / "2025-08-test-raise.yaml"
+    text = raise_file.read_text(encoding="utf-8")
+    assert text.count("exit_month_paid: {value: true") == 1
+    raise_file.write_text(text.replace("exit_month_paid: {value: true", "exit_month_paid: {value: false"),
+                          encoding="utf-8")
+    sc = Scenario(tmp_path, opening_month="2025-07", rules_path=rules_dir)
+    ann, bob, cy = person("1950-05-05", seq=1), person("1948-03-03", seq=2), person("1952-02-02", seq=3)
+    sc.publish(sc.quarterly("2025Q3", [ann, bob, cy], "2025-07-01"))
+    res = sc.supplement([{**ann, "death_date": dt.date(2025, 9, 12)},
+                         {**bob, "hukou_out_date": dt.date(2025, 8, 10)}, cy], "2025-09-20", breakers=OPEN)
+    lines = sc.lines(res.batch_id).sort("person_id")
+    assert lines["line_type"].to_list() == ["RECOVERY", "RECOVERY"], lines
+    assert lines["person_id"].to_list() == sorted([ann["person_id"], bob["person_id"]])
+    causes = dict(zip(lines["person_id"], lines["cause"], strict=True))
+    assert causes == {ann["person_id"]: "DEATH", bob["person_id"]: "MIGRATION"}, lines
+    months = dict(zip(lines["person_id"], lines["months"], strict=True))
+    assert months == {ann["person_id"]: 1, bob["person_id"]: 2}, lines
