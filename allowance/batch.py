@@ -356,10 +356,14 @@ def less_cancelled(pieces: pl.DataFrame, cancelled: pl.DataFrame) -> pl.DataFram
     return pl.concat([pieces.join(who, on="pkey", how="anti"), theirs])
 
 
-def before_window(window: Window, opening: int) -> Window:
+def before_window(window: Window, opening: int, rules: Rules) -> Window:
     """The months owed before the retroactive window (四 追溯期), from the ledger's opening month:
-    never paid, reported as expired."""
-    return dataclasses.replace(window, first=opening, last=min(window.expired_before - 1, window.last))
+    never paid, reported as expired. Only months a rules version covers: before them nothing was
+    due, and they are not asked for (SPEC §1.4; audit 26A: a ledger opened before the 2016 scheme,
+    or a rules folder without it, refused every run naming a month none of them paid)."""
+    last = min(window.expired_before - 1, window.last)
+    covered = rules.covered_since(last) if last >= opening else None
+    return dataclasses.replace(window, first=max(opening, last + 1 if covered is None else covered), last=last)
 
 
 def cancel_owed_before_window(
@@ -377,7 +381,7 @@ def cancel_owed_before_window(
     hold or rejection (五) keeps every recovery owed: their case is open, whichever months the
     decision names.
     """
-    old = before_window(window, opening)
+    old = before_window(window, opening, rules)
     if window.empty or old.empty or owed.height == 0:
         return pl.DataFrame(schema=CANCEL_SCHEMA)
     people = (clean.join(owed.filter(pl.col("from_mi") <= old.last).select("_k").unique(), on="_k", how="semi")
@@ -1167,7 +1171,7 @@ def outside_window(
       people under an active review HOLD (`blocked`) are not listed: a hold freezes their
       months, nothing paid and nothing recovered, until it is lifted.
     """
-    old = before_window(window, opening)
+    old = before_window(window, opening, rules)
     if window.empty or old.empty:
         return {"people": 0, "months": 0, "fen": 0}, pl.DataFrame(schema=OVERPAID_SCHEMA)
     who = pl.concat([clean.select("pkey", "_k", "person_id", "district_code"),

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from allowance.constants import CHANNELS
 from allowance.errors import RulesError
-from allowance.months import Month, month_start
+from allowance.months import Month, month_index, month_start
 
 MAX_MONTHLY_FEN = 10_000_000  # engine rule: 100 000 yuan a month (see Band.monthly_fen)
 QUARTER_STARTS = (1, 4, 7, 10)  # SPEC §4: the quarterly run pre-disburses the calendar quarter it starts
@@ -204,6 +204,20 @@ class Rules:
             if v.covers(month):
                 return v
         raise RulesError(f"no rules version is in force in {month_start(month):%Y-%m} ({self.coverage()})")
+
+    def covered_since(self, last: int) -> int | None:
+        """The first month of the unbroken run of covered months that ends at month index `last`
+        (None where no version covers `last`): the months before it no version covers, so nothing
+        was ever due in them (SPEC §1.4), and a report of what is owed there asks for none of them."""
+        first = None
+        for v in reversed(self.versions):
+            v_to = month_index(v.effective_to) if v.effective_to is not None else last
+            if first is None:
+                if month_index(v.effective_from) <= last <= v_to:
+                    first = month_index(v.effective_from)
+            elif v_to == first - 1:
+                first = month_index(v.effective_from)
+        return first
 
     def coverage(self) -> str:
         parts = [f"{v.id}: {v.effective_from} … {v.effective_to or 'open'}" for v in self.versions]

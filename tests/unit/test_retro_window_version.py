@@ -8,6 +8,7 @@ shorter window starting inside that quarter."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,3 +64,24 @@ def test_the_retroactive_start_is_set_by_the_version_in_force_when_paid(
                         RULES, parse_quarter(quarter) if quarter else None)
     assert fmt(window.expired_before) == start
     assert fmt(window.first) == start
+
+
+def test_months_before_every_version_are_not_asked_for_by_the_expired_report(tmp_path: Path) -> None:
+    """Audit 26A: a ledger opened in 2024-01 with a rules folder whose first version starts
+    2024-05 refused the 2026Q3 draft naming 2024-01, though every due month (from 2024-07) is
+    covered: the report of months owed before the window computed entitlement from the opening
+    month. Nothing was due before any version; the draft is made, and what it reports expired
+    starts where the rules do."""
+    import shutil
+
+    from allowance.testing import Scenario, person
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    shutil.copy(rules_mod.DEFAULT_RULES_DIR / "2024-hufugui-1.yaml", rules_dir)
+    sc = Scenario(tmp_path, opening_month="2024-01", rules_path=rules_dir)
+    # 70 since 2020, moved in 2024-02: owed from 2024-05 (the first version) to 2026-09; the
+    # window (24 months before the as-of, 2024-07) pays from July, so May and June are expired
+    res = sc.quarterly("2026Q3", [person("1950-03-03", seq=1, hukou_since="2024-02-10")], "2026-07-01")
+    assert res.lines == 1 and res.amount_fen == 27 * 15000
+    assert res.summary["expired"] == {"people": 1, "months": 2, "fen": 2 * 15000}
