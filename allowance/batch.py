@@ -131,9 +131,9 @@ class Draft:
 def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, state: str, rules: Rules) -> str:
     """Deterministic: the same run on the same ledger state (`state`: Ledger.ledger_state) gets
     the same id (rerun-safe), however many drafts and approvals came before it."""
-    rules_fp = json.dumps([v.model_dump(mode="json") for v in rules.versions], sort_keys=True)
     h = hashlib.sha256(
-        f"{kind}|{window.quarter}|{window.first}|{window.last}|{as_of}|{registry_sha}|{state}|{rules_fp}".encode()
+        f"{kind}|{window.quarter}|{window.first}|{window.last}|{as_of}|{registry_sha}|{state}|{rules.fingerprint()}"
+        .encode()
     ).hexdigest()[:8]
     tag = window.quarter if kind == "quarterly" else f"{as_of:%Y%m%d}"
     return f"{'Q' if kind == 'quarterly' else 'S'}{tag}-{h}"
@@ -996,6 +996,7 @@ def build_draft(
     summary = {
         "window": {"first": fmt(window.first), "last": fmt(window.last)} if not window.empty else None,
         "registry": validated.summary(),
+        "rules_sha256": rules.sha256(),
         "payments": {"lines": pay_n, "amount_fen": pay_fen},
         "recoveries": {"lines": rec_n, "amount_fen": rec_fen},
         "no_card": {"people": no_card.height, "amount_fen": int(no_card["amount_fen"].sum())},

@@ -9,7 +9,9 @@ version (SPEC §2).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -204,6 +206,23 @@ class Rules:
             if v.covers(month):
                 return v
         raise RulesError(f"no rules version is in force in {month_start(month):%Y-%m} ({self.coverage()})")
+
+    def fingerprint(self) -> str:
+        """Every version as loaded, in one canonical text: what a batch id is made from."""
+        return json.dumps([v.model_dump(mode="json") for v in self.versions], sort_keys=True)
+
+    def sha256(self) -> str:
+        """The tables' digest, named in each batch's manifest (`rules_sha256`) and by `rules check`:
+        a version corrected in place under the same id pays otherwise, and the version ids alone
+        could not say so (audit 26A)."""
+        return hashlib.sha256(self.fingerprint().encode()).hexdigest()
+
+    def gaps(self) -> list[tuple[dt.date, dt.date]]:
+        """Months between two versions that none covers, as (first day, last day): a run asked
+        for them is refused (SPEC §1.4); `rules check` names them, since most are a typed date."""
+        return [(a.effective_to + dt.timedelta(days=1), b.effective_from - dt.timedelta(days=1))
+                for a, b in itertools.pairwise(self.versions)
+                if a.effective_to is not None and a.effective_to + dt.timedelta(days=1) < b.effective_from]
 
     def covered_since(self, last: int) -> int | None:
         """The first month of the unbroken run of covered months that ends at month index `last`

@@ -519,6 +519,8 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             "as_of": str(b["as_of"]),
             "window": {"first": fmt(b["first_month"]), "last": fmt(b["last_month"])} if b["first_month"] else None,
             "rules_versions": b["rules_versions"].split("+") if b["rules_versions"] else [],
+            # the tables as the draft read them (a draft made before this was recorded has none)
+            **({"rules_sha256": digest} if (digest := json.loads(b["summary"]).get("rules_sha256")) else {}),
             "registry_sha256": b["registry_sha256"],
             # a published batch's files written again name the code that made them, not today's
             "code_version": (json.loads(b["manifest"]).get("code_version") if b["status"] == "published"

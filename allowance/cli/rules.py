@@ -23,6 +23,9 @@ def check(path: Annotated[Path | None, typer.Argument(help="Rules file or folder
     for v in r.versions:
         echo(f"ok  {v.id}  {v.source}  {v.effective_from} … {v.effective_to or 'open'}  "
                    f"{len(v.bands)} bands")
+    for first, last in r.gaps():  # allowed (SPEC §1.4: an error when asked for), but usually a typo
+        echo(f"note: no version covers {first:%Y-%m} … {last:%Y-%m}: a run due in those months is refused")
+    echo(f"tables sha256 {r.sha256()} (each batch's manifest names the tables it was drafted under)")
 
 
 @app.command("show")

@@ -157,6 +157,10 @@ def test_a_manifest_names_the_code_that_made_it(
     ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
     made_by = json.loads((out / bid / "manifest.json").read_text())["code_version"]
     assert made_by == allowance.batch.code_version() and re.fullmatch(r"\d+\.\d+\.\d+\+[0-9a-f]{12}", made_by)
+    # and the tables (audit 26A: a version corrected in place kept its id)
+    from allowance import rules as rules_mod
+    tables = json.loads((out / bid / "manifest.json").read_text())["rules_sha256"]
+    assert tables == rules_mod.load(rules_mod.DEFAULT_RULES_DIR).sha256() and re.fullmatch(r"[0-9a-f]{64}", tables)
     before = tree_hashes(out / bid)
     (out / bid / "funding.parquet").unlink()
     monkeypatch.setattr(allowance.runs, "code_version", lambda: "9.9.9+000000000000")  # a later engine

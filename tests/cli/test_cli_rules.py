@@ -82,3 +82,24 @@ def test_a_rules_file_that_is_not_utf8_is_one_line(isolated: Path) -> None:
     f = broken_rules(isolated, "monthly_fen: 7500", "monthly_fen: 7500")
     f.write_bytes(f.read_text(encoding="utf-8").encode("gb18030"))
     user_error(cli("rules", "check", f), str(f), "not UTF-8")
+
+
+def test_check_names_a_month_no_version_covers_and_the_tables_digest(isolated: Path) -> None:
+    """Audit 26A: a gap between versions (most often a typed date) passed unremarked until a run
+    reached it; and a version corrected in place, under the same id, left no trace of what the
+    tables said. A gap is allowed (SPEC §1.4: an error when asked for) but named; the digest,
+    which each batch's manifest carries, changes with any value."""
+    from allowance import rules as rules_mod
+
+    plain = ok(cli("rules", "check")).stdout
+    assert "note:" not in plain
+    assert f"tables sha256 {rules_mod.load(DEFAULT_RULES_DIR).sha256()}" in plain
+    f = broken_rules(isolated, "effective_from: 2024-05-01", "effective_from: 2024-07-01")
+    gap = ok(cli("rules", "check", f.parent)).stdout
+    assert "no version covers 2024-05 … 2024-06" in gap
+    f.write_text(f.read_text(encoding="utf-8").replace("effective_from: 2024-07-01", "effective_from: 2024-05-01")
+                 .replace("monthly_fen: 7500", "monthly_fen: 8000", 1), encoding="utf-8")
+    corrected = ok(cli("rules", "check", f.parent)).stdout
+    assert "note:" not in corrected and "ok  hufugui-2024-1" in corrected
+    digest = corrected.split("tables sha256 ")[1].split()[0]
+    assert digest == rules_mod.load(f.parent).sha256() != rules_mod.load(DEFAULT_RULES_DIR).sha256()
