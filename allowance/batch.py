@@ -414,10 +414,14 @@ def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.
     return pl.concat([pieces.join(held_keys, on="pkey", how="anti"), kept.select(pieces.columns)])
 
 
-def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame, ledger: Ledger) -> tuple[pl.DataFrame, int]:
-    """People the ledger holds who are in no row of the extract (not even a quarantined one), and
-    how many it holds whose row is quarantined (neither paid nor recovered tonight). `held_rows`
-    is the holdings with the clean row (pkey) of their person, null where there is none.
+def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame,
+                  ledger: Ledger) -> tuple[pl.DataFrame, int, pl.DataFrame]:
+    """People the ledger holds who are in no row of the extract (not even a quarantined one), how
+    many it holds whose row is quarantined (neither paid nor recovered tonight), and where those
+    of them whose quarantined rows name no district of SPEC §7 (UNKNOWN_DISTRICT, a retired code)
+    were last paid (_k, district_code): the change report lists them there, where the row is to be
+    mended (audit 26B: under `unknown`, which no district reads). `held_rows` is the holdings with
+    the clean row (pkey) of their person, null where there is none.
 
     A registry without them says they are not entitled (a corrected birth date gives a new ID;
     a cancelled hukou record disappears), so their held months are recovered, cause
@@ -425,38 +429,48 @@ def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame, ledger: Led
     circuit breakers stand between a truncated extract and mass recoveries.
     """
     quarantined = (
-        quarantine.select(pl.col("person_id").alias("p"))
+        quarantine.select(pl.col("person_id").alias("p"), "district_code")
         .filter(pl.col("p").is_not_null())
-        .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"))
-        .drop_nulls()
+        .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"),
+                known=pl.col("district_code").is_in(DISTRICT_CODES))
+        .drop_nulls("_k")
     )
     # Only the few left are made unique (4.6 million took 0.3 s).
     not_clean = held_rows.filter(pl.col("pkey").is_null()).select("_k").unique()
     gone = not_clean.join(quarantined, on="_k", how="anti")
+    placeless = (not_clean.join(quarantined, on="_k").group_by("_k").agg(pl.col("known").any())
+                 .filter(~pl.col("known")).select("_k"))
+    # One lookup for both: each reads the lines files their last payments are in.
+    paid_in = ledger.payees(pl.concat([gone, placeless])["_k"]).select("_k", "name", "district_code")
     absent = (
         gone.with_columns(person_id=idcard.id_from_key_expr("_k"))
-        .join(ledger.payees(gone["_k"]).select("_k", "name", "district_code"), on="_k", how="left")
+        .join(paid_in, on="_k", how="left")
         .with_columns(pl.col("district_code").fill_null("unknown"))
         .sort("_k")
     )
-    return absent, not_clean.height - gone.height
+    return absent, not_clean.height - gone.height, paid_in.join(placeless, on="_k", how="semi").select(
+        "_k", "district_code")
 
 
-def quarantined_districts(stopped: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
+def quarantined_districts(stopped: pl.DataFrame, quarantine: pl.DataFrame,
+                          placeless: pl.DataFrame | None = None) -> pl.DataFrame:
     """_k, district_code of the people stopped (`stopped`: _k) because their row is quarantined,
     where that row names one of SPEC §7's districts: the change report listed them all under
-    `unknown`, where the district that must mend the row never looked (audit 19A). A row whose
-    district is itself what is broken stays under `unknown` (the ledger's last district would mean
-    reading every batch's lines for a few people, seconds at 15.35M). An ID quarantined in rows
-    of two districts is listed in both. A handful of rows: the quarantine's IDs are keyed, not the
-    extract's."""
-    return (quarantine.select(idcard.order_key_expr(idcard.normalized_id_expr("person_id")).alias("_k"),
-                              "district_code")
-            .join(stopped.select("_k"), on="_k", how="semi")
-            .filter(pl.col("district_code").is_in(DISTRICT_CODES))
-            # an ID quarantined in two districts (DUPLICATE_ID): in each, the one that paid them
-            # among them (audit 19C: listed only in its first row's, which may not be)
-            .unique(["_k", "district_code"], keep="first", maintain_order=True))
+    `unknown`, where the district that must mend the row never looked (audit 19A). Where no row of
+    theirs names one (the district is itself what is broken), the district they were last paid in
+    (`placeless`, from absent_people; audit 26B). An ID quarantined in rows of two districts is
+    listed in both. A handful of rows: the quarantine's IDs are keyed, not the extract's."""
+    named = (quarantine.select(idcard.order_key_expr(idcard.normalized_id_expr("person_id")).alias("_k"),
+                               "district_code")
+             .join(stopped.select("_k"), on="_k", how="semi")
+             .filter(pl.col("district_code").is_in(DISTRICT_CODES))
+             # an ID quarantined in two districts (DUPLICATE_ID): in each, the one that paid them
+             # among them (audit 19C: listed only in its first row's, which may not be)
+             .unique(["_k", "district_code"], keep="first", maintain_order=True))
+    if placeless is None or placeless.height == 0:
+        return named
+    last_paid = placeless.join(stopped.select("_k"), on="_k", how="semi").join(named, on="_k", how="anti")
+    return pl.concat([named, last_paid.select(named.columns)])
 
 
 def held_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings: pl.DataFrame) -> pl.DataFrame:
@@ -600,7 +614,7 @@ def build_draft(
     # runs, which finding the absent, the differences and the stops all read (a join each took
     # 0.2-0.3 s). Clean ID keys are unique (DUPLICATE_ID), so no run is repeated.
     held_rows = holdings.with_columns(matched(holdings, clean, "_k", "pkey"))
-    absent, held_quarantined = absent_people(held_rows, validated.quarantine, ledger)
+    absent, held_quarantined, placeless = absent_people(held_rows, validated.quarantine, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
     # The runs of everyone in `ids`: the clean people's, and the absent people's (a few rows);
@@ -720,7 +734,7 @@ def build_draft(
         holders = card_taken.select(pl.col("other_k").unique())
         where = pl.concat([
             people.filter(pl.col("_k").is_in(holders["other_k"].implode())).select("_k", "district_code"),
-            quarantined_districts(holders.rename({"other_k": "_k"}), validated.quarantine)])
+            quarantined_districts(holders.rename({"other_k": "_k"}), validated.quarantine, placeless)])
         card_taken = card_taken.join(where.unique("_k", keep="first", maintain_order=True).select(
             pl.col("_k").alias("other_k"), pl.col("district_code").alias("other_district")), on="other_k", how="left")
     else:
@@ -954,7 +968,7 @@ def build_draft(
     stopped_districts = people.select("_k", "district_code").join(stops_frame.select("_k"), on="_k", how="semi")
     del people
     stopped_districts = pl.concat([stopped_districts, quarantined_districts(
-        stops_frame.join(stopped_districts, on="_k", how="anti"), validated.quarantine)])
+        stops_frame.join(stopped_districts, on="_k", how="anti"), validated.quarantine, placeless)])
     # A person quarantined in two districts is listed in each, and counted once (audit 19E): the
     # listings beyond the first, and their monthly amounts, come off the summary's counts.
     again = (stopped_districts.filter(pl.col("_k").is_duplicated()).join(stops_frame.select("_k", "last_fen"), on="_k")
