@@ -1445,8 +1445,13 @@ class Ledger:
                     (line_type, lines.slice(at, n), pieces.slice(first, int(ends[at + n - 1]) - first)))
         return out
 
-    def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str) -> dict[str, Any]:
+    def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str,
+               from_month: int | None = None) -> dict[str, Any]:
         """五 区民政部门资格审定: hold, reject or release named people, with who and why.
+
+        A rejection covers the months from `from_month` (a month of the draft's window; by default
+        its first): "not entitled since December" leaves the months before it entitled, where a
+        rejection from the window's start recovered every month paid in it (audit 26B).
 
         HOLD and REJECT take each person out of this draft (lines, pieces, no-card entry, recoveries
         it would cancel) and out of every later run until a RELEASE, and withdraw their districts'
@@ -1469,6 +1474,16 @@ class Ledger:
         ids = list(dict.fromkeys(norm["person_id"].to_list()))
         named_all = ids
         already: list[str] = []
+        if from_month is not None:
+            if action != "REJECT":
+                raise LedgerError("--from is for a rejection: a hold freezes the draft's window whole, and a "
+                                  "release lifts the decision whole")
+            b0 = self.batch(batch_id)
+            if b0["first_month"] is None or not b0["first_month"] <= from_month <= b0["last_month"]:
+                window = (f"{fmt(b0['first_month'])} … {fmt(b0['last_month'])}" if b0["first_month"] is not None
+                          else "no months")
+                raise LedgerError(f"--from {fmt(from_month)} is not a month of batch {batch_id}'s window ({window}); "
+                                  "nothing recorded")
         if action in ("HOLD", "REJECT"):
             # A decision run again (killed after its commit, a script rerun) finds it taken: it
             # said the person had no line, as if the name were wrong (an audit). Taken means the
@@ -1476,7 +1491,7 @@ class Ledger:
             # month does not cover this draft's earlier ones: a second audit), and then nothing
             # of theirs is in this draft. Said whatever became of the draft since (published,
             # stale): nothing is recorded, and a rerun of a decision that was taken succeeds.
-            first = self.batch(batch_id)["first_month"] or 0
+            first = from_month if from_month is not None else self.batch(batch_id)["first_month"] or 0
             taken = set(self.blocked().filter((pl.col("action") == action) & (pl.col("from_mi") <= first)
                                               & pl.col("to_mi").is_null())["person_id"].to_list())
             already = [p for p in ids if p in taken]
@@ -1529,11 +1544,12 @@ class Ledger:
                     raise LedgerError(f"batch {batch_id} has no line for {_who(missing, ids, verb=False)}; "
                                       f"nothing to {action.lower()}")
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
+                first_mi = from_month if from_month is not None else b["first_month"] or 0
                 # One insert of all the decisions (row by row, a 20 000-person list took seconds).
                 self.insert_frame("decisions", pl.DataFrame(
                     {"decision_id": range(did, did + len(ids)), "batch_id": batch_id, "person_id": ids,
                      "district_code": [found.get(p) for p in ids], "action": action,
-                     "from_month": b["first_month"] or 0, "to_month": None, "reason": reason, "decided_by": by,
+                     "from_month": first_mi, "to_month": None, "reason": reason, "decided_by": by,
                      "decided_at": _now()},
                     schema={"decision_id": pl.Int64, "batch_id": pl.String, "person_id": pl.String,
                             "district_code": pl.String, "action": pl.String, "from_month": pl.Int32,
@@ -1544,7 +1560,7 @@ class Ledger:
                 to_recover = int(self.one(
                     "select count(distinct h.person_key) from holdings h join _review_ids r using (person_key) "
                     "where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
-                    [b["first_month"] or 0, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
+                    [first_mi, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 withdrawn: list[str] = []
                 if action in ("HOLD", "REJECT"):
                     # Their lists change: an approval of a list as it was no longer holds.

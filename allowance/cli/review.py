@@ -22,6 +22,7 @@ from allowance.errors import InputError, UserError, os_reason
 from allowance.idcard import mask
 from allowance.ledger import Ledger
 from allowance.money import yuan
+from allowance.months import fmt, parse_month
 from allowance.outputs import write_file
 
 app = typer.Typer(help="Review a draft: hold, reject or release people; approve a district's list.",
@@ -52,9 +53,10 @@ def _people(person: str | None, persons_file: Path | None) -> list[str]:
     return list(dict.fromkeys(ids))  # each person once, in the file's order
 
 
-def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool) -> None:
+def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool,
+            from_month: int | None = None) -> None:
     with Ledger.use(ledger) as led:
-        b = led.review(batch_id, people, action, reason, by)
+        b = led.review(batch_id, people, action, reason, by, from_month)
         stale = led.draft_is_stale(batch_id)
     people = b["people"]  # as normalised: one person named in two forms is one decision
     who = mask(people[0]) if len(people) == 1 else f"{len(people)} people"
@@ -75,8 +77,12 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
             echo(f"approval of the list withdrawn for {', '.join(b['approvals_withdrawn'])} (it changed): "
                        f"allowance review approve {batch_id} --district CODE --by NAME")
         if b["recovered_next_run"]:
-            echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window: the next run "
-                       "(tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
+            since = f" from {fmt(from_month)}" if from_month is not None else ""
+            echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window{since}: the next "
+                 "run (tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
+        if from_month is not None:
+            echo(f"the months before {fmt(from_month)} stay theirs: those of this draft, taken out with them, are "
+                 "paid by the next run")
         if stale:
             echo(STALE.format(batch_id=batch_id))
 
@@ -98,9 +104,13 @@ def hold(batch_id: Annotated[str, typer.Argument()], reason: ReasonOpt, by: ByOp
 @app.command("reject")
 @errors_as_messages
 def reject(batch_id: Annotated[str, typer.Argument()], reason: ReasonOpt, by: ByOpt, person: PersonOpt = None,
-           persons_file: PersonsFileOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
+           persons_file: PersonsFileOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False,
+           from_: Annotated[str | None, typer.Option(
+               "--from", help="YYYY-MM: not entitled from this month of the draft's window on (default: its "
+               "first month); the months before stay theirs.")] = None) -> None:
     """Reject people as not entitled (资格审定), from this draft on, until released."""
-    _decide(batch_id, _people(person, persons_file), "REJECT", reason, by, str(ledger), json_)
+    from_month = parse_month(from_) if from_ is not None else None
+    _decide(batch_id, _people(person, persons_file), "REJECT", reason, by, str(ledger), json_, from_month)
 
 
 @app.command("release")

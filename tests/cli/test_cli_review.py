@@ -133,6 +133,19 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
     res = ok_json(cli("review", "reject", q4["batch_id"], "--person", newcomer["person_id"], "--reason", "x",
                       "--by", "y", "--ledger", led, "--json"))
     assert res["recovered_next_run"] == 0, res
+    # from a month (audit 26B): from October nothing paid is recovered; from September one month is
+    user_error(cli("review", "reject", q4["batch_id"], "--person", paid[2], "--reason", "x", "--by", "y",
+                   "--from", "2025-9", "--ledger", led), "2025-9", "YYYY-MM")
+    out = ok(cli("review", "reject", q4["batch_id"], "--person", paid[2], "--reason", "户籍不符", "--by", "区民政",
+                 "--from", "2025-10", "--ledger", led)).stdout
+    assert "were paid" not in out and "the months before 2025-10 stay theirs" in out, out
+    out = ok(cli("review", "reject", q4["batch_id"], "--person", paid[3], "--reason", "户籍不符", "--by", "区民政",
+                 "--from", "2025-09", "--ledger", led)).stdout
+    assert "1 of them were paid for months of this draft's window from 2025-09" in out, out
+    with Ledger.use(led, read_only=True) as lg:
+        froms = dict(lg.decisions(q4["batch_id"]).select("person_id", "from_month").iter_rows())
+    window_first = 2025 * 12 + 6  # the draft's window starts at the opening month, 2025-07
+    assert [froms[p] for p in paid[:4]] == [window_first, window_first, 2025 * 12 + 9, 2025 * 12 + 8]
 
 
 def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(isolated: Path) -> None:

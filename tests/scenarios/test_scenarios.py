@@ -34,7 +34,7 @@ Steps (one action each):
   `bank_returns: {unknown: LINE_ID}` a file naming a line id the ledger never issued.
 - `recoveries: {confirm|write_off: [names], by, note}` — the district closes the recovery
   lines of those people (`confirm_lines: [LINE_ID]` names line ids as written).
-- `review: {person, action: HOLD|REJECT|RELEASE, reason, by, batch}` — on a draft (default:
+- `review: {person, action: HOLD|REJECT|RELEASE, reason, by, batch, from}` — on a draft (default:
   the latest one).
 
 Expectations: `lines` (every line of the batch, as in tests/cases), `no_card`, `window`,
@@ -460,7 +460,8 @@ def _review(st: Story, step: dict[str, Any], want: dict[str, Any]) -> None:
     r = step["review"]
     bid = _batch_ref(st, r.get("batch"))
     with Ledger.use(st.sc.ledger) as led:
-        args = (bid, st.id_of(r["person"]), r["action"], r.get("reason", "资格审定"), r.get("by", "区民政 王"))
+        args = (bid, st.id_of(r["person"]), r["action"], r.get("reason", "资格审定"), r.get("by", "区民政 王"),
+                month_index(dt.date.fromisoformat(_month(r["from"]) + "-01")) if "from" in r else None)
         if "error" in want:
             with pytest.raises(_error_class(want["error"])):
                 led.review(*args)
