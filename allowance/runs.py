@@ -500,9 +500,19 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         quarantine = led.df("select * from batch_quarantine where batch_id=? order by row_no", [batch_id])
         check_lines(lines)
         approvals = led.approvals(batch_id)
+        approved = {a["district_code"] for a in approvals}
+        # 五: the districts whose list no one in the district approved (published so by a draft's
+        # publisher alone, without --require-district-approvals), named in the manifest, the log and
+        # the result (audits 25B, 26B: the manifest's empty approvals said nothing of it). From the
+        # lines already read: DuckDB's distinct over the lines file is another read of it.
+        in_batch = (set(lines["district_code"].unique().to_list()) | set(no_card["district_code"].to_list())
+                    | {r[0] for r in led.run("select distinct district_code from batch_cancels where batch_id = ?",
+                                             [batch_id])})
+        unapproved: list[str] | None = sorted(in_batch - approved)
+        if b["status"] == "published" and b["manifest"]:  # its files written again say what they said
+            unapproved = json.loads(b["manifest"]).get("districts_not_approved")
         if require_district_approvals and b["status"] == "draft":
-            approved = {a["district_code"] for a in approvals}
-            if missing := [d for d in led.districts_of(batch_id) if d not in approved]:
+            if missing := unapproved:
                 raise RefusedError(
                     f"batch {batch_id}: {len(missing)} district(s) have not approved their list (五 资格审定): "
                     f"{', '.join(f'{d} {DISTRICTS.get(d, d)}' for d in missing)}; each runs "
@@ -528,6 +538,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             "approved_by": b["approved_by"] or approved_by,
             # 五: each district's approval of its list (review approve), as the ledger holds it
             "district_approvals": [{**a, "approved_at": a["approved_at"].isoformat()} for a in approvals],
+            **({"districts_not_approved": unapproved} if unapproved is not None else {}),
             "published_at": published_at.isoformat(),
             **({"ledger_id": ledger_id} if ledger_id else {}),
         }
@@ -587,6 +598,9 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             summary["files_rewritten"] = _published_before(b)
         lg.info("published", lines=b["lines"], fen=b["amount_fen"], out=str(folder))
         _warn_if_ahead(summary, b["as_of"], lg)  # said when published too, by a job's --publish-as (an audit)
+        if not published and unapproved:
+            summary["districts_not_approved"] = unapproved
+            lg.warning("published_without_district_approval", districts=unapproved)
         if not published:
             # Audit 18B: last night's draft published over tonight's, whose extract knew of two
             # deaths, paid them (and the next night recovered it from their families). Said, not

@@ -73,6 +73,9 @@ def publish(
     if ahead := res.summary.get("as_of_after_today"):
         echo(f"  warning: published as of {ahead['as_of']}, {ahead['days']} day(s) after today (Shanghai): every run "
              "as of an earlier day is now refused")
+    if unapproved := res.summary.get("districts_not_approved"):
+        echo(f"  note: {len(unapproved)} district(s) had not approved their list (五 资格审定), named in the manifest "
+             f"as districts_not_approved: {', '.join(unapproved)}; --require-district-approvals refuses such a draft")
     if later := res.summary.get("later_draft"):
         echo(f"  warning: {later['batch_id']}, a later draft of this run (as of {later['as_of']}), is still a draft: "
              "what its extract says since (a death, a move) is paid or recovered by the next run")

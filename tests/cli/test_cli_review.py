@@ -188,13 +188,29 @@ def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(iso
     manifest = json.loads((out / bid / "manifest.json").read_text(encoding="utf-8"))
     by = {"310101": "区民政 王", "310104": "区民政 王", "310115": "浦东民政 李", theirs: "复核 赵"}
     assert [(a["district_code"], a["approved_by"]) for a in manifest["district_approvals"]] == sorted(by.items())
+    assert manifest["districts_not_approved"] == []
     user_error(cli("review", "approve", bid, "--district", "310101", "--by", "x", "--ledger", led),
                "is published", "only a draft")
 
 
-def test_publishing_without_the_switch_needs_no_district_approval(isolated: Path) -> None:
+def test_publishing_without_the_switch_needs_no_district_approval_and_says_whose_is_missing(isolated: Path) -> None:
+    """Without --require-district-approvals the publisher's approval is enough, but the districts
+    whose list no one in the district approved are said and named in the manifest (audits 25B, 26B:
+    an empty `district_approvals` said nothing of it); written again, the manifest says the same."""
+    import json
+
     led, bid = _drafted(isolated)
-    ok(cli("publish", bid, "--approved-by", "市民政局", "--ledger", led, "--out", isolated / "out"))
+    out = isolated / "out"
+    ok(cli("review", "approve", bid, "--district", "310104", "--by", "区民政 王", "--ledger", led))
+    said = ok(cli("publish", bid, "--approved-by", "市民政局", "--ledger", led, "--out", out)).stdout
+    assert "2 district(s) had not approved their list" in said and "310101, 310115" in said, said
+    manifest = json.loads((out / bid / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["districts_not_approved"] == ["310101", "310115"]
+    assert [a["district_code"] for a in manifest["district_approvals"]] == ["310104"]
+    again = ok_json(cli("publish", bid, "--approved-by", "市民政局", "--ledger", led, "--out", out, "--rewrite",
+                        "--json"))
+    assert "districts_not_approved" not in again  # a publication's news, said once
+    assert json.loads((out / bid / "manifest.json").read_text(encoding="utf-8")) == manifest
 
 
 def test_an_id_is_read_as_the_extract_s_and_a_release_must_lift_something(isolated: Path) -> None:
