@@ -1,7 +1,8 @@
 """The files a bank and a district read (SPEC §6), written atomically with the manifest last.
 
 Everything goes into `<out>/.<batch_id>.partial/` first; the manifest is the last file
-written there, and one rename makes the whole batch appear. A folder without a manifest is
+written there (named `manifest.json` only once the ledger holds the batch), and one rename makes
+the whole batch appear. A folder without a manifest is
 not a batch, and rewriting a batch gives byte-identical files.
 """
 
@@ -199,16 +200,26 @@ def stage_batch(
             "by_district_channel": by_dc.select(*keys, "lines", "amount_fen").to_dicts(),
         },
     }
+    # Staged as `manifest.json.pending`: a staged folder is a batch only once the ledger holds it
+    # (finalize_batch names the manifest). Staged as `manifest.json`, a publication killed before
+    # its commit left a whole, valid batch of a draft beside the bank's folders for good (audit
+    # 26C), which a copy of hidden folders (`rsync -a`) would deliver.
     tmp = partial / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, partial / "manifest.json")
+    os.replace(tmp, partial / PENDING_MANIFEST)
     return partial, manifest
 
 
+PENDING_MANIFEST = "manifest.json.pending"
+
+
 def finalize_batch(partial: Path, final: Path) -> None:
-    """One rename makes the batch visible (after the ledger holds it); the rename itself is made
-    durable by syncing the folder it happens in. A bank batch's files are synced before it
-    (durable.sync_tree, in runs.publish_batch)."""
+    """After the ledger holds the batch: its manifest named, then one rename makes the batch
+    visible; each made durable by syncing the folder it happens in. A bank batch's files are
+    synced before it (durable.sync_tree, in runs.publish_batch)."""
+    if (partial / PENDING_MANIFEST).exists():
+        os.replace(partial / PENDING_MANIFEST, partial / "manifest.json")
+        durable.sync(partial)
     if final.exists():
         shutil.rmtree(final)  # only ever a leftover of an interrupted publish of this same batch
     os.replace(partial, final)

@@ -386,6 +386,29 @@ def test_what_a_publication_killed_before_its_commit_staged_is_left_and_said_not
     assert not (out / f".{bid}.partial").exists() and verify_batch(out / bid) == []
 
 
+def test_a_staged_folder_is_no_batch_until_the_ledger_holds_it(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 26C: a publication killed (SIGKILL, SIGTERM) between staging and the ledger's commit
+    left `.B.partial/manifest.json` with every file matching it: a whole, valid batch of a draft,
+    which a copy of hidden folders would deliver beside the next night's payment of the same months.
+    At the commit, the staged manifest is not yet `manifest.json`; once the batch is in place it is."""
+    led, _, bid = drafted
+    out = isolated / "out"
+    seen: list[list[str]] = []
+    real = Ledger.record_publication
+
+    def at_commit(self: Ledger, *args: object, **kw: object) -> None:
+        seen.append(sorted(p.name for p in (out / f".{bid}.partial").iterdir()))
+        real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Ledger, "record_publication", at_commit)
+    ok(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out))
+    assert len(seen) == 1 and "manifest.json" not in seen[0] and "manifest.json.pending" in seen[0], seen
+    assert verify_batch(out / bid) == [] and not (out / bid / "manifest.json.pending").exists()
+    assert not (out / f".{bid}.partial").exists()
+
+
 def test_a_published_batch_is_not_written_again_to_another_folder(
     isolated: Path, drafted: tuple[Path, Path, str]
 ) -> None:
