@@ -72,6 +72,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_REFUSED = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C: SIGINT's status, as a shell reports it
+EXIT_TERMINATED = 143  # SIGTERM's status (systemctl stop, a shutdown), as a shell reports it
 
 # Registry columns (SPEC §3).
 REGISTRY_COLUMNS: tuple[str, ...] = (

@@ -48,3 +48,10 @@ def first_line(e: BaseException) -> str:
 def os_reason(e: OSError) -> str:
     """What the system said of a failed file operation ("No space left on device"), or its type."""
     return e.strerror or type(e).__name__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`systemctl stop`, a unit's stop timeout, a shutdown) while a command or job is at
+    work, ended as a Ctrl-C is: what was not committed is undone (a staged publication's folder
+    removed) and a job prints its result; exit 143. It ended them silently, with nothing undone
+    and no result (audit 26C). Raised by the handler cli.common.run_to_exit installs."""

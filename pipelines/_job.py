@@ -12,8 +12,8 @@ from typing import Any
 import polars as pl
 
 from allowance import log
-from allowance.cli.common import MACHINE_ERRORS, emit_json, interrupted, machine_error
-from allowance.constants import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED
+from allowance.cli.common import MACHINE_ERRORS, TERMINATED, emit_json, interrupted, machine_error
+from allowance.constants import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_TERMINATED
 from allowance.errors import AllowanceError
 from allowance.ledger import Ledger
 from allowance.runs import RunResult, publish_batch
@@ -53,7 +53,12 @@ def run_job(name: str, body: Callable[[], dict[str, Any]]) -> int:
 
 def _interrupted(name: str, lg: Any) -> int:
     """Ctrl-C: an interruption, not a crash with a trace (an audit); the job's one result says
-    so, with SIGINT's status, and a rerun is safe."""
+    so, with SIGINT's status, and a rerun is safe. SIGTERM (a stop, a shutdown) alike, with its
+    own status: it ended the job silently, with no result (audit 26C)."""
+    if TERMINATED.is_set():
+        lg.error("job_interrupted", signal="SIGTERM", exit_code=EXIT_TERMINATED)
+        _print({"job": name, "ok": False, "error": "terminated (SIGTERM); running the job again is safe"})
+        return EXIT_TERMINATED
     lg.error("job_interrupted", exit_code=EXIT_INTERRUPTED)
     _print({"job": name, "ok": False, "error": "interrupted (Ctrl-C); running the job again is safe"})
     return EXIT_INTERRUPTED

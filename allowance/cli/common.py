@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,8 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer 0
 from typer.core import TyperCommand, TyperGroup
 
 from allowance import rules as rules_mod
-from allowance.constants import EXIT_FAILURE, EXIT_INTERRUPTED
-from allowance.errors import AllowanceError, first_line, os_reason
+from allowance.constants import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED
+from allowance.errors import AllowanceError, Terminated, first_line, os_reason
 from allowance.idcard import mask_ids_deep, mask_ids_in
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,9 +74,22 @@ def interrupted(e: BaseException) -> bool:
 def _aborted() -> typer.Exit:
     """Ctrl-C: one word and SIGINT's status, as while the engine loads (allowance/__init__).
     typer ended a command with 130 and nothing said, and DuckDB's own exceptions for it read as
-    internal errors (an audit). Every command is safe to run again."""
+    internal errors (an audit). Every command is safe to run again. SIGTERM (Terminated) alike,
+    with its own word and status."""
+    if TERMINATED.is_set():
+        typer.echo("Terminated (SIGTERM): nothing it had not committed was kept; running it again is safe", err=True)
+        return typer.Exit(EXIT_TERMINATED)
     typer.echo("Aborted!", err=True)
     return typer.Exit(EXIT_INTERRUPTED)
+
+
+# Set by SIGTERM's handler: DuckDB turns the exception raised inside a query into its own.
+TERMINATED = threading.Event()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    TERMINATED.set()
+    raise Terminated()
 
 
 def errors_as_messages(fn: F) -> F:
@@ -145,10 +159,12 @@ def run_to_exit(app: Callable[[], Any]) -> None:
     """Run a command line to its exit. Once it has said its result and its exit code, a Ctrl-C
     while the interpreter shuts down (the ledger closing, threads joining) is ignored: it made a
     job that had printed `"ok": true` exit 130 without a word (an audit), its work done."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # its result said: a stop now just ends it
 
 
 def run_command(fn: Callable[..., Any]) -> None:

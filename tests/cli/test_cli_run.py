@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -847,3 +848,50 @@ def test_death_dates_leaking_a_little_each_night_are_refused(isolated: Path, led
     ok(cli(*run, "--max-shrink-share", "1", "--max-stop-share", "1", "--reason", "registry purged its dead"))
     run[run.index("2025-07-11")] = "2025-07-12"
     ok(cli(*run, "--max-stop-share", "1"))
+
+
+def test_sigterm_ends_a_command_and_a_job_as_a_ctrl_c_does(isolated: Path) -> None:
+    """Audit 26C: SIGTERM (`systemctl stop`, a stop timeout, a shutdown) ended a command or the
+    nightly job at once, exit 143 and nothing said: no job result, and a publication staged before
+    its commit was left in the out folder. It now ends them as a Ctrl-C does, with its own word
+    and status. Here a publication is stopped at its commit (the signal sent from inside it)."""
+    import signal
+    import subprocess
+    import sys
+
+    led = isolated / "ledger.duckdb"
+    reg = write_sample(isolated / "registry.parquet")
+    ok(cli("ledger", "open", "--opening-month", "2025-07", "--ledger", led))
+    bid = ok_json(cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-07-01",
+                      "--ledger", led, "--json"))["batch_id"]
+    out = isolated / "out"
+    stop_at_commit = (
+        "import os, signal, time\n"
+        "from allowance.ledger import Ledger\n"
+        "def stopped(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "Ledger.record_publication = stopped\n"
+    )
+    command = stop_at_commit + (
+        "from allowance.cli import main\n"
+        f"import sys; sys.argv = ['allowance', 'publish', {bid!r}, '--approved-by', 't', '--ledger', {str(led)!r}, "
+        f"'--out', {str(out)!r}]\n"
+        "main()\n")
+    res = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 128 + signal.SIGTERM and res.stdout == "", res
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "Terminated (SIGTERM)" in res.stderr, res
+    assert not (out / f".{bid}.partial").exists() and not (out / bid).exists()
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+    job = stop_at_commit + (  # the job stopped in its draft, as it reads the ledger's holdings
+        "Ledger.holdings = stopped\n"
+        "from allowance.cli.common import run_command\n"
+        "from pipelines.nightly import main\n"
+        f"import sys; sys.argv = ['nightly', '--registry', {str(reg)!r}, '--as-of', '2025-07-02', "
+        f"'--ledger', {str(led)!r}, '--out', {str(out)!r}]\n"
+        "run_command(main)\n")
+    res = subprocess.run([sys.executable, "-c", job], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert res.returncode == 128 + signal.SIGTERM, res
+    result = json.loads(res.stdout)
+    assert result["ok"] is False and "terminated (SIGTERM)" in result["error"], result
