@@ -392,7 +392,7 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
 
 
 # Events that never change what is paid or owed: neither a batch id's base nor a stale draft.
-NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder')"
+NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder', 'bank_files_undelivered', 'bank_files_delivered')"
 
 # No line's end changed (Ledger._apply_fates of nothing: its counts, all naught).
 _NO_FATES = pl.DataFrame(schema={"line_id": pl.String, "was_reversed": pl.Boolean, "fate": pl.String})
@@ -2561,6 +2561,31 @@ class Ledger:
         except BaseException:
             self._rollback()
             raise
+
+    def record_delivery(self, batch_id: str, delivered: bool, out: Path, why: str | None = None) -> None:
+        """A published batch's files could not be moved into place in `out` (`delivered` False: the
+        folder was gone, unmounted, when the ledger had committed), or were, after such a failure.
+        Without the record, a published batch with neither its folder nor its staged files was
+        taken for one the bank had collected, and never written (audit 26C: paid in the ledger,
+        never delivered, and every command saying it was). Events of their own, which change
+        nothing paid or owed (drafts do not go stale)."""
+        self.run("begin")
+        try:
+            self._bump("bank_files_delivered" if delivered else "bank_files_undelivered", batch_id, None,
+                       {"out": str(out.resolve()), **({"why": why} if why else {})})
+            self.run("commit")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def undelivered(self) -> dict[str, Path]:
+        """The published batches whose files a publication could not move into place and that no
+        publication has delivered since (record_delivery), with the folder they are owed to."""
+        rows = self.run(
+            "select batch_id, arg_max(detail->>'out', seq) from events "
+            "where action in ('bank_files_undelivered', 'bank_files_delivered') group by batch_id "
+            "having arg_max(action, seq) = 'bank_files_undelivered' order by batch_id")
+        return {bid: Path(o) for bid, o in rows}
 
     def ledger_state_seq(self) -> int:
         """The sequence number of the last event that changed the ledger (not drafts, upgrades or

@@ -20,7 +20,7 @@ import polars as pl
 from allowance import durable, log, registry
 from allowance.batch import Draft, Scope, build_draft, check_lines, code_version, draft_scope, paid_in_month
 from allowance.constants import DISTRICTS
-from allowance.errors import InputError, LedgerError, RefusedError, UserError, os_reason
+from allowance.errors import InputError, LedgerError, RefusedError, UserError, first_line, os_reason
 from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, lock_wait, payee_rows
 from allowance.months import fmt, month_start, today_shanghai
 from allowance.outputs import (
@@ -354,8 +354,20 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     def staged() -> list[str]:
         return sorted(p.name[1:-len(".partial")] for p in out.glob(".*.partial")) if out.is_dir() else []
 
+    # And those whose files a publication could not move into place at all, the folder gone when
+    # the ledger had committed (record_delivery; audit 26C): owed to this folder, written now.
+    with Ledger.use(ledger_path, read_only=True) as led:
+        owed = sorted(bid for bid, folder in led.undelivered().items() if folder == out.resolve())
+        approvers = dict(led.run("select batch_id, approved_by from batches where list_contains(?, batch_id)",
+                                 [owed]))
+    undelivered = [(bid, approvers[bid]) for bid in owed if not (out / f".{bid}.partial").exists()]
+    for batch_id, approved_by in undelivered:
+        log.get(batch_id=batch_id).warning(
+            "publication_finished", why="published in the ledger, but its folder was gone when its files were to be "
+            "moved into place")
+        publish_batch(batch_id, approved_by, ledger_path, out)
     if not staged():
-        return []
+        return [bid for bid, _ in undelivered]
     with Ledger.use(ledger_path, read_only=True) as led, durable.folder_lock(out) as mine:
         # Looked at again now that the ledger is ours to read and the folder ours alone: a
         # publication holds both from staging its files to their rename, so none is under way
@@ -364,7 +376,7 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
         # files removed mid-publication: two audits). When another publication holds the folder,
         # there is nothing to look at now.
         if not mine:
-            return []
+            return [bid for bid, _ in undelivered]
         held = led.df("select batch_id, status, approved_by from batches where list_contains(?, batch_id) "
                       "order by batch_id", [staged()]).rows()
         todo = []
@@ -391,7 +403,7 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
         log.get(batch_id=batch_id).warning(
             "publication_finished", why="published in the ledger, but its files were never moved into place")
         publish_batch(batch_id, approved_by, ledger_path, out)
-    return [bid for bid, _ in todo]
+    return [bid for bid, _ in undelivered + todo]
 
 
 def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str, int], list[str]]:
@@ -404,6 +416,7 @@ def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str
     counts = {"verified": 0, "taken_away": 0, "unrecorded": 0, "not_in_ledger": 0}
     problems: list[str] = []
     folders = led.published_folders()
+    owed = led.undelivered()
     # `out` too (the folder runs are given): a ledger restored from before its first publication
     # has no folder recorded to look in (audit 18D: it checked as ok)
     for parent in bank_folders_to_scan(led, out):
@@ -420,6 +433,10 @@ def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str
         if staged.exists():
             problems.append(f"batch {bid}: published, but its bank files were never moved into place ({staged}); "
                             f"`allowance publish {bid} --out {folder.parent}` (or the next run) finishes it")
+        elif bid in owed and not folder.exists():
+            problems.append(f"batch {bid}: published, but its bank files never reached {folder.parent} (the folder "
+                            f"was gone when they were to be moved into place); `allowance publish {bid} --out "
+                            f"{folder.parent}` (or the next run with that --out) writes them")
         elif not folder.exists():
             counts["taken_away"] += 1
         else:
@@ -480,8 +497,9 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             raise RefusedError(f"batch {batch_id} was published to {first}; its files are written only there "
                                f"(`allowance publish {batch_id} --out {first}` finishes them if need be); "
                                f"nothing written to {out}")
+        owed = led.undelivered() if b["status"] == "published" else {}
         if (b["status"] == "published" and not rewrite and not folder.exists()
-                and not (out / f".{batch_id}.partial").exists()):
+                and not (out / f".{batch_id}.partial").exists() and batch_id not in owed):
             # Delivered: a publication keeps its staged folder until the rename that puts the batch
             # in place, so with neither left the bank's files were whole in `folder` and someone
             # has taken them since (the bank, an archive job). Written again unasked, they would be
@@ -583,10 +601,19 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             try:
                 finalize_batch(partial, folder)
             except OSError as e:
+                # The staged files may be gone with the folder (a share unmounted): said in the
+                # ledger, or the next command would take the batch for one the bank collected.
+                try:
+                    if not partial.exists():
+                        led.record_delivery(batch_id, False, out, os_reason(e))
+                except Exception as again:  # the first failure is the one to say; this one is logged
+                    lg.error("undelivered_not_recorded", error=first_line(again))
                 raise InputError(
                     f"{out}: cannot move the batch files into place ({os_reason(e)}); the ledger "
                     f"holds {batch_id} as published: fix the folder and run `allowance publish {batch_id}` (or the "
                     "next run) to finish it") from None
+            if batch_id in owed:
+                led.record_delivery(batch_id, True, out)
             if published and recorded != out.resolve():
                 # Written where the recorded folder is not (it has gone, moved with the ledger, or
                 # none was recorded): recorded now, or `ledger check` would look for them there (an

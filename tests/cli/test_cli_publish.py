@@ -409,6 +409,46 @@ def test_a_staged_folder_is_no_batch_until_the_ledger_holds_it(
     assert not (out / f".{bid}.partial").exists()
 
 
+def test_files_that_never_reached_a_vanished_folder_are_written_not_taken_for_delivered(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 26C: the out folder gone (a share unmounted) between the ledger's commit and the
+    rename took the staged files with it; the batch, paid in the ledger, was then taken for one the
+    bank had collected: publish said "taken away, nothing written", the next night was ok, `ledger
+    check` counted it taken away. The failure is recorded, `ledger check` names it, and publish
+    (or the next run with that --out) writes the files, once."""
+    import allowance.runs
+
+    led, reg, bid = drafted
+    out = isolated / "out"
+    real = allowance.runs.finalize_batch
+
+    def unmounted(partial: Path, final: Path) -> None:
+        shutil.rmtree(out)
+        real(partial, final)
+
+    monkeypatch.setattr(allowance.runs, "finalize_batch", unmounted)
+    user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out),
+               "cannot move the batch files into place", f"holds {bid} as published")
+    monkeypatch.setattr(allowance.runs, "finalize_batch", real)
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "published"
+    out.mkdir()  # the share back, empty
+    checked = cli("ledger", "check", "--ledger", led, "--out", out)
+    assert checked.exit_code == 1 and f"batch {bid}: published, but its bank files never reached" in checked.stdout
+    # the next run with that --out writes them (as the nightly job's would), and says so
+    night = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
+                        "--out", out, "--json"))
+    assert night["publications_finished"] == [bid]
+    assert verify_batch(out / bid) == []
+    ok(cli("ledger", "check", "--ledger", led, "--out", out))
+    # delivered now: taken away since, it is not written again unasked
+    shutil.rmtree(out / bid)
+    again = ok_json(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out, "--json"))
+    assert again["files_taken_away"] == str((out / bid).resolve()) and not (out / bid).exists()
+    assert "publications_finished" not in ok_json(cli("run", "supplement", "--registry", reg, "--as-of",
+                                                       "2025-07-02", "--ledger", led, "--out", out, "--json"))
+
+
 def test_a_published_batch_is_not_written_again_to_another_folder(
     isolated: Path, drafted: tuple[Path, Path, str]
 ) -> None:
