@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -24,6 +25,7 @@ from allowance.errors import InputError, LedgerError, RefusedError, UserError, f
 from allowance.ledger import LOCK_WAIT_SECONDS, Ledger, _now, lock_wait, payee_rows
 from allowance.months import fmt, month_start, today_shanghai
 from allowance.outputs import (
+    PENDING_MANIFEST,
     finalize_batch,
     refused_folder,
     stage_batch,
@@ -394,6 +396,14 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
                 # did commit it, whose next run finishes it (two audits: removing a draft's staged
                 # files lost another ledger's committed bank files). It holds whole IDs and card
                 # numbers: publishing the draft here replaces it; otherwise staff remove it.
+                # One staged by an engine before the manifest waited for the commit holds a
+                # `manifest.json`, a whole valid batch nobody paid through the ledger: no batch now
+                # (audit 26D), as a later staging would write it; the other ledger's run, if one
+                # committed it, stages it again to finish it.
+                kept = out / f".{batch_id}.partial"
+                if (kept / "manifest.json").is_file():
+                    os.replace(kept / "manifest.json", kept / PENDING_MANIFEST)
+                    durable.sync(kept)
                 log.get(batch_id=batch_id).warning(
                     "staged_files_left", folder=str(out / f".{batch_id}.partial"),
                     why=("a publication stopped before the ledger's commit" if status == "draft" else
@@ -478,6 +488,11 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         recorded = led.published_folders(batch_id).get(batch_id) if b["status"] == "published" else None
         if b["status"] == "published" and not verify_batch(folder):
             lg.info("publish_noop", reason="already published")
+            if batch_id in led.undelivered():
+                # Whole in place though recorded owed (a rename that reported failure, or a kill
+                # after it and before its record): delivered, or taken away later it would be
+                # written again as never delivered (audit 26D).
+                led.record_delivery(batch_id, True, out)
             if recorded != out.resolve() and not (recorded and recorded.exists()):
                 # whole here, where the recorded folder has gone: a rewrite interrupted before it
                 # recorded this folder (below), or a batch published before folders were recorded
@@ -565,13 +580,22 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         # The folder's lock, from staging to the rename: a run that finds a staged folder (with
         # this ledger, or another ledger sharing the folder) never takes it for a leftover.
         with contextlib.ExitStack() as locked:
+            staging = False
             try:
                 locked.enter_context(durable.folder_lock(out, lock_wait(LOCK_WAIT_SECONDS)))
+                staging = True  # the folder is ours alone: what is staged in it now is this publication's
                 partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
-            except OSError as e:  # a folder the job may not write: the user's to fix
-                raise InputError(f"{out}: cannot write the batch files ({os_reason(e)}); " + (
-                    f"the ledger holds {batch_id} as published: fix the folder and run again to finish it"
-                    if b["status"] == "published" else "nothing was published")) from None
+            except BaseException as e:
+                # Failed or interrupted (Ctrl-C, SIGTERM) while staging a draft: nothing committed,
+                # so its staged files (whole IDs, card numbers) go (audit 26D: they stayed for good).
+                # A published batch's stay: they say its files are still owed (finish_publications).
+                if staging and b["status"] == "draft":
+                    shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
+                if isinstance(e, OSError):  # a folder the job may not write: the user's to fix
+                    raise InputError(f"{out}: cannot write the batch files ({os_reason(e)}); " + (
+                        f"the ledger holds {batch_id} as published: fix the folder and run again to finish it"
+                        if b["status"] == "published" else "nothing was published")) from None
+                raise
             published = b["status"] == "published"
             # The payees, from the file's rows as stored (they point at them).
             paid = None if published else payee_rows(stored)

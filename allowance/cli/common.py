@@ -156,15 +156,15 @@ class OneLineCommand(_OneLineUsageErrors, TyperCommand):
 
 
 def run_to_exit(app: Callable[[], Any]) -> None:
-    """Run a command line to its exit. Once it has said its result and its exit code, a Ctrl-C
-    while the interpreter shuts down (the ledger closing, threads joining) is ignored: it made a
-    job that had printed `"ok": true` exit 130 without a word (an audit), its work done."""
+    """Run a command line to its exit. Once it has said its result and its exit code, a Ctrl-C or
+    a SIGTERM while the interpreter shuts down (the ledger closing, threads joining) is ignored: it
+    made a job that had printed `"ok": true` exit 130 without a word (an audit), its work done."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # its result said: a stop now just ends it
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as a Ctrl-C: its exit code stands (audit 26D)
 
 
 def run_command(fn: Callable[..., Any]) -> None:

@@ -194,10 +194,14 @@ def list_(batch_id: Annotated[str | None, typer.Argument()] = None, ledger: Ledg
     """Every review decision (who, when, why), for one batch or all."""
     with Ledger.use(ledger, read_only=True) as led:
         df = led.decisions(batch_id)
-    rows = [{**r, "person_id": mask(r["person_id"])} for r in df.to_dicts()]
+    # months as YYYY-MM (audit 26D: a rejection's --from was shown nowhere, and as a month index in JSON)
+    rows = [{**r, "person_id": mask(r["person_id"]),
+             **{k: fmt(r[k]) if r[k] else None for k in ("from_month", "to_month")}}
+            for r in df.to_dicts()]
     if json_:
         emit_json({"decisions": rows})
         return
     for r in rows:
-        echo(f"{r['decided_at']} {r['action']:<8} {r['person_id']} {r['batch_id'] or ''} "
+        since = f" from {r['from_month']}" if r["action"] in ("HOLD", "REJECT") and r["from_month"] else ""
+        echo(f"{r['decided_at']} {r['action']:<8} {r['person_id']}{since} {r['batch_id'] or ''} "
                    f"by {r['decided_by']}: {r['reason']}")

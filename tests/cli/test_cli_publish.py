@@ -449,6 +449,80 @@ def test_files_that_never_reached_a_vanished_folder_are_written_not_taken_for_de
                                                        "2025-07-02", "--ledger", led, "--out", out, "--json"))
 
 
+def test_a_batch_recorded_owed_but_whole_in_place_is_delivered_not_written_again_later(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 26D: a rename that happened but reported a failure (an NFS reply lost), or a kill after
+    a rename and before its record, left the batch recorded owed while whole in place; the mark was
+    never cleared, and once the bank took the folder the next run wrote the batch again. Found
+    whole, it is recorded delivered."""
+    import allowance.runs
+
+    led, reg, bid = drafted
+    out = isolated / "out"
+    real = allowance.runs.finalize_batch
+
+    def renamed_but_said_not(partial: Path, final: Path) -> None:
+        real(partial, final)
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(allowance.runs, "finalize_batch", renamed_but_said_not)
+    user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out),
+               "cannot move the batch files into place")
+    monkeypatch.setattr(allowance.runs, "finalize_batch", real)
+    with Ledger.use(led, read_only=True) as lg:
+        assert bid in lg.undelivered()
+    assert verify_batch(out / bid) == []
+    night = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
+                        "--out", out, "--json"))
+    assert night["publications_finished"] == [bid]  # looked at, found whole: now recorded delivered
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.undelivered() == {}
+    shutil.rmtree(out / bid)  # the bank takes it
+    ok(cli("ledger", "check", "--ledger", led, "--out", out))
+    assert "publications_finished" not in ok_json(cli("run", "supplement", "--registry", reg, "--as-of",
+                                                       "2025-07-02", "--ledger", led, "--out", out, "--json"))
+    assert not (out / bid).exists()
+
+
+def test_a_publication_interrupted_while_staging_leaves_nothing_staged(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 26D: a Ctrl-C or SIGTERM while a draft's files were being staged left them (whole IDs
+    and card numbers) in the out folder for good; nothing was committed, so they go."""
+    import allowance.runs
+
+    led, _, bid = drafted
+    out = isolated / "out"
+    real = allowance.runs.stage_batch
+
+    def interrupted(*args: object, **kw: object) -> object:
+        real(*args, **kw)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(allowance.runs, "stage_batch", interrupted)
+    res = cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out)
+    assert res.exit_code == 130 and res.stderr.strip() == "Aborted!", (res.exit_code, res.stderr)
+    assert not (out / f".{bid}.partial").exists() and not (out / bid).exists()
+    assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+
+
+def test_an_older_engines_staged_manifest_of_a_draft_is_made_no_batch(
+    isolated: Path, drafted: tuple[Path, Path, str]
+) -> None:
+    """Audit 26D: a publication killed before its commit by an engine that staged `manifest.json`
+    left a whole, valid batch of a draft; the next run with that --out renames it pending."""
+    led, reg, bid = drafted
+    out = isolated / "out"
+    staged = out / f".{bid}.partial"
+    staged.mkdir(parents=True)
+    (staged / "manifest.json").write_text('{"batch_id": "%s"}' % bid, encoding="utf-8")
+    said = cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out,
+               "--json")
+    assert "publications_finished" not in ok_json(said) and "staged_files_left" in said.stderr
+    assert not (staged / "manifest.json").exists() and (staged / "manifest.json.pending").is_file()
+
+
 def test_a_published_batch_is_not_written_again_to_another_folder(
     isolated: Path, drafted: tuple[Path, Path, str]
 ) -> None:

@@ -146,6 +146,11 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
         froms = dict(lg.decisions(q4["batch_id"]).select("person_id", "from_month").iter_rows())
     window_first = 2025 * 12 + 6  # the draft's window starts at the opening month, 2025-07
     assert [froms[p] for p in paid[:4]] == [window_first, window_first, 2025 * 12 + 9, 2025 * 12 + 8]
+    # and said so, as a month (audit 26D: shown nowhere, a month index in the JSON)
+    listed = ok(cli("review", "list", q4["batch_id"], "--ledger", led)).stdout.splitlines()
+    assert [ln for ln in listed if " from 2025-09 " in ln] and [ln for ln in listed if " from 2025-10 " in ln], listed
+    rows = ok_json(cli("review", "list", q4["batch_id"], "--ledger", led, "--json"))["decisions"]
+    assert sorted(r["from_month"] for r in rows) == ["2025-07", "2025-07", "2025-07", "2025-09", "2025-10"], rows
 
 
 def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(isolated: Path) -> None:

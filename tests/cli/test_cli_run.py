@@ -895,3 +895,23 @@ def test_sigterm_ends_a_command_and_a_job_as_a_ctrl_c_does(isolated: Path) -> No
     assert res.returncode == 128 + signal.SIGTERM, res
     result = json.loads(res.stdout)
     assert result["ok"] is False and "terminated (SIGTERM)" in result["error"], result
+
+
+def test_a_sigterm_after_a_command_said_its_result_leaves_its_exit_code() -> None:
+    """Audit 26D: once a job had printed `"ok": true`, a SIGTERM while the interpreter shut down
+    killed it (status -15), where a Ctrl-C there is ignored: its exit code stands either way."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, os, signal, time, typer\n"
+        "from allowance.cli.common import run_command\n"
+        "def stop_while_closing() -> None:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.5)\n"
+        "def job() -> None:\n"
+        "    atexit.register(stop_while_closing)\n"
+        "    print('{\"ok\": true}')\n"
+        "run_command(job)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == '{"ok": true}', res
