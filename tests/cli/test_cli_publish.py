@@ -516,7 +516,7 @@ def test_an_older_engines_staged_manifest_of_a_draft_is_made_no_batch(
     out = isolated / "out"
     staged = out / f".{bid}.partial"
     staged.mkdir(parents=True)
-    (staged / "manifest.json").write_text('{"batch_id": "%s"}' % bid, encoding="utf-8")
+    (staged / "manifest.json").write_text(json.dumps({"batch_id": bid}), encoding="utf-8")
     said = cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led, "--out", out,
                "--json")
     assert "publications_finished" not in ok_json(said) and "staged_files_left" in said.stderr
