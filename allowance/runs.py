@@ -359,7 +359,10 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     # And those whose files a publication could not move into place at all, the folder gone when
     # the ledger had committed (record_delivery; audit 26C): owed to this folder, written now.
     with Ledger.use(ledger_path, read_only=True) as led:
-        owed = sorted(bid for bid, folder in led.undelivered().items() if folder == out.resolve())
+        # (or to a folder that has gone since, moved with the ledger to a new disk: audit 26F found
+        # them owed there for good; written to this one, which the publication then records)
+        owed = sorted(bid for bid, folder in led.undelivered().items()
+                      if folder == out.resolve() or not folder.exists())
         approvers = dict(led.run("select batch_id, approved_by from batches where list_contains(?, batch_id)",
                                  [owed]))
     undelivered = [(bid, approvers[bid]) for bid in owed if not (out / f".{bid}.partial").exists()]
@@ -444,15 +447,34 @@ def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str
             problems.append(f"batch {bid}: published, but its bank files were never moved into place ({staged}); "
                             f"`allowance publish {bid} --out {folder.parent}` (or the next run) finishes it")
         elif bid in owed and not folder.exists():
+            where = (f"--out {folder.parent}` (or the next run with that --out)" if folder.parent.exists() else
+                     f"--out DIR` with the folder the bank reads now ({folder.parent} has gone; or the next run "
+                     "with that --out)")
             problems.append(f"batch {bid}: published, but its bank files never reached {folder.parent} (the folder "
-                            f"was gone when they were to be moved into place); `allowance publish {bid} --out "
-                            f"{folder.parent}` (or the next run with that --out) writes them")
+                            f"was gone when they were to be moved into place); `allowance publish {bid} {where} "
+                            "writes them")
         elif not folder.exists():
             counts["taken_away"] += 1
         else:
             counts["verified"] += 1
             problems += [f"batch {bid}, bank files in {folder}: {p}" for p in verify_batch(folder, unlisted=True)]
     return counts, problems
+
+
+def _record_undelivered(led: Ledger, batch_id: str, out: Path, why: str, lg: Any) -> None:
+    """Record a published batch's files as owed (Ledger.record_delivery). Interrupted while it is
+    written (a second Ctrl-C, a SIGTERM: audit 26F found the batch then taken for delivered), it is
+    written once more before the interruption goes on; a failure of its own is logged, the first
+    failure being the one to say."""
+    try:
+        led.record_delivery(batch_id, False, out, why)
+    except BaseException as e:
+        try:
+            led.record_delivery(batch_id, False, out, why)
+        except Exception as again:
+            lg.error("undelivered_not_recorded", error=first_line(again))
+        if not isinstance(e, Exception):
+            raise
 
 
 def _published_or_unknown(led: Ledger, batch_id: str) -> bool:
@@ -580,16 +602,19 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         # The folder's lock, from staging to the rename: a run that finds a staged folder (with
         # this ledger, or another ledger sharing the folder) never takes it for a leftover.
         with contextlib.ExitStack() as locked:
-            staging = False
+            ours = False
             try:
                 locked.enter_context(durable.folder_lock(out, lock_wait(LOCK_WAIT_SECONDS)))
-                staging = True  # the folder is ours alone: what is staged in it now is this publication's
+                # The folder is ours alone now. A staged folder already there may be another ledger's
+                # (sharing the folder, with the same batch id), whose publication committed: it is
+                # what says that ledger still owes its files (audit 26F), so it is never removed here.
+                ours = not (out / f".{batch_id}.partial").exists()
                 partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
             except BaseException as e:
                 # Failed or interrupted (Ctrl-C, SIGTERM) while staging a draft: nothing committed,
-                # so its staged files (whole IDs, card numbers) go (audit 26D: they stayed for good).
-                # A published batch's stay: they say its files are still owed (finish_publications).
-                if staging and b["status"] == "draft":
+                # so the staged files it made (whole IDs, card numbers) go (audit 26D: they stayed
+                # for good). A published batch's stay: they say its files are still owed.
+                if ours and b["status"] == "draft":
                     shutil.rmtree(out / f".{batch_id}.partial", ignore_errors=True)
                 if isinstance(e, OSError):  # a folder the job may not write: the user's to fix
                     raise InputError(f"{out}: cannot write the batch files ({os_reason(e)}); " + (
@@ -622,22 +647,24 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                         shutil.rmtree(partial, ignore_errors=True)
                     raise
             leave_marks(led, lg)  # right after the commit; and again below for what was finished or rewritten
+            if batch_id in owed:
+                # Recorded delivered before the rename, not after (audit 26F: a kill between the two
+                # left it owed, and once the bank took the folder the next run wrote it again): until
+                # the rename the staged folder says the files are owed, and a failed rename records
+                # them owed again (below).
+                led.record_delivery(batch_id, True, out)
             try:
                 finalize_batch(partial, folder)
             except OSError as e:
-                # The staged files may be gone with the folder (a share unmounted): said in the
-                # ledger, or the next command would take the batch for one the bank collected.
-                try:
-                    if not partial.exists():
-                        led.record_delivery(batch_id, False, out, os_reason(e))
-                except Exception as again:  # the first failure is the one to say; this one is logged
-                    lg.error("undelivered_not_recorded", error=first_line(again))
+                # Neither staged nor in place: gone with the folder (a share unmounted), and said in
+                # the ledger, or the next command would take the batch for one the bank collected. In
+                # place, the rename happened (a sync after it failed, audit 26F): delivered.
+                if not partial.exists() and not folder.exists():
+                    _record_undelivered(led, batch_id, out, os_reason(e), lg)
                 raise InputError(
                     f"{out}: cannot move the batch files into place ({os_reason(e)}); the ledger "
                     f"holds {batch_id} as published: fix the folder and run `allowance publish {batch_id}` (or the "
                     "next run) to finish it") from None
-            if batch_id in owed:
-                led.record_delivery(batch_id, True, out)
             if published and recorded != out.resolve():
                 # Written where the recorded folder is not (it has gone, moved with the ledger, or
                 # none was recorded): recorded now, or `ledger check` would look for them there (an

@@ -452,10 +452,10 @@ def test_files_that_never_reached_a_vanished_folder_are_written_not_taken_for_de
 def test_a_batch_recorded_owed_but_whole_in_place_is_delivered_not_written_again_later(
     isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Audit 26D: a rename that happened but reported a failure (an NFS reply lost), or a kill after
-    a rename and before its record, left the batch recorded owed while whole in place; the mark was
-    never cleared, and once the bank took the folder the next run wrote the batch again. Found
-    whole, it is recorded delivered."""
+    """Audits 26D, 26F: a rename that happened but reported a failure (a sync after it failed, an
+    NFS reply lost) recorded the batch owed while it was whole in place, and once the bank took the
+    folder the next run wrote it again. In place, it is not recorded owed; and a batch recorded owed
+    that a run finds whole (an older engine's record, say) is recorded delivered."""
     import allowance.runs
 
     led, reg, bid = drafted
@@ -464,15 +464,16 @@ def test_a_batch_recorded_owed_but_whole_in_place_is_delivered_not_written_again
 
     def renamed_but_said_not(partial: Path, final: Path) -> None:
         real(partial, final)
-        raise FileNotFoundError(2, "No such file or directory")
+        raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(allowance.runs, "finalize_batch", renamed_but_said_not)
     user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out),
                "cannot move the batch files into place")
     monkeypatch.setattr(allowance.runs, "finalize_batch", real)
-    with Ledger.use(led, read_only=True) as lg:
-        assert bid in lg.undelivered()
     assert verify_batch(out / bid) == []
+    with Ledger.use(led) as lg:
+        assert lg.undelivered() == {}
+        lg.record_delivery(bid, False, out, "recorded owed while whole in place")
     night = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
                         "--out", out, "--json"))
     assert night["publications_finished"] == [bid]  # looked at, found whole: now recorded delivered
@@ -483,6 +484,73 @@ def test_a_batch_recorded_owed_but_whole_in_place_is_delivered_not_written_again
     assert "publications_finished" not in ok_json(cli("run", "supplement", "--registry", reg, "--as-of",
                                                        "2025-07-02", "--ledger", led, "--out", out, "--json"))
     assert not (out / bid).exists()
+
+
+def test_an_owed_batch_is_delivered_once_whatever_interrupts_its_records(
+    isolated: Path, drafted: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit 26F: (a) a SIGTERM while the batch was being recorded owed rolled the record back, and
+    the batch, never delivered, was taken for one the bank had collected; (b) a kill between the
+    rename that delivered an owed batch and the record of it left it owed, and once the bank took
+    the folder the next run wrote it again. The record is written again when interrupted, and an
+    owed batch is recorded delivered before its rename, the staged folder saying it is owed until
+    then; (c) owed to a folder that has gone since (the ledger moved), the next run with the new
+    --out writes it there."""
+    import allowance.runs
+
+    led, reg, bid = drafted
+    out = isolated / "out"
+    real_finalize, real_record = allowance.runs.finalize_batch, Ledger.record_delivery
+    interrupts = []
+
+    def unmounted(partial: Path, final: Path) -> None:
+        shutil.rmtree(out)
+        real_finalize(partial, final)
+
+    def interrupted_once(self: Ledger, *args: object, **kw: object) -> None:
+        if not interrupts:
+            interrupts.append(args)
+            raise KeyboardInterrupt
+        real_record(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(allowance.runs, "finalize_batch", unmounted)
+    monkeypatch.setattr(Ledger, "record_delivery", interrupted_once)
+    res = cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out)
+    assert res.exit_code == 130 and interrupts, (res.exit_code, res.stderr)
+    monkeypatch.setattr(Ledger, "record_delivery", real_record)
+    with Ledger.use(led, read_only=True) as lg:
+        assert bid in lg.undelivered()  # (a)
+
+    def killed_before_rename(partial: Path, final: Path) -> None:
+        raise KeyboardInterrupt  # as a kill after the delivered record, before the rename
+
+    out.mkdir()
+    monkeypatch.setattr(allowance.runs, "finalize_batch", killed_before_rename)
+    assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code == 130
+    monkeypatch.setattr(allowance.runs, "finalize_batch", real_finalize)
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.undelivered() == {}
+    assert (out / f".{bid}.partial").is_dir() and not (out / bid).exists()  # (b): the staged folder says owed
+    night = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
+                        "--out", out, "--json"))
+    assert night["publications_finished"] == [bid] and verify_batch(out / bid) == []
+    shutil.rmtree(out / bid)  # the bank takes it: never written again
+    assert "publications_finished" not in ok_json(cli("run", "supplement", "--registry", reg, "--as-of",
+                                                       "2025-07-02", "--ledger", led, "--out", out, "--json"))
+    assert not (out / bid).exists()
+    # (c) owed to a folder that has gone since
+    with Ledger.use(led) as lg:
+        lg.record_delivery(bid, False, out, "as if its files had never reached it")
+    shutil.rmtree(out)
+    new_out = isolated / "new-disk" / "out"
+    new_out.mkdir(parents=True)
+    checked = cli("ledger", "check", "--ledger", led)
+    assert checked.exit_code == 1 and "the folder the bank reads now" in checked.stdout, checked.stdout
+    night = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
+                        "--out", new_out, "--json"))
+    assert night["publications_finished"] == [bid] and verify_batch(new_out / bid) == []
+    assert not out.exists()
+    ok(cli("ledger", "check", "--ledger", led, "--out", new_out))
 
 
 def test_a_publication_interrupted_while_staging_leaves_nothing_staged(
@@ -505,6 +573,11 @@ def test_a_publication_interrupted_while_staging_leaves_nothing_staged(
     assert res.exit_code == 130 and res.stderr.strip() == "Aborted!", (res.exit_code, res.stderr)
     assert not (out / f".{bid}.partial").exists() and not (out / bid).exists()
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
+    # A staged folder that was there before (another ledger's, sharing the folder, whose publication
+    # of the same batch id committed: it says that ledger owes its files) is never removed (audit 26F)
+    (out / f".{bid}.partial").mkdir()
+    assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code == 130
+    assert (out / f".{bid}.partial").is_dir()
 
 
 def test_an_older_engines_staged_manifest_of_a_draft_is_made_no_batch(
