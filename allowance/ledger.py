@@ -1515,7 +1515,7 @@ class Ledger:
                 # A release lifts a hold or a rejection; one that lifts nothing is a mistake.
                 blocked = set(self.blocked()["person_id"].to_list())
                 if free := [p for p in ids if p not in blocked]:
-                    raise LedgerError(f"{_who(free, ids)} not held or rejected; nothing to release")
+                    raise LedgerError(f"{_who(free, named_all)} not held or rejected; nothing to release")
             # The named people, visible to SQL while they are looked up and taken out of the draft.
             named = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
                 person_key=idcard.order_key_expr("person_id"))  # well formed: normalised and checked above
@@ -1537,11 +1537,16 @@ class Ledger:
                     # held named in a rejection (or rejected in a hold): no line, being decided
                     # otherwise; said so, not as if the ID were wrong (an audit)
                     decided = dict(self.blocked().select("person_id", "action").iter_rows())
+                    decided_from = dict(self.blocked().select("person_id", "from_mi").iter_rows())
                     if other := [p for p in missing if p in decided]:
                         was = "held" if decided[other[0]] == "HOLD" else "rejected"
-                        raise LedgerError(f"{_who(other, ids)} {was} already: release first to "
+                        # counted among all named (audit 26G: "that person" for a file of two, one
+                        # of them taken already), and said from which month it stands
+                        since = decided_from[other[0]]
+                        raise LedgerError(f"{_who(other, named_all)} {was} already"
+                                          f"{f' (from {fmt(int(since))})' if since else ''}: release first to "
                                           f"{action.lower()}; nothing recorded")
-                    raise LedgerError(f"batch {batch_id} has no line for {_who(missing, ids, verb=False)}; "
+                    raise LedgerError(f"batch {batch_id} has no line for {_who(missing, named_all, verb=False)}; "
                                       f"nothing to {action.lower()}")
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
                 first_mi = from_month if from_month is not None else b["first_month"] or 0

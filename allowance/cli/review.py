@@ -193,6 +193,8 @@ def list_(batch_id: Annotated[str | None, typer.Argument()] = None, ledger: Ledg
           json_: JsonOpt = False) -> None:
     """Every review decision (who, when, why), for one batch or all."""
     with Ledger.use(ledger, read_only=True) as led:
+        if batch_id is not None:
+            led.batch(batch_id)  # an unknown (mistyped) batch is refused, not listed as empty (audit 26G)
         df = led.decisions(batch_id)
     # months as YYYY-MM (audit 26D: a rejection's --from was shown nowhere, and as a month index in JSON)
     rows = [{**r, "person_id": mask(r["person_id"]),

@@ -151,6 +151,15 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
     assert [ln for ln in listed if " from 2025-09 " in ln] and [ln for ln in listed if " from 2025-10 " in ln], listed
     rows = ok_json(cli("review", "list", q4["batch_id"], "--ledger", led, "--json"))["decisions"]
     assert sorted(r["from_month"] for r in rows) == ["2025-07", "2025-07", "2025-07", "2025-09", "2025-10"], rows
+    # audit 26G: a mistyped batch is refused, not listed as nobody decided; and a list naming one
+    # person rejected already and one rejected from a later month names the second among both
+    user_error(cli("review", "list", q4["batch_id"] + "x", "--ledger", led), "unknown batch")
+    both = isolated / "both.txt"
+    both.write_text(f"{paid[0]}\n{paid[2]}\n", encoding="utf-8")
+    from allowance.idcard import mask
+    user_error(cli("review", "reject", q4["batch_id"], "--persons-file", both, "--reason", "x", "--by", "y",
+                   "--ledger", led), f"1 of the 2 people (e.g. {mask(paid[2])})", "rejected already (from 2025-10)",
+               "nothing recorded")
 
 
 def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(isolated: Path) -> None:
@@ -346,7 +355,7 @@ def test_a_decision_run_again_is_already_taken(isolated: Path) -> None:
     # Rejecting someone held (or holding someone rejected) says so, not that the ID has no line
     # (audit 17F): the decision must be released first.
     user_error(cli("review", "reject", bid, "--person", paid[0], "--reason", "x", "--by", "y", "--ledger", led),
-               "that person is held already: release first to reject; nothing recorded")
+               "that person is held already (from 2025-07): release first to reject; nothing recorded")
     ok(cli("publish", bid, "--approved-by", "x", "--ledger", led, "--out", isolated / "out"))
     # A hold run again after its draft was published is still taken (audit 17F: a retried script
     # failed once anything was published in between); someone not held is refused as before.
