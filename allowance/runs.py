@@ -359,10 +359,10 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     # And those whose files a publication could not move into place at all, the folder gone when
     # the ledger had committed (record_delivery; audit 26C): owed to this folder, written now.
     with Ledger.use(ledger_path, read_only=True) as led:
-        # (or to a folder that has gone since, moved with the ledger to a new disk: audit 26F found
-        # them owed there for good; written to this one, which the publication then records)
-        owed = sorted(bid for bid, folder in led.undelivered().items()
-                      if folder == out.resolve() or not folder.exists())
+        # Only to this folder: one that is not here may be a share unmounted for now, not moved
+        # (audit 26H: a run with another --out took the bank's batch); a folder moved for good is
+        # written by `publish --out NEW` (ledger check says so).
+        owed = sorted(bid for bid, folder in led.undelivered().items() if folder == out.resolve())
         approvers = dict(led.run("select batch_id, approved_by from batches where list_contains(?, batch_id)",
                                  [owed]))
     undelivered = [(bid, approvers[bid]) for bid in owed if not (out / f".{bid}.partial").exists()]
@@ -448,8 +448,8 @@ def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str
                             f"`allowance publish {bid} --out {folder.parent}` (or the next run) finishes it")
         elif bid in owed and not folder.exists():
             where = (f"--out {folder.parent}` (or the next run with that --out)" if folder.parent.exists() else
-                     f"--out DIR` with the folder the bank reads now ({folder.parent} has gone; or the next run "
-                     "with that --out)")
+                     f"--out {folder.parent}` once it is back (a share unmounted: the next run with that --out "
+                     "does it too), or `--out DIR` with the folder the bank reads now if it has moved for good")
             problems.append(f"batch {bid}: published, but its bank files never reached {folder.parent} (the folder "
                             f"was gone when they were to be moved into place); `allowance publish {bid} {where} "
                             "writes them")
@@ -459,6 +459,19 @@ def bank_folder_problems(led: Ledger, out: Path | None = None) -> tuple[dict[str
             counts["verified"] += 1
             problems += [f"batch {bid}, bank files in {folder}: {p}" for p in verify_batch(folder, unlisted=True)]
     return counts, problems
+
+
+def _staged_by(staged: Path) -> str | None:
+    """Which ledger staged a folder (its manifest's `ledger_id`, pending or not): None where there
+    is none; "" where it cannot be told (no manifest yet, an unreadable one: kept as another's)."""
+    if not staged.exists():
+        return None
+    for name in (PENDING_MANIFEST, "manifest.json"):
+        try:
+            return str(json.loads((staged / name).read_text(encoding="utf-8")).get("ledger_id") or "")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return ""
 
 
 def _record_undelivered(led: Ledger, batch_id: str, out: Path, why: str, lg: Any) -> None:
@@ -608,7 +621,7 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 # The folder is ours alone now. A staged folder already there may be another ledger's
                 # (sharing the folder, with the same batch id), whose publication committed: it is
                 # what says that ledger still owes its files (audit 26F), so it is never removed here.
-                ours = not (out / f".{batch_id}.partial").exists()
+                ours = _staged_by(out / f".{batch_id}.partial") in (None, led.identity())
                 partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
             except BaseException as e:
                 # Failed or interrupted (Ctrl-C, SIGTERM) while staging a draft: nothing committed,
@@ -647,6 +660,13 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                         shutil.rmtree(partial, ignore_errors=True)
                     raise
             leave_marks(led, lg)  # right after the commit; and again below for what was finished or rewritten
+            if published and recorded != out.resolve():
+                # Written where the recorded folder is not (it has gone, moved with the ledger, or
+                # none was recorded): recorded now, or `ledger check` would look for them there (an
+                # audit) and a later publication would not know this copy. Before the rename, so a
+                # failed or killed rename leaves staged files of the folder recorded, which the next
+                # run there finishes (audit 26H: recorded after, they were another folder's, and left).
+                led.record_bank_folder(batch_id, out, approved_by)
             if batch_id in owed:
                 # Recorded delivered before the rename, not after (audit 26F: a kill between the two
                 # left it owed, and once the bank took the folder the next run wrote it again): until
@@ -665,11 +685,6 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                     f"{out}: cannot move the batch files into place ({os_reason(e)}); the ledger "
                     f"holds {batch_id} as published: fix the folder and run `allowance publish {batch_id}` (or the "
                     "next run) to finish it") from None
-            if published and recorded != out.resolve():
-                # Written where the recorded folder is not (it has gone, moved with the ledger, or
-                # none was recorded): recorded now, or `ledger check` would look for them there (an
-                # audit) and a later publication would not know this copy.
-                led.record_bank_folder(batch_id, out, approved_by)
         leave_marks(led, lg)
         _list_cancelled(led, out, batch_id, summary, lg)
         if published:  # its files written again (--rewrite, or missing or altered): not a publication (audit 18D)

@@ -494,8 +494,9 @@ def test_an_owed_batch_is_delivered_once_whatever_interrupts_its_records(
     rename that delivered an owed batch and the record of it left it owed, and once the bank took
     the folder the next run wrote it again. The record is written again when interrupted, and an
     owed batch is recorded delivered before its rename, the staged folder saying it is owed until
-    then; (c) owed to a folder that has gone since (the ledger moved), the next run with the new
-    --out writes it there."""
+    then; (c) owed to a folder that is not there (moved for good, or a share unmounted for now:
+    audit 26H found a run with another --out taking the bank's batch), no run with another --out
+    writes it; `ledger check` says how, and `publish --out NEW` writes it there."""
     import allowance.runs
 
     led, reg, bid = drafted
@@ -545,11 +546,26 @@ def test_an_owed_batch_is_delivered_once_whatever_interrupts_its_records(
     new_out = isolated / "new-disk" / "out"
     new_out.mkdir(parents=True)
     checked = cli("ledger", "check", "--ledger", led)
-    assert checked.exit_code == 1 and "the folder the bank reads now" in checked.stdout, checked.stdout
+    assert checked.exit_code == 1 and "once it is back" in checked.stdout, checked.stdout
+    assert "the folder the bank reads now if it has moved for good" in checked.stdout, checked.stdout
     night = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
                         "--out", new_out, "--json"))
-    assert night["publications_finished"] == [bid] and verify_batch(new_out / bid) == []
-    assert not out.exists()
+    assert "publications_finished" not in night and not (new_out / bid).exists()
+
+    def rename_fails(partial: Path, final: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    # written to the new folder, its rename failing: the staged files are that folder's, recorded
+    # before the rename, and the next run there finishes them (audit 26H: they were left as another
+    # folder's, and the batch taken for delivered)
+    monkeypatch.setattr(allowance.runs, "finalize_batch", rename_fails)
+    user_error(cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", new_out),
+               "cannot move the batch files into place")
+    monkeypatch.setattr(allowance.runs, "finalize_batch", real_finalize)
+    assert (new_out / f".{bid}.partial").is_dir()
+    night = ok_json(cli("run", "supplement", "--registry", reg, "--as-of", "2025-07-02", "--ledger", led,
+                        "--out", new_out, "--json"))
+    assert night["publications_finished"] == [bid] and verify_batch(new_out / bid) == [] and not out.exists()
     ok(cli("ledger", "check", "--ledger", led, "--out", new_out))
 
 
@@ -573,11 +589,20 @@ def test_a_publication_interrupted_while_staging_leaves_nothing_staged(
     assert res.exit_code == 130 and res.stderr.strip() == "Aborted!", (res.exit_code, res.stderr)
     assert not (out / f".{bid}.partial").exists() and not (out / bid).exists()
     assert ok_json(cli("batches", "show", bid, "--ledger", led, "--json"))["status"] == "draft"
-    # A staged folder that was there before (another ledger's, sharing the folder, whose publication
-    # of the same batch id committed: it says that ledger owes its files) is never removed (audit 26F)
-    (out / f".{bid}.partial").mkdir()
-    assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code == 130
-    assert (out / f".{bid}.partial").is_dir()
+    # A staged folder that was there before is removed only when this ledger staged it (its
+    # manifest names it: a kill before the commit, then a Ctrl-C on the rerun; audit 26H). Another
+    # ledger's, sharing the folder, whose publication of the same batch id committed, says that
+    # ledger owes its files: never removed (audit 26F); nor one that cannot say whose it is.
+    staged = out / f".{bid}.partial"
+    with Ledger.use(led, read_only=True) as lg:
+        me = lg.identity()
+    for whose, kept in ((me, False), ("another-ledger", True), (None, True)):
+        staged.mkdir()
+        if whose is not None:
+            (staged / "manifest.json.pending").write_text(json.dumps({"ledger_id": whose}), encoding="utf-8")
+        assert cli("publish", bid, "--approved-by", "tester", "--ledger", led, "--out", out).exit_code == 130
+        assert staged.is_dir() == kept, whose
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def test_an_older_engines_staged_manifest_of_a_draft_is_made_no_batch(
