@@ -620,7 +620,8 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
                 locked.enter_context(durable.folder_lock(out, lock_wait(LOCK_WAIT_SECONDS)))
                 # The folder is ours alone now. A staged folder already there may be another ledger's
                 # (sharing the folder, with the same batch id), whose publication committed: it is
-                # what says that ledger still owes its files (audit 26F), so it is never removed here.
+                # what says that ledger still owes its files (audit 26F), so it is removed below only
+                # when this ledger staged it (a kill before the commit, then this rerun; audit 26H).
                 ours = _staged_by(out / f".{batch_id}.partial") in (None, led.identity())
                 partial, manifest = stage_batch(out, b, lines, no_card, quarantine, header)
             except BaseException as e:
