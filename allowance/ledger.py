@@ -2569,7 +2569,9 @@ class Ledger:
 
     def record_delivery(self, batch_id: str, delivered: bool, out: Path, why: str | None = None) -> None:
         """A published batch's files could not be moved into place in `out` (`delivered` False: the
-        folder was gone, unmounted, when the ledger had committed), or were, after such a failure.
+        folder was gone, unmounted, when the ledger had committed), or are being moved there after
+        such a failure (True: recorded just before the rename, the staged folder saying they are owed
+        until it; a failed rename records them owed again).
         Without the record, a published batch with neither its folder nor its staged files was
         taken for one the bank had collected, and never written (audit 26C: paid in the ledger,
         never delivered, and every command saying it was). Events of their own, which change

@@ -352,7 +352,9 @@ def finish_publications(ledger_path: Path, out: Path) -> list[str]:
     of their folder into place (a kill, a power cut, a failed sync), finished: the ledger holds
     them as paid but the bank never got their files, still in `<out>/.<batch_id>.partial`. Each
     is written again (the same bytes, as `allowance publish` would) before any new draft, so a
-    rerun of a scheduled job delivers what its first run recorded. Returns their ids."""
+    rerun of a scheduled job delivers what its first run recorded. So are the batches recorded
+    owed to this folder (Ledger.undelivered: their staged files went with the folder), or, found
+    whole in place, recorded delivered. Returns their ids."""
     def staged() -> list[str]:
         return sorted(p.name[1:-len(".partial")] for p in out.glob(".*.partial")) if out.is_dir() else []
 
