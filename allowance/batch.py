@@ -109,8 +109,7 @@ def window_for(kind: str, as_of: dt.date, ledger: Ledger, rules: Rules, quarter:
     # month), as for the channels. The window's end's version let the same person on the same day
     # be back-paid 24 months by the night's run and 12 by the quarter's, whose last month a raise
     # with a shorter window had reached (audit 26A).
-    paid_in = max(as_of_mi, current_from) if kind == "quarterly" else as_of_mi
-    retro = rules.at(paid_in).retro_months.value
+    retro = rules.at(_paid_in(kind, as_of_mi, current_from)).retro_months.value
     expired_before = max(opening, as_of_mi - retro)
     return Window(kind, max(expired_before, opening), last, current_from, label, expired_before)
 
@@ -524,11 +523,14 @@ class Scope:
 
 def paid_in_month(kind: str, as_of: dt.date, window: Window) -> int:
     """The month a run pays in (四): a quarter's first month when it is drafted before it begins
-    (按季度预拨), else the as-of date's. The channels in force are that month's, and so is the age
-    AGE_IMPLAUSIBLE judges (runs.age_judged_on; audit 19G)."""
-    if kind == "quarterly" and not window.empty:
-        return max(month_index(as_of), window.current_from)
-    return month_index(as_of)
+    (按季度预拨), else the as-of date's. The channels in force are that month's, and so are the age
+    AGE_IMPLAUSIBLE judges (runs.age_judged_on; audit 19G) and the retroactive window (window_for)."""
+    return month_index(as_of) if window.empty else _paid_in(kind, month_index(as_of), window.current_from)
+
+
+def _paid_in(kind: str, as_of_mi: int, current_from: int) -> int:
+    """paid_in_month, from the window's parts (window_for asks it before the window is made)."""
+    return max(as_of_mi, current_from) if kind == "quarterly" else as_of_mi
 
 
 def draft_scope(kind: str, quarter: tuple[int, int] | None, as_of: dt.date, ledger: Ledger, rules: Rules) -> Scope:
