@@ -1536,13 +1536,13 @@ class Ledger:
                 if action != "RELEASE" and missing:
                     # held named in a rejection (or rejected in a hold): no line, being decided
                     # otherwise; said so, not as if the ID were wrong (an audit)
-                    decided = dict(self.blocked().select("person_id", "action").iter_rows())
-                    decided_from = dict(self.blocked().select("person_id", "from_mi").iter_rows())
+                    decided = {p: (a, f) for p, a, f in
+                               self.blocked().select("person_id", "action", "from_mi").iter_rows()}
                     if other := [p for p in missing if p in decided]:
-                        was = "held" if decided[other[0]] == "HOLD" else "rejected"
+                        action_then, since = decided[other[0]]
+                        was = "held" if action_then == "HOLD" else "rejected"
                         # counted among all named (audit 26G: "that person" for a file of two, one
                         # of them taken already), and said from which month it stands
-                        since = decided_from[other[0]]
                         raise LedgerError(f"{_who(other, named_all)} {was} already"
                                           f"{f' (from {fmt(int(since))})' if since else ''}: release first to "
                                           f"{action.lower()}; nothing recorded")
