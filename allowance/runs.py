@@ -523,9 +523,10 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         summary = json.loads(b["summary"])
         folder = out / batch_id
         recorded = led.published_folders(batch_id).get(batch_id) if b["status"] == "published" else None
+        owed = led.undelivered() if b["status"] == "published" else {}
         if b["status"] == "published" and not verify_batch(folder):
             lg.info("publish_noop", reason="already published")
-            if batch_id in led.undelivered():
+            if batch_id in owed:
                 # Whole in place though recorded owed (a rename that reported failure, or a kill
                 # after it and before its record): delivered, or taken away later it would be
                 # written again as never delivered (audit 26D).
@@ -549,7 +550,6 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
             raise RefusedError(f"batch {batch_id} was published to {first}; its files are written only there "
                                f"(`allowance publish {batch_id} --out {first}` finishes them if need be); "
                                f"nothing written to {out}")
-        owed = led.undelivered() if b["status"] == "published" else {}
         if (b["status"] == "published" and not rewrite and not folder.exists()
                 and not (out / f".{batch_id}.partial").exists() and batch_id not in owed):
             # Delivered: a publication keeps its staged folder until the rename that puts the batch
@@ -573,12 +573,9 @@ def publish_batch(batch_id: str, approved_by: str, ledger_path: Path, out: Path,
         approved = {a["district_code"] for a in approvals}
         # 五: the districts whose list no one in the district approved (published so by a draft's
         # publisher alone, without --require-district-approvals), named in the manifest, the log and
-        # the result (audits 25B, 26B: the manifest's empty approvals said nothing of it). From the
-        # lines already read: DuckDB's distinct over the lines file is another read of it.
-        in_batch = (set(lines["district_code"].unique().to_list()) | set(no_card["district_code"].to_list())
-                    | {r[0] for r in led.run("select distinct district_code from batch_cancels where batch_id = ?",
-                                             [batch_id])})
-        unapproved: list[str] | None = sorted(in_batch - approved)
+        # the result (audits 25B, 26B: the manifest's empty approvals said nothing of it). Ledger's
+        # own list of them (one column of the lines file: 20-30 ms at 15.35M).
+        unapproved: list[str] | None = [d for d in led.districts_of(batch_id) if d not in approved]
         if b["status"] == "published" and b["manifest"]:  # its files written again say what they said
             unapproved = json.loads(b["manifest"]).get("districts_not_approved")
         if require_district_approvals and b["status"] == "draft":
