@@ -38,7 +38,7 @@ from allowance.months import (
 )
 from allowance.registry import Validated
 from allowance.rules import Rules
-from allowance.segments import by_key_then_month, clip, explode_months, sweep_diff
+from allowance.segments import by_key_then_month, clip, explode_months, line_periods, sweep_diff
 
 LINE_NO_DIGITS = 8  # a line id is its batch id, "-", and the line's number in 8 digits (more when it has more)
 LINE_COLUMNS = [
@@ -1109,30 +1109,6 @@ def per_line(line_pieces: pl.DataFrame, current_from: int) -> pl.DataFrame:
         pl.col("months").cast(pl.Int32),
         pl.when(pl.col("first_stop_mi") >= 0).then(pl.col("first_stop_mi")).alias("first_stop_mi"),
     )
-
-
-def line_periods(line_rows: pl.DataFrame, line_pieces: pl.DataFrame) -> pl.Series:
-    """Each line's months as text where they are not every month from its first to its last
-    (`2025-07,2025-10..2025-12`), null where they are (nearly every line): SPEC §6 gives a line a
-    period and a count of months, and one line per person per batch; a line paying July and
-    October to December (August and September paid before, or a quarter paid between two failed
-    ones re-issued together) read as a second payment of the months between (audits 20A, 20C).
-    Built from the few such lines' pieces (`seq`, in line order, by month within a line)."""
-    gapped = line_rows.filter(pl.col("months") != pl.col("to_mi") - pl.col("from_mi") + 1)["seq"]
-    column = pl.repeat(None, line_rows.height, dtype=pl.String, eager=True)
-    if gapped.len() == 0:
-        return column.alias("periods")
-    runs = (
-        line_pieces.filter(pl.col("seq").is_in(gapped.implode())).select("seq", "from_mi", "to_mi")
-        .with_columns(run=((pl.col("seq") != pl.col("seq").shift(1))
-                           | (pl.col("from_mi") != pl.col("to_mi").shift(1) + 1)).fill_null(True).cum_sum())
-        .group_by("run", maintain_order=True).agg(pl.col("seq").first(), pl.col("from_mi").min(), pl.col("to_mi").max())
-        .with_columns(month_date_expr(c).dt.to_string("%Y-%m").alias(c) for c in ("from_mi", "to_mi"))
-        .with_columns(text=pl.when(pl.col("from_mi") == pl.col("to_mi")).then(pl.col("from_mi"))
-                      .otherwise(pl.format("{}..{}", "from_mi", "to_mi")))
-        .group_by("seq", maintain_order=True).agg(pl.col("text").str.join(","))
-    )
-    return column.scatter(runs["seq"] - 1, runs["text"]).alias("periods")
 
 
 def per_line_grouped(line_pieces: pl.DataFrame, current_from: int) -> pl.DataFrame:

@@ -57,6 +57,7 @@ from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
 from allowance.months import fmt, month_date_expr, today_shanghai
+from allowance.rejection import months_before
 from allowance.returns import (
     SETTLED,
     day_given,
@@ -67,6 +68,7 @@ from allowance.returns import (
     settled_day,
     unordered_in_file,
 )
+from allowance.rules import Rules
 from allowance.segments import explode_months, net_segments
 
 SCHEMA_VERSION = "5"  # 2: batch lines and pieces as Parquet files; 3: the journal a view of them;
@@ -1446,15 +1448,19 @@ class Ledger:
         return out
 
     def review(self, batch_id: str, person_id: str | list[str], action: str, reason: str, by: str,
-               from_month: int | None = None) -> dict[str, Any]:
+               from_month: int | None = None, rules: Rules | None = None) -> dict[str, Any]:
         """五 区民政部门资格审定: hold, reject or release named people, with who and why.
 
         A rejection covers the months from `from_month` (a month of the draft's window; by default
         its first): "not entitled since December" leaves the months before it entitled, where a
-        rejection from the window's start recovered every month paid in it (audit 26B).
+        rejection from the window's start recovered every month paid in it (audit 26B). The draft
+        keeps those months of theirs, under the same line ids (`rejection.months_before`, reckoned
+        by `rules`, the tables the draft was made with): left to the next run, a month at the
+        window's start expired once that run's window had moved on (audit 26I).
 
         HOLD and REJECT take each person out of this draft (lines, pieces, no-card entry, recoveries
-        it would cancel) and out of every later run until a RELEASE, and withdraw their districts'
+        it would cancel; a rejection from a month, their months from it) and out of every later run
+        until a RELEASE, and withdraw their districts'
         approvals of the list; the draft stays publishable, other drafts go stale.
         A list of people is one decision each but one transaction and one rewrite of the batch's
         files (a rewrite at 15.35M takes about 3 s, so a district's list is not 3 s a person);
@@ -1484,6 +1490,15 @@ class Ledger:
                           else "no months")
                 raise LedgerError(f"--from {fmt(from_month)} is not a month of batch {batch_id}'s window ({window}); "
                                   "nothing recorded")
+            if from_month > b0["first_month"]:
+                # The months before it stay in the draft, reckoned by the tables it was made with.
+                drafted_by = json.loads(b0["summary"] or "{}").get("rules_sha256")
+                if rules is None or drafted_by is None or rules.sha256() != drafted_by:
+                    given = "no rules tables were given" if rules is None else (
+                        f"the rules tables given ({rules.sha256()[:12]}) are not those it was drafted with "
+                        f"({drafted_by[:12]})" if drafted_by else "it was drafted before its rules tables were named")
+                    raise LedgerError(f"batch {batch_id} keeps the months before --from {fmt(from_month)}, but "
+                                      f"{given}: give the draft's --rules, or run the draft again; nothing recorded")
         if action in ("HOLD", "REJECT"):
             # A decision run again (killed after its commit, a script rerun) finds it taken: it
             # said the person had no line, as if the name were wrong (an audit). Taken means the
@@ -1572,15 +1587,34 @@ class Ledger:
                     withdrawn = [r[0] for r in self.run(
                         "delete from approvals where batch_id = ? and list_contains(?, district_code) "
                         "returning district_code", [batch_id, lists["district_code"].unique().sort().to_list()])]
-                    # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
-                    # they are not entitled to the months it recovers.
-                    self.run("delete from batch_cancels where batch_id = ? and person_key in "
-                             "(select person_key from _review_ids)", [batch_id])
                     # The batch's files are immutable: new ones without the people replace them.
+                    parts = {part: self.part(batch_id, part) for part in PART_SCHEMAS}
                     others = ~pl.col("person_id").is_in(ids)
-                    self._store_parts(batch_id, {
-                        part: self.part(batch_id, part).filter(others) if part in REVIEWED_PARTS
-                        else self.part(batch_id, part) for part in PART_SCHEMAS})
+                    kept_before = first_mi if action == "REJECT" and first_mi > (b["first_month"] or 0) else None
+                    if kept_before is not None:
+                        # ... but a rejection from a month keeps their lines' months before it
+                        # (their no-card entries, listed and not paid, are listed again next run).
+                        assert rules is not None  # refused above otherwise
+                        theirs = self.df("select person_key, from_mi, to_mi, fen from holdings "
+                                         "where person_key in (select person_key from _review_ids)")
+                        cancelled = self.df("select person_key, from_mi, to_mi, fen from batch_cancels where "
+                                            "batch_id = ? and person_key in (select person_key from _review_ids) "
+                                            "and from_mi < ?", [batch_id, kept_before])
+                        for part in ("lines", "pieces"):
+                            parts[part] = parts[part].with_row_index("_at")
+                        kept = months_before(parts["lines"].filter(~others), parts["pieces"].filter(~others),
+                                             kept_before, named, theirs, cancelled, rules)
+                        for part, rows in zip(("lines", "pieces"), kept, strict=True):
+                            parts[part] = pl.concat([parts[part].filter(others), rows]).sort("_at").drop("_at")
+                    for part in REVIEWED_PARTS:
+                        if kept_before is None or part == "no_card":
+                            parts[part] = parts[part].filter(others)
+                    # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
+                    # they are not entitled to the months it recovers (from the rejection's month on).
+                    self.run("delete from batch_cancels where batch_id = ? and person_key in "
+                             "(select person_key from _review_ids) and to_mi >= ?",
+                             [batch_id, kept_before if kept_before is not None else -1])
+                    self._store_parts(batch_id, parts)
                     self._refresh_totals(batch_id)
             detail: dict[str, Any] = {"reason": reason} if len(ids) == 1 else {"reason": reason, "people": len(ids)}
             seq = self._bump(f"review_{action.lower()}", batch_id, by, detail)

@@ -11,12 +11,15 @@ import typer
 from allowance.cli.common import (
     DEFAULT_LEDGER,
     DEFAULT_OUT,
+    DEFAULT_RULES,
     JsonOpt,
     LedgerOpt,
     OutOpt,
+    RulesOpt,
     echo,
     emit_json,
     errors_as_messages,
+    load_rules,
 )
 from allowance.errors import InputError, UserError, os_reason
 from allowance.idcard import mask
@@ -54,9 +57,10 @@ def _people(person: str | None, persons_file: Path | None) -> list[str]:
 
 
 def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool,
-            from_month: int | None = None) -> None:
+            from_month: int | None = None, rules: Path | None = None) -> None:
+    tables = load_rules(rules) if rules is not None and from_month is not None else None
     with Ledger.use(ledger) as led:
-        b = led.review(batch_id, people, action, reason, by, from_month)
+        b = led.review(batch_id, people, action, reason, by, from_month, tables)
         stale = led.draft_is_stale(batch_id)
     people = b["people"]  # as normalised: one person named in two forms is one decision
     who = mask(people[0]) if len(people) == 1 else f"{len(people)} people"
@@ -81,8 +85,7 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
             echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window{since}: the next "
                  "run (tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
         if from_month is not None:
-            echo(f"the months before {fmt(from_month)} stay theirs: those of this draft, taken out with them, are "
-                 "paid by the next run")
+            echo(f"the months before {fmt(from_month)} stay theirs: this draft keeps them")
         if stale:
             echo(STALE.format(batch_id=batch_id))
 
@@ -107,10 +110,11 @@ def reject(batch_id: Annotated[str, typer.Argument()], reason: ReasonOpt, by: By
            persons_file: PersonsFileOpt = None, ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False,
            from_: Annotated[str | None, typer.Option(
                "--from", help="YYYY-MM: not entitled from this month of the draft's window on (default: its "
-               "first month); the months before stay theirs.")] = None) -> None:
+               "first month); the draft keeps the months before.")] = None,
+           rules: RulesOpt = DEFAULT_RULES) -> None:
     """Reject people as not entitled (资格审定), from this draft on, until released."""
     from_month = parse_month(from_) if from_ is not None else None
-    _decide(batch_id, _people(person, persons_file), "REJECT", reason, by, str(ledger), json_, from_month)
+    _decide(batch_id, _people(person, persons_file), "REJECT", reason, by, str(ledger), json_, from_month, rules)
 
 
 @app.command("release")

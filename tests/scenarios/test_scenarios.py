@@ -461,7 +461,8 @@ def _review(st: Story, step: dict[str, Any], want: dict[str, Any]) -> None:
     bid = _batch_ref(st, r.get("batch"))
     with Ledger.use(st.sc.ledger) as led:
         args = (bid, st.id_of(r["person"]), r["action"], r.get("reason", "资格审定"), r.get("by", "区民政 王"),
-                month_index(dt.date.fromisoformat(_month(r["from"]) + "-01")) if "from" in r else None)
+                month_index(dt.date.fromisoformat(_month(r["from"]) + "-01")) if "from" in r else None,
+                st.sc.rules)
         if "error" in want:
             with pytest.raises(_error_class(want["error"])):
                 led.review(*args)

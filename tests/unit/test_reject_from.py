@@ -1,0 +1,165 @@
+"""`review reject --from` keeps the person's months before it in the draft (audit 26I).
+
+Taken out of the draft and left to the next run, a month at the window's start expired once
+that run's window had moved on. The draft now keeps those months as shorter lines under the
+same line ids. Checked two ways: against a fresh draft of the same run made after the
+rejection (the engine reckoning the same months from the registry), and by what the ledger
+holds once both are published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from allowance import rules as rules_mod
+from allowance.errors import LedgerError
+from allowance.ledger import Ledger
+from allowance.months import parse_month
+from allowance.runs import Breakers
+from allowance.testing import Scenario, person
+
+OPEN = Breakers(max_stop_share=1.0, max_shrink_share=1.0)  # a few people: any stop is "more than 2 %"
+
+# The 65-69 band at an odd 75.01 yuan (the district's share of a month is floored), raised to 76.00
+# from August 2025 after Q3 was paid: Q4 tops up August and September by 99 fen a month, whose
+# district share (3 800 - 3 750 = 50) is not that of 99 fen (49): what the ledger holds counts.
+# A line can also straddle the two versions.
+RAISE = """id: raise-2025-08
+title: test raise
+source: test
+effective_from: 2025-08-01
+effective_to: 2029-04-30
+bands:
+  - {min_age: 65, max_age: 69, monthly_fen: 7600, cite: t}
+  - {min_age: 70, max_age: 79, monthly_fen: 15000, cite: t}
+  - {min_age: 80, max_age: 89, monthly_fen: 18000, cite: t}
+  - {min_age: 90, max_age: 99, monthly_fen: 35000, cite: t}
+  - {min_age: 100, max_age: null, monthly_fen: 60000, cite: t}
+disbursement_months: {value: [1, 4, 7, 10], cite: t}
+funding: {municipal: 1, district: 1, cite: t}
+retro_months: {value: 24, cite: t}
+payment_day: {value: 15, cite: t}
+channels: {value: [senior_card, social_security_card], cite: t}
+exit_month_paid: {value: true, cite: t}
+"""
+
+
+def _tables(tmp: Path, raised: bool) -> Path:
+    folder = tmp / f"rules-{'raised' if raised else 'odd'}"
+    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
+    f = folder / "2024-hufugui-1.yaml"
+    text = f.read_text(encoding="utf-8").replace("monthly_fen: 7500,", "monthly_fen: 7501,")
+    if raised:
+        text = text.replace("effective_to: 2029-04-30", "effective_to: 2025-07-31")
+        (folder / "2025-raise.yaml").write_text(RAISE, encoding="utf-8")
+    f.write_text(text, encoding="utf-8")
+    return folder
+
+
+LINE = ["line_type", "period_from", "period_to", "months", "periods", "amount_fen", "municipal_fen", "district_fen",
+        "rules_version"]
+
+
+def test_a_rejection_from_a_month_keeps_the_months_before_it_as_a_fresh_draft_reckons_them(tmp_path: Path) -> None:
+    sc = Scenario(tmp_path, opening_month="2025-07", rules_path=_tables(tmp_path, raised=False))
+    topped = person("1958-03-01", seq=1)  # 67: paid Q3, topped up for August and September in Q4
+    turning = person("1955-11-10", seq=2)  # 70 in November: a band change inside Q4
+    gapped = person("1950-01-01", seq=3, hukou_since="2025-08-25")  # August and September paid by a supplement
+    newcomer = person("1950-06-01", seq=4, hukou_since="2025-06-15")  # first found in Q4: July (2024) on
+    whole = person("1950-05-05", seq=5)  # rejected from the window's first month: nothing kept
+    no_card = person("1950-05-06", seq=6, channel=None)
+    others = [person("1950-05-07", seq=s) for s in range(7, 10)]
+    q3_rows = [topped, turning, whole, no_card, *others]
+    sc.publish(sc.quarterly("2025Q3", q3_rows, "2025-07-01"))
+    sc.publish(sc.supplement([*q3_rows, gapped], "2025-09-01"))
+    sc.rules = rules_mod.load(_tables(tmp_path, raised=True))
+    rows = [*q3_rows, {**gapped, "hukou_since": dt.date.fromisoformat("2025-06-01")}, newcomer]
+    reg = sc.registry(rows)
+    q4 = sc.quarterly("2025Q4", reg, "2025-10-02").batch_id
+    before = sc.lines(q4)
+    assert before.filter(pl.col("person_id") == gapped["person_id"])["periods"].to_list() == [
+        "2025-07,2025-10..2025-12"]
+    rejected = {topped["person_id"]: "2025-11", turning["person_id"]: "2025-12", gapped["person_id"]: "2025-12",
+                newcomer["person_id"]: "2025-08", whole["person_id"]: "2025-07", no_card["person_id"]: "2025-11"}
+    with Ledger.use(sc.ledger) as led:
+        for pid, month in rejected.items():
+            led.review(q4, pid, "REJECT", "不符合条件", "区民政 王", parse_month(month), sc.rules)
+    kept = sc.lines(q4)
+    # Everyone else's lines are as drafted, ids and all.
+    untouched = before.filter(~pl.col("person_id").is_in(list(rejected)))
+    assert kept.filter(~pl.col("person_id").is_in(list(rejected))).equals(untouched)
+    # The months before --from stay, under the line ids they had.
+    mine = kept.filter(pl.col("person_id").is_in(list(rejected)))
+    assert set(mine["person_id"]) == {topped["person_id"], turning["person_id"], gapped["person_id"],
+                                      newcomer["person_id"]}
+    assert set(mine["line_id"]) <= set(before["line_id"])
+    assert sc.no_card(q4).filter(pl.col("person_id") == no_card["person_id"]).height == 0
+    by_person = {r["person_id"]: r for r in mine.iter_rows(named=True)}
+    assert by_person[gapped["person_id"]]["periods"] == "2025-07,2025-10..2025-11"
+    assert by_person[newcomer["person_id"]]["rules_version"] == "hufugui-2024-1"  # July only
+    assert by_person[topped["person_id"]]["months"] == 3  # August and September topped up, October paid
+    assert (by_person[topped["person_id"]]["amount_fen"], by_person[topped["person_id"]]["district_fen"]) == (
+        99 + 99 + 7600, 50 + 50 + 3800)
+
+    # Way 1: a fresh draft of the same run, made after the rejections, reckons the same months the
+    # same way (its other lines, the recoveries from --from on, are the next run's).
+    fresh = sc.quarterly("2025Q4", reg, "2025-10-02", breakers=OPEN).batch_id
+    again = sc.lines(fresh).filter(pl.col("person_id").is_in(list(rejected)) & (pl.col("line_type") == "PAYMENT"))
+    assert mine.sort("person_id").select(LINE).equals(again.sort("person_id").select(LINE))
+    months = sc.months(q4).join(mine.select("line_id"), on="line_id")
+    fresh_months = sc.months(fresh).join(again.select("line_id"), on="line_id")
+    assert months.select("person_id", "month_idx", "amount_fen").sort(pl.all()).equals(
+        fresh_months.select("person_id", "month_idx", "amount_fen").sort(pl.all()))
+
+    # Way 2: published, the ledger holds each rejected person's months before --from as due; the
+    # next night pays none of them again, and recovers only what was paid from --from on.
+    sc.publish(q4)
+    night = sc.supplement(reg, "2025-11-01", breakers=OPEN)
+    night_lines = sc.lines(night.batch_id)
+    assert night_lines.filter(pl.col("line_type") == "PAYMENT").height == 0
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.check()["problems"] == []
+
+
+def test_a_month_before_from_no_longer_expires_when_the_next_run_moves_the_window(tmp_path: Path) -> None:
+    """The audit's repro: a supplement drafted on the last day of October pays a card's back-pay
+    from the window's first month; the person is rejected from June 2025. The next night's window
+    starts a month later, so the first month was lost. The draft pays it now."""
+    sc = Scenario(tmp_path, opening_month="2024-09")
+    a = person("1956-03-15", seq=1, channel=None)
+    b = person("1950-01-01", seq=2)
+    sc.publish(sc.quarterly("2026Q4", [a, b], "2026-10-01"))
+    carded = {**a, "channel": "senior_card", "card_no": "6217000000000001"}
+    night = sc.supplement([carded, b], "2026-10-31").batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(night, a["person_id"], "REJECT", "户籍不符", "区民政", parse_month("2025-06"), sc.rules)
+    line = sc.lines(night).filter(pl.col("person_id") == a["person_id"])
+    assert line.select("period_from", "period_to", "months", "amount_fen").rows() == [
+        (dt.date.fromisoformat("2024-10-01"), dt.date.fromisoformat("2025-05-01"), 8, 8 * 7500)]
+    sc.publish(night)
+    sc.publish(sc.supplement([carded, b], "2026-11-01"))
+    held = sc.net().filter(pl.col("person_id") == a["person_id"])
+    assert held["month_idx"].to_list() == list(range(parse_month("2024-10"), parse_month("2025-06")))
+    assert set(held["net_fen"]) == {7500}
+
+
+def test_a_rejection_from_a_month_needs_the_tables_the_draft_was_made_with(tmp_path: Path) -> None:
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    rows = [person("1950-05-05", seq=1), person("1950-05-06", seq=2)]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    late = person("1950-01-01", seq=3, hukou_since="2025-06-01")
+    q4 = sc.quarterly("2025Q4", [*rows, late], "2025-10-02").batch_id
+    before = sc.lines(q4)
+    raised = rules_mod.load(_tables(tmp_path, raised=True))
+    with Ledger.use(sc.ledger) as led:
+        for tables, said in ((None, "no rules tables were given"), (raised, "are not those it was drafted with")):
+            with pytest.raises(LedgerError, match=said):
+                led.review(q4, late["person_id"], "REJECT", "r", "b", parse_month("2025-10"), tables)
+        assert led.decisions(q4).height == 0
+    assert sc.lines(q4).equals(before)
+
