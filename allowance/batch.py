@@ -472,20 +472,25 @@ def quarantined_districts(stopped: pl.DataFrame, quarantine: pl.DataFrame,
     return pl.concat([named, last_paid.select(named.columns)])
 
 
-def held_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings: pl.DataFrame) -> pl.DataFrame:
-    """People under a review HOLD (五) who are in no row of the extract: _k, person_id,
-    district_code, fen (all the ledger holds for them). A hold freezes their months, so what they
-    were paid is not recovered (NOT_IN_EXTRACT) while it lasts; an audit held someone whose birth
-    date was then corrected, and the new ID was paid the same months while the old one kept them,
-    with nothing listed. The engine cannot tell that the two IDs are one person; the district can,
-    so they are listed on every run until it releases the hold (the next run recovers the months)
-    or rejects the person. A handful of rows."""
+def decided_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings: pl.DataFrame,
+                           action: str = "HOLD") -> pl.DataFrame:
+    """People under a review decision (五; `action` HOLD or REJECT) who are in no row of the
+    extract: _k, person_id, district_code, fen (all the ledger holds for them). A handful of rows.
+
+    HOLD: a hold freezes their months, so what they were paid is not recovered (NOT_IN_EXTRACT)
+    while it lasts; an audit held someone whose birth date was then corrected, and the new ID was
+    paid the same months while the old one kept them, with nothing listed. The engine cannot tell
+    that the two IDs are one person; the district can, so they are listed on every run until it
+    releases the hold (the next run recovers the months) or rejects the person.
+    REJECT: the months the old ID holds are recovered as NOT_IN_EXTRACT, but the new ID is paid
+    as new, the rejected months too (audit 26I): listed until that recovery is published, on the
+    runs that pay the new ID, so the district can reject it as well."""
     empty = pl.DataFrame(schema={"_k": pl.Int64, "person_id": pl.String, "district_code": pl.String,
                                  "fen": pl.Int64})
-    holds = blocked.filter(pl.col("action") == "HOLD")
-    if holds.height == 0 or absent.height == 0:
+    decided = blocked.filter(pl.col("action") == action)
+    if decided.height == 0 or absent.height == 0:
         return empty
-    theirs = absent.join(keyed(holds, "decisions", strict=False).select("_k").unique(), on="_k", how="semi")
+    theirs = absent.join(keyed(decided, "decisions", strict=False).select("_k").unique(), on="_k", how="semi")
     held = (
         holdings.join(theirs.select("_k"), on="_k", how="semi").filter(pl.col("fen") > 0)
         .group_by("_k").agg((pl.col("fen") * (pl.col("to_mi") - pl.col("from_mi") + 1)).sum().alias("fen"))
@@ -630,7 +635,8 @@ def build_draft(
     lap("read_holdings")
 
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
-    held_absent = held_not_in_extract(absent, blocked, holdings)
+    held_absent = decided_not_in_extract(absent, blocked, holdings)
+    rejected_absent = decided_not_in_extract(absent, blocked, holdings, "REJECT")
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
                     "held_fen": pl.Int64, "diff_fen": pl.Int64}
     entitled: pl.DataFrame | None = None
@@ -1000,7 +1006,7 @@ def build_draft(
     del card_key
     changes = change_report(lines.with_columns(grouped["_o1"], grouped["_o3"]), stops_frame, stopped_districts,
                             switched, batch_id, overpaid, held_absent, shared,
-                            *paid_again(lines, back_pieces, ledger, cancels))
+                            *paid_again(lines, back_pieces, ledger, cancels), rejected_absent=rejected_absent)
     lap("changes")
 
     # The totals are counted lazily (polars' streaming engine, a block of rows at a time): eager
@@ -1330,7 +1336,7 @@ def change_report(
     lines: pl.DataFrame, stops: pl.DataFrame, people: pl.DataFrame, switched: pl.DataFrame, batch_id: str,
     overpaid: pl.DataFrame | None = None, held_absent: pl.DataFrame | None = None,
     card_shared: pl.DataFrame | None = None, resumed: pl.DataFrame | None = None,
-    recovery_cancelled: pl.DataFrame | None = None,
+    recovery_cancelled: pl.DataFrame | None = None, rejected_absent: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """What changed, person by person: new entrants, stops (death, migration, …), band and channel
     changes, and who was overpaid for months older than the retroactive window (`overpaid`,
@@ -1342,8 +1348,9 @@ def change_report(
     (ID key) so they are not derived from text again.
     `switched` (Ledger.channel_changes): _k of the people last paid to another channel or card
     than they have now (a payment line's channel and card are its person's).
-    `held_absent` (held_not_in_extract): people under a hold who are in no row of the extract,
-    listed as HELD_NOT_IN_EXTRACT with all the ledger holds for them, on every run.
+    `held_absent`, `rejected_absent` (decided_not_in_extract): people under a hold, or rejected,
+    who are in no row of the extract, listed as HELD_NOT_IN_EXTRACT, REJECTED_NOT_IN_EXTRACT with
+    all the ledger holds for them.
     `card_shared` (card_shared): people paid to a card another person is paid to, CARD_SHARED.
     `resumed`, `recovery_cancelled` (paid_again): people paid, or no longer recovered from, again
     after a stop: RESUMED, RECOVERY_CANCELLED.
@@ -1359,8 +1366,8 @@ def change_report(
         .collect()
     )
     for listed, code in ((overpaid, "OVERPAID_BEFORE_WINDOW"), (held_absent, "HELD_NOT_IN_EXTRACT"),
-                         (card_shared, "CARD_SHARED"), (resumed, "RESUMED"),
-                         (recovery_cancelled, "RECOVERY_CANCELLED")):
+                         (rejected_absent, "REJECTED_NOT_IN_EXTRACT"), (card_shared, "CARD_SHARED"),
+                         (resumed, "RESUMED"), (recovery_cancelled, "RECOVERY_CANCELLED")):
         if listed is not None and listed.height:
             stopped = pl.concat([stopped, listed.select(
                 "district_code", change=pl.lit(code), person_id="person_id", fen="fen", _o3="_k")],
@@ -1407,7 +1414,7 @@ def change_report(
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
                 "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_NO_CARD", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
-                "HELD_NOT_IN_EXTRACT", "CARD_SHARED", "RESUMED", "RECOVERY_CANCELLED")
+                "HELD_NOT_IN_EXTRACT", "REJECTED_NOT_IN_EXTRACT", "CARD_SHARED", "RESUMED", "RECOVERY_CANCELLED")
 
 
 def district_rank(col: str) -> pl.Expr:

@@ -44,3 +44,32 @@ def test_a_held_person_missing_from_the_extract_is_listed_until_released_then_re
     assert rec.select("person_id", "cause", "amount_fen").rows() == [(pat["person_id"], "NOT_IN_EXTRACT",
                                                                       -3 * monthly)]
     assert dt.date(2025, 7, 1) == rec["period_from"].item()
+
+
+def test_a_rejected_person_missing_from_the_extract_is_listed_while_the_old_id_holds_anything(tmp_path: Path) -> None:
+    """Audit 26I: Pat is rejected from Q4 (not entitled from October); a corrected birth date
+    then brings Pat under a new ID, paid July to December as new, the rejected months too, and
+    no decision names it. The old ID is now listed REJECTED_NOT_IN_EXTRACT (what it holds) on the
+    runs until its recovery is published: those that pay the new ID, for the district to reject
+    it as well."""
+    sc = Scenario(tmp_path)
+    ann, pat = person("1950-05-05", seq=1), person("1948-03-03", seq=2)
+    pat2 = person("1948-04-03", seq=2)
+    sc.publish(sc.quarterly("2025Q3", [ann, pat], "2025-07-01"))
+    q4 = sc.quarterly("2025Q4", [ann, pat], "2025-10-01")
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4.batch_id, pat["person_id"], "REJECT", "not entitled from October", "district")
+    sc.publish(q4.batch_id)
+    monthly = 15000
+    night = sc.supplement([ann, pat2], "2025-10-10", out=sc.out)
+    assert night.summary["changes"]["REJECTED_NOT_IN_EXTRACT"] == {"people": 1, "fen": 3 * monthly}
+    report = pl.read_parquet(sc.out / "reports" / night.batch_id / "changes" / "district_code=310115" /
+                             "part-0.parquet")
+    assert report.filter(pl.col("change") == "REJECTED_NOT_IN_EXTRACT").select("person_id", "fen").rows() == [
+        (pat["person_id"], 3 * monthly)]
+    assert "HELD_NOT_IN_EXTRACT" not in night.summary["changes"]
+    lines = sc.lines(night.batch_id).sort("line_type").select("person_id", "line_type", "cause").rows()
+    assert lines == [(pat2["person_id"], "PAYMENT", None), (pat["person_id"], "RECOVERY", "NOT_IN_EXTRACT")]
+    sc.publish(night)
+    after = sc.supplement([ann, pat2], "2025-10-11")
+    assert "REJECTED_NOT_IN_EXTRACT" not in after.summary["changes"]  # the old ID holds nothing now
