@@ -1512,7 +1512,7 @@ class Ledger:
             already = [p for p in ids if p in taken]
             ids = [p for p in ids if p not in taken]
             if not ids:
-                return {**self.batch(batch_id), "recovered_next_run": 0, "approvals_withdrawn": [],
+                return {**self.batch(batch_id), "recovered_next_run": 0, "kept_before": None, "approvals_withdrawn": [],
                         "people": named_all, "already": already}
         self.run("begin")
         try:
@@ -1582,6 +1582,7 @@ class Ledger:
                     "where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
                     [first_mi, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 withdrawn: list[str] = []
+                kept: dict[str, int] | None = None  # what a rejection from a month keeps of theirs
                 if action in ("HOLD", "REJECT"):
                     # Their lists change: an approval of a list as it was no longer holds.
                     withdrawn = [r[0] for r in self.run(
@@ -1602,10 +1603,12 @@ class Ledger:
                                             "and from_mi < ?", [batch_id, kept_before])
                         for part in ("lines", "pieces"):
                             parts[part] = parts[part].with_row_index("_at")
-                        kept = months_before(parts["lines"].filter(~others), parts["pieces"].filter(~others),
-                                             kept_before, named, theirs, cancelled, rules)
-                        for part, rows in zip(("lines", "pieces"), kept, strict=True):
+                        cut = months_before(parts["lines"].filter(~others), parts["pieces"].filter(~others),
+                                            kept_before, named, theirs, cancelled, rules)
+                        for part, rows in zip(("lines", "pieces"), cut, strict=True):
                             parts[part] = pl.concat([parts[part].filter(others), rows]).sort("_at").drop("_at")
+                        kept = {"lines": cut[0].height, "people": cut[0]["person_id"].n_unique(),
+                                "amount_fen": int(cut[0]["amount_fen"].sum())}
                     for part in REVIEWED_PARTS:
                         if kept_before is None or part == "no_card":
                             parts[part] = parts[part].filter(others)
@@ -1627,7 +1630,8 @@ class Ledger:
             raise
         finally:
             self._prune_files(batch_id)
-        return {**self.batch(batch_id), "recovered_next_run": to_recover, "approvals_withdrawn": sorted(withdrawn),
+        return {**self.batch(batch_id), "recovered_next_run": to_recover, "kept_before": kept,
+                "approvals_withdrawn": sorted(withdrawn),
                 "people": named_all, "already": already}
 
     def _refresh_totals(self, batch_id: str) -> None:

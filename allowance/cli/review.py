@@ -68,6 +68,7 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
                    "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"],
+                   **({"kept_before_from": b["kept_before"]} if from_month is not None else {}),
                    "already": len(b["already"]), "stale": stale})
     elif len(b["already"]) == len(people):
         echo(f"{who} already {'held' if action == 'HOLD' else 'rejected'}: nothing recorded")
@@ -85,7 +86,10 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
             echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window{since}: the next "
                  "run (tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
         if from_month is not None:
-            echo(f"the months before {fmt(from_month)} stay theirs: this draft keeps them")
+            k = b["kept_before"]
+            keeps = (f"this draft keeps {k['lines']} line(s) of theirs for them ({yuan(k['amount_fen'])} yuan)"
+                     if k and k["lines"] else "this draft has none of them to pay or recover")
+            echo(f"the months before {fmt(from_month)} stay theirs: {keeps}")
         if stale:
             echo(STALE.format(batch_id=batch_id))
 

@@ -138,7 +138,17 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
                    "--from", "2025-9", "--ledger", led), "2025-9", "YYYY-MM")
     out = ok(cli("review", "reject", q4["batch_id"], "--person", paid[2], "--reason", "户籍不符", "--by", "区民政",
                  "--from", "2025-10", "--ledger", led)).stdout
-    assert "were paid" not in out and "the months before 2025-10 stay theirs" in out, out
+    assert "were paid" not in out and "the months before 2025-10 stay theirs: this draft has none" in out, out
+    # from November: the draft keeps October of their Q4 line, under its line id (audit 26I)
+    with Ledger.use(led, read_only=True) as lg:
+        line_id, amount = lg.part(q4["batch_id"], "lines").filter(pl.col("person_id") == paid[4]).select(
+            "line_id", "amount_fen").row(0)
+    got = ok_json(cli("review", "reject", q4["batch_id"], "--person", paid[4], "--reason", "户籍不符", "--by",
+                      "区民政", "--from", "2025-11", "--ledger", led, "--json"))
+    assert got["kept_before_from"] == {"lines": 1, "people": 1, "amount_fen": amount // 3}, got
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.part(q4["batch_id"], "lines").filter(pl.col("person_id") == paid[4]).select(
+            "line_id", "months", "amount_fen").row(0) == (line_id, 1, amount // 3)
     out = ok(cli("review", "reject", q4["batch_id"], "--person", paid[3], "--reason", "户籍不符", "--by", "区民政",
                  "--from", "2025-09", "--ledger", led)).stdout
     assert "1 of them were paid for months of this draft's window from 2025-09" in out, out
@@ -150,7 +160,8 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
     listed = ok(cli("review", "list", q4["batch_id"], "--ledger", led)).stdout.splitlines()
     assert [ln for ln in listed if " from 2025-09 " in ln] and [ln for ln in listed if " from 2025-10 " in ln], listed
     rows = ok_json(cli("review", "list", q4["batch_id"], "--ledger", led, "--json"))["decisions"]
-    assert sorted(r["from_month"] for r in rows) == ["2025-07", "2025-07", "2025-07", "2025-09", "2025-10"], rows
+    assert sorted(r["from_month"] for r in rows) == ["2025-07", "2025-07", "2025-07", "2025-09", "2025-10",
+                                                    "2025-11"], rows
     # audit 26G: a mistyped batch is refused, not listed as nobody decided; and a list naming one
     # person rejected already and one rejected from a later month names the second among both
     user_error(cli("review", "list", q4["batch_id"] + "x", "--ledger", led), "unknown batch")
