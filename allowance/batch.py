@@ -36,6 +36,7 @@ from allowance.months import (
     month_start,
     quarter_label,
 )
+from allowance.reasons import amount_changed, line_reason
 from allowance.registry import Validated
 from allowance.rules import Rules
 from allowance.segments import by_key_then_month, clip, explode_months, line_periods, sweep_diff
@@ -51,7 +52,6 @@ LINE_COLUMNS = [
 # rows took 0.28 GB at a 15.35M quarter's peak); stored as text (ledger.PART_SCHEMAS). Each enum
 # lists its values in their text's order, so sorting or grouping by one orders as by its text.
 LINE_TYPES = pl.Enum(["PAYMENT", "RECOVERY"])
-REASONS = pl.Enum(sorted(["ARREARS", "BAND_CHANGE", "CONTINUING", "NEW", "RECOVERY", "REISSUE"]))
 CAUSES = pl.Enum(sorted(["AMOUNT_CORRECTION", "DEATH", "MIGRATION", "NOT_ENTITLED", "NOT_IN_EXTRACT"]))
 
 
@@ -863,21 +863,9 @@ def build_draft(
         unpaid = pl.when(inside).then(~exit_paid.gather((exit_mi - window.first).clip(0, window.last - window.first)))
         return exit_mi.is_not_null() & (pl.col("first_stop_mi") >= exit_mi + 1 - unpaid.fill_null(False).cast(pl.Int32))
 
-    def reason_is(code: str) -> pl.Expr:
-        return pl.lit(code, REASONS)
-
     def cause_is(code: str) -> pl.Expr:
         return pl.lit(code, CAUSES)
 
-    reason = (
-        pl.when(pl.col("line_type") == "RECOVERY").then(reason_is("RECOVERY"))
-        .when(pl.col("any_reversed")).then(reason_is("REISSUE"))
-        .when(~pl.col("ever_paid")).then(reason_is("NEW"))
-        .when(pl.col("any_topup")).then(reason_is("BAND_CHANGE"))
-        .when(pl.col("any_arrears")).then(reason_is("ARREARS"))
-        .when(pl.col("amount_changed")).then(reason_is("BAND_CHANGE"))
-        .otherwise(reason_is("CONTINUING"))
-    )
     cause = (
         pl.when(pl.col("line_type") != "RECOVERY").then(pl.lit(None, CAUSES))
         .when(pl.col("absent")).then(cause_is("NOT_IN_EXTRACT"))
@@ -909,14 +897,10 @@ def build_draft(
             last_paid_fen=pl.lit(last_paid_fen).gather(pl.col("pkey")),
             ever_paid=pl.lit(ever_paid_of).gather(pl.col("pkey")),
         )
-        .with_columns(
-            amount_changed=(pl.col("ent_min") != pl.col("last_paid_fen"))
-            | (pl.col("ent_max") != pl.col("last_paid_fen")),
-            still_entitled=pl.col("ent_min") > 0,
-        )
+        .with_columns(amount_changed=amount_changed(), still_entitled=pl.col("ent_min") > 0)
         .select(
             "seq", "pkey", "_o1", "_o3", "line_type", "from_mi", "to_mi", "months", "amount_fen", "district_fen",
-            reason.alias("reason"), cause.alias("cause"),
+            line_reason().alias("reason"), cause.alias("cause"),
             pl.col("vmask").replace_strict(masks, return_dtype=pl.Enum(sorted(masks.values()))).alias("rules_version"),
         )
         .collect()

@@ -251,7 +251,7 @@ _SMALL_LISTS = {
 StoredLists = dict[str, list[tuple[str, pl.DataFrame, pl.DataFrame]]]
 # What a rejection from a month reckons again of the lines it keeps (rejection.months_before).
 RECKONED_LINE_COLUMNS = ("period_from", "period_to", "months", "periods", "amount_fen", "municipal_fen",
-                        "district_fen", "rules_version")
+                        "district_fen", "reason", "rules_version")
 
 
 def _sql_list(paths: list[Path]) -> str:
@@ -1550,12 +1550,14 @@ class Ledger:
                 )
                 found = dict(lists.group_by("person_id").agg(pl.col("district_code").min()).iter_rows())
                 missing = [p for p in ids if p not in found]
-                if action != "RELEASE" and missing:
+                if action != "RELEASE":
                     # held named in a rejection (or rejected in a hold): no line, being decided
-                    # otherwise; said so, not as if the ID were wrong (an audit)
+                    # otherwise; said so, not as if the ID were wrong (an audit). Someone rejected
+                    # from a month keeps the draft's months before it (lines found), and is not held
+                    # either: a release would lift both, the rejection unseen (audit 27A).
                     decided = {p: (a, f) for p, a, f in
                                self.blocked().select("person_id", "action", "from_mi").iter_rows()}
-                    if other := [p for p in missing if p in decided]:
+                    if other := [p for p in ids if p in decided and (p in missing or decided[p][0] != action)]:
                         action_then, since = decided[other[0]]
                         was = "held" if action_then == "HOLD" else "rejected"
                         # counted among all named (audit 26G: "that person" for a file of two, one
@@ -1563,8 +1565,9 @@ class Ledger:
                         raise LedgerError(f"{_who(other, named_all)} {was} already"
                                           f"{f' (from {fmt(int(since))})' if since else ''}: release first to "
                                           f"{action.lower()}; nothing recorded")
-                    raise LedgerError(f"batch {batch_id} has no line for {_who(missing, named_all, verb=False)}; "
-                                      f"nothing to {action.lower()}")
+                    if missing:
+                        raise LedgerError(f"batch {batch_id} has no line for {_who(missing, named_all, verb=False)}; "
+                                          f"nothing to {action.lower()}")
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
                 first_mi = from_month if from_month is not None else b["first_month"] or 0
                 # One insert of all the decisions (row by row, a 20 000-person list took seconds).
@@ -1600,13 +1603,19 @@ class Ledger:
                         assert rules is not None  # refused above otherwise
                         theirs = self.df("select person_key, from_mi, to_mi, fen from holdings "
                                          "where person_key in (select person_key from _review_ids)")
+                        # every cancellation of theirs: the lines were reckoned with them all (audit 27A)
                         cancelled = self.df("select person_key, from_mi, to_mi, fen from batch_cancels where "
-                                            "batch_id = ? and person_key in (select person_key from _review_ids) "
-                                            "and from_mi < ?", [batch_id, kept_before])
+                                            "batch_id = ? and person_key in (select person_key from _review_ids)",
+                                            [batch_id])
+                        # and for their reasons: months the bank returned, whether ever paid
+                        returned = self.reversals().filter(pl.col("person_id").is_in(ids))
+                        ever_paid = self.df("select person_key from payees where person_key in "
+                                            "(select person_key from _review_ids)")["person_key"]
                         parts = {part: self.part(batch_id, part) for part in ("lines", "pieces")}
                         cut, cut_pieces = months_before(parts["lines"].filter(~others),
                                                         parts["pieces"].filter(~others), kept_before, named, theirs,
-                                                        cancelled, rules)
+                                                        cancelled, rules, returned, ever_paid,
+                                                        (b["last_month"] or 0) - 2)  # its quarter's first month
                         kept = {"lines": cut.height, "people": cut["person_id"].n_unique(),
                                 "amount_fen": int(cut["amount_fen"].sum())}
                         # In place, in file order: the kept lines are the same rows with new totals
@@ -1629,9 +1638,12 @@ class Ledger:
                     parts["quarantine"] = self.part(batch_id, "quarantine")
                     # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
                     # they are not entitled to the months it recovers (from the rejection's month on).
+                    # Nor are months before the window (cancel_owed_before_window: under a decision,
+                    # every recovery owed stays, whichever months it names; a redraft cancels none of
+                    # them, and the reviewed draft must agree with it: audit 27A).
                     self.run("delete from batch_cancels where batch_id = ? and person_key in "
-                             "(select person_key from _review_ids) and to_mi >= ?",
-                             [batch_id, kept_before if kept_before is not None else -1])
+                             "(select person_key from _review_ids) and (to_mi >= ? or from_mi < ?)",
+                             [batch_id, kept_before if kept_before is not None else -1, b["first_month"] or 0])
                     self._store_parts(batch_id, parts)
                     self._refresh_totals(batch_id)
             detail: dict[str, Any] = {"reason": reason} if len(ids) == 1 else {"reason": reason, "people": len(ids)}

@@ -112,7 +112,8 @@ def test_the_lines_file_holds_its_codes_as_text(sc: Scenario) -> None:
     """A draft holds a line's type, reason, cause and rules version as enums (batch.LINE_TYPES …);
     the file stores text, and each enum lists its values in their text's order, so its draft's
     sorts and group-bys (the summary's `by_reason`) go as the text's would."""
-    from allowance.batch import CAUSES, LINE_TYPES, REASONS
+    from allowance.batch import CAUSES, LINE_TYPES
+    from allowance.reasons import REASONS
 
     for enum in (LINE_TYPES, REASONS, CAUSES):
         assert list(enum.categories) == sorted(enum.categories)

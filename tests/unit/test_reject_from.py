@@ -62,19 +62,20 @@ def _tables(tmp: Path, raised: bool) -> Path:
 
 
 LINE = ["line_type", "period_from", "period_to", "months", "periods", "amount_fen", "municipal_fen", "district_fen",
-        "rules_version"]
+        "reason", "rules_version"]
 
 
 def test_a_rejection_from_a_month_keeps_the_months_before_it_as_a_fresh_draft_reckons_them(tmp_path: Path) -> None:
     sc = Scenario(tmp_path, opening_month="2025-07", rules_path=_tables(tmp_path, raised=False))
     topped = person("1958-03-01", seq=1)  # 67: paid Q3, topped up for August and September in Q4
     turning = person("1955-11-10", seq=2)  # 70 in November: a band change inside Q4
+    cut_off = person("1945-11-11", seq=10)  # 80 in November, rejected from it: October is CONTINUING
     gapped = person("1950-01-01", seq=3, hukou_since="2025-08-25")  # August and September paid by a supplement
     newcomer = person("1950-06-01", seq=4, hukou_since="2025-06-15")  # first found in Q4: July (2024) on
     whole = person("1950-05-05", seq=5)  # rejected from the window's first month: nothing kept
     no_card = person("1950-05-06", seq=6, channel=None)
     others = [person("1950-05-07", seq=s) for s in range(7, 10)]
-    q3_rows = [topped, turning, whole, no_card, *others]
+    q3_rows = [topped, turning, cut_off, whole, no_card, *others]
     sc.publish(sc.quarterly("2025Q3", q3_rows, "2025-07-01"))
     sc.publish(sc.supplement([*q3_rows, gapped], "2025-09-01"))
     sc.rules = rules_mod.load(_tables(tmp_path, raised=True))
@@ -84,24 +85,31 @@ def test_a_rejection_from_a_month_keeps_the_months_before_it_as_a_fresh_draft_re
     before = sc.lines(q4)
     assert before.filter(pl.col("person_id") == gapped["person_id"])["periods"].to_list() == [
         "2025-07,2025-10..2025-12"]
-    rejected = {topped["person_id"]: "2025-11", turning["person_id"]: "2025-12", gapped["person_id"]: "2025-12",
+    rejected = {topped["person_id"]: "2025-11", turning["person_id"]: "2025-12", cut_off["person_id"]: "2025-11",
+                gapped["person_id"]: "2025-12",
                 newcomer["person_id"]: "2025-08", whole["person_id"]: "2025-07", no_card["person_id"]: "2025-11"}
     with Ledger.use(sc.ledger) as led:
         for pid, month in rejected.items():
             led.review(q4, pid, "REJECT", "不符合条件", "区民政 王", parse_month(month), sc.rules)
+        # Still in the draft (the months kept), they are not held on top of the rejection: a release
+        # of the hold would lift the rejection too, unseen (audit 27A: paid the rejected months).
+        with pytest.raises(LedgerError, match=r"rejected already \(from 2025-12\): release first to hold"):
+            led.review(q4, turning["person_id"], "HOLD", "核实", "区民政 王")
     kept = sc.lines(q4)
     # Everyone else's lines are as drafted, ids and all.
     untouched = before.filter(~pl.col("person_id").is_in(list(rejected)))
     assert kept.filter(~pl.col("person_id").is_in(list(rejected))).equals(untouched)
     # The months before --from stay, under the line ids they had.
     mine = kept.filter(pl.col("person_id").is_in(list(rejected)))
-    assert set(mine["person_id"]) == {topped["person_id"], turning["person_id"], gapped["person_id"],
-                                      newcomer["person_id"]}
+    assert set(mine["person_id"]) == {topped["person_id"], turning["person_id"], cut_off["person_id"],
+                                      gapped["person_id"], newcomer["person_id"]}
     assert set(mine["line_id"]) <= set(before["line_id"])
     assert sc.no_card(q4).filter(pl.col("person_id") == no_card["person_id"]).height == 0
     by_person = {r["person_id"]: r for r in mine.iter_rows(named=True)}
     assert by_person[gapped["person_id"]]["periods"] == "2025-07,2025-10..2025-11"
     assert by_person[newcomer["person_id"]]["rules_version"] == "hufugui-2024-1"  # July only
+    assert (before.filter(pl.col("person_id") == cut_off["person_id"])["reason"].item(),
+            by_person[cut_off["person_id"]]["reason"]) == ("BAND_CHANGE", "CONTINUING")  # audit 27A
     assert by_person[topped["person_id"]]["months"] == 3  # August and September topped up, October paid
     assert (by_person[topped["person_id"]]["amount_fen"], by_person[topped["person_id"]]["district_fen"]) == (
         99 + 99 + 7600, 50 + 50 + 3800)
@@ -163,3 +171,69 @@ def test_a_rejection_from_a_month_needs_the_tables_the_draft_was_made_with(tmp_p
         assert led.decisions(q4).height == 0
     assert sc.lines(q4).equals(before)
 
+
+
+def test_a_line_topping_up_a_partly_cancelled_recovery_is_cut_without_refusal(tmp_path: Path) -> None:
+    """Audit 27A: odd amounts, a recovery (a death recorded in error) still owed and cancelled by
+    the draft, and a raise since, so the draft cancels 150.01 yuan a month and tops up 1 fen in
+    November and December, whose district share is 1 a month (7 501 - 7 500). The whole line was
+    reckoned with the cancellations of the months before --from only, so the review refused, and
+    a redraft refused again. Every cancellation of theirs counts for the whole line."""
+    odd = _tables(tmp_path, raised=False)
+    (odd / "2024-hufugui-1.yaml").write_text((odd / "2024-hufugui-1.yaml").read_text(encoding="utf-8").replace(
+        "monthly_fen: 15000,", "monthly_fen: 15001,"), encoding="utf-8")
+    raised = tmp_path / "rules-raised-70"
+    shutil.copytree(odd, raised)
+    base = (odd / "2024-hufugui-1.yaml").read_text(encoding="utf-8")
+    (raised / "2024-hufugui-1.yaml").write_text(base.replace("effective_to: 2029-04-30", "effective_to: 2025-10-31"),
+                                                encoding="utf-8")
+    (raised / "2025-raise.yaml").write_text(
+        base.replace("id: hufugui-2024-1", "id: raise-2025-11").replace("effective_from: 2024-05-01",
+                                                                       "effective_from: 2025-11-01")
+        .replace("monthly_fen: 15001,", "monthly_fen: 15002,"), encoding="utf-8")
+    sc = Scenario(tmp_path / "run", opening_month="2025-07", rules_path=odd)
+    p = person("1955-11-10", seq=1)  # 70 in November
+    others = [person("1950-01-01", seq=s) for s in range(2, 5)]
+    sc.publish(sc.quarterly("2025Q3", [p, *others], "2025-07-01"))
+    sc.publish(sc.quarterly("2025Q4", [p, *others], "2025-10-01"))
+    sc.publish(sc.supplement([{**p, "death_date": dt.date(2025, 9, 20)}, *others], "2025-10-20", breakers=OPEN))
+    sc.rules = rules_mod.load(raised)
+    reg = sc.registry([p, *others])
+    night = sc.supplement(reg, "2025-10-21", breakers=OPEN).batch_id
+    line = sc.lines(night).filter(pl.col("person_id") == p["person_id"])
+    assert line.select("months", "amount_fen", "district_fen").row(0) == (2, 2, 2)
+    with Ledger.use(sc.ledger) as led:
+        led.review(night, p["person_id"], "REJECT", "不符合条件", "区民政", parse_month("2025-12"), sc.rules)
+    kept = sc.lines(night).filter(pl.col("person_id") == p["person_id"])
+    fresh = sc.supplement(reg, "2025-10-21", breakers=OPEN).batch_id
+    again = sc.lines(fresh).filter((pl.col("person_id") == p["person_id"]) & (pl.col("line_type") == "PAYMENT"))
+    assert kept.select(LINE).equals(again.select(LINE))
+    assert kept.select("period_from", "months", "amount_fen", "district_fen").row(0) == (
+        dt.date(2025, 11, 1), 1, 1, 1)
+
+
+def test_a_cancelled_recovery_older_than_the_window_goes_with_the_rejection_as_a_redraft_has_it(
+        tmp_path: Path) -> None:
+    """Audit 27A: a recovery of September 2023 (a death recorded in error) is still owed; the
+    2025Q4 draft, whose window starts in October 2023, cancels it. Rejected from January 2024, the
+    reviewed draft kept that cancellation, where a redraft under the same rejection has none (a
+    person under a decision keeps every recovery owed before the window: cancel_owed_before_window),
+    so whether 150 yuan was still claimed depended on whether the draft went stale."""
+    sc = Scenario(tmp_path, opening_month="2023-07")
+    p, x = person("1950-03-03", seq=1), person("1950-04-04", seq=2)
+    sc.publish(sc.quarterly("2023Q3", [p, x], "2023-07-01"))
+    sc.publish(sc.supplement([{**p, "death_date": dt.date(2023, 8, 15)}, x], "2023-09-01", breakers=OPEN))
+    reg = sc.registry([p, x])
+    q4 = sc.quarterly("2025Q4", reg, "2025-10-01", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.df("select from_mi from batch_cancels where batch_id = ?", [q4])["from_mi"].to_list() == [
+            parse_month("2023-09")]
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, p["person_id"], "REJECT", "不符合条件", "区民政", parse_month("2024-01"), sc.rules)
+    fresh = sc.quarterly("2025Q4", reg, "2025-10-02", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        cancels = {b: led.df("select * from batch_cancels where batch_id = ?", [b]).height for b in (q4, fresh)}
+    assert cancels == {q4: 0, fresh: 0}
+    kept = sc.lines(q4).filter(pl.col("person_id") == p["person_id"])
+    again = sc.lines(fresh).filter((pl.col("person_id") == p["person_id"]) & (pl.col("line_type") == "PAYMENT"))
+    assert kept.select(LINE).equals(again.select(LINE))
