@@ -1198,18 +1198,20 @@ def stopped_people(
     `absent`: the keys of the people in no row of the extract (absent_people); a recipient
     without a clean row who is not among them has a quarantined row (cause QUARANTINED: an audit
     found them reported NOT_IN_EXTRACT, though their row was there, to be mended). Without it,
-    every one without a clean row is NOT_IN_EXTRACT.
+    every one without a clean row is NOT_IN_EXTRACT. A recipient under a district's HOLD or
+    REJECT in force in the check month is HELD or REJECTED, whatever else is true of them: the
+    counts are recipients, stopped (the others: what the breaker judges) and by_review.
     """
     empty = pl.DataFrame(schema={"_k": pl.Int64, "person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
     if window.empty:
-        return empty, {"recipients": 0, "stopped": 0}
+        return empty, {"recipients": 0, "stopped": 0, "by_review": 0}
     ref = window.current_from - 1 if window.kind == "quarterly" else window.last
     check = window.current_from if window.kind == "quarterly" else window.last
     recipients = held_rows.filter((pl.col("from_mi") <= ref) & (pl.col("to_mi") >= ref) & (pl.col("fen") > 0)).select(
         "_k", "pkey", pl.col("fen").alias("last_fen")
     )
     if recipients.height == 0:
-        return empty, {"recipients": 0, "stopped": 0}
+        return empty, {"recipients": 0, "stopped": 0, "by_review": 0}
     if entitled is not None and window.first <= check <= window.last:
         ent = entitled.lazy().filter((pl.col("from_mi") <= check) & (pl.col("to_mi") >= check)).with_columns(
             from_mi=pl.lit(check, pl.Int32), to_mi=pl.lit(check, pl.Int32))
@@ -1232,11 +1234,21 @@ def stopped_people(
     entitled = pl.Series(alive).gather(recipients["pkey"]).fill_null(False)
     paid_on = entitled & pl.Series(carded).gather(recipients["pkey"]).fill_null(False)
     gone = recipients.with_columns(entitled=entitled).filter(~paid_on)  # a handful
+    # Stopped by a district's decision in force in the check month (五 资格审定): HELD or REJECTED,
+    # not the extract's doing, so not counted by the breaker (audit 27B: holds of 2.2 % of the
+    # recipients refused every night as a broken extract, listed as STOP_OTHER).
+    decided = (keyed(blocked, "decisions", strict=False)
+               .filter((pl.col("from_mi") <= check) & (pl.col("to_mi").is_null() | (pl.col("to_mi") >= check)))
+               .group_by("_k").agg(pl.col("action").first().alias("decided"))
+               if blocked.height else pl.DataFrame(schema={"_k": pl.Int64, "decided": pl.String}))
+    gone = gone.join(decided, on="_k", how="left")
     at = gone["pkey"]
     stopped = (
         gone.with_columns(clean["death_date"].gather(at), clean["hukou_out_date"].gather(at))
         .with_columns(
-            cause=pl.when(pl.col("entitled")).then(pl.lit("NO_CARD"))
+            cause=pl.when(pl.col("decided") == "HOLD").then(pl.lit("HELD"))
+            .when(pl.col("decided") == "REJECT").then(pl.lit("REJECTED"))
+            .when(pl.col("entitled")).then(pl.lit("NO_CARD"))
             .when(pl.col("death_date").is_not_null()).then(pl.lit("DEATH"))
             .when(pl.col("hukou_out_date").is_not_null()).then(pl.lit("MIGRATION"))
             .when(pl.col("pkey").is_null() & (pl.col("_k").is_in(absent.implode()) if absent is not None
@@ -1246,7 +1258,8 @@ def stopped_people(
         )
         .select("_k", idcard.id_from_key_expr("_k").alias("person_id"), "cause", "last_fen")
     )
-    return stopped, {"recipients": recipients.height, "stopped": stopped.height}
+    by_review = int(stopped["cause"].is_in(["HELD", "REJECTED"]).sum())
+    return stopped, {"recipients": recipients.height, "stopped": stopped.height - by_review, "by_review": by_review}
 
 
 def card_shared(lines: pl.DataFrame, card_key: pl.Series, taken: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -1397,7 +1410,8 @@ def change_report(
 
 
 CHANGE_CODES = ("NEW_ENTRANT", "BAND_CHANGE", "CHANNEL_CHANGE", "STOP_DEATH", "STOP_MIGRATION",
-                "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_NO_CARD", "STOP_OTHER", "OVERPAID_BEFORE_WINDOW",
+                "STOP_NOT_IN_EXTRACT", "STOP_QUARANTINED", "STOP_NO_CARD", "STOP_HELD", "STOP_REJECTED", "STOP_OTHER",
+                "OVERPAID_BEFORE_WINDOW",
                 "HELD_NOT_IN_EXTRACT", "REJECTED_NOT_IN_EXTRACT", "CARD_SHARED", "RESUMED", "RECOVERY_CANCELLED")
 
 

@@ -96,9 +96,9 @@ def test_a_channel_no_longer_in_force_stops_its_recipients_and_the_breaker_count
     sc.publish(sc.quarterly("2025Q2", [senior, social], "2025-04-02"))
     # A night stops nothing of a recipient whose card went (the quarter's months stay paid).
     night = sc.supplement([{**senior, "channel": None, "card_no": None}, social], "2025-05-10")
-    assert night.summary["stops"] == {"recipients": 2, "stopped": 0} and night.summary["changes"] == {}
+    assert night.summary["stops"] == {"recipients": 2, "stopped": 0, "by_review": 0} and night.summary["changes"] == {}
     with pytest.raises(RefusedError, match="would stop payments for 1 of last quarter's 2 recipients"):
         sc.quarterly("2025Q3", [senior, social], "2025-07-02")
     q3 = sc.quarterly("2025Q3", [senior, social], "2025-07-02", breakers=Breakers(max_stop_share=1.0))
-    assert q3.summary["stops"] == {"recipients": 2, "stopped": 1}
+    assert q3.summary["stops"] == {"recipients": 2, "stopped": 1, "by_review": 0}
     assert q3.summary["changes"] == {"STOP_NO_CARD": {"people": 1, "fen": 15000}}
