@@ -31,5 +31,7 @@ bench: install ## benchmark at 1M, 5M and 15.35M residents (not a test)
 simulate: install ## a year month by month on 50 000 generated residents (issue 4)
 	$(BIN)/python -m pipelines.simulate
 
-clean:
-	rm -rf var out .pytest_cache .hypothesis
+# Only what the quickstart and the tests make: never var/ or out/ whole, where the default ledger and
+# bank files live (an operator's `make clean` in a checkout run with the defaults would delete them).
+clean: ## remove the quickstart's demo (var/demo) and the test caches
+	rm -rf var/demo .pytest_cache .hypothesis

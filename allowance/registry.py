@@ -421,9 +421,13 @@ def _refuse_short_rows(p: Path, columns: int) -> None:
         data = p.read_bytes()
         at = data.find((first.text or "").encode()) if first.text else -1
         where = f", line {data.count(NEWLINE, 0, at) + 1} of the file" if at >= 0 else ""
+        # named by its line and its first field's ID, masked; not quoted whole: the row's other
+        # fields (a name, a birth date, a card number) are no business of a console or a log
+        # (audit 27B: the README promises a reader's error never quotes a field's value)
+        first_field = idcard.mask_ids_in((first.text or "").split(",", 1)[0].strip().strip('"'))[:24]
         raise InputError(
             f"{p}: {len(ragged)} row(s) have {fewer} fields than the header's {columns} (the first{where}, has "
-            f"{first.actual_columns}: {idcard.mask_ids_in(first.text or '')[:80]!r}); a truncated or malformed "
+            f"{first.actual_columns}, its first field {first_field!r}); a truncated or malformed "
             "export: fix it and run again")
 
 

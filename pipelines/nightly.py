@@ -43,7 +43,7 @@ def main(
     registry_path: Annotated[Path, typer.Option("--registry", help="Tonight's registry extract.")],
     returns: Annotated[
         list[Path] | None, typer.Option("--returns", help="Bank return file(s) to import first, or a folder: "
-                                        "every .csv in it, in name order.")
+                                        "every .csv, .txt and .parquet in it, in name order.")
     ] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD, default today (Shanghai).")] = None,
     ledger: Annotated[Path, typer.Option(envvar="ALLOWANCE_LEDGER")] = Path("var/ledger.duckdb"),
