@@ -247,6 +247,17 @@ _SMALL_LISTS = {
     "cancelled_recovery": f"select person_id_of(person_key) as person_id, {', '.join(CANCEL_COLUMNS)} "
                           "from batch_cancels where batch_id = $b and list_contains($d, district_code)",
 }
+def month_runs(pieces: pl.DataFrame) -> pl.DataFrame:
+    """Pieces (person_id, from_mi, to_mi, fen; a person's in month order) as maximal runs: one row
+    where consecutive pieces of one person pay the same amount in months that follow on."""
+    new_run = ((pl.col("person_id") != pl.col("person_id").shift(1)) | (pl.col("fen") != pl.col("fen").shift(1))
+               | (pl.col("from_mi") != pl.col("to_mi").shift(1) + 1)).fill_null(True)
+    return (pieces.with_columns(_run=new_run.cum_sum())
+            .group_by("_run", maintain_order=True)
+            .agg(pl.col("person_id").first(), pl.col("from_mi").first(), pl.col("to_mi").last(), pl.col("fen").first())
+            .select(pieces.columns))
+
+
 # A draft's lines and their pieces by district, as slices of its stored files (Ledger._stored_lists).
 StoredLists = dict[str, list[tuple[str, pl.DataFrame, pl.DataFrame]]]
 # What a rejection from a month reckons again of the lines it keeps (rejection.months_before).
@@ -1374,8 +1385,12 @@ class Ledger:
         and a polars join and partition of them 12 s and 5.4 GB.) Returns the districts, and the
         two drafts' slices (for _changed_rows)."""
         one, other = self._stored_lists(a, districts), self._stored_lists(b, districts)
+        # months as each person's runs of one amount, however cut into pieces (a draft that cancels
+        # a recovery stores its person's pieces month by month; the same months a redraft without
+        # the cancellation stores as one piece: audit 27C), compared so only where the pieces differ
         differs = {d for d in districts if len(one.get(d, [])) != len(other.get(d, []))
-                   or not all(x[0] == y[0] and x[1].equals(y[1]) and x[2].equals(y[2])
+                   or not all(x[0] == y[0] and x[1].equals(y[1])
+                              and (x[2].equals(y[2]) or month_runs(x[2]).equals(month_runs(y[2])))
                               for x, y in zip(one.get(d, []), other.get(d, []), strict=True))}
         # The no-card entries and the cancelled recoveries: a few rows, counted with their repeats.
         for sql in _SMALL_LISTS.values():
@@ -1400,6 +1415,8 @@ class Ledger:
         for d in districts:
             for what, at in (("line", 1), ("months", 2)):
                 x, y = (pl.concat([r[at] for r in side[d]]) if side.get(d) else none[at] for side in (one, other))
+                if what == "months":  # however cut into pieces (_lists_differ)
+                    x, y = month_runs(x), month_runs(y)
                 for side, mine, theirs in (("approved", x, y), ("now", y, x)):
                     only = mine.join(theirs, on=mine.columns, how="anti", nulls_equal=True)
                     found.append(only.select([pl.lit(side).alias("side"), pl.lit(d).alias("district_code"),
@@ -1557,7 +1574,14 @@ class Ledger:
                     # either: a release would lift both, the rejection unseen (audit 27A).
                     decided = {p: (a, f) for p, a, f in
                                self.blocked().select("person_id", "action", "from_mi").iter_rows()}
-                    if other := [p for p in ids if p in decided and (p in missing or decided[p][0] != action)]:
+                    # A rejection from an earlier month than one standing narrows it (the rejection
+                    # from a later month covers no month before it, so it is not taken above), even
+                    # when the draft has nothing of theirs left: the next run recovers the months
+                    # between (audit 27C: refused as "rejected already" then, and the release it
+                    # asked for made the draft stale).
+                    narrowed = {p for p in missing if action == "REJECT" and decided.get(p, ("",))[0] == "REJECT"}
+                    if other := [p for p in ids if p in decided and p not in narrowed
+                                 and (p in missing or decided[p][0] != action)]:
                         action_then, since = decided[other[0]]
                         was = "held" if action_then == "HOLD" else "rejected"
                         # counted among all named (audit 26G: "that person" for a file of two, one
@@ -1565,9 +1589,14 @@ class Ledger:
                         raise LedgerError(f"{_who(other, named_all)} {was} already"
                                           f"{f' (from {fmt(int(since))})' if since else ''}: release first to "
                                           f"{action.lower()}; nothing recorded")
-                    if missing:
+                    if missing := [p for p in missing if p not in narrowed]:
                         raise LedgerError(f"batch {batch_id} has no line for {_who(missing, named_all, verb=False)}; "
                                           f"nothing to {action.lower()}")
+                    if narrowed:  # recorded in the district of the rejection they narrow
+                        found.update(self.df(
+                            "select person_id, last(district_code order by decision_id) as district_code "
+                            "from decisions where action = 'REJECT' and list_contains(?, person_id) group by 1",
+                            [sorted(narrowed)]).iter_rows())
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
                 first_mi = from_month if from_month is not None else b["first_month"] or 0
                 # One insert of all the decisions (row by row, a 20 000-person list took seconds).
@@ -1587,7 +1616,7 @@ class Ledger:
                     "where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
                     [first_mi, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 withdrawn: list[str] = []
-                kept: dict[str, int] | None = None  # what a rejection from a month keeps of theirs
+                kept: dict[str, Any] | None = None  # what a rejection from a month keeps of theirs
                 if action in ("HOLD", "REJECT"):
                     # Their lists change: an approval of a list as it was no longer holds.
                     withdrawn = [r[0] for r in self.run(
@@ -1616,8 +1645,17 @@ class Ledger:
                                                         parts["pieces"].filter(~others), kept_before, named, theirs,
                                                         cancelled, rules, returned, ever_paid,
                                                         (b["last_month"] or 0) - 2)  # its quarter's first month
-                        kept = {"lines": cut.height, "people": cut["person_id"].n_unique(),
-                                "amount_fen": int(cut["amount_fen"].sum())}
+                        # what stays of theirs, by kind (audit 27C: a payment and a recovery netted,
+                        # and cancellations kept not said)
+                        still = cancelled.filter((pl.col("from_mi") < kept_before)
+                                                 & (pl.col("from_mi") >= (b["first_month"] or 0)))
+                        kept = {"people": len(set(cut["person_id"]) | set(named.join(
+                                    still.select("person_key"), on="person_key", how="semi")["person_id"])),
+                                **{kind: {"lines": int((cut["line_type"] == t).sum()),
+                                          "amount_fen": int(cut.filter(pl.col("line_type") == t)["amount_fen"].sum())}
+                                   for kind, t in (("payments", "PAYMENT"), ("recoveries", "RECOVERY"))},
+                                "recoveries_cancelled_fen": int((still["fen"] * (still["to_mi"] - still["from_mi"] + 1))
+                                                                .sum())}
                         # In place, in file order: the kept lines are the same rows with new totals
                         # (a concat and sort of a 15.35M quarter's lines and pieces took 2 GB more).
                         lines = parts.pop("lines").filter(others | pl.col("line_id").is_in(cut["line_id"].implode()))

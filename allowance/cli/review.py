@@ -84,14 +84,23 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
         if b["recovered_next_run"]:
             since = f" from {fmt(from_month)}" if from_month is not None else ""
             echo(f"{b['recovered_next_run']} of them were paid for months of this draft's window{since}: the next "
-                 "run (tonight's supplement) lists those months as recoveries, cause NOT_ENTITLED")
+                 "run (tonight's supplement) lists those months as recoveries (cause NOT_ENTITLED, or what the "
+                 "extract says then: a death, a move out, an ID gone)")
         if from_month is not None:
-            k = b["kept_before"]
-            keeps = (f"this draft keeps {k['lines']} line(s) of theirs for them ({yuan(k['amount_fen'])} yuan)"
-                     if k and k["lines"] else "this draft has none of them to pay or recover")
-            echo(f"the months before {fmt(from_month)} stay theirs: {keeps}")
+            echo(f"the months before {fmt(from_month)} stay theirs: {_kept(b['kept_before'])}")
         if stale:
             echo(STALE.format(batch_id=batch_id))
+
+
+def _kept(k: dict | None) -> str:
+    """What a rejection from a month leaves of theirs in the draft, by kind (Ledger.review's kept_before)."""
+    if not k:
+        return "this draft has nothing of theirs before it"
+    said = [f"{n['lines']} {what} line(s) ({yuan(n['amount_fen'])} yuan)"
+            for what, n in (("payment", k["payments"]), ("recovery", k["recoveries"])) if n["lines"]]
+    if k["recoveries_cancelled_fen"]:
+        said.append(f"{yuan(k['recoveries_cancelled_fen'])} yuan of their recoveries cancelled")
+    return f"this draft keeps {', '.join(said)}" if said else "this draft has nothing of theirs before it"
 
 
 # An audit: a release made the draft it was recorded against stale, and the release's and the

@@ -138,14 +138,15 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
                    "--from", "2025-9", "--ledger", led), "2025-9", "YYYY-MM")
     out = ok(cli("review", "reject", q4["batch_id"], "--person", paid[2], "--reason", "户籍不符", "--by", "区民政",
                  "--from", "2025-10", "--ledger", led)).stdout
-    assert "were paid" not in out and "the months before 2025-10 stay theirs: this draft has none" in out, out
+    assert "were paid" not in out and "the months before 2025-10 stay theirs: this draft has nothing" in out, out
     # from November: the draft keeps October of their Q4 line, under its line id (audit 26I)
     with Ledger.use(led, read_only=True) as lg:
         line_id, amount = lg.part(q4["batch_id"], "lines").filter(pl.col("person_id") == paid[4]).select(
             "line_id", "amount_fen").row(0)
     got = ok_json(cli("review", "reject", q4["batch_id"], "--person", paid[4], "--reason", "户籍不符", "--by",
                       "区民政", "--from", "2025-11", "--ledger", led, "--json"))
-    assert got["kept_before_from"] == {"lines": 1, "people": 1, "amount_fen": amount // 3}, got
+    assert got["kept_before_from"] == {"people": 1, "payments": {"lines": 1, "amount_fen": amount // 3},
+                                       "recoveries": {"lines": 0, "amount_fen": 0}, "recoveries_cancelled_fen": 0}, got
     with Ledger.use(led, read_only=True) as lg:
         assert lg.part(q4["batch_id"], "lines").filter(pl.col("person_id") == paid[4]).select(
             "line_id", "months", "amount_fen").row(0) == (line_id, 1, amount // 3)
@@ -162,15 +163,24 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
     rows = ok_json(cli("review", "list", q4["batch_id"], "--ledger", led, "--json"))["decisions"]
     assert sorted(r["from_month"] for r in rows) == ["2025-07", "2025-07", "2025-07", "2025-09", "2025-10",
                                                     "2025-11"], rows
-    # audit 26G: a mistyped batch is refused, not listed as nobody decided; and a list naming one
-    # person rejected already and one rejected from a later month names the second among both
+    # audit 26G: a mistyped batch is refused, not listed as nobody decided; and a hold of a list
+    # naming one person still in the draft and one rejected from October names the second among both
     user_error(cli("review", "list", q4["batch_id"] + "x", "--ledger", led), "unknown batch")
     both = isolated / "both.txt"
-    both.write_text(f"{paid[0]}\n{paid[2]}\n", encoding="utf-8")
+    both.write_text(f"{paid[5]}\n{paid[2]}\n", encoding="utf-8")
     from allowance.idcard import mask
-    user_error(cli("review", "reject", q4["batch_id"], "--persons-file", both, "--reason", "x", "--by", "y",
+    user_error(cli("review", "hold", q4["batch_id"], "--persons-file", both, "--reason", "x", "--by", "y",
                    "--ledger", led), f"1 of the 2 people (e.g. {mask(paid[2])})", "rejected already (from 2025-10)",
                "nothing recorded")
+    # audit 27C: rejected from an earlier month than the one standing, someone the draft has nothing
+    # of any more is recorded (the next run recovers July to September), not refused as "already"
+    both.write_text(f"{paid[0]}\n{paid[2]}\n", encoding="utf-8")
+    out = ok(cli("review", "reject", q4["batch_id"], "--persons-file", both, "--reason", "x", "--by", "y",
+                 "--ledger", led)).stdout
+    assert "1 of them already rejected" in out and "1 of them were paid for months of this draft's window" in out, out
+    with Ledger.use(led, read_only=True) as lg:
+        assert sorted(lg.decisions(q4["batch_id"]).filter(pl.col("person_id") == paid[2])["from_month"]) == [
+            window_first, 2025 * 12 + 9]
 
 
 def test_each_district_approves_its_list_and_a_change_withdraws_the_approval(isolated: Path) -> None:

@@ -237,3 +237,39 @@ def test_a_cancelled_recovery_older_than_the_window_goes_with_the_rejection_as_a
     kept = sc.lines(q4).filter(pl.col("person_id") == p["person_id"])
     again = sc.lines(fresh).filter((pl.col("person_id") == p["person_id"]) & (pl.col("line_type") == "PAYMENT"))
     assert kept.select(LINE).equals(again.select(LINE))
+
+
+def test_a_redraft_under_the_same_rejection_carries_the_district_approval(tmp_path: Path) -> None:
+    """Audit 27C: C's Q3 payment failed at the bank and a death recorded in error had its Q4
+    recovered; the night's draft re-issues July to September and cancels the recovery of October
+    to December, so it stores C's pieces month by month. Rejected from October, the draft keeps
+    the three months as they were stored; a redraft under the same decision, with no
+    cancellation, stores them as one piece. The same months at the same amounts: `review carry`
+    keeps the district's approval (it had listed the district as changed, with nothing to see)."""
+    import hashlib
+
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    c, other = person("1950-02-11", seq=1, district_code="310104"), person("1950-05-11", seq=2)
+    q3 = sc.quarterly("2025Q3", [c, other], "2025-07-01").batch_id
+    sc.publish(q3)
+    sc.publish(sc.quarterly("2025Q4", [c, other], "2025-10-01"))
+    sc.publish(sc.supplement([{**c, "death_date": dt.date(2025, 9, 20)}, other], "2025-10-20", breakers=OPEN))
+    failed = sc.lines(q3).filter(pl.col("person_id") == c["person_id"])["line_id"].item()
+    notice = pl.DataFrame({"line_id": [failed], "status": ["FAILED"], "settled_at": ["2025-10-10"],
+                           "reason": ["closed"]})
+    with Ledger.use(sc.ledger) as led:
+        led.import_bank_returns(notice, hashlib.sha256(notice.write_csv().encode()).hexdigest())
+    reg = sc.registry([c, other])
+    night = sc.supplement(reg, "2025-10-21", breakers=OPEN).batch_id
+    assert sc.months(night).filter(pl.col("person_id") == c["person_id"]).height == 3
+    with Ledger.use(sc.ledger) as led:
+        led.review(night, c["person_id"], "REJECT", "不符合条件", "区民政", parse_month("2025-10"), sc.rules)
+        led.approve(night, ["310104"], "徐汇民政", None)
+    redraft = sc.supplement(reg, "2025-10-21", breakers=OPEN).batch_id
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        pieces = {b: led.df("select from_mi, to_mi from batch_pieces where batch_id = ? and person_id = ?",
+                            [b, c["person_id"]]).height for b in (night, redraft)}
+    assert pieces == {night: 3, redraft: 1}  # cut otherwise, the same months
+    with Ledger.use(sc.ledger) as led:
+        carried = led.carry_approvals(redraft, night, "市大数据中心")
+    assert carried["carried"] == ["310104"] and carried["changed"] == [], carried
