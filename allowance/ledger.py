@@ -247,6 +247,8 @@ _SMALL_LISTS = {
     "cancelled_recovery": f"select person_id_of(person_key) as person_id, {', '.join(CANCEL_COLUMNS)} "
                           "from batch_cancels where batch_id = $b and list_contains($d, district_code)",
 }
+
+
 def month_runs(pieces: pl.DataFrame) -> pl.DataFrame:
     """Pieces (person_id, from_mi, to_mi, fen; a person's in month order) as maximal runs: one row
     where consecutive pieces of one person pay the same amount in months that follow on."""
@@ -1625,51 +1627,11 @@ class Ledger:
                     # The batch's files are immutable: new ones without the people replace them.
                     others = ~pl.col("person_id").is_in(ids)
                     kept_before = first_mi if action == "REJECT" and first_mi > (b["first_month"] or 0) else None
-                    parts: dict[str, pl.DataFrame] = {}
                     if kept_before is not None:
                         # ... but a rejection from a month keeps their lines' months before it
                         # (their no-card entries, listed and not paid, are listed again next run).
                         assert rules is not None  # refused above otherwise
-                        theirs = self.df("select person_key, from_mi, to_mi, fen from holdings "
-                                         "where person_key in (select person_key from _review_ids)")
-                        # every cancellation of theirs: the lines were reckoned with them all (audit 27A)
-                        cancelled = self.df("select person_key, from_mi, to_mi, fen from batch_cancels where "
-                                            "batch_id = ? and person_key in (select person_key from _review_ids)",
-                                            [batch_id])
-                        # and for their reasons: months the bank returned, whether ever paid
-                        returned = self.reversals().filter(pl.col("person_id").is_in(ids))
-                        ever_paid = self.df("select person_key from payees where person_key in "
-                                            "(select person_key from _review_ids)")["person_key"]
-                        parts = {part: self.part(batch_id, part) for part in ("lines", "pieces")}
-                        cut, cut_pieces = months_before(parts["lines"].filter(~others),
-                                                        parts["pieces"].filter(~others), kept_before, named, theirs,
-                                                        cancelled, rules, returned, ever_paid,
-                                                        (b["last_month"] or 0) - 2)  # its quarter's first month
-                        # what stays of theirs, by kind (audit 27C: a payment and a recovery netted,
-                        # and cancellations kept not said)
-                        still = cancelled.filter((pl.col("from_mi") < kept_before)
-                                                 & (pl.col("from_mi") >= (b["first_month"] or 0)))
-                        kept = {"people": len(set(cut["person_id"]) | set(named.join(
-                                    still.select("person_key"), on="person_key", how="semi")["person_id"])),
-                                **{kind: {"lines": int((cut["line_type"] == t).sum()),
-                                          "amount_fen": int(cut.filter(pl.col("line_type") == t)["amount_fen"].sum())}
-                                   for kind, t in (("payments", "PAYMENT"), ("recoveries", "RECOVERY"))},
-                                "recoveries_cancelled_fen": int((still["fen"] * (still["to_mi"] - still["from_mi"] + 1))
-                                                                .sum())}
-                        # In place, in file order: the kept lines are the same rows with new totals
-                        # (a concat and sort of a 15.35M quarter's lines and pieces took 2 GB more).
-                        lines = parts.pop("lines").filter(others | pl.col("line_id").is_in(cut["line_id"].implode()))
-                        at = lines.select((~others).arg_true()).to_series()
-                        assert at.len() == cut.height
-                        parts["lines"] = lines.with_columns(lines[c].scatter(at, cut[c]) for c in RECKONED_LINE_COLUMNS
-                                                            if c in lines.columns)
-                        del lines
-                        pieces = parts.pop("pieces").filter(others | (pl.col("from_mi") < kept_before))
-                        parts["pieces"] = pieces.with_columns(
-                            pl.when(others).then("to_mi").otherwise(pl.min_horizontal("to_mi", pl.lit(kept_before - 1)))
-                            .cast(pl.Int32).alias("to_mi"))
-                        del pieces
-                        assert parts["pieces"].filter(~others).equals(cut_pieces)
+                        parts, kept = self._keep_before(batch_id, b, ids, named, kept_before, rules)
                     else:
                         parts = {part: self.part(batch_id, part).filter(others) for part in ("lines", "pieces")}
                     parts["no_card"] = self.part(batch_id, "no_card").filter(others)
@@ -1698,6 +1660,52 @@ class Ledger:
         return {**self.batch(batch_id), "recovered_next_run": to_recover, "kept_before": kept,
                 "approvals_withdrawn": sorted(withdrawn),
                 "people": named_all, "already": already}
+
+    def _keep_before(self, batch_id: str, b: dict[str, Any], ids: list[str], named: pl.DataFrame, kept_before: int,
+                     rules: Rules) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+        """Inside review's transaction, `_review_ids` registered: the draft's lines and pieces with
+        the rejected people's months before `kept_before` kept (rejection.months_before) and the
+        rest of theirs gone, and what is kept of theirs, by kind."""
+        others = ~pl.col("person_id").is_in(ids)
+        theirs = self.df("select person_key, from_mi, to_mi, fen from holdings "
+                         "where person_key in (select person_key from _review_ids)")
+        # every cancellation of theirs: the lines were reckoned with them all (audit 27A)
+        cancelled = self.df("select person_key, from_mi, to_mi, fen from batch_cancels where "
+                            "batch_id = ? and person_key in (select person_key from _review_ids)",
+                            [batch_id])
+        # and for their reasons: months the bank returned, whether ever paid
+        returned = self.reversals().filter(pl.col("person_id").is_in(ids))
+        ever_paid = self.df("select person_key from payees where person_key in "
+                            "(select person_key from _review_ids)")["person_key"]
+        parts = {part: self.part(batch_id, part) for part in ("lines", "pieces")}
+        cut, cut_pieces = months_before(parts["lines"].filter(~others), parts["pieces"].filter(~others), kept_before,
+                                        named, theirs, cancelled, rules, returned, ever_paid,
+                                        (b["last_month"] or 0) - 2)  # its quarter's first month
+        # what stays of theirs, by kind (audit 27C: a payment and a recovery netted, and
+        # cancellations kept not said)
+        still = cancelled.filter((pl.col("from_mi") < kept_before) & (pl.col("from_mi") >= (b["first_month"] or 0)))
+        kept = {"people": len(set(cut["person_id"]) | set(named.join(
+                    still.select("person_key"), on="person_key", how="semi")["person_id"])),
+                **{kind: {"lines": int((cut["line_type"] == t).sum()),
+                          "amount_fen": int(cut.filter(pl.col("line_type") == t)["amount_fen"].sum())}
+                   for kind, t in (("payments", "PAYMENT"), ("recoveries", "RECOVERY"))},
+                "recoveries_cancelled_fen": int((still["fen"] * (still["to_mi"] - still["from_mi"] + 1))
+                                                .sum())}
+        # In place, in file order: the kept lines are the same rows with new totals
+        # (a concat and sort of a 15.35M quarter's lines and pieces took 2 GB more).
+        lines = parts.pop("lines").filter(others | pl.col("line_id").is_in(cut["line_id"].implode()))
+        at = lines.select((~others).arg_true()).to_series()
+        assert at.len() == cut.height
+        parts["lines"] = lines.with_columns(lines[c].scatter(at, cut[c]) for c in RECKONED_LINE_COLUMNS
+                                            if c in lines.columns)
+        del lines
+        pieces = parts.pop("pieces").filter(others | (pl.col("from_mi") < kept_before))
+        parts["pieces"] = pieces.with_columns(
+            pl.when(others).then("to_mi").otherwise(pl.min_horizontal("to_mi", pl.lit(kept_before - 1)))
+            .cast(pl.Int32).alias("to_mi"))
+        del pieces
+        assert parts["pieces"].filter(~others).equals(cut_pieces)
+        return parts, kept
 
     def _refresh_totals(self, batch_id: str) -> None:
         pay = self.one(
