@@ -1198,9 +1198,9 @@ def stopped_people(
     `absent`: the keys of the people in no row of the extract (absent_people); a recipient
     without a clean row who is not among them has a quarantined row (cause QUARANTINED: an audit
     found them reported NOT_IN_EXTRACT, though their row was there, to be mended). Without it,
-    every one without a clean row is NOT_IN_EXTRACT. A recipient under a district's HOLD or
-    REJECT in force in the check month is HELD or REJECTED, whatever else is true of them: the
-    counts are recipients, stopped (the others: what the breaker judges) and by_review.
+    every one without a clean row is NOT_IN_EXTRACT. A recipient the extract entitles whom a
+    district's HOLD or REJECT in force in the check month stops is HELD or REJECTED: the counts
+    are recipients, stopped (the others: what the breaker judges) and by_review.
     """
     empty = pl.DataFrame(schema={"_k": pl.Int64, "person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
     if window.empty:
@@ -1217,6 +1217,7 @@ def stopped_people(
             from_mi=pl.lit(check, pl.Int32), to_mi=pl.lit(check, pl.Int32))
     else:
         ent = entitlement_segments(clean.lazy(), rules, check, check)
+    unblocked = ent  # the check month's entitlement as the extract gives it, no decision taken
     if blocked.height:
         ent = without_blocked(ent, keyed(blocked, "decisions", strict=False).lazy()
                               .join(clean.lazy().select("pkey", "_k"), on="_k").select("pkey", "from_mi", "to_mi"))
@@ -1234,14 +1235,21 @@ def stopped_people(
     entitled = pl.Series(alive).gather(recipients["pkey"]).fill_null(False)
     paid_on = entitled & pl.Series(carded).gather(recipients["pkey"]).fill_null(False)
     gone = recipients.with_columns(entitled=entitled).filter(~paid_on)  # a handful
-    # Stopped by a district's decision in force in the check month (五 资格审定): HELD or REJECTED,
-    # not the extract's doing, so not counted by the breaker (audit 27B: holds of 2.2 % of the
-    # recipients refused every night as a broken extract, listed as STOP_OTHER).
+    # Stopped by a district's decision in force in the check month (五 资格审定) alone, the extract
+    # entitling them: HELD or REJECTED, not the extract's doing, so not counted by the breaker
+    # (audit 27B: holds of 2.2 % of the recipients refused every night as a broken extract, listed
+    # as STOP_OTHER). One the extract stops too (a death, a move, a row gone) is stopped by it, and
+    # counted: the district is told of the death, and a broken extract is one whoever it hits
+    # (audit 27D). A handful of rows.
     decided = (keyed(blocked, "decisions", strict=False)
                .filter((pl.col("from_mi") <= check) & (pl.col("to_mi").is_null() | (pl.col("to_mi") >= check)))
                .group_by("_k").agg(pl.col("action").first().alias("decided"))
                if blocked.height else pl.DataFrame(schema={"_k": pl.Int64, "decided": pl.String}))
     gone = gone.join(decided, on="_k", how="left")
+    if blocked.height:
+        theirs = gone.filter(pl.col("decided").is_not_null())["pkey"].drop_nulls()
+        free = unblocked.filter(pl.col("pkey").is_in(theirs.implode())).select("pkey").collect()["pkey"]
+        gone = gone.with_columns(pl.when(pl.col("pkey").is_in(free.implode())).then("decided").alias("decided"))
     at = gone["pkey"]
     stopped = (
         gone.with_columns(clean["death_date"].gather(at), clean["hukou_out_date"].gather(at))

@@ -1581,16 +1581,25 @@ class Ledger:
                     # when the draft has nothing of theirs left: the next run recovers the months
                     # between (audit 27C: refused as "rejected already" then, and the release it
                     # asked for made the draft stale).
-                    narrowed = {p for p in missing if action == "REJECT" and decided.get(p, ("",))[0] == "REJECT"}
+                    # Only with --from, on the draft that rejection was recorded against (audit 27D: a
+                    # plain rejection, re-entered on a night's draft that never listed them, widened
+                    # a rejection from October to the window's start, recovering months staff had
+                    # said stay theirs).
+                    here = set(self.df("select person_id from decisions where batch_id = ? and action = 'REJECT' "
+                                       "and list_contains(?, person_id)", [batch_id, missing])["person_id"].to_list()
+                               ) if action == "REJECT" and from_month is not None and missing else set()
+                    narrowed = {p for p in missing if p in here and decided.get(p, ("",))[0] == "REJECT"}
                     if other := [p for p in ids if p in decided and p not in narrowed
                                  and (p in missing or decided[p][0] != action)]:
                         action_then, since = decided[other[0]]
                         was = "held" if action_then == "HOLD" else "rejected"
                         # counted among all named (audit 26G: "that person" for a file of two, one
                         # of them taken already), and said from which month it stands
+                        widen = (", or give --from an earlier month on the draft it was recorded against"
+                                 if action == "REJECT" and action_then == "REJECT" else "")
                         raise LedgerError(f"{_who(other, named_all)} {was} already"
                                           f"{f' (from {fmt(int(since))})' if since else ''}: release first to "
-                                          f"{action.lower()}; nothing recorded")
+                                          f"{action.lower()}{widen}; nothing recorded")
                     if missing := [p for p in missing if p not in narrowed]:
                         raise LedgerError(f"batch {batch_id} has no line for {_who(missing, named_all, verb=False)}; "
                                           f"nothing to {action.lower()}")

@@ -173,10 +173,14 @@ def test_rejecting_someone_already_paid_says_the_next_run_recovers_it(isolated: 
                    "--ledger", led), f"1 of the 2 people (e.g. {mask(paid[2])})", "rejected already (from 2025-10)",
                "nothing recorded")
     # audit 27C: rejected from an earlier month than the one standing, someone the draft has nothing
-    # of any more is recorded (the next run recovers July to September), not refused as "already"
+    # of any more is recorded (the next run recovers July to September), not refused as "already";
+    # but only with --from (audit 27D: a plain rejection re-entered widened it unsaid)
     both.write_text(f"{paid[0]}\n{paid[2]}\n", encoding="utf-8")
+    user_error(cli("review", "reject", q4["batch_id"], "--persons-file", both, "--reason", "x", "--by", "y",
+                   "--ledger", led), "rejected already (from 2025-10)", "give --from an earlier month",
+               "nothing recorded")
     out = ok(cli("review", "reject", q4["batch_id"], "--persons-file", both, "--reason", "x", "--by", "y",
-                 "--ledger", led)).stdout
+                 "--from", "2025-07", "--ledger", led)).stdout
     assert "1 of them already rejected" in out and "1 of them were paid for months of this draft's window" in out, out
     with Ledger.use(led, read_only=True) as lg:
         assert sorted(lg.decisions(q4["batch_id"]).filter(pl.col("person_id") == paid[2])["from_month"]) == [

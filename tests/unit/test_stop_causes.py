@@ -58,3 +58,26 @@ def test_a_refused_runs_report_counts_a_person_in_two_districts_once(tmp_path: P
                       out=sc.out)
     said = next((sc.out / "reports").glob("refused-*/summary.txt")).read_text(encoding="utf-8")
     assert "all districts: STOP_QUARANTINED 1 (15000 fen)" in said
+
+
+def test_the_stop_breaker_judges_the_recipients_no_district_decision_stops(tmp_path: Path) -> None:
+    """Audit 27D: with 30 of 100 recipients held, 2 rows lost of the other 70 (2.9 %) were judged
+    as 2 of 100 (2.0 %, not above 2 %) and the night drafted. The held are counted apart
+    (by_review) and out of the share."""
+    import pytest
+
+    from allowance.errors import RefusedError
+    from allowance.ledger import Ledger
+
+    sc = Scenario(tmp_path)
+    crowd = [person("1950-05-05", seq=s) for s in range(1, 101)]
+    sc.publish(sc.quarterly("2025Q3", crowd, "2025-07-01"))
+    q4 = sc.quarterly("2025Q4", crowd, "2025-10-01").batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, [p["person_id"] for p in crowd[:30]], "HOLD", "核实", "区民政")
+    lost = Breakers(max_shrink_share=1.0)  # the stop breaker alone, at its default 2 %
+    with pytest.raises(RefusedError, match=r"stop payments for 2 of last quarter's 70 recipients no district's hold "
+                                           r"or rejection stops \(2\.86%"):
+        sc.supplement(crowd[:98], "2025-10-02", breakers=lost)
+    night = sc.supplement(crowd[:99], "2025-10-02", breakers=lost)
+    assert night.summary["stops"] == {"recipients": 100, "stopped": 1, "by_review": 30}
