@@ -1589,8 +1589,10 @@ class Ledger:
                                        "and list_contains(?, person_id)", [batch_id, missing])["person_id"].to_list()
                                ) if action == "REJECT" and from_month is not None and missing else set()
                     narrowed = {p for p in missing if p in here and decided.get(p, ("",))[0] == "REJECT"}
+                    # A rejection standing from a later month is widened only by one given --from,
+                    # listed or not: a plain one re-entered would recover months staff said stay theirs.
                     if other := [p for p in ids if p in decided and p not in narrowed
-                                 and (p in missing or decided[p][0] != action)]:
+                                 and (p in missing or decided[p][0] != action or from_month is None)]:
                         action_then, since = decided[other[0]]
                         was = "held" if action_then == "HOLD" else "rejected"
                         # counted among all named (audit 26G: "that person" for a file of two, one

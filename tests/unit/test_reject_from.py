@@ -95,6 +95,9 @@ def test_a_rejection_from_a_month_keeps_the_months_before_it_as_a_fresh_draft_re
         # of the hold would lift the rejection too, unseen (audit 27A: paid the rejected months).
         with pytest.raises(LedgerError, match=r"rejected already \(from 2025-12\): release first to hold"):
             led.review(q4, turning["person_id"], "HOLD", "核实", "区民政 王")
+        # nor widened by a rejection without --from, re-entered (audit 27E): only --from widens it
+        with pytest.raises(LedgerError, match=r"rejected already \(from 2025-12\).*give --from an earlier month"):
+            led.review(q4, turning["person_id"], "REJECT", "不符合条件", "区民政 王")
     kept = sc.lines(q4)
     # Everyone else's lines are as drafted, ids and all.
     untouched = before.filter(~pl.col("person_id").is_in(list(rejected)))
