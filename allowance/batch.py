@@ -1198,9 +1198,11 @@ def stopped_people(
     `absent`: the keys of the people in no row of the extract (absent_people); a recipient
     without a clean row who is not among them has a quarantined row (cause QUARANTINED: an audit
     found them reported NOT_IN_EXTRACT, though their row was there, to be mended). Without it,
-    every one without a clean row is NOT_IN_EXTRACT. A recipient the extract entitles whom a
-    district's HOLD or REJECT in force in the check month stops is HELD or REJECTED: the counts
-    are recipients, stopped (the others: what the breaker judges) and by_review.
+    every one without a clean row is NOT_IN_EXTRACT. A recipient the extract entitles (with a
+    card, at a quarter) whom a district's HOLD or REJECT in force in the check month stops is
+    HELD or REJECTED; one the extract stops too has its cause. The counts are recipients,
+    by_review (recipients under a decision in force, whatever stops them) and stopped (the
+    others the extract stops: what the breaker judges, against recipients - by_review).
     """
     empty = pl.DataFrame(schema={"_k": pl.Int64, "person_id": pl.String, "cause": pl.String, "last_fen": pl.Int64})
     if window.empty:
@@ -1245,11 +1247,17 @@ def stopped_people(
                .filter((pl.col("from_mi") <= check) & (pl.col("to_mi").is_null() | (pl.col("to_mi") >= check)))
                .group_by("_k").agg(pl.col("action").first().alias("decided"))
                if blocked.height else pl.DataFrame(schema={"_k": pl.Int64, "decided": pl.String}))
-    gone = gone.join(decided, on="_k", how="left")
+    # The breaker judges the recipients no decision is in force for (audit 27E: the held the extract
+    # stops had stayed in its base, the others left it); `under` counts the rest, by_review.
+    gone = gone.join(decided, on="_k", how="left").with_columns(under=pl.col("decided").is_not_null())
     if blocked.height:
         theirs = gone.filter(pl.col("decided").is_not_null())["pkey"].drop_nulls()
         free = unblocked.filter(pl.col("pkey").is_in(theirs.implode())).select("pkey").collect()["pkey"]
-        gone = gone.with_columns(pl.when(pl.col("pkey").is_in(free.implode())).then("decided").alias("decided"))
+        carded_free = free.filter(pl.Series(carded[free.to_numpy()]))  # at a quarter, with a card (27E)
+        gone = gone.with_columns(
+            pl.when(pl.col("pkey").is_in(carded_free.implode())).then("decided").alias("decided"),
+            # entitled but for the decision, with no card to be paid through: the extract's NO_CARD
+            entitled=pl.col("entitled") | pl.col("pkey").is_in(free.implode()).fill_null(False))
     at = gone["pkey"]
     stopped = (
         gone.with_columns(clean["death_date"].gather(at), clean["hukou_out_date"].gather(at))
@@ -1264,10 +1272,11 @@ def stopped_people(
             .when(pl.col("pkey").is_null()).then(pl.lit("QUARANTINED"))
             .otherwise(pl.lit("OTHER"))
         )
-        .select("_k", idcard.id_from_key_expr("_k").alias("person_id"), "cause", "last_fen")
+        .select("_k", idcard.id_from_key_expr("_k").alias("person_id"), "cause", "last_fen", "under")
     )
-    by_review = int(stopped["cause"].is_in(["HELD", "REJECTED"]).sum())
-    return stopped, {"recipients": recipients.height, "stopped": stopped.height - by_review, "by_review": by_review}
+    by_review = int(stopped["under"].sum())
+    return stopped.drop("under"), {"recipients": recipients.height, "stopped": stopped.height - by_review,
+                                   "by_review": by_review}
 
 
 def card_shared(lines: pl.DataFrame, card_key: pl.Series, taken: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

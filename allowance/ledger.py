@@ -1587,18 +1587,23 @@ class Ledger:
                     # said stay theirs).
                     here = set(self.df("select person_id from decisions where batch_id = ? and action = 'REJECT' "
                                        "and list_contains(?, person_id)", [batch_id, missing])["person_id"].to_list()
-                               ) if action == "REJECT" and from_month is not None and missing else set()
-                    narrowed = {p for p in missing if p in here and decided.get(p, ("",))[0] == "REJECT"}
+                               ) if action == "REJECT" and missing else set()
+                    narrowed = {p for p in missing if p in here and decided.get(p, ("",))[0] == "REJECT"
+                                and from_month is not None}
                     # A rejection standing from a later month is widened only by one given --from,
                     # listed or not: a plain one re-entered would recover months staff said stay theirs.
+                    # (A hold from later months is extended by a hold on a draft with earlier ones.)
                     if other := [p for p in ids if p in decided and p not in narrowed
-                                 and (p in missing or decided[p][0] != action or from_month is None)]:
+                                 and (p in missing or decided[p][0] != action
+                                      or (action == "REJECT" and from_month is None))]:
                         action_then, since = decided[other[0]]
                         was = "held" if action_then == "HOLD" else "rejected"
                         # counted among all named (audit 26G: "that person" for a file of two, one
                         # of them taken already), and said from which month it stands
-                        widen = (", or give --from an earlier month on the draft it was recorded against"
-                                 if action == "REJECT" and action_then == "REJECT" else "")
+                        # where --from would do (listed here, or rejected on this draft; audit 27E:
+                        # it pointed at a draft published since)
+                        widen = (", or give --from an earlier month" if action == "REJECT" and action_then == "REJECT"
+                                 and (other[0] not in missing or other[0] in here) else "")
                         raise LedgerError(f"{_who(other, named_all)} {was} already"
                                           f"{f' (from {fmt(int(since))})' if since else ''}: release first to "
                                           f"{action.lower()}{widen}; nothing recorded")

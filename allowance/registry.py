@@ -7,7 +7,6 @@ order of constants.QUARANTINE_REASONS). Rows in = clean + quarantined, always.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import os
@@ -426,17 +425,12 @@ def _refuse_short_rows(p: Path, columns: int) -> None:
                    if (m.start() == 0 or data[m.start() - 1:m.start()] == NEWLINE)
                    and data[m.end():m.end() + 1] in (b"", b"\r", NEWLINE)), -1) if text else -1
         where = f", line {data.count(NEWLINE, 0, at) + 1} of the file" if at >= 0 else ""
-        # named by its line and its person_id, masked, where that field is an ID; not quoted: the
-        # row's other fields (a name, a birth date, a card number) are no business of a console or
-        # a log (audits 27B, 27D: the README promises a reader's error never quotes a field's value)
-        header = next(csv.reader([data.split(NEWLINE, 1)[0].decode("utf-8-sig", "replace")]), [])
-        fields = next(csv.reader([(first.text or "").splitlines()[0] if first.text else ""]), [])
-        at_id = header.index("person_id") if "person_id" in header else -1
-        pid = fields[at_id].strip() if 0 <= at_id < len(fields) else ""
-        whose = f", person_id {idcard.mask(pid)!r}" if re.fullmatch(r"[0-9]{17}[0-9Xx]|[0-9]{15}", pid) else ""
+        # named by its line alone, no field of it quoted: in a row with fields missing or too many,
+        # no field can be known for what it is (audits 27B, 27D, 27E: a name, a birth date, then a
+        # card number taken for the ID), and the README promises a reader's error never quotes one
         raise InputError(
             f"{p}: {len(ragged)} row(s) have {fewer} fields than the header's {columns} (the first{where}, has "
-            f"{first.actual_columns}{whose}); a truncated or malformed export: fix it and run again")
+            f"{first.actual_columns}); a truncated or malformed export: fix it and run again")
 
 
 def _as_text(schema: pl.Schema, col: str) -> pl.Expr:

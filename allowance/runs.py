@@ -150,11 +150,11 @@ def draft_run(
                                "lost on the way?")
         draft: Draft = build_draft(kind, quarter, as_of, validated, led, rules, scope)
         st = draft.stops
-        # of the recipients no district's decision stops (audit 27D: 30 held of 100 left 2 rows lost
-        # of the other 70 judged as 2 of 100)
+        # of the recipients no district's decision is in force for, and their stops (audit 27D: 30
+        # held of 100 left 2 rows lost of the other 70 judged as 2 of 100; 27E: one population)
         judged = st["recipients"] - st.get("by_review", 0)
         if judged and st["stopped"] > judged * br.max_stop_share:
-            besides = " no district's hold or rejection stops" if st.get("by_review") else ""
+            besides = " under no district's hold or rejection" if st.get("by_review") else ""
             tripped.append(
                 f"it would stop payments for {st['stopped']} of last quarter's {judged} recipients{besides} "
                 f"({st['stopped'] / judged:.2%}, more than {br.max_stop_share:.1%})"

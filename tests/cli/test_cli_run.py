@@ -275,17 +275,17 @@ def test_a_csv_row_with_fewer_or_more_fields_than_its_header_refuses_the_file(is
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     line = user_error(cli(*quarterly(f, led)), str(f), "1 row(s) have fewer fields than the header's 9",
                       "the first, line 3 of the file, has 6")
-    assert rows[1]["person_id"] not in line and rows[1]["person_id"][:6] in line
-    assert rows[1]["name"] not in line and str(rows[1]["birth_date"]) not in line  # no field but the masked ID
+    assert rows[1]["person_id"][:6] not in line and rows[1]["person_id"][-4:] not in line  # no field quoted
+    assert rows[1]["name"] not in line and str(rows[1]["birth_date"]) not in line
     # one with more fields is said the same way (audit 25B: polars' own words named no row)
     lines = frame.select(cols).write_csv().splitlines()
     lines[3] += ",extra,more"
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     line = user_error(cli(*quarterly(f, led)), str(f), "1 row(s) have more fields than the header's 9",
                       "the first, line 4 of the file, has 11")
-    assert rows[2]["person_id"] not in line and rows[2]["person_id"][:6] in line
+    assert rows[2]["person_id"][:6] not in line
     # audit 27D: the line is where the row is a whole line (a count footer "3" was found inside
-    # a row above it), and with the columns in another order only the person_id is named, masked
+    # a row above it), and with the columns in another order no field is quoted either
     lines = frame.select(cols).write_csv().splitlines()
     f.write_text("\n".join([*lines, "3"]) + "\n", encoding="utf-8")
     user_error(cli(*quarterly(f, led)), "the first, line 5 of the file, has 1)")
@@ -293,9 +293,8 @@ def test_a_csv_row_with_fewer_or_more_fields_than_its_header_refuses_the_file(is
     lines = named_first.write_csv().splitlines()
     lines[1] = ",".join(lines[1].split(",")[:4])
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    line = user_error(cli(*quarterly(f, led)), "the first, line 2 of the file, has 4",
-                      f"person_id '{rows[0]['person_id'][:6]}")
-    assert rows[0]["name"] not in line and rows[0]["person_id"] not in line
+    line = user_error(cli(*quarterly(f, led)), "the first, line 2 of the file, has 4)")
+    assert rows[0]["name"] not in line and rows[0]["person_id"][:6] not in line
     whole = isolated / "whole.csv"
     whole.write_text("\n".join(frame.select(cols).write_csv().splitlines()) + "\n", encoding="utf-8")
     assert ok_json(cli(*quarterly(whole, led, "--json")))["registry"]["clean"] == 3

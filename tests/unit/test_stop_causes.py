@@ -76,8 +76,18 @@ def test_the_stop_breaker_judges_the_recipients_no_district_decision_stops(tmp_p
     with Ledger.use(sc.ledger) as led:
         led.review(q4, [p["person_id"] for p in crowd[:30]], "HOLD", "核实", "区民政")
     lost = Breakers(max_shrink_share=1.0)  # the stop breaker alone, at its default 2 %
-    with pytest.raises(RefusedError, match=r"stop payments for 2 of last quarter's 70 recipients no district's hold "
-                                           r"or rejection stops \(2\.86%"):
+    with pytest.raises(RefusedError, match=r"stop payments for 2 of last quarter's 70 recipients under no district's "
+                                           r"hold or rejection \(2\.86%"):
         sc.supplement(crowd[:98], "2025-10-02", breakers=lost)
     night = sc.supplement(crowd[:99], "2025-10-02", breakers=lost)
     assert night.summary["stops"] == {"recipients": 100, "stopped": 1, "by_review": 30}
+    # one population (audit 27E): two of the held missing from the extract are no stop of the
+    # undecided, where they had been judged as 2 of 72
+    night = sc.supplement(crowd[2:], "2025-10-03", breakers=lost)
+    assert night.summary["stops"] == {"recipients": 100, "stopped": 0, "by_review": 30}
+    # and a held person whose card is gone at a quarter is the extract's stop, said so (STOP_NO_CARD)
+    redraft = sc.quarterly("2025Q4", [{**crowd[0], "channel": None, "card_no": None}, *crowd[1:]], "2025-10-03",
+                           breakers=lost)
+    assert redraft.summary["stops"] == {"recipients": 100, "stopped": 0, "by_review": 30}
+    assert redraft.summary["changes"]["STOP_NO_CARD"]["people"] == 1
+    assert redraft.summary["changes"]["STOP_HELD"]["people"] == 29
