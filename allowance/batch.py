@@ -1198,9 +1198,9 @@ def stopped_people(
     `absent`: the keys of the people in no row of the extract (absent_people); a recipient
     without a clean row who is not among them has a quarantined row (cause QUARANTINED: an audit
     found them reported NOT_IN_EXTRACT, though their row was there, to be mended). Without it,
-    every one without a clean row is NOT_IN_EXTRACT. A recipient the extract entitles (with a
-    card, at a quarter) whom a district's HOLD or REJECT in force in the check month stops is
-    HELD or REJECTED; one the extract stops too has its cause. The counts are recipients,
+    every one without a clean row is NOT_IN_EXTRACT. A recipient the extract entitles whom a
+    district's HOLD or REJECT in force in the check month stops is HELD or REJECTED; one the
+    extract stops too (a death, a move, a missing row) has its cause. The counts are recipients,
     by_review (recipients under a decision in force, whatever stops them) and stopped (the
     others the extract stops: what the breaker judges, against recipients - by_review).
     """
@@ -1253,11 +1253,9 @@ def stopped_people(
     if blocked.height:
         theirs = gone.filter(pl.col("decided").is_not_null())["pkey"].drop_nulls()
         free = unblocked.filter(pl.col("pkey").is_in(theirs.implode())).select("pkey").collect()["pkey"]
-        carded_free = free.filter(pl.Series(carded[free.to_numpy()]))  # at a quarter, with a card (27E)
-        gone = gone.with_columns(
-            pl.when(pl.col("pkey").is_in(carded_free.implode())).then("decided").alias("decided"),
-            # entitled but for the decision, with no card to be paid through: the extract's NO_CARD
-            entitled=pl.col("entitled") | pl.col("pkey").is_in(free.implode()).fill_null(False))
+        # entitled but for the decision: HELD or REJECTED, with a card or not (audit 27F: listed
+        # STOP_NO_CARD, they were not on the no-card list, their months being frozen or rejected)
+        gone = gone.with_columns(pl.when(pl.col("pkey").is_in(free.implode())).then("decided").alias("decided"))
     at = gone["pkey"]
     stopped = (
         gone.with_columns(clean["death_date"].gather(at), clean["hukou_out_date"].gather(at))

@@ -1602,8 +1602,9 @@ class Ledger:
                         # of them taken already), and said from which month it stands
                         # where --from would do (listed here, or rejected on this draft; audit 27E:
                         # it pointed at a draft published since)
-                        widen = (", or give --from an earlier month" if action == "REJECT" and action_then == "REJECT"
-                                 and (other[0] not in missing or other[0] in here) else "")
+                        # (for every one of them: audit 27F had it judged on the first)
+                        widen = (", or give --from an earlier month" if action == "REJECT" and all(
+                            decided[q][0] == "REJECT" and (q not in missing or q in here) for q in other) else "")
                         raise LedgerError(f"{_who(other, named_all)} {was} already"
                                           f"{f' (from {fmt(int(since))})' if since else ''}: release first to "
                                           f"{action.lower()}{widen}; nothing recorded")

@@ -85,9 +85,10 @@ def test_the_stop_breaker_judges_the_recipients_no_district_decision_stops(tmp_p
     # undecided, where they had been judged as 2 of 72
     night = sc.supplement(crowd[2:], "2025-10-03", breakers=lost)
     assert night.summary["stops"] == {"recipients": 100, "stopped": 0, "by_review": 30}
-    # and a held person whose card is gone at a quarter is the extract's stop, said so (STOP_NO_CARD)
+    # and a held person whose card is gone at a quarter is the hold's stop: their months are frozen,
+    # not owed to the no-card list that STOP_NO_CARD means (audit 27F); not OTHER (27E)
     redraft = sc.quarterly("2025Q4", [{**crowd[0], "channel": None, "card_no": None}, *crowd[1:]], "2025-10-03",
                            breakers=lost)
     assert redraft.summary["stops"] == {"recipients": 100, "stopped": 0, "by_review": 30}
-    assert redraft.summary["changes"]["STOP_NO_CARD"]["people"] == 1
-    assert redraft.summary["changes"]["STOP_HELD"]["people"] == 29
+    assert redraft.summary["changes"] == {"STOP_HELD": {"people": 30, "fen": 30 * 15000}}
+    assert sc.no_card(redraft.batch_id).height == 0
