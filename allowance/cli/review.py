@@ -31,7 +31,8 @@ from allowance.outputs import write_file
 app = typer.Typer(help="Review a draft: hold, reject or release people; approve a district's list.",
                   no_args_is_help=True)
 
-PersonOpt = Annotated[str | None, typer.Option("--person", help="The person's 18-character resident ID.")]
+PersonOpt = Annotated[list[str] | None, typer.Option(
+    "--person", help="The person's 18-character resident ID; given again, one more person each time.")]
 PersonsFileOpt = Annotated[Path | None, typer.Option(
     "--persons-file", help="A text file of resident IDs, one per line (blank lines and # comments skipped): "
     "one decision each, one rewrite of the batch, all or nothing.")]
@@ -39,12 +40,13 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (kept in the ledge
 ByOpt = Annotated[str, typer.Option("--by", help="Who decided (kept in the ledger).")]
 
 
-def _people(person: str | None, persons_file: Path | None) -> list[str]:
-    """The IDs named by --person or --persons-file (exactly one of them), trimmed and upper-cased."""
-    if (person is None) == (persons_file is None):
-        raise UserError("name the people with either --person ID or --persons-file FILE")
-    if person is not None:
-        return [person.strip().upper()]
+def _people(person: list[str] | None, persons_file: Path | None) -> list[str]:
+    """The IDs named by --person (each time it is given: audit 27F, a second --person replaced the
+    first without a word) or --persons-file (exactly one of the two), trimmed and upper-cased."""
+    if (not person) == (persons_file is None):
+        raise UserError("name the people with either --person ID or --persons-file FILE (--person once per person)")
+    if person:
+        return list(dict.fromkeys(p.strip().upper() for p in person))
     assert persons_file is not None
     try:
         text = persons_file.read_text(encoding="utf-8-sig")

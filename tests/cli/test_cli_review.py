@@ -94,6 +94,17 @@ def test_one_person_json_is_masked(isolated: Path) -> None:
     assert res["lines"] == before[2] - 1 and res["amount_fen"] < before[3]
 
 
+def test_person_given_twice_names_two_people(isolated: Path) -> None:
+    """Audit 27F: a second --person replaced the first without a word, so only the last was held."""
+    led, bid = _drafted(isolated / "l")
+    paid, _ = _paid_and_unpaid(led, bid)
+    res = ok_json(cli("review", "hold", bid, "--person", paid[0], "--person", paid[1], "--person", paid[0],
+                      "--reason", "x", "--by", "y", "--ledger", led, "--json"))
+    assert res["people"] == 2, res
+    with Ledger.use(led, read_only=True) as lg:
+        assert sorted(lg.decisions(bid)["person_id"].to_list()) == sorted(paid[:2])
+
+
 @pytest.mark.parametrize(("extra", "fragment"), [
     ((), "either --person ID or --persons-file FILE"),
     (("--person", "X", "--persons-file", "people.txt"), "either --person ID or --persons-file FILE"),
