@@ -27,6 +27,7 @@ from allowance.entitlement import entitlement_segments, exit_paid_by_month, with
 from allowance.errors import RefusedError, UserError
 from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, keyed, line_hashes, taken_off_owed
 from allowance.log import Laps
+from allowance.money import district_moved
 from allowance.months import (
     fmt,
     month_date_expr,
@@ -781,9 +782,6 @@ def build_draft(
     rank_row = pl.Series(at_rank[pieces["pkey"].to_numpy()])
     month_row = pieces["from_mi"].cast(pl.Int64) - window.first
 
-    def district_share(fen: pl.Expr) -> pl.Expr:  # of one month's amount, floored (toward zero when negative)
-        return fen.sign() * (fen.abs() * (pl.col("den") - pl.col("num")) // pl.col("den"))
-
     d = (
         pieces.with_columns(version_of.drop("from_mi").select(pl.all().gather(month_row)))
         .with_columns(ranks.drop("pkey").select(pl.all().gather(rank_row)))
@@ -792,12 +790,8 @@ def build_draft(
             # a recovery line's piece: anything not paid (the line type PAYMENT or RECOVERY)
             rec=~(pl.col("diff_fen") > 0).fill_null(False),
             n=n.cast(pl.Int64),
-            # 七(二): the district share of each month is floored, the city takes any odd fen. A
-            # piece moves a month from what is held to what is due, so its share is the move of
-            # the floored shares, not the share of the difference: whatever the steps, the shares
-            # paid for a month add up to those of its amount (a top-up of 3 fen, 7 501 -> 7 502
-            # a month, floored as 3 // 2 = 1 had given the district 3 750 + 1, not 3 751: an audit).
-            district_part=(district_share(pl.col("ent_fen")) - district_share(pl.col("held_fen"))) * n,
+            # 七(二): a piece moves a month from what is held to what is due (money.district_moved)
+            district_part=district_moved(pl.col("ent_fen"), pl.col("held_fen")) * n,
         )
         .drop("num", "den", "_o2")
         .collect()

@@ -10,7 +10,7 @@ keep their months before F, under the same line ids, and only the months from F 
 
 A kept line's amount, months, period and `periods` follow from its pieces. Its shares are those of
 each month (七(二): the district's share of a month's amount floored, the city taking any odd fen),
-moved from what the ledger holds to what is due, as the draft reckons them (`batch.build_draft`);
+moved from what the ledger holds to what is due, as the draft reckons them (`money.district_moved`);
 what is held in a month is the ledger's holdings, plus what the draft's cancelled recoveries give
 back for it. The review refuses a draft made before the ledger last changed, so the holdings are
 those the draft was made from; and each line is reckoned whole first and must come out as it was
@@ -24,16 +24,11 @@ from __future__ import annotations
 import polars as pl
 
 from allowance.errors import LedgerError
-from allowance.months import month_date_expr
+from allowance.money import district_moved
+from allowance.months import month_date_expr, month_index_expr
 from allowance.reasons import amount_changed, line_reason
 from allowance.rules import Rules
 from allowance.segments import explode_months, line_periods
-
-
-def _district_share(fen: pl.Expr) -> pl.Expr:
-    """The district's share of one month's amount, floored (toward zero when negative): the
-    draft's `district_share`, with `num` and `den` the month's funding."""
-    return fen.sign() * (fen.abs() * (pl.col("den") - pl.col("num")) // pl.col("den"))
 
 
 def months_before(
@@ -74,7 +69,7 @@ def months_before(
         months.join(held, on=month, how="left").join(funding, on="month_idx", how="left")
         .join(bank_returned.collect().with_columns(returned=pl.lit(True)), on=month, how="left")
         .with_columns(held=pl.col("held").fill_null(0), returned=pl.col("returned").fill_null(False))
-        .with_columns(district=_district_share(pl.col("held") + pl.col("fen")) - _district_share(pl.col("held")))
+        .with_columns(district=district_moved(pl.col("held") + pl.col("fen"), pl.col("held")))
     )
     # what the person was last paid a month (their last positive held run's amount)
     last_paid = (holdings.filter(pl.col("fen") > 0).sort("person_key", "to_mi")
@@ -102,8 +97,7 @@ def months_before(
 
     # Each line reckoned whole must be the line the draft stored, or its months cannot be told apart.
     whole = lines.select("line_id", "amount_fen", "district_fen", "months", "rules_version",
-                         from_mi=pl.col("period_from").dt.year() * 12 + pl.col("period_from").dt.month() - 1,
-                         to_mi=pl.col("period_to").dt.year() * 12 + pl.col("period_to").dt.month() - 1)
+                         from_mi=month_index_expr("period_from"), to_mi=month_index_expr("period_to"))
     reckoned = per_line(months)
     if (differ := whole.cast(reckoned.select(whole.columns).schema)
             .join(reckoned, on=whole.columns, how="anti")).height:
@@ -113,10 +107,9 @@ def months_before(
     # The reason is reckoned again (a band change cut off is no longer why the line exists: audit
     # 27A) where the whole line's reckoning gives the reason the draft stored; otherwise (a case
     # the draft reckons from what the review cannot see) it stays as drafted.
-    same_reason = reckoned.join(lines.select("line_id", "reason"), on="line_id", suffix="_drafted").select(
-        "line_id", same=pl.col("reason") == pl.col("reason_drafted"))
-    kept = (per_line(months.filter(pl.col("month_idx") < first)).join(same_reason, on="line_id")
-            .join(lines.select("line_id", drafted="reason"), on="line_id")
+    drafted = reckoned.join(lines.select("line_id", drafted="reason"), on="line_id").select(
+        "line_id", "drafted", same=pl.col("reason") == pl.col("drafted"))
+    kept = (per_line(months.filter(pl.col("month_idx") < first)).join(drafted, on="line_id")
             .with_columns(pl.when("same").then("reason").otherwise("drafted").alias("reason"))
             .drop("same", "drafted"))
     kept_pieces = (
