@@ -368,7 +368,7 @@ def before_window(window: Window, opening: int, rules: Rules) -> Window:
 
 def cancel_owed_before_window(
     clean: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
-    blocked: pl.DataFrame, owed: pl.DataFrame,
+    blocked: pl.DataFrame, owed: pl.DataFrame, reach: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Cancellations (CANCEL_SCHEMA) of recoveries still owed for months older than the
     retroactive window, where the person is entitled to those months again.
@@ -387,8 +387,9 @@ def cancel_owed_before_window(
     people = (clean.join(owed.filter(pl.col("from_mi") <= old.last).select("_k").unique(), on="_k", how="semi")
               .join(keyed(blocked, "decisions", strict=False).select("_k"), on="_k", how="anti"))
     ids = people.select("pkey", "_k")
-    held = holdings.join(ids, on="_k").select("pkey", "from_mi", "to_mi", "fen")
-    ent = entitlement_segments(people.lazy(), rules, old.first, old.last).collect()
+    held = before_reach(holdings.lazy().join(ids.lazy(), on="_k").select("pkey", "from_mi", "to_mi", "fen"),
+                        reach).collect()
+    ent = before_reach(entitlement_segments(people.lazy(), rules, old.first, old.last), reach).collect()
     return cancel_owed_recoveries(diff_pieces(ent, rules, old, held, blocked.clear(), ids), owed, ids)[1]
 
 
@@ -497,6 +498,88 @@ def decided_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings
         .group_by("_k").agg((pl.col("fen") * (pl.col("to_mi") - pl.col("from_mi") + 1)).sum().alias("fen"))
     )
     return theirs.join(held, on="_k").select(empty.columns).cast(empty.schema).sort("_k")  # type: ignore[arg-type]
+
+
+REACH_SCHEMA = {"pkey": pl.UInt32, "_k": pl.Int64, "reach_mi": pl.Int32}
+
+
+def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window, as_of: dt.date, rules: Rules,
+                   clean: pl.DataFrame) -> pl.DataFrame:
+    """People whose window reaches further back than the run's (REACH_SCHEMA: their clean row,
+    ID key and first due month), for the months a released review decision kept them waiting.
+
+    四 追溯期 limits back-pay; 五's review is the district's, not the person's. A hold or rejection
+    placed on a draft covers its months from `from_mi`, which that draft was paying or
+    recovering. Released a month later, the next run's window had moved on and the months at the
+    old window's start were reported expired, not paid (an old person unpaid for the time the
+    district took). So a decision stops the person's clock: the months from the as-of of the
+    draft it was placed on to the as-of of the first batch published after its release (this
+    run, while none has been) do not count against them. A month m is still due when the window
+    would reach it with those of the stopped months that come after m added (two decisions one
+    after the other add up; a stop before m does not lengthen m's time), and never before the
+    first month a released decision covered, nor before the months a rules version covers. The
+    first published run after a release so pays every month the decision covered; later runs
+    reach back only by the months it stood (someone released still without a card is paid, when
+    it comes, the window plus those months: the clock stopped, it did not turn back). Not for
+    anyone under a decision now (their months are frozen or not due), nor for people absent from
+    the extract (owed nothing). A handful of rows, if any.
+    """
+    if window.empty or released.height == 0:
+        return pl.DataFrame(schema=REACH_SCHEMA)
+    covered = rules.covered_since(window.first - 1)
+    if covered is None:
+        return pl.DataFrame(schema=REACH_SCHEMA)
+    decided = (keyed(released, "decisions", strict=False)
+               .join(keyed(blocked, "decisions", strict=False).select("_k"), on="_k", how="anti")
+               .join(clean.select("pkey", "_k"), on="_k"))
+    if decided.height == 0:
+        return pl.DataFrame(schema=REACH_SCHEMA)
+    # the stopped months, each once: from the draft's as-of month to the month before the payer's
+    stopped = explode_months(decided.lazy().select(
+        "pkey", from_mi=month_index_expr("decided_as_of"),
+        to_mi=month_index_expr("paid_as_of").fill_null(month_index(as_of)) - 1)
+    ).filter(pl.col("month_idx").is_not_null()).select("pkey", "month_idx").unique()
+    # the months a decision covered before the window, each with the stopped months after it
+    candidates = explode_months(
+        decided.lazy().group_by("pkey", "_k").agg(pl.col("from_mi").min())
+        .with_columns(from_mi=pl.max_horizontal("from_mi", pl.lit(covered)), to_mi=pl.lit(window.first - 1))
+    ).filter(pl.col("month_idx").is_not_null())
+    after = (candidates.join(stopped.rename({"month_idx": "stop_mi"}), on="pkey")
+             .filter(pl.col("stop_mi") >= pl.col("month_idx")).group_by("pkey", "month_idx").len("stood"))
+    return (
+        candidates.join(after, on=["pkey", "month_idx"], how="left")
+        .filter(pl.col("month_idx") + pl.col("stood").fill_null(0) >= window.first)
+        .group_by("pkey", "_k").agg(reach_mi=pl.col("month_idx").min())
+        .select(list(REACH_SCHEMA)).collect().cast(REACH_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def reached_pieces(clean: pl.DataFrame, reach: pl.DataFrame, rules: Rules, window: Window,
+                   held: pl.LazyFrame, blocked: pl.DataFrame) -> pl.DataFrame:
+    """The differences of `reach`'s people (released_reach) in their months before the window,
+    as diff_pieces gives them: entitlement minus ledger from each one's own first month."""
+    w = dataclasses.replace(window, first=int(reach["reach_mi"].min()), last=window.first - 1)
+    own = reach.lazy().select("pkey", "reach_mi")
+
+    def theirs(runs: pl.LazyFrame) -> pl.LazyFrame:
+        return (runs.join(own, on="pkey").with_columns(from_mi=pl.max_horizontal("from_mi", "reach_mi"))
+                .filter(pl.col("from_mi") <= pl.col("to_mi")).drop("reach_mi"))
+
+    people = clean.join(reach.select("pkey"), on="pkey", how="semi")
+    ent = theirs(entitlement_segments(people.lazy(), rules, w.first, w.last)).collect()
+    mine = theirs(clip(held.select("pkey", "from_mi", "to_mi", "fen"), w.first, w.last))
+    return diff_pieces(ent, rules, w, mine, blocked.clear(), reach.select("pkey", "_k"))
+
+
+def before_reach(runs: pl.LazyFrame, reach: pl.DataFrame | None) -> pl.LazyFrame:
+    """`runs` (pkey, from_mi, to_mi, …) without the months released_reach brought into the due
+    months of its people: those are paid or recovered by lines, not expired or listed."""
+    if reach is None or reach.height == 0:
+        return runs
+    return (runs.join(reach.lazy().select("pkey", "reach_mi"), on="pkey", how="left")
+            .with_columns(to_mi=pl.when(pl.col("reach_mi").is_null()).then("to_mi")
+                          .otherwise(pl.min_horizontal("to_mi", pl.col("reach_mi") - 1)).cast(pl.Int32))
+            .filter(pl.col("from_mi") <= pl.col("to_mi")).drop("reach_mi"))
 
 
 @dataclass
@@ -636,6 +719,7 @@ def build_draft(
     lap("read_holdings")
 
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
+    reach = released_reach(ledger.released(), blocked, window, as_of, rules, clean)  # released: their clock
     held_absent = decided_not_in_extract(absent, blocked, holdings)
     rejected_absent = decided_not_in_extract(absent, blocked, holdings, "REJECT")
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
@@ -651,6 +735,8 @@ def build_draft(
         # Computed once: the differences and the stop count (its check month is in the window).
         entitled = entitlement_segments(clean.lazy(), rules, window.first, window.last).collect()
         pieces = diff_pieces(entitled, rules, window, held, blocked, ids)
+        if reach.height:  # and the months a released decision kept them waiting (四, 五)
+            pieces = pl.concat([pieces, reached_pieces(clean, reach, rules, window, held, blocked)])
         # A clean row whose person is over MAX_AGE_ALIVE in a month of the window (SPEC §1's month
         # age: from the month of their 121st birthday) is paid only what a quarter that began while
         # they were MAX_AGE_ALIVE or younger would have paid (the README: such a quarter stays
@@ -673,6 +759,12 @@ def build_draft(
                       .with_columns(to_mi=pl.when((pl.col("diff_fen") > 0) & pl.col("_ok_to").is_not_null())
                                     .then(pl.min_horizontal("to_mi", "_ok_to")).otherwise("to_mi"))
                       .filter(pl.col("from_mi") <= pl.col("to_mi")).drop("_ok_to"))
+    # The lines' months: the window's, and before it those of people released_reach reaches for.
+    lw = window
+    if reach.height and pieces.height and (reached := int(pieces["from_mi"].min())) < window.first:
+        lw = dataclasses.replace(window, first=reached)
+        months = range(lw.first, lw.last + 1)
+        versions = sorted({rules.at(m).id for m in months})
     # Never paid twice (SPEC §4): months someone is entitled to again while their recovery is
     # still owed (missing from one night's extract, a death recorded in error) are not paid again;
     # that much of the recovery is cancelled instead, when this batch is published.
@@ -685,8 +777,9 @@ def build_draft(
     # Older months than the window are never paid, but a recovery still owed for them is
     # cancelled where the person is entitled to them again (四: the window limits payment, and a
     # cancellation pays nothing); what is left is reported as expired.
-    before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, blocked, owed)
-    expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before, blocked)
+    before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, blocked, owed, reach)
+    expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before, blocked,
+                                       reach)
     if before.height:
         cancels = pl.concat([cancels, before]).sort("line_id", "from_mi")
     del entitled, held, held_rows
@@ -772,7 +865,7 @@ def build_draft(
     place = np.empty(len(by_place), dtype=np.int64)
     place[by_place] = np.arange(len(by_place), dtype=np.int64)
     ranks = ranks.with_columns(_place=place)
-    span = max(window.last - window.first + 1, 1)
+    span = max(lw.last - lw.first + 1, 1)
     n = pl.col("to_mi") - pl.col("from_mi") + 1
     # Each piece's person and month looked up by position, not joined: `ranks` is in the order of
     # `differing` (every piece's person is in it), `version_of` in the window's months (every
@@ -780,7 +873,7 @@ def build_draft(
     at_rank = np.empty(people.height, dtype=np.int64)
     at_rank[differing.to_numpy()] = np.arange(differing.len(), dtype=np.int64)
     rank_row = pl.Series(at_rank[pieces["pkey"].to_numpy()])
-    month_row = pieces["from_mi"].cast(pl.Int64) - window.first
+    month_row = pieces["from_mi"].cast(pl.Int64) - lw.first
 
     d = (
         pieces.with_columns(version_of.drop("from_mi").select(pl.all().gather(month_row)))
@@ -820,7 +913,7 @@ def build_draft(
                 "n", "diff_fen", "ent_fen", "held_fen", "district_part", "reversed", "vbit",
                 # line type, then the person's place, then the month within the window
                 _k=pl.col("rec").cast(pl.Int64) * (len(place) * span)
-                + pl.col("_place") * span + (pl.col("from_mi") - window.first))
+                + pl.col("_place") * span + (pl.col("from_mi") - lw.first))
         .collect()
     )
     del d  # the pieces above carry everything still needed from it
@@ -846,15 +939,15 @@ def build_draft(
     ever_paid = ledger.ever_paid(theirs.select("pkey", "_k")).select("pkey")
     death_mi = month_index_expr("death_date")
     out_mi = month_index_expr("hukou_out_date")
-    exit_paid = pl.lit(exit_paid_by_month(rules, window.first, window.last))
+    exit_paid = pl.lit(exit_paid_by_month(rules, lw.first, lw.last))
 
     def stopped_by(exit_mi: pl.Expr) -> pl.Expr:
         """The recovery starts at or after the first month an exit (death, moving out) in `exit_mi`
         leaves unpaid: the next, or that month itself where the version in force then does not pay
         it (`exit_month_paid`; audit 26A: deaths under such a version were recovered as NOT_ENTITLED,
         the change report saying STOP_DEATH)."""
-        inside = (exit_mi >= window.first) & (exit_mi <= window.last)
-        unpaid = pl.when(inside).then(~exit_paid.gather((exit_mi - window.first).clip(0, window.last - window.first)))
+        inside = (exit_mi >= lw.first) & (exit_mi <= lw.last)
+        unpaid = pl.when(inside).then(~exit_paid.gather((exit_mi - lw.first).clip(0, lw.last - lw.first)))
         return exit_mi.is_not_null() & (pl.col("first_stop_mi") >= exit_mi + 1 - unpaid.fill_null(False).cast(pl.Int32))
 
     def cause_is(code: str) -> pl.Expr:
@@ -939,8 +1032,8 @@ def build_draft(
         .with_columns(
             batch_id=pl.lit(batch_id),
             line_id=numbered(batch_id + "-", grouped["seq"], LINE_NO_DIGITS),
-            period_from=month_date_in("from_mi", window.first, window.last),
-            period_to=month_date_in("to_mi", window.first, window.last),
+            period_from=month_date_in("from_mi", lw.first, lw.last),
+            period_to=month_date_in("to_mi", lw.first, lw.last),
             municipal_fen=pl.col("amount_fen") - pl.col("district_fen"),
             person_key=pl.col("_o3"),
             periods=periods,
@@ -1130,7 +1223,7 @@ OVERPAID_SCHEMA = {"_k": pl.Int64, "person_id": pl.String, "district_code": pl.S
 
 def outside_window(
     clean: pl.DataFrame, absent: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
-    cancelled: pl.DataFrame, blocked: pl.DataFrame | None = None,
+    cancelled: pl.DataFrame, blocked: pl.DataFrame | None = None, reach: pl.DataFrame | None = None,
 ) -> tuple[dict[str, int], pl.DataFrame]:
     """What is owed either way before the retroactive window (四 追溯期), from the opening month.
 
@@ -1153,9 +1246,10 @@ def outside_window(
         return {"people": 0, "months": 0, "fen": 0}, pl.DataFrame(schema=OVERPAID_SCHEMA)
     who = pl.concat([clean.select("pkey", "_k", "person_id", "district_code"),
                      absent.select("pkey", "_k", "person_id", "district_code")])
-    ent = entitlement_segments(clean.lazy(), rules, old.first, old.last)  # the absent have none
-    held = clip(holdings.lazy().join(who.lazy().select("pkey", "_k"), on="_k")
-                .select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last)
+    # the absent have none; months released_reach brought into the due months are not old
+    ent = before_reach(entitlement_segments(clean.lazy(), rules, old.first, old.last), reach)
+    held = before_reach(clip(holdings.lazy().join(who.lazy().select("pkey", "_k"), on="_k")
+                             .select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last), reach)
     diff = sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") != 0).collect()
     owed = diff.filter(pl.col("diff_fen") > 0)
     if cancelled.height:

@@ -955,6 +955,32 @@ class Ledger:
             """
         ).cast({"from_mi": pl.Int32, "to_mi": pl.Int32})
 
+    def released(self) -> pl.DataFrame:
+        """Holds and rejections since released, for the retroactive clock they stopped
+        (batch.released_reach): person_id, from_mi (the first month the decision covered),
+        decided_as_of (the as-of of the draft it was placed on) and paid_as_of (the as-of of the
+        first batch published after its release: drafted after it, since a release makes every
+        draft before it stale, so its base is at least the release's event; null when none has
+        been). A few rows: people a district decided on."""
+        return self.df(
+            """
+            with d as (
+                select d.person_id, d.from_month, d.batch_id,
+                       (select min(r.decision_id) from decisions r where r.action = 'RELEASE'
+                        and r.person_id = d.person_id and r.decision_id > d.decision_id) as released_by
+                from decisions d where d.action in ('HOLD', 'REJECT'))
+            , r as (
+                select r.decision_id,
+                       (select min(e.seq) from events e where e.action = 'review_release' and e.batch_id = r.batch_id
+                        and e.actor = r.decided_by and e.event_at >= r.decided_at) as seq
+                from decisions r where r.action = 'RELEASE')
+            select d.person_id, d.from_month as from_mi, b.as_of as decided_as_of,
+                   (select n.as_of from batches n where n.status = 'published' and n.base_seq >= r.seq
+                    order by n.published_at, n.base_seq limit 1) as paid_as_of
+            from d join r on r.decision_id = d.released_by join batches b on b.batch_id = d.batch_id
+            """
+        ).cast({"from_mi": pl.Int32, "decided_as_of": pl.Date, "paid_as_of": pl.Date})
+
     def refunds_reported(self) -> pl.DataFrame:
         """Every bank-return import that found months a confirmed recovery had got back of a
         payment the bank then said failed (`recovered_but_never_delivered`): money a family

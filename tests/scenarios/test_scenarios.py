@@ -766,7 +766,10 @@ def _check_draft_pays_only_what_is_due(st: Story, view: DraftView) -> None:
     if b["first_month"] is None:
         assert months.height == 0
         return
-    ent = _entitled(st, reg, as_of, int(b["first_month"]), int(b["last_month"]), str(b["kind"])).fen
+    # from the draft's first month, or an earlier one its lines pay (someone a released review
+    # decision kept waiting: their window reaches back by the months it stood)
+    first = min(int(b["first_month"]), int(months["month_idx"].min()) if months.height else int(b["first_month"]))
+    ent = _entitled(st, reg, as_of, first, int(b["last_month"]), str(b["kind"])).fen
     for pid, m, fen in months.select("person_id", "month_idx", "amount_fen").iter_rows():
         assert 0 < fen <= ent.get((pid, m), 0), (
             f"{b['batch_id']} pays {st.label(pid)} {fen} fen for {fmt(m)}, entitled to {ent.get((pid, m), 0)}")

@@ -1,0 +1,105 @@
+"""A released review decision stops the person's retroactive clock (batch.released_reach; 四 追溯期
+with 五 资格审定; README "A district's review stops the person's clock").
+
+The rule, by hand: a month m before the run's window is due to someone a released decision kept
+waiting when m + (the stopped months at or after m) reaches the window's first month, and m is
+not before the first month a released decision covered. Stopped months run from the as-of month
+of the draft the decision was placed on to the month before the as-of of the first batch
+published after its release (this run's, while none has been); each counted once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from allowance import idcard
+from allowance import rules as rules_mod
+from allowance.batch import Window, released_reach
+from allowance.months import month_index, parse_month
+
+RULES = rules_mod.load(Path(__file__).resolve().parents[2] / "rules")
+ANN = idcard.make_id("310115", dt.date(1950, 5, 5), 11)
+BOB = idcard.make_id("310115", dt.date(1951, 6, 6), 21)
+M = parse_month
+
+
+def window(as_of: dt.date, retro: int = 24) -> Window:
+    first = month_index(as_of) - retro
+    return Window("supplement", first, M("2027-03"), M("2027-01"), None, first)
+
+
+def clean(*ids: str) -> pl.DataFrame:
+    return pl.DataFrame({"person_id": list(ids)}).with_columns(
+        _k=idcard.order_key_expr("person_id")).with_row_index("pkey")
+
+
+def released(*rows: tuple[str, str, dt.date, dt.date | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"person_id": [r[0] for r in rows], "from_mi": [M(r[1]) for r in rows],
+         "decided_as_of": [r[2] for r in rows], "paid_as_of": [r[3] for r in rows]},
+        schema={"person_id": pl.String, "from_mi": pl.Int32, "decided_as_of": pl.Date, "paid_as_of": pl.Date})
+
+
+NONE_BLOCKED = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
+                                    "action": pl.String})
+
+
+def reach(rel: pl.DataFrame, as_of: dt.date, blocked: pl.DataFrame = NONE_BLOCKED,
+          people: pl.DataFrame | None = None) -> dict[str, str]:
+    got = released_reach(rel, blocked, window(as_of), as_of, RULES, clean(ANN, BOB) if people is None else people)
+    ids = clean(ANN, BOB)
+    return {pid: f"{m // 12}-{m % 12 + 1:02d}" for pid, m in
+            got.join(ids.select("_k", "person_id"), on="_k").select("person_id", "reach_mi").iter_rows()}
+
+
+def test_the_first_run_after_a_release_reaches_the_decisions_first_month() -> None:
+    # held on a draft as of 2026-10-02 (window from 2024-10), released, this run 2026-11-06
+    rel = released((ANN, "2024-10", dt.date(2026, 10, 2), None))
+    assert reach(rel, dt.date(2026, 11, 6)) == {ANN: "2024-10"}
+
+
+def test_after_the_payer_the_window_reaches_back_by_the_months_it_stood() -> None:
+    rel = released((ANN, "2024-10", dt.date(2026, 10, 2), dt.date(2026, 11, 6)))
+    # two months later the window starts 2025-01; one month stood: 2024-12
+    assert reach(rel, dt.date(2027, 1, 5)) == {ANN: "2024-12"}
+    # once the window itself starts after it, nothing more
+    assert reach(rel, dt.date(2026, 11, 20)) == {ANN: "2024-10"}
+
+
+def test_decisions_one_after_another_add_up_and_overlapping_ones_count_once() -> None:
+    rel = released((ANN, "2024-10", dt.date(2026, 10, 2), dt.date(2026, 11, 6)),
+                   (ANN, "2024-11", dt.date(2026, 11, 6), dt.date(2027, 1, 8)),
+                   # BOB: two holds released together, October and November; stood Oct..Dec once
+                   (BOB, "2024-10", dt.date(2026, 10, 2), dt.date(2027, 1, 8)),
+                   (BOB, "2024-11", dt.date(2026, 11, 6), dt.date(2027, 1, 8)))
+    # as of 2027-02: window from 2025-02; ANN stood Oct, Nov, Dec (3): 2024-11; BOB the same 3
+    assert reach(rel, dt.date(2027, 2, 3)) == {ANN: "2024-11", BOB: "2024-11"}
+
+
+def test_a_stop_lengthens_only_the_time_of_months_before_it() -> None:
+    # stood 2025-03 .. 2025-08 (6 months): the months before it have 6 more months
+    rel = released((ANN, "2023-03", dt.date(2025, 3, 2), dt.date(2025, 9, 2)))
+    assert reach(rel, dt.date(2025, 10, 2)) == {ANN: "2023-04"}  # window from 2023-10
+    assert reach(rel, dt.date(2027, 1, 5)) == {ANN: "2024-07"}  # window from 2025-01
+    # once the window starts after the stop, no month before it is reached (2025-03 + 6 = 2025-09),
+    # and the months after it have their own 24
+    assert reach(rel, dt.date(2027, 10, 5)) == {}  # window from 2025-10
+
+
+def test_not_for_people_under_a_decision_now_or_absent_from_the_extract() -> None:
+    rel = released((ANN, "2024-10", dt.date(2026, 10, 2), None), (BOB, "2024-10", dt.date(2026, 10, 2), None))
+    held = pl.DataFrame({"person_id": [ANN], "from_mi": [M("2024-11")], "to_mi": [None], "action": ["HOLD"]},
+                        schema=NONE_BLOCKED.schema)
+    assert reach(rel, dt.date(2026, 11, 6), blocked=held) == {BOB: "2024-10"}
+    assert reach(rel, dt.date(2026, 11, 6), people=clean(BOB)) == {BOB: "2024-10"}
+
+
+def test_never_before_the_months_a_rules_version_covers() -> None:
+    # the first version in rules/ starts 2016-05 (沪府发〔2016〕24号)
+    first = RULES.covered_since(M("2018-01"))
+    assert first is not None
+    rel = released((ANN, "2015-01", dt.date(2017, 4, 2), None))
+    assert reach(rel, dt.date(2018, 6, 1)) == {ANN: f"{first // 12}-{first % 12 + 1:02d}"}
