@@ -276,3 +276,25 @@ def test_a_redraft_under_the_same_rejection_carries_the_district_approval(tmp_pa
     with Ledger.use(sc.ledger) as led:
         carried = led.carry_approvals(redraft, night, "市大数据中心")
     assert carried["carried"] == ["310104"] and carried["changed"] == [], carried
+
+
+def test_a_lists_refusal_says_from_would_do_only_where_it_would_for_everyone_named(tmp_path: Path) -> None:
+    """c6d9918 (audit 27F): the hint was judged on the list's first person. For a list of people
+    each rejected from a later month and still listed, `--from` narrows every one of them; with
+    someone held among them it would not (a hold is released first), so no hint."""
+    sc = Scenario(tmp_path, opening_month="2025-07")
+    a, b, c = (person(f"1950-05-0{i}", seq=i) for i in (1, 2, 3))
+    rows = [a, b, c, *(person("1950-06-01", seq=s) for s in range(4, 9))]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-01"))
+    q4 = sc.quarterly("2025Q4", rows, "2025-10-02").batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, a["person_id"], "REJECT", "不符合条件", "区民政 王", parse_month("2025-12"), sc.rules)
+        led.review(q4, b["person_id"], "REJECT", "不符合条件", "区民政 王", parse_month("2025-11"), sc.rules)
+        led.review(q4, c["person_id"], "HOLD", "核实", "区民政 王")
+        with pytest.raises(LedgerError, match=r"2 of the 2 people .* rejected already \(from 2025-12\): release "
+                                              r"first to reject, or give --from an earlier month; nothing recorded"):
+            led.review(q4, [a["person_id"], b["person_id"]], "REJECT", "不符合条件", "区民政 王")
+        with pytest.raises(LedgerError, match=r"2 of the 2 people .* rejected already \(from 2025-12\): release "
+                                              r"first to reject; nothing recorded"):
+            led.review(q4, [a["person_id"], c["person_id"]], "REJECT", "不符合条件", "区民政 王")
+        assert led.decisions(q4).height == 3  # nothing recorded by either
