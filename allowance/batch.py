@@ -529,29 +529,30 @@ def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window
     covered = rules.covered_since(window.first - 1)
     if covered is None:
         return pl.DataFrame(schema=REACH_SCHEMA)
+    # (by ID key; only the few reached are matched to the extract's rows, at the end)
     decided = (keyed(released, "decisions", strict=False)
-               .join(keyed(blocked, "decisions", strict=False).select("_k"), on="_k", how="anti")
-               .join(clean.select("pkey", "_k"), on="_k"))
-    if decided.height == 0:
-        return pl.DataFrame(schema=REACH_SCHEMA)
+               .join(keyed(blocked, "decisions", strict=False).select("_k"), on="_k", how="anti"))
     # the stopped months, each once: from the draft's as-of month to the month before the payer's
     stopped = explode_months(decided.lazy().select(
-        "pkey", from_mi=month_index_expr("decided_as_of"),
+        "_k", from_mi=month_index_expr("decided_as_of"),
         to_mi=month_index_expr("paid_as_of").fill_null(month_index(as_of)) - 1)
-    ).filter(pl.col("month_idx").is_not_null()).select("pkey", "month_idx").unique()
+    ).filter(pl.col("month_idx").is_not_null()).select("_k", "month_idx").unique()
     # the months a decision covered before the window, each with the stopped months after it
     candidates = explode_months(
-        decided.lazy().group_by("pkey", "_k").agg(pl.col("from_mi").min())
+        decided.lazy().group_by("_k").agg(pl.col("from_mi").min())
         .with_columns(from_mi=pl.max_horizontal("from_mi", pl.lit(covered)), to_mi=pl.lit(window.first - 1))
     ).filter(pl.col("month_idx").is_not_null())
-    after = (candidates.join(stopped.rename({"month_idx": "stop_mi"}), on="pkey")
-             .filter(pl.col("stop_mi") >= pl.col("month_idx")).group_by("pkey", "month_idx").len("stood"))
-    return (
-        candidates.join(after, on=["pkey", "month_idx"], how="left")
+    after = (candidates.join(stopped.rename({"month_idx": "stop_mi"}), on="_k")
+             .filter(pl.col("stop_mi") >= pl.col("month_idx")).group_by("_k", "month_idx").len("stood"))
+    reached = (
+        candidates.join(after, on=["_k", "month_idx"], how="left")
         .filter(pl.col("month_idx") + pl.col("stood").fill_null(0) >= window.first)
-        .group_by("pkey", "_k").agg(reach_mi=pl.col("month_idx").min())
-        .select(list(REACH_SCHEMA)).collect().cast(REACH_SCHEMA)  # type: ignore[arg-type]
+        .group_by("_k").agg(reach_mi=pl.col("month_idx").min()).collect()
     )
+    if reached.height == 0:
+        return pl.DataFrame(schema=REACH_SCHEMA)
+    return (clean.select("pkey", "_k").join(reached, on="_k")
+            .select(list(REACH_SCHEMA)).cast(REACH_SCHEMA))  # type: ignore[arg-type]
 
 
 def reached_pieces(clean: pl.DataFrame, reach: pl.DataFrame, rules: Rules, window: Window,
