@@ -869,8 +869,9 @@ def build_draft(
     span = max(lw.last - lw.first + 1, 1)
     n = pl.col("to_mi") - pl.col("from_mi") + 1
     # Each piece's person and month looked up by position, not joined: `ranks` is in the order of
-    # `differing` (every piece's person is in it), `version_of` in the window's months (every
-    # piece starts in the window). Two joins of 4.4 million pieces took 0.3-0.4 s.
+    # `differing` (every piece's person is in it), `version_of` in the lines' months (`lw`: the
+    # window's, and any a released decision's reach adds before it; every piece starts in them).
+    # Two joins of 4.4 million pieces took 0.3-0.4 s.
     at_rank = np.empty(people.height, dtype=np.int64)
     at_rank[differing.to_numpy()] = np.arange(differing.len(), dtype=np.int64)
     rank_row = pl.Series(at_rank[pieces["pkey"].to_numpy()])
