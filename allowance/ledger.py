@@ -964,20 +964,26 @@ class Ledger:
         been). A few rows: people a district decided on."""
         return self.df(
             """
-            with d as (
-                select d.person_id, d.from_month, d.batch_id,
-                       (select min(r.decision_id) from decisions r where r.action = 'RELEASE'
-                        and r.person_id = d.person_id and r.decision_id > d.decision_id) as released_by
-                from decisions d where d.action in ('HOLD', 'REJECT'))
-            , r as (
-                select r.decision_id,
-                       (select min(e.seq) from events e where e.action = 'review_release' and e.batch_id = r.batch_id
-                        and e.actor = r.decided_by and e.event_at >= r.decided_at) as seq
-                from decisions r where r.action = 'RELEASE')
-            select d.person_id, d.from_month as from_mi, b.as_of as decided_as_of,
-                   (select n.as_of from batches n where n.status = 'published' and n.base_seq >= r.seq
-                    order by n.published_at, n.base_seq limit 1) as paid_as_of
+            with d as (  -- each hold or rejection with the first release after it (if any)
+                select person_id, from_month, batch_id, action, released_by from (
+                    select *, min(case when action = 'RELEASE' then decision_id end) over (
+                        partition by person_id order by decision_id
+                        rows between 1 following and unbounded following) as released_by
+                    from decisions)
+                where action in ('HOLD', 'REJECT') and released_by is not null),
+            ev as (
+                select batch_id, actor, event_at, min(seq) as seq from events where action = 'review_release'
+                group by all),
+            r as (  -- the release's event: the first of its batch and actor at or after its second
+                select r.decision_id, ev.seq from decisions r
+                asof left join ev on r.batch_id = ev.batch_id and r.decided_by = ev.actor
+                                     and r.decided_at <= ev.event_at
+                where r.action = 'RELEASE'),
+            -- published batches in the order published: each made every other draft stale
+            pub as (select base_seq, as_of from batches where status = 'published')
+            select d.person_id, d.from_month as from_mi, b.as_of as decided_as_of, pub.as_of as paid_as_of
             from d join r on r.decision_id = d.released_by join batches b on b.batch_id = d.batch_id
+            asof left join pub on r.seq <= pub.base_seq
             """
         ).cast({"from_mi": pl.Int32, "decided_as_of": pl.Date, "paid_as_of": pl.Date})
 
