@@ -37,6 +37,7 @@ from allowance.months import (
     month_start,
     quarter_label,
 )
+from allowance.reach import reach_by_key
 from allowance.reasons import amount_changed, line_reason
 from allowance.registry import Validated
 from allowance.rules import Rules
@@ -505,50 +506,21 @@ REACH_SCHEMA = {"pkey": pl.UInt32, "_k": pl.Int64, "reach_mi": pl.Int32}
 
 def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window, as_of: dt.date, rules: Rules,
                    clean: pl.DataFrame) -> pl.DataFrame:
-    """People whose window reaches further back than the run's (REACH_SCHEMA: their clean row,
-    ID key and first due month), for the months a released review decision kept them waiting.
-
-    四 追溯期 limits back-pay; 五's review is the district's, not the person's. A hold or rejection
-    placed on a draft covers its months from `from_mi`, which that draft was paying or
-    recovering. Released a month later, the next run's window had moved on and the months at the
-    old window's start were reported expired, not paid (an old person unpaid for the time the
-    district took). So a decision stops the person's clock: the months from the as-of of the
-    draft it was placed on to the as-of of the first batch published after its release (this
-    run, while none has been) do not count against them. A month m is still due when the window
-    would reach it with those of the stopped months that come after m added (two decisions one
-    after the other add up; a stop before m does not lengthen m's time), and never before the
-    first month a released decision covered, nor before the months a rules version covers. The
-    first published run after a release so pays every month the decision covered; later runs
-    reach back only by the months it stood (someone released still without a card is paid, when
-    it comes, the window plus those months: the clock stopped, it did not turn back). Not for
-    anyone under a decision now (their months are frozen or not due), nor for people absent from
-    the extract (owed nothing). A handful of rows, if any.
-    """
+    """People whose due months reach further back than the run's window (REACH_SCHEMA: their
+    clean row, ID key and first due month), for the months a released review decision kept
+    them waiting (allowance/reach.py: the clock it stopped). Not for anyone under a hold now
+    (their months are frozen), nor for people absent from the extract (owed nothing); someone
+    under a rejection keeps it for the months the rejection does not cover. A handful of rows,
+    if any."""
     if window.empty or released.height == 0:
         return pl.DataFrame(schema=REACH_SCHEMA)
     covered = rules.covered_since(window.first - 1)
     if covered is None:
         return pl.DataFrame(schema=REACH_SCHEMA)
-    # (by ID key; only the few reached are matched to the extract's rows, at the end)
-    decided = (keyed(released, "decisions", strict=False)
-               .join(keyed(blocked, "decisions", strict=False).select("_k"), on="_k", how="anti"))
-    # the stopped months, each once: from the draft's as-of month to the month before the payer's
-    stopped = explode_months(decided.lazy().select(
-        "_k", from_mi=month_index_expr("decided_as_of"),
-        to_mi=month_index_expr("paid_as_of").fill_null(month_index(as_of)) - 1)
-    ).filter(pl.col("month_idx").is_not_null()).select("_k", "month_idx").unique()
-    # the months a decision covered before the window, each with the stopped months after it
-    candidates = explode_months(
-        decided.lazy().group_by("_k").agg(pl.col("from_mi").min())
-        .with_columns(from_mi=pl.max_horizontal("from_mi", pl.lit(covered)), to_mi=pl.lit(window.first - 1))
-    ).filter(pl.col("month_idx").is_not_null())
-    after = (candidates.join(stopped.rename({"month_idx": "stop_mi"}), on="_k")
-             .filter(pl.col("stop_mi") >= pl.col("month_idx")).group_by("_k", "month_idx").len("stood"))
-    reached = (
-        candidates.join(after, on=["_k", "month_idx"], how="left")
-        .filter(pl.col("month_idx") + pl.col("stood").fill_null(0) >= window.first)
-        .group_by("_k").agg(reach_mi=pl.col("month_idx").min()).collect()
-    )
+    held = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
+    # (by ID key; only the few reached are matched to the extract's rows)
+    reached = reach_by_key(keyed(released, "decisions", strict=False), held, window.first, month_index(as_of),
+                           covered)
     if reached.height == 0:
         return pl.DataFrame(schema=REACH_SCHEMA)
     return (clean.select("pkey", "_k").join(reached, on="_k")
@@ -569,7 +541,7 @@ def reached_pieces(clean: pl.DataFrame, reach: pl.DataFrame, rules: Rules, windo
     people = clean.join(reach.select("pkey"), on="pkey", how="semi")
     ent = theirs(entitlement_segments(people.lazy(), rules, w.first, w.last)).collect()
     mine = theirs(clip(held.select("pkey", "from_mi", "to_mi", "fen"), w.first, w.last))
-    return diff_pieces(ent, rules, w, mine, blocked.clear(), reach.select("pkey", "_k"))
+    return diff_pieces(ent, rules, w, mine, blocked, reach.select("pkey", "_k"))  # a rejection's months out
 
 
 def before_reach(runs: pl.LazyFrame, reach: pl.DataFrame | None) -> pl.LazyFrame:
@@ -1241,7 +1213,9 @@ def outside_window(
       are the people the ledger holds who are in no row of the extract: every month held for
       them is overpaid. People whose row is quarantined are in neither (facts unknown), and
       people under an active review HOLD (`blocked`) are not listed: a hold freezes their
-      months, nothing paid and nothing recovered, until it is lifted.
+      months, nothing paid and nothing recovered, until it is lifted. Months a REJECT in force
+      covers are not owed (not entitled). `reach` (released_reach): months a released decision
+      brought into a person's due months are not old.
     """
     old = before_window(window, opening, rules)
     if window.empty or old.empty:
@@ -1250,6 +1224,12 @@ def outside_window(
                      absent.select("pkey", "_k", "person_id", "district_code")])
     # the absent have none; months released_reach brought into the due months are not old
     ent = before_reach(entitlement_segments(clean.lazy(), rules, old.first, old.last), reach)
+    if blocked is not None and (rejected := keyed(blocked.filter(pl.col("action") == "REJECT"), "decisions",
+                                                  strict=False)).height:
+        # nor are months a rejection in force covers (五: not entitled; audit 28A: a rejection
+        # covering a released person's early month reported it expired once the window passed it)
+        ent = without_blocked(ent, rejected.join(clean.select("pkey", "_k"), on="_k")
+                              .select("pkey", "from_mi", "to_mi").lazy())
     held = before_reach(clip(holdings.lazy().join(who.lazy().select("pkey", "_k"), on="_k")
                              .select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last), reach)
     diff = sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") != 0).collect()

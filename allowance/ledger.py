@@ -56,7 +56,8 @@ from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
-from allowance.months import fmt, month_date_expr, today_shanghai
+from allowance.months import fmt, month_date_expr, month_index, today_shanghai
+from allowance.reach import reach_by_key
 from allowance.rejection import months_before
 from allowance.returns import (
     SETTLED,
@@ -337,6 +338,18 @@ def _who(some: list[str], of: list[str], verb: bool = True) -> str:
         return "that person is" if verb else "that person"
     return (f"{len(some)} of the {len(of)} people (e.g. {', '.join(idcard.mask(p) for p in some[:3])})"
             + (" are" if verb else ""))
+
+
+def _drafted_with(b: dict[str, Any], rules: Rules | None, from_month: int) -> None:
+    """A rejection from a month keeps the months before it in draft `b`, reckoned by the rules
+    tables it was made with (rejection.months_before): refused, in one line, without them."""
+    drafted_by = json.loads(b["summary"] or "{}").get("rules_sha256")
+    if rules is None or drafted_by is None or rules.sha256() != drafted_by:
+        given = "no rules tables were given" if rules is None else (
+            f"the rules tables given ({rules.sha256()[:12]}) are not those it was drafted with "
+            f"({drafted_by[:12]})" if drafted_by else "it was drafted before its rules tables were named")
+        raise LedgerError(f"batch {b['batch_id']} keeps the months before --from {fmt(from_month)}, but "
+                          f"{given}: give the draft's --rules, or run the draft again; nothing recorded")
 
 
 def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = None,
@@ -971,16 +984,26 @@ class Ledger:
                         rows between 1 following and unbounded following) as released_by
                     from decisions)
                 where action in ('HOLD', 'REJECT') and released_by is not null),
-            ev as (
-                select batch_id, actor, event_at, min(seq) as seq from events where action = 'review_release'
-                group by all),
-            r as (  -- the release's event: the first of its batch and actor at or after its second
-                select r.decision_id, ev.seq from decisions r
+            rel as (
+                select seq, batch_id, actor, event_at, (detail->>'$.decisions[0]')::bigint as first_id,
+                       (detail->>'$.decisions[1]')::bigint as last_id
+                from events where action = 'review_release'),
+            ev as (  -- releases recorded before events named their decisions
+                select batch_id, actor, event_at, min(seq) as seq from rel where first_id is null group by all),
+            r as (  -- the release's event: the one naming it, or the first of its batch and actor at or
+                    -- after its second
+                select r.decision_id, coalesce(named.seq, ev.seq) as seq from decisions r
+                left join rel named on r.decision_id between named.first_id and named.last_id
                 asof left join ev on r.batch_id = ev.batch_id and r.decided_by = ev.actor
                                      and r.decided_at <= ev.event_at
                 where r.action = 'RELEASE'),
-            -- published batches in the order published: each made every other draft stale
-            pub as (select base_seq, as_of from batches where status = 'published')
+            -- published batches in the order published: each made every other draft stale (one
+            -- publishing nothing does not, so two may share a base: the first published counts)
+            pub as (select base_seq, as_of from (
+                        select base_seq, as_of, row_number() over (
+                            partition by base_seq order by published_at, batch_id) as n
+                        from batches where status = 'published')
+                    where n = 1)
             select d.person_id, d.from_month as from_mi, b.as_of as decided_as_of, pub.as_of as paid_as_of
             from d join r on r.decision_id = d.released_by join batches b on b.batch_id = d.batch_id
             asof left join pub on r.seq <= pub.base_seq
@@ -1545,13 +1568,7 @@ class Ledger:
                                   "nothing recorded")
             if from_month > b0["first_month"]:
                 # The months before it stay in the draft, reckoned by the tables it was made with.
-                drafted_by = json.loads(b0["summary"] or "{}").get("rules_sha256")
-                if rules is None or drafted_by is None or rules.sha256() != drafted_by:
-                    given = "no rules tables were given" if rules is None else (
-                        f"the rules tables given ({rules.sha256()[:12]}) are not those it was drafted with "
-                        f"({drafted_by[:12]})" if drafted_by else "it was drafted before its rules tables were named")
-                    raise LedgerError(f"batch {batch_id} keeps the months before --from {fmt(from_month)}, but "
-                                      f"{given}: give the draft's --rules, or run the draft again; nothing recorded")
+                _drafted_with(b0, rules, from_month)
         if action in ("HOLD", "REJECT"):
             # A decision run again (killed after its commit, a script rerun) finds it taken: it
             # said the person had no line, as if the name were wrong (an audit). Taken means the
@@ -1648,13 +1665,23 @@ class Ledger:
                             "select person_id, last(district_code order by decision_id) as district_code "
                             "from decisions where action = 'REJECT' and list_contains(?, person_id) group by 1",
                             [sorted(narrowed)]).iter_rows())
+                # What the draft lists for each person starts at its window's first month, or earlier
+                # for someone a released decision's stopped clock reaches back for (allowance/reach.py):
+                # a decision covers from there (audit 28A: a rejection on the run paying such a month
+                # left it to expire, and a redraft under it did not pay it).
+                listed = self._listed_from(batch_id, b, named)
+                since = dict(listed.select("person_id", "listed_from").iter_rows())
+                kept_before = None
+                if action == "REJECT" and from_month is not None and any(since[p] < from_month for p in ids):
+                    kept_before = from_month  # their months before it stay in the draft
+                    _drafted_with(b, rules, from_month)
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
-                first_mi = from_month if from_month is not None else b["first_month"] or 0
                 # One insert of all the decisions (row by row, a 20 000-person list took seconds).
                 self.insert_frame("decisions", pl.DataFrame(
                     {"decision_id": range(did, did + len(ids)), "batch_id": batch_id, "person_id": ids,
                      "district_code": [found.get(p) for p in ids], "action": action,
-                     "from_month": first_mi, "to_month": None, "reason": reason, "decided_by": by,
+                     "from_month": [from_month if from_month is not None else since[p] for p in ids],
+                     "to_month": None, "reason": reason, "decided_by": by,
                      "decided_at": _now()},
                     schema={"decision_id": pl.Int64, "batch_id": pl.String, "person_id": pl.String,
                             "district_code": pl.String, "action": pl.String, "from_month": pl.Int32,
@@ -1663,9 +1690,9 @@ class Ledger:
                 # A rejected person's months already paid in the draft's window are recovered by
                 # the next run (a line here would renumber the draft's line ids); staff are told.
                 to_recover = int(self.one(
-                    "select count(distinct h.person_key) from holdings h join _review_ids r using (person_key) "
-                    "where h.fen > 0 and h.to_mi >= ? and h.from_mi <= ?",
-                    [first_mi, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
+                    "select count(distinct h.person_key) from holdings h join _review_from r using (person_key) "
+                    "where h.fen > 0 and h.to_mi >= coalesce(?, r.listed_from) and h.from_mi <= ?",
+                    [from_month, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 withdrawn: list[str] = []
                 kept: dict[str, Any] | None = None  # what a rejection from a month keeps of theirs
                 if action in ("HOLD", "REJECT"):
@@ -1675,27 +1702,30 @@ class Ledger:
                         "returning district_code", [batch_id, lists["district_code"].unique().sort().to_list()])]
                     # The batch's files are immutable: new ones without the people replace them.
                     others = ~pl.col("person_id").is_in(ids)
-                    kept_before = first_mi if action == "REJECT" and first_mi > (b["first_month"] or 0) else None
                     if kept_before is not None:
                         # ... but a rejection from a month keeps their lines' months before it
                         # (their no-card entries, listed and not paid, are listed again next run).
                         assert rules is not None  # refused above otherwise
-                        parts, kept = self._keep_before(batch_id, b, ids, named, kept_before, rules)
+                        parts, kept = self._keep_before(batch_id, ids, named, kept_before, rules, listed)
                     else:
                         parts = {part: self.part(batch_id, part).filter(others) for part in ("lines", "pieces")}
                     parts["no_card"] = self.part(batch_id, "no_card").filter(others)
                     parts["quarantine"] = self.part(batch_id, "quarantine")
                     # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
                     # they are not entitled to the months it recovers (from the rejection's month on).
-                    # Nor are months before the window (cancel_owed_before_window: under a decision,
-                    # every recovery owed stays, whichever months it names; a redraft cancels none of
-                    # them, and the reviewed draft must agree with it: audit 27A).
-                    self.run("delete from batch_cancels where batch_id = ? and person_key in "
-                             "(select person_key from _review_ids) and (to_mi >= ? or from_mi < ?)",
-                             [batch_id, kept_before if kept_before is not None else -1, b["first_month"] or 0])
+                    # Nor are months before what the draft lists for them (cancel_owed_before_window:
+                    # under a decision, every recovery owed stays, whichever months it names; a
+                    # redraft cancels none of them, and the reviewed draft must agree with it: audit
+                    # 27A); months a released decision's clock reaches are listed (reached_pieces).
+                    self.run("delete from batch_cancels c using _review_from r where c.batch_id = ? "
+                             "and c.person_key = r.person_key and (c.to_mi >= ? or c.from_mi < r.listed_from)",
+                             [batch_id, kept_before if kept_before is not None else -1])
                     self._store_parts(batch_id, parts)
                     self._refresh_totals(batch_id)
             detail: dict[str, Any] = {"reason": reason} if len(ids) == 1 else {"reason": reason, "people": len(ids)}
+            # which decisions the event recorded (Ledger.released: a release's event by its ids, not
+            # by its second: audit 28A matched two releases in one second to the first one's event)
+            detail["decisions"] = [did, did + len(ids) - 1]
             seq = self._bump(f"review_{action.lower()}", batch_id, by, detail)
             if action in ("HOLD", "REJECT"):
                 self.run("update batches set base_seq=? where batch_id=?", [seq, batch_id])
@@ -1705,13 +1735,45 @@ class Ledger:
             self._refresh_views()
             raise
         finally:
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister("_review_from")
             self._prune_files(batch_id)
         return {**self.batch(batch_id), "recovered_next_run": to_recover, "kept_before": kept,
                 "approvals_withdrawn": sorted(withdrawn),
                 "people": named_all, "already": already}
 
-    def _keep_before(self, batch_id: str, b: dict[str, Any], ids: list[str], named: pl.DataFrame, kept_before: int,
-                     rules: Rules) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    def _listed_from(self, batch_id: str, b: dict[str, Any], named: pl.DataFrame) -> pl.DataFrame:
+        """Inside review, `_review_ids` registered: person_id, person_key and listed_from, the first
+        month the draft lists for each named person (a line, a no-card entry, a cancelled
+        recovery): its window's first month, or an earlier one a released decision's stopped
+        clock reaches for them (allowance/reach.py, as the draft reckoned it: a release since
+        would have made the draft stale). Registered as `_review_from` until review ends."""
+        first = b["first_month"] or 0
+        held = keyed(self.blocked().filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
+        released = keyed(self.released(), "decisions", strict=False).join(
+            named.select(_k="person_key"), on="_k", how="semi")
+        reach = reach_by_key(released, held, first, month_index(b["as_of"]), None)
+        month = "(year(period_from) * 12 + month(period_from) - 1)"
+        listed = self.df(
+            f"select person_id, {month} as mi from batch_lines where batch_id = $b "
+            "and person_id in (select person_id from _review_ids) union all "
+            f"select person_id, {month} from batch_no_card where batch_id = $b "
+            "and person_id in (select person_id from _review_ids) union all "
+            "select r.person_id, c.from_mi from batch_cancels c join _review_ids r using (person_key) "
+            "where c.batch_id = $b", {"b": batch_id})
+        # before the window, only the reach's months (older cancellations are the draft's own
+        # for the months before it: cancel_owed_before_window)
+        earliest = (listed.join(named.select("person_id", _k="person_key"), on="person_id")
+                    .join(reach, on="_k").filter(pl.col("mi") >= pl.col("reach_mi"))
+                    .group_by("person_id").agg(pl.col("mi").min()))
+        out = (named.select("person_id", "person_key").join(earliest, on="person_id", how="left")
+               .select("person_id", "person_key",
+                       listed_from=pl.min_horizontal(pl.col("mi").fill_null(first), pl.lit(first)).cast(pl.Int32)))
+        self.con.register("_review_from", out.to_arrow())
+        return out
+
+    def _keep_before(self, batch_id: str, ids: list[str], named: pl.DataFrame, kept_before: int, rules: Rules,
+                     listed: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
         """Inside review's transaction, `_review_ids` registered: the draft's lines and pieces with
         the rejected people's months before `kept_before` kept (rejection.months_before) and the
         rest of theirs gone, and what is kept of theirs, by kind."""
@@ -1727,12 +1789,15 @@ class Ledger:
         ever_paid = self.df("select person_key from payees where person_key in "
                             "(select person_key from _review_ids)")["person_key"]
         parts = {part: self.part(batch_id, part) for part in ("lines", "pieces")}
+        b = self.batch(batch_id)
         cut, cut_pieces = months_before(parts["lines"].filter(~others), parts["pieces"].filter(~others), kept_before,
                                         named, theirs, cancelled, rules, returned, ever_paid,
                                         (b["last_month"] or 0) - 2)  # its quarter's first month
         # what stays of theirs, by kind (audit 27C: a payment and a recovery netted, and
         # cancellations kept not said)
-        still = cancelled.filter((pl.col("from_mi") < kept_before) & (pl.col("from_mi") >= (b["first_month"] or 0)))
+        still = (cancelled.join(listed.select("person_key", "listed_from"), on="person_key")
+                 .filter((pl.col("from_mi") < kept_before) & (pl.col("from_mi") >= pl.col("listed_from")))
+                 .drop("listed_from"))
         kept = {"people": len(set(cut["person_id"]) | set(named.join(
                     still.select("person_key"), on="person_key", how="semi")["person_id"])),
                 **{kind: {"lines": int((cut["line_type"] == t).sum()),

@@ -89,12 +89,16 @@ def test_a_stop_lengthens_only_the_time_of_months_before_it() -> None:
     assert reach(rel, dt.date(2027, 10, 5)) == {}  # window from 2025-10
 
 
-def test_not_for_people_under_a_decision_now_or_absent_from_the_extract() -> None:
+def test_not_for_people_held_now_or_absent_from_the_extract() -> None:
     rel = released((ANN, "2024-10", dt.date(2026, 10, 2), None), (BOB, "2024-10", dt.date(2026, 10, 2), None))
     held = pl.DataFrame({"person_id": [ANN], "from_mi": [M("2024-11")], "to_mi": [None], "action": ["HOLD"]},
                         schema=NONE_BLOCKED.schema)
     assert reach(rel, dt.date(2026, 11, 6), blocked=held) == {BOB: "2024-10"}
     assert reach(rel, dt.date(2026, 11, 6), people=clean(BOB)) == {BOB: "2024-10"}
+    # a rejection in force leaves the reach: the months it covers are taken out as in the window
+    # (audit 28A: a rejection from November on the night paying July had July expire)
+    rejected = held.with_columns(action=pl.lit("REJECT"))
+    assert reach(rel, dt.date(2026, 11, 6), blocked=rejected) == {ANN: "2024-10", BOB: "2024-10"}
 
 
 def test_never_before_the_months_a_rules_version_covers() -> None:
@@ -103,3 +107,42 @@ def test_never_before_the_months_a_rules_version_covers() -> None:
     assert first is not None
     rel = released((ANN, "2015-01", dt.date(2017, 4, 2), None))
     assert reach(rel, dt.date(2018, 6, 1)) == {ANN: f"{first // 12}-{first % 12 + 1:02d}"}
+
+
+def test_a_release_is_matched_to_its_own_event_whatever_the_second(tmp_path: Path, monkeypatch) -> None:
+    """Audit 28A: two releases by one person on one draft, a publication between them, all in one
+    second (the ledger's clock is to the second). The second release was matched to the first
+    one's event, so the publication before it counted as the first after it: hal's clock stood
+    one month instead of two, and July expired (15 000 fen). Events now name their decisions."""
+    import shutil
+
+    from allowance.ledger import Ledger
+    from allowance.runs import Breakers
+    from allowance.testing import Scenario, person
+
+    monkeypatch.setattr("allowance.ledger._now", lambda: dt.datetime(2026, 11, 30, 12, 0, 0))
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
+    for f in folder.glob("*.yaml"):
+        f.write_text(f.read_text(encoding="utf-8").replace("retro_months: {value: 24", "retro_months: {value: 3"),
+                     encoding="utf-8")
+    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=folder)
+    ann, gus, hal = person("1950-05-05", seq=1), person("1950-06-06", seq=2), person("1951-03-03", seq=3)
+    others = [person("1950-06-01", seq=s) for s in range(4, 9)]
+    sc.publish(sc.quarterly("2025Q3", [ann, *others], "2025-07-02"))
+    rows = [ann, gus, hal, *others]
+    q4 = sc.quarterly("2025Q4", rows, "2025-10-02").batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, [gus["person_id"], hal["person_id"]], "HOLD", "核实", "区民政 王")
+    sc.publish(q4)
+    held = sc.supplement(rows, "2025-11-05", breakers=open_).batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(held, gus["person_id"], "RELEASE", "已核实", "区民政 王")
+    sc.publish(sc.supplement(rows, "2025-11-06", breakers=open_))
+    with Ledger.use(sc.ledger) as led:
+        led.review(held, hal["person_id"], "RELEASE", "已核实", "区民政 王")
+    night = sc.supplement(rows, "2025-12-05", breakers=open_)
+    lines = sc.lines(night.batch_id).filter(pl.col("person_id") == hal["person_id"])
+    assert lines.select("period_from", "months", "amount_fen").rows() == [(dt.date(2025, 7, 1), 6, 90000)]
+    assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
