@@ -1213,9 +1213,10 @@ def outside_window(
       are the people the ledger holds who are in no row of the extract: every month held for
       them is overpaid. People whose row is quarantined are in neither (facts unknown), and
       people under an active review HOLD (`blocked`) are not listed: a hold freezes their
-      months, nothing paid and nothing recovered, until it is lifted. Months a REJECT in force
-      covers are not owed (not entitled). `reach` (released_reach): months a released decision
-      brought into a person's due months are not old.
+      months, nothing paid and nothing recovered, until it is lifted. Months a decision in force
+      covers are not expired either: a rejection's are not owed (not entitled), a hold's are paid
+      on its release. `reach` (released_reach): months a released decision brought into a
+      person's due months are not old.
     """
     old = before_window(window, opening, rules)
     if window.empty or old.empty:
@@ -1224,11 +1225,12 @@ def outside_window(
                      absent.select("pkey", "_k", "person_id", "district_code")])
     # the absent have none; months released_reach brought into the due months are not old
     ent = before_reach(entitlement_segments(clean.lazy(), rules, old.first, old.last), reach)
-    if blocked is not None and (rejected := keyed(blocked.filter(pl.col("action") == "REJECT"), "decisions",
-                                                  strict=False)).height:
-        # nor are months a rejection in force covers (五: not entitled; audit 28A: a rejection
-        # covering a released person's early month reported it expired once the window passed it)
-        ent = without_blocked(ent, rejected.join(clean.select("pkey", "_k"), on="_k")
+    if blocked is not None and (decided := keyed(blocked, "decisions", strict=False)).height:
+        # nor are months a hold or rejection in force covers (五): a rejection's are not owed (audit
+        # 28A: one covering a released person's early month reported it expired once the window
+        # passed it), a hold's are paid when it is released, its clock stopped (audit 28B: reported
+        # expired meanwhile); neither is lost money
+        ent = without_blocked(ent, decided.join(clean.select("pkey", "_k"), on="_k")
                               .select("pkey", "from_mi", "to_mi").lazy())
     held = before_reach(clip(holdings.lazy().join(who.lazy().select("pkey", "_k"), on="_k")
                              .select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last), reach)
