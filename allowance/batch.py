@@ -379,19 +379,23 @@ def cancel_owed_before_window(
     from one night's extract, a death recorded in error). Left open, the district would chase
     money the person is owed. Only the people owing such months are computed, by the rules the
     window's months use, in the same oldest-recovery-first order. A person under an active review
-    hold or rejection (五) keeps every recovery owed: their case is open, whichever months the
-    decision names.
+    hold (五) keeps every recovery owed: their case is open, whichever months the hold names. A
+    rejection covers its months only: the months before it are the person's, and their
+    recoveries are cancelled as anyone's (audit 28C: a rejection from November left July's and
+    August's recoveries owed, and reported them expired).
     """
     old = before_window(window, opening, rules)
     if window.empty or old.empty or owed.height == 0:
         return pl.DataFrame(schema=CANCEL_SCHEMA)
+    on_hold = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
     people = (clean.join(owed.filter(pl.col("from_mi") <= old.last).select("_k").unique(), on="_k", how="semi")
-              .join(keyed(blocked, "decisions", strict=False).select("_k"), on="_k", how="anti"))
+              .join(on_hold, on="_k", how="anti"))
     ids = people.select("pkey", "_k")
     held = before_reach(holdings.lazy().join(ids.lazy(), on="_k").select("pkey", "from_mi", "to_mi", "fen"),
                         reach).collect()
     ent = before_reach(entitlement_segments(people.lazy(), rules, old.first, old.last), reach).collect()
-    return cancel_owed_recoveries(diff_pieces(ent, rules, old, held, blocked.clear(), ids), owed, ids)[1]
+    # a rejection's months are not theirs (diff_pieces takes them out), the months before it are
+    return cancel_owed_recoveries(diff_pieces(ent, rules, old, held, blocked, ids), owed, ids)[1]
 
 
 def frozen_out(pieces: pl.DataFrame, holds: pl.DataFrame, window: Window) -> pl.DataFrame:

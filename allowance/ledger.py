@@ -1556,13 +1556,28 @@ class Ledger:
         ids = list(dict.fromkeys(norm["person_id"].to_list()))
         named_all = ids
         already: list[str] = []
+        b0 = self.batch(batch_id)
+        # What the draft lists for each person starts at its window's first month, or earlier for
+        # someone a released decision's stopped clock reaches back for (allowance/reach.py): a
+        # decision covers from there (audit 28A: a rejection on the run paying such a month left it
+        # to expire, and a redraft under it did not pay it), and `--from` may name such a month
+        # (audit 28C: "not entitled since August" was refused on a draft paying August).
+        named_all_keys = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
+            person_key=idcard.order_key_expr("person_id"))
+        with self._registered(_review_ids=named_all_keys):
+            listed = self._listed_from(batch_id, b0, named_all_keys)
+        since = dict(listed.select("person_id", "listed_from").iter_rows())
         if from_month is not None:
             if action != "REJECT":
                 raise LedgerError("--from is for a rejection: a hold freezes the draft's window whole, and a "
                                   "release lifts the decision whole")
-            b0 = self.batch(batch_id)
-            if b0["first_month"] is None or not b0["first_month"] <= from_month <= b0["last_month"]:
-                window = (f"{fmt(b0['first_month'])} … {fmt(b0['last_month'])}" if b0["first_month"] is not None
+            # (or from a rejection standing: the same decision run again is taken, below)
+            rejected_from = [int(f) for q, f in self.blocked().filter(pl.col("action") == "REJECT").select(
+                "person_id", "from_mi").iter_rows() if q in since and f is not None]
+            earliest = min([since[p] for p in ids] + rejected_from
+                           + ([b0["first_month"]] if b0["first_month"] is not None else []))
+            if b0["first_month"] is None or not earliest <= from_month <= b0["last_month"]:
+                window = (f"{fmt(earliest)} … {fmt(b0['last_month'])}" if b0["first_month"] is not None
                           else "no months")
                 raise LedgerError(f"--from {fmt(from_month)} is not a month of batch {batch_id}'s window ({window}); "
                                   "nothing recorded")
@@ -1576,9 +1591,13 @@ class Ledger:
             # month does not cover this draft's earlier ones: a second audit), and then nothing
             # of theirs is in this draft. Said whatever became of the draft since (published,
             # stale): nothing is recorded, and a rerun of a decision that was taken succeeds.
-            first = from_month if from_month is not None else self.batch(batch_id)["first_month"] or 0
-            taken = set(self.blocked().filter((pl.col("action") == action) & (pl.col("from_mi") <= first)
-                                              & pl.col("to_mi").is_null())["person_id"].to_list())
+            # (from the first month the draft lists for them: audit 28C, a plain rejection of someone
+            # rejected from the window's first month, whose earlier months the draft still paid, was
+            # "already")
+            standing = {p: f for p, f in self.blocked().filter(
+                (pl.col("action") == action) & pl.col("to_mi").is_null()).select("person_id", "from_mi").iter_rows()}
+            taken = {p for p in ids if p in standing
+                     and standing[p] <= (from_month if from_month is not None else since[p])}
             already = [p for p in ids if p in taken]
             ids = [p for p in ids if p not in taken]
             if not ids:
@@ -1669,8 +1688,8 @@ class Ledger:
                 # for someone a released decision's stopped clock reaches back for (allowance/reach.py):
                 # a decision covers from there (audit 28A: a rejection on the run paying such a month
                 # left it to expire, and a redraft under it did not pay it).
-                listed = self._listed_from(batch_id, b, named)
-                since = dict(listed.select("person_id", "listed_from").iter_rows())
+                listed = listed.filter(pl.col("person_id").is_in(ids))
+                self.con.register("_review_from", listed.to_arrow())
                 kept_before = None
                 if action == "REJECT" and from_month is not None and any(since[p] < from_month for p in ids):
                     kept_before = from_month  # their months before it stay in the draft
@@ -1706,20 +1725,20 @@ class Ledger:
                         # ... but a rejection from a month keeps their lines' months before it
                         # (their no-card entries, listed and not paid, are listed again next run).
                         assert rules is not None  # refused above otherwise
-                        parts, kept = self._keep_before(batch_id, ids, named, kept_before, rules, listed)
+                        parts, kept = self._keep_before(batch_id, ids, named, kept_before, rules)
                     else:
                         parts = {part: self.part(batch_id, part).filter(others) for part in ("lines", "pieces")}
                     parts["no_card"] = self.part(batch_id, "no_card").filter(others)
                     parts["quarantine"] = self.part(batch_id, "quarantine")
-                    # Nothing of theirs is cancelled either: held, a recovery stays as it is; rejected,
-                    # they are not entitled to the months it recovers (from the rejection's month on).
-                    # Nor are months before what the draft lists for them (cancel_owed_before_window:
-                    # under a decision, every recovery owed stays, whichever months it names; a
-                    # redraft cancels none of them, and the reviewed draft must agree with it: audit
-                    # 27A); months a released decision's clock reaches are listed (reached_pieces).
+                    # Nothing of theirs is cancelled either where the decision covers it: held, every
+                    # recovery stays as it is (their case is open, whichever months it names); rejected,
+                    # they are not entitled to the months it recovers from the rejection's month on,
+                    # and the months before it stay theirs, older than the window too (audit 28C: a
+                    # rejection from November left July's and August's recoveries owed, reported
+                    # expired; cancel_owed_before_window now agrees, so a redraft gives the same).
                     self.run("delete from batch_cancels c using _review_from r where c.batch_id = ? "
-                             "and c.person_key = r.person_key and (c.to_mi >= ? or c.from_mi < r.listed_from)",
-                             [batch_id, kept_before if kept_before is not None else -1])
+                             "and c.person_key = r.person_key and c.to_mi >= coalesce(?, r.listed_from)",
+                             [batch_id, -1 if action == "HOLD" else from_month])
                     self._store_parts(batch_id, parts)
                     self._refresh_totals(batch_id)
             detail: dict[str, Any] = {"reason": reason} if len(ids) == 1 else {"reason": reason, "people": len(ids)}
@@ -1747,7 +1766,7 @@ class Ledger:
         month the draft lists for each named person (a line, a no-card entry, a cancelled
         recovery): its window's first month, or an earlier one a released decision's stopped
         clock reaches for them (allowance/reach.py, as the draft reckoned it: a release since
-        would have made the draft stale). Registered as `_review_from` until review ends."""
+        would have made the draft stale)."""
         first = b["first_month"] or 0
         held = keyed(self.blocked().filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
         released = keyed(self.released(), "decisions", strict=False).join(
@@ -1769,11 +1788,10 @@ class Ledger:
         out = (named.select("person_id", "person_key").join(earliest, on="person_id", how="left")
                .select("person_id", "person_key",
                        listed_from=pl.min_horizontal(pl.col("mi").fill_null(first), pl.lit(first)).cast(pl.Int32)))
-        self.con.register("_review_from", out.to_arrow())
         return out
 
-    def _keep_before(self, batch_id: str, ids: list[str], named: pl.DataFrame, kept_before: int, rules: Rules,
-                     listed: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    def _keep_before(self, batch_id: str, ids: list[str], named: pl.DataFrame, kept_before: int,
+                     rules: Rules) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
         """Inside review's transaction, `_review_ids` registered: the draft's lines and pieces with
         the rejected people's months before `kept_before` kept (rejection.months_before) and the
         rest of theirs gone, and what is kept of theirs, by kind."""
@@ -1795,9 +1813,7 @@ class Ledger:
                                         (b["last_month"] or 0) - 2)  # its quarter's first month
         # what stays of theirs, by kind (audit 27C: a payment and a recovery netted, and
         # cancellations kept not said)
-        still = (cancelled.join(listed.select("person_key", "listed_from"), on="person_key")
-                 .filter((pl.col("from_mi") < kept_before) & (pl.col("from_mi") >= pl.col("listed_from")))
-                 .drop("listed_from"))
+        still = cancelled.filter(pl.col("from_mi") < kept_before)
         kept = {"people": len(set(cut["person_id"]) | set(named.join(
                     still.select("person_key"), on="person_key", how="semi")["person_id"])),
                 **{kind: {"lines": int((cut["line_type"] == t).sum()),

@@ -215,13 +215,16 @@ def test_a_line_topping_up_a_partly_cancelled_recovery_is_cut_without_refusal(tm
         dt.date(2025, 11, 1), 1, 1, 1)
 
 
-def test_a_cancelled_recovery_older_than_the_window_goes_with_the_rejection_as_a_redraft_has_it(
+def test_a_cancelled_recovery_older_than_the_window_stays_with_a_rejection_from_a_later_month_as_a_redraft_has_it(
         tmp_path: Path) -> None:
     """Audit 27A: a recovery of September 2023 (a death recorded in error) is still owed; the
     2025Q4 draft, whose window starts in October 2023, cancels it. Rejected from January 2024, the
-    reviewed draft kept that cancellation, where a redraft under the same rejection has none (a
-    person under a decision keeps every recovery owed before the window: cancel_owed_before_window),
-    so whether 150 yuan was still claimed depended on whether the draft went stale."""
+    reviewed draft and a redraft under the same rejection must agree on it (whether 150 yuan was
+    still claimed had depended on whether the draft went stale). They agreed by both dropping it,
+    a person under any decision keeping every recovery owed; audit 28C: September 2023 is before
+    the rejection's month, so the person's, and a recovery of it left owed is claimed back from
+    someone entitled to it (and reported expired). Both keep the cancellation now: a rejection
+    covers its months only (a hold still keeps every recovery owed)."""
     sc = Scenario(tmp_path, opening_month="2023-07")
     p, x = person("1950-03-03", seq=1), person("1950-04-04", seq=2)
     sc.publish(sc.quarterly("2023Q3", [p, x], "2023-07-01"))
@@ -236,10 +239,16 @@ def test_a_cancelled_recovery_older_than_the_window_goes_with_the_rejection_as_a
     fresh = sc.quarterly("2025Q4", reg, "2025-10-02", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger, read_only=True) as led:
         cancels = {b: led.df("select * from batch_cancels where batch_id = ?", [b]).height for b in (q4, fresh)}
-    assert cancels == {q4: 0, fresh: 0}
+    assert cancels == {q4: 1, fresh: 1}
     kept = sc.lines(q4).filter(pl.col("person_id") == p["person_id"])
     again = sc.lines(fresh).filter((pl.col("person_id") == p["person_id"]) & (pl.col("line_type") == "PAYMENT"))
     assert kept.select(LINE).equals(again.select(LINE))
+    # published, nothing of September 2023 is owed back any more, and it is not reported expired
+    sc.publish(q4)
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.owed_recoveries().filter(pl.col("from_mi") <= parse_month("2023-12")).height == 0
+    night = sc.supplement(reg, "2025-10-20", breakers=OPEN)
+    assert night.summary["expired"]["months"] == 0
 
 
 def test_a_redraft_under_the_same_rejection_carries_the_district_approval(tmp_path: Path) -> None:

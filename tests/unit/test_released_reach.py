@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pytest
 
 from allowance import idcard
 from allowance import rules as rules_mod
@@ -146,3 +148,63 @@ def test_a_release_is_matched_to_its_own_event_whatever_the_second(tmp_path: Pat
     lines = sc.lines(night.batch_id).filter(pl.col("person_id") == hal["person_id"])
     assert lines.select("period_from", "months", "amount_fen").rows() == [(dt.date(2025, 7, 1), 6, 90000)]
     assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
+def _released_story(tmp_path: Path) -> tuple[Any, dict[str, Any], str]:
+    """gus, back-paid from July on the Q4 draft (a three-month window), held on it, released in
+    November: the night after lists him from July, before its window (August)."""
+    import shutil
+
+    from allowance.ledger import Ledger
+    from allowance.runs import Breakers
+    from allowance.testing import Scenario, person
+
+    folder = tmp_path / "rules"
+    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
+    for f in folder.glob("*.yaml"):
+        f.write_text(f.read_text(encoding="utf-8").replace("retro_months: {value: 24", "retro_months: {value: 3"),
+                     encoding="utf-8")
+    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=folder)
+    ann, gus = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
+    others = [person("1950-06-01", seq=s) for s in range(4, 9)]
+    sc.publish(sc.quarterly("2025Q3", [ann, *others], "2025-07-02"))
+    rows = [ann, gus, *others]
+    q4 = sc.quarterly("2025Q4", rows, "2025-10-02").batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, gus["person_id"], "HOLD", "核实", "区民政 王")
+    sc.publish(q4)
+    held = sc.supplement(rows, "2025-11-05", breakers=open_).batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(held, gus["person_id"], "RELEASE", "已核实", "区民政 王")
+    night = sc.supplement(rows, "2025-11-06", breakers=open_).batch_id
+    assert sc.lines(night).filter(pl.col("person_id") == gus["person_id"]).select(
+        "period_from", "months").rows() == [(dt.date(2025, 7, 1), 6)]
+    return sc, gus, night
+
+
+def test_a_rejection_may_name_a_month_the_draft_pays_before_its_window(tmp_path: Path) -> None:
+    """Audit 28C: rejected from the window's first month (August), gus kept July; a plain rejection
+    re-entered said "already" and recorded nothing, the draft still paying July, and `--from` July
+    was refused as not a month of the window. Now the plain one is refused saying `--from` would
+    do, and `--from` July narrows the rejection: nothing of his is left to pay."""
+    from allowance.errors import LedgerError
+    from allowance.ledger import Ledger
+
+    sc, gus, night = _released_story(tmp_path)
+    with Ledger.use(sc.ledger) as led:
+        led.review(night, gus["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-08"), sc.rules)
+    assert sc.lines(night).filter(pl.col("person_id") == gus["person_id"]).select(
+        "period_from", "months").rows() == [(dt.date(2025, 7, 1), 1)]
+    with Ledger.use(sc.ledger) as led:
+        with pytest.raises(LedgerError, match=r"rejected already \(from 2025-08\).*give --from an earlier month"):
+            led.review(night, gus["person_id"], "REJECT", "不符合条件", "区民政 王")
+        with pytest.raises(LedgerError, match=r"--from 2025-06 is not a month of batch .*\(2025-07 … 2025-12\)"):
+            led.review(night, gus["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-06"), sc.rules)
+        done = led.review(night, gus["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-07"), sc.rules)
+        assert done["already"] == []
+    assert sc.lines(night).filter(pl.col("person_id") == gus["person_id"]).height == 0
+    # and run again, the same --from is taken
+    with Ledger.use(sc.ledger) as led:
+        again = led.review(night, gus["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-07"), sc.rules)
+    assert again["already"] == [gus["person_id"]]
