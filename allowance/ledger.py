@@ -1571,16 +1571,19 @@ class Ledger:
             if action != "REJECT":
                 raise LedgerError("--from is for a rejection: a hold freezes the draft's window whole, and a "
                                   "release lifts the decision whole")
-            # (or from a rejection standing: the same decision run again is taken, below)
-            rejected_from = [int(f) for q, f in self.blocked().filter(pl.col("action") == "REJECT").select(
-                "person_id", "from_mi").iter_rows() if q in since and f is not None]
-            earliest = min([since[p] for p in ids] + rejected_from
-                           + ([b0["first_month"]] if b0["first_month"] is not None else []))
-            if b0["first_month"] is None or not earliest <= from_month <= b0["last_month"]:
-                window = (f"{fmt(earliest)} … {fmt(b0['last_month'])}" if b0["first_month"] is not None
+            # Each person's own earliest (audit 28D: one person's early month let a list reject
+            # another from months the draft never listed for them), or the month a rejection of
+            # theirs stands from (the same decision run again is taken, below).
+            rejected_from = {q: int(f) for q, f in self.blocked().filter(pl.col("action") == "REJECT").select(
+                "person_id", "from_mi").iter_rows() if q in since and f is not None}
+            earliest = {p: min(since[p], rejected_from.get(p, since[p])) for p in ids}
+            outside = [p for p in ids if not earliest[p] <= from_month <= (b0["last_month"] or 0)]
+            if b0["first_month"] is None or outside:
+                window = (f"{fmt(earliest[outside[0]])} … {fmt(b0['last_month'])}" if b0["first_month"] is not None
                           else "no months")
-                raise LedgerError(f"--from {fmt(from_month)} is not a month of batch {batch_id}'s window ({window}); "
-                                  "nothing recorded")
+                whose = "" if len(ids) == 1 else f" for {_who(outside, named_all, verb=False)}"
+                raise LedgerError(f"--from {fmt(from_month)} is not a month of batch {batch_id}'s window{whose} "
+                                  f"({window}); nothing recorded")
             if from_month > b0["first_month"]:
                 # The months before it stay in the draft, reckoned by the tables it was made with.
                 _drafted_with(b0, rules, from_month)
@@ -1728,6 +1731,16 @@ class Ledger:
                         parts, kept = self._keep_before(batch_id, ids, named, kept_before, rules)
                     else:
                         parts = {part: self.part(batch_id, part).filter(others) for part in ("lines", "pieces")}
+                        if action == "REJECT" and from_month is not None:
+                            # no line month before it, but cancelled recoveries of older months stay
+                            # (audit 28D: the command said nothing was kept)
+                            still = self.df("select c.person_key, c.from_mi, c.to_mi, c.fen from batch_cancels c "
+                                            "join _review_from r using (person_key) where c.batch_id = ? "
+                                            "and c.to_mi < ?", [batch_id, from_month])
+                            kept = {"people": still["person_key"].n_unique(),
+                                    **{kind: {"lines": 0, "amount_fen": 0} for kind in ("payments", "recoveries")},
+                                    "recoveries_cancelled_fen": int(
+                                        (still["fen"] * (still["to_mi"] - still["from_mi"] + 1)).sum())}
                     parts["no_card"] = self.part(batch_id, "no_card").filter(others)
                     parts["quarantine"] = self.part(batch_id, "quarantine")
                     # Nothing of theirs is cancelled either where the decision covers it: held, every

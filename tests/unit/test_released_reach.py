@@ -208,3 +208,72 @@ def test_a_rejection_may_name_a_month_the_draft_pays_before_its_window(tmp_path:
     with Ledger.use(sc.ledger) as led:
         again = led.review(night, gus["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-07"), sc.rules)
     assert again["already"] == [gus["person_id"]]
+
+
+def _three_month_rules(tmp_path: Path) -> Path:
+    import shutil
+
+    folder = tmp_path / "rules3"
+    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
+    for f in folder.glob("*.yaml"):
+        f.write_text(f.read_text(encoding="utf-8").replace("retro_months: {value: 24", "retro_months: {value: 3"),
+                     encoding="utf-8")
+    return folder
+
+
+def test_from_in_a_list_is_judged_for_each_person_named(tmp_path: Path) -> None:
+    """Audit 28D: `--from` was checked against the earliest month of anyone named, so a list with
+    gus (listed from July, his clock stopped) let eve (listed from August, the window's first
+    month) be rejected from July, a month the draft never listed for her: refused alone, recorded
+    in the list. Each person's own months are the bound now; the refusal names who."""
+    from allowance.errors import LedgerError
+    from allowance.ledger import Ledger
+    from allowance.runs import Breakers
+    from allowance.testing import Scenario, person
+
+    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
+    ann, gus = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
+    eve = person("1951-01-01", seq=3, channel=None)
+    others = [person("1950-06-01", seq=s) for s in range(4, 9)]
+    sc.publish(sc.quarterly("2025Q3", [ann, eve, *others], "2025-07-02"))
+    rows = [ann, gus, eve, *others]
+    q4 = sc.quarterly("2025Q4", rows, "2025-10-02").batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, gus["person_id"], "HOLD", "核实", "区民政 王")
+    sc.publish(q4)
+    held = sc.supplement(rows, "2025-11-05", breakers=open_).batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(held, gus["person_id"], "RELEASE", "已核实", "区民政 王")
+    rows = [ann, gus, {**eve, "channel": "senior_card", "card_no": "6217000000000555"}, *others]
+    night = sc.supplement(rows, "2025-11-06", breakers=open_).batch_id
+    firsts = {r[0]: r[1] for r in sc.lines(night).select("person_id", "period_from").rows()}
+    assert (firsts[gus["person_id"]], firsts[eve["person_id"]]) == (dt.date(2025, 7, 1), dt.date(2025, 8, 1))
+    with Ledger.use(sc.ledger) as led, pytest.raises(
+            LedgerError, match=r"--from 2025-07 is not a month of batch \S+'s window for 1 of the 2 people "
+                               r"\(e\.g\. 320102\*+\d{4}\) \(2025-08 … 2025-12\); nothing recorded"):
+        led.review(night, [gus["person_id"], eve["person_id"]], "REJECT", "不符合条件", "区民政 王", M("2025-07"),
+                   sc.rules)
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.decisions(night).height == 0
+
+
+def test_a_rejection_from_a_month_says_the_cancelled_recoveries_it_keeps(tmp_path: Path) -> None:
+    """Audit 28D: rejected from September (the window's first month), cal's July and August
+    recoveries stay cancelled in the draft (the months before September are his), but the
+    command said "this draft has nothing of theirs before it"."""
+    from allowance.ledger import Ledger
+    from allowance.runs import Breakers
+    from allowance.testing import Scenario, person
+
+    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
+    ann, cal = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
+    others = [person("1950-06-01", seq=s) for s in range(4, 9)]
+    sc.publish(sc.quarterly("2025Q3", [ann, cal, *others], "2025-07-02"))
+    sc.publish(sc.quarterly("2025Q4", [ann, *others], "2025-10-02", breakers=open_))  # cal's Q3 recovered
+    back = sc.supplement([ann, cal, *others], "2025-12-05", breakers=open_).batch_id
+    with Ledger.use(sc.ledger) as led:
+        done = led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-09"), sc.rules)
+    assert done["kept_before"] == {"people": 1, "payments": {"lines": 0, "amount_fen": 0},
+                                   "recoveries": {"lines": 0, "amount_fen": 0}, "recoveries_cancelled_fen": 30000}
