@@ -56,8 +56,7 @@ from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
-from allowance.months import fmt, month_date_expr, month_index, today_shanghai
-from allowance.reach import reach_by_key
+from allowance.months import fmt, month_date_expr, today_shanghai
 from allowance.rejection import months_before
 from allowance.returns import (
     SETTLED,
@@ -1577,7 +1576,10 @@ class Ledger:
             rejected_from = {q: int(f) for q, f in self.blocked().filter(pl.col("action") == "REJECT").select(
                 "person_id", "from_mi").iter_rows() if q in since and f is not None}
             earliest = {p: min(since[p], rejected_from.get(p, since[p])) for p in ids}
-            outside = [p for p in ids if not earliest[p] <= from_month <= (b0["last_month"] or 0)]
+            # (someone held is refused below, saying so: audit 28E had them told of months)
+            held_now = set(self.blocked().filter(pl.col("action") == "HOLD")["person_id"].to_list())
+            outside = [p for p in ids if p not in held_now
+                       and not earliest[p] <= from_month <= (b0["last_month"] or 0)]
             if b0["first_month"] is None or outside:
                 window = (f"{fmt(earliest[outside[0]])} … {fmt(b0['last_month'])}" if b0["first_month"] is not None
                           else "no months")
@@ -1740,7 +1742,8 @@ class Ledger:
                             kept = {"people": still["person_key"].n_unique(),
                                     **{kind: {"lines": 0, "amount_fen": 0} for kind in ("payments", "recoveries")},
                                     "recoveries_cancelled_fen": int(
-                                        (still["fen"] * (still["to_mi"] - still["from_mi"] + 1)).sum())}
+                                        (still["fen"] * (still["to_mi"] - still["from_mi"] + 1)).sum())
+                                    } if still.height else None  # null for nothing, as for "already"
                     parts["no_card"] = self.part(batch_id, "no_card").filter(others)
                     parts["quarantine"] = self.part(batch_id, "quarantine")
                     # Nothing of theirs is cancelled either where the decision covers it: held, every
@@ -1775,16 +1778,14 @@ class Ledger:
                 "people": named_all, "already": already}
 
     def _listed_from(self, batch_id: str, b: dict[str, Any], named: pl.DataFrame) -> pl.DataFrame:
-        """Inside review, `_review_ids` registered: person_id, person_key and listed_from, the first
-        month the draft lists for each named person (a line, a no-card entry, a cancelled
-        recovery): its window's first month, or an earlier one a released decision's stopped
-        clock reaches for them (allowance/reach.py, as the draft reckoned it: a release since
-        would have made the draft stale)."""
+        """With `_review_ids` registered: person_id, person_key and listed_from, the first month
+        the draft lists for each named person (a line, a no-card entry, a cancelled recovery):
+        its window's first month, or an earlier one (a released decision's stopped clock reaching
+        back for them, allowance/reach.py; a recovery of months older than the window that the
+        draft cancels, cancel_owed_before_window). A decision covers from there: what the draft
+        does for them (audit 28E: `--from` August was refused where the draft cancelled August's
+        recovery, and a hold froze it while saying it covered September on)."""
         first = b["first_month"] or 0
-        held = keyed(self.blocked().filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
-        released = keyed(self.released(), "decisions", strict=False).join(
-            named.select(_k="person_key"), on="_k", how="semi")
-        reach = reach_by_key(released, held, first, month_index(b["as_of"]), None)
         month = "(year(period_from) * 12 + month(period_from) - 1)"
         listed = self.df(
             f"select person_id, {month} as mi from batch_lines where batch_id = $b "
@@ -1793,15 +1794,10 @@ class Ledger:
             "and person_id in (select person_id from _review_ids) union all "
             "select r.person_id, c.from_mi from batch_cancels c join _review_ids r using (person_key) "
             "where c.batch_id = $b", {"b": batch_id})
-        # before the window, only the reach's months (older cancellations are the draft's own
-        # for the months before it: cancel_owed_before_window)
-        earliest = (listed.join(named.select("person_id", _k="person_key"), on="person_id")
-                    .join(reach, on="_k").filter(pl.col("mi") >= pl.col("reach_mi"))
-                    .group_by("person_id").agg(pl.col("mi").min()))
-        out = (named.select("person_id", "person_key").join(earliest, on="person_id", how="left")
-               .select("person_id", "person_key",
-                       listed_from=pl.min_horizontal(pl.col("mi").fill_null(first), pl.lit(first)).cast(pl.Int32)))
-        return out
+        earliest = listed.group_by("person_id").agg(pl.col("mi").min())
+        return (named.select("person_id", "person_key").join(earliest, on="person_id", how="left")
+                .select("person_id", "person_key",
+                        listed_from=pl.min_horizontal(pl.col("mi").fill_null(first), pl.lit(first)).cast(pl.Int32)))
 
     def _keep_before(self, batch_id: str, ids: list[str], named: pl.DataFrame, kept_before: int,
                      rules: Rules) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:

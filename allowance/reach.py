@@ -15,8 +15,8 @@ covered. The first published run after a release so pays every month the decisio
 runs reach back only by the months it stood: someone released still without a card is paid, when
 it comes, the window plus those months (the clock stopped, it did not turn back).
 
-Used by the draft (batch.released_reach: which people, from which month) and by the review
-(a decision on a draft covers what it lists for the person, reach months too).
+Used by the draft (batch.released_reach: which people, from which month). A review decision on a
+draft covers what it lists for the person, reach months too (Ledger._listed_from).
 """
 
 from __future__ import annotations

@@ -277,3 +277,55 @@ def test_a_rejection_from_a_month_says_the_cancelled_recoveries_it_keeps(tmp_pat
         done = led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-09"), sc.rules)
     assert done["kept_before"] == {"people": 1, "payments": {"lines": 0, "amount_fen": 0},
                                    "recoveries": {"lines": 0, "amount_fen": 0}, "recoveries_cancelled_fen": 30000}
+
+
+def _back_with_an_older_recovery(tmp_path: Path) -> tuple[Any, dict[str, Any], list[dict[str, Any]], str]:
+    """cal, missing from one night's extract in November, has August to December recovered; back
+    in December's (a window from September), the draft cancels that recovery, August's older than
+    the window."""
+    from allowance.runs import Breakers
+    from allowance.testing import Scenario, person
+
+    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
+    ann, cal = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
+    rows = [ann, cal, *(person("1950-06-01", seq=s) for s in range(4, 9))]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-02"))
+    sc.publish(sc.quarterly("2025Q4", rows, "2025-10-02"))
+    sc.publish(sc.supplement([r for r in rows if r is not cal], "2025-11-05", breakers=open_))
+    back = sc.supplement(rows, "2025-12-05", breakers=open_).batch_id
+    return sc, cal, rows, back
+
+
+def test_a_decision_covers_an_older_month_the_draft_cancels_a_recovery_of(tmp_path: Path) -> None:
+    """Audit 28E: the draft cancelled August's recovery (older than the window), but `--from`
+    August was refused as outside the window, so the district could not say "not entitled since
+    August" and August's recovery was written off; and a hold said it covered September on while
+    it froze August too, which the next night then reported expired."""
+    from allowance.ledger import Ledger
+    from allowance.runs import Breakers
+
+    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+    sc, cal, rows, back = _back_with_an_older_recovery(tmp_path / "reject")
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert sorted(led.df("select from_mi from batch_cancels where batch_id = ?", [back])["from_mi"]) == [
+            M("2025-08"), M("2025-09"), M("2025-10"), M("2025-11"), M("2025-12")]
+    with Ledger.use(sc.ledger) as led:
+        led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-08"), sc.rules)
+    redraft = sc.supplement(rows, "2025-12-05", breakers=open_).batch_id
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert {b: led.df("select * from batch_cancels where batch_id = ?", [b]).height for b in (back, redraft)} == {
+            back: 0, redraft: 0}
+    sc.publish(back)
+    with Ledger.use(sc.ledger, read_only=True) as led:  # not entitled since August: all of it owed back
+        owed = led.owed_recoveries()
+        assert sorted(m for a, b in owed.select("from_mi", "to_mi").rows() for m in range(a, b + 1)) == [
+            M(f"2025-{m:02d}") for m in range(8, 13)]
+
+    sc, cal, rows, back = _back_with_an_older_recovery(tmp_path / "hold")
+    with Ledger.use(sc.ledger) as led:
+        led.review(back, cal["person_id"], "HOLD", "核实", "区民政 王")
+        assert led.decisions(back)["from_month"].to_list() == [M("2025-08")]
+    sc.publish(back)
+    night = sc.supplement(rows, "2026-01-06", breakers=open_)
+    assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}  # August frozen, not lost
