@@ -56,7 +56,8 @@ from allowance import durable, idcard, log
 from allowance.bytescan import hash_columns
 from allowance.constants import CHANNELS, PARQUET_ROW_GROUP_ROWS
 from allowance.errors import AllowanceError, LedgerBusy, LedgerError, UserError, first_line, os_reason
-from allowance.months import fmt, month_date_expr, today_shanghai
+from allowance.months import fmt, month_date_expr, month_index, today_shanghai
+from allowance.reach import reach_by_key
 from allowance.rejection import months_before
 from allowance.returns import (
     SETTLED,
@@ -1566,6 +1567,7 @@ class Ledger:
         with self._registered(_review_ids=named_all_keys):
             listed = self._listed_from(batch_id, b0, named_all_keys)
         since = dict(listed.select("person_id", "listed_from").iter_rows())
+        lowest = dict(listed.select("person_id", "earliest").iter_rows())
         if from_month is not None:
             if action != "REJECT":
                 raise LedgerError("--from is for a rejection: a hold freezes the draft's window whole, and a "
@@ -1575,7 +1577,7 @@ class Ledger:
             # theirs stands from (the same decision run again is taken, below).
             rejected_from = {q: int(f) for q, f in self.blocked().filter(pl.col("action") == "REJECT").select(
                 "person_id", "from_mi").iter_rows() if q in since and f is not None}
-            earliest = {p: min(since[p], rejected_from.get(p, since[p])) for p in ids}
+            earliest = {p: min(lowest[p], rejected_from.get(p, lowest[p])) for p in ids}
             # (someone held is refused below, saying so: audit 28E had them told of months)
             held_now = set(self.blocked().filter(pl.col("action") == "HOLD")["person_id"].to_list())
             outside = [p for p in ids if p not in held_now
@@ -1778,14 +1780,26 @@ class Ledger:
                 "people": named_all, "already": already}
 
     def _listed_from(self, batch_id: str, b: dict[str, Any], named: pl.DataFrame) -> pl.DataFrame:
-        """With `_review_ids` registered: person_id, person_key and listed_from, the first month
-        the draft lists for each named person (a line, a no-card entry, a cancelled recovery):
-        its window's first month, or an earlier one (a released decision's stopped clock reaching
-        back for them, allowance/reach.py; a recovery of months older than the window that the
-        draft cancels, cancel_owed_before_window). A decision covers from there: what the draft
-        does for them (audit 28E: `--from` August was refused where the draft cancelled August's
-        recovery, and a hold froze it while saying it covered September on)."""
+        """With `_review_ids` registered: person_id, person_key, listed_from and earliest, for each
+        named person, from what the draft lists for them (a line, a no-card entry, a cancelled
+        recovery).
+
+        listed_from, where a plain decision covers from: its window's first month, or an earlier
+        one a released decision's stopped clock reaches back for (allowance/reach.py, as the draft
+        reckoned it: a release since would have made the draft stale), the person's due months.
+        Not a cancelled recovery of a month older than those (cancel_owed_before_window): a
+        decision is a run of months from its first, and covering from such a month covered the
+        months between, which the draft never listed (audit 28F: paid ones listed as overpaid,
+        expired ones no longer reported).
+
+        earliest, the lowest `--from`: the first month of anything the draft lists, those older
+        cancellations too (audit 28E: "not entitled since August" was refused where the draft
+        cancelled August's recovery)."""
         first = b["first_month"] or 0
+        held = keyed(self.blocked().filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
+        released = keyed(self.released(), "decisions", strict=False).join(
+            named.select(_k="person_key"), on="_k", how="semi")
+        reach = reach_by_key(released, held, first, month_index(b["as_of"]), None)
         month = "(year(period_from) * 12 + month(period_from) - 1)"
         listed = self.df(
             f"select person_id, {month} as mi from batch_lines where batch_id = $b "
@@ -1794,10 +1808,15 @@ class Ledger:
             "and person_id in (select person_id from _review_ids) union all "
             "select r.person_id, c.from_mi from batch_cancels c join _review_ids r using (person_key) "
             "where c.batch_id = $b", {"b": batch_id})
-        earliest = listed.group_by("person_id").agg(pl.col("mi").min())
+        due_from = pl.col("reach_mi").fill_null(first)
+        earliest = (listed.join(named.select("person_id", _k="person_key"), on="person_id")
+                    .join(reach, on="_k", how="left")
+                    .group_by("person_id").agg(pl.col("mi").filter(pl.col("mi") >= due_from).min().alias("due"),
+                                               pl.col("mi").min().alias("any")))
         return (named.select("person_id", "person_key").join(earliest, on="person_id", how="left")
                 .select("person_id", "person_key",
-                        listed_from=pl.min_horizontal(pl.col("mi").fill_null(first), pl.lit(first)).cast(pl.Int32)))
+                        listed_from=pl.min_horizontal(pl.col("due").fill_null(first), pl.lit(first)).cast(pl.Int32),
+                        earliest=pl.min_horizontal(pl.col("any").fill_null(first), pl.lit(first)).cast(pl.Int32)))
 
     def _keep_before(self, batch_id: str, ids: list[str], named: pl.DataFrame, kept_before: int,
                      rules: Rules) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:

@@ -297,11 +297,13 @@ def _back_with_an_older_recovery(tmp_path: Path) -> tuple[Any, dict[str, Any], l
     return sc, cal, rows, back
 
 
-def test_a_decision_covers_an_older_month_the_draft_cancels_a_recovery_of(tmp_path: Path) -> None:
+def test_from_may_name_an_older_month_the_draft_cancels_a_recovery_of(tmp_path: Path) -> None:
     """Audit 28E: the draft cancelled August's recovery (older than the window), but `--from`
     August was refused as outside the window, so the district could not say "not entitled since
-    August" and August's recovery was written off; and a hold said it covered September on while
-    it froze August too, which the next night then reported expired."""
+    August" and August's recovery was written off. A plain decision still covers from the
+    window's first month (audit 28F: covering from August covered months between that the draft
+    never listed): the hold records September, and August's recovery stays owed while it stands
+    (cancelled on its release)."""
     from allowance.ledger import Ledger
     from allowance.runs import Breakers
 
@@ -325,7 +327,45 @@ def test_a_decision_covers_an_older_month_the_draft_cancels_a_recovery_of(tmp_pa
     sc, cal, rows, back = _back_with_an_older_recovery(tmp_path / "hold")
     with Ledger.use(sc.ledger) as led:
         led.review(back, cal["person_id"], "HOLD", "核实", "区民政 王")
-        assert led.decisions(back)["from_month"].to_list() == [M("2025-08")]
+        assert led.decisions(back)["from_month"].to_list() == [M("2025-09")]
     sc.publish(back)
-    night = sc.supplement(rows, "2026-01-06", breakers=open_)
-    assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}  # August frozen, not lost
+    held = sc.supplement(rows, "2026-01-06", breakers=open_)
+    assert held.summary["expired"]["months"] == 1  # August, frozen: reported while the hold stands
+    with Ledger.use(sc.ledger) as led:
+        led.review(held.batch_id, cal["person_id"], "RELEASE", "已核实", "区民政 王")
+    night = sc.supplement(rows, "2026-01-07", breakers=open_)
+    assert night.summary["recoveries_cancelled"]["fen"] == 5 * 15000  # August too: nothing lost
+    assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
+def test_a_plain_rejection_covers_the_persons_due_months_not_an_older_cancelled_one(tmp_path: Path) -> None:
+    """Audit 28F: cal's July recovery (a wrong move-in date, since corrected) is cancelled by a
+    December draft whose window starts in September; August and September were paid. A plain
+    rejection covered from July, the first month the draft listed: July's recovery stayed owed and
+    every night listed August as overpaid before the window, months the draft never listed. It
+    covers from September, the window's first month: July stays cancelled, nothing is listed."""
+    from allowance.ledger import Ledger
+    from allowance.runs import Breakers
+    from allowance.testing import Scenario, person
+
+    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
+    ann, cal = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
+    others = [person("1950-06-01", seq=s) for s in range(4, 9)]
+    rows = [ann, cal, *others]
+    sc.publish(sc.quarterly("2025Q3", rows, "2025-07-02"))
+    moved = [ann, {**cal, "hukou_since": dt.date(2025, 8, 10)}, *others]
+    sc.publish(sc.supplement(moved, "2025-08-15", breakers=open_))  # July recovered
+    sc.publish(sc.quarterly("2025Q4", moved, "2025-10-02", breakers=open_))
+    back = sc.supplement(rows, "2025-12-05", breakers=open_).batch_id
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.df("select from_mi from batch_cancels where batch_id = ?", [back])["from_mi"].to_list() == [
+            M("2025-07")]
+    with Ledger.use(sc.ledger) as led:
+        led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王")
+        assert led.decisions(back)["from_month"].to_list() == [M("2025-09")]
+    sc.publish(back)
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.owed_recoveries().height == 0
+    night = sc.supplement(rows, "2025-12-06", breakers=open_)
+    assert night.summary["overpaid_before_window"]["fen"] == 0
