@@ -11,6 +11,7 @@ published after its release (this run's, while none has been); each counted once
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,28 @@ import pytest
 from allowance import idcard
 from allowance import rules as rules_mod
 from allowance.batch import Window, released_reach
+from allowance.errors import LedgerError
+from allowance.ledger import Ledger
 from allowance.months import month_index, parse_month
+from allowance.runs import Breakers
+from allowance.testing import Scenario, person
 
 RULES = rules_mod.load(Path(__file__).resolve().parents[2] / "rules")
 ANN = idcard.make_id("310115", dt.date(1950, 5, 5), 11)
 BOB = idcard.make_id("310115", dt.date(1951, 6, 6), 21)
 M = parse_month
+OPEN = Breakers(max_stop_share=1.0, max_shrink_share=1.0)  # a few people: any stop is "more than 2 %"
+
+
+def _three_month_rules(tmp_path: Path) -> Path:
+    """The shipped rules tables with a three-month retroactive window (四 追溯期), so a story of a
+    few months crosses it."""
+    folder = tmp_path / "rules3"
+    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
+    for f in folder.glob("*.yaml"):
+        f.write_text(f.read_text(encoding="utf-8").replace("retro_months: {value: 24", "retro_months: {value: 3"),
+                     encoding="utf-8")
+    return folder
 
 
 def window(as_of: dt.date, retro: int = 24) -> Window:
@@ -116,20 +133,9 @@ def test_a_release_is_matched_to_its_own_event_whatever_the_second(tmp_path: Pat
     second (the ledger's clock is to the second). The second release was matched to the first
     one's event, so the publication before it counted as the first after it: hal's clock stood
     one month instead of two, and July expired (15 000 fen). Events now name their decisions."""
-    import shutil
-
-    from allowance.ledger import Ledger
-    from allowance.runs import Breakers
-    from allowance.testing import Scenario, person
 
     monkeypatch.setattr("allowance.ledger._now", lambda: dt.datetime(2026, 11, 30, 12, 0, 0))
-    folder = tmp_path / "rules"
-    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
-    for f in folder.glob("*.yaml"):
-        f.write_text(f.read_text(encoding="utf-8").replace("retro_months: {value: 24", "retro_months: {value: 3"),
-                     encoding="utf-8")
-    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
-    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=folder)
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
     ann, gus, hal = person("1950-05-05", seq=1), person("1950-06-06", seq=2), person("1951-03-03", seq=3)
     others = [person("1950-06-01", seq=s) for s in range(4, 9)]
     sc.publish(sc.quarterly("2025Q3", [ann, *others], "2025-07-02"))
@@ -138,46 +144,37 @@ def test_a_release_is_matched_to_its_own_event_whatever_the_second(tmp_path: Pat
     with Ledger.use(sc.ledger) as led:
         led.review(q4, [gus["person_id"], hal["person_id"]], "HOLD", "核实", "区民政 王")
     sc.publish(q4)
-    held = sc.supplement(rows, "2025-11-05", breakers=open_).batch_id
+    held = sc.supplement(rows, "2025-11-05", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger) as led:
         led.review(held, gus["person_id"], "RELEASE", "已核实", "区民政 王")
-    sc.publish(sc.supplement(rows, "2025-11-06", breakers=open_))
+    sc.publish(sc.supplement(rows, "2025-11-06", breakers=OPEN))
     with Ledger.use(sc.ledger) as led:
         led.review(held, hal["person_id"], "RELEASE", "已核实", "区民政 王")
-    night = sc.supplement(rows, "2025-12-05", breakers=open_)
+    night = sc.supplement(rows, "2025-12-05", breakers=OPEN)
     lines = sc.lines(night.batch_id).filter(pl.col("person_id") == hal["person_id"])
     assert lines.select("period_from", "months", "amount_fen").rows() == [(dt.date(2025, 7, 1), 6, 90000)]
     assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
 
 
-def _released_story(tmp_path: Path) -> tuple[Any, dict[str, Any], str]:
+def _released_story(tmp_path: Path, late_card: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any], str]:
     """gus, back-paid from July on the Q4 draft (a three-month window), held on it, released in
-    November: the night after lists him from July, before its window (August)."""
-    import shutil
-
-    from allowance.ledger import Ledger
-    from allowance.runs import Breakers
-    from allowance.testing import Scenario, person
-
-    folder = tmp_path / "rules"
-    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
-    for f in folder.glob("*.yaml"):
-        f.write_text(f.read_text(encoding="utf-8").replace("retro_months: {value: 24", "retro_months: {value: 3"),
-                     encoding="utf-8")
-    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
-    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=folder)
+    November: the night after lists him from July, before its window (August). `late_card`: a
+    person without a card until that night, which pays them from August."""
+    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
     ann, gus = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
     others = [person("1950-06-01", seq=s) for s in range(4, 9)]
-    sc.publish(sc.quarterly("2025Q3", [ann, *others], "2025-07-02"))
-    rows = [ann, gus, *others]
+    extra = [late_card] if late_card else []
+    sc.publish(sc.quarterly("2025Q3", [ann, *extra, *others], "2025-07-02"))
+    rows = [ann, gus, *extra, *others]
     q4 = sc.quarterly("2025Q4", rows, "2025-10-02").batch_id
     with Ledger.use(sc.ledger) as led:
         led.review(q4, gus["person_id"], "HOLD", "核实", "区民政 王")
     sc.publish(q4)
-    held = sc.supplement(rows, "2025-11-05", breakers=open_).batch_id
+    held = sc.supplement(rows, "2025-11-05", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger) as led:
         led.review(held, gus["person_id"], "RELEASE", "已核实", "区民政 王")
-    night = sc.supplement(rows, "2025-11-06", breakers=open_).batch_id
+    carded = [{**late_card, "channel": "senior_card", "card_no": "6217000000000555"}] if late_card else []
+    night = sc.supplement([ann, gus, *carded, *others], "2025-11-06", breakers=OPEN).batch_id
     assert sc.lines(night).filter(pl.col("person_id") == gus["person_id"]).select(
         "period_from", "months").rows() == [(dt.date(2025, 7, 1), 6)]
     return sc, gus, night
@@ -188,8 +185,6 @@ def test_a_rejection_may_name_a_month_the_draft_pays_before_its_window(tmp_path:
     re-entered said "already" and recorded nothing, the draft still paying July, and `--from` July
     was refused as not a month of the window. Now the plain one is refused saying `--from` would
     do, and `--from` July narrows the rejection: nothing of his is left to pay."""
-    from allowance.errors import LedgerError
-    from allowance.ledger import Ledger
 
     sc, gus, night = _released_story(tmp_path)
     with Ledger.use(sc.ledger) as led:
@@ -210,43 +205,14 @@ def test_a_rejection_may_name_a_month_the_draft_pays_before_its_window(tmp_path:
     assert again["already"] == [gus["person_id"]]
 
 
-def _three_month_rules(tmp_path: Path) -> Path:
-    import shutil
-
-    folder = tmp_path / "rules3"
-    shutil.copytree(rules_mod.DEFAULT_RULES_DIR, folder)
-    for f in folder.glob("*.yaml"):
-        f.write_text(f.read_text(encoding="utf-8").replace("retro_months: {value: 24", "retro_months: {value: 3"),
-                     encoding="utf-8")
-    return folder
-
-
 def test_from_in_a_list_is_judged_for_each_person_named(tmp_path: Path) -> None:
     """Audit 28D: `--from` was checked against the earliest month of anyone named, so a list with
     gus (listed from July, his clock stopped) let eve (listed from August, the window's first
     month) be rejected from July, a month the draft never listed for her: refused alone, recorded
     in the list. Each person's own months are the bound now; the refusal names who."""
-    from allowance.errors import LedgerError
-    from allowance.ledger import Ledger
-    from allowance.runs import Breakers
-    from allowance.testing import Scenario, person
 
-    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
-    sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
-    ann, gus = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
     eve = person("1951-01-01", seq=3, channel=None)
-    others = [person("1950-06-01", seq=s) for s in range(4, 9)]
-    sc.publish(sc.quarterly("2025Q3", [ann, eve, *others], "2025-07-02"))
-    rows = [ann, gus, eve, *others]
-    q4 = sc.quarterly("2025Q4", rows, "2025-10-02").batch_id
-    with Ledger.use(sc.ledger) as led:
-        led.review(q4, gus["person_id"], "HOLD", "核实", "区民政 王")
-    sc.publish(q4)
-    held = sc.supplement(rows, "2025-11-05", breakers=open_).batch_id
-    with Ledger.use(sc.ledger) as led:
-        led.review(held, gus["person_id"], "RELEASE", "已核实", "区民政 王")
-    rows = [ann, gus, {**eve, "channel": "senior_card", "card_no": "6217000000000555"}, *others]
-    night = sc.supplement(rows, "2025-11-06", breakers=open_).batch_id
+    sc, gus, night = _released_story(tmp_path, late_card=eve)
     firsts = {r[0]: r[1] for r in sc.lines(night).select("person_id", "period_from").rows()}
     assert (firsts[gus["person_id"]], firsts[eve["person_id"]]) == (dt.date(2025, 7, 1), dt.date(2025, 8, 1))
     with Ledger.use(sc.ledger) as led, pytest.raises(
@@ -262,17 +228,13 @@ def test_a_rejection_from_a_month_says_the_cancelled_recoveries_it_keeps(tmp_pat
     """Audit 28D: rejected from September (the window's first month), cal's July and August
     recoveries stay cancelled in the draft (the months before September are his), but the
     command said "this draft has nothing of theirs before it"."""
-    from allowance.ledger import Ledger
-    from allowance.runs import Breakers
-    from allowance.testing import Scenario, person
 
-    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
     sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
     ann, cal = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
     others = [person("1950-06-01", seq=s) for s in range(4, 9)]
     sc.publish(sc.quarterly("2025Q3", [ann, cal, *others], "2025-07-02"))
-    sc.publish(sc.quarterly("2025Q4", [ann, *others], "2025-10-02", breakers=open_))  # cal's Q3 recovered
-    back = sc.supplement([ann, cal, *others], "2025-12-05", breakers=open_).batch_id
+    sc.publish(sc.quarterly("2025Q4", [ann, *others], "2025-10-02", breakers=OPEN))  # cal's Q3 recovered
+    back = sc.supplement([ann, cal, *others], "2025-12-05", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger) as led:
         done = led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-09"), sc.rules)
     assert done["kept_before"] == {"people": 1, "payments": {"lines": 0, "amount_fen": 0},
@@ -283,17 +245,14 @@ def _back_with_an_older_recovery(tmp_path: Path) -> tuple[Any, dict[str, Any], l
     """cal, missing from one night's extract in November, has August to December recovered; back
     in December's (a window from September), the draft cancels that recovery, August's older than
     the window."""
-    from allowance.runs import Breakers
-    from allowance.testing import Scenario, person
 
-    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
     sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
     ann, cal = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
     rows = [ann, cal, *(person("1950-06-01", seq=s) for s in range(4, 9))]
     sc.publish(sc.quarterly("2025Q3", rows, "2025-07-02"))
     sc.publish(sc.quarterly("2025Q4", rows, "2025-10-02"))
-    sc.publish(sc.supplement([r for r in rows if r is not cal], "2025-11-05", breakers=open_))
-    back = sc.supplement(rows, "2025-12-05", breakers=open_).batch_id
+    sc.publish(sc.supplement([r for r in rows if r is not cal], "2025-11-05", breakers=OPEN))
+    back = sc.supplement(rows, "2025-12-05", breakers=OPEN).batch_id
     return sc, cal, rows, back
 
 
@@ -304,17 +263,14 @@ def test_from_may_name_an_older_month_the_draft_cancels_a_recovery_of(tmp_path: 
     window's first month (audit 28F: covering from August covered months between that the draft
     never listed): the hold records September, and August's recovery stays owed while it stands
     (cancelled on its release)."""
-    from allowance.ledger import Ledger
-    from allowance.runs import Breakers
 
-    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
     sc, cal, rows, back = _back_with_an_older_recovery(tmp_path / "reject")
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert sorted(led.df("select from_mi from batch_cancels where batch_id = ?", [back])["from_mi"]) == [
             M("2025-08"), M("2025-09"), M("2025-10"), M("2025-11"), M("2025-12")]
     with Ledger.use(sc.ledger) as led:
         led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-08"), sc.rules)
-    redraft = sc.supplement(rows, "2025-12-05", breakers=open_).batch_id
+    redraft = sc.supplement(rows, "2025-12-05", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert {b: led.df("select * from batch_cancels where batch_id = ?", [b]).height for b in (back, redraft)} == {
             back: 0, redraft: 0}
@@ -329,11 +285,11 @@ def test_from_may_name_an_older_month_the_draft_cancels_a_recovery_of(tmp_path: 
         led.review(back, cal["person_id"], "HOLD", "核实", "区民政 王")
         assert led.decisions(back)["from_month"].to_list() == [M("2025-09")]
     sc.publish(back)
-    held = sc.supplement(rows, "2026-01-06", breakers=open_)
+    held = sc.supplement(rows, "2026-01-06", breakers=OPEN)
     assert held.summary["expired"]["months"] == 1  # August, frozen: reported while the hold stands
     with Ledger.use(sc.ledger) as led:
         led.review(held.batch_id, cal["person_id"], "RELEASE", "已核实", "区民政 王")
-    night = sc.supplement(rows, "2026-01-07", breakers=open_)
+    night = sc.supplement(rows, "2026-01-07", breakers=OPEN)
     assert night.summary["recoveries_cancelled"]["fen"] == 5 * 15000  # August too: nothing lost
     assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
 
@@ -344,20 +300,16 @@ def test_a_plain_rejection_covers_the_persons_due_months_not_an_older_cancelled_
     rejection covered from July, the first month the draft listed: July's recovery stayed owed and
     every night listed August as overpaid before the window, months the draft never listed. It
     covers from September, the window's first month: July stays cancelled, nothing is listed."""
-    from allowance.ledger import Ledger
-    from allowance.runs import Breakers
-    from allowance.testing import Scenario, person
 
-    open_ = Breakers(max_stop_share=1.0, max_shrink_share=1.0)
     sc = Scenario(tmp_path / "s", opening_month="2025-07", rules_path=_three_month_rules(tmp_path))
     ann, cal = person("1950-05-05", seq=1), person("1950-06-06", seq=2)
     others = [person("1950-06-01", seq=s) for s in range(4, 9)]
     rows = [ann, cal, *others]
     sc.publish(sc.quarterly("2025Q3", rows, "2025-07-02"))
     moved = [ann, {**cal, "hukou_since": dt.date(2025, 8, 10)}, *others]
-    sc.publish(sc.supplement(moved, "2025-08-15", breakers=open_))  # July recovered
-    sc.publish(sc.quarterly("2025Q4", moved, "2025-10-02", breakers=open_))
-    back = sc.supplement(rows, "2025-12-05", breakers=open_).batch_id
+    sc.publish(sc.supplement(moved, "2025-08-15", breakers=OPEN))  # July recovered
+    sc.publish(sc.quarterly("2025Q4", moved, "2025-10-02", breakers=OPEN))
+    back = sc.supplement(rows, "2025-12-05", breakers=OPEN).batch_id
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert led.df("select from_mi from batch_cancels where batch_id = ?", [back])["from_mi"].to_list() == [
             M("2025-07")]
@@ -367,5 +319,5 @@ def test_a_plain_rejection_covers_the_persons_due_months_not_an_older_cancelled_
     sc.publish(back)
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert led.owed_recoveries().height == 0
-    night = sc.supplement(rows, "2025-12-06", breakers=open_)
+    night = sc.supplement(rows, "2025-12-06", breakers=OPEN)
     assert night.summary["overpaid_before_window"]["fen"] == 0
