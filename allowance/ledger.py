@@ -1717,7 +1717,10 @@ class Ledger:
                 # the next run (a line here would renumber the draft's line ids); staff are told.
                 to_recover = int(self.one(
                     "select count(distinct h.person_key) from holdings h join _review_from r using (person_key) "
-                    "where h.fen > 0 and h.to_mi >= coalesce(?, r.listed_from) and h.from_mi <= ?",
+                    # (from the person's due months: older ones are listed as overpaid, not recovered:
+                    # audit 28G)
+                    "where h.fen > 0 and h.to_mi >= greatest(coalesce(?, r.listed_from), r.listed_from) "
+                    "and h.from_mi <= ?",
                     [from_month, b["last_month"] or 0])[0]) if action == "REJECT" else 0  # type: ignore[index]
                 withdrawn: list[str] = []
                 kept: dict[str, Any] | None = None  # what a rejection from a month keeps of theirs
@@ -1735,12 +1738,12 @@ class Ledger:
                         parts, kept = self._keep_before(batch_id, ids, named, kept_before, rules)
                     else:
                         parts = {part: self.part(batch_id, part).filter(others) for part in ("lines", "pieces")}
-                        if action == "REJECT" and from_month is not None:
+                        if action == "REJECT":
                             # no line month before it, but cancelled recoveries of older months stay
-                            # (audit 28D: the command said nothing was kept)
+                            # (audit 28D: the command said nothing was kept; 28G: nor, a plain one)
                             still = self.df("select c.person_key, c.from_mi, c.to_mi, c.fen from batch_cancels c "
                                             "join _review_from r using (person_key) where c.batch_id = ? "
-                                            "and c.to_mi < ?", [batch_id, from_month])
+                                            "and c.to_mi < coalesce(?, r.listed_from)", [batch_id, from_month])
                             kept = {"people": still["person_key"].n_unique(),
                                     **{kind: {"lines": 0, "amount_fen": 0} for kind in ("payments", "recoveries")},
                                     "recoveries_cancelled_fen": int(

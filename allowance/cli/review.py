@@ -70,7 +70,8 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
         named = {"person": mask(people[0])} if len(people) == 1 else {"people": len(people)}
         emit_json({"batch_id": batch_id, "action": action, **named, "lines": b["lines"], "amount_fen": b["amount_fen"],
                    "recovered_next_run": b["recovered_next_run"], "approvals_withdrawn": b["approvals_withdrawn"],
-                   **({"kept_before_from": b["kept_before"]} if from_month is not None else {}),
+                   **({"kept_before_from": b["kept_before"]}
+                      if from_month is not None or b["kept_before"] is not None else {}),
                    "already": len(b["already"]), "stale": stale})
     elif len(b["already"]) == len(people):
         echo(f"{who} already {'held' if action == 'HOLD' else 'rejected'}: nothing recorded")
@@ -90,6 +91,8 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
                  "extract says then: a death, a move out, an ID gone)")
         if from_month is not None:
             echo(f"the months before {fmt(from_month)} stay theirs: {_kept(b['kept_before'])}")
+        elif b["kept_before"] is not None:  # a plain rejection: older months' recoveries stay cancelled
+            echo(f"the months before what this draft pays them stay theirs: {_kept(b['kept_before'])}")
         if stale:
             echo(STALE.format(batch_id=batch_id))
 

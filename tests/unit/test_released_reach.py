@@ -314,8 +314,11 @@ def test_a_plain_rejection_covers_the_persons_due_months_not_an_older_cancelled_
         assert led.df("select from_mi from batch_cancels where batch_id = ?", [back])["from_mi"].to_list() == [
             M("2025-07")]
     with Ledger.use(sc.ledger) as led:
-        led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王")
+        done = led.review(back, cal["person_id"], "REJECT", "不符合条件", "区民政 王")
         assert led.decisions(back)["from_month"].to_list() == [M("2025-09")]
+    # and says what stays cancelled (audit 28G: only a rejection --from a month said so)
+    assert done["kept_before"] == {"people": 1, "payments": {"lines": 0, "amount_fen": 0},
+                                   "recoveries": {"lines": 0, "amount_fen": 0}, "recoveries_cancelled_fen": 15000}
     sc.publish(back)
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert led.owed_recoveries().height == 0
