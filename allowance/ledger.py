@@ -352,6 +352,22 @@ def _drafted_with(b: dict[str, Any], rules: Rules | None, from_month: int) -> No
                           f"{given}: give the draft's --rules, or run the draft again; nothing recorded")
 
 
+def _kept_summary(cut: pl.DataFrame | None, still: pl.DataFrame, named: pl.DataFrame) -> dict[str, Any]:
+    """What a rejection leaves of the rejected people in its draft (review's `kept_before`), by
+    kind: `cut` the lines kept (line_type, amount_fen, person_id; None for none), `still` the
+    cancelled recoveries kept (person_key, from_mi, to_mi, fen a month), `named` their
+    person_id and person_key."""
+    lines = cut if cut is not None else pl.DataFrame(schema={"person_id": pl.String, "line_type": pl.String,
+                                                             "amount_fen": pl.Int64})
+    people = set(lines["person_id"]) | set(named.join(still.select("person_key"), on="person_key",
+                                                      how="semi")["person_id"])
+    return {"people": len(people),
+            **{kind: {"lines": int((lines["line_type"] == t).sum()),
+                      "amount_fen": int(lines.filter(pl.col("line_type") == t)["amount_fen"].sum())}
+               for kind, t in (("payments", "PAYMENT"), ("recoveries", "RECOVERY"))},
+            "recoveries_cancelled_fen": int((still["fen"] * (still["to_mi"] - still["from_mi"] + 1)).sum())}
+
+
 def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = None,
              by_line: dict[str, int] | None = None) -> dict[str, Any]:
     """A bank return's `recovered_but_never_delivered`: how many people, how much, and which
@@ -1564,8 +1580,9 @@ class Ledger:
         # (audit 28C: "not entitled since August" was refused on a draft paying August).
         named_all_keys = pl.DataFrame({"person_id": ids}, schema={"person_id": pl.String}).with_columns(
             person_key=idcard.order_key_expr("person_id"))
+        decisions_now = self.blocked()  # holds and rejections in force, asked once (the ledger is locked)
         with self._registered(_review_ids=named_all_keys):
-            listed = self._listed_from(batch_id, b0, named_all_keys)
+            listed, listing = self._listed_from(batch_id, b0, named_all_keys, decisions_now)
         since = dict(listed.select("person_id", "listed_from").iter_rows())
         lowest = dict(listed.select("person_id", "earliest").iter_rows())
         if from_month is not None:
@@ -1575,11 +1592,11 @@ class Ledger:
             # Each person's own earliest (audit 28D: one person's early month let a list reject
             # another from months the draft never listed for them), or the month a rejection of
             # theirs stands from (the same decision run again is taken, below).
-            rejected_from = {q: int(f) for q, f in self.blocked().filter(pl.col("action") == "REJECT").select(
+            rejected_from = {q: int(f) for q, f in decisions_now.filter(pl.col("action") == "REJECT").select(
                 "person_id", "from_mi").iter_rows() if q in since and f is not None}
             earliest = {p: min(lowest[p], rejected_from.get(p, lowest[p])) for p in ids}
             # (someone held is refused below, saying so: audit 28E had them told of months)
-            held_now = set(self.blocked().filter(pl.col("action") == "HOLD")["person_id"].to_list())
+            held_now = set(decisions_now.filter(pl.col("action") == "HOLD")["person_id"].to_list())
             outside = [p for p in ids if p not in held_now
                        and not earliest[p] <= from_month <= (b0["last_month"] or 0)]
             if b0["first_month"] is None or outside:
@@ -1601,7 +1618,7 @@ class Ledger:
             # (from the first month the draft lists for them: audit 28C, a plain rejection of someone
             # rejected from the window's first month, whose earlier months the draft still paid, was
             # "already")
-            standing = {p: f for p, f in self.blocked().filter(
+            standing = {p: f for p, f in decisions_now.filter(
                 (pl.col("action") == action) & pl.col("to_mi").is_null()).select("person_id", "from_mi").iter_rows()}
             taken = {p for p in ids if p in standing
                      and standing[p] <= (from_month if from_month is not None else since[p])}
@@ -1624,7 +1641,7 @@ class Ledger:
                                   f"and review the new batch; nothing recorded")
             if action == "RELEASE":
                 # A release lifts a hold or a rejection; one that lifts nothing is a mistake.
-                blocked = set(self.blocked()["person_id"].to_list())
+                blocked = set(decisions_now["person_id"].to_list())
                 if free := [p for p in ids if p not in blocked]:
                     raise LedgerError(f"{_who(free, named_all)} not held or rejected; nothing to release")
             # The named people, visible to SQL while they are looked up and taken out of the draft.
@@ -1633,15 +1650,7 @@ class Ledger:
             with self._registered(_review_ids=named):
                 # Every list each named person is in (a move between districts puts a line in one
                 # and a cancelled recovery in another); a decision records the first district.
-                lists = self.df(
-                    "select person_id, district_code from batch_lines where batch_id=? "
-                    "and person_id in (select person_id from _review_ids) union "
-                    "select person_id, district_code from batch_no_card where batch_id=? "
-                    "and person_id in (select person_id from _review_ids) union "
-                    "select r.person_id, c.district_code from batch_cancels c join _review_ids r using (person_key) "
-                    "where c.batch_id=?",
-                    [batch_id, batch_id, batch_id],
-                )
+                lists = listing.filter(pl.col("person_id").is_in(ids)).select("person_id", "district_code").unique()
                 found = dict(lists.group_by("person_id").agg(pl.col("district_code").min()).iter_rows())
                 missing = [p for p in ids if p not in found]
                 if action != "RELEASE":
@@ -1650,7 +1659,7 @@ class Ledger:
                     # from a month keeps the draft's months before it (lines found), and is not held
                     # either: a release would lift both, the rejection unseen (audit 27A).
                     decided = {p: (a, f) for p, a, f in
-                               self.blocked().select("person_id", "action", "from_mi").iter_rows()}
+                               decisions_now.select("person_id", "action", "from_mi").iter_rows()}
                     # A rejection from an earlier month than one standing narrows it (the rejection
                     # from a later month covers no month before it, so it is not taken above), even
                     # when the draft has nothing of theirs left: the next run recovers the months
@@ -1744,11 +1753,8 @@ class Ledger:
                             still = self.df("select c.person_key, c.from_mi, c.to_mi, c.fen from batch_cancels c "
                                             "join _review_from r using (person_key) where c.batch_id = ? "
                                             "and c.to_mi < coalesce(?, r.listed_from)", [batch_id, from_month])
-                            kept = {"people": still["person_key"].n_unique(),
-                                    **{kind: {"lines": 0, "amount_fen": 0} for kind in ("payments", "recoveries")},
-                                    "recoveries_cancelled_fen": int(
-                                        (still["fen"] * (still["to_mi"] - still["from_mi"] + 1)).sum())
-                                    } if still.height else None  # null for nothing, as for "already"
+                            # (null for nothing, as for "already")
+                            kept = _kept_summary(None, still, named) if still.height else None
                     parts["no_card"] = self.part(batch_id, "no_card").filter(others)
                     parts["quarantine"] = self.part(batch_id, "quarantine")
                     # Nothing of theirs is cancelled either where the decision covers it: held, every
@@ -1782,10 +1788,12 @@ class Ledger:
                 "approvals_withdrawn": sorted(withdrawn),
                 "people": named_all, "already": already}
 
-    def _listed_from(self, batch_id: str, b: dict[str, Any], named: pl.DataFrame) -> pl.DataFrame:
+    def _listed_from(self, batch_id: str, b: dict[str, Any], named: pl.DataFrame,
+                     decisions: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """With `_review_ids` registered: person_id, person_key, listed_from and earliest, for each
         named person, from what the draft lists for them (a line, a no-card entry, a cancelled
-        recovery).
+        recovery); and that listing (person_id, district_code, mi: a row each). `decisions`: the
+        holds and rejections in force (Ledger.blocked).
 
         listed_from, where a plain decision covers from: its window's first month, or an earlier
         one a released decision's stopped clock reaches back for (allowance/reach.py, as the draft
@@ -1799,18 +1807,18 @@ class Ledger:
         cancellations too (audit 28E: "not entitled since August" was refused where the draft
         cancelled August's recovery)."""
         first = b["first_month"] or 0
-        held = keyed(self.blocked().filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
+        held = keyed(decisions.filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
         released = keyed(self.released(), "decisions", strict=False).join(
             named.select(_k="person_key"), on="_k", how="semi")
         reach = reach_by_key(released, held, first, month_index(b["as_of"]), None)
         month = "(year(period_from) * 12 + month(period_from) - 1)"
         listed = self.df(
-            f"select person_id, {month} as mi from batch_lines where batch_id = $b "
+            f"select person_id, district_code, {month} as mi from batch_lines where batch_id = $b "
             "and person_id in (select person_id from _review_ids) union all "
-            f"select person_id, {month} from batch_no_card where batch_id = $b "
+            f"select person_id, district_code, {month} from batch_no_card where batch_id = $b "
             "and person_id in (select person_id from _review_ids) union all "
-            "select r.person_id, c.from_mi from batch_cancels c join _review_ids r using (person_key) "
-            "where c.batch_id = $b", {"b": batch_id})
+            "select r.person_id, c.district_code, c.from_mi from batch_cancels c "
+            "join _review_ids r using (person_key) where c.batch_id = $b", {"b": batch_id})
         due_from = pl.col("reach_mi").fill_null(first)
         earliest = (listed.join(named.select("person_id", _k="person_key"), on="person_id")
                     .join(reach, on="_k", how="left")
@@ -1819,7 +1827,8 @@ class Ledger:
         return (named.select("person_id", "person_key").join(earliest, on="person_id", how="left")
                 .select("person_id", "person_key",
                         listed_from=pl.min_horizontal(pl.col("due").fill_null(first), pl.lit(first)).cast(pl.Int32),
-                        earliest=pl.min_horizontal(pl.col("any").fill_null(first), pl.lit(first)).cast(pl.Int32)))
+                        earliest=pl.min_horizontal(pl.col("any").fill_null(first), pl.lit(first)).cast(pl.Int32)),
+                listed)
 
     def _keep_before(self, batch_id: str, ids: list[str], named: pl.DataFrame, kept_before: int,
                      rules: Rules) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
@@ -1845,13 +1854,7 @@ class Ledger:
         # what stays of theirs, by kind (audit 27C: a payment and a recovery netted, and
         # cancellations kept not said)
         still = cancelled.filter(pl.col("from_mi") < kept_before)
-        kept = {"people": len(set(cut["person_id"]) | set(named.join(
-                    still.select("person_key"), on="person_key", how="semi")["person_id"])),
-                **{kind: {"lines": int((cut["line_type"] == t).sum()),
-                          "amount_fen": int(cut.filter(pl.col("line_type") == t)["amount_fen"].sum())}
-                   for kind, t in (("payments", "PAYMENT"), ("recoveries", "RECOVERY"))},
-                "recoveries_cancelled_fen": int((still["fen"] * (still["to_mi"] - still["from_mi"] + 1))
-                                                .sum())}
+        kept = _kept_summary(cut, still, named)
         # In place, in file order: the kept lines are the same rows with new totals
         # (a concat and sort of a 15.35M quarter's lines and pieces took 2 GB more).
         lines = parts.pop("lines").filter(others | pl.col("line_id").is_in(cut["line_id"].implode()))
