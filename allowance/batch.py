@@ -37,7 +37,7 @@ from allowance.months import (
     month_start,
     quarter_label,
 )
-from allowance.reach import reach_by_key
+from allowance.reach import reach_by_key, reach_ranges
 from allowance.reasons import amount_changed, line_reason
 from allowance.registry import Validated
 from allowance.rules import Rules
@@ -505,14 +505,15 @@ def decided_not_in_extract(absent: pl.DataFrame, blocked: pl.DataFrame, holdings
     return theirs.join(held, on="_k").select(empty.columns).cast(empty.schema).sort("_k")  # type: ignore[arg-type]
 
 
-REACH_SCHEMA = {"pkey": pl.UInt32, "_k": pl.Int64, "reach_mi": pl.Int32}
+REACH_SCHEMA = {"pkey": pl.UInt32, "_k": pl.Int64, "from_mi": pl.Int32, "to_mi": pl.Int32}
 
 
 def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window, as_of: dt.date, rules: Rules,
-                   clean: pl.DataFrame) -> pl.DataFrame:
+                   clean: pl.DataFrame, collected: pl.DataFrame | None = None) -> pl.DataFrame:
     """People whose due months reach further back than the run's window (REACH_SCHEMA: their
-    clean row, ID key and first due month), for the months a released review decision kept
-    them waiting (allowance/reach.py: the clock it stopped). Not for anyone under a hold now
+    clean row, ID key and runs of those months), for the months a released review decision kept
+    them waiting (allowance/reach.py: the clock it stopped), and the months of a recovery collected
+    while it stood (`collected`: Ledger.collected_while_decided). Not for anyone under a hold now
     (their months are frozen), nor for people absent from the extract (owed nothing); someone
     under a rejection keeps it for the months the rejection does not cover. A handful of rows,
     if any."""
@@ -523,8 +524,10 @@ def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window
         return pl.DataFrame(schema=REACH_SCHEMA)
     held = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
     # (by ID key; only the few reached are matched to the extract's rows)
-    reached = reach_by_key(keyed(released, "decisions", strict=False), held, window.first, month_index(as_of),
-                           covered)
+    reached = reach_ranges(
+        reach_by_key(keyed(released, "decisions", strict=False), held, window.first, month_index(as_of), covered),
+        pl.DataFrame(schema={"_k": pl.Int64, "month_idx": pl.Int32}) if collected is None
+        else collected.filter(~pl.col("_k").is_in(held.implode())), window.first, covered)
     if reached.height == 0:
         return pl.DataFrame(schema=REACH_SCHEMA)
     return (clean.select("pkey", "_k").join(reached, on="_k")
@@ -534,29 +537,38 @@ def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window
 def reached_pieces(clean: pl.DataFrame, reach: pl.DataFrame, rules: Rules, window: Window,
                    held: pl.LazyFrame, blocked: pl.DataFrame) -> pl.DataFrame:
     """The differences of `reach`'s people (released_reach) in their months before the window,
-    as diff_pieces gives them: entitlement minus ledger from each one's own first month."""
-    w = dataclasses.replace(window, first=int(reach["reach_mi"].min()), last=window.first - 1)
-    own = reach.lazy().select("pkey", "reach_mi")
+    as diff_pieces gives them: entitlement minus ledger in each one's own runs of months."""
+    w = dataclasses.replace(window, first=int(reach["from_mi"].min()), last=window.first - 1)
+    own = reach.lazy().select("pkey", _from="from_mi", _to="to_mi")
 
-    def theirs(runs: pl.LazyFrame) -> pl.LazyFrame:
-        return (runs.join(own, on="pkey").with_columns(from_mi=pl.max_horizontal("from_mi", "reach_mi"))
-                .filter(pl.col("from_mi") <= pl.col("to_mi")).drop("reach_mi"))
+    def theirs(runs: pl.LazyFrame) -> pl.LazyFrame:  # each run cut to each of the person's runs
+        return (runs.join(own, on="pkey").with_columns(from_mi=pl.max_horizontal("from_mi", "_from"),
+                                                       to_mi=pl.min_horizontal("to_mi", "_to"))
+                .filter(pl.col("from_mi") <= pl.col("to_mi")).drop("_from", "_to"))
 
-    people = clean.join(reach.select("pkey"), on="pkey", how="semi")
+    people = clean.join(reach.select("pkey").unique(), on="pkey", how="semi")
     ent = theirs(entitlement_segments(people.lazy(), rules, w.first, w.last)).collect()
     mine = theirs(clip(held.select("pkey", "from_mi", "to_mi", "fen"), w.first, w.last))
-    return diff_pieces(ent, rules, w, mine, blocked, reach.select("pkey", "_k"))  # a rejection's months out
+    return diff_pieces(ent, rules, w, mine, blocked, reach.select("pkey", "_k").unique())  # a rejection's months out
 
 
 def before_reach(runs: pl.LazyFrame, reach: pl.DataFrame | None) -> pl.LazyFrame:
     """`runs` (pkey, from_mi, to_mi, …) without the months released_reach brought into the due
-    months of its people: those are paid or recovered by lines, not expired or listed."""
+    months of its people: those are paid or recovered by lines, not expired or listed. Only the
+    reached people's runs are cut, month by month (a handful of people)."""
     if reach is None or reach.height == 0:
         return runs
-    return (runs.join(reach.lazy().select("pkey", "reach_mi"), on="pkey", how="left")
-            .with_columns(to_mi=pl.when(pl.col("reach_mi").is_null()).then("to_mi")
-                          .otherwise(pl.min_horizontal("to_mi", pl.col("reach_mi") - 1)).cast(pl.Int32))
-            .filter(pl.col("from_mi") <= pl.col("to_mi")).drop("reach_mi"))
+    who = reach.lazy().select("pkey").unique()
+    theirs = (explode_months(runs.join(who, on="pkey", how="semi").with_row_index("_run"))
+              .join(explode_months(reach.lazy().select("pkey", "from_mi", "to_mi")).select("pkey", "month_idx"),
+                    on=["pkey", "month_idx"], how="anti"))
+    # what is left of each run, as runs of consecutive months with the run's other columns
+    rest = (theirs.with_columns(_part=pl.col("month_idx") - pl.col("month_idx").cum_count().over("_run"))
+            .group_by("_run", "_part").agg(pl.all().exclude("month_idx", "from_mi", "to_mi").first(),
+                                           from_mi=pl.col("month_idx").min(), to_mi=pl.col("month_idx").max()))
+    columns = runs.collect_schema()
+    return pl.concat([runs.join(who, on="pkey", how="anti"),
+                      rest.sort("_run", "from_mi").select(list(columns)).cast(dict(columns))])
 
 
 @dataclass
@@ -696,7 +708,8 @@ def build_draft(
     lap("read_holdings")
 
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
-    reach = released_reach(ledger.released(), blocked, window, as_of, rules, clean)  # released: their clock
+    released = ledger.released()  # released decisions: the clock they stopped, the recoveries they froze
+    reach = released_reach(released, blocked, window, as_of, rules, clean, ledger.collected_while_decided(released))
     held_absent = decided_not_in_extract(absent, blocked, holdings)
     rejected_absent = decided_not_in_extract(absent, blocked, holdings, "REJECT")
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,

@@ -990,11 +990,12 @@ class Ledger:
         decided_as_of (the as-of of the draft it was placed on) and paid_as_of (the as-of of the
         first batch published after its release: drafted after it, since a release makes every
         draft before it stale, so its base is at least the release's event; null when none has
-        been). A few rows: people a district decided on."""
+        been); and for collected_while_decided, action (HOLD, REJECT), decided_at and paid_at (when
+        that batch was published). A few rows: people a district decided on."""
         return self.df(
             """
             with d as (  -- each hold or rejection with the first release after it (if any)
-                select person_id, from_month, batch_id, action, released_by from (
+                select person_id, from_month, batch_id, action, decided_at, released_by from (
                     select *, min(case when action = 'RELEASE' then decision_id end) over (
                         partition by person_id order by decision_id
                         rows between 1 following and unbounded following) as released_by
@@ -1015,16 +1016,49 @@ class Ledger:
                 where r.action = 'RELEASE'),
             -- published batches in the order published: each made every other draft stale (one
             -- publishing nothing does not, so two may share a base: the first published counts)
-            pub as (select base_seq, as_of from (
-                        select base_seq, as_of, row_number() over (
+            pub as (select base_seq, as_of, published_at from (
+                        select base_seq, as_of, published_at, row_number() over (
                             partition by base_seq order by published_at, batch_id) as n
                         from batches where status = 'published')
                     where n = 1)
-            select d.person_id, d.from_month as from_mi, b.as_of as decided_as_of, pub.as_of as paid_as_of
+            select d.person_id, d.from_month as from_mi, b.as_of as decided_as_of, pub.as_of as paid_as_of,
+                   d.action, d.decided_at, pub.published_at as paid_at
             from d join r on r.decision_id = d.released_by join batches b on b.batch_id = d.batch_id
             asof left join pub on r.seq <= pub.base_seq
             """
         ).cast({"from_mi": pl.Int32, "decided_as_of": pl.Date, "paid_as_of": pl.Date})
+
+    def collected_while_decided(self, released: pl.DataFrame) -> pl.DataFrame:
+        """_k, month_idx: each month of a recovery confirmed recovered while a hold or rejection
+        of the person stood (from the decision to the publication of the first batch after its
+        release: `released`, Ledger.released()), that the decision covered (a hold, every month of
+        theirs; a rejection, from its month) and that the ledger holds nothing for now (recovered,
+        not paid again since). allowance/reach.py: such a month is paid back on the release where
+        the person is entitled to it, whatever its age. A few rows, if any."""
+        none = pl.DataFrame(schema={"_k": pl.Int64, "month_idx": pl.Int32})
+        if released.height == 0:
+            return none
+        # Inclusive at both ends, to the second the ledger keeps: a recovery marked in the second
+        # its hold was placed is taken as marked under it (nothing is paid unless the person is
+        # entitled to the month and the ledger holds nothing for it).
+        with self._registered(_released=released.select("person_id", "action", "from_mi", "decided_at",
+                                                         "paid_at")):
+            return self.df(
+                """
+                with d as (select person_key_of(person_id) as person_key, action, from_mi, decided_at, paid_at
+                           from _released),
+                m as (select distinct m.person_key, unnest(generate_series(m.from_mi, m.to_mi)) as month_idx,
+                             d.action, d.from_mi as decided_from
+                      from recovery_months m join recoveries r using (line_id) join d using (person_key)
+                      where r.state = 'recovered' and r.changed_at >= d.decided_at
+                            and (d.paid_at is null or r.changed_at <= d.paid_at)),
+                c as (select distinct person_key, month_idx from m
+                      where action = 'HOLD' or month_idx >= decided_from)
+                select c.person_key as _k, c.month_idx from c
+                where (select coalesce(sum(h.fen), 0) from holdings h where h.person_key = c.person_key
+                       and c.month_idx between h.from_mi and h.to_mi) <= 0
+                order by 1, 2
+                """).cast(none.schema)  # type: ignore[arg-type]
 
     def refunds_reported(self) -> pl.DataFrame:
         """Every bank-return import that found months a confirmed recovery had got back of a
@@ -1585,6 +1619,7 @@ class Ledger:
             listed, listing = self._listed_from(batch_id, b0, named_all_keys, decisions_now)
         since = dict(listed.select("person_id", "listed_from").iter_rows())
         lowest = dict(listed.select("person_id", "earliest").iter_rows())
+        lines_from = dict(listed.select("person_id", "lines_from").iter_rows())
         if from_month is not None:
             if action != "REJECT":
                 raise LedgerError("--from is for a rejection: a hold freezes the draft's window whole, and a "
@@ -1627,6 +1662,15 @@ class Ledger:
             if not ids:
                 return {**self.batch(batch_id), "recovered_next_run": 0, "kept_before": None, "approvals_withdrawn": [],
                         "people": named_all, "already": already}
+        if action == "REJECT" and from_month is None and (
+                back := [p for p in ids if lines_from[p] < since[p]]):
+            # A month paid back before the person's due months (a recovery collected while an
+            # earlier decision stood: allowance/reach.py) is not one a plain rejection covers, and
+            # the redraft under it pays the month: taken out here, the two would differ. --from
+            # keeps it, as it keeps every month before it.
+            raise LedgerError(f"batch {batch_id} pays {_who(back, named_all, verb=False)} back months before the "
+                              f"window (a recovery collected while an earlier decision stood); reject --from "
+                              f"{fmt(since[back[0]])} with --rules to keep them theirs, or hold; nothing recorded")
         self.run("begin")
         try:
             # a release (or a decision) is recorded against a draft: say which (audit 25B: staff releasing
@@ -1707,7 +1751,8 @@ class Ledger:
                 listed = listed.filter(pl.col("person_id").is_in(ids))
                 self.con.register("_review_from", listed.to_arrow())
                 kept_before = None
-                if action == "REJECT" and from_month is not None and any(since[p] < from_month for p in ids):
+                if action == "REJECT" and from_month is not None and any(
+                        min(since[p], lines_from[p]) < from_month for p in ids):
                     kept_before = from_month  # their months before it stay in the draft
                     _drafted_with(b, rules, from_month)
                 did = int(self.one("select coalesce(max(decision_id), 0) + 1 from decisions")[0])  # type: ignore[index]
@@ -1813,21 +1858,25 @@ class Ledger:
         reach = reach_by_key(released, held, first, month_index(b["as_of"]), None)
         month = "(year(period_from) * 12 + month(period_from) - 1)"
         listed = self.df(
-            f"select person_id, district_code, {month} as mi from batch_lines where batch_id = $b "
+            f"select person_id, district_code, {month} as mi, true as line from batch_lines where batch_id = $b "
             "and person_id in (select person_id from _review_ids) union all "
-            f"select person_id, district_code, {month} from batch_no_card where batch_id = $b "
+            f"select person_id, district_code, {month}, true from batch_no_card where batch_id = $b "
             "and person_id in (select person_id from _review_ids) union all "
-            "select r.person_id, c.district_code, c.from_mi from batch_cancels c "
+            "select r.person_id, c.district_code, c.from_mi, false from batch_cancels c "
             "join _review_ids r using (person_key) where c.batch_id = $b", {"b": batch_id})
         due_from = pl.col("reach_mi").fill_null(first)
         earliest = (listed.join(named.select("person_id", _k="person_key"), on="person_id")
                     .join(reach, on="_k", how="left")
                     .group_by("person_id").agg(pl.col("mi").filter(pl.col("mi") >= due_from).min().alias("due"),
-                                               pl.col("mi").min().alias("any")))
+                                               pl.col("mi").min().alias("any"),
+                                               pl.col("mi").filter("line").min().alias("line")))
         return (named.select("person_id", "person_key").join(earliest, on="person_id", how="left")
                 .select("person_id", "person_key",
                         listed_from=pl.min_horizontal(pl.col("due").fill_null(first), pl.lit(first)).cast(pl.Int32),
-                        earliest=pl.min_horizontal(pl.col("any").fill_null(first), pl.lit(first)).cast(pl.Int32)),
+                        earliest=pl.min_horizontal(pl.col("any").fill_null(first), pl.lit(first)).cast(pl.Int32),
+                        # a line's first month before listed_from: a month paid back, a recovery
+                        # collected while a decision stood (allowance/reach.py)
+                        lines_from=pl.min_horizontal(pl.col("line").fill_null(first), pl.lit(first)).cast(pl.Int32)),
                 listed)
 
     def _keep_before(self, batch_id: str, ids: list[str], named: pl.DataFrame, kept_before: int,

@@ -15,7 +15,17 @@ covered. The first published run after a release so pays every month the decisio
 runs reach back only by the months it stood: someone released still without a card is paid, when
 it comes, the window plus those months (the clock stopped, it did not turn back).
 
-Used by the draft (batch.released_reach: which people, from which month). A review decision on a
+A decision also freezes the person's recoveries: a hold keeps every one owed, a rejection those of
+the months it covers, where a draft would have cancelled them (the person entitled to the months
+again). A district that collects one while the decision stands takes money the person would have
+kept. So the months of a recovery confirmed recovered while a decision stood (from its placing to
+the publication of the first batch after its release), that it covered and that the ledger holds
+nothing for, are due on its release whatever their age, where the person is entitled to them: paid
+back (audit 28G: a recovery of August, older than the window, cancelled by the draft the hold was
+placed on, collected during the hold, was reported expired on the release: 15 000 fen lost). Once
+paid back the ledger holds them, and they are old months again.
+
+Used by the draft (batch.released_reach: which people, which months). A review decision on a
 draft covers what it lists for the person, reach months too (Ledger._listed_from).
 """
 
@@ -61,3 +71,23 @@ def reach_by_key(released: pl.DataFrame, held: pl.Series, first: int, as_of_mi: 
         .group_by("_k").agg(reach_mi=pl.col("month_idx").min())
         .collect().cast(REACH_BY_KEY)  # type: ignore[arg-type]
     )
+
+
+REACH_RANGES = {"_k": pl.Int64, "from_mi": pl.Int32, "to_mi": pl.Int32}
+
+
+def reach_ranges(reach: pl.DataFrame, collected: pl.DataFrame, first: int, covered: int | None) -> pl.DataFrame:
+    """_k, from_mi, to_mi: the months before `first` (the window's first month) each person's due
+    months reach, as runs of consecutive months: from `reach` (reach_by_key) to the window, and the
+    months of `collected` (Ledger.collected_while_decided: _k, month_idx; those before `covered`,
+    the first month a rules version covers, are not asked for). Disjoint, ordered."""
+    clock = explode_months(reach.lazy().select("_k", from_mi="reach_mi", to_mi=pl.lit(first - 1, pl.Int32)))
+    back = collected.lazy().filter(pl.col("month_idx") < first)
+    if covered is not None:
+        back = back.filter(pl.col("month_idx") >= covered)
+    months = (pl.concat([clock.select("_k", "month_idx"), back.select("_k", "month_idx").cast(
+        {"_k": pl.Int64, "month_idx": pl.Int32})]).unique().sort("_k", "month_idx"))
+    # a run of consecutive months has one month index less its place in the person's months
+    return (months.with_columns(_run=pl.col("month_idx") - pl.col("month_idx").cum_count().over("_k"))
+            .group_by("_k", "_run").agg(from_mi=pl.col("month_idx").min(), to_mi=pl.col("month_idx").max())
+            .drop("_run").sort("_k", "from_mi").collect().cast(REACH_RANGES))  # type: ignore[arg-type]

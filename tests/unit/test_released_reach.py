@@ -70,8 +70,10 @@ def reach(rel: pl.DataFrame, as_of: dt.date, blocked: pl.DataFrame = NONE_BLOCKE
           people: pl.DataFrame | None = None) -> dict[str, str]:
     got = released_reach(rel, blocked, window(as_of), as_of, RULES, clean(ANN, BOB) if people is None else people)
     ids = clean(ANN, BOB)
+    # the clock's reach is one run of months each, from the first due month to the window's start
+    assert got["_k"].is_unique().all() and (got["to_mi"] == window(as_of).first - 1).all()
     return {pid: f"{m // 12}-{m % 12 + 1:02d}" for pid, m in
-            got.join(ids.select("_k", "person_id"), on="_k").select("person_id", "reach_mi").iter_rows()}
+            got.join(ids.select("_k", "person_id"), on="_k").select("person_id", "from_mi").iter_rows()}
 
 
 def test_the_first_run_after_a_release_reaches_the_decisions_first_month() -> None:
@@ -324,3 +326,61 @@ def test_a_plain_rejection_covers_the_persons_due_months_not_an_older_cancelled_
         assert led.owed_recoveries().height == 0
     night = sc.supplement(rows, "2025-12-06", breakers=OPEN)
     assert night.summary["overpaid_before_window"]["fen"] == 0
+
+
+def _collected_while_held(tmp_path: Path) -> tuple[Any, dict[str, Any], list[dict[str, Any]], Any]:
+    """_back_with_an_older_recovery, cal held on that draft, the recovery marked recovered while
+    the hold stands, then released: the night after the release."""
+    sc, cal, rows, back = _back_with_an_older_recovery(tmp_path)
+    with Ledger.use(sc.ledger) as led:
+        led.review(back, cal["person_id"], "HOLD", "核实", "区民政 王")
+    sc.publish(back)
+    with Ledger.use(sc.ledger) as led:
+        owed = led.owed_recoveries()
+        assert owed.height and set(owed["_k"].to_list()) == set(clean(cal["person_id"])["_k"].to_list())
+        led.set_recovery_state(owed["line_id"].unique().to_list(), "recovered", "区民政 王", "已追回")
+    held = sc.supplement(rows, "2026-01-06", breakers=OPEN)
+    with Ledger.use(sc.ledger) as led:
+        led.review(held.batch_id, cal["person_id"], "RELEASE", "已核实", "区民政 王")
+    return sc, cal, rows, sc.supplement(rows, "2026-01-07", breakers=OPEN)
+
+
+def test_a_recovery_collected_while_a_hold_stood_is_paid_back_on_its_release(tmp_path: Path) -> None:
+    """Audit 28G: the December draft cancels cal's recovery of August to December (August older
+    than the window); the district holds cal, which keeps the recovery owed, and then marks it
+    recovered. On the release, September to December were paid again, but August, older than the
+    window by then, was reported expired: 15 000 fen the draft would have left with cal, lost to
+    the hold. The hold froze August: a recovery collected while a decision stood is paid back for
+    the months the person is entitled to, whatever their age; once, not again the next night."""
+
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    months = sc.months(night.batch_id).filter(pl.col("person_id") == cal["person_id"])
+    assert months.select("month_idx", "amount_fen").rows() == [(M(f"2025-{m:02d}"), 15000) for m in range(8, 13)]
+    assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+    assert night.summary["recoveries_cancelled"]["fen"] == 0  # collected: paid back, not cancelled
+    sc.publish(night)
+    again = sc.supplement(rows, "2026-01-08", breakers=OPEN)
+    assert sc.months(again.batch_id).filter(pl.col("person_id") == cal["person_id"]).height == 0
+    assert again.summary["expired"]["months"] == 0 and again.summary["overpaid_before_window"]["fen"] == 0
+
+
+def test_a_rejection_on_the_draft_paying_a_collected_month_back_keeps_it(tmp_path: Path) -> None:
+    """The night after the release pays August back, before cal's due months. A plain rejection
+    covers the due months only, and a redraft under it pays August: taking August out of the
+    reviewed draft would make the two differ, so it is refused, pointing at --from; with it,
+    August stays in the draft, as in the redraft."""
+
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    with Ledger.use(sc.ledger) as led:
+        with pytest.raises(LedgerError, match=r"back months before the window .* reject --from"):
+            led.review(night.batch_id, cal["person_id"], "REJECT", "不符合条件", "区民政 王")
+        assert led.decisions(night.batch_id).height == 0
+    with Ledger.use(sc.ledger) as led:
+        first = led.batch(night.batch_id)["first_month"]
+        done = led.review(night.batch_id, cal["person_id"], "REJECT", "不符合条件", "区民政 王", first, sc.rules)
+        assert done["kept_before"]["payments"]["lines"] == 1
+    kept = sc.months(night.batch_id).filter(pl.col("person_id") == cal["person_id"])
+    assert kept["month_idx"].min() == M("2025-08") and kept["month_idx"].max() < first
+    redraft = sc.supplement(rows, "2026-01-07", breakers=OPEN)
+    again = sc.months(redraft.batch_id).filter(pl.col("person_id") == cal["person_id"])
+    assert again.select("month_idx", "amount_fen").rows() == kept.select("month_idx", "amount_fen").rows()
