@@ -534,6 +534,17 @@ def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window
             .select(list(REACH_SCHEMA)).cast(REACH_SCHEMA))  # type: ignore[arg-type]
 
 
+def held_collected(collected: pl.DataFrame, blocked: pl.DataFrame, clean: pl.DataFrame) -> pl.DataFrame:
+    """REACH_SCHEMA rows (a month each) of `collected` (Ledger.collected_while_decided) for people
+    under a hold now: due when it is released, so not expired while it stands (audit 29A: a
+    second hold, on the draft paying them back, had them reported expired meanwhile)."""
+    if collected.height == 0:
+        return pl.DataFrame(schema=REACH_SCHEMA)
+    held = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
+    return (clean.select("pkey", "_k").join(collected.join(held, on="_k", how="semi"), on="_k")
+            .select("pkey", "_k", from_mi="month_idx", to_mi="month_idx").cast(REACH_SCHEMA))  # type: ignore[arg-type]
+
+
 def reached_pieces(clean: pl.DataFrame, reach: pl.DataFrame, rules: Rules, window: Window,
                    held: pl.LazyFrame, blocked: pl.DataFrame) -> pl.DataFrame:
     """The differences of `reach`'s people (released_reach) in their months before the window,
@@ -709,7 +720,8 @@ def build_draft(
 
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
     released = ledger.released()  # released decisions: the clock they stopped, the recoveries they froze
-    reach = released_reach(released, blocked, window, as_of, rules, clean, ledger.collected_while_decided(released))
+    collected = ledger.collected_while_decided(released)
+    reach = released_reach(released, blocked, window, as_of, rules, clean, collected)
     held_absent = decided_not_in_extract(absent, blocked, holdings)
     rejected_absent = decided_not_in_extract(absent, blocked, holdings, "REJECT")
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,
@@ -769,7 +781,7 @@ def build_draft(
     # cancellation pays nothing); what is left is reported as expired.
     before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, blocked, owed, reach)
     expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before, blocked,
-                                       reach)
+                                       pl.concat([reach, held_collected(collected, blocked, clean)]))
     if before.height:
         cancels = pl.concat([cancels, before]).sort("line_id", "from_mi")
     del entitled, held, held_rows

@@ -1029,9 +1029,10 @@ class Ledger:
         ).cast({"from_mi": pl.Int32, "decided_as_of": pl.Date, "paid_as_of": pl.Date})
 
     def collected_while_decided(self, released: pl.DataFrame) -> pl.DataFrame:
-        """_k, month_idx: each month of a recovery confirmed recovered while a hold or rejection
-        of the person stood (from the decision to the publication of the first batch after its
-        release: `released`, Ledger.released()), that the decision covered (a hold, every month of
+        """_k, month_idx: each month a recovery confirmed recovered while a hold or rejection of
+        the person stood (from the decision to the publication of the first batch after its
+        release: `released`, Ledger.released()) got back (its months less its cancellations),
+        that the decision covered (a hold, every month of
         theirs; a rejection, from its month) and that the ledger holds nothing for now (recovered,
         not paid again since). allowance/reach.py: such a month is paid back on the release where
         the person is entitled to it, whatever its age. A few rows, if any."""
@@ -1047,11 +1048,22 @@ class Ledger:
                 """
                 with d as (select person_key_of(person_id) as person_key, action, from_mi, decided_at, paid_at
                            from _released),
-                m as (select distinct m.person_key, unnest(generate_series(m.from_mi, m.to_mi)) as month_idx,
-                             d.action, d.from_mi as decided_from
-                      from recovery_months m join recoveries r using (line_id) join d using (person_key)
-                      where r.state = 'recovered' and r.changed_at >= d.decided_at
-                            and (d.paid_at is null or r.changed_at <= d.paid_at)),
+                -- what each recovered recovery got back, month by month: its months less what
+                -- cancellations took off it (audit 29A: a month cancelled off it, and held at nothing
+                -- for another recovery collected before the decision, was taken as its)
+                got as (select line_id, person_key, month_idx from (
+                            select m.line_id, m.person_key,
+                                   unnest(generate_series(m.from_mi, m.to_mi)) as month_idx, m.fen
+                            from recovery_months m join recoveries r using (line_id) where r.state = 'recovered'
+                            union all
+                            select e.line_id, person_key_of(e.person_id),
+                                   unnest(generate_series(e.from_mi, e.to_mi)), -e.fen
+                            from bank_entries e join recoveries r using (line_id)
+                            where e.kind = 'CANCEL' and r.state = 'recovered')
+                        group by all having sum(fen) > 0),
+                m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
+                      from got g join recoveries r using (line_id) join d using (person_key)
+                      where r.changed_at >= d.decided_at and (d.paid_at is null or r.changed_at <= d.paid_at)),
                 c as (select distinct person_key, month_idx from m
                       where action = 'HOLD' or month_idx >= decided_from)
                 select c.person_key as _k, c.month_idx from c

@@ -18,9 +18,10 @@ it comes, the window plus those months (the clock stopped, it did not turn back)
 A decision also freezes the person's recoveries: a hold keeps every one owed, a rejection those of
 the months it covers, where a draft would have cancelled them (the person entitled to the months
 again). A district that collects one while the decision stands takes money the person would have
-kept. So the months of a recovery confirmed recovered while a decision stood (from its placing to
-the publication of the first batch after its release), that it covered and that the ledger holds
-nothing for, are due on its release whatever their age, where the person is entitled to them: paid
+kept. So the months a recovery confirmed recovered while a decision stood (from its placing to
+the publication of the first batch after its release) got back (less its cancellations: audit
+29A), that the decision covered and that the ledger holds nothing for, are due on its release
+whatever their age, where the person is entitled to them: paid
 back (audit 28G: a recovery of August, older than the window, cancelled by the draft the hold was
 placed on, collected during the hold, was reported expired on the release: 15 000 fen lost). Once
 paid back the ledger holds them, and they are old months again.

@@ -384,3 +384,69 @@ def test_a_rejection_on_the_draft_paying_a_collected_month_back_keeps_it(tmp_pat
     redraft = sc.supplement(rows, "2026-01-07", breakers=OPEN)
     again = sc.months(redraft.batch_id).filter(pl.col("person_id") == cal["person_id"])
     assert again.select("month_idx", "amount_fen").rows() == kept.select("month_idx", "amount_fen").rows()
+
+
+def test_only_the_months_a_collected_recovery_got_back_are_paid_back(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 29A: cal's recovery R1 of August to December has October to December cancelled in
+    December (entitled again from then); a death recorded in error recovers October to December
+    again (R2), which the district collects with no decision standing; corrected, October has
+    left the window and is expired. Held, and R1 (August and September) collected during the
+    hold: the release paid October too, since R1's line had listed it and the ledger held nothing
+    for it. Only what R1 got back is paid back: August and September; October stays expired."""
+
+    ticks = iter(range(10_000))
+    clock = lambda: dt.datetime(2026, 12, 1) + dt.timedelta(minutes=next(ticks))  # noqa: E731
+    monkeypatch.setattr("allowance.ledger._now", clock)  # each step in its own minute: the order is clear
+    monkeypatch.setattr("allowance.runs._now", clock)
+    sc, cal, rows, _ = _back_with_an_older_recovery(tmp_path)
+    pid = cal["person_id"]
+
+    def others(**change: Any) -> list[dict[str, Any]]:
+        return [r if r is not cal else {**cal, **change} for r in rows]
+
+    sc.publish(sc.supplement(others(hukou_since=dt.date(2025, 10, 10)), "2025-12-05", breakers=OPEN))
+    q1 = sc.quarterly("2026Q1", others(death_date=dt.date(2025, 7, 31)), "2026-01-02", breakers=OPEN)
+    sc.publish(q1)
+    r2 = sc.lines(q1.batch_id).filter(pl.col("person_id") == pid)["line_id"].to_list()
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r2, "recovered", "区民政 王", "已追回")
+        r1 = [x for x in led.owed_recoveries()["line_id"].unique().to_list() if x not in r2]
+    feb = sc.supplement(rows, "2026-02-05", breakers=OPEN)
+    assert feb.summary["expired"]["months"] == 1  # October
+    with Ledger.use(sc.ledger) as led:
+        led.review(feb.batch_id, pid, "HOLD", "核实", "区民政 王")
+    sc.publish(feb)
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r1, "recovered", "区民政 王", "已追回")
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    with Ledger.use(sc.ledger) as led:
+        led.review(q2.batch_id, pid, "RELEASE", "已核实", "区民政 王")
+        assert led.collected_while_decided(led.released())["month_idx"].to_list() == [M("2025-08"), M("2025-09")]
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-03", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert paid[:2] == [M("2025-08"), M("2025-09")] and M("2025-10") not in paid
+    assert q2.summary["expired"] == {"people": 1, "months": 1, "fen": 15000}
+
+
+def test_months_to_pay_back_are_not_expired_while_a_later_hold_stands(tmp_path: Path) -> None:
+    """Audit 29A: held again on the night that pays August back, cal's collected months were
+    reported expired while the second hold stood, then paid on its release. They are due on the
+    release, as a hold's own months are: not expired meanwhile, and paid once when released."""
+
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    with Ledger.use(sc.ledger) as led:
+        led.review(night.batch_id, pid, "HOLD", "再核实", "区民政 王")
+    sc.publish(night)
+    held = sc.supplement(rows, "2026-01-08", breakers=OPEN)
+    assert held.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+    with Ledger.use(sc.ledger) as led:
+        led.review(held.batch_id, pid, "RELEASE", "已核实", "区民政 王")
+    after = sc.supplement(rows, "2026-01-09", breakers=OPEN)
+    paid = sc.months(after.batch_id).filter(pl.col("person_id") == pid)
+    assert paid["month_idx"].to_list()[:2] == [M("2025-08"), M("2025-09")] and paid["month_idx"].is_unique().all()
+    assert after.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+    sc.publish(after)
+    assert sc.months(sc.supplement(rows, "2026-01-10", breakers=OPEN).batch_id).filter(
+        pl.col("person_id") == pid).height == 0
