@@ -1054,12 +1054,14 @@ class Ledger:
                 got as (select line_id, person_key, month_idx from (
                             select m.line_id, m.person_key,
                                    unnest(generate_series(m.from_mi, m.to_mi)) as month_idx, m.fen
-                            from recovery_months m join recoveries r using (line_id) where r.state = 'recovered'
+                            from recovery_months m join recoveries r using (line_id)
+                            where r.state = 'recovered' and m.person_key in (select person_key from d)
                             union all
                             select e.line_id, person_key_of(e.person_id),
                                    unnest(generate_series(e.from_mi, e.to_mi)), -e.fen
                             from bank_entries e join recoveries r using (line_id)
-                            where e.kind = 'CANCEL' and r.state = 'recovered')
+                            where e.kind = 'CANCEL' and r.state = 'recovered'
+                                  and e.person_id in (select person_id from _released))
                         group by all having sum(fen) > 0),
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
                       from got g join recoveries r using (line_id) join d using (person_key)
