@@ -1031,23 +1031,27 @@ class Ledger:
     def collected_while_decided(self, released: pl.DataFrame) -> pl.DataFrame:
         """_k, month_idx: each month a recovery confirmed recovered while a hold or rejection of
         the person stood (from the decision to the publication of the first batch after its
-        release: `released`, Ledger.released()) got back (its months less its cancellations),
-        that the decision covered (a hold, every month of
-        theirs; a rejection, from its month) and that the ledger holds nothing for now (recovered,
-        not paid again since). allowance/reach.py: such a month is paid back on the release where
-        the person is entitled to it, whatever its age. A few rows, if any."""
+        release: `released`, Ledger.released(); or a hold in force, to now) got back (its months
+        less its cancellations), that the decision covered (a hold, every month of theirs; a
+        rejection, from its month), that no recovery published since took back again, and that
+        the ledger holds nothing for now (recovered, not paid again since). allowance/reach.py:
+        such a month is paid back on the release where the person is entitled to it, whatever its
+        age; while a hold stands, it is not expired. A few rows, if any."""
         none = pl.DataFrame(schema={"_k": pl.Int64, "month_idx": pl.Int32})
-        if released.height == 0:
-            return none
         # Inclusive at both ends, to the second the ledger keeps: a recovery marked in the second
         # its hold was placed is taken as marked under it (nothing is paid unless the person is
         # entitled to the month and the ledger holds nothing for it).
         with self._registered(_released=released.select("person_id", "action", "from_mi", "decided_at",
-                                                         "paid_at")):
+                                                         "paid_at").cast({"paid_at": pl.Datetime("us")})):
             return self.df(
                 """
-                with d as (select person_key_of(person_id) as person_key, action, from_mi, decided_at, paid_at
-                           from _released),
+                with d as (select person_key_of(person_id) as person_key, person_id, action, from_mi, decided_at,
+                                  paid_at from _released
+                           union all  -- a hold in force (audit 29B: its months were reported expired meanwhile)
+                           select person_key_of(person_id), person_id, action, from_month, decided_at, null
+                           from decisions h where action = 'HOLD'
+                                and not exists (select 1 from decisions r where r.action = 'RELEASE'
+                                                and r.person_id = h.person_id and r.decision_id > h.decision_id)),
                 -- what each recovered recovery got back, month by month: its months less what
                 -- cancellations took off it (audit 29A: a month cancelled off it, and held at nothing
                 -- for another recovery collected before the decision, was taken as its)
@@ -1061,11 +1065,20 @@ class Ledger:
                                    unnest(generate_series(e.from_mi, e.to_mi)), -e.fen
                             from bank_entries e join recoveries r using (line_id)
                             where e.kind = 'CANCEL' and r.state = 'recovered'
-                                  and e.person_id in (select person_id from _released))
+                                  and e.person_id in (select person_id from d))
                         group by all having sum(fen) > 0),
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
                       from got g join recoveries r using (line_id) join d using (person_key)
-                      where r.changed_at >= d.decided_at and (d.paid_at is null or r.changed_at <= d.paid_at)),
+                      where r.changed_at >= d.decided_at and (d.paid_at is null or r.changed_at <= d.paid_at)
+                            -- paid back once: a recovery published since that takes the month back
+                            -- again (with no decision standing) is not the decision's doing (audit
+                            -- 29B: a month paid back, recovered and collected again, was paid again)
+                            and not exists (
+                                select 1 from recovery_months o join recoveries ro using (line_id)
+                                join batches b on b.batch_id = ro.batch_id
+                                where o.person_key = g.person_key and o.line_id <> g.line_id
+                                      and g.month_idx between o.from_mi and o.to_mi
+                                      and b.published_at > r.changed_at)),
                 c as (select distinct person_key, month_idx from m
                       where action = 'HOLD' or month_idx >= decided_from)
                 select c.person_key as _k, c.month_idx from c

@@ -386,6 +386,15 @@ def test_a_rejection_on_the_draft_paying_a_collected_month_back_keeps_it(tmp_pat
     assert again.select("month_idx", "amount_fen").rows() == kept.select("month_idx", "amount_fen").rows()
 
 
+def _minute_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ledger and publication time a minute after the last: the order of a collection, a
+    decision and a publication is clear (in one second it is taken as under the decision)."""
+    ticks = iter(range(100_000))
+    clock = lambda: dt.datetime(2026, 12, 1) + dt.timedelta(minutes=next(ticks))  # noqa: E731
+    monkeypatch.setattr("allowance.ledger._now", clock)
+    monkeypatch.setattr("allowance.runs._now", clock)
+
+
 def test_only_the_months_a_collected_recovery_got_back_are_paid_back(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Audit 29A: cal's recovery R1 of August to December has October to December cancelled in
@@ -395,10 +404,7 @@ def test_only_the_months_a_collected_recovery_got_back_are_paid_back(tmp_path: P
     hold: the release paid October too, since R1's line had listed it and the ledger held nothing
     for it. Only what R1 got back is paid back: August and September; October stays expired."""
 
-    ticks = iter(range(10_000))
-    clock = lambda: dt.datetime(2026, 12, 1) + dt.timedelta(minutes=next(ticks))  # noqa: E731
-    monkeypatch.setattr("allowance.ledger._now", clock)  # each step in its own minute: the order is clear
-    monkeypatch.setattr("allowance.runs._now", clock)
+    _minute_clock(monkeypatch)
     sc, cal, rows, _ = _back_with_an_older_recovery(tmp_path)
     pid = cal["person_id"]
 
@@ -450,3 +456,42 @@ def test_months_to_pay_back_are_not_expired_while_a_later_hold_stands(tmp_path: 
     sc.publish(after)
     assert sc.months(sc.supplement(rows, "2026-01-10", breakers=OPEN).batch_id).filter(
         pl.col("person_id") == pid).height == 0
+
+
+def test_a_month_paid_back_is_paid_back_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 29B: after the release night paid back August to December, cal was missing from one
+    night's extract, and that recovery of October to December was collected with no decision
+    standing. Back in the second quarter, October and November (older than the window by then)
+    were paid again, as months the held recovery got back: the ledger held nothing for them. Paid
+    back once; recovered again since, they are old months, expired as for anyone."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    sc.publish(night)
+    gone = sc.supplement([r for r in rows if r is not cal], "2026-01-08", breakers=OPEN)
+    assert sc.lines(gone.batch_id).filter(pl.col("person_id") == pid)["months"].to_list() == [3]
+    sc.publish(gone)
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(led.owed_recoveries()["line_id"].unique().to_list(), "recovered", "区民政 王", "已追回")
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert M("2025-10") not in paid and M("2025-11") not in paid
+    assert q2.summary["expired"] == {"people": 1, "months": 2, "fen": 30000}
+
+
+def test_months_collected_under_a_hold_are_not_expired_while_it_stands(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 29B: August, collected while cal's first hold stood, was reported expired every night
+    until the release, which paid it. Due on the release: not expired meanwhile."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, back = _back_with_an_older_recovery(tmp_path)
+    with Ledger.use(sc.ledger) as led:
+        led.review(back, cal["person_id"], "HOLD", "核实", "区民政 王")
+    sc.publish(back)
+    assert sc.supplement(rows, "2026-01-05", breakers=OPEN).summary["expired"]["months"] == 1  # not yet collected
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(led.owed_recoveries()["line_id"].unique().to_list(), "recovered", "区民政 王", "已追回")
+    for day in ("2026-01-06", "2026-02-05"):
+        assert sc.supplement(rows, day, breakers=OPEN).summary["expired"] == {"people": 0, "months": 0, "fen": 0}
