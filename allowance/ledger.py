@@ -1052,33 +1052,34 @@ class Ledger:
                            from decisions h where action = 'HOLD'
                                 and not exists (select 1 from decisions r where r.action = 'RELEASE'
                                                 and r.person_id = h.person_id and r.decision_id > h.decision_id)),
-                -- what each recovered recovery got back, month by month: its months less what
-                -- cancellations took off it (audit 29A: a month cancelled off it, and held at nothing
-                -- for another recovery collected before the decision, was taken as its)
-                got as (select line_id, person_key, month_idx from (
+                -- what each recovery of theirs takes back, month by month: its months less what
+                -- cancellations took off it (audit 29A: a month cancelled off a collected one, and
+                -- held at nothing for another recovery collected before the decision, was taken as its)
+                took as (select line_id, person_key, month_idx from (
                             select m.line_id, m.person_key,
                                    unnest(generate_series(m.from_mi, m.to_mi)) as month_idx, m.fen
-                            from recovery_months m join recoveries r using (line_id)
-                            where r.state = 'recovered' and m.person_key in (select person_key from d)
+                            from recovery_months m where m.person_key in (select person_key from d)
                             union all
                             select e.line_id, person_key_of(e.person_id),
                                    unnest(generate_series(e.from_mi, e.to_mi)), -e.fen
                             from bank_entries e join recoveries r using (line_id)
-                            where e.kind = 'CANCEL' and r.state = 'recovered'
-                                  and e.person_id in (select person_id from d))
+                            where e.kind = 'CANCEL' and e.person_id in (select person_id from d))
                         group by all having sum(fen) > 0),
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
-                      from got g join recoveries r using (line_id) join d using (person_key)
-                      where r.changed_at >= d.decided_at and (d.paid_at is null or r.changed_at <= d.paid_at)
+                      from took g join recoveries r using (line_id) join d using (person_key)
+                      where r.state = 'recovered' and r.changed_at >= d.decided_at
+                            and (d.paid_at is null or r.changed_at <= d.paid_at)
                             -- paid back once: a recovery published since that takes the month back
                             -- again (with no decision standing) is not the decision's doing (audit
-                            -- 29B: a month paid back, recovered and collected again, was paid again)
+                            -- 29B: a month paid back, recovered and collected again, was paid again);
+                            -- one whose cancellation took it off again takes nothing (audit 29C), and
+                            -- one published in the second of the collection counts as after it, as
+                            -- every other bound of this rule counts its second in (29C)
                             and not exists (
-                                select 1 from recovery_months o join recoveries ro using (line_id)
+                                select 1 from took o join recoveries ro using (line_id)
                                 join batches b on b.batch_id = ro.batch_id
                                 where o.person_key = g.person_key and o.line_id <> g.line_id
-                                      and g.month_idx between o.from_mi and o.to_mi
-                                      and b.published_at > r.changed_at)),
+                                      and o.month_idx = g.month_idx and b.published_at >= r.changed_at)),
                 c as (select distinct person_key, month_idx from m
                       where action = 'HOLD' or month_idx >= decided_from)
                 select c.person_key as _k, c.month_idx from c

@@ -495,3 +495,50 @@ def test_months_collected_under_a_hold_are_not_expired_while_it_stands(tmp_path:
         led.set_recovery_state(led.owed_recoveries()["line_id"].unique().to_list(), "recovered", "区民政 王", "已追回")
     for day in ("2026-01-06", "2026-02-05"):
         assert sc.supplement(rows, day, breakers=OPEN).summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
+def test_a_recovery_cancelled_since_does_not_end_a_payback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 29C: the release night paid cal's August to December back; missing from one night's
+    extract, October to December were recovered (R'); then the payback failed at the bank, which
+    reversed it and cancelled R' (it asked back money never delivered). R' took nothing back, but
+    its months ended the payback: October and November were reported expired, 30 000 fen. They
+    are due again, re-issued with the rest."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    sc.publish(night)
+    payback = sc.lines(night.batch_id).filter(pl.col("person_id") == pid)["line_id"].to_list()
+    sc.publish(sc.supplement([r for r in rows if r is not cal], "2026-01-08", breakers=OPEN))
+    with Ledger.use(sc.ledger) as led:
+        led.import_bank_returns(pl.DataFrame({"line_id": payback, "status": ["FAILED"], "reason": ["账户冻结"],
+                                              "settled_at": ["2026-01-20"]}), "returns-payback-failed")
+        assert led.df("select state from recoveries where batch_id like 'S20260108%'")["state"].to_list() == [
+            "cancelled"]
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
+    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
+def test_a_recovery_published_in_the_second_of_the_collection_ends_the_payback(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 29C: every bound of the rule counts its second in, but a recovery published in the
+    second a held recovery was collected did not end the months' payback: paid back once, then
+    recovered again and collected, October and November were paid a second time."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    sc.publish(night)
+    gone = sc.supplement([r for r in rows if r is not cal], "2026-01-08", breakers=OPEN)
+    sc.publish(gone)
+    with Ledger.use(sc.ledger) as led:
+        # the collection, the payback's publication and the next recovery's, all in one second
+        at = led.one("select published_at from batches where batch_id = ?", [night.batch_id])[0]  # type: ignore[index]
+        led.run("update batches set published_at = ? where batch_id = ?", [at, gone.batch_id])
+        led.run("update recoveries set changed_at = ? where state = 'recovered'", [at])
+        led.set_recovery_state(led.owed_recoveries()["line_id"].unique().to_list(), "recovered", "区民政 王", "已追回")
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert M("2025-10") not in paid and M("2025-11") not in paid
