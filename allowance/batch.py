@@ -25,7 +25,7 @@ from allowance.bytescan import hash_columns, numbered
 from allowance.constants import CHANNELS, DISTRICT_CODES, MAX_AGE_ALIVE
 from allowance.entitlement import entitlement_segments, exit_paid_by_month, without_blocked
 from allowance.errors import RefusedError, UserError
-from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, keyed, line_hashes, taken_off_owed
+from allowance.ledger import CANCEL_COLUMNS, PAID_WITH, Ledger, held_keys, keyed, line_hashes, taken_off_owed
 from allowance.log import Laps
 from allowance.money import district_moved
 from allowance.months import (
@@ -41,7 +41,7 @@ from allowance.reach import reach_by_key, reach_ranges
 from allowance.reasons import amount_changed, line_reason
 from allowance.registry import Validated
 from allowance.rules import Rules
-from allowance.segments import by_key_then_month, clip, explode_months, line_periods, sweep_diff
+from allowance.segments import by_key_then_month, clip, explode_months, line_periods, months_as_runs, sweep_diff
 
 LINE_NO_DIGITS = 8  # a line id is its batch id, "-", and the line's number in 8 digits (more when it has more)
 LINE_COLUMNS = [
@@ -387,7 +387,7 @@ def cancel_owed_before_window(
     old = before_window(window, opening, rules)
     if window.empty or old.empty or owed.height == 0:
         return pl.DataFrame(schema=CANCEL_SCHEMA)
-    on_hold = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
+    on_hold = held_keys(blocked)
     people = (clean.join(owed.filter(pl.col("from_mi") <= old.last).select("_k").unique(), on="_k", how="semi")
               .join(on_hold, on="_k", how="anti"))
     ids = people.select("pkey", "_k")
@@ -522,7 +522,7 @@ def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window
     covered = rules.covered_since(window.first - 1)
     if covered is None:
         return pl.DataFrame(schema=REACH_SCHEMA)
-    held = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
+    held = held_keys(blocked)["_k"]
     # (by ID key; only the few reached are matched to the extract's rows)
     reached = reach_ranges(
         reach_by_key(keyed(released, "decisions", strict=False), held, window.first, month_index(as_of), covered),
@@ -540,8 +540,7 @@ def held_collected(collected: pl.DataFrame, blocked: pl.DataFrame, clean: pl.Dat
     second hold, on the draft paying them back, had them reported expired meanwhile)."""
     if collected.height == 0:
         return pl.DataFrame(schema=REACH_SCHEMA)
-    held = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
-    return (clean.select("pkey", "_k").join(collected.join(held, on="_k", how="semi"), on="_k")
+    return (clean.select("pkey", "_k").join(collected.join(held_keys(blocked), on="_k", how="semi"), on="_k")
             .select("pkey", "_k", from_mi="month_idx", to_mi="month_idx").cast(REACH_SCHEMA))  # type: ignore[arg-type]
 
 
@@ -573,10 +572,7 @@ def before_reach(runs: pl.LazyFrame, reach: pl.DataFrame | None) -> pl.LazyFrame
     theirs = (explode_months(runs.join(who, on="pkey", how="semi").with_row_index("_run"))
               .join(explode_months(reach.lazy().select("pkey", "from_mi", "to_mi")).select("pkey", "month_idx"),
                     on=["pkey", "month_idx"], how="anti"))
-    # what is left of each run, as runs of consecutive months with the run's other columns
-    rest = (theirs.with_columns(_part=pl.col("month_idx") - pl.col("month_idx").cum_count().over("_run"))
-            .group_by("_run", "_part").agg(pl.all().exclude("month_idx", "from_mi", "to_mi").first(),
-                                           from_mi=pl.col("month_idx").min(), to_mi=pl.col("month_idx").max()))
+    rest = months_as_runs(theirs, "_run")  # what is left of each run, with its other columns
     columns = runs.collect_schema()
     return pl.concat([runs.join(who, on="pkey", how="anti"),
                       rest.sort("_run", "from_mi").select(list(columns)).cast(dict(columns))])
@@ -1278,8 +1274,7 @@ def outside_window(
         .select(list(OVERPAID_SCHEMA))
     )
     if blocked is not None and blocked.height:
-        on_hold = keyed(blocked.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
-        overpaid = overpaid.join(on_hold, on="_k", how="anti")
+        overpaid = overpaid.join(held_keys(blocked), on="_k", how="anti")
     return expired, overpaid
 
 

@@ -437,6 +437,17 @@ def keyed(frame: pl.DataFrame, what: str, strict: bool = True) -> pl.DataFrame:
     return out
 
 
+def _in_force(alias: str) -> str:
+    """SQL: the decision row `alias` (of table decisions) has no RELEASE of its person after it."""
+    return (f"not exists (select 1 from decisions r where r.action = 'RELEASE' "
+            f"and r.person_id = {alias}.person_id and r.decision_id > {alias}.decision_id)")
+
+
+def held_keys(decisions: pl.DataFrame) -> pl.DataFrame:
+    """_k of the people under a HOLD among `decisions` (Ledger.blocked: the decisions in force)."""
+    return keyed(decisions.filter(pl.col("action") == "HOLD"), "decisions", strict=False).select("_k")
+
+
 # Events that never change what is paid or owed: neither a batch id's base nor a stale draft.
 NOT_STATE_ACTIONS = "('draft', 'upgrade', 'approve', 'bank_folder', 'bank_files_undelivered', 'bank_files_delivered')"
 
@@ -978,10 +989,7 @@ class Ledger:
         return self.df(
             """
             select person_id, from_month as from_mi, to_month as to_mi, action from decisions d
-            where action in ('HOLD', 'REJECT')
-              and not exists (select 1 from decisions r where r.action = 'RELEASE'
-                              and r.person_id = d.person_id and r.decision_id > d.decision_id)
-            """
+            where action in ('HOLD', 'REJECT') and """ + _in_force("d")
         ).cast({"from_mi": pl.Int32, "to_mi": pl.Int32})
 
     def released(self) -> pl.DataFrame:
@@ -1049,9 +1057,7 @@ class Ledger:
                                   paid_at from _released
                            union all  -- a hold in force (audit 29B: its months were reported expired meanwhile)
                            select person_key_of(person_id), person_id, action, from_month, decided_at, null
-                           from decisions h where action = 'HOLD'
-                                and not exists (select 1 from decisions r where r.action = 'RELEASE'
-                                                and r.person_id = h.person_id and r.decision_id > h.decision_id)),
+                           from decisions h where action = 'HOLD' and """ + _in_force("h") + """),
                 -- what each recovery of theirs takes back, month by month: its months less what
                 -- cancellations took off it (audit 29A: a month cancelled off a collected one, and
                 -- held at nothing for another recovery collected before the decision, was taken as its)
@@ -1880,7 +1886,7 @@ class Ledger:
         cancellations too (audit 28E: "not entitled since August" was refused where the draft
         cancelled August's recovery)."""
         first = b["first_month"] or 0
-        held = keyed(decisions.filter(pl.col("action") == "HOLD"), "decisions", strict=False)["_k"]
+        held = held_keys(decisions)["_k"]
         released = keyed(self.released(), "decisions", strict=False).join(
             named.select(_k="person_key"), on="_k", how="semi")
         reach = reach_by_key(released, held, first, month_index(b["as_of"]), None)

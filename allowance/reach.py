@@ -36,7 +36,7 @@ from __future__ import annotations
 import polars as pl
 
 from allowance.months import month_index_expr
-from allowance.segments import explode_months
+from allowance.segments import explode_months, months_as_runs
 
 REACH_BY_KEY = {"_k": pl.Int64, "reach_mi": pl.Int32}
 
@@ -89,7 +89,4 @@ def reach_ranges(reach: pl.DataFrame, collected: pl.DataFrame, first: int, cover
         back = back.filter(pl.col("month_idx") >= covered)
     months = (pl.concat([clock.select("_k", "month_idx"), back.select("_k", "month_idx").cast(
         {"_k": pl.Int64, "month_idx": pl.Int32})]).unique().sort("_k", "month_idx"))
-    # a run of consecutive months has one month index less its place in the person's months
-    return (months.with_columns(_run=pl.col("month_idx") - pl.col("month_idx").cum_count().over("_k"))
-            .group_by("_k", "_run").agg(from_mi=pl.col("month_idx").min(), to_mi=pl.col("month_idx").max())
-            .drop("_run").sort("_k", "from_mi").collect().cast(REACH_RANGES))  # type: ignore[arg-type]
+    return months_as_runs(months, "_k").sort("_k", "from_mi").collect().cast(REACH_RANGES)  # type: ignore[arg-type]

@@ -132,6 +132,16 @@ def clip(segs: pl.LazyFrame, first: int, last: int) -> pl.LazyFrame:
     )
 
 
+def months_as_runs(months: pl.LazyFrame, by: str) -> pl.LazyFrame:
+    """Rows of a month each (`month_idx`, ascending within each `by`) as runs of consecutive
+    months of one `by`: from_mi, to_mi, and every other column's first value. For small lists
+    (a run of consecutive months has one month index less its place among its `by`'s months)."""
+    return (months.with_columns(_part=pl.col("month_idx") - pl.col("month_idx").cum_count().over(by))
+            .group_by(by, "_part").agg(pl.all().exclude("month_idx", "from_mi", "to_mi").first(),
+                                       from_mi=pl.col("month_idx").min(), to_mi=pl.col("month_idx").max())
+            .drop("_part"))
+
+
 def explode_months(segs: pl.LazyFrame) -> pl.LazyFrame:
     """One row per month of each segment (`month_idx`), for tests and small lists."""
     return segs.with_columns(month_idx=pl.int_ranges("from_mi", pl.col("to_mi") + 1, dtype=pl.Int32)).explode(
