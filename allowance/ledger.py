@@ -372,7 +372,8 @@ def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = N
              by_line: dict[str, int] | None = None) -> dict[str, Any]:
     """A bank return's `recovered_but_never_delivered`: how many people, how much, and which
     recoveries (their line ids: staff find them in `recoveries list`; no resident ID is named),
-    with how much of it each (`by_line`: a month two recoveries share counts to the first)."""
+    with how much of it each (`by_line`: a month two recoveries share counts to the one that asked
+    back the failed payment, Ledger._refund_of)."""
     lines = [] if recovery_lines is None else recovery_lines.unique().sort().to_list()
     return {"people": people, "fen": fen, "recovery_lines": lines, **({"by_line": by_line} if by_line else {})}
 
@@ -1041,7 +1042,9 @@ class Ledger:
         the person stood (from the decision to the publication of the first batch after its
         release: `released`, Ledger.released(); or a hold in force, to now) got back (its months
         less its cancellations), that the decision covered (a hold, every month of theirs; a
-        rejection, from its month), that no recovery published since took back again, and that
+        rejection, from its month), that no recovery published since took back again (one that
+        asked back a payment made since the collection, which then failed, took back nothing the
+        district does not refund by hand), and that
         the ledger holds nothing for now (recovered, not paid again since). allowance/reach.py:
         such a month is paid back on the release where the person is entitled to it, whatever its
         age; while a hold stands, it is not expired. A few rows, if any."""
@@ -1071,6 +1074,17 @@ class Ledger:
                             from bank_entries e join recoveries r using (line_id)
                             where e.kind = 'CANCEL' and e.person_id in (select person_id from d))
                         group by all having sum(fen) > 0),
+                -- months brought back to zero in a failed payment's name, not undone by a retry: a
+                -- confirmed recovery had asked them back of a payment never delivered, and the
+                -- district refunds it by hand (_cancel_months); with that payment's publication
+                refunded as (select person_key, month_idx, failed_at from (
+                                select person_key_of(e.person_id) as person_key,
+                                       unnest(generate_series(e.from_mi, e.to_mi)) as month_idx, e.fen,
+                                       e.line_id, b.published_at as failed_at
+                                from bank_entries e join batches b using (batch_id)
+                                where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
+                                      and e.line_id not in (select line_id from recoveries))
+                             group by all having sum(fen) > 0),
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
                       from took g join recoveries r using (line_id) join d using (person_key)
                       where r.state = 'recovered' and r.changed_at >= d.decided_at
@@ -1080,12 +1094,20 @@ class Ledger:
                             -- 29B: a month paid back, recovered and collected again, was paid again);
                             -- one whose cancellation took it off again takes nothing (audit 29C), and
                             -- one published in the second of the collection counts as after it, as
-                            -- every other bound of this rule counts its second in (29C)
+                            -- every other bound of this rule counts its second in (29C); one that
+                            -- asked back a payment made since the collection, which then failed at
+                            -- the bank, took nothing the district does not refund by hand (29C: the
+                            -- payback failed after such a recovery was collected, and October and
+                            -- November were never paid again)
                             and not exists (
                                 select 1 from took o join recoveries ro using (line_id)
                                 join batches b on b.batch_id = ro.batch_id
                                 where o.person_key = g.person_key and o.line_id <> g.line_id
-                                      and o.month_idx = g.month_idx and b.published_at >= r.changed_at)),
+                                      and o.month_idx = g.month_idx and b.published_at >= r.changed_at
+                                      and not exists (
+                                          select 1 from refunded f
+                                          where f.person_key = o.person_key and f.month_idx = o.month_idx
+                                                and f.failed_at between r.changed_at and b.published_at))),
                 c as (select distinct person_key, month_idx from m
                       where action = 'HOLD' or month_idx >= decided_from)
                 select c.person_key as _k, c.month_idx from c
@@ -2522,24 +2544,42 @@ class Ledger:
         # refund reported at the failure, not due now that the bank delivered them
         own = undo.filter(pl.col("own")).select(_k=idcard.order_key_expr("person_id"), month_idx="month_idx",
                                                 cancel="undo")
-        not_due = self._refund_of(own)
+        not_due = self._refund_of(own, undo.filter(pl.col("own")).select("line_id").unique())
         runs = undo.select("person_id", from_mi="month_idx", to_mi="month_idx", fen=-pl.col("undo"))
         return runs, not_due, restored
 
-    def _refund_of(self, cancel: pl.DataFrame) -> dict[str, Any]:
+    def _refund_of(self, cancel: pl.DataFrame, failed: pl.DataFrame) -> dict[str, Any]:
         """Of months brought back to zero in a failed payment's own name (`cancel`: _k, month_idx,
         cancel fen), what a recovery confirmed as recovered had got back: money a family returned
         that the bank never delivered, as `_refunds` says it. The refund a failure reports, and the
-        one a retry says is not due after all."""
-        got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen from recovery_months m "
-                           "join recoveries r using (line_id) where r.state = 'recovered'")
-        by_month = explode_months(got_back.lazy()).group_by("_k", "month_idx").agg(pl.col("fen").sum(),
-                                                                                     pl.col("line_id"))
-        refund = (cancel.lazy().join(by_month, on=["_k", "month_idx"])
-                  .select("_k", "line_id", fen=pl.min_horizontal("cancel", "fen")).collect())
-        by_line = refund.group_by(pl.col("line_id").list.sort().list.first()).agg(pl.col("fen").sum())
-        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"].explode(),
-                        {line: int(fen) for line, fen in by_line.sort("line_id").iter_rows()})
+        one a retry says is not due after all.
+
+        A month's refund is the recovery's that asked back the failed payment (`failed`: its line
+        ids): the first confirmed one published after it, where one was; else the first published
+        (audit 29C: a month recovered twice, once of a payment delivered and once of the payment
+        that failed, was counted to the older recovery, which had asked back money delivered)."""
+        got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen, b.published_at "
+                           "from recovery_months m join recoveries r using (line_id) "
+                           "join batches b on b.batch_id = r.batch_id where r.state = 'recovered'")
+        with self._registered(_failed_lines=failed.select("line_id")):
+            sent = self.df("select person_key_of(p.person_id) as _k, p.from_mi, p.to_mi, b.published_at as failed_at "
+                           "from batch_pieces p join _failed_lines using (line_id) "
+                           "join batches b on b.batch_id = p.batch_id")
+        month = ["_k", "month_idx"]
+        sent_at = explode_months(sent.lazy()).group_by(month).agg(pl.col("failed_at").min())
+        refund = (
+            cancel.lazy().join(explode_months(got_back.lazy()), on=month)
+            .join(sent_at, on=month, how="left")
+            # after the failed payment first, then by publication
+            .sort(*month, pl.col("published_at") < pl.col("failed_at").fill_null(pl.col("published_at")),
+                  "published_at", "line_id")
+            .group_by(month, maintain_order=True)
+            .agg(pl.col("line_id").first(), fen=pl.min_horizontal(pl.col("cancel").first(), pl.col("fen").sum()))
+            .collect()
+        )
+        by_line = refund.group_by("line_id").agg(pl.col("fen").sum()).sort("line_id")
+        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"],
+                        {line: int(fen) for line, fen in by_line.iter_rows()})
 
     def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
         """A payment that failed at the bank never reached the person: months of it that were
@@ -2569,7 +2609,7 @@ class Ledger:
         # in the name of the failed line.
         rest = (need.collect().join(taken.group_by(month).agg(pl.col("cancel").sum()), on=month, how="left")
                 .with_columns(cancel=pl.col("need") - pl.col("cancel").fill_null(0)).filter(pl.col("cancel") > 0))
-        returned = self._refund_of(rest.select(*month, "cancel"))
+        returned = self._refund_of(rest.select(*month, "cancel"), failed)
         if returned["fen"]:
             log.get().warning("recovered_but_never_delivered", **returned,
                               why="a recovery confirmed as recovered covered months of a payment the bank now "

@@ -542,3 +542,35 @@ def test_a_recovery_published_in_the_second_of_the_collection_ends_the_payback(t
     q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
     paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
     assert M("2025-10") not in paid and M("2025-11") not in paid
+
+
+def test_a_recovery_refunded_by_hand_does_not_end_a_payback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 29C: as above, but the district collected R' (October to December of the payback)
+    before the payback failed at the bank. The import said the family had returned money it never
+    got, to be refunded by hand, and named the held recovery R, which had got back the first
+    quarter's delivered payment, not R'. And R' still ended the payback: October and November were
+    reported expired, 30 000 fen never paid. The refund is R''s, and R' (refunded) takes nothing
+    back: August to December are due again, paid once."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    sc.publish(night)
+    payback = sc.lines(night.batch_id).filter(pl.col("person_id") == pid)["line_id"].to_list()
+    gone = sc.supplement([r for r in rows if r is not cal], "2026-01-08", breakers=OPEN)
+    sc.publish(gone)
+    r2 = sc.lines(gone.batch_id).filter(pl.col("person_id") == pid)["line_id"].to_list()
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r2, "recovered", "区民政 王", "已追回")
+        done = led.import_bank_returns(pl.DataFrame({"line_id": payback, "status": ["FAILED"], "reason": ["账户冻结"],
+                                                     "settled_at": ["2026-01-20"]}), "returns-payback-failed")
+        refund = done["recovered_but_never_delivered"]
+        assert (refund["fen"], refund["by_line"]) == (45000, {r2[0]: 45000})
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)] and len(paid) == len(set(paid))
+    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+    sc.publish(q2)
+    after = sc.supplement(rows, "2026-04-06", breakers=OPEN)
+    assert sc.months(after.batch_id).filter(pl.col("person_id") == pid).height == 0
+    assert after.summary["expired"]["months"] == 0 and after.summary["overpaid_before_window"]["fen"] == 0
