@@ -2544,7 +2544,8 @@ class Ledger:
         # refund reported at the failure, not due now that the bank delivered them
         own = undo.filter(pl.col("own")).select(_k=idcard.order_key_expr("person_id"), month_idx="month_idx",
                                                 cancel="undo")
-        not_due = self._refund_of(own, undo.filter(pl.col("own")).select("line_id").unique())
+        # (the retried lines: a CANCEL in a failed line's name names the person's first failed line)
+        not_due = self._refund_of(own, self.df("select line_id from _retried"))
         runs = undo.select("person_id", from_mi="month_idx", to_mi="month_idx", fen=-pl.col("undo"))
         return runs, not_due, restored
 
@@ -2570,11 +2571,13 @@ class Ledger:
         refund = (
             cancel.lazy().join(explode_months(got_back.lazy()), on=month)
             .join(sent_at, on=month, how="left")
-            # after the failed payment first, then by publication
+            # after the failed payment first, then by publication; each gives what it got back,
+            # until the month's refund is made up (two payments of a month failed: two recoveries)
             .sort(*month, pl.col("published_at") < pl.col("failed_at").fill_null(pl.col("published_at")),
                   "published_at", "line_id")
-            .group_by(month, maintain_order=True)
-            .agg(pl.col("line_id").first(), fen=pl.min_horizontal(pl.col("cancel").first(), pl.col("fen").sum()))
+            .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
+            .select(*month, "line_id", fen=pl.min_horizontal("fen", pl.col("cancel") - pl.col("before")))
+            .filter(pl.col("fen") > 0)
             .collect()
         )
         by_line = refund.group_by("line_id").agg(pl.col("fen").sum()).sort("line_id")

@@ -75,3 +75,39 @@ def test_reports_made_before_by_line_are_netted_by_count(tmp_path: Path) -> None
         led.run("update events set detail = json_merge_patch(detail, '{\"refunds_not_due\": {\"by_line\": null}}') "
                 "where action = 'bank_returns'")
         assert led.refunds_total(led.refunds_reported()) == {"people": 1, "fen": 54000}
+
+
+def test_a_month_paid_twice_recovered_twice_and_failed_twice_is_refunded_on_both_recoveries(tmp_path: Path) -> None:
+    """A refund is the recovery's that asked back the failed payment, the first confirmed one
+    published after it (audit 29C): eve's months were paid (P1), recovered (R1, missing from one
+    night's extract), paid again (P2, back), recovered again (R2); both collected. Both payments
+    fail in one file: each recovery asked back one of them, so each is refunded its own, not the
+    first one twice. The bank then pays P2 on a retry: R2's refund is not due (it asked back money
+    delivered after all), R1's still is."""
+    sc = Scenario(tmp_path / "w", opening_month="2025-07")
+    ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
+
+    def eves(batch: str, kind: str) -> list[str]:
+        return sc.lines(batch).filter((pl.col("person_id") == eve["person_id"]) & (pl.col("line_type") == kind)
+                                      )["line_id"].to_list()
+
+    p1 = eves(sc.publish(sc.quarterly("2025Q4", [ann, eve], "2025-10-02", breakers=OPEN)).batch_id, "PAYMENT")
+    r1 = eves(sc.publish(sc.supplement([ann], "2025-11-05", breakers=OPEN)).batch_id, "RECOVERY")
+    with Ledger.use(sc.ledger) as led:  # collected before eve is back (else the draft cancels it)
+        led.set_recovery_state(r1, "recovered", "district", "collected")
+    p2 = eves(sc.publish(sc.supplement([ann, eve], "2025-11-06", breakers=OPEN)).batch_id, "PAYMENT")
+    r2 = eves(sc.publish(sc.supplement([ann], "2025-11-07", breakers=OPEN)).batch_id, "RECOVERY")
+    assert len(p1) == len(r1) == len(p2) == len(r2) == 1
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r2, "recovered", "district", "collected")
+        got = led.df("select line_id, amount_fen from recoveries order by line_id")
+        owed = dict(got.iter_rows())
+        failed = led.import_bank_returns(pl.DataFrame({
+            "line_id": p1 + p2, "status": ["FAILED", "FAILED"],
+            "settled_at": ["2025-11-12 10:00", "2025-11-12 10:00"]}), "failed")["recovered_but_never_delivered"]
+        assert failed["by_line"] == {r1[0]: owed[r1[0]], r2[0]: owed[r2[0]]}, failed
+        assert failed["fen"] == owed[r1[0]] + owed[r2[0]] and failed["recovery_lines"] == sorted(r1 + r2)
+        retried = led.import_bank_returns(pl.DataFrame({
+            "line_id": p2, "status": ["PAID"], "settled_at": ["2025-11-13 10:00"]}), "retry")
+        assert retried["refunds_not_due"]["by_line"] == {r2[0]: owed[r2[0]]}, retried
+        assert led.refunds_total(led.refunds_reported()) == {"people": 1, "fen": owed[r1[0]]}
