@@ -1076,15 +1076,24 @@ class Ledger:
                         group by all having sum(fen) > 0),
                 -- months brought back to zero in a failed payment's name, not undone by a retry: a
                 -- confirmed recovery had asked them back of a payment never delivered, and the
-                -- district refunds it by hand (_cancel_months); with that payment's publication
-                refunded as (select person_key, month_idx, failed_at from (
-                                select person_key_of(e.person_id) as person_key,
-                                       unnest(generate_series(e.from_mi, e.to_mi)) as month_idx, e.fen,
-                                       e.line_id, b.published_at as failed_at
-                                from bank_entries e join batches b using (batch_id)
-                                where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
-                                      and e.line_id not in (select line_id from recoveries))
-                             group by all having sum(fen) > 0),
+                -- district refunds it by hand (_cancel_months); with the publication of each payment
+                -- of the month still reversed (the CANCEL names only the person's first failed line)
+                refunded as (select c.person_key, c.month_idx, b.published_at as failed_at from (
+                                select person_key, month_idx, line_id from (
+                                    select person_key_of(e.person_id) as person_key, e.line_id, e.fen,
+                                           unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
+                                    from bank_entries e
+                                    where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
+                                          and e.line_id not in (select line_id from recoveries))
+                                group by all having sum(fen) > 0) c
+                             join (
+                                select person_key, month_idx, batch_id from (
+                                    select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
+                                           unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
+                                    from bank_entries e where e.kind in ('REVERSAL', 'RETRY_PAID')
+                                          and e.person_id in (select person_id from d))
+                                group by all having sum(fen) < 0) v using (person_key, month_idx)
+                             join batches b on b.batch_id = v.batch_id),
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
                       from took g join recoveries r using (line_id) join d using (person_key)
                       where r.state = 'recovered' and r.changed_at >= d.decided_at

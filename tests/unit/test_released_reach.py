@@ -544,13 +544,17 @@ def test_a_recovery_published_in_the_second_of_the_collection_ends_the_payback(t
     assert M("2025-10") not in paid and M("2025-11") not in paid
 
 
-def test_a_recovery_refunded_by_hand_does_not_end_a_payback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("with_the_quarter", [False, True])
+def test_a_recovery_refunded_by_hand_does_not_end_a_payback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            with_the_quarter: bool) -> None:
     """Audit 29C: as above, but the district collected R' (October to December of the payback)
     before the payback failed at the bank. The import said the family had returned money it never
-    got, to be refunded by hand, and named the held recovery R, which had got back the first
+    got, to be refunded by hand, and named the held recovery R, which had got back the fourth
     quarter's delivered payment, not R'. And R' still ended the payback: October and November were
     reported expired, 30 000 fen never paid. The refund is R''s, and R' (refunded) takes nothing
-    back: August to December are due again, paid once."""
+    back: August to December are due again, paid once. With the fourth quarter's payment failed
+    in the same file, R asked back money never delivered too: both are refunded, and the payback
+    still stands (the refund's entries name only the person's first failed line, that quarter's)."""
 
     _minute_clock(monkeypatch)
     sc, cal, rows, night = _collected_while_held(tmp_path)
@@ -561,11 +565,17 @@ def test_a_recovery_refunded_by_hand_does_not_end_a_payback(tmp_path: Path, monk
     sc.publish(gone)
     r2 = sc.lines(gone.batch_id).filter(pl.col("person_id") == pid)["line_id"].to_list()
     with Ledger.use(sc.ledger) as led:
+        quarter = led.one("select batch_id from batches where quarter = '2025Q4'")[0]  # type: ignore[index]
+        r1 = led.df("select line_id from recoveries where line_id not in ?", [r2])["line_id"].to_list()
+    failed = payback + (sc.lines(quarter).filter(pl.col("person_id") == pid)["line_id"].to_list()
+                        if with_the_quarter else [])
+    with Ledger.use(sc.ledger) as led:
         led.set_recovery_state(r2, "recovered", "区民政 王", "已追回")
-        done = led.import_bank_returns(pl.DataFrame({"line_id": payback, "status": ["FAILED"], "reason": ["账户冻结"],
-                                                     "settled_at": ["2026-01-20"]}), "returns-payback-failed")
+        done = led.import_bank_returns(pl.DataFrame({"line_id": failed, "status": "FAILED", "reason": "账户冻结",
+                                                     "settled_at": "2026-01-20"}), "returns-payback-failed")
         refund = done["recovered_but_never_delivered"]
-        assert (refund["fen"], refund["by_line"]) == (45000, {r2[0]: 45000})
+        assert (refund["fen"], refund["by_line"]) == ((90000, {r1[0]: 45000, r2[0]: 45000}) if with_the_quarter
+                                                      else (45000, {r2[0]: 45000}))
     q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
     paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
     assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)] and len(paid) == len(set(paid))
