@@ -378,6 +378,15 @@ def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = N
     return {"people": people, "fen": fen, "recovery_lines": lines, **({"by_line": by_line} if by_line else {})}
 
 
+# Published batches in the order they were published (`porder`: batch_id, published_at, and
+# published, the order), the second
+# published_at keeps broken by the publication's event.
+_PUBLISHED_ORDER = """porder as (
+    select b.batch_id, b.published_at,
+           row_number() over (order by b.published_at, e.seq nulls first, b.batch_id) as published
+    from batches b left join (select batch_id, max(seq) as seq from events where action = 'publish' group by 1) e
+    using (batch_id) where b.status = 'published')"""
+
 # Each recovery's months still owed something (the register's `months`): its line's months less
 # the CANCEL entries naming it, month by month (a recovery with none left has no row).
 _STILL_OWED_MONTHS = """
@@ -1043,8 +1052,8 @@ class Ledger:
         release: `released`, Ledger.released(); or a hold in force, to now) got back (its months
         less its cancellations), that the decision covered (a hold, every month of theirs; a
         rejection, from its month), that no recovery published since took back again (one that
-        asked back a payment made since the collection, which then failed, took back nothing the
-        district does not refund by hand), and that
+        asked back a payment that then failed took back nothing the district does not refund by
+        hand: `refunded`, as Ledger._refund_of names them), and that
         the ledger holds nothing for now (recovered, not paid again since). allowance/reach.py:
         such a month is paid back on the release where the person is entitled to it, whatever its
         age; while a hold stands, it is not expired. A few rows, if any."""
@@ -1074,26 +1083,36 @@ class Ledger:
                             from bank_entries e join recoveries r using (line_id)
                             where e.kind = 'CANCEL' and e.person_id in (select person_id from d))
                         group by all having sum(fen) > 0),
-                -- months brought back to zero in a failed payment's name, not undone by a retry: a
-                -- confirmed recovery had asked them back of a payment never delivered, and the
-                -- district refunds it by hand (_cancel_months); with the publication of each payment
-                -- of the month still reversed (the CANCEL names only the person's first failed line)
-                refunded as (select c.person_key, c.month_idx, b.published_at as failed_at from (
-                                select person_key, month_idx, line_id from (
-                                    select person_key_of(e.person_id) as person_key, e.line_id, e.fen,
-                                           unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
-                                    from bank_entries e
-                                    where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
-                                          and e.line_id not in (select line_id from recoveries))
-                                group by all having sum(fen) > 0) c
-                             join (
-                                select person_key, month_idx, batch_id from (
-                                    select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
-                                           unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
-                                    from bank_entries e where e.kind in ('REVERSAL', 'RETRY_PAID')
-                                          and e.person_id in (select person_id from d))
-                                group by all having sum(fen) < 0) v using (person_key, month_idx)
-                             join batches b on b.batch_id = v.batch_id),
+                """ + _PUBLISHED_ORDER + """,
+                -- the recoveries a hand refund is for (Ledger._refund_of): each month a confirmed
+                -- recovery asked back of a payment still reversed that failed after it, the first
+                -- confirmed one published after that payment; with a refund outstanding for the
+                -- month (brought back to zero in a failed payment's name, not undone by a retry)
+                failed as (select person_key, month_idx, batch_id, max(rev_at) as rev_at from (
+                              select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
+                                     case when e.kind = 'REVERSAL' then e.recorded_at end as rev_at,
+                                     unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
+                              from bank_entries e where e.kind in ('REVERSAL', 'RETRY_PAID')
+                                    and e.person_id in (select person_id from d))
+                           group by person_key, month_idx, line_id, batch_id having sum(fen) < 0),
+                confirmed as (select t.person_key, t.month_idx, t.line_id, p.published, p.published_at
+                              from took t join recoveries r using (line_id) join porder p on p.batch_id = r.batch_id
+                              where r.state = 'recovered'),
+                refunded as (select x.person_key, x.month_idx, x.line_id
+                             from failed f join porder p using (batch_id)
+                             join confirmed x on x.person_key = f.person_key and x.month_idx = f.month_idx
+                                  and x.published > p.published and x.published_at <= f.rev_at
+                             where not exists (select 1 from confirmed y
+                                               where y.person_key = x.person_key and y.month_idx = x.month_idx
+                                                     and y.published > p.published and y.published < x.published)
+                                   and (x.person_key, x.month_idx) in (
+                                       select person_key, month_idx from (
+                                           select person_key_of(e.person_id) as person_key, e.line_id, e.fen,
+                                                  unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
+                                           from bank_entries e
+                                           where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
+                                                 and e.line_id not in (select line_id from recoveries))
+                                       group by person_key, month_idx, line_id having sum(fen) > 0)),
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
                       from took g join recoveries r using (line_id) join d using (person_key)
                       where r.state = 'recovered' and r.changed_at >= d.decided_at
@@ -1104,19 +1123,17 @@ class Ledger:
                             -- one whose cancellation took it off again takes nothing (audit 29C), and
                             -- one published in the second of the collection counts as after it, as
                             -- every other bound of this rule counts its second in (29C); one that
-                            -- asked back a payment made since the collection, which then failed at
-                            -- the bank, took nothing the district does not refund by hand (29C: the
-                            -- payback failed after such a recovery was collected, and October and
-                            -- November were never paid again)
+                            -- asked back a payment that then failed at the bank took nothing the
+                            -- district does not refund by hand (29C: the payback failed after such a
+                            -- recovery was collected, and October and November were never paid
+                            -- again; 30A: not a later one, that asked back a payment delivered)
                             and not exists (
                                 select 1 from took o join recoveries ro using (line_id)
                                 join batches b on b.batch_id = ro.batch_id
                                 where o.person_key = g.person_key and o.line_id <> g.line_id
                                       and o.month_idx = g.month_idx and b.published_at >= r.changed_at
-                                      and not exists (
-                                          select 1 from refunded f
-                                          where f.person_key = o.person_key and f.month_idx = o.month_idx
-                                                and f.failed_at between r.changed_at and b.published_at))),
+                                      and (o.person_key, o.month_idx, o.line_id) not in (
+                                          select person_key, month_idx, line_id from refunded))),
                 c as (select distinct person_key, month_idx from m
                       where action = 'HOLD' or month_idx >= decided_from)
                 select c.person_key as _k, c.month_idx from c
@@ -2564,26 +2581,37 @@ class Ledger:
         that the bank never delivered, as `_refunds` says it. The refund a failure reports, and the
         one a retry says is not due after all.
 
-        A month's refund is the recovery's that asked back the failed payment (`failed`: its line
-        ids): the first confirmed one published after it, where one was; else the first published
-        (audit 29C: a month recovered twice, once of a payment delivered and once of the payment
-        that failed, was counted to the older recovery, which had asked back money delivered)."""
-        got_back = self.df("select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen, b.published_at "
-                           "from recovery_months m join recoveries r using (line_id) "
-                           "join batches b on b.batch_id = r.batch_id where r.state = 'recovered'")
-        with self._registered(_failed_lines=failed.select("line_id")):
-            sent = self.df("select person_key_of(p.person_id) as _k, p.from_mi, p.to_mi, b.published_at as failed_at "
-                           "from batch_pieces p join _failed_lines using (line_id) "
-                           "join batches b on b.batch_id = p.batch_id")
+        A month's refund is the recoveries' that asked back the failed payments (`failed`: their
+        line ids): for each, the first confirmed recovery published after it (`_ASKED_BACK`); then,
+        if the month's refund is more (a payment failed that no confirmed recovery followed), the
+        others, oldest first. Each gives what it got back, until the month's refund is made up
+        (audit 29C: the older of two recoveries of a month, which had asked back a payment
+        delivered, was named for the newer's; audit 30A: two payments of a month failed, or
+        retried, in one file were counted as one)."""
+        if cancel.height == 0:
+            return _refunds()
         month = ["_k", "month_idx"]
-        sent_at = explode_months(sent.lazy()).group_by(month).agg(pl.col("failed_at").min())
+        got_back = explode_months(self.df(
+            f"with {_PUBLISHED_ORDER} select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen, o.published "
+            "from recovery_months m join recoveries r using (line_id) "
+            "join porder o on o.batch_id = r.batch_id where r.state = 'recovered'").lazy())
+        with self._registered(_failed_lines=failed.select("line_id")):
+            # (their months as reversed: a failed line's REVERSAL entries are its pieces, and the
+            # journal is small where the batch files are every quarter's)
+            sent = explode_months(self.df(
+                f"with {_PUBLISHED_ORDER} select distinct person_key_of(e.person_id) as _k, e.from_mi, e.to_mi, "
+                "o.published as failed "
+                "from bank_entries e join _failed_lines using (line_id) "
+                "join porder o on o.batch_id = e.batch_id where e.kind = 'REVERSAL'").lazy())
+        asked = (sent.sort("failed").join_asof(
+            got_back.select(*month, "line_id", "published").sort("published"),
+            left_on="failed", right_on="published", by=month, strategy="forward",
+            check_sortedness=False)  # both sorted whole, so within each person-month too
+            .select(*month, "line_id", asked=pl.lit(True)).unique())
         refund = (
-            cancel.lazy().join(explode_months(got_back.lazy()), on=month)
-            .join(sent_at, on=month, how="left")
-            # after the failed payment first, then by publication; each gives what it got back,
-            # until the month's refund is made up (two payments of a month failed: two recoveries)
-            .sort(*month, pl.col("published_at") < pl.col("failed_at").fill_null(pl.col("published_at")),
-                  "published_at", "line_id")
+            got_back.join(cancel.lazy().group_by(month).agg(pl.col("cancel").sum()), on=month)
+            .join(asked, on=[*month, "line_id"], how="left")
+            .sort(*month, pl.col("asked").is_null(), "published", "line_id")
             .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
             .select(*month, "line_id", fen=pl.min_horizontal("fen", pl.col("cancel") - pl.col("before")))
             .filter(pl.col("fen") > 0)

@@ -25,9 +25,9 @@ whatever their age, where the person is entitled to them: paid
 back (audit 28G: a recovery of August, older than the window, cancelled by the draft the hold was
 placed on, collected during the hold, was reported expired on the release: 15 000 fen lost). Once
 paid back the ledger holds them, and they are old months again: a recovery published since that
-takes one back is not the decision's doing (audit 29B), unless it asked back a payment made since
-the collection that then failed at the bank: the district refunds that by hand, so it took nothing
-back (29C). While a hold stands they are not expired.
+takes one back is not the decision's doing (audit 29B), unless it asked back a payment that then
+failed at the bank (the first confirmed recovery published after that payment): the district
+refunds that by hand, so it took nothing back (29C, 30A). While a hold stands they are not expired.
 
 Used by the draft (batch.released_reach: which people, which months). A review decision on a
 draft covers what it lists for the person, reach months too (Ledger._listed_from).

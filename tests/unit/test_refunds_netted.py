@@ -77,13 +77,9 @@ def test_reports_made_before_by_line_are_netted_by_count(tmp_path: Path) -> None
         assert led.refunds_total(led.refunds_reported()) == {"people": 1, "fen": 54000}
 
 
-def test_a_month_paid_twice_recovered_twice_and_failed_twice_is_refunded_on_both_recoveries(tmp_path: Path) -> None:
-    """A refund is the recovery's that asked back the failed payment, the first confirmed one
-    published after it (audit 29C): eve's months were paid (P1), recovered (R1, missing from one
-    night's extract), paid again (P2, back), recovered again (R2); both collected. Both payments
-    fail in one file: each recovery asked back one of them, so each is refunded its own, not the
-    first one twice. The bank then pays P2 on a retry: R2's refund is not due (it asked back money
-    delivered after all), R1's still is."""
+def _paid_twice_recovered_twice(tmp_path: Path) -> tuple[Scenario, list[str], list[str], list[str], list[str]]:
+    """eve's months paid (P1), recovered (R1: missing from one night's extract) and collected, paid
+    again (P2: back), recovered again (R2) and collected: P1, P2, R1, R2 (a line id each)."""
     sc = Scenario(tmp_path / "w", opening_month="2025-07")
     ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
 
@@ -100,14 +96,40 @@ def test_a_month_paid_twice_recovered_twice_and_failed_twice_is_refunded_on_both
     assert len(p1) == len(r1) == len(p2) == len(r2) == 1
     with Ledger.use(sc.ledger) as led:
         led.set_recovery_state(r2, "recovered", "district", "collected")
-        got = led.df("select line_id, amount_fen from recoveries order by line_id")
-        owed = dict(got.iter_rows())
-        failed = led.import_bank_returns(pl.DataFrame({
-            "line_id": p1 + p2, "status": ["FAILED", "FAILED"],
-            "settled_at": ["2025-11-12 10:00", "2025-11-12 10:00"]}), "failed")["recovered_but_never_delivered"]
+    return sc, p1, p2, r1, r2
+
+
+def _failed(led: Ledger, lines: list[str], status: str, at: str, name: str) -> dict:
+    return led.import_bank_returns(pl.DataFrame({"line_id": lines, "status": status, "settled_at": at}), name)
+
+
+def test_a_month_paid_twice_recovered_twice_and_failed_twice_is_refunded_on_both_recoveries(tmp_path: Path) -> None:
+    """A refund is the recovery's that asked back the failed payment, the first confirmed one
+    published after it (audit 29C): eve's months were paid (P1), recovered (R1), paid again (P2),
+    recovered again (R2); both collected. Both payments fail in one file: each recovery asked back
+    one of them, so each is refunded its own, not the first one twice. The bank then pays P2 on a
+    retry: R2's refund is not due (it asked back money delivered after all), R1's still is."""
+    sc, p1, p2, r1, r2 = _paid_twice_recovered_twice(tmp_path)
+    with Ledger.use(sc.ledger) as led:
+        owed = dict(led.df("select line_id, amount_fen from recoveries").iter_rows())
+        failed = _failed(led, p1 + p2, "FAILED", "2025-11-12 10:00", "failed")["recovered_but_never_delivered"]
         assert failed["by_line"] == {r1[0]: owed[r1[0]], r2[0]: owed[r2[0]]}, failed
         assert failed["fen"] == owed[r1[0]] + owed[r2[0]] and failed["recovery_lines"] == sorted(r1 + r2)
-        retried = led.import_bank_returns(pl.DataFrame({
-            "line_id": p2, "status": ["PAID"], "settled_at": ["2025-11-13 10:00"]}), "retry")
+        retried = _failed(led, p2, "PAID", "2025-11-13 10:00", "retry")
         assert retried["refunds_not_due"]["by_line"] == {r2[0]: owed[r2[0]]}, retried
         assert led.refunds_total(led.refunds_reported()) == {"people": 1, "fen": owed[r1[0]]}
+
+
+def test_two_failures_in_two_files_retried_in_one_leave_nothing_to_refund(tmp_path: Path) -> None:
+    """Audit 30A: P2 failed in one file and P1 in the next (each refund on its own recovery), then
+    one file paid both on a retry: the retry's not-due counted each month once, 60 000 of the
+    105 000 fen, and the district was still told to refund 45 000 fen never owed."""
+    sc, p1, p2, r1, r2 = _paid_twice_recovered_twice(tmp_path)
+    with Ledger.use(sc.ledger) as led:
+        owed = dict(led.df("select line_id, amount_fen from recoveries").iter_rows())
+        first = _failed(led, p2, "FAILED", "2025-11-12 10:00", "p2-failed")["recovered_but_never_delivered"]
+        second = _failed(led, p1, "FAILED", "2025-11-12 11:00", "p1-failed")["recovered_but_never_delivered"]
+        assert (first["by_line"], second["by_line"]) == ({r2[0]: owed[r2[0]]}, {r1[0]: owed[r1[0]]})
+        retried = _failed(led, p1 + p2, "PAID", "2025-11-13 10:00", "retry")["refunds_not_due"]
+        assert retried["by_line"] == {r1[0]: owed[r1[0]], r2[0]: owed[r2[0]]}, retried
+        assert led.refunds_total(led.refunds_reported()) == {"people": 0, "fen": 0}

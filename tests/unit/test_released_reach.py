@@ -584,3 +584,38 @@ def test_a_recovery_refunded_by_hand_does_not_end_a_payback(tmp_path: Path, monk
     after = sc.supplement(rows, "2026-04-06", breakers=OPEN)
     assert sc.months(after.batch_id).filter(pl.col("person_id") == pid).height == 0
     assert after.summary["expired"]["months"] == 0 and after.summary["overpaid_before_window"]["fen"] == 0
+
+
+def test_a_later_recovery_of_a_payback_delivered_still_ends_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 30A: the payback P1 failed after R1 (October to December of it) was collected, so R1 is
+    refunded by hand and the months were paid back again (P2), this time delivered. Missing from
+    another night's extract, R2 took October to December of P2 back and was collected. R2 asked
+    back money delivered: the payback is over, and October and November, older than the window,
+    are expired (29B), where the refund on R1 had let them be paid a third time."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    gone = [r for r in rows if r is not cal]
+
+    def cals(batch: str) -> list[str]:
+        return sc.lines(batch).filter(pl.col("person_id") == pid)["line_id"].to_list()
+
+    sc.publish(night)
+    r1 = cals(sc.publish(sc.supplement(gone, "2026-01-08", breakers=OPEN)).batch_id)
+    payback = cals(night.batch_id)
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r1, "recovered", "区民政 王", "已追回")
+        led.import_bank_returns(pl.DataFrame({"line_id": payback, "status": "FAILED", "settled_at": "2026-01-20"}),
+                                "returns-payback-failed")
+    again = sc.supplement(rows, "2026-01-21", breakers=OPEN)
+    assert sc.months(again.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list() == [
+        M(f"2025-{m:02d}") for m in range(8, 13)]
+    sc.publish(again)
+    r2 = cals(sc.publish(sc.supplement(gone, "2026-01-22", breakers=OPEN)).batch_id)
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r2, "recovered", "区民政 王", "已追回")
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert M("2025-10") not in paid and M("2025-11") not in paid
+    assert q2.summary["expired"] == {"people": 1, "months": 2, "fen": 30000}
