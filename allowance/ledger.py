@@ -379,8 +379,7 @@ def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = N
 
 
 # Published batches in the order they were published (`porder`: batch_id, published_at, and
-# published, the order), the second
-# published_at keeps broken by the publication's event.
+# `published`, the order); two in one second (published_at keeps seconds) by their publish events.
 _PUBLISHED_ORDER = """porder as (
     select b.batch_id, b.published_at,
            row_number() over (order by b.published_at, e.seq nulls first, b.batch_id) as published
@@ -2582,7 +2581,7 @@ class Ledger:
         one a retry says is not due after all.
 
         A month's refund is the recoveries' that asked back the failed payments (`failed`: their
-        line ids): for each, the first confirmed recovery published after it (`_ASKED_BACK`); then,
+        line ids): for each, the first confirmed recovery published after it (`asked`); then,
         if the month's refund is more (a payment failed that no confirmed recovery followed), the
         others, oldest first. Each gives what it got back, until the month's refund is made up
         (audit 29C: the older of two recoveries of a month, which had asked back a payment
