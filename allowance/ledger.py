@@ -386,6 +386,18 @@ _PUBLISHED_ORDER = """porder as (
     from batches b left join (select batch_id, max(seq) as seq from events where action = 'publish' group by 1) e
     using (batch_id) where b.status = 'published')"""
 
+# What each recovery of some people takes back, month by month (line_id, person_key, month_idx,
+# fen): its months less what cancellations took off it. `keys`: a query of their person_keys.
+_TAKEN_BACK = """
+    select line_id, person_key, month_idx, sum(fen) as fen from (
+        select m.line_id, m.person_key, unnest(generate_series(m.from_mi, m.to_mi)) as month_idx, m.fen
+        from recovery_months m where m.person_key in ({keys})
+        union all
+        select e.line_id, person_key_of(e.person_id), unnest(generate_series(e.from_mi, e.to_mi)), -e.fen
+        from bank_entries e join recoveries r using (line_id)
+        where e.kind = 'CANCEL' and person_key_of(e.person_id) in ({keys}))
+    group by all having sum(fen) > 0"""
+
 # Each recovery's months still owed something (the register's `months`): its line's months less
 # the CANCEL entries naming it, month by month (a recovery with none left has no row).
 _STILL_OWED_MONTHS = """
@@ -1072,16 +1084,7 @@ class Ledger:
                 -- what each recovery of theirs takes back, month by month: its months less what
                 -- cancellations took off it (audit 29A: a month cancelled off a collected one, and
                 -- held at nothing for another recovery collected before the decision, was taken as its)
-                took as (select line_id, person_key, month_idx from (
-                            select m.line_id, m.person_key,
-                                   unnest(generate_series(m.from_mi, m.to_mi)) as month_idx, m.fen
-                            from recovery_months m where m.person_key in (select person_key from d)
-                            union all
-                            select e.line_id, person_key_of(e.person_id),
-                                   unnest(generate_series(e.from_mi, e.to_mi)), -e.fen
-                            from bank_entries e join recoveries r using (line_id)
-                            where e.kind = 'CANCEL' and e.person_id in (select person_id from d))
-                        group by all having sum(fen) > 0),
+                took as (""" + _TAKEN_BACK.format(keys="select person_key from d") + """),
                 """ + _PUBLISHED_ORDER + """,
                 -- the recoveries a hand refund is for (Ledger._refund_of): each month a confirmed
                 -- recovery asked back of a payment still reversed that failed after it, the first
@@ -2590,11 +2593,13 @@ class Ledger:
         if cancel.height == 0:
             return _refunds()
         month = ["_k", "month_idx"]
-        got_back = explode_months(self.df(
-            f"with {_PUBLISHED_ORDER} select m.person_key as _k, m.line_id, m.from_mi, m.to_mi, m.fen, o.published "
-            "from recovery_months m join recoveries r using (line_id) "
-            "join porder o on o.batch_id = r.batch_id where r.state = 'recovered'").lazy())
-        with self._registered(_failed_lines=failed.select("line_id")):
+        with self._registered(_failed_lines=failed.select("line_id"), _cancel_keys=cancel.select("_k").unique()):
+            # what each confirmed recovery of theirs got back (less what cancellations took off it)
+            got_back = self.df(
+                f"with {_PUBLISHED_ORDER}, took as ({_TAKEN_BACK.format(keys='select _k from _cancel_keys')}) "
+                "select t.person_key as _k, t.line_id, t.month_idx, t.fen, o.published from took t "
+                "join recoveries r using (line_id) join porder o on o.batch_id = r.batch_id "
+                "where r.state = 'recovered'").lazy().cast({"month_idx": pl.Int32})
             # (their months as reversed: a failed line's REVERSAL entries are its pieces, and the
             # journal is small where the batch files are every quarter's)
             sent = explode_months(self.df(

@@ -133,3 +133,34 @@ def test_two_failures_in_two_files_retried_in_one_leave_nothing_to_refund(tmp_pa
         retried = _failed(led, p1 + p2, "PAID", "2025-11-13 10:00", "retry")["refunds_not_due"]
         assert retried["by_line"] == {r1[0]: owed[r1[0]], r2[0]: owed[r2[0]]}, retried
         assert led.refunds_total(led.refunds_reported()) == {"people": 0, "fen": 0}
+
+
+def test_a_month_cancelled_off_a_recovery_is_not_refunded_on_it(tmp_path: Path) -> None:
+    """A refund is of what a recovery got back: its months less those cancelled off it. eve's
+    first payment (P1, July to December) was recovered (R1, missing from one night's extract);
+    back, moved in since mid-November, November and December are cancelled off R1, which is
+    collected for July to October. Missing again, November and December are recovered (R2) and
+    collected. P1 then fails: July to October are R1's to refund, November and December R2's (R1's
+    line had listed them, and the whole refund was named on R1)."""
+    sc = Scenario(tmp_path / "w", opening_month="2025-07")
+    ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
+
+    def eves(batch: str, kind: str) -> list[str]:
+        return sc.lines(batch).filter((pl.col("person_id") == eve["person_id"]) & (pl.col("line_type") == kind)
+                                      )["line_id"].to_list()
+
+    p1 = eves(sc.publish(sc.quarterly("2025Q4", [ann, eve], "2025-10-02", breakers=OPEN)).batch_id, "PAYMENT")
+    r1 = eves(sc.publish(sc.supplement([ann], "2025-11-05", breakers=OPEN)).batch_id, "RECOVERY")
+    back = sc.publish(sc.supplement([ann, {**eve, "hukou_since": dt.date(2025, 11, 10)}], "2025-11-20",
+                                    breakers=OPEN))
+    assert back.summary["recoveries_cancelled"]["lines"] == 1
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r1, "recovered", "district", "collected")
+    r2 = eves(sc.publish(sc.supplement([ann], "2025-11-25", breakers=OPEN)).batch_id, "RECOVERY")
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r2, "recovered", "district", "collected")
+        owed = dict(led.df("select line_id, amount_fen from recoveries").iter_rows())
+        failed = _failed(led, p1, "FAILED", "2025-11-28 10:00", "failed")["recovered_but_never_delivered"]
+    assert failed["by_line"] == {r1[0]: owed[r1[0]], r2[0]: owed[r2[0]]}, failed
+    assert owed[r1[0]] == 2 * owed[r2[0]]  # four months; two
+    assert failed["fen"] == owed[r1[0]] + owed[r2[0]]
