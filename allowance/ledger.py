@@ -1086,10 +1086,11 @@ class Ledger:
                 -- held at nothing for another recovery collected before the decision, was taken as its)
                 took as (""" + _TAKEN_BACK.format(keys="select person_key from d") + """),
                 """ + _PUBLISHED_ORDER + """,
-                -- the recoveries a hand refund is for (Ledger._refund_of): each month a confirmed
-                -- recovery asked back of a payment still reversed that failed after it, the first
-                -- confirmed one published after that payment; with a refund outstanding for the
-                -- month (brought back to zero in a failed payment's name, not undone by a retry)
+                -- the recoveries a hand refund is for, as Ledger._refund_of names them: each month's
+                -- refund outstanding (brought back to zero in a failed payment's name, not undone by
+                -- a retry) taken off what confirmed recoveries got back of it, first those that
+                -- asked back a payment still reversed (published after it, before its failure), then
+                -- the others, each in the order published
                 failed as (select person_key, month_idx, batch_id, max(rev_at) as rev_at from (
                               select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
                                      case when e.kind = 'REVERSAL' then e.recorded_at end as rev_at,
@@ -1097,24 +1098,25 @@ class Ledger:
                               from bank_entries e where e.kind in ('REVERSAL', 'RETRY_PAID')
                                     and e.person_id in (select person_id from d))
                            group by person_key, month_idx, line_id, batch_id having sum(fen) < 0),
-                confirmed as (select t.person_key, t.month_idx, t.line_id, p.published, p.published_at
-                              from took t join recoveries r using (line_id) join porder p on p.batch_id = r.batch_id
-                              where r.state = 'recovered'),
-                refunded as (select x.person_key, x.month_idx, x.line_id
-                             from failed f join porder p using (batch_id)
-                             join confirmed x on x.person_key = f.person_key and x.month_idx = f.month_idx
-                                  and x.published > p.published and x.published_at <= f.rev_at
-                             where not exists (select 1 from confirmed y
-                                               where y.person_key = x.person_key and y.month_idx = x.month_idx
-                                                     and y.published > p.published and y.published < x.published)
-                                   and (x.person_key, x.month_idx) in (
-                                       select person_key, month_idx from (
-                                           select person_key_of(e.person_id) as person_key, e.line_id, e.fen,
-                                                  unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
-                                           from bank_entries e
-                                           where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
-                                                 and e.line_id not in (select line_id from recoveries))
-                                       group by person_key, month_idx, line_id having sum(fen) > 0)),
+                owed_back as (select person_key, month_idx, sum(fen) as refund from (
+                                 select person_key_of(e.person_id) as person_key, e.fen,
+                                        unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
+                                 from bank_entries e
+                                 where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
+                                       and e.line_id not in (select line_id from recoveries))
+                              group by all having sum(fen) > 0),
+                ranked as (select t.person_key, t.month_idx, t.line_id, t.fen, o.refund, p.published,
+                                  exists (select 1 from failed f join porder q using (batch_id)
+                                          where f.person_key = t.person_key and f.month_idx = t.month_idx
+                                                and p.published > q.published and p.published_at < f.rev_at) as asked
+                           from took t join recoveries r using (line_id) join porder p on p.batch_id = r.batch_id
+                           join owed_back o using (person_key, month_idx) where r.state = 'recovered'),
+                refunded as (select person_key, month_idx, line_id from (
+                                select *, coalesce(sum(fen) over (
+                                    partition by person_key, month_idx order by asked desc, published, line_id
+                                    rows between unbounded preceding and 1 preceding), 0) as before
+                                from ranked)
+                             where before < refund),
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
                       from took g join recoveries r using (line_id) join d using (person_key)
                       where r.state = 'recovered' and r.changed_at >= d.decided_at
@@ -2573,23 +2575,25 @@ class Ledger:
         own = undo.filter(pl.col("own")).select(_k=idcard.order_key_expr("person_id"), month_idx="month_idx",
                                                 cancel="undo")
         # (the retried lines: a CANCEL in a failed line's name names the person's first failed line)
-        not_due = self._refund_of(own, self.df("select line_id from _retried"))
+        not_due = self._refund_of(own, self.df("select line_id from _retried"), retried=True)
         runs = undo.select("person_id", from_mi="month_idx", to_mi="month_idx", fen=-pl.col("undo"))
         return runs, not_due, restored
 
-    def _refund_of(self, cancel: pl.DataFrame, failed: pl.DataFrame) -> dict[str, Any]:
+    def _refund_of(self, cancel: pl.DataFrame, failed: pl.DataFrame, retried: bool = False) -> dict[str, Any]:
         """Of months brought back to zero in a failed payment's own name (`cancel`: _k, month_idx,
         cancel fen), what a recovery confirmed as recovered had got back: money a family returned
         that the bank never delivered, as `_refunds` says it. The refund a failure reports, and the
-        one a retry says is not due after all.
+        one a retry says is not due after all (`retried`).
 
-        A month's refund is the recoveries' that asked back the failed payments (`failed`: their
-        line ids): for each, the first confirmed recovery published after it (`asked`); then,
-        if the month's refund is more (a payment failed that no confirmed recovery followed), the
-        others, oldest first. Each gives what it got back, until the month's refund is made up
-        (audit 29C: the older of two recoveries of a month, which had asked back a payment
-        delivered, was named for the newer's; audit 30A: two payments of a month failed, or
-        retried, in one file were counted as one)."""
+        A month's refund is first the recoveries' that asked back a failed payment (`failed`: their
+        line ids): published after it, and before its failure (at a retry: a recovery published
+        since asked back a payment made since). Then, if the refund is more, the others', oldest
+        first. Each gives what it got back, in the order published, until the month's refund is
+        made up (audit 29C: the older of two recoveries of a month, which had asked back a payment
+        delivered, was named for the newer's; 30A: two payments of a month failed, or retried, in
+        one file were counted as one; 30C: a payment asked back by two recoveries, one of them a
+        correction of its amount, was named on the older recovery, and a retry named one published
+        after the failure). `collected_while_decided` reads the same (`refunded`)."""
         if cancel.height == 0:
             return _refunds()
         month = ["_k", "month_idx"]
@@ -2597,21 +2601,20 @@ class Ledger:
             # what each confirmed recovery of theirs got back (less what cancellations took off it)
             got_back = self.df(
                 f"with {_PUBLISHED_ORDER}, took as ({_TAKEN_BACK.format(keys='select _k from _cancel_keys')}) "
-                "select t.person_key as _k, t.line_id, t.month_idx, t.fen, o.published from took t "
+                "select t.person_key as _k, t.line_id, t.month_idx, t.fen, o.published, o.published_at from took t "
                 "join recoveries r using (line_id) join porder o on o.batch_id = r.batch_id "
                 "where r.state = 'recovered'").lazy().cast({"month_idx": pl.Int32})
             # (their months as reversed: a failed line's REVERSAL entries are its pieces, and the
             # journal is small where the batch files are every quarter's)
             sent = explode_months(self.df(
-                f"with {_PUBLISHED_ORDER} select distinct person_key_of(e.person_id) as _k, e.from_mi, e.to_mi, "
-                "o.published as failed "
+                f"with {_PUBLISHED_ORDER} select person_key_of(e.person_id) as _k, e.from_mi, e.to_mi, "
+                "o.published as failed, max(e.recorded_at) as failed_at "
                 "from bank_entries e join _failed_lines using (line_id) "
-                "join porder o on o.batch_id = e.batch_id where e.kind = 'REVERSAL'").lazy())
-        asked = (sent.sort("failed").join_asof(
-            got_back.select(*month, "line_id", "published").sort("published"),
-            left_on="failed", right_on="published", by=month, strategy="forward",
-            check_sortedness=False)  # both sorted whole, so within each person-month too
-            .select(*month, "line_id", asked=pl.lit(True)).unique())
+                "join porder o on o.batch_id = e.batch_id where e.kind = 'REVERSAL' group by all").lazy())
+        asked = (got_back.join(sent, on=month)
+                 .filter((pl.col("published") > pl.col("failed"))
+                         & (pl.col("published_at") < pl.col("failed_at") if retried else pl.lit(True)))
+                 .select(*month, "line_id", asked=pl.lit(True)).unique())
         refund = (
             got_back.join(cancel.lazy().group_by(month).agg(pl.col("cancel").sum()), on=month)
             .join(asked, on=[*month, "line_id"], how="left")

@@ -164,3 +164,33 @@ def test_a_month_cancelled_off_a_recovery_is_not_refunded_on_it(tmp_path: Path) 
     assert failed["by_line"] == {r1[0]: owed[r1[0]], r2[0]: owed[r2[0]]}, failed
     assert owed[r1[0]] == 2 * owed[r2[0]]  # four months; two
     assert failed["fen"] == owed[r1[0]] + owed[r2[0]]
+
+
+def test_a_retry_names_the_refund_the_failure_reported_not_a_later_recovery(tmp_path: Path) -> None:
+    """Audit 30C: eve's P1 was recovered (R1, collected) and her months paid again (P2); both
+    payments failed in one file, and R1's refund was reported. Back, then missing again, her months
+    were re-paid (P3) and recovered (R3, collected). The bank then paid P2 on a retry: the refund
+    not due was named on R3, published after the failure (it asked back P3, delivered), so R1's
+    still showed as owed and the total said one person and nothing to refund."""
+    sc = Scenario(tmp_path / "w", opening_month="2025-07")
+    ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
+
+    def eves(batch: str, kind: str) -> list[str]:
+        return sc.lines(batch).filter((pl.col("person_id") == eve["person_id"]) & (pl.col("line_type") == kind)
+                                      )["line_id"].to_list()
+
+    p1 = eves(sc.publish(sc.quarterly("2025Q4", [ann, eve], "2025-10-02", breakers=OPEN)).batch_id, "PAYMENT")
+    r1 = eves(sc.publish(sc.supplement([ann], "2025-11-05", breakers=OPEN)).batch_id, "RECOVERY")
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r1, "recovered", "district", "collected")
+    p2 = eves(sc.publish(sc.supplement([ann, eve], "2025-11-06", breakers=OPEN)).batch_id, "PAYMENT")
+    with Ledger.use(sc.ledger) as led:
+        failed = _failed(led, p1 + p2, "FAILED", "2025-11-07 10:00", "failed")["recovered_but_never_delivered"]
+        assert list(failed["by_line"]) == r1
+    assert eves(sc.publish(sc.supplement([ann, eve], "2025-11-08", breakers=OPEN)).batch_id, "PAYMENT")
+    r3 = eves(sc.publish(sc.supplement([ann], "2025-11-09", breakers=OPEN)).batch_id, "RECOVERY")
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r3, "recovered", "district", "collected")
+        retried = _failed(led, p2, "PAID", "2025-11-10 10:00", "retry")["refunds_not_due"]
+        assert retried["by_line"] == failed["by_line"], retried
+        assert led.refunds_total(led.refunds_reported()) == {"people": 0, "fen": 0}

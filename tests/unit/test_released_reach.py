@@ -619,3 +619,83 @@ def test_a_later_recovery_of_a_payback_delivered_still_ends_it(tmp_path: Path, m
     paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
     assert M("2025-10") not in paid and M("2025-11") not in paid
     assert q2.summary["expired"] == {"people": 1, "months": 2, "fen": 30000}
+
+
+def test_a_payback_asked_back_by_two_recoveries_that_failed_is_refunded_on_both(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 30C: after the release night paid cal's August to December back (P), the rules table
+    was corrected (75 yuan at 70 to 79): Rd asked back half of P, and missing from the next night's
+    extract, R' the other half of October to December; both collected. P then failed. Only the
+    first recovery after P was taken as asking it back, so the refund named the held recovery R
+    (which asked back the fourth quarter's payment, delivered) and R' still ended the payback:
+    October and November, 15 000 fen, were never paid again. Both are refunded, and the months
+    are paid back at the corrected amount."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+
+    def cals(batch: str) -> list[str]:
+        return sc.lines(batch).filter(pl.col("person_id") == pid)["line_id"].to_list()
+
+    sc.publish(night)
+    folder = tmp_path / "rules_corrected"
+    shutil.copytree(_three_month_rules(tmp_path / "c"), folder)
+    for f in folder.glob("*.yaml"):
+        f.write_text(f.read_text(encoding="utf-8").replace("max_age: 79, monthly_fen: 15000",
+                                                           "max_age: 79, monthly_fen: 7500"), encoding="utf-8")
+    sc.rules = rules_mod.load(folder)
+    rd = cals(sc.publish(sc.supplement(rows, "2026-01-08", breakers=OPEN)).batch_id)
+    r2 = cals(sc.publish(sc.supplement([r for r in rows if r is not cal], "2026-01-09", breakers=OPEN)).batch_id)
+    payback = cals(night.batch_id)
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(rd + r2, "recovered", "区民政 王", "已追回")
+        refund = led.import_bank_returns(pl.DataFrame({"line_id": payback, "status": "FAILED",
+                                                       "settled_at": "2026-01-20"}), "payback-failed")
+    assert refund["recovered_but_never_delivered"]["by_line"] == {rd[0]: 4 * 7500, r2[0]: 3 * 7500}
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid).select("month_idx", "amount_fen").rows()
+    assert paid[:5] == [(M(f"2025-{m:02d}"), 7500) for m in range(8, 13)]
+    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
+@pytest.mark.parametrize("same_second", [False, True])
+def test_a_publication_in_the_second_of_a_failure_is_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              same_second: bool) -> None:
+    """Audit 30C: the payback P and the fourth quarter's payment (which the held recovery R asked
+    back) failed in one file, R refunded by hand; the next night paid the payback again (P2,
+    delivered), and missing from the next night's extract, R'' took October to December of it
+    back, collected. R'' asked back a payment delivered: October and November are expired. With
+    the failure, P2 and R'' in one second (the ledger keeps seconds), R'' was taken as published
+    before the failure, asking back P: they were paid a third time, 30 000 fen. A publication in
+    the second of a failure is after it, as a night's run publishes after its bank returns."""
+
+    ticks = iter(range(100_000))
+    frozen: list[dt.datetime] = []
+
+    def clock() -> dt.datetime:
+        return frozen[0] if frozen else dt.datetime(2026, 12, 1) + dt.timedelta(minutes=next(ticks))
+
+    monkeypatch.setattr("allowance.ledger._now", clock)
+    monkeypatch.setattr("allowance.runs._now", clock)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    with Ledger.use(sc.ledger) as led:
+        quarter = led.one("select batch_id from batches where quarter = '2025Q4'")[0]  # type: ignore[index]
+    sc.publish(night)
+    failed = [*sc.lines(night.batch_id).filter(pl.col("person_id") == pid)["line_id"],
+              *sc.lines(quarter).filter(pl.col("person_id") == pid)["line_id"]]
+    if same_second:
+        frozen.append(clock())
+    with Ledger.use(sc.ledger) as led:
+        led.import_bank_returns(pl.DataFrame({"line_id": failed, "status": "FAILED", "settled_at": "2026-01-20"}),
+                                "returns-failed")
+    sc.publish(sc.supplement(rows, "2026-01-21", breakers=OPEN))
+    sc.publish(sc.supplement([r for r in rows if r is not cal], "2026-01-22", breakers=OPEN))
+    frozen.clear()
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(led.owed_recoveries()["line_id"].unique().to_list(), "recovered", "区民政 王", "已追回")
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert M("2025-10") not in paid and M("2025-11") not in paid
+    assert q2.summary["expired"] == {"people": 1, "months": 2, "fen": 30000}
