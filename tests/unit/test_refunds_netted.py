@@ -4,6 +4,7 @@ is above nothing: by each report's amount per recovery line, not by how many rep
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -77,9 +78,8 @@ def test_reports_made_before_by_line_are_netted_by_count(tmp_path: Path) -> None
         assert led.refunds_total(led.refunds_reported()) == {"people": 1, "fen": 54000}
 
 
-def _paid_twice_recovered_twice(tmp_path: Path) -> tuple[Scenario, list[str], list[str], list[str], list[str]]:
-    """eve's months paid (P1), recovered (R1: missing from one night's extract) and collected, paid
-    again (P2: back), recovered again (R2) and collected: P1, P2, R1, R2 (a line id each)."""
+def _eve(tmp_path: Path) -> tuple[Scenario, dict, dict, Callable[[str, str], list[str]]]:
+    """A ledger for ann and eve, and eve's line ids of a kind in a batch."""
     sc = Scenario(tmp_path / "w", opening_month="2025-07")
     ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
 
@@ -87,6 +87,13 @@ def _paid_twice_recovered_twice(tmp_path: Path) -> tuple[Scenario, list[str], li
         return sc.lines(batch).filter((pl.col("person_id") == eve["person_id"]) & (pl.col("line_type") == kind)
                                       )["line_id"].to_list()
 
+    return sc, ann, eve, eves
+
+
+def _paid_twice_recovered_twice(tmp_path: Path) -> tuple[Scenario, list[str], list[str], list[str], list[str]]:
+    """eve's months paid (P1), recovered (R1: missing from one night's extract) and collected, paid
+    again (P2: back), recovered again (R2) and collected: P1, P2, R1, R2 (a line id each)."""
+    sc, ann, eve, eves = _eve(tmp_path)
     p1 = eves(sc.publish(sc.quarterly("2025Q4", [ann, eve], "2025-10-02", breakers=OPEN)).batch_id, "PAYMENT")
     r1 = eves(sc.publish(sc.supplement([ann], "2025-11-05", breakers=OPEN)).batch_id, "RECOVERY")
     with Ledger.use(sc.ledger) as led:  # collected before eve is back (else the draft cancels it)
@@ -142,13 +149,7 @@ def test_a_month_cancelled_off_a_recovery_is_not_refunded_on_it(tmp_path: Path) 
     collected for July to October. Missing again, November and December are recovered (R2) and
     collected. P1 then fails: July to October are R1's to refund, November and December R2's (R1's
     line had listed them, and the whole refund was named on R1)."""
-    sc = Scenario(tmp_path / "w", opening_month="2025-07")
-    ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
-
-    def eves(batch: str, kind: str) -> list[str]:
-        return sc.lines(batch).filter((pl.col("person_id") == eve["person_id"]) & (pl.col("line_type") == kind)
-                                      )["line_id"].to_list()
-
+    sc, ann, eve, eves = _eve(tmp_path)
     p1 = eves(sc.publish(sc.quarterly("2025Q4", [ann, eve], "2025-10-02", breakers=OPEN)).batch_id, "PAYMENT")
     r1 = eves(sc.publish(sc.supplement([ann], "2025-11-05", breakers=OPEN)).batch_id, "RECOVERY")
     back = sc.publish(sc.supplement([ann, {**eve, "hukou_since": dt.date(2025, 11, 10)}], "2025-11-20",
@@ -172,13 +173,7 @@ def test_a_retry_names_the_refund_the_failure_reported_not_a_later_recovery(tmp_
     were re-paid (P3) and recovered (R3, collected). The bank then paid P2 on a retry: the refund
     not due was named on R3, published after the failure (it asked back P3, delivered), so R1's
     still showed as owed and the total said one person and nothing to refund."""
-    sc = Scenario(tmp_path / "w", opening_month="2025-07")
-    ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
-
-    def eves(batch: str, kind: str) -> list[str]:
-        return sc.lines(batch).filter((pl.col("person_id") == eve["person_id"]) & (pl.col("line_type") == kind)
-                                      )["line_id"].to_list()
-
+    sc, ann, eve, eves = _eve(tmp_path)
     p1 = eves(sc.publish(sc.quarterly("2025Q4", [ann, eve], "2025-10-02", breakers=OPEN)).batch_id, "PAYMENT")
     r1 = eves(sc.publish(sc.supplement([ann], "2025-11-05", breakers=OPEN)).batch_id, "RECOVERY")
     with Ledger.use(sc.ledger) as led:
