@@ -372,16 +372,32 @@ def _refunds(people: int = 0, fen: int = 0, recovery_lines: pl.Series | None = N
              by_line: dict[str, int] | None = None) -> dict[str, Any]:
     """A bank return's `recovered_but_never_delivered`: how many people, how much, and which
     recoveries (their line ids: staff find them in `recoveries list`; no resident ID is named),
-    with how much of it each (`by_line`: a month two recoveries share counts to the one that asked
-    back the failed payment, Ledger._refund_of)."""
+    with how much of it each (`by_line`: _REFUND_ALLOCATION says which recovery a month's is for)."""
     lines = [] if recovery_lines is None else recovery_lines.unique().sort().to_list()
     return {"people": people, "fen": fen, "recovery_lines": lines, **({"by_line": by_line} if by_line else {})}
+
+
+def _refund_change(before: pl.DataFrame, after: pl.DataFrame) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two reckonings of the refunds by hand (Ledger._refund_allocation), as `_refunds` says them:
+    what each recovery is to refund more (a failure's `recovered_but_never_delivered`), and less
+    (a retry's `refunds_not_due`)."""
+    key = ["_k", "month_idx", "line_id"]
+    change = (after.join(before, on=key, how="full", coalesce=True, suffix="_before")
+              .select(*key, fen=pl.col("fen").fill_null(0) - pl.col("fen_before").fill_null(0)))
+
+    def said(rows: pl.DataFrame) -> dict[str, Any]:
+        by_line = rows.group_by("line_id").agg(pl.col("fen").sum()).sort("line_id")
+        return _refunds(rows["_k"].n_unique(), int(rows["fen"].sum()), rows["line_id"],
+                        {line: int(fen) for line, fen in by_line.iter_rows()})
+
+    return (said(change.filter(pl.col("fen") > 0)),
+            said(change.filter(pl.col("fen") < 0).with_columns(fen=-pl.col("fen"))))
 
 
 # Published batches in the order they were published (`porder`: batch_id, published_at, and
 # `published`, the order); two in one second (published_at keeps seconds) by their publish events.
 _PUBLISHED_ORDER = """porder as (
-    select b.batch_id, b.published_at,
+    select b.batch_id, b.published_at, e.seq,
            row_number() over (order by b.published_at, e.seq nulls first, b.batch_id) as published
     from batches b left join (select batch_id, max(seq) as seq from events where action = 'publish' group by 1) e
     using (batch_id) where b.status = 'published')"""
@@ -397,6 +413,50 @@ _TAKEN_BACK = """
         from bank_entries e join recoveries r using (line_id)
         where e.kind = 'CANCEL' and person_key_of(e.person_id) in ({keys}))
     group by all having sum(fen) > 0"""
+
+# The refunds by hand, person-month by person-month, and the recovery each is for (CTEs, after
+# `porder` and `took` of the same people; `keys`: a query of their person_keys). A month's refund
+# outstanding is what was brought back to zero in a failed payment's name (Ledger._cancel_months)
+# and not undone by a retry; it is taken off what the person's confirmed recoveries got back of
+# the month (`took`), first those that asked back a payment still reversed (published after it,
+# before its failure), then the others, each in the order published (audits 29C, 30A, 30C, 30D).
+# A publication in the second of a failure is after it, as a night's run publishes after its bank
+# returns: the failure's import event orders them (`now`: the current import's instant, whose event
+# is not yet written, or null). `refund_alloc`: person_key, month_idx, line_id, fen.
+_REFUND_ALLOCATION = """
+    failed as (select person_key, month_idx, batch_id, max(rev_at) as rev_at from (
+                  select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
+                         case when e.kind = 'REVERSAL' then e.recorded_at end as rev_at,
+                         unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
+                  from bank_entries e where e.kind in ('REVERSAL', 'RETRY_PAID')
+                        and person_key_of(e.person_id) in ({keys}))
+               group by person_key, month_idx, line_id, batch_id having sum(fen) < 0),
+    failed_when as (select f.*, f.rev_at >= {now} as current_import,
+                           (select min(v.seq) from events v
+                            where v.action in ('bank_returns', 'notice_dated', 'upgrade')
+                                  and v.event_at >= date_trunc('second', f.rev_at)) as rev_seq
+                    from failed f),
+    owed_back as (select person_key, month_idx, sum(fen) as refund from (
+                     select person_key_of(e.person_id) as person_key, e.fen,
+                            unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
+                     from bank_entries e
+                     where e.kind = 'CANCEL' and person_key_of(e.person_id) in ({keys})
+                           and e.line_id not in (select line_id from recoveries))
+                  group by all having sum(fen) > 0),
+    ranked as (select t.person_key, t.month_idx, t.line_id, t.fen, o.refund, p.published,
+                      exists (select 1 from failed_when f join porder q using (batch_id)
+                              where f.person_key = t.person_key and f.month_idx = t.month_idx
+                                    and p.published > q.published
+                                    and (f.current_import is true
+                                         or coalesce(p.seq < f.rev_seq, p.published_at < f.rev_at))) as asked
+               from took t join recoveries r using (line_id) join porder p on p.batch_id = r.batch_id
+               join owed_back o using (person_key, month_idx) where r.state = 'recovered'),
+    refund_alloc as (select person_key, month_idx, line_id, least(fen, refund - before) as fen from (
+                        select *, coalesce(sum(fen) over (
+                            partition by person_key, month_idx order by asked desc, published, line_id
+                            rows between unbounded preceding and 1 preceding), 0) as before
+                        from ranked)
+                     where before < refund)"""
 
 # Each recovery's months still owed something (the register's `months`): its line's months less
 # the CANCEL entries naming it, month by month (a recovery with none left has no row).
@@ -688,23 +748,21 @@ class Ledger:
         # for `recoveries refunds`.
         old = keyed(led.df("select person_id, from_mi, to_mi, fen, line_id, recorded_at from bank_entries "
                            "where kind = 'CANCEL' order by recorded_at"), "cancel entries")
-        redone, refunds = 0, []
+        redone, refunds = 0, _refunds()
         if old.height:
             led.run("update recoveries set state = 'open' where state = 'cancelled' and changed_by = 'bank return'")
             led.run("delete from bank_entries where kind = 'CANCEL'")
             for (at,) in old.select("recorded_at").unique(maintain_order=True).iter_rows():
                 group = old.filter(pl.col("recorded_at") == at)
                 need = explode_months(group.lazy()).group_by("_k", "month_idx").agg(need=pl.col("fen").sum())
-                n, returned = led._cancel_months(need, group.select("line_id").unique(), at)
-                redone += n
-                refunds.append(returned)
+                redone += led._cancel_months(need, group.select("line_id").unique(), at)[0]
+            # (none before: every CANCEL entry was put again just now)
+            refunds = _refund_change(led._refund_allocation(None).clear(), led._refund_allocation(None))[0]
         detail: dict[str, Any] = {
             "recovery_months": int(led.one("select count(*) from recovery_months")[0]),  # type: ignore[index]
             "failed_payment_cancellations_redone": redone}
-        if sum(r["fen"] for r in refunds):
-            detail["recovered_but_never_delivered"] = _refunds(
-                sum(r["people"] for r in refunds), sum(r["fen"] for r in refunds),
-                pl.Series([x for r in refunds for x in r["recovery_lines"]], dtype=pl.String))
+        if refunds["fen"]:
+            detail["recovered_but_never_delivered"] = refunds
         return detail
 
     def _payees_from_schema_3(self) -> pl.DataFrame:
@@ -1064,7 +1122,7 @@ class Ledger:
         less its cancellations), that the decision covered (a hold, every month of theirs; a
         rejection, from its month), that no recovery published since took back again (one that
         asked back a payment that then failed took back nothing the district does not refund by
-        hand: `refunded`, as Ledger._refund_of names them), and that
+        hand: _REFUND_ALLOCATION), and that
         the ledger holds nothing for now (recovered, not paid again since). allowance/reach.py:
         such a month is paid back on the release where the person is entitled to it, whatever its
         age; while a hold stands, it is not expired. A few rows, if any."""
@@ -1086,37 +1144,8 @@ class Ledger:
                 -- held at nothing for another recovery collected before the decision, was taken as its)
                 took as (""" + _TAKEN_BACK.format(keys="select person_key from d") + """),
                 """ + _PUBLISHED_ORDER + """,
-                -- the recoveries a hand refund is for, as Ledger._refund_of names them: each month's
-                -- refund outstanding (brought back to zero in a failed payment's name, not undone by
-                -- a retry) taken off what confirmed recoveries got back of it, first those that
-                -- asked back a payment still reversed (published after it, before its failure), then
-                -- the others, each in the order published
-                failed as (select person_key, month_idx, batch_id, max(rev_at) as rev_at from (
-                              select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
-                                     case when e.kind = 'REVERSAL' then e.recorded_at end as rev_at,
-                                     unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
-                              from bank_entries e where e.kind in ('REVERSAL', 'RETRY_PAID')
-                                    and e.person_id in (select person_id from d))
-                           group by person_key, month_idx, line_id, batch_id having sum(fen) < 0),
-                owed_back as (select person_key, month_idx, sum(fen) as refund from (
-                                 select person_key_of(e.person_id) as person_key, e.fen,
-                                        unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
-                                 from bank_entries e
-                                 where e.kind = 'CANCEL' and e.person_id in (select person_id from d)
-                                       and e.line_id not in (select line_id from recoveries))
-                              group by all having sum(fen) > 0),
-                ranked as (select t.person_key, t.month_idx, t.line_id, t.fen, o.refund, p.published,
-                                  exists (select 1 from failed f join porder q using (batch_id)
-                                          where f.person_key = t.person_key and f.month_idx = t.month_idx
-                                                and p.published > q.published and p.published_at < f.rev_at) as asked
-                           from took t join recoveries r using (line_id) join porder p on p.batch_id = r.batch_id
-                           join owed_back o using (person_key, month_idx) where r.state = 'recovered'),
-                refunded as (select person_key, month_idx, line_id from (
-                                select *, coalesce(sum(fen) over (
-                                    partition by person_key, month_idx order by asked desc, published, line_id
-                                    rows between unbounded preceding and 1 preceding), 0) as before
-                                from ranked)
-                             where before < refund),
+                -- the recoveries a hand refund is for (_REFUND_ALLOCATION)
+                """ + _REFUND_ALLOCATION.format(keys="select person_key from d", now="null") + """,
                 m as (select distinct g.person_key, g.month_idx, d.action, d.from_mi as decided_from
                       from took g join recoveries r using (line_id) join d using (person_key)
                       where r.state = 'recovered' and r.changed_at >= d.decided_at
@@ -1137,7 +1166,7 @@ class Ledger:
                                 where o.person_key = g.person_key and o.line_id <> g.line_id
                                       and o.month_idx = g.month_idx and b.published_at >= r.changed_at
                                       and (o.person_key, o.month_idx, o.line_id) not in (
-                                          select person_key, month_idx, line_id from refunded))),
+                                          select person_key, month_idx, line_id from refund_alloc))),
                 c as (select distinct person_key, month_idx from m
                       where action = 'HOLD' or month_idx >= decided_from)
                 select c.person_key as _k, c.month_idx from c
@@ -2317,7 +2346,8 @@ class Ledger:
         changed, as import_bank_returns counts it."""
         restored = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                         "fen": pl.Int64})
-        not_due, recoveries_restored = _refunds(), []
+        recoveries_restored: list[dict[str, Any]] = []
+        refunds_before = self._refund_allocation(now)
         retried = fates.filter(pl.col("was_reversed") & (pl.col("fate") == "PAID")).select("line_id")
         if retried.height:
             with self._registered(_retried=retried):
@@ -2331,24 +2361,19 @@ class Ledger:
                 )
                 restored = self.df("select p.person_id, p.from_mi, p.to_mi, p.fen "
                                    "from batch_pieces p join _retried using (line_id)")
-                uncancelled, not_due, recoveries_restored = self._undo_failure_cancels(now)
+                uncancelled, recoveries_restored = self._undo_failure_cancels(now)
             self.apply_to_holdings(pl.concat([restored, uncancelled], how="vertical_relaxed"))
             if recoveries_restored:
                 log.get().warning("recoveries_restored", recoveries=recoveries_restored,
                                   why="a payment these recoveries had been cut for (it failed at the bank) "
                                       "was paid on a retry after all: they owe that again")
-            if not_due["fen"]:
-                log.get().warning("refund_not_due", **not_due,
-                                  why="a refund reported when these lines failed is of months the bank has "
-                                      "now delivered: not to be refunded (if it was, the district recovers "
-                                      "it by hand)")
             log.get().warning("paid_on_retry", lines=retried.height, fen=_run_fen(restored),
                               why="the bank paid these lines after it had failed them: their reversal is "
                                   "undone, and months a run re-issued since are recovered by the next run")
         failed = fates.filter(~pl.col("was_reversed") & (pl.col("fate") == "FAILED")).select("line_id")
         reversed_ = pl.DataFrame(schema={"person_id": pl.String, "from_mi": pl.Int32, "to_mi": pl.Int32,
                                          "fen": pl.Int64})
-        cancelled, returned = 0, {**_refunds(), "reduced": []}
+        cancelled, reduced = 0, []
         if failed.height:
             with self._registered(_failed=failed):
                 self.run(
@@ -2364,7 +2389,21 @@ class Ledger:
                     "from batch_pieces p join _failed f using (line_id)"
                 )
             self.apply_to_holdings(reversed_)
-            cancelled, returned = self._cancel_recoveries_of_failed(failed, now)
+            cancelled, reduced = self._cancel_recoveries_of_failed(failed, now)
+        # What the refunds by hand are now, against before: each recovery's more is a refund to make
+        # (a failure), its less one not due (a retry; a failure a recovery published before it asked
+        # back, where the refund had been counted to another). One reckoning for both, and for the
+        # payback rule (_REFUND_ALLOCATION): audit 30D.
+        returned, not_due = _refund_change(refunds_before, self._refund_allocation(now))
+        if returned["fen"]:
+            log.get().warning("recovered_but_never_delivered", **returned,
+                              why="a recovery confirmed as recovered covered months of a payment the bank now "
+                                  "says failed: the family returned money it never got; the district refunds it")
+        if not_due["fen"]:
+            log.get().warning("refund_not_due", **not_due,
+                              why="a refund reported when these lines failed is of months the bank has "
+                                  "now delivered: not to be refunded (if it was, the district recovers "
+                                  "it by hand)")
         return {
             "failed": failed.height,
             "reversed_fen": -_run_fen(reversed_),
@@ -2377,7 +2416,7 @@ class Ledger:
             "recoveries_restored": recoveries_restored,
             "recoveries_cancelled": cancelled,
             # each recovery that now owes less (district, fen taken off, what it owes now)
-            "recoveries_reduced": returned.pop("reduced"),
+            "recoveries_reduced": reduced,
             # months a confirmed recovery got back, of payments that never arrived: to refund by hand
             "recovered_but_never_delivered": returned,
         }
@@ -2502,7 +2541,7 @@ class Ledger:
             self._rollback()
             raise
 
-    def _undo_failure_cancels(self, now: dt.datetime) -> tuple[pl.DataFrame, dict[str, Any], list[dict[str, Any]]]:
+    def _undo_failure_cancels(self, now: dt.datetime) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
         """Inside an import, for the lines in `_retried` (failed, then paid on a retry): what each
         one's last failure cancelled is taken back, as if it had never failed (audit 21A: the
         cancellations stood, the next run recovered those months again, and the district was still
@@ -2528,7 +2567,7 @@ class Ledger:
             "and (r.line_id is null or e.batch_id = r.batch_id)")
         paid = self.df("select person_id, from_mi, to_mi, fen from batch_pieces join _retried using (line_id)")
         if made.height == 0:
-            return made.select("person_id", "from_mi", "to_mi", "fen").clear(), _refunds(), []
+            return made.select("person_id", "from_mi", "to_mi", "fen").clear(), []
         cap = explode_months(paid.lazy()).group_by(month).agg(cap=pl.col("fen").sum())
         # what an earlier retry undid already (a line failed with another of the same months, in one
         # import) is not undone again (audit 21B: a recovery was restored twice, to twice its line)
@@ -2570,82 +2609,42 @@ class Ledger:
                 "any_value(r.amount_fen) as owed_fen, any_value(r.state) as state "
                 "from _undo u join recoveries r using (line_id) group by all order by r.district_code, u.line_id"
             ).to_dicts()
-        # what a confirmed recovery had got back of the months undone in a failed line's name: the
-        # refund reported at the failure, not due now that the bank delivered them
-        own = undo.filter(pl.col("own")).select(_k=idcard.order_key_expr("person_id"), month_idx="month_idx",
-                                                cancel="undo")
-        # (the retried lines: a CANCEL in a failed line's name names the person's first failed line)
-        not_due = self._refund_of(own, self.df("select line_id from _retried"), retried=True)
         runs = undo.select("person_id", from_mi="month_idx", to_mi="month_idx", fen=-pl.col("undo"))
-        return runs, not_due, restored
+        return runs, restored
 
-    def _refund_of(self, cancel: pl.DataFrame, failed: pl.DataFrame, retried: bool = False) -> dict[str, Any]:
-        """Of months brought back to zero in a failed payment's own name (`cancel`: _k, month_idx,
-        cancel fen), what a recovery confirmed as recovered had got back: money a family returned
-        that the bank never delivered, as `_refunds` says it. The refund a failure reports, and the
-        one a retry says is not due after all (`retried`).
+    def _refund_allocation(self, now: dt.datetime | None) -> pl.DataFrame:
+        """_k, month_idx, line_id, fen: every refund by hand outstanding and the recovery it is for
+        (_REFUND_ALLOCATION), of the people with one (a few: brought back to zero in a failed
+        payment's name); `now`, the instant of an import under way."""
+        keys = ("select distinct person_key_of(person_id) from bank_entries "
+                "where kind = 'CANCEL' and line_id not in (select line_id from recoveries)")
+        return self.df(
+            f"with {_PUBLISHED_ORDER}, took as ({_TAKEN_BACK.format(keys=keys)}), "
+            + _REFUND_ALLOCATION.format(keys=keys, now="?::timestamp")
+            + " select person_key as _k, month_idx::integer as month_idx, line_id, fen::bigint as fen "
+              "from refund_alloc", [now])
 
-        A month's refund is first the recoveries' that asked back a failed payment (`failed`: their
-        line ids): published after it, and before its failure (at a retry: a recovery published
-        since asked back a payment made since). Then, if the refund is more, the others', oldest
-        first. Each gives what it got back, in the order published, until the month's refund is
-        made up (audit 29C: the older of two recoveries of a month, which had asked back a payment
-        delivered, was named for the newer's; 30A: two payments of a month failed, or retried, in
-        one file were counted as one; 30C: a payment asked back by two recoveries, one of them a
-        correction of its amount, was named on the older recovery, and a retry named one published
-        after the failure). `collected_while_decided` reads the same (`refunded`)."""
-        if cancel.height == 0:
-            return _refunds()
-        month = ["_k", "month_idx"]
-        with self._registered(_failed_lines=failed.select("line_id"), _cancel_keys=cancel.select("_k").unique()):
-            # what each confirmed recovery of theirs got back (less what cancellations took off it)
-            got_back = self.df(
-                f"with {_PUBLISHED_ORDER}, took as ({_TAKEN_BACK.format(keys='select _k from _cancel_keys')}) "
-                "select t.person_key as _k, t.line_id, t.month_idx, t.fen, o.published, o.published_at from took t "
-                "join recoveries r using (line_id) join porder o on o.batch_id = r.batch_id "
-                "where r.state = 'recovered'").lazy().cast({"month_idx": pl.Int32})
-            # (their months as reversed: a failed line's REVERSAL entries are its pieces, and the
-            # journal is small where the batch files are every quarter's)
-            sent = explode_months(self.df(
-                f"with {_PUBLISHED_ORDER} select person_key_of(e.person_id) as _k, e.from_mi, e.to_mi, "
-                "o.published as failed, max(e.recorded_at) as failed_at "
-                "from bank_entries e join _failed_lines using (line_id) "
-                "join porder o on o.batch_id = e.batch_id where e.kind = 'REVERSAL' group by all").lazy())
-        asked = (got_back.join(sent, on=month)
-                 .filter((pl.col("published") > pl.col("failed"))
-                         & (pl.col("published_at") < pl.col("failed_at") if retried else pl.lit(True)))
-                 .select(*month, "line_id", asked=pl.lit(True)).unique())
-        refund = (
-            got_back.join(cancel.lazy().group_by(month).agg(pl.col("cancel").sum()), on=month)
-            .join(asked, on=[*month, "line_id"], how="left")
-            .sort(*month, pl.col("asked").is_null(), "published", "line_id")
-            .with_columns(before=(pl.col("fen").cum_sum() - pl.col("fen")).over(month))
-            .select(*month, "line_id", fen=pl.min_horizontal("fen", pl.col("cancel") - pl.col("before")))
-            .filter(pl.col("fen") > 0)
-            .collect()
-        )
-        by_line = refund.group_by("line_id").agg(pl.col("fen").sum()).sort("line_id")
-        return _refunds(refund["_k"].n_unique(), int(refund["fen"].sum()), refund["line_id"],
-                        {line: int(fen) for line, fen in by_line.iter_rows()})
-
-    def _cancel_recoveries_of_failed(self, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
+    def _cancel_recoveries_of_failed(self, failed: pl.DataFrame,
+                                     now: dt.datetime) -> tuple[int, list[dict[str, Any]]]:
         """A payment that failed at the bank never reached the person: months of it that were
         since recovered owe nothing back. Their net went below zero with the reversal; CANCEL
         entries bring it back to zero. Each month's is taken off the recoveries still owed for it
         (open or written off, oldest first), which owe that much less, and are cancelled once they
         owe nothing; only those months: a recovery's other months are still owed. Returns how many
-        recoveries were cancelled in part or whole, and what of those months a recovery confirmed
-        as recovered had already got back (people, fen, those recoveries' line ids): money a family
-        returned that the bank never delivered, which no run pays back (the account just failed);
-        the district refunds it."""
+        recoveries were cancelled in part or whole, and each that now owes less (district, fen taken
+        off, what it owes now). What of those months a recovery confirmed as recovered had already
+        got back is brought to zero in the failed line's name: money a family returned that the
+        bank never delivered, which no run pays back (the account just failed); the district
+        refunds it (_REFUND_ALLOCATION)."""
         neg = self.df("select person_key as _k, from_mi, to_mi, -fen as fen from holdings where fen < 0")
         if neg.height == 0:
-            return 0, {**_refunds(), "reduced": []}
+            return 0, []
         counts = self._cancel_months(explode_months(neg.lazy()).select("_k", "month_idx", need="fen"), failed, now)
         self.apply_to_holdings(neg.rename({"_k": "person_key"}))
         return counts
 
-    def _cancel_months(self, need: pl.LazyFrame, failed: pl.DataFrame, now: dt.datetime) -> tuple[int, dict[str, Any]]:
+    def _cancel_months(self, need: pl.LazyFrame, failed: pl.DataFrame,
+                       now: dt.datetime) -> tuple[int, list[dict[str, Any]]]:
         """_cancel_recoveries_of_failed's CANCEL entries and register changes for `need` (_k,
         month_idx, need: the fen each month's net is below zero by), at `now`; the holdings are the
         caller's. Returns the same as it."""
@@ -2656,11 +2655,6 @@ class Ledger:
         # in the name of the failed line.
         rest = (need.collect().join(taken.group_by(month).agg(pl.col("cancel").sum()), on=month, how="left")
                 .with_columns(cancel=pl.col("need") - pl.col("cancel").fill_null(0)).filter(pl.col("cancel") > 0))
-        returned = self._refund_of(rest.select(*month, "cancel"), failed)
-        if returned["fen"]:
-            log.get().warning("recovered_but_never_delivered", **returned,
-                              why="a recovery confirmed as recovered covered months of a payment the bank now "
-                                  "says failed: the family returned money it never got; the district refunds it")
         with self._registered(_failed=failed, _taken=taken, _rest=rest.select(*month, "cancel")):
             self.run(
                 """
@@ -2693,7 +2687,7 @@ class Ledger:
                 log.get().warning("recoveries_reduced", recoveries=reduced.to_dicts(),
                                   why="a payment these recoveries claimed failed at the bank: the district "
                                       "collects what each owes now, not what its recovery file listed")
-        return taken["line_id"].n_unique(), {**returned, "reduced": reduced.to_dicts()}
+        return taken["line_id"].n_unique(), reduced.to_dicts()
 
     def set_recovery_state(self, line_ids: list[str], state: str, by: str, note: str | None) -> dict[str, Any]:
         """open → recovered (confirmed by the district) or open → written_off (with a reason)."""

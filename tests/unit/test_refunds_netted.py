@@ -4,6 +4,7 @@ is above nothing: by each report's amount per recovery line, not by how many rep
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +79,17 @@ def test_reports_made_before_by_line_are_netted_by_count(tmp_path: Path) -> None
         assert led.refunds_total(led.refunds_reported()) == {"people": 1, "fen": 54000}
 
 
+def _reports_are_the_reckoning(led: Ledger) -> None:
+    """What the imports reported to refund, net by line of what they found not due, is what the
+    ledger reckons outstanding (Ledger._refund_allocation, which the payback rule reads too)."""
+    said: dict[str, int] = {}
+    for fen, by_line in led.refunds_reported().select("fen", "by_line").iter_rows():
+        for line, part in json.loads(by_line).items():
+            said[line] = said.get(line, 0) + (part if fen > 0 else -part)
+    now = led._refund_allocation(None).group_by("line_id").agg(pl.col("fen").sum())
+    assert {line: fen for line, fen in said.items() if fen} == dict(now.iter_rows())
+
+
 def _eve(tmp_path: Path) -> tuple[Scenario, dict, dict, Callable[[str, str], list[str]]]:
     """A ledger for ann and eve, and eve's line ids of a kind in a batch."""
     sc = Scenario(tmp_path / "w", opening_month="2025-07")
@@ -125,6 +137,7 @@ def test_a_month_paid_twice_recovered_twice_and_failed_twice_is_refunded_on_both
         retried = _failed(led, p2, "PAID", "2025-11-13 10:00", "retry")
         assert retried["refunds_not_due"]["by_line"] == {r2[0]: owed[r2[0]]}, retried
         assert led.refunds_total(led.refunds_reported()) == {"people": 1, "fen": owed[r1[0]]}
+        _reports_are_the_reckoning(led)
 
 
 def test_two_failures_in_two_files_retried_in_one_leave_nothing_to_refund(tmp_path: Path) -> None:
@@ -140,6 +153,7 @@ def test_two_failures_in_two_files_retried_in_one_leave_nothing_to_refund(tmp_pa
         retried = _failed(led, p1 + p2, "PAID", "2025-11-13 10:00", "retry")["refunds_not_due"]
         assert retried["by_line"] == {r1[0]: owed[r1[0]], r2[0]: owed[r2[0]]}, retried
         assert led.refunds_total(led.refunds_reported()) == {"people": 0, "fen": 0}
+        _reports_are_the_reckoning(led)
 
 
 def test_a_month_cancelled_off_a_recovery_is_not_refunded_on_it(tmp_path: Path) -> None:
@@ -189,3 +203,26 @@ def test_a_retry_names_the_refund_the_failure_reported_not_a_later_recovery(tmp_
         retried = _failed(led, p2, "PAID", "2025-11-10 10:00", "retry")["refunds_not_due"]
         assert retried["by_line"] == failed["by_line"], retried
         assert led.refunds_total(led.refunds_reported()) == {"people": 0, "fen": 0}
+        _reports_are_the_reckoning(led)
+
+
+def test_a_retry_withdraws_the_refund_its_failure_reported_whatever_line_it_named(tmp_path: Path) -> None:
+    """Audit 30D: eve's months paid and recovered three times (P1 R1, P2 R2, P3 R3; R1 and R2
+    collected, R3 open). P2 and P3 failed in one file: R3 was cut, and the rest reported to refund
+    on R2, which asked back P2. The bank then paid P3 on a retry: the refund was not due, but it was
+    withdrawn from R1 (nothing confirmed had asked back P3), leaving R2's standing and the total at
+    one person and nothing. The refunds are one reckoning, and a change to it says which line."""
+    sc, _, p2, _, r2 = _paid_twice_recovered_twice(tmp_path)
+    ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
+    mine = pl.col("person_id") == eve["person_id"]
+    p3 = sc.lines(sc.publish(sc.supplement([ann, eve], "2025-11-08", breakers=OPEN)).batch_id).filter(mine)
+    r3 = sc.lines(sc.publish(sc.supplement([ann], "2025-11-09", breakers=OPEN)).batch_id).filter(mine)
+    assert p3["line_type"].to_list() == ["PAYMENT"] and r3["line_type"].to_list() == ["RECOVERY"]
+    with Ledger.use(sc.ledger) as led:
+        failed = _failed(led, p2 + p3["line_id"].to_list(), "FAILED", "2025-11-12 10:00", "failed")
+        assert list(failed["recovered_but_never_delivered"]["by_line"]) == r2
+        assert led.df("select state from recoveries where line_id = ?", r3["line_id"].to_list()).item() == "cancelled"
+        retried = _failed(led, p3["line_id"].to_list(), "PAID", "2025-11-13 10:00", "retry")["refunds_not_due"]
+        assert retried["by_line"] == failed["recovered_but_never_delivered"]["by_line"], retried
+        assert led.refunds_total(led.refunds_reported()) == {"people": 0, "fen": 0}
+        _reports_are_the_reckoning(led)
