@@ -420,9 +420,11 @@ _TAKEN_BACK = """
 # and not undone by a retry; it is taken off what the person's confirmed recoveries got back of
 # the month (`took`), first those that asked back a payment still reversed (published after it,
 # before its failure), then the others, each in the order published (audits 29C, 30A, 30C, 30D).
-# A publication in the second of a failure is after it, as a night's run publishes after its bank
-# returns: the failure's import event orders them (`now`: the current import's instant, whose event
-# is not yet written, or null). `refund_alloc`: person_key, month_idx, line_id, fen.
+# A publication and a failure are ordered by the publication's event and the failure's import's
+# (written at its entries' instant: `now`, that of an import under way, whose event is not yet
+# written, or null). An import's event written by an engine before keeps only the second: a
+# publication in it is taken as after the failure, as a night's run publishes after its returns.
+# `refund_alloc`: person_key, month_idx, line_id, fen.
 _REFUND_ALLOCATION = """
     failed as (select person_key, month_idx, batch_id, max(rev_at) as rev_at from (
                   select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
@@ -432,9 +434,13 @@ _REFUND_ALLOCATION = """
                         and person_key_of(e.person_id) in ({keys}))
                group by person_key, month_idx, line_id, batch_id having sum(fen) < 0),
     failed_when as (select f.*, f.rev_at >= {now} as current_import,
-                           (select min(v.seq) from events v
-                            where v.action in ('bank_returns', 'notice_dated', 'upgrade')
-                                  and v.event_at >= date_trunc('second', f.rev_at)) as rev_seq
+                           -- its import's event, at the entries' own instant; an event written by an
+                           -- engine before that keeps the second: the first in or after it
+                           coalesce((select min(v.seq) from events v
+                                     where v.action in ('bank_returns', 'notice_dated') and v.event_at = f.rev_at),
+                                    (select min(v.seq) from events v
+                                     where v.action in ('bank_returns', 'notice_dated', 'upgrade')
+                                           and v.event_at >= date_trunc('second', f.rev_at))) as rev_seq
                     from failed f),
     owed_back as (select person_key, month_idx, sum(fen) as refund from (
                      select person_key_of(e.person_id) as person_key, e.fen,
@@ -992,13 +998,16 @@ class Ledger:
         except duckdb.Error:
             pass
 
-    def _bump(self, action: str, batch_id: str | None, actor: str | None, detail: dict[str, Any]) -> int:
-        """Inside a transaction: advance the sequence and log the event (who, when, why)."""
+    def _bump(self, action: str, batch_id: str | None, actor: str | None, detail: dict[str, Any],
+              at: dt.datetime | None = None) -> int:
+        """Inside a transaction: advance the sequence and log the event (who, when, why). `at`: the
+        instant of the change's bank entries, where it made some (_entries_now), so each entry is
+        traced to its own event (_REFUND_ALLOCATION orders a failure against publications by it)."""
         seq = self.seq + 1
         self.run("update meta set value=? where key='seq'", [str(seq)])
         self.run(
             "insert into events values (?, ?, ?, ?, ?, ?)",
-            [seq, _now(), action, batch_id, actor, json.dumps(detail, ensure_ascii=False, default=str)],
+            [seq, at or _now(), action, batch_id, actor, json.dumps(detail, ensure_ascii=False, default=str)],
         )
         return seq
 
@@ -2318,7 +2327,7 @@ class Ledger:
                     **self._apply_fates(fates, now),
                 }
                 if fresh.height:
-                    self._bump("bank_returns", None, None, {**counts, "file_sha256": file_sha256})
+                    self._bump("bank_returns", None, None, {**counts, "file_sha256": file_sha256}, at=now)
                 self.run("commit")
                 return counts
             except BaseException:
@@ -2525,14 +2534,15 @@ class Ledger:
                                     [line_id])[0]  # type: ignore[index]
             fates = pl.DataFrame({"line_id": [line_id], "was_reversed": [reversed_now],
                                   "fate": [ends[0] if len(ends) == 1 else None]})
-            counts = self._apply_fates(fates, self._entries_now())
+            now = self._entries_now()
+            counts = self._apply_fates(fates, now)
             if counts["paid_on_retry"] or counts["failed"]:
                 log.get().warning("notice_dated_changed_line", line_id=line_id, now_ends=ends[0],
                                   why="a bank notice on record, dated by staff, makes the line's notices say "
                                       "otherwise of how it ended than the ledger held")
             self._bump("notice_dated", None, by, {"line_id": line_id, "status": status, "recorded": was,
                                                    "settled_at": settled_at, "previous": before, "reason": reason,
-                                                   **counts})
+                                                   **counts}, at=now)
             self.run("commit")
             # None: the notices, so dated, give no order (the ledger holds what it held: audit 25B)
             return {"line_id": line_id, "status": status, "recorded": was, "settled_at": settled_at, "changed": True,

@@ -59,10 +59,20 @@ def _say_what_changed(counts: dict[str, Any]) -> None:
              f"the payment failed is owed again (the bank paid it on a retry); it owes {yuan(r['owed_fen'])} yuan "
              f"({r['state']})")
     if (not_due := counts["refunds_not_due"])["fen"]:
-        echo(f"{not_due['people']} people's refund of {yuan(not_due['fen'])} yuan reported when those lines "
-             "failed is not due: the bank delivered those months after all (recovery line(s) "
-             f"{', '.join(not_due['recovery_lines'])}); if it was refunded already, the district recovers it "
-             "by hand")
+        # less to refund on a line: a retry the bank paid, or a failure that counts a refund to
+        # another recovery line now, the same money (audit 30E)
+        lines = ", ".join(not_due["recovery_lines"])
+        said = f"{not_due['people']} people's refund of {yuan(not_due['fen'])} yuan reported when those lines failed"
+        moved = ("this file's failures count it to another recovery line now: the refund said below is the same "
+                 "money, to refund once")
+        if not counts["paid_on_retry"]:
+            echo(f"{said} is not due on recovery line(s) {lines}: {moved}")
+        elif not counts["recovered_but_never_delivered"]["fen"]:
+            echo(f"{said} is not due: the bank delivered those months after all (recovery line(s) {lines}); if it "
+                 "was refunded already, the district recovers it by hand")
+        else:
+            echo(f"{said} is not due on recovery line(s) {lines}: the bank delivered those months after all (if "
+                 f"refunded already, the district recovers it by hand), or {moved}")
     for r in counts["recoveries_reduced"]:
         # each recovery that owes less now, for its district before it collects (audit 20A)
         owes = ("it owes nothing now (cancelled): the district collects nothing of it" if r["state"] == "cancelled"
@@ -189,7 +199,8 @@ def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
     """
     with Ledger.use(ledger, read_only=True) as led:
         df = led.refunds_reported()
-        total = {"imports": df.height, **led.refunds_total(df)}
+        # (an import that both reports and withdraws refunds is two rows: audit 30E)
+        total = {"imports": df.select("imported_at", "source", "file_sha256").n_unique(), **led.refunds_total(df)}
     if json_:
         emit_json({"refunds": [{**r, "imported_at": r["imported_at"].isoformat(),
                                 "by_line": json.loads(r["by_line"]) if r["by_line"] else None}
@@ -200,5 +211,6 @@ def refunds(ledger: LedgerOpt = DEFAULT_LEDGER, json_: JsonOpt = False) -> None:
                   {"notice_dated": "a notice staff dated"}.get(r["source"], "schema-4 ledger upgraded"))
         echo(f"{r['imported_at']:%Y-%m-%d %H:%M}  {source}  {r['people']} people  "
              f"{yuan(r['fen']):>12} yuan  recovery line(s) {', '.join(r['recovery_lines'])}"
-             + ("  (not due: the bank paid on a retry)" if r["fen"] < 0 else ""))
+             + ("  (not due on these lines: a retry the bank paid, or counted to another line)"
+                if r["fen"] < 0 else ""))
     echo(f"{total['imports']} import(s), {total['people']} people, {yuan(total['fen'])} yuan to refund by hand")

@@ -493,7 +493,17 @@ def test_months_recovered_and_confirmed_of_a_payment_that_failed_are_said_to_be_
     # nobody is left to refund (audit 21B: "1 people, 0.00 yuan")
     assert (listed["imports"], listed["people"], listed["fen"]) == (2, 0, 0), listed
     assert [r["fen"] for r in listed["refunds"]] == [2 * monthly, -2 * monthly], listed
-    assert "(not due: the bank paid on a retry)" in ok(cli("recoveries", "refunds", "--ledger", led)).stdout
+    assert "(not due on these lines: a retry the bank paid, or counted to another line)" in ok(
+        cli("recoveries", "refunds", "--ledger", led)).stdout
+    # an import that both reports a refund and finds one not due (a failure that counts a refund to
+    # another line) is one import, in two rows (audit 30E: counted as two)
+    with Ledger.use(led) as lg:
+        lg.run("update events set detail = json_merge_patch(detail, ?) where action = 'bank_returns' and "
+               "seq = (select max(seq) from events where action = 'bank_returns')",
+               [f'{{"recovered_but_never_delivered": {{"people": 1, "fen": 1, "recovery_lines": ["{rec_line}"], '
+                f'"by_line": {{"{rec_line}": 1}}}}}}'])
+    both = ok_json(cli("recoveries", "refunds", "--ledger", led, "--json"))
+    assert (len(both["refunds"]), both["imports"]) == (3, 2), both
     after = ok_json(cli("run", "supplement", "--registry", late, "--as-of", "2025-08-26", "--ledger", led,
                         "--force", "--reason", "test", "--json"))
     with Ledger.use(led, read_only=True) as lg:

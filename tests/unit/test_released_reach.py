@@ -662,6 +662,19 @@ def test_a_payback_asked_back_by_two_recoveries_that_failed_is_refunded_on_both(
     assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
 
 
+def _freezable_clock(monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
+    """_minute_clock, but standing still at the instant put in the list returned, while it is there."""
+    ticks = iter(range(100_000))
+    frozen: list[dt.datetime] = []
+
+    def clock() -> dt.datetime:
+        return frozen[0] if frozen else dt.datetime(2026, 12, 1) + dt.timedelta(minutes=next(ticks))
+
+    monkeypatch.setattr("allowance.ledger._now", clock)
+    monkeypatch.setattr("allowance.runs._now", clock)
+    return frozen
+
+
 @pytest.mark.parametrize("same_second", [False, True])
 def test_a_publication_in_the_second_of_a_failure_is_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               same_second: bool) -> None:
@@ -673,14 +686,7 @@ def test_a_publication_in_the_second_of_a_failure_is_after_it(tmp_path: Path, mo
     before the failure, asking back P: they were paid a third time, 30 000 fen. A publication in
     the second of a failure is after it, as a night's run publishes after its bank returns."""
 
-    ticks = iter(range(100_000))
-    frozen: list[dt.datetime] = []
-
-    def clock() -> dt.datetime:
-        return frozen[0] if frozen else dt.datetime(2026, 12, 1) + dt.timedelta(minutes=next(ticks))
-
-    monkeypatch.setattr("allowance.ledger._now", clock)
-    monkeypatch.setattr("allowance.runs._now", clock)
+    frozen = _freezable_clock(monkeypatch)
     sc, cal, rows, night = _collected_while_held(tmp_path)
     pid = cal["person_id"]
     with Ledger.use(sc.ledger) as led:
@@ -689,7 +695,7 @@ def test_a_publication_in_the_second_of_a_failure_is_after_it(tmp_path: Path, mo
     failed = [*sc.lines(night.batch_id).filter(pl.col("person_id") == pid)["line_id"],
               *sc.lines(quarter).filter(pl.col("person_id") == pid)["line_id"]]
     if same_second:
-        frozen.append(clock())
+        frozen.append(dt.datetime(2027, 1, 1))
     with Ledger.use(sc.ledger) as led:
         led.import_bank_returns(pl.DataFrame({"line_id": failed, "status": "FAILED", "settled_at": "2026-01-20"}),
                                 "returns-failed")
@@ -699,3 +705,40 @@ def test_a_publication_in_the_second_of_a_failure_is_after_it(tmp_path: Path, mo
     with Ledger.use(sc.ledger) as led:
         led.set_recovery_state(led.owed_recoveries()["line_id"].unique().to_list(), "recovered", "区民政 王", "已追回")
     _october_and_november_expired(sc, rows, pid)
+
+
+@pytest.mark.parametrize("same_second", [False, True])
+def test_a_failure_is_ordered_by_its_own_import_not_one_earlier_in_its_second(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_second: bool) -> None:
+    """Audit 30E: the payback P paid, R' published (cal missing from one night's extract) and
+    collected, then P failed: R' asked back P, so its refund is by hand and the payback stands. In
+    one second, an import of another line's notice, R''s publication and P's failure: the failure
+    was ordered by the earlier import's event, R' taken as published after it, the refund named on
+    the held recovery R, and October and November expired (30 000 fen). Each import's entries are
+    ordered by its own event."""
+
+    frozen = _freezable_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    sc.publish(night)
+    payback = sc.lines(night.batch_id).filter(pl.col("person_id") == pid)["line_id"].to_list()
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        quarter = led.one("select batch_id from batches where quarter = '2025Q4'")[0]  # type: ignore[index]
+    another = sc.lines(quarter).filter(pl.col("person_id") != pid)["line_id"].to_list()[:1]
+    gone = sc.supplement([r for r in rows if r is not cal], "2026-01-08", breakers=OPEN)
+    if same_second:
+        frozen.append(dt.datetime(2027, 1, 1))
+    with Ledger.use(sc.ledger) as led:
+        led.import_bank_returns(pl.DataFrame({"line_id": another, "status": "PAID", "settled_at": "2026-01-19"}),
+                                "returns-paid")
+    r2 = sc.lines(sc.publish(gone).batch_id).filter(pl.col("person_id") == pid)["line_id"].to_list()
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r2, "recovered", "区民政 王", "已追回")
+        failed = led.import_bank_returns(pl.DataFrame({"line_id": payback, "status": "FAILED",
+                                                       "settled_at": "2026-01-20"}), "returns-failed")
+    frozen.clear()
+    assert failed["recovered_but_never_delivered"]["by_line"] == {r2[0]: 45000}
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
+    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
