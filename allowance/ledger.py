@@ -418,15 +418,17 @@ _TAKEN_BACK = """
 # `porder` and `took` of the same people; `keys`: a query of their person_keys). A month's refund
 # outstanding is what was brought back to zero in a failed payment's name (Ledger._cancel_months)
 # and not undone by a retry; it is taken off what the person's confirmed recoveries got back of
-# the month (`took`), first those that asked back a payment still reversed (published after it,
-# before its failure), then the others, each in the order published (audits 29C, 30A, 30C, 30D).
+# the month (`took`), first those that asked back a payment still reversed (published after it and
+# before its failure, with what recoveries between them took back leaving some of it), the latest
+# first (a payment delivered since, which the ledger nets against a refund, made good the oldest);
+# then the others, oldest first (audits 29C, 30A, 30C, 30D, 30E).
 # A publication and a failure are ordered by the publication's event and the failure's import's
 # (written at its entries' instant: `now`, that of an import under way, whose event is not yet
 # written, or null). An import's event written by an engine before keeps only the second: a
 # publication in it is taken as after the failure, as a night's run publishes after its returns.
 # `refund_alloc`: person_key, month_idx, line_id, fen.
 _REFUND_ALLOCATION = """
-    failed as (select person_key, month_idx, batch_id, max(rev_at) as rev_at from (
+    failed as (select person_key, month_idx, batch_id, max(rev_at) as rev_at, -sum(fen) as fen from (
                   select person_key_of(e.person_id) as person_key, e.line_id, e.batch_id, e.fen,
                          case when e.kind = 'REVERSAL' then e.recorded_at end as rev_at,
                          unnest(generate_series(e.from_mi, e.to_mi)) as month_idx
@@ -454,12 +456,19 @@ _REFUND_ALLOCATION = """
                               where f.person_key = t.person_key and f.month_idx = t.month_idx
                                     and p.published > q.published
                                     and (f.current_import is true
-                                         or coalesce(p.seq < f.rev_seq, p.published_at < f.rev_at))) as asked
+                                         or coalesce(p.seq < f.rev_seq, p.published_at < f.rev_at))
+                                    -- what recoveries between them took back leaves some of it
+                                    and (select coalesce(sum(b.fen), 0) from took b join recoveries rb using (line_id)
+                                         join porder pb on pb.batch_id = rb.batch_id
+                                         where b.person_key = t.person_key and b.month_idx = t.month_idx
+                                               and pb.published > q.published and pb.published < p.published)
+                                        < f.fen) as asked
                from took t join recoveries r using (line_id) join porder p on p.batch_id = r.batch_id
                join owed_back o using (person_key, month_idx) where r.state = 'recovered'),
     refund_alloc as (select person_key, month_idx, line_id, least(fen, refund - before) as fen from (
                         select *, coalesce(sum(fen) over (
-                            partition by person_key, month_idx order by asked desc, published, line_id
+                            partition by person_key, month_idx
+                            order by asked desc, case when asked then -published else published end, line_id
                             rows between unbounded preceding and 1 preceding), 0) as before
                         from ranked)
                      where before < refund)"""

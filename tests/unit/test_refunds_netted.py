@@ -226,3 +226,26 @@ def test_a_retry_withdraws_the_refund_its_failure_reported_whatever_line_it_name
         assert retried["by_line"] == failed["recovered_but_never_delivered"]["by_line"], retried
         assert led.refunds_total(led.refunds_reported()) == {"people": 0, "fen": 0}
         _reports_are_the_reckoning(led)
+
+
+def test_a_refund_is_the_recoverys_that_asked_back_the_failed_payment_not_one_between(tmp_path: Path) -> None:
+    """Audit 30E: eve's months paid and recovered three times (P1 R1, P2 R2, P3 R3, all collected).
+    P1 failed in one file, P3 in another. R1 asked back P1 and R3 asked back P3; R2 asked back P2,
+    delivered. The second failure's refund was named on R2, the next recovery published after P1:
+    a recovery asks back a payment only while the recoveries between them have not taken it all."""
+    sc, _, _, r1, r2 = _paid_twice_recovered_twice(tmp_path)
+    ann, eve = person("1950-05-05", seq=1), person("1945-03-03", seq=2)
+    mine = pl.col("person_id") == eve["person_id"]
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        p1 = led.df("select line_id from batch_lines where batch_id like 'Q2025Q4%' and person_id = ?",
+                    [eve["person_id"]])["line_id"].to_list()
+    p3 = sc.lines(sc.publish(sc.supplement([ann, eve], "2025-11-08", breakers=OPEN)).batch_id).filter(mine)
+    r3 = sc.lines(sc.publish(sc.supplement([ann], "2025-11-09", breakers=OPEN)).batch_id).filter(mine)
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r3["line_id"].to_list(), "recovered", "district", "collected")
+        first = _failed(led, p1, "FAILED", "2025-11-12 10:00", "p1-failed")["recovered_but_never_delivered"]
+        second = _failed(led, p3["line_id"].to_list(), "FAILED", "2025-11-12 11:00",
+                         "p3-failed")["recovered_but_never_delivered"]
+        assert (list(first["by_line"]), list(second["by_line"])) == (r1, r3["line_id"].to_list()), (first, second)
+        assert r2[0] not in led._refund_allocation(None)["line_id"].to_list()
+        _reports_are_the_reckoning(led)

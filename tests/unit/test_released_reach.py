@@ -742,3 +742,38 @@ def test_a_failure_is_ordered_by_its_own_import_not_one_earlier_in_its_second(
     paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
     assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
     assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
+def test_a_payback_stands_where_a_payment_since_nets_one_of_two_refunds(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit 30D: the held recovery R asked back the fourth quarter's payment, R' (cal missing from
+    one night's extract) the payback P; back the next night, October to December were paid again
+    within the window (P2, delivered). The fourth quarter's payment and P then failed in one file:
+    both recoveries asked back money never delivered, and the ledger nets P2 against one of the two
+    refunds. Counted to R, R' took the months back for good and October and November expired with
+    nothing paid (30 000 fen, where no night's run came between). The refund is the latest's: P2
+    made good the oldest, and R' took back nothing the district does not refund."""
+
+    _minute_clock(monkeypatch)
+    sc, cal, rows, night = _collected_while_held(tmp_path)
+    pid = cal["person_id"]
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        quarter = led.one("select batch_id from batches where quarter = '2025Q4'")[0]  # type: ignore[index]
+    sc.publish(night)
+    failed = [*sc.lines(night.batch_id).filter(pl.col("person_id") == pid)["line_id"],
+              *sc.lines(quarter).filter(pl.col("person_id") == pid)["line_id"]]
+    r2 = sc.lines(sc.publish(sc.supplement([r for r in rows if r is not cal], "2026-01-08",
+                                           breakers=OPEN)).batch_id).filter(pl.col("person_id") == pid)["line_id"]
+    with Ledger.use(sc.ledger) as led:
+        led.set_recovery_state(r2.to_list(), "recovered", "区民政 王", "已追回")
+    again = sc.publish(sc.supplement(rows, "2026-01-09", breakers=OPEN))
+    assert sc.months(again.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list() == [
+        M("2025-10"), M("2025-11"), M("2025-12")]
+    with Ledger.use(sc.ledger) as led:
+        refund = led.import_bank_returns(pl.DataFrame({"line_id": failed, "status": "FAILED",
+                                                       "settled_at": "2026-01-20"}), "returns-failed")
+    assert refund["recovered_but_never_delivered"]["by_line"] == {r2[0]: 45000}
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
+    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
