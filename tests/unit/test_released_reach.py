@@ -458,6 +458,15 @@ def test_months_to_pay_back_are_not_expired_while_a_later_hold_stands(tmp_path: 
         pl.col("person_id") == pid).height == 0
 
 
+def _august_to_december_paid_back(sc: Any, rows: list[dict[str, Any]], pid: str) -> None:
+    """The second quarter's draft pays August to December back, older than its window, and
+    reports nothing expired: the payback stands."""
+    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
+    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
+    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
+    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
 def _october_and_november_expired(sc: Any, rows: list[dict[str, Any]], pid: str) -> None:
     """The second quarter's draft leaves October and November unpaid, reported expired: paid back
     once, then asked back again (older than the window by then)."""
@@ -521,10 +530,7 @@ def test_a_recovery_cancelled_since_does_not_end_a_payback(tmp_path: Path, monke
                                               "settled_at": ["2026-01-20"]}), "returns-payback-failed")
         assert led.df("select state from recoveries where batch_id like 'S20260108%'")["state"].to_list() == [
             "cancelled"]
-    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
-    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
-    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
-    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+    _august_to_december_paid_back(sc, rows, pid)
 
 
 def test_a_recovery_published_in_the_second_of_the_collection_ends_the_payback(tmp_path: Path,
@@ -738,10 +744,7 @@ def test_a_failure_is_ordered_by_its_own_import_not_one_earlier_in_its_second(
                                                        "settled_at": "2026-01-20"}), "returns-failed")
     frozen.clear()
     assert failed["recovered_but_never_delivered"]["by_line"] == {r2[0]: 45000}
-    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
-    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
-    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
-    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+    _august_to_december_paid_back(sc, rows, pid)
 
 
 def test_a_payback_stands_where_a_payment_since_nets_one_of_two_refunds(tmp_path: Path,
@@ -773,7 +776,4 @@ def test_a_payback_stands_where_a_payment_since_nets_one_of_two_refunds(tmp_path
         refund = led.import_bank_returns(pl.DataFrame({"line_id": failed, "status": "FAILED",
                                                        "settled_at": "2026-01-20"}), "returns-failed")
     assert refund["recovered_but_never_delivered"]["by_line"] == {r2[0]: 45000}
-    q2 = sc.quarterly("2026Q2", rows, "2026-04-02", breakers=OPEN)
-    paid = sc.months(q2.batch_id).filter(pl.col("person_id") == pid)["month_idx"].to_list()
-    assert paid[:5] == [M(f"2025-{m:02d}") for m in range(8, 13)]
-    assert q2.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+    _august_to_december_paid_back(sc, rows, pid)
