@@ -402,23 +402,28 @@ _PUBLISHED_ORDER = """porder as (
     from batches b left join (select batch_id, max(seq) as seq from events where action = 'publish' group by 1) e
     using (batch_id) where b.status = 'published')"""
 
-# What each recovery of some people takes back, month by month (line_id, person_key, month_idx,
-# fen): its months less what cancellations took off it. `keys`: a query of their person_keys.
-_TAKEN_BACK = """
+def _taken_back(keys: str | None = None) -> str:
+    """SQL: what each recovery takes back, month by month (line_id, person_key, month_idx, fen):
+    its months less what cancellations took off it (CANCEL entries naming it: a publication's,
+    entitled again, or a bank failure's); a recovery with nothing left has no row. `keys`: a
+    query of the person_keys to read, or every recovery's."""
+    months_of = f" where m.person_key in ({keys})" if keys else ""
+    cancels_of = f" and person_key_of(e.person_id) in ({keys})" if keys else ""
+    return f"""
     select line_id, person_key, month_idx, sum(fen) as fen from (
         select m.line_id, m.person_key, unnest(generate_series(m.from_mi, m.to_mi)) as month_idx, m.fen
-        from recovery_months m where m.person_key in ({keys})
+        from recovery_months m{months_of}
         union all
         select e.line_id, person_key_of(e.person_id), unnest(generate_series(e.from_mi, e.to_mi)), -e.fen
-        from bank_entries e join recoveries r using (line_id)
-        where e.kind = 'CANCEL' and person_key_of(e.person_id) in ({keys}))
+        from bank_entries e join recoveries r using (line_id) where e.kind = 'CANCEL'{cancels_of})
     group by all having sum(fen) > 0"""
+
 
 # The refunds by hand, person-month by person-month, and the recovery each is for (CTEs, after
 # `porder` and `took` of the same people; `keys`: a query of their person_keys). A month's refund
 # outstanding is what was brought back to zero in a failed payment's name (Ledger._cancel_months)
 # and not undone by a retry; it is taken off what the person's confirmed recoveries got back of
-# the month (`took`), first those that asked back a payment still reversed (published after it and
+# the month (`took`: _taken_back), first those that asked back a payment still reversed (published after it and
 # before its failure, with what recoveries between them took back leaving some of it), the latest
 # first (a payment delivered since, which the ledger nets against a refund, made good the oldest);
 # then the others, oldest first (audits 29C, 30A, 30C, 30D, 30E).
@@ -474,16 +479,8 @@ _REFUND_ALLOCATION = """
                      where before < refund)"""
 
 # Each recovery's months still owed something (the register's `months`): its line's months less
-# the CANCEL entries naming it, month by month (a recovery with none left has no row).
-_STILL_OWED_MONTHS = """
-    select line_id, count(*) filter (where fen > 0)::integer as months from (
-        select line_id, mi, sum(fen) as fen from (
-            select line_id, unnest(range(from_mi, to_mi + 1)) as mi, fen from recovery_months
-            union all
-            select line_id, unnest(range(from_mi, to_mi + 1)) as mi, -fen from bank_entries
-            where kind = 'CANCEL'
-        ) group by line_id, mi
-    ) group by line_id"""
+# the CANCEL entries naming it (a recovery with none left has no row).
+_STILL_OWED_MONTHS = f"select line_id, count(*)::integer as months from ({_taken_back()}) group by line_id"
 
 
 def _run_fen(runs: pl.DataFrame) -> int:
@@ -772,7 +769,8 @@ class Ledger:
                 need = explode_months(group.lazy()).group_by("_k", "month_idx").agg(need=pl.col("fen").sum())
                 redone += led._cancel_months(need, group.select("line_id").unique(), at)[0]
             # (none before: every CANCEL entry was put again just now)
-            refunds = _refund_change(led._refund_allocation(None).clear(), led._refund_allocation(None))[0]
+            put_back = led._refund_allocation(None)
+            refunds = _refund_change(put_back.clear(), put_back)[0]
         detail: dict[str, Any] = {
             "recovery_months": int(led.one("select count(*) from recovery_months")[0]),  # type: ignore[index]
             "failed_payment_cancellations_redone": redone}
@@ -1160,7 +1158,7 @@ class Ledger:
                 -- what each recovery of theirs takes back, month by month: its months less what
                 -- cancellations took off it (audit 29A: a month cancelled off a collected one, and
                 -- held at nothing for another recovery collected before the decision, was taken as its)
-                took as (""" + _TAKEN_BACK.format(keys="select person_key from d") + """),
+                took as (""" + _taken_back("select person_key from d") + """),
                 """ + _PUBLISHED_ORDER + """,
                 -- the recoveries a hand refund is for (_REFUND_ALLOCATION)
                 """ + _REFUND_ALLOCATION.format(keys="select person_key from d", now="null") + """,
@@ -2419,9 +2417,9 @@ class Ledger:
                                   "says failed: the family returned money it never got; the district refunds it")
         if not_due["fen"]:
             log.get().warning("refund_not_due", **not_due,
-                              why="a refund reported when these lines failed is of months the bank has "
-                                  "now delivered: not to be refunded (if it was, the district recovers "
-                                  "it by hand)")
+                              why="a refund reported before is not due on these recovery lines: the bank has "
+                                  "delivered those months after all (if it was refunded, the district recovers "
+                                  "it by hand), or a failure counts it to another line now (the same money)")
         return {
             "failed": failed.height,
             "reversed_fen": -_run_fen(reversed_),
@@ -2638,7 +2636,7 @@ class Ledger:
         keys = ("select distinct person_key_of(person_id) from bank_entries "
                 "where kind = 'CANCEL' and line_id not in (select line_id from recoveries)")
         return self.df(
-            f"with {_PUBLISHED_ORDER}, took as ({_TAKEN_BACK.format(keys=keys)}), "
+            f"with {_PUBLISHED_ORDER}, took as ({_taken_back(keys)}), "
             + _REFUND_ALLOCATION.format(keys=keys, now="?::timestamp")
             + " select person_key as _k, month_idx::integer as month_idx, line_id, fen::bigint as fen "
               "from refund_alloc", [now])
