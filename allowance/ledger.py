@@ -1245,24 +1245,20 @@ class Ledger:
     def owed_recoveries(self) -> pl.DataFrame:
         """What is still to be got back, month by month, of every recovery not recovered: open,
         or written off (the money is still with the person). _k, line_id, district_code,
-        from_mi, to_mi, fen (> 0 a month): each recovery's months, less what publications have
-        cancelled of them (the CANCEL entries that name them: a publication's, or a bank failure's).
+        from_mi, to_mi, fen (> 0 a month): what each recovery takes back (_taken_back: its months
+        less what cancellations took off them), in runs of consecutive months of one amount.
         A handful of rows, read without touching a batch file."""
-        owed = self.df(
-            "select m.person_key as _k, m.line_id, r.district_code, m.from_mi, m.to_mi, m.fen "
-            "from recovery_months m join recoveries r using (line_id) where r.state in ('open', 'written_off') "
-            "order by m.line_id, m.from_mi")
-        done = self.df(
-            "select person_key_of(e.person_id) as _k, e.line_id, r.district_code, e.from_mi, e.to_mi, -e.fen as fen "
-            "from bank_entries e join recoveries r using (line_id) "
-            "where e.kind = 'CANCEL' and r.state in ('open', 'written_off')")
-        if done.height == 0:
-            return owed
-        keys = ["_k", "line_id", "district_code", "month_idx"]
-        return (explode_months(pl.concat([owed, done]).lazy()).group_by(keys).agg(pl.col("fen").sum())
-                .filter(pl.col("fen") > 0).select("_k", "line_id", "district_code", from_mi="month_idx",
-                                                  to_mi="month_idx", fen="fen")
-                .sort("line_id", "from_mi").collect())
+        open_ = "select line_id from recoveries where state in ('open', 'written_off')"
+        keys = f"select person_key from recovery_months where line_id in ({open_})"
+        return self.df(f"""
+            select person_key as _k, line_id, district_code, min(month_idx)::integer as from_mi,
+                   max(month_idx)::integer as to_mi, fen
+            from (select t.person_key, t.line_id, r.district_code, t.month_idx, t.fen::bigint as fen,
+                         t.month_idx - row_number() over (partition by t.line_id, t.fen order by t.month_idx) as run
+                  from ({_taken_back(keys)}) t join recoveries r using (line_id)
+                  where r.state in ('open', 'written_off'))
+            group by person_key, line_id, district_code, fen, run
+            order by line_id, from_mi""")
 
     def save_draft(
         self,
