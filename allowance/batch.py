@@ -127,6 +127,7 @@ class Draft:
     stops: dict[str, int]
     cancels: pl.DataFrame  # recoveries still owed, cancelled instead of paid again (cancel_owed_recoveries)
     card_holders: pl.DataFrame | None = None  # every holder of a card paid to two people (card_shared)
+    ends: pl.DataFrame | None = None  # what the extract changes of the ledger's person_ends (ends_seen)
 
 
 def _batch_id(kind: str, window: Window, as_of: dt.date, registry_sha: str, state: str, rules: Rules) -> str:
@@ -458,6 +459,48 @@ def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame,
         "_k", "district_code")
 
 
+def ends_seen(clean: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
+    """What the extract changes of the ledger's person_ends (`known`: _k, end_mi; Ledger.person_ends):
+    person_key, end_mi (the earlier of the months of death and of hukou moved out) for each clean
+    row with either date whose end is not the one known, and end_mi null for each person known to
+    have ended whose row shows neither now (a death recorded in error, withdrawn). Only the rows
+    with an end, and the known people's, are read."""
+    end = pl.min_horizontal(month_index_expr("death_date"), month_index_expr("hukou_out_date")).cast(pl.Int32)
+    none = pl.col("death_date").is_null() & pl.col("hukou_out_date").is_null()
+    seen = clean.filter(~none).select("_k", end_mi=end)
+    # those known whose row tonight shows no end (or who have none: absent, quarantined)
+    unseen = known.join(seen, on="_k", how="anti")["_k"]
+    withdrawn = clean.filter(pl.col("_k").is_in(unseen.implode()) & none).select("_k", end_mi=pl.lit(None, pl.Int32))
+    changed = seen.join(known, on=["_k", "end_mi"], how="anti")
+    return pl.concat([changed, withdrawn]).select(person_key="_k", end_mi="end_mi").sort("person_key")
+
+
+def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """The held runs of people in no clean row of the extract (`unmatched`: holdings rows with a
+    null pkey, a few), without the months each was entitled to by the end the ledger last saw for
+    them (`known`, person_ends: a death or a hukou moved out, the month itself where
+    `exit_month_paid`). A registry drops a closed record in time (the dead, a year on): absent then,
+    only the months after its end were not theirs (SPEC §1.2, §1.3); recovering every held month
+    as NOT_IN_EXTRACT asked a family for the months before a death (audit 31A). Someone whose last
+    row showed no end (a corrected birth date gives a new ID) keeps every month, to be recovered as
+    before. A person left with no month is not absent: nothing of theirs is at stake."""
+    ended = known.join(unmatched.select("_k").unique(), on="_k", how="semi")
+    if ended.height == 0:
+        return unmatched
+    # the last month each was entitled to: the end month itself, unless a version not paying it
+    # is in force then (a month no version covers pays nothing either)
+    last = ended.with_columns(pl.col("end_mi") - pl.Series(
+        [0 if rules.covered_since(m) is not None and rules.exit_month_paid(m) else 1
+         for m in ended["end_mi"].to_list()],
+        dtype=pl.Int32))
+    up_to = pl.col("_k").replace_strict(last["_k"], last["end_mi"], default=None, return_dtype=pl.Int32)
+    kept = pl.col("_up_to").is_null() | (pl.col("to_mi") > pl.col("_up_to"))
+    return (unmatched.with_columns(_up_to=up_to).filter(kept)
+            .with_columns(from_mi=pl.when(pl.col("_up_to").is_null()).then("from_mi")
+                          .otherwise(pl.max_horizontal("from_mi", pl.col("_up_to") + 1)).cast(pl.Int32))
+            .drop("_up_to"))
+
+
 def quarantined_districts(stopped: pl.DataFrame, quarantine: pl.DataFrame,
                           placeless: pl.DataFrame | None = None) -> pl.DataFrame:
     """_k, district_code of the people stopped (`stopped`: _k) because their row is quarantined,
@@ -701,17 +744,20 @@ def build_draft(
     # runs, which finding the absent, the differences and the stops all read (a join each took
     # 0.2-0.3 s). Clean ID keys are unique (DUPLICATE_ID), so no run is repeated.
     held_rows = holdings.with_columns(matched(holdings, clean, "_k", "pkey"))
-    absent, held_quarantined, placeless = absent_people(held_rows, validated.quarantine, ledger)
+    unmatched = pl.col("pkey").is_null()
+    # The ends the ledger last saw (a death, a hukou moved out): what tonight's rows change of
+    # them is kept with the draft, and the months up to theirs of the people in no clean row are
+    # settled: only their runs after it are theirs to recover (or, quarantined, to leave).
+    known_ends = ledger.person_ends()
+    ends = ends_seen(clean, known_ends)
+    not_clean = settled_by_end(held_rows.filter(unmatched), known_ends, rules)
+    absent, held_quarantined, placeless = absent_people(not_clean, validated.quarantine, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
     # The runs of everyone in `ids`: the clean people's, and the absent people's (a few rows);
     # lazy, so diff_pieces reads them straight into its window (no 5-million-row copy alive).
-    unmatched = pl.col("pkey").is_null()
-    held = pl.concat([
-        held_rows.lazy().filter(~unmatched),
-        held_rows.lazy().filter(unmatched).drop("pkey").join(absent.lazy().select("_k", "pkey"), on="_k")
-        .select(held_rows.columns),
-    ])
+    absent_held = not_clean.drop("pkey").join(absent.select("_k", "pkey"), on="_k").select(held_rows.columns)
+    held = pl.concat([held_rows.lazy().filter(~unmatched), absent_held.lazy()])
     lap("read_holdings")
 
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
@@ -777,10 +823,10 @@ def build_draft(
     # cancellation pays nothing); what is left is reported as expired.
     before = cancel_owed_before_window(clean, rules, window, ledger.opening_month, holdings, blocked, owed, reach)
     expired, overpaid = outside_window(clean, absent, rules, window, ledger.opening_month, holdings, before, blocked,
-                                       pl.concat([reach, held_collected(collected, blocked, clean)]))
+                                       pl.concat([reach, held_collected(collected, blocked, clean)]), absent_held)
     if before.height:
         cancels = pl.concat([cancels, before]).sort("line_id", "from_mi")
-    del entitled, held, held_rows
+    del entitled, held, held_rows, not_clean, absent_held
     lap("stops_expired")
 
     # Only the people with a difference can have a line (all of them at a quarter, a handful on
@@ -1131,7 +1177,7 @@ def build_draft(
     }
     lap("summary")
     lap.done("draft_stages", batch_id=batch_id)
-    return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops, cancels, card_holders)
+    return Draft(batch, lines, batch_pieces, no_card, quarantine, changes, stops, cancels, card_holders, ends)
 
 
 def place_order(group: pl.Series, key: pl.Series) -> np.ndarray:
@@ -1223,6 +1269,7 @@ OVERPAID_SCHEMA = {"_k": pl.Int64, "person_id": pl.String, "district_code": pl.S
 def outside_window(
     clean: pl.DataFrame, absent: pl.DataFrame, rules: Rules, window: Window, opening: int, holdings: pl.DataFrame,
     cancelled: pl.DataFrame, blocked: pl.DataFrame | None = None, reach: pl.DataFrame | None = None,
+    absent_held: pl.DataFrame | None = None,
 ) -> tuple[dict[str, int], pl.DataFrame]:
     """What is owed either way before the retroactive window (四 追溯期), from the opening month.
 
@@ -1241,7 +1288,8 @@ def outside_window(
       months, nothing paid and nothing recovered, until it is lifted. Months a decision in force
       covers are not expired either: a rejection's are not owed (not entitled), a hold's are paid
       on its release. `reach` (released_reach): months a released decision brought into a
-      person's due months are not old.
+      person's due months are not old. `absent_held`: the absent people's held runs (pkey, from_mi,
+      to_mi, fen) where they are not all of `holdings`' (settled_by_end: not the months up to an end).
     """
     old = before_window(window, opening, rules)
     if window.empty or old.empty:
@@ -1257,8 +1305,11 @@ def outside_window(
         # expired meanwhile); neither is lost money
         ent = without_blocked(ent, decided.join(clean.select("pkey", "_k"), on="_k")
                               .select("pkey", "from_mi", "to_mi").lazy())
-    held = before_reach(clip(holdings.lazy().join(who.lazy().select("pkey", "_k"), on="_k")
-                             .select("pkey", "from_mi", "to_mi", "fen"), old.first, old.last), reach)
+    runs = ["pkey", "from_mi", "to_mi", "fen"]
+    theirs = (holdings.lazy().join(who.lazy().select("pkey", "_k"), on="_k").select(runs) if absent_held is None
+              else pl.concat([holdings.lazy().join(clean.lazy().select("pkey", "_k"), on="_k").select(runs),
+                              absent_held.lazy().select(runs)]))
+    held = before_reach(clip(theirs, old.first, old.last), reach)
     diff = sweep_diff(ent, held, key="pkey").filter(pl.col("diff_fen") != 0).collect()
     owed = diff.filter(pl.col("diff_fen") > 0)
     if cancelled.height:

@@ -137,7 +137,8 @@ def draft_run(
                 f"the extract has {validated.rows_in} rows, {prev['rows_in'] - validated.rows_in} fewer than the "
                 f"previous run's {prev['rows_in']} (more than {br.max_shrink_share:.1%})"
             )
-        # A death or a move out, once in the registry, stays there. An extract with far fewer of them
+        # A death or a move out, once in the registry, stays there a while (a year, in the generator's
+        # extract; batch.settled_by_end for a record dropped after). An extract with far fewer of them
         # than the last (a join failed upstream and the column came empty) would pay every dead and
         # moved-out person again, with arrears, and no other breaker sees it: they are starts, not
         # stops (audit 18C: 173 dead people paid 275 065 yuan). The floor keeps a registry of a few
@@ -183,7 +184,8 @@ def draft_run(
             if raised:
                 summary["breakers_raised"] = {**raised, **({"reason": br.reason} if br.reason else {})}
             draft.batch["summary"] = json.dumps(summary, ensure_ascii=False)
-        led.save_draft(draft.batch, draft.lines, draft.pieces, draft.no_card, draft.quarantine, draft.cancels)
+        led.save_draft(draft.batch, draft.lines, draft.pieces, draft.no_card, draft.quarantine, draft.cancels,
+                       draft.ends)
         b = draft.batch
         summary = json.loads(b["summary"])
         if out is not None:

@@ -75,6 +75,8 @@ def _as_schema_3(led: Path) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     con.execute("drop table recovery_months")
     con.execute("drop table batch_cancels")
     con.execute("drop table approvals")
+    con.execute("drop table person_ends")
+    con.execute("drop table batch_ends")
     con.execute("drop table batch_no_card_schema")
     con.execute("drop table batch_quarantine_schema")
     con.execute(SCHEMA_3)
@@ -101,7 +103,7 @@ def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_pat
     line = user_error(cli("ledger", "status", "--ledger", led), "schema 3", "ledger upgrade", "back up")
     assert str(led) in line
     out = ok(cli("ledger", "upgrade", "--ledger", led)).stdout
-    assert out == f"upgraded {led} from schema 3 to 5\n"
+    assert out == f"upgraded {led} from schema 3 to 6\n"
     with Ledger.use(led, read_only=True) as ledger:
         after = ledger.df("select * from payees order by person_key")
         assert after.equals(before)  # the same hashes and pointers as the engine writes them
@@ -113,8 +115,8 @@ def test_a_schema_3_ledger_is_refused_until_upgraded_then_means_the_same(tmp_pat
         events = ledger.df("select action, detail from events where action = 'upgrade'")
     assert events["action"].to_list() == ["upgrade"]
     assert ok_json(cli("ledger", "upgrade", "--ledger", led, "--json")) == {
-        "ledger": str(led), "schema_was": "5", "schema": "5", "recovery_months_mended": 0}
-    assert ok(cli("ledger", "upgrade", "--ledger", led)).stdout == f"{led}: already at schema 5; nothing to do\n"
+        "ledger": str(led), "schema_was": "6", "schema": "6", "recovery_months_mended": 0}
+    assert ok(cli("ledger", "upgrade", "--ledger", led)).stdout == f"{led}: already at schema 6; nothing to do\n"
     # an upgrade changes nothing that is paid: a draft made before it could still be published
     with Ledger.use(led, read_only=True) as ledger:
         assert ledger.ledger_state_seq() == seq
@@ -187,10 +189,12 @@ def test_a_schema_4_ledger_gets_the_months_of_its_recoveries(tmp_path: Path) -> 
     con.execute("drop table recovery_months")
     con.execute("drop table batch_cancels")
     con.execute("drop table approvals")
+    con.execute("drop table person_ends")
+    con.execute("drop table batch_ends")
     con.execute("update meta set value = '4' where key = 'schema_version'")
     con.close()
     user_error(cli("ledger", "status", "--ledger", sc.ledger), "schema 4", "ledger upgrade")
-    assert ok(cli("ledger", "upgrade", "--ledger", sc.ledger)).stdout == f"upgraded {sc.ledger} from schema 4 to 5\n"
+    assert ok(cli("ledger", "upgrade", "--ledger", sc.ledger)).stdout == f"upgraded {sc.ledger} from schema 4 to 6\n"
     with Ledger.use(sc.ledger, read_only=True) as ledger:
         # rows[2], born 1937: 80-89, 180 yuan a month, recovered for July to September
         jul, sep = month_index(dt.date(2025, 7, 1)), month_index(dt.date(2025, 9, 1))
@@ -246,7 +250,7 @@ def test_a_schema_4_bank_failure_of_recovered_months_is_taken_off_its_recoveries
     # schema 4's import said nothing of a refund
     con.execute("update events set detail = json_merge_patch(detail, '{\"recovered_but_never_delivered\": null}') "
                 "where action = 'bank_returns'")
-    for table in ("recovery_months", "batch_cancels", "approvals"):
+    for table in ("recovery_months", "batch_cancels", "approvals", "person_ends", "batch_ends"):
         con.execute(f"drop table {table}")
     con.execute("update meta set value = '4' where key = 'schema_version'")
     con.close()

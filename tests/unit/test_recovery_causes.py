@@ -69,12 +69,18 @@ def test_upgrade_mends_the_months_a_ledger_made_before_kept(tmp_path: Path) -> N
     con.close()
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert any("`allowance ledger upgrade` mends them" in p for p in led.check()["problems"])
-    assert Ledger.upgrade(sc.ledger) == ("5", "5", 1)
-    assert Ledger.upgrade(sc.ledger) == ("5", "5", 0)  # twice: nothing more
+    con = duckdb.connect(str(sc.ledger))  # and at schema 5, before the ends were kept
+    con.execute("drop table person_ends")
+    con.execute("drop table batch_ends")
+    con.execute("update meta set value = '5' where key = 'schema_version'")
+    con.close()
+    assert Ledger.upgrade(sc.ledger) == ("5", "6", 1)
+    assert Ledger.upgrade(sc.ledger) == ("6", "6", 0)  # twice: nothing more
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert led.run("select months, amount_fen from recoveries") == [(1, 15000)]
         assert led.check()["problems"] == []
         assert led.run("select detail->>'recovery_months_mended' from events where action = 'upgrade'") == [("1",)]
+        assert led.person_ends().height == 0  # schema 6's table, empty: no engine before kept the ends
 
 
 def test_a_death_or_move_under_a_version_not_paying_the_exit_month_is_recovered_as_such(tmp_path: Path) -> None:
