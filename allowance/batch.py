@@ -37,7 +37,7 @@ from allowance.months import (
     month_start,
     quarter_label,
 )
-from allowance.reach import reach_by_key, reach_ranges
+from allowance.reach import REACH_BY_KEY, reach_by_key, reach_ranges
 from allowance.reasons import amount_changed, line_reason
 from allowance.registry import Validated
 from allowance.rules import Rules
@@ -552,25 +552,30 @@ REACH_SCHEMA = {"pkey": pl.UInt32, "_k": pl.Int64, "from_mi": pl.Int32, "to_mi":
 
 
 def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window, as_of: dt.date, rules: Rules,
-                   clean: pl.DataFrame, collected: pl.DataFrame | None = None) -> pl.DataFrame:
+                   clean: pl.DataFrame, collected: pl.DataFrame | None = None,
+                   returned: pl.DataFrame | None = None) -> pl.DataFrame:
     """People whose due months reach further back than the run's window (REACH_SCHEMA: their
     clean row, ID key and runs of those months), for the months a released review decision kept
-    them waiting (allowance/reach.py: the clock it stopped), and the months of a recovery collected
-    while it stood (`collected`: Ledger.collected_while_decided). Not for anyone under a hold now
-    (their months are frozen), nor for people absent from the extract (owed nothing); someone
-    under a rejection keeps it for the months the rejection does not cover. A handful of rows,
-    if any."""
-    if window.empty or released.height == 0:
+    them waiting (allowance/reach.py: the clock it stopped), the months of a recovery collected
+    while it stood (`collected`: Ledger.collected_while_decided), and the months of a payment the
+    bank returned that nothing pays now (`returned`: Ledger.unpaid_returns; SPEC §8: a FAILED line
+    is re-issued, and the window, which limits what is paid late, does not expire a month paid on
+    time that the bank failed to deliver: audit 31A). Not for anyone under a hold now (their months
+    are frozen), nor for people absent from the extract (owed nothing); someone under a rejection
+    keeps it for the months the rejection does not cover. A handful of rows, if any."""
+    months = {"_k": pl.Int64, "month_idx": pl.Int32}
+    back = pl.concat([pl.DataFrame(schema=months) if f is None else f.select(list(months)).cast(months)
+                      for f in (collected, returned)])
+    if window.empty or (released.height == 0 and back.height == 0):
         return pl.DataFrame(schema=REACH_SCHEMA)
     covered = rules.covered_since(window.first - 1)
     if covered is None:
         return pl.DataFrame(schema=REACH_SCHEMA)
     held = held_keys(blocked)["_k"]
     # (by ID key; only the few reached are matched to the extract's rows)
-    reached = reach_ranges(
-        reach_by_key(keyed(released, "decisions", strict=False), held, window.first, month_index(as_of), covered),
-        pl.DataFrame(schema={"_k": pl.Int64, "month_idx": pl.Int32}) if collected is None
-        else collected.filter(~pl.col("_k").is_in(held.implode())), window.first, covered)
+    clock = (reach_by_key(keyed(released, "decisions", strict=False), held, window.first, month_index(as_of), covered)
+             if released.height else pl.DataFrame(schema=REACH_BY_KEY))
+    reached = reach_ranges(clock, back.filter(~pl.col("_k").is_in(held.implode())), window.first, covered)
     if reached.height == 0:
         return pl.DataFrame(schema=REACH_SCHEMA)
     return (clean.select("pkey", "_k").join(reached, on="_k")
@@ -763,7 +768,8 @@ def build_draft(
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
     released = ledger.released()  # released decisions: the clock they stopped, the recoveries they froze
     collected = ledger.collected_while_decided(released)
-    reach = released_reach(released, blocked, window, as_of, rules, clean, collected)
+    reach = released_reach(released, blocked, window, as_of, rules, clean, collected,
+                           ledger.unpaid_returns(window.first) if not window.empty else None)
     held_absent = decided_not_in_extract(absent, blocked, holdings)
     rejected_absent = decided_not_in_extract(absent, blocked, holdings, "REJECT")
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,

@@ -1053,6 +1053,26 @@ class Ledger:
         """The net per person as runs of months: _k (the ID's exact int64 key), from_mi, to_mi, fen."""
         return self.df("select person_key as _k, from_mi, to_mi, fen from holdings")
 
+    def unpaid_returns(self, before: int) -> pl.DataFrame:
+        """_k, month_idx: the months before `before` (a run's window) of payments the bank returned
+        and did not pay on a retry (reversals), where the ledger holds nothing paid for the person
+        now and no recovery ever asked the month back: what a run must still re-issue though the
+        window has passed them (batch.released_reach). A re-issue paid since holds the month and
+        ends it; a person not entitled to the month has nothing re-issued (the run reckons it). A
+        month a recovery touched is left to the rules that month's recoveries and refunds follow
+        (a re-issue delivered, then recovered, holds nothing and is not owed again: audit 30C's
+        story). Only the people with such reversals are read."""
+        return self.df(f"""
+            with r as (select distinct person_key_of(person_id) as _k,
+                              unnest(generate_series(from_mi, least(to_mi, ? - 1))) as month_idx
+                       from bank_entries where kind = 'REVERSAL' and from_mi < ? and line_id in ({REVERSED_LINES}))
+            select r._k, r.month_idx::integer as month_idx from r
+            where not exists (select 1 from holdings h where h.person_key = r._k and h.fen > 0
+                              and r.month_idx between h.from_mi and h.to_mi)
+              and not exists (select 1 from recovery_months m where m.person_key = r._k
+                              and r.month_idx between m.from_mi and m.to_mi)
+            order by 1, 2""", [before, before])
+
     def reversals(self) -> pl.DataFrame:
         """Months whose payment the bank returned (REVERSAL entries of lines it did not pay on a
         retry since): the next run re-issues them."""
