@@ -579,8 +579,15 @@ from bank_returns b left join ({NOTICE_DATES}) d
 on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at"""
 RECORDED_NOTICES = f"""select line_id, status, coalesce(given, recorded) as settled_at from ({DATED_NOTICES})"""
 # The lines the ledger holds reversed now: a REVERSAL not undone by a RETRY_PAID since.
-REVERSED_LINES = """select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') group by line_id
-having sum(fen * (to_mi - from_mi + 1)) < 0"""
+def _reversed_lines(of: str | None = None) -> str:
+    """SQL: the line ids whose payment the bank returned and did not pay on a retry since; of the
+    lines the query `of` gives only, if given."""
+    only = f" and line_id in ({of})" if of else ""
+    return (f"select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID'){only} group by line_id "
+            "having sum(fen * (to_mi - from_mi + 1)) < 0")
+
+
+REVERSED_LINES = _reversed_lines()
 
 # The events after which a draft is stale (its differences were taken against another ledger):
 # every one that changes what is paid or owed. Not drafts, upgrades or district approvals; not a
@@ -1063,9 +1070,12 @@ class Ledger:
         (a re-issue delivered, then recovered, holds nothing and is not owed again: audit 30C's
         story). Only the people with such reversals are read."""
         return self.df(f"""
-            with r as (select distinct person_key_of(person_id) as _k,
+            with old as (select * from bank_entries where kind = 'REVERSAL' and from_mi < ?),
+                 -- (of those lines only: a night's run reads no more than its old reversals)
+                 still as ({_reversed_lines("select line_id from old")}),
+                 r as (select distinct person_key_of(person_id) as _k,
                               unnest(generate_series(from_mi, least(to_mi, ? - 1))) as month_idx
-                       from bank_entries where kind = 'REVERSAL' and from_mi < ? and line_id in ({REVERSED_LINES}))
+                       from old where line_id in (select line_id from still))
             select r._k, r.month_idx::integer as month_idx from r
             where not exists (select 1 from holdings h where h.person_key = r._k and h.fen > 0
                               and r.month_idx between h.from_mi and h.to_mi)
