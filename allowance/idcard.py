@@ -56,16 +56,18 @@ _DIGITS = "0-9\uff10-\uff19"
 _X = "Xx\uff38\uff58"
 _ID_IN_TEXT = re.compile(
     rf"(?<![{_DIGITS}])(?:[{_DIGITS}]{{17}}[{_DIGITS}{_X}]|[{_DIGITS}]{{15}}|[{_DIGITS}]{{16,}})(?![{_DIGITS}])")
-# ... and one typed in groups (two audits): `310101 19370408 5304`, with hyphens, dots, ideographic
-# spaces (U+3000, a Chinese input method's) or two of them between groups, a letter touching it
-# (`ID310101 1937…`), or the last group split (`53 04`). A run of groups is masked only when it has
-# an ID's shape (17 or 18 characters, a first group of 6, a birth year 18xx-20xx after it) or a
-# card's (16-19 digits in groups of 4). Anything else is left as it is: dates (`2025-07-01
-# 2025-09-30`), district lists (`310101 310104 310105`), batch and line ids (`S20260515-95712345`,
-# whose hash part can be all digits).
-_SEP = "[ \u3000\\-\uff0d.\u00b7]{1,2}"
+# ... and one typed in groups (three audits): `310101 19370408 5304`, with hyphens, dots,
+# underscores, slashes, ideographic spaces (U+3000, a Chinese input method's) or two of them between
+# groups, a letter touching it (`ID310101 1937…`), the last group split (`53 04`), or groups of
+# other lengths (`310101-194910281896`, `31010119491028 1896`: audit 31B). A run of groups is
+# masked only when it has an ID's shape (17 or 18 characters, a birth year 18xx-20xx after the
+# first 6, and either a first group of 6 or a valid check character and birth date) or a card's
+# (16-19 digits in groups of 4). Anything else is left as it is: dates (`2025-07-01 2025-09-30`),
+# district lists (`310101 310104 310105`), batch and line ids (`S20260515-95712345`, whose hash
+# part can be all digits), time-stamped file names (`PAYRET_20250701_235959`).
+_SEP = "[ \u3000\\-\uff0d.\u00b7_/]{1,2}"
 _GROUPED = re.compile(
-    rf"(?<![{_DIGITS}])[{_DIGITS}]{{1,8}}(?:{_SEP}[{_DIGITS}]{{1,8}}){{1,6}}[{_X}]?(?![{_DIGITS}])")
+    rf"(?<![{_DIGITS}])[{_DIGITS}]{{1,14}}(?:{_SEP}[{_DIGITS}]{{1,14}}){{1,6}}[{_X}]?(?![{_DIGITS}])")
 _GROUP = re.compile(rf"[{_DIGITS}]+[{_X}]?")
 _ASCII = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789Xx")
 # The word a match is in: a hash written in hex (a file's SHA-256: 64 characters; 32 or 40 for
@@ -79,9 +81,13 @@ _STORE_FILE = re.compile(r"-[0-9]{16}\.parquet")
 
 def _id_or_card_shaped(groups: list[str]) -> bool:
     """Do these digit groups, typed apart, make an ID or a card number?"""
-    whole = "".join(groups).translate(_ASCII)
-    if len(whole) in (17, 18) and len(groups[0]) == 6 and whole[6:8] in ("18", "19", "20"):
-        return True
+    whole = "".join(groups).translate(_ASCII).upper()
+    if len(whole) in (17, 18) and whole[6:8] in ("18", "19", "20"):
+        if len(groups[0]) == 6:
+            return True
+        if (len(whole) == 18 and whole[:17].isdigit() and check_digit(whole[:17]) == whole[17]
+                and "01" <= whole[10:12] <= "12" and "01" <= whole[12:14] <= "31"):
+            return True
     return (16 <= len(whole) <= 19 and whole.isdigit() and len(groups[0]) == 4
             and all(len(g) == 4 for g in groups[1:-1]))
 

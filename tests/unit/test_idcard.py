@@ -83,3 +83,15 @@ def test_a_result_is_masked_value_by_value_before_it_is_serialised() -> None:
     assert masked["reason"] == "moved\n110101********001X" and masked["file"] == "/in/110101********001X.csv"
     assert masked["forced"]["tripped"][1] == "３１０１０１********１０１７"
     assert (masked["lines"], masked["ok"], masked["none"]) == (3, True, None)
+
+
+def test_ids_typed_in_groups_of_other_lengths_or_with_underscores_and_slashes_are_masked() -> None:
+    """Audit 31B: `review list` printed whole an ID typed as 6 + 12 digits, 14 + 4, or with `_` or
+    `/` between its groups. Time-stamped names split by `_` stay as they are."""
+    from allowance.idcard import mask_ids_in
+
+    for typed in ("310101-194910281896", "310101 194910281896", "31010119491028 1896", "310101_19491028_1896",
+                  "310101/19491028/1896", "3101011949 10281896"):
+        assert mask_ids_in(f"dup of {typed}.") == "dup of 310101********1896.", typed
+    for exact in ("PAYRET_20250701_235959.csv", "out/2025/07/01/12/30", "31010119491028 1897 (no ID: its check fails)"):
+        assert mask_ids_in(exact) == exact
