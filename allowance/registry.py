@@ -351,6 +351,13 @@ def _refuse_numbers_for_text(p: Path, schema: pl.Schema) -> None:
     has lost any leading zero and an ID its check digit X (one ID in eleven); as floating point,
     both have lost digits. Neither can be seen in what is left, and a card number with a digit
     missing pays into another account or none."""
+    # Nor is any column of lists, arrays or records: SPEC §3's are texts and dates, and a name
+    # held as a record was written into the bank files as `{"x"}` (audit 31B).
+    for c, dtype in schema.items():
+        if dtype.is_nested() or dtype == pl.Object:
+            wanted = "dates" if c in DATE_COLUMNS else "text"
+            raise InputError(f"{p}: column {c} holds nested values ({dtype}), not {wanted}; "
+                             "export it as SPEC §3 gives it")
     lost = {"person_id": "the check digit X", "card_no": "a leading zero"}
     for c, what in lost.items():
         if schema[c].is_numeric():

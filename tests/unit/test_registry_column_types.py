@@ -223,3 +223,14 @@ def test_nanosecond_dates_keep_their_range_and_a_birth_sentinel_is_bad_date(tmp_
         pq.write_table(table.set_column(table.schema.get_field_index("birth_date"), "birth_date", born), path)
         v = registry.load_and_validate(path, AS_OF, channels, max_quarantine_share=1.0)
         assert v.quarantine.select("reason").to_series().to_list() == ["MISSING_FIELD", "BAD_DATE"], zone
+
+
+def test_a_column_of_records_or_lists_refuses_the_file(tmp_path: Path) -> None:
+    """Audit 31B: a name held as a record ({"x": ...}) was read as its text and written into the
+    bank files as `{"x"}`. Any of SPEC §3's columns holding nested values refuses the file, naming it."""
+    rows = [person("1950-01-01", seq=1), person("1950-01-02", seq=2)]
+    base = registry_frame(rows)
+    for col, nested in (("name", pl.struct(x=pl.col("name"))), ("card_no", pl.concat_list("card_no")),
+                        ("birth_date", pl.concat_list("birth_date"))):
+        with pytest.raises(InputError, match=rf"column {col} holds nested values \((Struct|List)"):
+            _validated(base.with_columns(nested.alias(col)), tmp_path)
