@@ -57,7 +57,7 @@ def main(
     max_shrink_share: Annotated[float, typer.Option()] = DEFAULT_MAX_SHRINK_SHARE,
 ) -> None:
     def body() -> dict[str, object]:
-        day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
+        day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
         imported = []
         # A folder is an inbox: a night with no new file imports nothing (a file imported before
         # changes nothing, so files may stay there until archived). It reads .csv, .txt and .parquet

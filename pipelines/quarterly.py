@@ -41,7 +41,7 @@ def main(
     max_shrink_share: Annotated[float, typer.Option()] = DEFAULT_MAX_SHRINK_SHARE,
 ) -> None:
     def body() -> dict[str, object]:
-        day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
+        day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
         q = parse_quarter(quarter or quarter_label(month_index(day)))
         # with its change report, as the nightly job's and `allowance run quarterly`'s (district staff review from it)
         br = Breakers(max_stop_share, max_shrink_share, force, reason)

@@ -26,7 +26,7 @@ def registry(
     """Write a registry as the big-data center would extract it on --as-of."""
     from allowance.generator import generate_registry, write_registry
 
-    day = parse_date(as_of, "--as-of") if as_of else today_shanghai()
+    day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UserError(f"{out}: --out must end in .parquet or .csv")
     try:

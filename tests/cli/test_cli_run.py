@@ -89,6 +89,9 @@ def test_malformed_quarter(reg: Path, led: Path, quarter: str) -> None:
 def test_malformed_as_of(reg: Path, led: Path) -> None:
     res = cli("run", "quarterly", "--quarter", "2025Q3", "--registry", reg, "--as-of", "2025-02-30", "--ledger", led)
     user_error(res, "--as-of", "2025-02-30")
+    # an empty one (an unset variable in a script) is not today (audit 31B: a draft as of today)
+    for run in (["run", "quarterly", "--quarter", "2025Q3"], ["run", "supplement"]):
+        user_error(cli(*run, "--registry", reg, "--as-of", "", "--ledger", led), "--as-of ''", "YYYY-MM-DD")
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
