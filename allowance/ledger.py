@@ -579,6 +579,12 @@ from bank_returns b left join ({NOTICE_DATES}) d
 on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at"""
 RECORDED_NOTICES = f"""select line_id, status, coalesce(given, recorded) as settled_at from ({DATED_NOTICES})"""
 # The lines the ledger holds reversed now: a REVERSAL not undone by a RETRY_PAID since.
+def _not_a_ledger(p: Path, tables: set[str]) -> str:
+    """The message for a DuckDB database some other application made, where a ledger is asked for."""
+    some = ", ".join(sorted(tables)[:3]) + (", …" if len(tables) > 3 else "")
+    return f"{p}: a DuckDB database that is not a ledger (it has table(s) {some})"
+
+
 def _reversed_lines(of: str | None = None) -> str:
     """SQL: the line ids whose payment the bank returned and did not pay on a retry since; of the
     lines the query `of` gives only, if given."""
@@ -636,6 +642,8 @@ class Ledger:
                     f"{p}: ledger is already open (opening month {fmt(int(row[0])) if row else '?'}); "
                     "it is opened once"
                 )
+            if tables:  # another application's database (audit 31B: an internal error, a table "already exists")
+                raise LedgerError(f"{_not_a_ledger(p, tables)}; open the ledger at a path of its own")
             con.execute("begin")
             con.execute(DDL)
             con.executemany(
@@ -666,6 +674,8 @@ class Ledger:
         con = _connect(p, read_only=read_only)
         try:
             tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+            if "meta" not in tables and tables:
+                raise LedgerError(_not_a_ledger(p, tables))
             if "meta" not in tables:
                 raise LedgerError(
                     f"{p}: ledger was never opened; run "

@@ -37,11 +37,19 @@ def fmt(m: Month) -> str:
     return f"{month_start(m):%Y-%m}"
 
 
+def _plausible_year(year: int, what: str) -> None:
+    """A month or quarter given by hand lies in 1900-2999: the scheme began in 2016, and year 0
+    had no date at all (audit 31B: `ledger open --opening-month 0000-01` ended in an internal error)."""
+    if not 1900 <= year <= 2999:
+        raise UserError(f"{what} is outside the years 1900 to 2999")
+
+
 def parse_month(text: str) -> int:
     """`YYYY-MM` → month index, or a one-line error."""
     m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise UserError(f"month {text!r} is not of the form YYYY-MM (e.g. 2025-07)")
+    _plausible_year(int(m.group(1)), f"month {text!r}")
     return int(m.group(1)) * 12 + int(m.group(2)) - 1
 
 
@@ -50,6 +58,7 @@ def parse_quarter(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"(\d{4})[Qq]([1-4])", text.strip())
     if not m:
         raise UserError(f"quarter {text!r} is not of the form YYYYQn (e.g. 2025Q3)")
+    _plausible_year(int(m.group(1)), f"quarter {text!r}")
     first = int(m.group(1)) * 12 + (int(m.group(2)) - 1) * 3
     return first, first + 2
 

@@ -47,6 +47,9 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     kept = [c for c in df.columns if c in known]
+    if nested := [c for c in kept if df.schema[c].is_nested() or df.schema[c] == pl.Object]:
+        # (audit 31B: polars' "cannot cast List type", naming neither the file nor the column)
+        raise InputError(f"{path}: column {nested[0]} holds nested values ({df.schema[nested[0]]}), not text")
     texts = df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in kept]).select(pl.all().replace("", None))
     # A row with nothing in it (a blank line at the end, Excel's `,,,`) is no row; it refused the
     # whole file (an audit), and the nightly job with it, every night until staff moved the file.

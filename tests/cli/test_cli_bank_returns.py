@@ -379,6 +379,17 @@ def test_an_unknown_line_id_is_one_line_and_nothing_is_imported(isolated: Path) 
         assert lg.run("select count(*) from bank_returns") == [(0,)]
 
 
+def test_a_column_of_lists_is_one_line_naming_it(isolated: Path) -> None:
+    """Audit 31B: a Parquet return file whose line_id held lists ended in "internal error: cannot
+    cast List type", naming neither the file nor the column."""
+    led, (paid, _) = _published(isolated)
+    f = isolated / "returns.parquet"
+    pl.DataFrame({"line_id": [[paid]], "status": ["PAID"]}).write_parquet(f)
+    user_error(cli("bank-returns", "import", f, "--ledger", led), str(f), "column line_id holds nested values")
+    with Ledger.use(led, read_only=True) as lg:
+        assert lg.run("select count(*) from bank_returns") == [(0,)]
+
+
 def test_a_bank_s_batch_and_amount_are_held_to_the_ledger_s_line(isolated: Path) -> None:
     """SPEC §8's file has line_id and status; a bank that also sends its record of the line (its
     batch_id, its amount_fen) has it checked: a file answering for other lines is not recorded."""

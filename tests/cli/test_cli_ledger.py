@@ -49,6 +49,28 @@ def test_open_malformed_month(isolated: Path, month: str) -> None:
     assert not led.exists()
 
 
+@pytest.mark.parametrize("month", ["0000-01", "1899-12", "3000-01"])
+def test_open_a_month_of_no_plausible_year(isolated: Path, month: str) -> None:
+    """Audit 31B: year 0 ended in an internal error (no such date)."""
+    led = isolated / "l.duckdb"
+    user_error(cli("ledger", "open", "--opening-month", month, "--ledger", led), repr(month), "1900 to 2999")
+    assert not led.exists()
+
+
+def test_another_applications_duckdb_is_not_a_ledger(isolated: Path) -> None:
+    """Audit 31B: `ledger open` on another application's DuckDB file ended in an internal error
+    (a table "already exists"), and `ledger status` said to open it."""
+    led = isolated / "theirs.duckdb"
+    con = duckdb.connect(str(led))
+    con.execute("create table batches (a integer)")
+    con.close()
+    for args in (["open", "--opening-month", "2025-07"], ["status"], ["check"]):
+        user_error(cli("ledger", *args, "--ledger", led), str(led), "not a ledger", "batches")
+    con = duckdb.connect(str(led))
+    assert con.execute("select table_name from information_schema.tables").fetchall() == [("batches",)]
+    con.close()
+
+
 def test_ledger_defaults_from_env(isolated: Path) -> None:
     led = isolated / "env" / "ledger.duckdb"
     env = {"ALLOWANCE_LEDGER": str(led)}
