@@ -1877,6 +1877,19 @@ class Ledger:
             if not ids:
                 return {**self.batch(batch_id), "recovered_next_run": 0, "kept_before": None, "approvals_withdrawn": [],
                         "people": named_all, "already": already}
+        if action == "RELEASE":
+            # A release run again (killed after its commit, a script rerun) finds the person released
+            # here already: said so, exit 0, as a hold or rejection run again is (audit 31B: refused as
+            # "not held or rejected"). Someone never decided, or released on another draft, is still
+            # refused below.
+            last = self.run("select person_id, action, batch_id from decisions where list_contains(?, person_id) "
+                            "qualify row_number() over (partition by person_id order by decision_id desc) = 1", [ids])
+            decided_now = set(decisions_now["person_id"].to_list())
+            already = [p for p, a, bid in last if a == "RELEASE" and bid == batch_id and p not in decided_now]
+            ids = [p for p in ids if p not in already]
+            if not ids:
+                return {**self.batch(batch_id), "recovered_next_run": 0, "kept_before": None, "approvals_withdrawn": [],
+                        "people": named_all, "already": already}
         if action == "REJECT" and from_month is None and (
                 back := [p for p in ids if lines_from[p] < since[p]]):
             # A month paid back before the person's due months (a recovery collected while an

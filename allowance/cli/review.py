@@ -58,6 +58,9 @@ def _people(person: list[str] | None, persons_file: Path | None) -> list[str]:
     return list(dict.fromkeys(ids))  # each person once, in the file's order
 
 
+_DONE = {"HOLD": "held", "REJECT": "rejected", "RELEASE": "released on this draft"}
+
+
 def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str, ledger: str, json_: bool,
             from_month: int | None = None, rules: Path | None = None) -> None:
     tables = load_rules(rules) if rules is not None and from_month is not None else None
@@ -74,13 +77,12 @@ def _decide(batch_id: str, people: list[str], action: str, reason: str, by: str,
                       if from_month is not None or b["kept_before"] is not None else {}),
                    "already": len(b["already"]), "stale": stale})
     elif len(b["already"]) == len(people):
-        echo(f"{who} already {'held' if action == 'HOLD' else 'rejected'}: nothing recorded")
+        echo(f"{who} already {_DONE[action]}: nothing recorded")
     else:
         echo(f"{action.lower()} {who} in {batch_id}: now {b['lines']} payment lines, "
                    f"{yuan(b['amount_fen'])} yuan")
         if b["already"]:
-            echo(f"{len(b['already'])} of them already {'held' if action == 'HOLD' else 'rejected'}: nothing recorded "
-                 "for them")
+            echo(f"{len(b['already'])} of them already {_DONE[action]}: nothing recorded for them")
         if b["approvals_withdrawn"]:
             echo(f"approval of the list withdrawn for {', '.join(b['approvals_withdrawn'])} (it changed): "
                        f"allowance review approve {batch_id} --district CODE --by NAME")

@@ -290,6 +290,14 @@ def test_an_id_is_read_as_the_extract_s_and_a_release_must_lift_something(isolat
         assert pid not in set(lg.blocked()["person_id"].to_list())
         assert [(r["person_id"], r["action"]) for r in lg.decisions(bid).iter_rows(named=True)] == [
             (pid, "HOLD"), (pid, "RELEASE")]
+    # run again (killed after its commit, a script's retry): said, exit 0, nothing recorded (audit
+    # 31B: refused as "not held or rejected"); someone never held is still refused with them
+    assert ok_json(cli("review", "release", bid, "--person", pid, *review, "--json"))["already"] == 1
+    assert "already released on this draft" in ok(cli("review", "release", bid, "--person", pid, *review)).stdout
+    both.write_text(f"{pid}\n{paid[1]}\n", encoding="utf-8")
+    user_error(cli("review", "release", bid, "--persons-file", both, *review), "not held or rejected", "nothing")
+    with Ledger.use(led, read_only=True) as lg:
+        assert [r["action"] for r in lg.decisions(bid).iter_rows(named=True)] == ["HOLD", "RELEASE"]
 
 
 def test_a_release_says_the_draft_it_was_recorded_against_is_stale(isolated: Path) -> None:
