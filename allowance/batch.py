@@ -561,9 +561,10 @@ def released_reach(released: pl.DataFrame, blocked: pl.DataFrame, window: Window
     clean row, ID key and runs of those months), for the months a released review decision kept
     them waiting (allowance/reach.py: the clock it stopped), the months of a recovery collected
     while it stood (`collected`: Ledger.collected_while_decided), and the months of a payment the
-    bank returned that nothing pays now (`returned`: Ledger.unpaid_returns; SPEC §8: a FAILED line
-    is re-issued, and the window, which limits what is paid late, does not expire a month paid on
-    time that the bank failed to deliver: audit 31A). Not for anyone under a hold now (their months
+    bank returned (`returned`: Ledger.returned_months; SPEC §8: a FAILED line is re-issued, and the
+    window, which limits what is paid late, does not expire a month paid on time that the bank
+    failed to deliver: audit 31A; nor does it leave a retry the bank paid after the re-issue
+    unrecovered: audit 31C). Not for anyone under a hold now (their months
     are frozen), nor for people absent from the extract (owed nothing); someone under a rejection
     keeps it for the months the rejection does not cover. A handful of rows, if any."""
     months = {"_k": pl.Int64, "month_idx": pl.Int32}
@@ -771,7 +772,7 @@ def build_draft(
     released = ledger.released()  # released decisions: the clock they stopped, the recoveries they froze
     collected = ledger.collected_while_decided(released)
     reach = released_reach(released, blocked, window, as_of, rules, clean, collected,
-                           ledger.unpaid_returns(window.first) if not window.empty else None)
+                           ledger.returned_months(window.first) if not window.empty else None)
     held_absent = decided_not_in_extract(absent, blocked, holdings)
     rejected_absent = decided_not_in_extract(absent, blocked, holdings, "REJECT")
     piece_schema = {"pkey": pl.UInt32, "from_mi": pl.Int32, "to_mi": pl.Int32, "ent_fen": pl.Int64,

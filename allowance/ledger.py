@@ -585,15 +585,8 @@ def _not_a_ledger(p: Path, tables: set[str]) -> str:
     return f"{p}: a DuckDB database that is not a ledger (it has table(s) {some})"
 
 
-def _reversed_lines(of: str | None = None) -> str:
-    """SQL: the line ids whose payment the bank returned and did not pay on a retry since; of the
-    lines the query `of` gives only, if given."""
-    only = f" and line_id in ({of})" if of else ""
-    return (f"select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID'){only} group by line_id "
-            "having sum(fen * (to_mi - from_mi + 1)) < 0")
-
-
-REVERSED_LINES = _reversed_lines()
+REVERSED_LINES = """select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') group by line_id
+having sum(fen * (to_mi - from_mi + 1)) < 0"""
 
 # The events after which a draft is stale (its differences were taken against another ledger):
 # every one that changes what is paid or owed. Not drafts, upgrades or district approvals; not a
@@ -1070,26 +1063,21 @@ class Ledger:
         """The net per person as runs of months: _k (the ID's exact int64 key), from_mi, to_mi, fen."""
         return self.df("select person_key as _k, from_mi, to_mi, fen from holdings")
 
-    def unpaid_returns(self, before: int) -> pl.DataFrame:
-        """_k, month_idx: the months before `before` (a run's window) of payments the bank returned
-        and did not pay on a retry (reversals), where the ledger holds nothing paid for the person
-        now and no recovery ever asked the month back: what a run must still re-issue though the
-        window has passed them (batch.released_reach). A re-issue paid since holds the month and
-        ends it; a person not entitled to the month has nothing re-issued (the run reckons it). A
-        month a recovery touched is left to the rules that month's recoveries and refunds follow
-        (a re-issue delivered, then recovered, holds nothing and is not owed again: audit 30C's
-        story). Only the people with such reversals are read."""
-        return self.df(f"""
-            with old as (select * from bank_entries where kind = 'REVERSAL' and from_mi < ?),
-                 -- (of those lines only: a night's run reads no more than its old reversals)
-                 still as ({_reversed_lines("select line_id from old")}),
-                 r as (select distinct person_key_of(person_id) as _k,
+    def returned_months(self, before: int) -> pl.DataFrame:
+        """_k, month_idx: the months before `before` (a run's window) of every payment the bank
+        returned (a REVERSAL, retried since or not) that no recovery ever asked back. A run
+        reckons them as it does its window's (batch.released_reach): a re-issue is paid however far
+        the window has moved past the month meanwhile, and a retry the bank paid after the re-issue
+        is recovered (audit 31C: the month paid twice, only listed as overpaid). Where the ledger
+        holds what the person is entitled to, nothing comes of it. A month a recovery touched is
+        left to the rules that month's recoveries and refunds follow (a re-issue delivered, then
+        recovered, is not owed again: audit 30C's story). Only the old reversals are read."""
+        return self.df("""
+            with r as (select distinct person_key_of(person_id) as _k,
                               unnest(generate_series(from_mi, least(to_mi, ? - 1))) as month_idx
-                       from old where line_id in (select line_id from still))
+                       from bank_entries where kind = 'REVERSAL' and from_mi < ?)
             select r._k, r.month_idx::integer as month_idx from r
-            where not exists (select 1 from holdings h where h.person_key = r._k and h.fen > 0
-                              and r.month_idx between h.from_mi and h.to_mi)
-              and not exists (select 1 from recovery_months m where m.person_key = r._k
+            where not exists (select 1 from recovery_months m where m.person_key = r._k
                               and r.month_idx between m.from_mi and m.to_mi)
             order by 1, 2""", [before, before])
 

@@ -62,3 +62,20 @@ def test_a_returned_month_the_person_was_not_entitled_to_is_not_re_issued(tmp_pa
     assert again.select("line_type", "months").rows() == [("PAYMENT", 25)]
     assert again["period_from"][0].isoformat() == "2023-09-01"
     assert night.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+
+def test_a_retry_the_bank_paid_after_the_re_issue_is_recovered_however_old_the_month(tmp_path: Path) -> None:
+    """Audit 31C: re-issued whole, then the bank paid the first line on a retry: 2023-07, older
+    than the window by then, was held twice and only listed as overpaid. It is recovered as the
+    window's months are (AMOUNT_CORRECTION), and nothing is left overpaid."""
+    sc, ann, rows, first = _back_pay_failed(tmp_path)
+    sc.publish(sc.supplement(rows, "2025-08-04"))  # the re-issue, 27 months
+    with Ledger.use(sc.ledger) as led:
+        led.import_bank_returns(pl.DataFrame({"line_id": [first], "status": ["PAID"],
+                                              "settled_at": ["2025-08-05 09:00:00"]}), "r2")
+    night = sc.supplement(rows, "2025-08-06")
+    back = sc.lines(night.batch_id).filter(pl.col("person_id") == ann["person_id"])
+    assert back.select("line_type", "cause", "months", "amount_fen").rows() == [
+        ("RECOVERY", "AMOUNT_CORRECTION", 27, -27 * 15000)]
+    assert back["period_from"][0].isoformat() == "2023-07-01"
+    assert night.summary["overpaid_before_window"]["fen"] == 0
