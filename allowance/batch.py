@@ -435,13 +435,7 @@ def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame,
     NOT_IN_EXTRACT; their district is the one they were last paid in. The shrink and mass-stop
     circuit breakers stand between a truncated extract and mass recoveries.
     """
-    quarantined = (
-        quarantine.select(pl.col("person_id").alias("p"), "district_code")
-        .filter(pl.col("p").is_not_null())
-        .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"),
-                known=pl.col("district_code").is_in(DISTRICT_CODES))
-        .drop_nulls("_k")
-    )
+    quarantined = quarantined_keys(quarantine)
     # Only the few left are made unique (4.6 million took 0.3 s).
     not_clean = held_rows.filter(pl.col("pkey").is_null()).select("_k").unique()
     gone = not_clean.join(quarantined, on="_k", how="anti")
@@ -459,35 +453,54 @@ def absent_people(held_rows: pl.DataFrame, quarantine: pl.DataFrame,
         "_k", "district_code")
 
 
-def ends_seen(clean: pl.DataFrame, known: pl.DataFrame, at_stake: np.ndarray) -> pl.DataFrame:
-    """What the extract changes of the ledger's person_ends (`known`: _k, end_mi; Ledger.person_ends):
-    person_key, end_mi (the earlier of the months of death and of hukou moved out) for each clean
-    row with either date whose end is not the one known, of the people `at_stake` (by clean row:
-    held by the ledger, or with a difference tonight; the others' absence would cost nothing, and
-    a fresh quarter's extract has 160 000 ends at 15.35M, the year's dead, none of them paid), and
-    end_mi null for each person known to have ended whose row shows neither now (a death recorded
-    in error, withdrawn). Only the rows with an end, and the known people's, are read."""
+def ends_seen(clean: pl.DataFrame, known: pl.DataFrame, at_stake: np.ndarray, min_age: int) -> pl.DataFrame:
+    """What the extract changes of the ledger's person_ends (`known`: _k, start_mi, end_mi;
+    Ledger.person_ends): person_key, start_mi, end_mi (the months a clean row with a death or hukou
+    out date entitles: from the month of the `min_age`th birthday, or of moving in when later, to
+    the earlier of the months of death and of moving out) where they are not the ones known, for
+    the people `at_stake` (by clean row: held by the ledger, or with a difference tonight; the
+    others' absence would cost nothing, and a fresh quarter's extract has 160 000 ends at 15.35M,
+    the year's dead, none of them paid); and null months for each person known to have ended
+    whose row shows neither date now (a death recorded in error, withdrawn). Only the rows with
+    an end, and the known people's, are read."""
     end = pl.min_horizontal(month_index_expr("death_date"), month_index_expr("hukou_out_date")).cast(pl.Int32)
+    start = pl.max_horizontal(month_index_expr("birth_date") + min_age * 12, month_index_expr("hukou_since")).cast(
+        pl.Int32)
     none = pl.col("death_date").is_null() & pl.col("hukou_out_date").is_null()
-    seen = clean.filter(~none).select("pkey", "_k", end_mi=end)
+    seen = clean.filter(~none).select("pkey", "_k", start_mi=start, end_mi=end)
     seen = seen.filter(pl.Series(at_stake[seen["pkey"].to_numpy()])).drop("pkey")
     # those known whose row tonight shows no end (or who have none: absent, quarantined)
     unseen = known.join(seen, on="_k", how="anti")["_k"]
-    withdrawn = clean.filter(pl.col("_k").is_in(unseen.implode()) & none).select("_k", end_mi=pl.lit(None, pl.Int32))
-    changed = seen.join(known, on=["_k", "end_mi"], how="anti")
-    return pl.concat([changed, withdrawn]).select(person_key="_k", end_mi="end_mi").sort("person_key")
+    withdrawn = clean.filter(pl.col("_k").is_in(unseen.implode()) & none).select(
+        "_k", start_mi=pl.lit(None, pl.Int32), end_mi=pl.lit(None, pl.Int32))
+    changed = seen.join(known, on=["_k", "start_mi", "end_mi"], how="anti")
+    return pl.concat([changed, withdrawn]).select(person_key="_k", start_mi="start_mi", end_mi="end_mi").sort(
+        "person_key")
 
 
-def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+def quarantined_keys(quarantine: pl.DataFrame) -> pl.DataFrame:
+    """_k and `known` (a district of SPEC §7) of each quarantined row with an ID that reads as one."""
+    return (quarantine.select(pl.col("person_id").alias("p"), "district_code")
+            .filter(pl.col("p").is_not_null())
+            .select(idcard.order_key_expr(idcard.normalized_id_expr("p")).alias("_k"),
+                    known=pl.col("district_code").is_in(DISTRICT_CODES))
+            .drop_nulls("_k"))
+
+
+def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules, leave: pl.Series) -> pl.DataFrame:
     """The held runs of people in no clean row of the extract (`unmatched`: holdings rows with a
-    null pkey, a few), without the months each was entitled to by the end the ledger last saw for
-    them (`known`, person_ends: a death or a hukou moved out, the month itself where
-    `exit_month_paid`). A registry drops a closed record in time (the dead, a year on): absent then,
-    only the months after its end were not theirs (SPEC §1.2, §1.3); recovering every held month
-    as NOT_IN_EXTRACT asked a family for the months before a death (audit 31A). Someone whose last
-    row showed no end (a corrected birth date gives a new ID) keeps every month, to be recovered as
+    null pkey, a few), without the months the last closed record the ledger saw for them entitled
+    (`known`, person_ends: from start_mi to end_mi, the end month itself where `exit_month_paid`).
+    A registry drops a closed record in time (the dead, a year on): absent then, the person is
+    reckoned by that row (SPEC §1.2, §1.3), and only held months outside it are recovered or
+    listed; recovering every held month as NOT_IN_EXTRACT asked a family for the months before a
+    death (audit 31A). `leave` (keys): people whose runs stay whole: under a hold or rejection in
+    force (a rejection's months are not due whatever the row said: audit 31C), or with a
+    quarantined row (neither paid nor recovered, and counted as such). Someone whose last row
+    showed no end (a corrected birth date gives a new ID) keeps every month, to be recovered as
     before. A person left with no month is not absent: nothing of theirs is at stake."""
-    ended = known.join(unmatched.select("_k").unique(), on="_k", how="semi")
+    ended = (known.join(unmatched.select("_k").unique(), on="_k", how="semi")
+             .filter(~pl.col("_k").is_in(leave.implode())))
     if ended.height == 0:
         return unmatched
     # the last month each was entitled to: the end month itself, unless a version not paying it
@@ -496,12 +509,16 @@ def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules) -
         [0 if rules.covered_since(m) is not None and rules.exit_month_paid(m) else 1
          for m in ended["end_mi"].to_list()],
         dtype=pl.Int32))
-    up_to = pl.col("_k").replace_strict(last["_k"], last["end_mi"], default=None, return_dtype=pl.Int32)
-    kept = pl.col("_up_to").is_null() | (pl.col("to_mi") > pl.col("_up_to"))
-    return (unmatched.with_columns(_up_to=up_to).filter(kept)
-            .with_columns(from_mi=pl.when(pl.col("_up_to").is_null()).then("from_mi")
-                          .otherwise(pl.max_horizontal("from_mi", pl.col("_up_to") + 1)).cast(pl.Int32))
-            .drop("_up_to"))
+    lo = pl.col("_k").replace_strict(last["_k"], last["start_mi"], default=None, return_dtype=pl.Int32)
+    hi = pl.col("_k").replace_strict(last["_k"], last["end_mi"], default=None, return_dtype=pl.Int32)
+    runs = unmatched.with_columns(_lo=lo, _hi=hi)
+    settled = pl.col("_lo").is_not_null() & (pl.col("_lo") <= pl.col("_hi"))
+    # each run less [lo, hi]: the part before it and the part after it, where there is one
+    before = runs.filter(settled).with_columns(to_mi=pl.min_horizontal("to_mi", pl.col("_lo") - 1))
+    after = runs.filter(settled).with_columns(from_mi=pl.max_horizontal("from_mi", pl.col("_hi") + 1))
+    return (pl.concat([runs.filter(~settled), before, after])
+            .filter(pl.col("from_mi") <= pl.col("to_mi"))
+            .select(unmatched.columns).cast(unmatched.schema))  # type: ignore[arg-type]
 
 
 def quarantined_districts(stopped: pl.DataFrame, quarantine: pl.DataFrame,
@@ -758,7 +775,9 @@ def build_draft(
     # them is kept with the draft, and the months up to theirs of the people in no clean row are
     # settled: only their runs after it are theirs to recover (or, quarantined, to leave).
     known_ends = ledger.person_ends()
-    not_clean = settled_by_end(held_rows.filter(unmatched), known_ends, rules)
+    blocked = ledger.blocked()  # active review holds and rejections (五), asked once
+    not_clean = settled_by_end(held_rows.filter(unmatched), known_ends, rules, pl.concat(
+        [keyed(blocked, "decisions", strict=False)["_k"], quarantined_keys(validated.quarantine)["_k"]]))
     absent, held_quarantined, placeless = absent_people(not_clean, validated.quarantine, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
@@ -768,7 +787,6 @@ def build_draft(
     held = pl.concat([held_rows.lazy().filter(~unmatched), absent_held.lazy()])
     lap("read_holdings")
 
-    blocked = ledger.blocked()  # active review holds and rejections (五), asked once
     released = ledger.released()  # released decisions: the clock they stopped, the recoveries they froze
     collected = ledger.collected_while_decided(released)
     reach = released_reach(released, blocked, window, as_of, rules, clean, collected,
@@ -839,7 +857,7 @@ def build_draft(
     at_stake = np.zeros(clean.height, dtype=np.bool_)
     at_stake[held_rows["pkey"].drop_nulls().to_numpy()] = True
     at_stake[pieces["pkey"].filter(pieces["pkey"] < clean.height).to_numpy()] = True
-    ends = ends_seen(clean, known_ends, at_stake)
+    ends = ends_seen(clean, known_ends, at_stake, rules.min_age())
     del entitled, held, held_rows, not_clean, absent_held, at_stake
     lap("stops_expired")
 

@@ -114,20 +114,20 @@ create table approvals (
     batch_id varchar not null, district_code varchar not null, approved_by varchar not null,
     approved_at timestamp not null, note varchar
 );"""
-# Schema 6. The month each person's entitlement ended (their death or hukou moved out: the
-# earlier), as the last published batch whose extract had a clean row for them said it
-# (person_ends). A registry drops a closed record in time (the dead, a year on): absent then, the
-# person was not entitled after that month, and still was up to it, so only the months after it
-# are recovered (audit 31A: the months before a death recovered as NOT_IN_EXTRACT). A draft keeps
-# what its extract changes of it (batch_ends: an end seen, moved, or withdrawn: null), and its
-# publication records that.
+# Schema 6. The months a closed record entitled (person_ends: from start_mi, the month of the
+# person's 65th birthday or of moving in, to end_mi, the month of their death or moving out), as
+# the last published batch whose extract had a clean row with an end for them said it. A registry
+# drops a closed record in time (the dead, a year on): absent then, the person is reckoned by that
+# row, so only held months outside those are recovered (audit 31A: the months before a death
+# recovered as NOT_IN_EXTRACT). A draft keeps what its extract changes of it (batch_ends: months
+# seen or moved, or an end withdrawn: null), and its publication records that.
 # (No primary key: a publication replacing 160 000 rows through DuckDB's index took 0.3-0.9 s at
 # 15.35M, 0.07 s without; a person's row is deleted before it is written, and `ledger check`
 # counts any repeated.)
 SCHEMA_6_TABLES = """create table person_ends (
-    person_key bigint not null, end_mi integer not null, batch_id varchar not null
+    person_key bigint not null, start_mi integer not null, end_mi integer not null, batch_id varchar not null
 );
-create table batch_ends (batch_id varchar not null, person_key bigint not null, end_mi integer);"""
+create table batch_ends (batch_id varchar not null, person_key bigint not null, start_mi integer, end_mi integer);"""
 CANCEL_COLUMNS = ("line_id", "person_key", "district_code", "from_mi", "to_mi", "fen")
 PAYEES = """create table payees (
     person_key bigint not null, paid_with ubigint not null, card_with ubigint not null,
@@ -1341,7 +1341,8 @@ class Ledger:
             self.run("delete from batch_cancels where batch_id=?", [bid])
             self.run("delete from batch_ends where batch_id=?", [bid])
             if ends is not None and ends.height:
-                self.insert_frame("batch_ends", ends.select(pl.lit(bid).alias("batch_id"), "person_key", "end_mi"))
+                self.insert_frame("batch_ends", ends.select(pl.lit(bid).alias("batch_id"), "person_key", "start_mi",
+                                                            "end_mi"))
             if cancels is not None and cancels.height:
                 self.insert_frame("batch_cancels", cancels.select(pl.lit(bid).alias("batch_id"), *CANCEL_COLUMNS))
             cols = list(batch)
@@ -1434,14 +1435,14 @@ class Ledger:
         ledger's (person_ends); an end withdrawn (null: the person's row shows none now) goes."""
         self.run("delete from person_ends where person_key in "
                  "(select person_key from batch_ends where batch_id = ?)", [batch_id])
-        self.run("insert into person_ends select person_key, end_mi, batch_id from batch_ends "
+        self.run("insert into person_ends select person_key, start_mi, end_mi, batch_id from batch_ends "
                  "where batch_id = ? and end_mi is not null", [batch_id])
 
     def person_ends(self) -> pl.DataFrame:
-        """_k, end_mi: the month each person's entitlement ended (death or hukou moved out, the
-        earlier) as the last published extract that showed them said it (a few hundred thousand
-        rows at 15.35M: a year's dead and moved out, and those dropped since)."""
-        return self.df("select person_key as _k, end_mi from person_ends")
+        """_k, start_mi, end_mi: the months each closed record entitled (from the 65th birthday or
+        moving in, to the death or moving out) as the last published extract that showed them said
+        it (at 15.35M, the year's dead and moved out who were paid, and those dropped since)."""
+        return self.df("select person_key as _k, start_mi, end_mi from person_ends")
 
     def _record_cancels(self, batch_id: str, now: dt.datetime) -> None:
         """Inside a publication: the recoveries its draft cancelled (batch_cancels) are cancelled.
@@ -3056,12 +3057,13 @@ class Ledger:
         draft changed it (batch_ends) said, and none where that withdrew it."""
         n = self.one(f"""
             with {_PUBLISHED_ORDER},
-                 last as (select person_key, end_mi, batch_id from (
+                 last as (select person_key, start_mi, end_mi, batch_id from (
                               select e.*, row_number() over (partition by e.person_key order by p.published desc) as r
                               from batch_ends e join porder p using (batch_id)) where r = 1 and end_mi is not null)
             select (select count(*) - count(distinct person_key) from person_ends) + count(*)
             from last l full join person_ends e using (person_key)
-            where l.person_key is null or e.person_key is null or l.end_mi <> e.end_mi or l.batch_id <> e.batch_id
+            where l.person_key is null or e.person_key is null or l.end_mi <> e.end_mi or l.start_mi <> e.start_mi
+                  or l.batch_id <> e.batch_id
             """)[0]  # type: ignore[index]
         what = "person end(s) (death, hukou moved out) not as the published batches' extracts left them"
         return [f"{n} {what}"] if n else []

@@ -112,3 +112,60 @@ def test_ledger_check_holds_the_ends_to_the_published_extracts(tmp_path: Path) -
     with Ledger.use(sc.ledger, read_only=True) as led:
         assert led.check()["problems"] == [
             "1 person end(s) (death, hukou moved out) not as the published batches' extracts left them"]
+
+
+def _quarter_with_dee_dead(tmp_path: Path, dead_row: dict[str, Any]) -> tuple[Scenario, dict, list, str]:
+    """dee (85: 180 yuan) paid July to December 2025; the 2026Q1 draft reads `dead_row` for her."""
+    sc = Scenario(tmp_path / "s", opening_month="2025-07")
+    dee = person("1940-03-05", seq=1)
+    others = [person("1950-06-01", seq=s) for s in range(4, 8)]
+    sc.publish(sc.quarterly("2025Q3", [dee, *others], "2025-07-01"))
+    sc.publish(sc.quarterly("2025Q4", [dee, *others], "2025-10-01"))
+    q1 = sc.quarterly("2026Q1", [{**dee, **dead_row}, *others], "2026-01-02", breakers=OPEN).batch_id
+    return sc, dee, others, q1
+
+
+def test_a_rejection_s_months_are_recovered_when_the_record_is_dropped(tmp_path: Path) -> None:
+    """Audit 31C: rejected from July (not entitled since), dee's record was dropped the next night
+    and only December (after her death) was recovered: 90 000 fen stayed paid. A person under a
+    decision in force is reckoned as before: every held month in the window is recovered."""
+    from allowance.ledger import Ledger as L
+
+    sc, dee, others, q1 = _quarter_with_dee_dead(tmp_path, {"death_date": dt.date(2025, 11, 20)})
+    with L.use(sc.ledger) as led:
+        led.review(q1, dee["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-07"), sc.rules)
+    sc.publish(q1)
+    night = sc.supplement(others, "2026-01-10", breakers=OPEN)
+    rec = sc.lines(night.batch_id).filter(pl.col("person_id") == dee["person_id"])
+    assert rec.select("line_type", "months", "amount_fen").rows() == [("RECOVERY", 6, -6 * 18000)]
+
+
+def test_a_hold_released_after_the_drop_recovers_what_the_last_row_did_not_entitle(tmp_path: Path) -> None:
+    """Audit 31C: the last row had her move in in September and die in November; held, then
+    dropped, then released: only December was recovered, July and August (never due) kept. The
+    months the last closed record entitled are September to November: the rest is recovered."""
+    sc, dee, others, q1 = _quarter_with_dee_dead(
+        tmp_path, {"hukou_since": dt.date(2025, 9, 10), "death_date": dt.date(2025, 11, 20)})
+    with Ledger.use(sc.ledger) as led:
+        led.review(q1, dee["person_id"], "HOLD", "核实", "区民政 王")
+    sc.publish(q1)
+    with Ledger.use(sc.ledger, read_only=True) as led:
+        assert led.person_ends().select("start_mi", "end_mi").rows() == [(M("2025-09"), M("2025-11"))]
+    night = sc.supplement(others, "2026-01-10", breakers=OPEN)
+    assert sc.lines(night.batch_id).filter(pl.col("person_id") == dee["person_id"]).height == 0  # held: frozen
+    with Ledger.use(sc.ledger) as led:
+        led.review(night.batch_id, dee["person_id"], "RELEASE", "已核实", "区民政 王")
+    after = sc.supplement(others, "2026-01-11", breakers=OPEN)
+    sc.publish(after)
+    assert _held(sc, dee["person_id"]) == [M("2025-09"), M("2025-10"), M("2025-11")]
+
+
+def test_a_quarantined_row_with_a_known_end_is_counted_not_settled(tmp_path: Path) -> None:
+    """Audit 31C: a held person whose row is quarantined was no longer counted once the ledger
+    knew their end. Quarantined, they are neither paid nor recovered, and counted."""
+    dee = person("1940-03-05", seq=1)
+    sc, others = _year_on(tmp_path, dee, {**dee, "death_date": dt.date(2025, 8, 20)})
+    night = sc.supplement([{**dee, "death_date": dt.date(2025, 8, 20), "channel": "bank_transfer"}, *others],
+                          "2026-09-10", breakers=OPEN, max_quarantine_share=1.0)
+    assert night.summary["ledger_people_quarantined"] == 1
+    assert sc.lines(night.batch_id).filter(pl.col("person_id") == dee["person_id"]).height == 0
