@@ -2073,6 +2073,14 @@ class Ledger:
         released = keyed(self.released(), "decisions", strict=False).join(
             named.select(_k="person_key"), on="_k", how="semi")
         reach = reach_by_key(released, held, first, month_index(b["as_of"]), None)
+        # and the months of a payment the bank returned, which the draft reckons as its window's
+        # (returned_months; audit 31C: a hold covered from the window, the re-issued month older
+        # than it reported expired meanwhile, and a plain rejection was refused as if paying back)
+        returned = (self.returned_months(first).join(named.select(_k="person_key"), on="_k", how="semi")
+                    .group_by("_k").agg(returned_mi=pl.col("month_idx").min()))
+        if returned.height:
+            reach = (reach.join(returned, on="_k", how="full", coalesce=True)
+                     .select("_k", reach_mi=pl.min_horizontal("reach_mi", "returned_mi").cast(pl.Int32)))
         month = "(year(period_from) * 12 + month(period_from) - 1)"
         listed = self.df(
             f"select person_id, district_code, {month} as mi, true as line from batch_lines where batch_id = $b "

@@ -79,3 +79,25 @@ def test_a_retry_the_bank_paid_after_the_re_issue_is_recovered_however_old_the_m
         ("RECOVERY", "AMOUNT_CORRECTION", 27, -27 * 15000)]
     assert back["period_from"][0].isoformat() == "2023-07-01"
     assert night.summary["overpaid_before_window"]["fen"] == 0
+
+
+def test_a_decision_on_the_re_issue_covers_its_oldest_month(tmp_path: Path) -> None:
+    """Audit 31C: a hold on the draft re-issuing the bounced line covered from the window's first
+    month: 2023-07, which the draft lists, was reported expired while it stood; a plain rejection
+    was refused as if the draft paid back a recovery collected under a decision. Both cover from
+    the first month the draft lists."""
+    sc, ann, rows, _ = _back_pay_failed(tmp_path)
+    night = sc.supplement(rows, "2025-08-04")
+    with Ledger.use(sc.ledger) as led:
+        led.review(night.batch_id, ann["person_id"], "HOLD", "核实", "区民政 王")
+        assert led.decisions(night.batch_id)["from_month"].to_list() == [M("2023-07")]
+    sc.publish(night)
+    held = sc.supplement(rows, "2025-08-05")
+    assert held.summary["expired"] == {"people": 0, "months": 0, "fen": 0}
+
+    sc, ann, rows, _ = _back_pay_failed(tmp_path / "reject")
+    night = sc.supplement(rows, "2025-08-04")
+    with Ledger.use(sc.ledger) as led:
+        led.review(night.batch_id, ann["person_id"], "REJECT", "不符合条件", "区民政 王")
+        assert led.decisions(night.batch_id)["from_month"].to_list() == [M("2023-07")]
+    assert sc.lines(night.batch_id).filter(pl.col("person_id") == ann["person_id"]).height == 0
