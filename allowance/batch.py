@@ -487,16 +487,18 @@ def quarantined_keys(quarantine: pl.DataFrame) -> pl.DataFrame:
             .drop_nulls("_k"))
 
 
-def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules, leave: pl.Series) -> pl.DataFrame:
+def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules, leave: pl.Series,
+                   rejected: pl.DataFrame) -> pl.DataFrame:
     """The held runs of people in no clean row of the extract (`unmatched`: holdings rows with a
     null pkey, a few), without the months the last closed record the ledger saw for them entitled
     (`known`, person_ends: from start_mi to end_mi, the end month itself where `exit_month_paid`).
     A registry drops a closed record in time (the dead, a year on): absent then, the person is
     reckoned by that row (SPEC §1.2, §1.3), and only held months outside it are recovered or
     listed; recovering every held month as NOT_IN_EXTRACT asked a family for the months before a
-    death (audit 31A). `leave` (keys): people whose runs stay whole: under a hold or rejection in
-    force (a rejection's months are not due whatever the row said: audit 31C), or with a
-    quarantined row (neither paid nor recovered, and counted as such). Someone whose last row
+    death (audit 31A). `leave` (keys): people whose runs stay whole: under a hold in force (frozen),
+    or with a quarantined row (neither paid nor recovered, and counted as such). `rejected` (_k,
+    from_mi): a rejection in force ends what is settled the month before it (its months are not due
+    whatever the row said: audit 31C; the months before it are: audit 31D). Someone whose last row
     showed no end (a corrected birth date gives a new ID) keeps every month, to be recovered as
     before. A person left with no month is not absent: nothing of theirs is at stake."""
     ended = (known.join(unmatched.select("_k").unique(), on="_k", how="semi")
@@ -509,6 +511,9 @@ def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules, l
         [0 if rules.covered_since(m) is not None and rules.exit_month_paid(m) else 1
          for m in ended["end_mi"].to_list()],
         dtype=pl.Int32))
+    if rejected.height:
+        last = (last.join(rejected.group_by("_k").agg(pl.col("from_mi").min()), on="_k", how="left")
+                .with_columns(end_mi=pl.min_horizontal("end_mi", pl.col("from_mi") - 1).cast(pl.Int32)))
     lo = pl.col("_k").replace_strict(last["_k"], last["start_mi"], default=None, return_dtype=pl.Int32)
     hi = pl.col("_k").replace_strict(last["_k"], last["end_mi"], default=None, return_dtype=pl.Int32)
     runs = unmatched.with_columns(_lo=lo, _hi=hi)
@@ -776,8 +781,13 @@ def build_draft(
     # settled: only their runs after it are theirs to recover (or, quarantined, to leave).
     known_ends = ledger.person_ends()
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
-    not_clean = settled_by_end(held_rows.filter(unmatched), known_ends, rules, pl.concat(
-        [keyed(blocked, "decisions", strict=False)["_k"], quarantined_keys(validated.quarantine)["_k"]]))
+    decided = keyed(blocked, "decisions", strict=False)
+    not_clean = settled_by_end(
+        held_rows.filter(unmatched), known_ends, rules,
+        pl.concat([held_keys(blocked)["_k"],
+                   decided.filter((pl.col("action") == "REJECT") & pl.col("from_mi").is_null())["_k"],
+                   quarantined_keys(validated.quarantine)["_k"]]),
+        decided.filter((pl.col("action") == "REJECT") & pl.col("from_mi").is_not_null()).select("_k", "from_mi"))
     absent, held_quarantined, placeless = absent_people(not_clean, validated.quarantine, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])

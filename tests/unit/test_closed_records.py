@@ -169,3 +169,23 @@ def test_a_quarantined_row_with_a_known_end_is_counted_not_settled(tmp_path: Pat
                           "2026-09-10", breakers=OPEN, max_quarantine_share=1.0)
     assert night.summary["ledger_people_quarantined"] == 1
     assert sc.lines(night.batch_id).filter(pl.col("person_id") == dee["person_id"]).height == 0
+
+
+def test_a_rejection_from_a_later_month_leaves_the_months_before_it_paid(tmp_path: Path) -> None:
+    """Audit 31D: rejected from November (October still hers), dead in December, then dropped:
+    July to October were recovered as NOT_IN_EXTRACT (72 000 fen), as if the rejection covered
+    them. What is settled ends the month before the rejection."""
+    sc = Scenario(tmp_path / "s", opening_month="2025-07")
+    dee = person("1940-03-05", seq=1)
+    others = [person("1950-06-01", seq=s) for s in range(4, 8)]
+    sc.publish(sc.quarterly("2025Q3", [dee, *others], "2025-07-01"))
+    q4 = sc.quarterly("2025Q4", [dee, *others], "2025-10-01").batch_id
+    with Ledger.use(sc.ledger) as led:
+        led.review(q4, dee["person_id"], "REJECT", "不符合条件", "区民政 王", M("2025-11"), sc.rules)
+    sc.publish(q4)
+    sc.publish(sc.quarterly("2026Q1", [{**dee, "death_date": dt.date(2025, 12, 20)}, *others], "2026-01-02",
+                            breakers=OPEN))
+    night = sc.supplement(others, "2026-01-10", breakers=OPEN)
+    assert sc.lines(night.batch_id).filter(pl.col("person_id") == dee["person_id"]).height == 0
+    sc.publish(night)
+    assert _held(sc, dee["person_id"]) == [M(f"2025-{m:02d}") for m in range(7, 11)]
