@@ -487,20 +487,23 @@ def quarantined_keys(quarantine: pl.DataFrame) -> pl.DataFrame:
             .drop_nulls("_k"))
 
 
-def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules, leave: pl.Series,
-                   rejected: pl.DataFrame) -> pl.DataFrame:
+def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules, blocked: pl.DataFrame,
+                   quarantined: pl.Series) -> pl.DataFrame:
     """The held runs of people in no clean row of the extract (`unmatched`: holdings rows with a
     null pkey, a few), without the months the last closed record the ledger saw for them entitled
     (`known`, person_ends: from start_mi to end_mi, the end month itself where `exit_month_paid`).
     A registry drops a closed record in time (the dead, a year on): absent then, the person is
     reckoned by that row (SPEC §1.2, §1.3), and only held months outside it are recovered or
     listed; recovering every held month as NOT_IN_EXTRACT asked a family for the months before a
-    death (audit 31A). `leave` (keys): people whose runs stay whole: under a hold in force (frozen),
-    or with a quarantined row (neither paid nor recovered, and counted as such). `rejected` (_k,
-    from_mi): a rejection in force ends what is settled the month before it (its months are not due
+    death (audit 31A). Left whole: people under a hold in force (`blocked`, Ledger.blocked: frozen)
+    or with a quarantined row (`quarantined`, keys: neither paid nor recovered, and counted as
+    such); a rejection in force ends what is settled the month before it (its months are not due
     whatever the row said: audit 31C; the months before it are: audit 31D). Someone whose last row
     showed no end (a corrected birth date gives a new ID) keeps every month, to be recovered as
     before. A person left with no month is not absent: nothing of theirs is at stake."""
+    decided = keyed(blocked, "decisions", strict=False)
+    rejected = decided.filter((pl.col("action") == "REJECT") & pl.col("from_mi").is_not_null()).select("_k", "from_mi")
+    leave = pl.concat([decided.join(rejected, on="_k", how="anti")["_k"], quarantined])
     ended = (known.join(unmatched.select("_k").unique(), on="_k", how="semi")
              .filter(~pl.col("_k").is_in(leave.implode())))
     if ended.height == 0:
@@ -776,18 +779,13 @@ def build_draft(
     # 0.2-0.3 s). Clean ID keys are unique (DUPLICATE_ID), so no run is repeated.
     held_rows = holdings.with_columns(matched(holdings, clean, "_k", "pkey"))
     unmatched = pl.col("pkey").is_null()
-    # The ends the ledger last saw (a death, a hukou moved out): what tonight's rows change of
-    # them is kept with the draft, and the months up to theirs of the people in no clean row are
-    # settled: only their runs after it are theirs to recover (or, quarantined, to leave).
+    # The closed records the ledger last saw (person_ends): the months each entitled are settled
+    # for the people in no clean row (absent: only their held months outside them are recovered
+    # or listed); what tonight's rows change of them is kept with the draft (ends_seen, below).
     known_ends = ledger.person_ends()
     blocked = ledger.blocked()  # active review holds and rejections (五), asked once
-    decided = keyed(blocked, "decisions", strict=False)
-    not_clean = settled_by_end(
-        held_rows.filter(unmatched), known_ends, rules,
-        pl.concat([held_keys(blocked)["_k"],
-                   decided.filter((pl.col("action") == "REJECT") & pl.col("from_mi").is_null())["_k"],
-                   quarantined_keys(validated.quarantine)["_k"]]),
-        decided.filter((pl.col("action") == "REJECT") & pl.col("from_mi").is_not_null()).select("_k", "from_mi"))
+    not_clean = settled_by_end(held_rows.filter(unmatched), known_ends, rules, blocked,
+                               quarantined_keys(validated.quarantine)["_k"])
     absent, held_quarantined, placeless = absent_people(not_clean, validated.quarantine, ledger)
     absent = absent.with_row_index("pkey", offset=clean.height)
     ids = pl.concat([clean.select("pkey", "_k"), absent.select("pkey", "_k")])
@@ -1331,7 +1329,8 @@ def outside_window(
       covers are not expired either: a rejection's are not owed (not entitled), a hold's are paid
       on its release. `reach` (released_reach): months a released decision brought into a
       person's due months are not old. `absent_held`: the absent people's held runs (pkey, from_mi,
-      to_mi, fen) where they are not all of `holdings`' (settled_by_end: not the months up to an end).
+      to_mi, fen) where they are not all of `holdings`' (settled_by_end: not the months a closed
+      record they were last seen with entitled).
     """
     old = before_window(window, opening, rules)
     if window.empty or old.empty:

@@ -78,8 +78,8 @@ SCHEMA_VERSION = "6"  # 2: batch lines and pieces as Parquet files; 3: the journ
 # a batch's no-card list and quarantine are files of the batch, like its lines;
 # 5: each recovery's months (recovery_months), a draft's cancellations of recoveries still owed
 # for months the person is entitled to again (batch_cancels), and each district's approval of a
-# draft's list (approvals); 6: the last end (death or hukou moved out) each person was seen with
-# (person_ends, batch_ends)
+# draft's list (approvals); 6: the months each paid person's last closed record (a death or hukou
+# moved out) entitled (person_ends, batch_ends)
 UPGRADABLE = {"3": "4", "4": "5", "5": "6"}  # `allowance ledger upgrade`: the schemas this engine converts, and to what
 
 # A batch's no-card list and quarantine were DuckDB rows in schema 3: 45 000 and 30 000 rows a
@@ -578,13 +578,13 @@ DATED_NOTICES = f"""select b.line_id, b.status, b.settled_at as recorded, d.sett
 from bank_returns b left join ({NOTICE_DATES}) d
 on d.line_id = b.line_id and d.status = b.status and d.recorded is not distinct from b.settled_at"""
 RECORDED_NOTICES = f"""select line_id, status, coalesce(given, recorded) as settled_at from ({DATED_NOTICES})"""
-# The lines the ledger holds reversed now: a REVERSAL not undone by a RETRY_PAID since.
 def _not_a_ledger(p: Path, tables: set[str]) -> str:
     """The message for a DuckDB database some other application made, where a ledger is asked for."""
     some = ", ".join(sorted(tables)[:3]) + (", …" if len(tables) > 3 else "")
     return f"{p}: a DuckDB database that is not a ledger (it has table(s) {some})"
 
 
+# The lines the ledger holds reversed now: a REVERSAL not undone by a RETRY_PAID since.
 REVERSED_LINES = """select line_id from bank_entries where kind in ('REVERSAL', 'RETRY_PAID') group by line_id
 having sum(fen * (to_mi - from_mi + 1)) < 0"""
 
@@ -767,8 +767,8 @@ class Ledger:
     def _upgrade_5_to_6(p: Path, con: duckdb.DuckDBPyConnection, touched: set[str]) -> dict[str, Any]:
         """Inside `upgrade`'s transaction: schema 6's tables, empty. No earlier engine kept the
         ends its extracts showed, so each is known from the first publication after the upgrade
-        whose extract shows it (the dead stay in the extract a year). A schema-5 ledger made before
-        the recovery register's months followed cancellations has them mended (_mend_recovery_months)."""
+        whose extract shows it. A schema-5 ledger made before the recovery register's months followed
+        cancellations has them mended (_recount_recovery_months, as `upgrade` of a current ledger does)."""
         con.execute(SCHEMA_6_TABLES)
         mended = Ledger(p, con)._recount_recovery_months()
         return {"recovery_months_mended": mended} if mended else {}
@@ -1329,8 +1329,8 @@ class Ledger:
 
         `cancels`: recoveries still owed for months the person is entitled to again, cancelled
         instead of paid (batch.cancel_owed_recoveries; schema of batch_cancels, no batch_id).
-        `ends`: what the extract changes of person_ends (batch.ends_seen: person_key, end_mi,
-        null for an end withdrawn), recorded when the batch is published."""
+        `ends`: what the extract changes of person_ends (batch.ends_seen: person_key, start_mi,
+        end_mi, null months for an end withdrawn), recorded when the batch is published."""
         bid = batch["batch_id"]
         self.run("begin")
         try:

@@ -79,6 +79,12 @@ def today_shanghai() -> dt.date:
     return dt.datetime.now(SHANGHAI).date()
 
 
+def as_of_or_today(as_of: str | None) -> dt.date:
+    """An `--as-of` option: the date given, or today (Shanghai) when none is; an empty one is not a
+    date (audit 31B: a script's unset variable drafted a quarter as of today)."""
+    return today_shanghai() if as_of is None else parse_date(as_of, "--as-of")
+
+
 def month_index_expr(col: str | pl.Expr) -> pl.Expr:
     e = pl.col(col) if isinstance(col, str) else col
     return (e.dt.year().cast(pl.Int32) * 12 + e.dt.month().cast(pl.Int32) - 1).cast(pl.Int32)

@@ -151,6 +151,7 @@ def _read_extract(p: Path) -> tuple[pl.LazyFrame, pl.Series | None]:
             raise InputError(f"{p}: missing column(s) {', '.join(missing)}; SPEC §3 lists "
                              f"{', '.join(REGISTRY_COLUMNS)}{_header_hint(names, missing)}")
         lf = lf.select(REGISTRY_COLUMNS)
+        refuse_nested(p, lf.collect_schema(), "; export it as SPEC §3 gives it")
         _refuse_numbers_for_text(p, lf.collect_schema())
         _refuse_times_of_day(p, lf)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as e:
@@ -346,18 +347,21 @@ def _unreadable(p: Path, e: BaseException, hint: str = "") -> InputError:
     return InputError(f"{p}: cannot read the extract ({why}){hint}")
 
 
+def refuse_nested(p: Path, schema: pl.Schema, hint: str = "") -> None:
+    """A column of lists, arrays or records is refused, naming it: every column the engine reads is
+    text or dates (audit 31B: a name held as a record was written into the bank files as `{"x"}`,
+    and a return file's line ids held as lists ended in polars' "cannot cast List type")."""
+    for c, dtype in schema.items():
+        if dtype.is_nested() or dtype == pl.Object:
+            raise InputError(f"{p}: column {c} holds nested values ({dtype}), not "
+                             f"{'dates' if c in DATE_COLUMNS else 'text'}{hint}")
+
+
 def _refuse_numbers_for_text(p: Path, schema: pl.Schema) -> None:
     """A resident ID or a card number stored as a number is refused. As integers, a card number
     has lost any leading zero and an ID its check digit X (one ID in eleven); as floating point,
     both have lost digits. Neither can be seen in what is left, and a card number with a digit
     missing pays into another account or none."""
-    # Nor is any column of lists, arrays or records: SPEC §3's are texts and dates, and a name
-    # held as a record was written into the bank files as `{"x"}` (audit 31B).
-    for c, dtype in schema.items():
-        if dtype.is_nested() or dtype == pl.Object:
-            wanted = "dates" if c in DATE_COLUMNS else "text"
-            raise InputError(f"{p}: column {c} holds nested values ({dtype}), not {wanted}; "
-                             "export it as SPEC §3 gives it")
     lost = {"person_id": "the check digit X", "card_no": "a leading zero"}
     for c, what in lost.items():
         if schema[c].is_numeric():

@@ -10,7 +10,13 @@ import polars as pl
 
 from allowance.errors import InputError, first_line
 from allowance.months import SHANGHAI
-from allowance.registry import check_parquet_footer, read_utf8_csv, refuse_repeated_header, refuse_unterminated
+from allowance.registry import (
+    check_parquet_footer,
+    read_utf8_csv,
+    refuse_nested,
+    refuse_repeated_header,
+    refuse_unterminated,
+)
 
 RETURN_COLUMNS = ("line_id", "status", "reason", "settled_at")
 # Columns a bank may send back beside SPEC §8's, as its own record of the line: when present, each
@@ -47,9 +53,7 @@ def _read_text_table(path: Path, required: tuple[str, ...], what: str,
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     kept = [c for c in df.columns if c in known]
-    if nested := [c for c in kept if df.schema[c].is_nested() or df.schema[c] == pl.Object]:
-        # (audit 31B: polars' "cannot cast List type", naming neither the file nor the column)
-        raise InputError(f"{path}: column {nested[0]} holds nested values ({df.schema[nested[0]]}), not text")
+    refuse_nested(path, df.select(kept).schema)
     texts = df.select([pl.col(c).cast(pl.String).str.strip_chars() for c in kept]).select(pl.all().replace("", None))
     # A row with nothing in it (a blank line at the end, Excel's `,,,`) is no row; it refused the
     # whole file (an audit), and the nightly job with it, every night until staff moved the file.

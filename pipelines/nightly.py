@@ -29,7 +29,7 @@ from allowance import log, registry, rules
 from allowance.cli.common import run_command
 from allowance.errors import AllowanceError, LedgerBusy
 from allowance.ledger import Ledger
-from allowance.months import parse_date, today_shanghai
+from allowance.months import as_of_or_today
 from allowance.registry import file_sha256
 from allowance.returns import read_bank_returns
 from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run
@@ -57,7 +57,7 @@ def main(
     max_shrink_share: Annotated[float, typer.Option()] = DEFAULT_MAX_SHRINK_SHARE,
 ) -> None:
     def body() -> dict[str, object]:
-        day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
+        day = as_of_or_today(as_of)
         imported = []
         # A folder is an inbox: a night with no new file imports nothing (a file imported before
         # changes nothing, so files may stay there until archived). It reads .csv, .txt and .parquet

@@ -21,7 +21,7 @@ import typer
 
 from allowance import registry, rules
 from allowance.cli.common import run_command
-from allowance.months import month_index, parse_date, parse_quarter, quarter_label, today_shanghai
+from allowance.months import as_of_or_today, month_index, parse_quarter, quarter_label
 from allowance.runs import DEFAULT_MAX_SHRINK_SHARE, DEFAULT_MAX_STOP_SHARE, Breakers, draft_run
 from pipelines._job import publish_unless_empty, run_job
 
@@ -41,7 +41,7 @@ def main(
     max_shrink_share: Annotated[float, typer.Option()] = DEFAULT_MAX_SHRINK_SHARE,
 ) -> None:
     def body() -> dict[str, object]:
-        day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
+        day = as_of_or_today(as_of)
         q = parse_quarter(quarter or quarter_label(month_index(day)))
         # with its change report, as the nightly job's and `allowance run quarterly`'s (district staff review from it)
         br = Breakers(max_stop_share, max_shrink_share, force, reason)

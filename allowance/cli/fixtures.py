@@ -9,7 +9,7 @@ import typer
 
 from allowance.cli.common import echo, errors_as_messages
 from allowance.errors import InputError, UserError, os_reason
-from allowance.months import parse_date, today_shanghai
+from allowance.months import as_of_or_today
 
 app = typer.Typer(help="Generated registries.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def registry(
     """Write a registry as the big-data center would extract it on --as-of."""
     from allowance.generator import generate_registry, write_registry
 
-    day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
+    day = as_of_or_today(as_of)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise UserError(f"{out}: --out must end in .parquet or .csv")
     try:

@@ -22,7 +22,7 @@ from allowance.cli.common import (
     load_rules,
 )
 from allowance.money import yuan
-from allowance.months import parse_date, parse_quarter, today_shanghai
+from allowance.months import as_of_or_today, parse_quarter
 from allowance.runs import (
     DEFAULT_MAX_SHRINK_SHARE,
     DEFAULT_MAX_STOP_SHARE,
@@ -116,7 +116,7 @@ def quarterly(
 ) -> None:
     """Quarterly pre-disbursement (四 按季度预拨): due months from the retroactive start to the quarter's end."""
     q = parse_quarter(quarter)
-    day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
+    day = as_of_or_today(as_of)
     br = Breakers(max_stop_share, max_shrink_share, force, reason)
     res = draft_run("quarterly", registry_path, ledger, load_rules(rules), day, q, max_quarantine_share, br, out)
     _report(res, json_)
@@ -139,7 +139,7 @@ def supplement(
 ) -> None:
     """Nightly supplement: new entrants, band corrections, new cards, re-issues and recoveries, up to the
     end of the latest pre-disbursed quarter; months older than the retroactive window are reported as expired."""
-    day = parse_date(as_of, "--as-of") if as_of is not None else today_shanghai()
+    day = as_of_or_today(as_of)
     br = Breakers(max_stop_share, max_shrink_share, force, reason)
     res = draft_run("supplement", registry_path, ledger, load_rules(rules), day, None, max_quarantine_share, br, out)
     _report(res, json_)
