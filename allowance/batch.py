@@ -510,10 +510,11 @@ def settled_by_end(unmatched: pl.DataFrame, known: pl.DataFrame, rules: Rules, b
         return unmatched
     # the last month each was entitled to: the end month itself, unless a version not paying it
     # is in force then (a month no version covers pays nothing either)
-    last = ended.with_columns(pl.col("end_mi") - pl.Series(
-        [0 if rules.covered_since(m) is not None and rules.exit_month_paid(m) else 1
-         for m in ended["end_mi"].to_list()],
-        dtype=pl.Int32))
+    # (asked of each distinct month, a few dozen, not of each person)
+    months = ended["end_mi"].unique().to_list()
+    not_paid = [0 if rules.covered_since(m) is not None and rules.exit_month_paid(m) else 1 for m in months]
+    last = ended.with_columns(pl.col("end_mi") - pl.col("end_mi").replace_strict(months, not_paid,
+                                                                                 return_dtype=pl.Int32))
     if rejected.height:
         last = (last.join(rejected.group_by("_k").agg(pl.col("from_mi").min()), on="_k", how="left")
                 .with_columns(end_mi=pl.min_horizontal("end_mi", pl.col("from_mi") - 1).cast(pl.Int32)))
